@@ -1,0 +1,1 @@
+"""campus-gateway: carries a school's security alarms to a police-linked center."""

@@ -1,0 +1,72 @@
+"""Event types: priority and the alarm-industry codes they carry.
+
+The project's own table (DESIGN.md: the daemon never reads ``../shared`` at run
+time). Contact ID codes are Ademco Contact ID (SIA DC-05) event codes; SIA codes
+are SIA DC-03 two-letter codes, the active one and the restore one as the
+Contact ID -> SIA mapping gives them (Q=1 new event, Q=3 restore).
+``tests/test_codes.py`` checks every row against ``realdata/dc09/*.csv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """What an event type means to the center.
+
+    Attributes:
+        type: dotted event type (``alarm.panic``).
+        priority: 1 life safety · 2 intrusion/perimeter/tamper · 3 faults ·
+            4 state, motion, checkpoint · 5 telemetry (DESIGN.md "The event").
+        cid: Contact ID event code (3 digits) or None.
+        sia: SIA code for a new event / active state, or None.
+        sia_restore: SIA code for the restore (``cleared``) of this condition, or None.
+    """
+
+    type: str
+    priority: int
+    cid: str | None = None
+    sia: str | None = None
+    sia_restore: str | None = None
+
+    @property
+    def alarm_class(self) -> bool:
+        """Priority 1-2: stays open until the center acks it; never shed."""
+        return self.priority <= 2
+
+
+KINDS: dict[str, EventKind] = {
+    k.type: k
+    for k in (
+        # CID 120 Panic Alarm -> SIA PA / PH.
+        EventKind("alarm.panic", 1, cid="120", sia="PA", sia_restore="PH"),
+        # CID 130 Burglary -> SIA BA / BH.
+        EventKind("alarm.intrusion", 2, cid="130", sia="BA", sia_restore="BH"),
+        # CID 131 Perimeter -> SIA BA / BH.
+        EventKind("alarm.perimeter", 2, cid="131", sia="BA", sia_restore="BH"),
+        # CID 137 Burg-Tamper -> SIA TA / TR.
+        EventKind("alarm.tamper", 2, cid="137", sia="TA", sia_restore="TR"),
+        # CID 380 Sensor trouble -> SIA YX / YZ.
+        EventKind("fault.line", 3, cid="380", sia="YX", sia_restore="YZ"),
+        # CID 333 Expansion module failure -> SIA ET / ER.
+        EventKind("fault.device_offline", 3, cid="333", sia="ET", sia_restore="ER"),
+        EventKind("device.online", 4, cid="333", sia="ER"),
+        # CID 305 System reset -> SIA YW.
+        EventKind("gateway.started", 4, cid="305", sia="YW"),
+        EventKind("gateway.heartbeat", 5),
+        EventKind("gateway.buffer_shed", 3),
+        EventKind("zone.latch_reset", 4),
+        EventKind("command.result", 4),
+    )
+}
+
+
+def kind_of(event_type: str) -> EventKind:
+    """The :class:`EventKind` of ``event_type``.
+
+    Raises:
+        KeyError: an event type this gateway does not define.
+    """
+    return KINDS[event_type]

@@ -1,0 +1,141 @@
+"""The daemon: wires outbox → uplink → devices and runs them for the life of the process.
+
+Stages start in order with a readiness handshake (STYLE.md rule 5): the outbox
+opens (or the daemon refuses to start), the uplink task starts (it connects on its
+own and never gives up, so a broker that is down does not stop alarms from being
+recorded), then one supervised task per device. systemd is told ``READY=1`` after
+all of them are started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from drivers.modbus_io.poller import ModulePoller
+from gateway.clock import ClockSync
+from gateway.config import GatewayConfig
+from gateway.outbox import Outbox
+from gateway.schema import Event, EventFactory
+from gateway.supervisor import Supervisor
+from gateway.systemd import notify
+from gateway.uplink import Uplink
+from gateway.zones import ZoneEngine
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Gateway:
+    """One running gateway. ``await gateway.run()``; cancel the task to stop it.
+
+    Args:
+        cfg: validated configuration.
+        outbox_path: overrides ``[outbox] path`` (tests, the demo).
+
+    Attributes:
+        ready: set once every stage is started.
+        outbox, uplink, engine, pollers: the stages, available once ``ready``.
+    """
+
+    cfg: GatewayConfig
+    outbox_path: Path | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    outbox: Outbox | None = None
+    uplink: Uplink | None = None
+    engine: ZoneEngine | None = None
+    pollers: dict[str, ModulePoller] = field(default_factory=dict)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    async def run(self) -> None:
+        """Run until cancelled.
+
+        Raises:
+            OutboxError: the outbox cannot be opened (locked, unreadable).
+        """
+        cfg = self.cfg
+        path = self.outbox_path or cfg.outbox.path
+        factory = EventFactory(cfg.source_prefix, ClockSync().synced)
+        async with Outbox(path, commit_linger=cfg.outbox.commit_linger_ms / 1000) as outbox:
+            self.outbox = outbox
+            self.engine = ZoneEngine(cfg, factory, outbox.append)
+            client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
+            self.uplink = Uplink(
+                cfg.broker, cfg.topic_prefix, outbox, client_id=client_id, on_ack=self._acked
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(
+                    self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
+                )
+                await self._started(factory, outbox)
+                for module in cfg.modules:
+                    debounce = {
+                        z.input: z.debounce_ms
+                        for z in cfg.zones
+                        if z.module == module.id and z.debounce_ms is not None
+                    }
+                    poller = ModulePoller(module, self.engine.observe, debounce_ms=debounce)
+                    self.pollers[module.id] = poller
+                    name = f"driver[modbus_io:{module.id}]"
+                    tg.create_task(self.supervisor.run_forever(name, poller.run), name=name)
+                self.ready.set()
+                notify("READY=1")
+                log.info(
+                    "gateway.ready",
+                    site=cfg.site.id,
+                    gateway=cfg.site.gateway,
+                    modules=len(cfg.modules),
+                    zones=len(cfg.zones),
+                    stream=outbox.stream,
+                )
+
+    async def _started(self, factory: EventFactory, outbox: Outbox) -> Event:
+        return await outbox.append(
+            factory.make(
+                "gateway.started",
+                device="gateway",
+                subject=self.cfg.site.gateway,
+                state="instant",
+                data={"name": self.cfg.site.name, "stream": outbox.stream},
+            )
+        )
+
+    async def _acked(self, ids: list[str]) -> None:
+        if self.outbox is not None:
+            await self.outbox.mark_acked(ids)
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> AsyncIterator[Gateway]:
+    """Start a gateway as a task, wait until ready, yield it, cancel it on exit."""
+    gateway = Gateway(cfg, outbox_path=outbox_path)
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    ready = asyncio.create_task(gateway.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()
+    try:
+        yield gateway
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
+    """Run the daemon until SIGTERM or SIGINT, then stop cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(cfg, outbox_path=outbox_path):
+        await stop.wait()
+        notify("STOPPING=1")
+        log.info("gateway.stopping")

@@ -1,0 +1,67 @@
+"""One exception tree, grouped by what the caller does next (STYLE.md rule 2)."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is wrong: a technician must fix the file.
+
+    Attributes:
+        file: path of the configuration file.
+        field: dotted path of the offending field (``zones.3.input``), or None.
+        line: 1-based line in the file where it can be found, or None.
+    """
+
+    def __init__(
+        self, message: str, *, file: str, field: str | None = None, line: int | None = None
+    ) -> None:
+        self.file = file
+        self.field = field
+        self.line = line
+        where = file + (f":{line}" if line is not None else "")
+        prefix = f"{where}: {field}: " if field else f"{where}: "
+        super().__init__(prefix + message)
+
+
+class DeviceError(GatewayError):
+    """Base for errors talking to one device.
+
+    Attributes:
+        device_id: the configured id of the device.
+    """
+
+    def __init__(self, message: str, *, device_id: str) -> None:
+        self.device_id = device_id
+        super().__init__(f"{device_id}: {message}")
+
+
+class DeviceUnavailable(DeviceError):
+    """Transient: the device did not answer (timeout, refused, reset). Back off and retry."""
+
+
+class DeviceAuthError(DeviceError):
+    """The device refused our credentials: a technician must act."""
+
+
+class DeviceProtocolError(DeviceError):
+    """The device answered with something we cannot use: log once, count, skip.
+
+    Attributes:
+        raw: the offending frame or document as text (hex for binary frames), for a test.
+    """
+
+    def __init__(self, message: str, *, device_id: str, raw: str = "") -> None:
+        self.raw = raw
+        super().__init__(message, device_id=device_id)
+
+
+class UplinkError(GatewayError):
+    """The MQTT path failed; the outcome of any publish under way is unknown."""
+
+
+class OutboxError(GatewayError):
+    """The local store failed (disk full, corrupt file, locked by another daemon)."""

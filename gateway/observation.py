@@ -1,0 +1,67 @@
+"""What drivers hand to the rules: typed readings, no wire formats, no MQTT.
+
+Drivers put these on an :class:`ObservationSink`; the rules (``gateway.zones``)
+turn them into events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+
+def utcnow() -> datetime:
+    """The gateway's own UTC time, the receive time of every event."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InputChanged:
+    """A digital input of a device changed (after debounce).
+
+    Attributes:
+        device_id: configured device id (``gate-io``).
+        channel: the input's channel number as the vendor labels it on the
+            terminal block (0-based for ADAM ``DI0``, Moxa ``DI-00``).
+        closed: True when the contact is closed (current flows), after the
+            profile's and the module's active-low inversion is applied.
+        received_at: gateway UTC time of the poll that saw the change.
+        initial: True for the first reading after (re)connecting: the state as
+            found, not a transition that was seen happening.
+    """
+
+    device_id: str
+    channel: int
+    closed: bool
+    received_at: datetime = field(default_factory=utcnow)
+    initial: bool = False
+
+
+HealthState = Literal["starting", "online", "degraded", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """A device's health changed (STYLE.md rule 6: transitions, not failures).
+
+    Attributes:
+        device_id: configured device id.
+        state: new health state.
+        previous: the state before this transition.
+        reason: short human text (last error), empty when online.
+        failures: consecutive failed polls at the time of the transition.
+        received_at: gateway UTC time of the transition.
+    """
+
+    device_id: str
+    state: HealthState
+    previous: HealthState
+    reason: str = ""
+    failures: int = 0
+    received_at: datetime = field(default_factory=utcnow)
+
+
+Observation = InputChanged | DeviceHealth
+ObservationSink = Callable[[Observation], Awaitable[None]]

@@ -1,0 +1,130 @@
+"""``campus-sim campus``: the whole simulated campus in one command.
+
+Starts, in order: a private mosquitto (unless ``--broker`` names one), a simulated
+I/O module for every ``[[modules]]`` of the config on its configured address, the
+modules' control endpoint, the center console, and the gateway itself as a
+separate process (``campus-gateway run``, logs to a file in the work directory).
+Once every module is online at the center, the scenario runs. Ctrl-C (or
+``--duration``) stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from gateway.config import load_config
+from simulators.broker import MosquittoBroker
+from simulators.center import CenterConsole
+from simulators.modbus_control import ControlServer
+from simulators.modbus_module import SimulatedModule
+from simulators.modules import simulated_modules
+from simulators.scenario import Scenario, load_scenario, play
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "config" / "demo.toml"
+DEFAULT_SCENARIO = REPO / "config" / "demo-scenario.toml"
+DEFAULT_CONTROL_PORT = 15080
+
+
+async def run_campus(
+    *,
+    config: Path = DEFAULT_CONFIG,
+    scenario: Path | None = DEFAULT_SCENARIO,
+    duration: float | None = None,
+    events_jsonl: Path | None = None,
+    broker: str | None = None,
+    control_port: int = DEFAULT_CONTROL_PORT,
+    workdir: Path | None = None,
+) -> int:
+    """Run the simulated campus; returns 0, or 1 when the center saw a bad event or a gap.
+
+    Raises:
+        ConfigError: bad gateway config; ValueError: bad scenario file.
+    """
+    cfg = load_config(config)
+    steps = load_scenario(scenario) if scenario is not None else None
+    work = workdir or Path(tempfile.mkdtemp(prefix="campus-sim-"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if broker:
+            host, _, port_text = broker.rpartition(":")
+            port = int(port_text)
+        else:
+            mosquitto = MosquittoBroker(work / "mosquitto")
+            await stack.enter_async_context(mosquitto)
+            host, port = mosquitto.host, mosquitto.port
+        modules = await stack.enter_async_context(simulated_modules(cfg))
+        control = ControlServer(modules, port=control_port)
+        await stack.enter_async_context(control)
+        center = CenterConsole(host, port, jsonl_path=events_jsonl)
+        await stack.enter_async_context(center)
+        log_path = work / "gateway.log"
+        gateway = await _start_gateway(config, f"{host}:{port}", work / "outbox.sqlite", log_path)
+        stack.push_async_callback(_stop_process, gateway)
+        center.say(
+            f"CAMPUS broker {host}:{port} · modules "
+            + ", ".join(f"{i}@{m.host}:{m.port}" for i, m in modules.items())
+            + f" · control http://127.0.0.1:{control.port} · gateway log {log_path}"
+        )
+        tasks = [asyncio.create_task(stop.wait())]
+        if duration is not None:
+            tasks.append(asyncio.create_task(asyncio.sleep(duration)))
+        tasks.append(asyncio.create_task(gateway.wait()))
+        if steps is not None:
+            tasks.append(asyncio.create_task(_scenario(center, modules, steps)))
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if task.exception() is not None:
+                center.say(f"CAMPUS scenario failed: {task.exception()}")
+        if gateway.returncode is not None:
+            center.say(f"CAMPUS the gateway exited with {gateway.returncode}; see {log_path}")
+        center.say("CAMPUS stopping")
+    center.say(f"SUMMARY {center.summary()}")
+    return 0 if center.invalid == 0 and not center.gaps else 1
+
+
+async def _scenario(
+    center: CenterConsole, modules: dict[str, SimulatedModule], steps: Scenario
+) -> None:
+    await center.wait_for(
+        lambda: {e["subject"] for e in center.events if e["type"] == "device.online"}
+        >= set(modules),
+        30.0,
+    )
+    await play(steps, modules, center.say)
+    await asyncio.Event().wait()  # the scenario is over; the campus keeps running
+
+
+async def _start_gateway(
+    config: Path, broker: str, outbox: Path, log_path: Path
+) -> asyncio.subprocess.Process:
+    log = log_path.open("ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "run", str(config),
+            "--broker", broker, "--outbox", str(outbox), "--log-json",
+            stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+async def _stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

@@ -1,0 +1,514 @@
+"""The police-linked duty center, simulated: receives, checks, dedupes and acks events.
+
+:class:`CenterConsole` subscribes (MQTT 5, QoS 1) to every gateway's events and
+status, validates each event against ``gateway/event.schema.json``, prints one
+readable line per event, tracks ``seq`` per ``stream`` to report gaps, dedupes by
+``id`` and acks every received id on ``campus/v1/<site>/<gateway>/ack``
+(DESIGN.md "Delivery: at least once, end to end"). It reconnects with backoff
+for as long as it runs. Tests await :meth:`CenterConsole.wait_for`; technicians
+run it from the command line with :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import secrets
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TextIO
+
+import aiomqtt
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.schema import event_json_schema
+
+EVENTS_FILTER = "campus/v1/+/+/events/#"
+STATUS_FILTER = "campus/v1/+/+/status"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message on an events topic that is not a valid event.
+
+    Attributes:
+        topic: the MQTT topic it came on.
+        payload: the payload as text (undecodable bytes replaced).
+        reason: why it was rejected (the schema error, bad JSON, topic mismatch).
+    """
+
+    topic: str
+    payload: str
+    reason: str
+
+
+def _seq_range(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+class SeqTracker:
+    """The ``seq`` numbers seen per ``stream``: holes, late fills, reused numbers.
+
+    Every stream starts at ``seq`` 1 (DESIGN.md: a new stream means seq
+    restarted), so a first event with ``seq`` 5 leaves 1-4 missing. Events may
+    arrive out of ``seq`` order (priority lanes), so a hole is filled when its
+    event arrives late.
+    """
+
+    def __init__(self) -> None:
+        self._highest: dict[str, int] = {}
+        self._missing: dict[str, set[int]] = {}
+        self._ids: dict[tuple[str, int], str] = {}
+
+    def add(self, stream: str, seq: int, event_id: str) -> list[str]:
+        """Record one first delivery; return the report lines it causes (may be none)."""
+        notes: list[str] = []
+        known = self._ids.setdefault((stream, seq), event_id)
+        if known != event_id:
+            notes.append(f"SEQ REUSED stream={stream} seq={seq} by id {event_id} (was {known})")
+            return notes
+        highest = self._highest.get(stream, 0)
+        missing = self._missing.setdefault(stream, set())
+        if seq > highest + 1:
+            missing.update(range(highest + 1, seq))
+            notes.append(f"GAP stream={stream} missing seq {_seq_range(highest + 1, seq - 1)}")
+        elif seq in missing:
+            missing.discard(seq)
+            notes.append(f"LATE stream={stream} seq {seq} filled a gap")
+        self._highest[stream] = max(highest, seq)
+        return notes
+
+    def gaps(self) -> dict[str, list[int]]:
+        """The ``seq`` numbers still missing, per stream with any missing."""
+        return {stream: sorted(seqs) for stream, seqs in self._missing.items() if seqs}
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One readable console line for an event (names kept as they are, e.g. Chinese)."""
+    data = event.get("data") or {}
+    source = str(event.get("source", ""))
+    site_gateway = "/".join(source.split("/")[1:3])
+    fields = [
+        str(event.get("time", "?")),
+        site_gateway,
+        f"P{event.get('priority', '?')}",
+        str(event.get("type", "?")),
+        f"subject={event.get('subject', '?')}",
+        f"state={data.get('state', '?')}",
+    ]
+    if "name" in data:
+        fields.append(f"name={data['name']}")
+    if "siacode" in event or "cidcode" in event:
+        fields.append(f"SIA={event.get('siacode', '-')} CID={event.get('cidcode', '-')}")
+    fields.append(f"seq={event.get('seq', '?')}")
+    return " ".join(fields)
+
+
+class CenterConsole:
+    """The center side: subscribes, validates, prints, dedupes, tracks gaps, acks.
+
+    Run it with :meth:`run` (forever), :meth:`start`/:meth:`close`, or
+    ``async with CenterConsole(host, port) as console:`` (connected and
+    subscribed on entry).
+
+    Every message on an events topic with a string ``id`` is acked, valid or not
+    and first delivery or not (a re-send means our last ack was lost). Acks for
+    one gateway are batched for ``ack_delay`` seconds into ``{"ids": [...]}``.
+
+    Args:
+        host: broker host.
+        port: broker port.
+        identifier: MQTT client id; random when omitted.
+        ack: publish acks; False plays a center that never acks.
+        persistent: keep the MQTT session (clean_start False, ``session_expiry``),
+            so QoS 1 events published while the console is away are delivered later.
+        session_expiry: session expiry interval in seconds for ``persistent``.
+        out: text stream for the console lines; ``sys.stdout`` when omitted.
+        jsonl_path: file to append each accepted event to, one JSON line each.
+        ack_delay: seconds to gather acks into one message (keep well under 0.1).
+        backoff_initial: first reconnect delay in seconds; doubled up to ``backoff_max``.
+        backoff_max: longest reconnect delay in seconds.
+        connect_timeout: seconds ``async with`` waits for the first subscription.
+
+    Attributes:
+        events: every accepted (schema-valid) event, first delivery only, in arrival order.
+        rejected: every message on an events topic that was not a valid event.
+        duplicates: deliveries of an id already accepted.
+        deliveries: messages received on events topics, all counted.
+        seq_conflicts: accepted events whose (stream, seq) another id already had.
+        status: last payload per ``…/status`` topic (``online``/``offline``).
+        acked_ids: every id in an ack the broker confirmed, in order (repeats kept).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        identifier: str | None = None,
+        ack: bool = True,
+        persistent: bool = False,
+        session_expiry: int = 3600,
+        out: TextIO | None = None,
+        jsonl_path: Path | None = None,
+        ack_delay: float = 0.02,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 5.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.identifier = identifier or f"center-{secrets.token_hex(4)}"
+        self.ack = ack
+        self.persistent = persistent
+        self.session_expiry = session_expiry
+        self.out = out if out is not None else sys.stdout
+        self.jsonl_path = jsonl_path
+        self.ack_delay = ack_delay
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.connect_timeout = connect_timeout
+
+        self.events: list[dict[str, Any]] = []
+        self.rejected: list[Rejected] = []
+        self.duplicates = 0
+        self.deliveries = 0
+        self.seq_conflicts = 0
+        self.status: dict[str, str] = {}
+        self.acked_ids: list[str] = []
+
+        self._ids: set[str] = set()
+        self._seq = SeqTracker()
+        self._validator = Draft202012Validator(event_json_schema())
+        self._changed = asyncio.Condition()
+        self._pending_acks: dict[str, list[str]] = {}
+        self._acks_in_flight = False
+        self._ack_wakeup = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what tests read -------------------------------------------------------
+
+    @property
+    def invalid(self) -> int:
+        """How many messages on events topics were not valid events."""
+        return len(self.rejected)
+
+    @property
+    def gaps(self) -> dict[str, list[int]]:
+        """``seq`` numbers still missing per stream (only streams with a gap)."""
+        return self._seq.gaps()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and subscribed."""
+        return self._connected.is_set()
+
+    def ids(self) -> list[str]:
+        """Ids of the accepted events, in arrival order."""
+        return [event["id"] for event in self.events]
+
+    def summary(self) -> str:
+        """One line with the counters, for the end of a run or a failed wait."""
+        text = (
+            f"events={len(self.events)} deliveries={self.deliveries} invalid={self.invalid} "
+            f"duplicates={self.duplicates} seq_conflicts={self.seq_conflicts} "
+            f"gaps={self.gaps} acked={len(self.acked_ids)} connected={self.connected}"
+        )
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            text += f" console task ended: {self._task.exception()!r}"
+        return text
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - the tests' wait_for(predicate, timeout)
+    ) -> None:
+        """Wait until ``predicate()`` is true.
+
+        It is checked now and again after every received message, every
+        confirmed ack and every connect or disconnect.
+
+        Raises:
+            TimeoutError: not true within ``timeout`` seconds; the message has
+                :meth:`summary`.
+        """
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(predicate)
+        except TimeoutError:
+            raise TimeoutError(f"not true within {timeout} s: {self.summary()}") from None
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until connected and subscribed.
+
+        Raises:
+            TimeoutError: not connected within ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"center console not connected to {self.host}:{self.port} within {timeout} s"
+            ) from None
+
+    # -- lifetime --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe, receive and ack until cancelled; reconnect on any broker loss."""
+        delay = self.backoff_initial
+        while True:
+            try:
+                async with self._make_client() as client:
+                    await client.subscribe(EVENTS_FILTER, qos=1)
+                    await client.subscribe(STATUS_FILTER, qos=1)
+                    self._connected.set()
+                    delay = self.backoff_initial
+                    self.say(f"LINK up {self.host}:{self.port} as {self.identifier}")
+                    await self._notify()
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._receive(client))
+                        tasks.create_task(self._send_acks(client))
+            except* aiomqtt.MqttError as group:
+                reason = "; ".join(str(exc) for exc in group.exceptions)
+                self.say(f"LINK down ({reason}); retry in {delay:.1f} s")
+            finally:
+                self._connected.clear()
+            await self._notify()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.backoff_max)
+
+    def start(self) -> None:
+        """Run :meth:`run` in a task owned by this console (see :meth:`close`)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"center[{self.identifier}]")
+
+    async def close(self, flush_timeout: float = 1.0) -> None:
+        """Send any acks still pending (within ``flush_timeout``), then stop the task."""
+        if self._task is None:
+            return
+        if self.connected and self._acks_unsent():
+            try:
+                await self.wait_for(lambda: not self._acks_unsent(), flush_timeout)
+            except TimeoutError:
+                self.say(f"WARNING acks not sent at close: {self._pending_acks}")
+        task, self._task = self._task, None
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        try:
+            await self.wait_connected(self.connect_timeout)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- inside ----------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        properties = Properties(PacketTypes.CONNECT)
+        if self.persistent:
+            properties.SessionExpiryInterval = self.session_expiry
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=not self.persistent,
+            properties=properties,
+            keepalive=10,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            self._handle(message.topic.value, raw)
+            await self._notify()
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        """Process one message on a subscribed topic."""
+        parts = topic.split("/")
+        if len(parts) == 5 and parts[4] == "status":
+            text = payload.decode("utf-8", errors="replace")
+            self.status[topic] = text
+            self.say(f"STATUS {parts[2]}/{parts[3]} {text}")
+            return
+        self.deliveries += 1
+        try:
+            event = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._reject(topic, payload, f"not UTF-8 JSON: {exc}")
+            return
+        if not isinstance(event, dict):
+            self._reject(topic, payload, "not a JSON object")
+            return
+        event_id = event.get("id")
+        if self.ack and isinstance(event_id, str) and event_id:
+            self._queue_ack(f"campus/v1/{parts[2]}/{parts[3]}/ack", event_id)
+        problem = self._problem(parts, event)
+        if problem:
+            self._reject(topic, payload, problem)
+        elif event_id in self._ids:
+            self.duplicates += 1
+            self.say(f"DUP id={event_id} seq={event.get('seq')} (already received; acked again)")
+        else:
+            self._accept(event)
+
+    def _problem(self, parts: list[str], event: dict[str, Any]) -> str | None:
+        """Why ``event`` on topic ``parts`` is not valid, or None when it is."""
+        error = best_match(self._validator.iter_errors(event))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(event)"
+            return f"schema: {where}: {error.message}"
+        if event["source"].split("/")[1:3] != parts[2:4]:
+            return f"source {event['source']} is not from the topic's site/gateway"
+        expected = "events/" + event["type"].replace(".", "/")
+        if "/".join(parts[4:]) != expected:
+            return f"type {event['type']} sent on the wrong topic (expected …/{expected})"
+        return None
+
+    def _accept(self, event: dict[str, Any]) -> None:
+        self._ids.add(event["id"])
+        self.events.append(event)
+        self.say(format_event(event))
+        for note in self._seq.add(event["stream"], event["seq"], event["id"]):
+            if note.startswith("SEQ REUSED"):
+                self.seq_conflicts += 1
+            self.say(note)
+        if self.jsonl_path is not None:
+            with self.jsonl_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+    def _reject(self, topic: str, payload: bytes, reason: str) -> None:
+        text = payload.decode("utf-8", errors="replace")
+        self.rejected.append(Rejected(topic, text, reason))
+        self.say(f"!!! INVALID EVENT #{self.invalid} on {topic}: {reason} | {text[:300]}")
+
+    def _queue_ack(self, ack_topic: str, event_id: str) -> None:
+        ids = self._pending_acks.setdefault(ack_topic, [])
+        if event_id not in ids:
+            ids.append(event_id)
+        self._ack_wakeup.set()
+
+    async def _send_acks(self, client: aiomqtt.Client) -> None:
+        """Publish pending acks in batches; unsent ones stay pending on failure."""
+        while True:
+            await self._ack_wakeup.wait()
+            await asyncio.sleep(self.ack_delay)
+            self._ack_wakeup.clear()
+            batch, self._pending_acks = self._pending_acks, {}
+            self._acks_in_flight = True
+            try:
+                for topic, ids in list(batch.items()):
+                    await client.publish(topic, json.dumps({"ids": ids}), qos=1)
+                    del batch[topic]
+                    self.acked_ids.extend(ids)
+            finally:
+                self._acks_in_flight = False
+                self._requeue_acks(batch)
+            await self._notify()
+
+    def _acks_unsent(self) -> bool:
+        """True while some ack is pending or being published."""
+        return bool(self._pending_acks) or self._acks_in_flight
+
+    async def _notify(self) -> None:
+        """Wake every :meth:`wait_for` to check its predicate again."""
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _requeue_acks(self, unsent: dict[str, list[str]]) -> None:
+        for topic, ids in unsent.items():
+            for event_id in ids:
+                self._queue_ack(topic, event_id)
+
+    def say(self, line: str) -> None:
+        """Write one line to the console's text stream."""
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``campus-sim center``."""
+    parser = argparse.ArgumentParser(
+        prog="campus-sim center",
+        description="Simulated police-linked duty center: prints, checks and acks events.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
+    parser.add_argument("--no-ack", action="store_true", help="never ack (a center that is down)")
+    parser.add_argument("--jsonl", type=Path, metavar="FILE", help="append accepted events here")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--identifier", help="MQTT client id (default: random)")
+    parser.add_argument(
+        "--persistent", action="store_true", help="keep the MQTT session across restarts"
+    )
+    return parser
+
+
+async def run_center_cli(args: argparse.Namespace) -> int:
+    """Run a console as ``args`` say; print a summary at the end.
+
+    Returns:
+        0 when every event was valid and no ``seq`` is missing, else 1.
+    """
+    console = CenterConsole(
+        args.host,
+        args.port,
+        identifier=args.identifier,
+        ack=not args.no_ack,
+        persistent=args.persistent,
+        jsonl_path=args.jsonl,
+    )
+    console.start()
+    try:
+        if args.duration is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(args.duration)
+    finally:
+        await console.close()
+        console.say(f"SUMMARY {console.summary()}")
+    return 0 if console.invalid == 0 and not console.gaps else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (130 on Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
+    try:
+        return asyncio.run(run_center_cli(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

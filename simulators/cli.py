@@ -1,0 +1,119 @@
+"""``campus-sim``: simulators for technicians' test benches and for the demo.
+
+Subcommands: ``campus`` (everything), ``modbus`` (simulated I/O modules of a
+config with their control endpoint), ``ctl`` (drive those modules), ``center``
+(the duty-center console).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import signal
+import sys
+from pathlib import Path
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from simulators import center
+from simulators.campus import DEFAULT_CONFIG, DEFAULT_CONTROL_PORT, DEFAULT_SCENARIO, run_campus
+from simulators.modbus_control import ControlError, ControlServer, control_request
+from simulators.modules import simulated_modules
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="campus-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    camp = sub.add_parser("campus", help="run the whole simulated campus with the gateway")
+    camp.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    camp.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    camp.add_argument("--no-scenario", action="store_true", help="start quiet; drive with ctl")
+    camp.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    camp.add_argument("--events-jsonl", type=Path, metavar="FILE", help="write received events")
+    camp.add_argument("--broker", metavar="HOST:PORT", help="use this broker, start none")
+    camp.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+    camp.add_argument("--workdir", type=Path, help="where logs and the outbox go (default: temp)")
+
+    mod = sub.add_parser("modbus", help="simulated I/O modules for every [[modules]] of a config")
+    mod.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    mod.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+
+    ctl = sub.add_parser("ctl", help="drive simulated modules through their control endpoint")
+    ctl.add_argument(
+        "action", choices=["press", "release", "open", "close", "power-cycle", "state"]
+    )
+    ctl.add_argument("module", nargs="?", help="module id (all modules for state)")
+    ctl.add_argument("value", nargs="?", type=float, help="channel, or seconds for power-cycle")
+    ctl.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+
+    sub.add_parser("center", help="the duty-center console (see campus-sim center --help)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["center"]:
+        return center.main(argv[1:])
+    args = _parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
+    try:
+        if args.command == "campus":
+            return asyncio.run(
+                run_campus(
+                    config=args.config,
+                    scenario=None if args.no_scenario else args.scenario,
+                    duration=args.duration,
+                    events_jsonl=args.events_jsonl,
+                    broker=args.broker,
+                    control_port=args.control_port,
+                    workdir=args.workdir,
+                )
+            )
+        if args.command == "modbus":
+            return asyncio.run(_serve_modules(args.config, args.control_port))
+        return asyncio.run(_ctl(args))
+    except (ConfigError, ValueError, OSError, ControlError) as exc:
+        print(f"campus-sim: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _serve_modules(config: Path, control_port: int) -> int:
+    cfg = load_config(config)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with simulated_modules(cfg) as modules, ControlServer(modules, port=control_port) as ctl:
+        for module_id, sim in modules.items():
+            print(f"module {module_id} ({sim.profile.name}) on {sim.host}:{sim.port}")
+        print(f"control endpoint http://127.0.0.1:{ctl.port}  (campus-sim ctl …)")
+        await stop.wait()
+    return 0
+
+
+async def _ctl(args: argparse.Namespace) -> int:
+    port = args.control_port
+    if args.action == "state":
+        path = f"/modules/{args.module}" if args.module else "/modules"
+        answer = await control_request("127.0.0.1", port, "GET", path)
+    else:
+        if args.module is None or args.value is None:
+            raise ValueError(f"ctl {args.action} needs a module id and a number")
+        if args.action == "power-cycle":
+            body = {"off_seconds": args.value}
+            answer = await control_request(
+                "127.0.0.1", port, "POST", f"/modules/{args.module}/power-cycle", body
+            )
+        else:
+            closed = args.action in ("press", "close")
+            path = f"/modules/{args.module}/inputs/{int(args.value)}"
+            answer = await control_request("127.0.0.1", port, "POST", path, {"closed": closed})
+    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

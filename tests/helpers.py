@@ -1,0 +1,57 @@
+"""Helpers shared by the tests (imported by ``conftest.py`` and by test modules).
+
+Import them as ``from tests.helpers import free_port, assert_valid_event`` (the
+tests run from the repository root: ``python -m pytest``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from simulators.broker import MosquittoBroker
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EVENT_SCHEMA_PATH = REPO_ROOT / "gateway" / "event.schema.json"
+REALDATA_PATH = REPO_ROOT.parent / "shared" / "realdata"
+
+BrokerFactory = Callable[..., Awaitable[MosquittoBroker]]
+"""What the ``mosquitto_factory`` fixture yields: ``await factory(persistence=True)``."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (bind to port 0, read, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def event_validator() -> Draft202012Validator:
+    """A validator for ``gateway/event.schema.json`` as it is in the work tree."""
+    schema = json.loads(EVENT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def assert_valid_event(event: dict[str, Any]) -> None:
+    """Check ``event`` against ``gateway/event.schema.json``.
+
+    Raises:
+        AssertionError: listing every validation error with its path in the event.
+    """
+    errors = sorted(event_validator().iter_errors(event), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [
+            f"  {'/'.join(str(p) for p in error.absolute_path) or '(event)'}: {error.message}"
+            for error in errors
+        ]
+        raise AssertionError(
+            f"event {event.get('id', '?')} does not match {EVENT_SCHEMA_PATH.name}:\n"
+            + "\n".join(lines)
+        )

@@ -1,0 +1,113 @@
+"""Config validation: a bad file is rejected with the file, field and line named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "config" / "demo.toml"
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = DEMO.read_text(encoding="utf-8")
+    assert old in text, old
+    path = tmp_path / "broken.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def _line_of(path: Path, needle: str, occurrence: int = 1) -> int:
+    hits = [
+        n
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if needle in line
+    ]
+    assert len(hits) >= occurrence, needle
+    return hits[occurrence - 1]
+
+
+def test_demo_config_is_valid_and_keeps_chinese_names() -> None:
+    cfg = load_config(DEMO)
+    assert len(cfg.modules) >= 2
+    assert len(cfg.zones) >= 8
+    kinds = [z.type for z in cfg.zones]
+    assert kinds.count("panic") == 2 and "perimeter" in kinds
+    assert "intrusion" in kinds and "tamper" in kinds
+    assert cfg.zones[0].name == "门卫室一键报警"
+    assert cfg.topic_prefix == "campus/v1/demo-school/gw1"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ('type = "panic"', 'type = "panik"', "zones.0.type", 'type = "panik"'),
+        ("input = 2\n", "input = 12\n", "zones.3.input", "input = 12"),
+        ('id = "Z02"', 'id = "Z01"', "zones.1.id", ('id = "Z01"', 2)),
+        (
+            "poll_interval_ms = 100",
+            "poll_interval_ms = 1",
+            "modules.0.poll_interval_ms",
+            "poll_interval_ms = 1",
+        ),
+        ('profile = "adam-6050"', 'profile = "adam-9999"', "modules.0", "[[modules]]"),
+        ('module = "admin-io"', 'module = "nowhere"', "zones.1.module", '"nowhere"'),
+        ('contact = "NC"\ndebounce_ms = 100', 'contac = "NC"', "zones.2.contac", "contac ="),
+    ],
+)
+def test_bad_field_is_named_with_its_line(
+    tmp_path: Path, old: str, new: str, field: str, needle: str
+) -> None:
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert err.file == str(path)
+    assert err.field == field
+    text, occurrence = needle if isinstance(needle, tuple) else (needle, 1)
+    assert err.line == _line_of(path, text, occurrence)
+    assert field in str(err) and str(path) in str(err)
+
+
+def test_input_used_twice_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "input = 11\n", "input = 1\n")
+    with pytest.raises(ConfigError, match="already used by zone 'Z03'"):
+        load_config(path)
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'name = "南围墙红外对射"', 'name = "南围墙红外对射')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == _line_of(path, 'name = "南围墙红外对射')
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_check_config_command_exit_codes(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(DEMO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "9 zones" in ok.stdout
+    bad = _broken(tmp_path, 'type = "panic"', 'type = "panik"')
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "zones.0.type" in out.stderr and f"{bad}:{_line_of(bad, 'panik')}" in out.stderr
