@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import ssl
@@ -205,7 +206,7 @@ class Uplink:
                     task = asyncio.create_task(self._publish(client, row), name=f"pub-{row.seq}")
                     inflight[row.seq] = task
                     task.add_done_callback(
-                        lambda t, s=row.seq: _finish(t, s, inflight, slot_free, failure)
+                        functools.partial(_finish, row.seq, inflight, slot_free, failure)
                     )
                 self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(inflight))
         finally:
@@ -213,7 +214,7 @@ class Uplink:
                 task.cancel()
 
     async def _publish(self, client: aiomqtt.Client, row: PendingRow) -> None:
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = "application/cloudevents+json; charset=utf-8"
         try:
             await client.publish(
@@ -239,11 +240,11 @@ class Uplink:
 
 
 def _finish(
-    task: asyncio.Task[None],
     seq: int,
     inflight: dict[int, asyncio.Task[None]],
     slot_free: asyncio.Event,
     failure: asyncio.Future[BaseException],
+    task: asyncio.Task[None],
 ) -> None:
     inflight.pop(seq, None)
     slot_free.set()

@@ -159,26 +159,28 @@ class ZoneEngine:
             "failures": obs.failures,
         }
         if obs.state == "offline" and obs.device_id not in self._offline_incident:
-            event = self.factory.make(
-                "fault.device_offline",
-                device=obs.device_id,
-                subject=obs.device_id,
-                state="active",
-                data=data,
-                received_at=obs.received_at,
-                opens_incident=True,
-            )
+            event = self._device_event(obs, "fault.device_offline", "active", data)
             self._offline_incident[obs.device_id] = event.id
             await self.emit(event)
         elif obs.state == "online":
-            await self.emit(
-                self.factory.make(
-                    "device.online",
-                    device=obs.device_id,
-                    subject=obs.device_id,
-                    state="instant",
-                    data=data,
-                    received_at=obs.received_at,
-                    incident=self._offline_incident.pop(obs.device_id, None),
-                )
-            )
+            incident = self._offline_incident.pop(obs.device_id, None)
+            await self.emit(self._device_event(obs, "device.online", "instant", data, incident))
+
+    def _device_event(
+        self,
+        obs: DeviceHealth,
+        type_: str,
+        state: State,
+        data: dict[str, Any],
+        incident: str | None = None,
+    ) -> Event:
+        return self.factory.make(
+            type_,
+            device=obs.device_id,
+            subject=obs.device_id,
+            state=state,
+            data=data,
+            received_at=obs.received_at,
+            incident=incident,
+            opens_incident=state == "active",
+        )

@@ -17,8 +17,8 @@ import signal
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from simulators.lifetime import StartStop
 
 DEBIAN_MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -56,7 +56,7 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class MosquittoBroker:
+class MosquittoBroker(StartStop):
     """One private mosquitto process on ``127.0.0.1``.
 
     Use as ``async with MosquittoBroker(tmp_path) as broker:`` or call
@@ -267,18 +267,6 @@ class MosquittoBroker:
         except asyncio.CancelledError:
             proc.kill()  # never leave a broker behind
             raise
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

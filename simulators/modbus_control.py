@@ -28,9 +28,9 @@ import contextlib
 import json
 from collections.abc import Coroutine, Mapping
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from simulators.lifetime import StartStop
 from simulators.modbus_module import SimulatedModule
 
 _MAX_BODY = 64 * 1024
@@ -59,7 +59,7 @@ class _HttpError(Exception):
         super().__init__(message)
 
 
-class ControlServer:
+class ControlServer(StartStop):
     """Serves the routes above for a fixed set of modules.
 
     Args:
@@ -103,20 +103,6 @@ class ControlServer:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def __aenter__(self) -> Self:
-        """Start listening (see :meth:`start`)."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop (see :meth:`stop`)."""
-        await self.stop()
 
     # -- HTTP ------------------------------------------------------------------------
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from types import TracebackType
-from typing import Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusBaseDeviceContext, ModbusServerContext
@@ -39,13 +37,14 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 
 from drivers.modbus_io.profiles import RegisterProfile
+from simulators.lifetime import StartStop
 
 _FC_READ_COILS = 0x01
 _FC_READ_DISCRETE_INPUTS = 0x02
 _FC_WRITE_COILS = frozenset({0x05, 0x0F})
 
 
-class SimulatedModule:
+class SimulatedModule(StartStop):
     """A Modbus DI/DO module on a real socket (TCP) or serial port (RTU).
 
     Args:
@@ -182,20 +181,6 @@ class SimulatedModule:
         await asyncio.sleep(off_seconds)
         self._outputs = [False] * self.profile.do_count
         await self.start()
-
-    async def __aenter__(self) -> Self:
-        """Start serving (see :meth:`start`)."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop serving."""
-        await self.stop()
 
     # -- the physical side ---------------------------------------------------------
 

@@ -185,3 +185,23 @@ async def test_events_recorded_while_broker_down_arrive_without_gap(tmp_path: Pa
                 types = [e["type"] for e in center.events]
                 assert "alarm.panic" in types and types.count("alarm.intrusion") == 2
         await broker.stop()
+
+
+async def test_every_demo_zone_is_wired_to_its_physical_input(campus: Campus) -> None:
+    """ADAM-6050 DIn and ioLogik E1210 DI-nn reach the zone the config names, and no other."""
+    cfg = campus.gateway.cfg
+    for zone in cfg.zones:
+        module = campus.modules[zone.module]
+        before = len(campus.center.events)
+        module.set_input(zone.input, closed=zone.contact == "NO")  # the alarm condition
+        event = await campus.wait(f"alarm.{zone.type}", zone.id, "active")
+        assert event["data"]["input"] == zone.input and event["data"]["name"] == zone.name
+        module.set_input(zone.input, closed=zone.contact == "NC")  # back to rest
+        if zone.type != "panic":
+            await campus.wait(f"alarm.{zone.type}", zone.id, "cleared")
+        others = [
+            e
+            for e in campus.center.events[before:]
+            if e["type"].startswith("alarm.") and e["subject"] != zone.id
+        ]
+        assert others == []

@@ -26,14 +26,24 @@ async def raw_peer(pdu: bytes, *, unit: int = 1) -> AsyncIterator[int]:
     """A TCP peer answering every request with ``pdu`` in a well-formed MBAP header
     (our transaction id echoed); yields its port."""
 
+    handlers: set[asyncio.Task[object]] = set()
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
             while True:
                 request = await reader.readexactly(12)
                 header = request[:2] + b"\x00\x00" + (len(pdu) + 1).to_bytes(2, "big")
                 writer.write(header + bytes([unit]) + pdu)
                 await writer.drain()
-        writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     try:
@@ -41,6 +51,7 @@ async def raw_peer(pdu: bytes, *, unit: int = 1) -> AsyncIterator[int]:
     finally:
         server.close()
         await server.wait_closed()
+        await asyncio.wait_for(asyncio.gather(*handlers), 2)  # the client has hung up
 
 
 async def test_connect_refused_raises_device_unavailable() -> None:
