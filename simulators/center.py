@@ -6,14 +6,12 @@ readable line per event, tracks ``seq`` per ``stream`` to report gaps, dedupes b
 ``id`` and acks every received id on ``campus/v1/<site>/<gateway>/ack``
 (DESIGN.md "Delivery: at least once, end to end"). It reconnects with backoff
 for as long as it runs. Tests await :meth:`CenterConsole.wait_for`; technicians
-run it from the command line with :func:`main`.
+run it from the command line (``simulators.center_cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import io
 import json
 import random
 import secrets
@@ -32,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.schema import event_json_schema
+from simulators.center_report import SeqTracker, format_event
 
 EVENTS_FILTER = "campus/v1/+/+/events/#"
 STATUS_FILTER = "campus/v1/+/+/status"
@@ -50,68 +49,6 @@ class Rejected:
     topic: str
     payload: str
     reason: str
-
-
-def _seq_range(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}-{last}"
-
-
-class SeqTracker:
-    """The ``seq`` numbers seen per ``stream``: holes, late fills, reused numbers.
-
-    Every stream starts at ``seq`` 1 (DESIGN.md: a new stream means seq
-    restarted), so a first event with ``seq`` 5 leaves 1-4 missing. Events may
-    arrive out of ``seq`` order (priority lanes), so a hole is filled when its
-    event arrives late.
-    """
-
-    def __init__(self) -> None:
-        self._highest: dict[str, int] = {}
-        self._missing: dict[str, set[int]] = {}
-        self._ids: dict[tuple[str, int], str] = {}
-
-    def add(self, stream: str, seq: int, event_id: str) -> list[str]:
-        """Record one first delivery; return the report lines it causes (may be none)."""
-        notes: list[str] = []
-        known = self._ids.setdefault((stream, seq), event_id)
-        if known != event_id:
-            notes.append(f"SEQ REUSED stream={stream} seq={seq} by id {event_id} (was {known})")
-            return notes
-        highest = self._highest.get(stream, 0)
-        missing = self._missing.setdefault(stream, set())
-        if seq > highest + 1:
-            missing.update(range(highest + 1, seq))
-            notes.append(f"GAP stream={stream} missing seq {_seq_range(highest + 1, seq - 1)}")
-        elif seq in missing:
-            missing.discard(seq)
-            notes.append(f"LATE stream={stream} seq {seq} filled a gap")
-        self._highest[stream] = max(highest, seq)
-        return notes
-
-    def gaps(self) -> dict[str, list[int]]:
-        """The ``seq`` numbers still missing, per stream with any missing."""
-        return {stream: sorted(seqs) for stream, seqs in self._missing.items() if seqs}
-
-
-def format_event(event: dict[str, Any]) -> str:
-    """One readable console line for an event (names kept as they are, e.g. Chinese)."""
-    data = event.get("data") or {}
-    source = str(event.get("source", ""))
-    site_gateway = "/".join(source.split("/")[1:3])
-    fields = [
-        str(event.get("time", "?")),
-        site_gateway,
-        f"P{event.get('priority', '?')}",
-        str(event.get("type", "?")),
-        f"subject={event.get('subject', '?')}",
-        f"state={data.get('state', '?')}",
-    ]
-    if "name" in data:
-        fields.append(f"name={data['name']}")
-    if "siacode" in event or "cidcode" in event:
-        fields.append(f"SIA={event.get('siacode', '-')} CID={event.get('cidcode', '-')}")
-    fields.append(f"seq={event.get('seq', '?')}")
-    return " ".join(fields)
 
 
 class CenterConsole:
@@ -453,62 +390,3 @@ class CenterConsole:
         """Write one line to the console's text stream."""
         self.out.write(line + "\n")
         self.out.flush()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``campus-sim center``."""
-    parser = argparse.ArgumentParser(
-        prog="campus-sim center",
-        description="Simulated police-linked duty center: prints, checks and acks events.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
-    parser.add_argument("--no-ack", action="store_true", help="never ack (a center that is down)")
-    parser.add_argument("--jsonl", type=Path, metavar="FILE", help="append accepted events here")
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    parser.add_argument("--identifier", help="MQTT client id (default: random)")
-    parser.add_argument(
-        "--persistent", action="store_true", help="keep the MQTT session across restarts"
-    )
-    return parser
-
-
-async def run_center_cli(args: argparse.Namespace) -> int:
-    """Run a console as ``args`` say; print a summary at the end.
-
-    Returns:
-        0 when every event was valid and no ``seq`` is missing, else 1.
-    """
-    console = CenterConsole(
-        args.host,
-        args.port,
-        identifier=args.identifier,
-        ack=not args.no_ack,
-        persistent=args.persistent,
-        jsonl_path=args.jsonl,
-    )
-    console.start()
-    try:
-        if args.duration is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(args.duration)
-    finally:
-        await console.close()
-        console.say(f"SUMMARY {console.summary()}")
-    return 0 if console.invalid == 0 and not console.gaps else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (130 on Ctrl-C)."""
-    args = build_parser().parse_args(argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(encoding="utf-8")
-    try:
-        return asyncio.run(run_center_cli(args))
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from simulators import center
+from simulators import center_cli
 from simulators.campus import DEFAULT_CONFIG, DEFAULT_CONTROL_PORT, DEFAULT_SCENARIO, run_campus
 from simulators.modbus_control import ControlError, ControlServer, control_request
 from simulators.modules import simulated_modules
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["center"]:
-        return center.main(argv[1:])
+        return center_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(encoding="utf-8")

@@ -19,7 +19,8 @@ from paho.mqtt.properties import Properties
 import simulators.broker
 from gateway.schema import Event, EventFactory
 from simulators.broker import BrokerError, BrokerNotInstalled, MosquittoBroker
-from simulators.center import CenterConsole, build_parser, run_center_cli
+from simulators.center import CenterConsole
+from simulators.center_cli import build_parser, run_center_cli
 from tests.helpers import BrokerFactory, assert_valid_event
 
 PREFIX = "campus/v1/school-1/gw-1"
