@@ -39,6 +39,8 @@ from gateway.outbox import Outbox, PendingRow
 log = structlog.get_logger(__name__)
 
 AckHandler = Callable[[list[str]], Awaitable[None]]
+# (command name, raw payload, retained flag) -> result body for ``…/cmd/<name>/result``.
+CommandHandler = Callable[[str, bytes, bool], Awaitable[dict[str, Any]]]
 
 
 @dataclass(slots=True)
@@ -74,6 +76,10 @@ class Uplink:
         outbox: the open outbox.
         client_id: MQTT client identifier.
         on_ack: called with event ids the center acknowledged on ``<prefix>/ack``.
+        on_command: called for each message on ``<prefix>/cmd/<name>``; its return
+            value is published (QoS 1) on ``<prefix>/cmd/<name>/result``. Commands run
+            concurrently, each in its own task; an exception from the handler becomes
+            ``{"status": "error", "error": …}``.
     """
 
     def __init__(
@@ -84,12 +90,14 @@ class Uplink:
         *,
         client_id: str,
         on_ack: AckHandler | None = None,
+        on_command: CommandHandler | None = None,
     ) -> None:
         self._cfg = cfg
         self._prefix = prefix
         self._outbox = outbox
         self._client_id = client_id
         self._on_ack = on_ack
+        self._on_command = on_command
         self.stats = UplinkStats()
 
     async def run(self) -> None:
@@ -139,6 +147,8 @@ class Uplink:
                     timeout=self._cfg.publish_timeout,
                 )
                 await client.subscribe(f"{self._prefix}/ack", qos=1)
+                if self._on_command is not None:
+                    await client.subscribe(f"{self._prefix}/cmd/+", qos=1)
                 self.stats.connected.set()
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._send_loop(client, window), name="uplink-send")
@@ -231,12 +241,37 @@ class Uplink:
         self.stats.published += 1
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic = message.topic.value
-            if topic == f"{self._prefix}/ack":
-                ids = _parse_ack(message.payload)
-                if ids and self._on_ack is not None:
-                    await self._on_ack(ids)
+        cmd_prefix = f"{self._prefix}/cmd/"
+        async with asyncio.TaskGroup() as commands:
+            async for message in client.messages:
+                topic = message.topic.value
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                if topic == f"{self._prefix}/ack":
+                    ids = _parse_ack(payload)
+                    if ids and self._on_ack is not None:
+                        await self._on_ack(ids)
+                elif topic.startswith(cmd_prefix) and self._on_command is not None:
+                    name = topic[len(cmd_prefix) :]
+                    commands.create_task(
+                        self._command(client, name, payload, bool(message.retain)),
+                        name=f"cmd-{name}",
+                    )
+
+    async def _command(
+        self, client: aiomqtt.Client, name: str, payload: bytes, retained: bool
+    ) -> None:
+        assert self._on_command is not None
+        try:
+            result = await self._on_command(name, payload, retained)
+        except Exception as exc:
+            log.exception("uplink.command_failed", command=name)
+            result = {"status": "error", "error": f"internal error: {exc}"}
+        await client.publish(
+            f"{self._prefix}/cmd/{name}/result",
+            json.dumps(result, ensure_ascii=False).encode(),
+            qos=1,
+            timeout=self._cfg.publish_timeout,
+        )
 
 
 def _finish(
