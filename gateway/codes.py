@@ -57,7 +57,20 @@ KINDS: dict[str, EventKind] = {
         EventKind("gateway.started", 4, cid="305", sia="YW"),
         EventKind("gateway.heartbeat", 5),
         EventKind("gateway.buffer_shed", 3),
+        # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
+        EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
         EventKind("zone.latch_reset", 4),
+        # Cameras (drivers/onvif_camera): analytics are priority 4 (state, motion).
+        EventKind("camera.motion", 4),
+        EventKind("camera.line_crossing", 4),
+        EventKind("camera.field_intrusion", 4),
+        EventKind("camera.digital_input", 4),
+        # CID 144 Sensor Tamper -> SIA TA / TR: a camera covered, moved or defocused.
+        EventKind("camera.tamper", 2, cid="144", sia="TA", sia_restore="TR"),
+        # Evidence: 3 so it is never shed and follows the alarms it documents.
+        EventKind("camera.snapshot", 3),
+        EventKind("camera.event", 4),  # a topic no table knows, forwarded as sent
+        EventKind("camera.status", 5),  # relay, CPU, storage, day/night: telemetry
         EventKind("command.result", 4),
     )
 }

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.modbus_io.profiles import PROFILES
+from gateway.config_camera import CameraConfig, LinkageConfig, check_cameras
+from gateway.config_patrol import PatrolConfig, bind_transport, check_patrol
 from gateway.errors import ConfigError
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -64,13 +66,30 @@ class BrokerConfig(_Strict):
     publish_timeout: float = Field(default=10.0, gt=0)
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=10.0, gt=0)
 
 
 class OutboxConfig(_Strict):
-    """``[outbox]``: the durable SQLite store (path relative to the config file)."""
+    """``[outbox]``: the durable SQLite store (path relative to the config file).
+
+    ``ack_timeout_s``: an alarm (priority 1-2) the center has not acked this long
+    after its PUBACK is published again, with the same id, forever.
+    ``retention_days``: delivered rows are kept this long as the alarm record
+    (GB/T 29315: >= 30 days), then purged. ``max_rows``/``max_bytes``: caps; when
+    reached, priority 5 then 4 rows are shed, oldest first; ``alarm_reserve_rows``
+    of the cap is kept for priority 1-3, which are never shed.
+    ``ballast_mb``: a file of this size beside the database, given up when the
+    disk fills so alarms can still be committed.
+    """
 
     path: Path = Path("var/outbox.sqlite")
     commit_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
+    max_rows: int = Field(default=1_000_000, ge=100)
+    max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    alarm_reserve_rows: int = Field(default=10_000, ge=0)
+    ballast_mb: float = Field(default=16.0, ge=0)
 
 
 class TcpTransport(_Strict):
@@ -93,6 +112,7 @@ class RtuTransport(_Strict):
 
 
 Transport = Annotated[TcpTransport | RtuTransport, Field(discriminator="type")]
+bind_transport(Transport)  # [[patrol.readers]] stations use the same transports
 
 
 class ModuleConfig(_Strict):
@@ -160,6 +180,9 @@ class GatewayConfig(_Strict):
     logging: LoggingConfig = LoggingConfig()
     modules: list[ModuleConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    linkage: list[LinkageConfig] = Field(default_factory=list)
+    patrol: PatrolConfig = Field(default_factory=PatrolConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:
@@ -185,6 +208,15 @@ class GatewayConfig(_Strict):
                     f"input {zone.input} of {zone.module!r} is already used by zone {used[key]!r}",
                 )
             used[key] = zone.id
+        for field, message in check_cameras(
+            self.cameras, self.linkage, {z.id for z in self.zones}
+        )[:1]:
+            raise _FieldError(field, message)
+        devices = set(modules) | {c.id for c in self.cameras}
+        for field, message in check_patrol(
+            self.patrol, device_ids=devices, timezone=self.site.timezone
+        )[:1]:
+            raise _FieldError(f"patrol.{field}", message)
         return self
 
     @property
@@ -268,7 +300,8 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             }
         )
         broker = broker.model_copy(update={"tls": tls})
-    return cfg.model_copy(update={"outbox": outbox, "broker": broker})
+    cameras = [camera.resolved(base) for camera in cfg.cameras]
+    return cfg.model_copy(update={"outbox": outbox, "broker": broker, "cameras": cameras})
 
 
 def locate_line(text: str, field: str) -> int | None:

@@ -20,9 +20,11 @@ import structlog
 
 from drivers.modbus_io.poller import ModulePoller
 from gateway.clock import ClockSync
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, OutboxConfig
+from gateway.housekeeping import Housekeeping
+from gateway.observation import Observation, utcnow
 from gateway.outbox import Outbox
-from gateway.schema import Event, EventFactory
+from gateway.schema import Event, EventFactory, rfc3339
 from gateway.supervisor import Supervisor
 from gateway.systemd import notify
 from gateway.uplink import Uplink
@@ -62,25 +64,35 @@ class Gateway:
         cfg = self.cfg
         path = self.outbox_path or cfg.outbox.path
         factory = EventFactory(cfg.source_prefix, ClockSync().synced)
-        async with Outbox(path, commit_linger=cfg.outbox.commit_linger_ms / 1000) as outbox:
+        async with open_outbox(path, cfg.outbox) as outbox:
             self.outbox = outbox
             self.engine = ZoneEngine(cfg, factory, outbox.append)
+            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway)
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
-                cfg.broker, cfg.topic_prefix, outbox, client_id=client_id, on_ack=self._acked
+                cfg.broker,
+                cfg.topic_prefix,
+                outbox,
+                client_id=client_id,
+                on_ack=self._acked,
+                heartbeat=keeper.heartbeat,
             )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
                 )
                 await self._started(factory, outbox)
+                await keeper.report_start()
+                tg.create_task(
+                    self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
+                )
                 for module in cfg.modules:
                     debounce = {
                         z.input: z.debounce_ms
                         for z in cfg.zones
                         if z.module == module.id and z.debounce_ms is not None
                     }
-                    poller = ModulePoller(module, self.engine.observe, debounce_ms=debounce)
+                    poller = ModulePoller(module, self._observe, debounce_ms=debounce)
                     self.pollers[module.id] = poller
                     name = f"driver[modbus_io:{module.id}]"
                     tg.create_task(self.supervisor.run_forever(name, poller.run), name=name)
@@ -106,9 +118,33 @@ class Gateway:
             )
         )
 
+    async def _observe(self, obs: Observation) -> None:
+        """Driver sink: the rules first, then the device's retained state."""
+        assert self.engine is not None
+        await self.engine.observe(obs)
+        poller = self.pollers.get(obs.device_id)
+        if poller is not None and self.uplink is not None:
+            self.uplink.set_state(
+                obs.device_id,
+                {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
+            )
+
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:
             await self.outbox.mark_acked(ids)
+
+
+def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:
+    """The outbox as ``[outbox]`` configures it (not yet opened)."""
+    return Outbox(
+        path,
+        commit_linger=cfg.commit_linger_ms / 1000,
+        ack_timeout=cfg.ack_timeout_s,
+        max_rows=cfg.max_rows,
+        max_bytes=cfg.max_bytes,
+        alarm_reserve_rows=cfg.alarm_reserve_rows,
+        ballast_bytes=int(cfg.ballast_mb * (1 << 20)),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -65,3 +65,31 @@ class UplinkError(GatewayError):
 
 class OutboxError(GatewayError):
     """The local store failed (disk full, corrupt file, locked by another daemon)."""
+
+
+class DeviceFault(DeviceProtocolError):
+    """The device refused a request with a well-formed SOAP Fault (ONVIF Core §5.11).
+
+    Unlike garbage, a Fault is an answer: for an event subscription it means "this
+    subscription is no good any more", and the caller starts a new one.
+
+    Attributes:
+        code: the SOAP 1.2 Code value (``env:Sender``, ``env:Receiver``), or "".
+        subcodes: nested Subcode values, outermost first (``ter:InvalidArgVal``).
+        reason: the Reason text, possibly empty.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device_id: str,
+        raw: str = "",
+        code: str = "",
+        subcodes: tuple[str, ...] = (),
+        reason: str = "",
+    ) -> None:
+        self.code = code
+        self.subcodes = subcodes
+        self.reason = reason
+        super().__init__(message, device_id=device_id, raw=raw)

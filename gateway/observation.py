@@ -65,3 +65,38 @@ class DeviceHealth:
 
 Observation = InputChanged | DeviceHealth
 ObservationSink = Callable[[Observation], Awaitable[None]]
+
+
+CameraState = Literal["active", "cleared", "instant"]
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSignal:
+    """One camera notification, normalized (``drivers.onvif_camera.topics``).
+
+    Attributes:
+        device_id: configured camera id.
+        kind: event type it maps to (``camera.motion``, ``camera.tamper`` …,
+            ``camera.status`` for device state, ``camera.event`` for unknown topics).
+        source: the source token (video source, input, rule area), "" when none.
+        detector: what raised it: the canonical topic plus the rule name, so two
+            detectors on one source are told apart (``tns1:RuleEngine/…/Motion#Rule1``).
+        state: ``active``/``cleared`` for conditions, ``instant`` for pulses.
+        initial: from an ``Initialized`` message: the state as found when the
+            subscription started, not a change that was seen happening.
+        topic: the vendor topic as sent (prefix resolved to the usual one).
+        devicetime: the camera's ``UtcTime`` claim exactly as sent, or None.
+        fields: vendor Source/Key/Data items as sent (name → value).
+        received_at: gateway UTC receive time of the pull that carried it.
+    """
+
+    device_id: str
+    kind: str
+    source: str
+    detector: str
+    state: CameraState
+    initial: bool
+    topic: str
+    devicetime: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    received_at: datetime = field(default_factory=utcnow)

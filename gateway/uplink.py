@@ -1,16 +1,21 @@
 """MQTT uplink: a thin adapter that drives rows from the outbox to the broker.
 
-The outbox owns delivery (STYLE.md rule 11). Per connection this module builds a
-fresh aiomqtt client (MQTT 5, QoS 1), publishes a retained ``online`` birth on
-``<prefix>/status`` (``offline`` is the Last Will), then sends pending rows in
-priority-then-``seq`` order with at most ``window`` publishes in flight, where
-``window`` is the configured one capped by the broker's Receive Maximum
-(CONNACK property). A row is marked sent only when its PUBACK is seen; any
-publish error means "outcome unknown": the connection is torn down, the row
-stays pending and is re-driven from SQLite after the next CONNACK.
+The outbox owns delivery (STYLE.md rule 11). Per connection: a fresh client
+(:mod:`gateway.mqtt_client`, MQTT 5, QoS 1), a retained ``online`` birth on
+``<prefix>/status`` (``offline`` is the Last Will), every retained
+``<prefix>/state/<device>`` published again, then due rows are sent in priority,
+then creation order with at most ``window`` publishes in flight (the configured
+window capped by the broker's Receive Maximum). A row is marked sent only on its
+PUBACK. Any publish error or timeout means "outcome unknown": the connection is
+torn down (a link that stays up but acks nothing is one), the row stays pending
+and every unconfirmed row is re-driven from SQLite after the next CONNACK. An
+alarm the center has not acked comes due again ``ack_timeout`` after its PUBACK
+and is re-published with the same id, forever.
 
-Reconnects use capped exponential backoff with full jitter (tenacity) and never
-give up; a session that got connected resets the backoff.
+``gateway.heartbeat`` is published every ``heartbeat_s`` while connected, with a
+message expiry, and never stored. Reconnects use capped exponential backoff with
+full jitter (tenacity) and never give up; a session that got connected starts
+the backoff afresh.
 """
 
 from __future__ import annotations
@@ -19,14 +24,12 @@ import asyncio
 import contextlib
 import functools
 import json
-import socket
-import ssl
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -34,13 +37,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ra
 
 from gateway.config import BrokerConfig
 from gateway.errors import GatewayError, UplinkError
+from gateway.mqtt_client import capture_receive_maximum, make_client
 from gateway.outbox import Outbox, PendingRow
+from gateway.schema import Event
 
 log = structlog.get_logger(__name__)
 
 AckHandler = Callable[[list[str]], Awaitable[None]]
 # (command name, raw payload, retained flag) -> result body for ``…/cmd/<name>/result``.
 CommandHandler = Callable[[str, bytes, bool], Awaitable[dict[str, Any]]]
+HeartbeatSource = Callable[[], Awaitable[Event]]
 
 
 @dataclass(slots=True)
@@ -49,17 +55,21 @@ class UplinkStats:
 
     Attributes:
         connects: successful CONNACKs.
-        published: PUBACKs seen.
+        published: PUBACKs seen for outbox rows.
         publish_failures: publishes whose outcome became unknown.
-        max_inflight_seen: most publishes in flight at once.
+        republished_alarms: alarms published again because the center did not ack.
+        max_inflight_seen: most publishes in flight at once (over all connections).
         window: in-flight window in force on the current connection.
+        heartbeats: heartbeats published.
     """
 
     connects: int = 0
     published: int = 0
     publish_failures: int = 0
+    republished_alarms: int = 0
     max_inflight_seen: int = 0
     window: int = 0
+    heartbeats: int = 0
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -80,6 +90,7 @@ class Uplink:
             value is published (QoS 1) on ``<prefix>/cmd/<name>/result``. Commands run
             concurrently, each in its own task; an exception from the handler becomes
             ``{"status": "error", "error": …}``.
+        heartbeat: makes the heartbeat event (not stored); None sends none.
     """
 
     def __init__(
@@ -91,6 +102,7 @@ class Uplink:
         client_id: str,
         on_ack: AckHandler | None = None,
         on_command: CommandHandler | None = None,
+        heartbeat: HeartbeatSource | None = None,
     ) -> None:
         self._cfg = cfg
         self._prefix = prefix
@@ -98,7 +110,20 @@ class Uplink:
         self._client_id = client_id
         self._on_ack = on_ack
         self._on_command = on_command
+        self._heartbeat = heartbeat
+        self._states: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
+        self._state_changed = asyncio.Event()
         self.stats = UplinkStats()
+
+    def set_state(self, device: str, state: dict[str, Any]) -> None:
+        """Record a device's current state for the retained ``<prefix>/state/<device>``.
+
+        Published at once when connected, and again after every reconnect.
+        """
+        self._states[device] = json.dumps(state, ensure_ascii=False, sort_keys=True).encode()
+        self._dirty.add(device)
+        self._state_changed.set()
 
     async def run(self) -> None:
         """Connect, send, reconnect; forever. Only cancellation ends it."""
@@ -118,6 +143,7 @@ class Uplink:
                         await self._session()
             except _SessionLost as exc:
                 log.warning("uplink.connection_lost", error=str(exc.__cause__ or exc))
+                await asyncio.sleep(random.uniform(0, self._cfg.reconnect_min))
 
     @staticmethod
     def _log_retry(state: Any) -> None:
@@ -131,70 +157,55 @@ class Uplink:
 
     async def _session(self) -> None:
         receive_max: list[int] = []
-        client = self._make_client()
-        _capture_receive_maximum(client, receive_max)
+        client = make_client(
+            self._cfg, client_id=self._client_id, status_topic=f"{self._prefix}/status"
+        )
+        capture_receive_maximum(client, receive_max)
         async with client:
             window = min([self._cfg.window, *receive_max])
             self.stats.window = window
             self.stats.connects += 1
             log.info("uplink.connected", host=self._cfg.host, port=self._cfg.port, window=window)
             try:
-                await client.publish(
-                    f"{self._prefix}/status",
-                    b"online",
-                    qos=1,
-                    retain=True,
-                    timeout=self._cfg.publish_timeout,
-                )
+                await self._publish(client, "status", b"online", retain=True)
                 await client.subscribe(f"{self._prefix}/ack", qos=1)
                 if self._on_command is not None:
                     await client.subscribe(f"{self._prefix}/cmd/+", qos=1)
                 self.stats.connected.set()
+                self._dirty = set(self._states)
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._send_loop(client, window), name="uplink-send")
                     tg.create_task(self._receive_loop(client), name="uplink-receive")
+                    tg.create_task(self._state_loop(client), name="uplink-state")
+                    if self._heartbeat is not None:
+                        tg.create_task(self._heartbeat_loop(client), name="uplink-heartbeat")
             except* (aiomqtt.MqttError, OSError, GatewayError) as group:
                 raise _SessionLost(str(group.exceptions[0])) from group.exceptions[0]
             finally:
                 self.stats.connected.clear()
 
-    def _make_client(self) -> aiomqtt.Client:
-        cfg = self._cfg
-        password = None
-        if cfg.password_file is not None:
-            password = cfg.password_file.read_text(encoding="utf-8").strip()
-        tls_context = None
-        if cfg.tls is not None:
-            tls_context = ssl.create_default_context(
-                cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None
-            )
-            if cfg.tls.cert_file is not None:
-                tls_context.load_cert_chain(
-                    str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
-                )
-            if cfg.tls.insecure:
-                tls_context.check_hostname = False
-                tls_context.verify_mode = ssl.CERT_NONE
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            identifier=self._client_id,
-            username=cfg.username,
-            password=password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
-            keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
-            will=aiomqtt.Will(f"{self._prefix}/status", b"offline", qos=1, retain=True),
-            max_inflight_messages=cfg.window,
-            max_queued_outgoing_messages=0,
-            tls_context=tls_context,
-            # Nagle costs ~40 ms per QoS 1 hop on a quiet link; alarms go out at once.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        suffix: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        await client.publish(
+            f"{self._prefix}/{suffix}",
+            payload,
+            qos=1,
+            retain=retain,
+            properties=properties,
+            timeout=self._cfg.publish_timeout,
         )
 
+    # -- outbox rows ----------------------------------------------------------------------
+
     async def _send_loop(self, client: aiomqtt.Client, window: int) -> None:
-        """Keep up to ``window`` rows in flight, always taking the best pending ones."""
+        """Keep up to ``window`` rows in flight, always taking the best due ones."""
         inflight: dict[int, asyncio.Task[None]] = {}
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         slot_free = asyncio.Event()
@@ -210,35 +221,65 @@ class Uplink:
                     continue
                 rows = await self._outbox.pending(free, exclude=inflight.keys())
                 if not rows:
-                    await _first(self._outbox.wait_for_new(), failure)
+                    due = await self._outbox.next_due_in()
+                    await _first(self._outbox.wait_for_new(), failure, within=due)
                     continue
                 for row in rows:
-                    task = asyncio.create_task(self._publish(client, row), name=f"pub-{row.seq}")
-                    inflight[row.seq] = task
+                    task = asyncio.create_task(self._send_row(client, row), name=f"pub-{row.n}")
+                    inflight[row.n] = task
                     task.add_done_callback(
-                        functools.partial(_finish, row.seq, inflight, slot_free, failure)
+                        functools.partial(_finish, row.n, inflight, slot_free, failure)
                     )
                 self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(inflight))
         finally:
             for task in inflight.values():
                 task.cancel()
 
-    async def _publish(self, client: aiomqtt.Client, row: PendingRow) -> None:
+    async def _send_row(self, client: aiomqtt.Client, row: PendingRow) -> None:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = "application/cloudevents+json; charset=utf-8"
+        props.ContentType = (
+            "application/cloudevents+json; charset=utf-8" if row.seq is not None else "image/jpeg"
+        )
+        if row.attempts and row.track_ack:
+            self.stats.republished_alarms += 1
+            log.warning("uplink.alarm_not_acked_republishing", id=row.id, attempts=row.attempts)
         try:
-            await client.publish(
-                f"{self._prefix}/{row.topic}",
-                row.payload,
-                qos=1,
-                properties=props,
-                timeout=self._cfg.publish_timeout,
-            )
+            await self._publish(client, row.topic, row.payload, properties=props)
         except aiomqtt.MqttError:
             self.stats.publish_failures += 1
             raise
-        await self._outbox.mark_sent([row.seq])
+        await self._outbox.mark_sent([row.n])
         self.stats.published += 1
+
+    # -- state and heartbeat --------------------------------------------------------------
+
+    async def _state_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._dirty:
+                device = self._dirty.pop()
+                try:
+                    await self._publish(
+                        client, f"state/{device}", self._states[device], retain=True
+                    )
+                except BaseException:
+                    self._dirty.add(device)
+                    raise
+            self._state_changed.clear()
+            if not self._dirty:
+                await self._state_changed.wait()
+
+    async def _heartbeat_loop(self, client: aiomqtt.Client) -> None:
+        assert self._heartbeat is not None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.MessageExpiryInterval = max(1, round(2 * self._cfg.heartbeat_s))
+        props.ContentType = "application/cloudevents+json; charset=utf-8"
+        while True:
+            event = await self._heartbeat()
+            await self._publish(client, event.topic_suffix, event.to_json(), properties=props)
+            self.stats.heartbeats += 1
+            await asyncio.sleep(self._cfg.heartbeat_s)
+
+    # -- downlink -------------------------------------------------------------------------
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         cmd_prefix = f"{self._prefix}/cmd/"
@@ -266,22 +307,18 @@ class Uplink:
         except Exception as exc:
             log.exception("uplink.command_failed", command=name)
             result = {"status": "error", "error": f"internal error: {exc}"}
-        await client.publish(
-            f"{self._prefix}/cmd/{name}/result",
-            json.dumps(result, ensure_ascii=False).encode(),
-            qos=1,
-            timeout=self._cfg.publish_timeout,
-        )
+        body = json.dumps(result, ensure_ascii=False).encode()
+        await self._publish(client, f"cmd/{name}/result", body)
 
 
 def _finish(
-    seq: int,
+    n: int,
     inflight: dict[int, asyncio.Task[None]],
     slot_free: asyncio.Event,
     failure: asyncio.Future[BaseException],
     task: asyncio.Task[None],
 ) -> None:
-    inflight.pop(seq, None)
+    inflight.pop(n, None)
     slot_free.set()
     if task.cancelled():
         return
@@ -290,11 +327,13 @@ def _finish(
         failure.set_result(exc if isinstance(exc, Exception) else UplinkError(str(exc)))
 
 
-async def _first(aw: Awaitable[Any], failure: asyncio.Future[BaseException]) -> None:
-    """Wait for ``aw`` or for ``failure`` to be set, whichever comes first."""
+async def _first(
+    aw: Awaitable[Any], failure: asyncio.Future[BaseException], within: float | None = None
+) -> None:
+    """Wait for ``aw``, for ``failure`` to be set, or ``within`` seconds, whichever is first."""
     task = asyncio.ensure_future(aw)
     try:
-        await asyncio.wait({task, failure}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, failure}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not task.done():
             task.cancel()
@@ -302,7 +341,7 @@ async def _first(aw: Awaitable[Any], failure: asyncio.Future[BaseException]) -> 
                 await task
 
 
-def _parse_ack(payload: Any) -> list[str]:
+def _parse_ack(payload: bytes) -> list[str]:
     try:
         body = json.loads(payload)
     except (ValueError, TypeError):
@@ -313,22 +352,3 @@ def _parse_ack(payload: Any) -> list[str]:
         log.warning("uplink.bad_ack", payload=repr(payload)[:200])
         return []
     return ids
-
-
-def _capture_receive_maximum(client: aiomqtt.Client, sink: list[int]) -> None:
-    """Record the broker's Receive Maximum from CONNACK (paho does not apply it).
-
-    aiomqtt installs its own ``on_connect`` on the paho client; we wrap it.
-    """
-    paho_client: paho.Client = client._client
-    original = paho_client.on_connect
-
-    def on_connect(*args: Any) -> None:
-        props = args[4] if len(args) > 4 else None
-        value = getattr(props, "ReceiveMaximum", None)
-        if isinstance(value, int) and value > 0:
-            sink.append(value)
-        if original is not None:
-            original(*args)
-
-    paho_client.on_connect = on_connect

@@ -79,6 +79,7 @@ class CenterConsole:
 
     Attributes:
         events: every accepted (schema-valid) event, first delivery only, in arrival order.
+        heartbeats: every ``gateway.heartbeat`` received (link supervision; not printed).
         rejected: every message on an events topic that was not a valid event.
         duplicates: deliveries of an id already accepted.
         deliveries: messages received on events topics, all counted.
@@ -117,6 +118,7 @@ class CenterConsole:
         self.connect_timeout = connect_timeout
 
         self.events: list[dict[str, Any]] = []
+        self.heartbeats: list[dict[str, Any]] = []
         self.rejected: list[Rejected] = []
         self.duplicates = 0
         self.deliveries = 0
@@ -333,6 +335,9 @@ class CenterConsole:
 
     def _accept(self, event: dict[str, Any]) -> None:
         self._ids.add(event["id"])
+        if event["type"] == "gateway.heartbeat":  # link supervision: kept apart, not printed
+            self.heartbeats.append(event)
+            return
         self.events.append(event)
         self.say(format_event(event))
         for note in self._seq.add(event["stream"], event["seq"], event["id"]):

@@ -43,6 +43,7 @@ async def test_pending_is_priority_then_seq_and_sent_rows_leave(tmp_path: Path) 
         rows = await outbox.pending(10)
         assert rows[0].id == panic.id and rows[0].priority == 1
         assert [r.seq for r in rows[1:]] == [1, 2, 3, 4, 5]
+        assert [r.n for r in rows] == [6, 1, 2, 3, 4, 5]
         assert [r.seq for r in await outbox.pending(3, exclude=[6, 1])] == [2, 3, 4]
         await outbox.mark_sent([6, 1])
         assert await outbox.pending_count() == 4

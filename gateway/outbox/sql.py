@@ -1,0 +1,70 @@
+"""Schema and statements of the outbox database (SQLite >= 3.35 for ``RETURNING``).
+
+Table ``messages``, one row per MQTT message to deliver:
+
+* ``n`` INTEGER PRIMARY KEY — send order within a priority (creation order);
+* ``seq`` — the event's gap-free sequence number; NULL for non-event messages
+  (snapshot bytes), which therefore never make a hole in ``seq``;
+* ``id`` — event id (ULID) or a ULID of its own for other messages;
+* ``type``, ``priority`` (1..5), ``topic`` (suffix under the gateway prefix),
+  ``payload`` (exact bytes to publish), ``size`` (bytes of payload);
+* ``track_ack`` — 1 for priority 1-2 events, which stay open until the center acks;
+* ``created_at``, ``sent_at`` (last PUBACK), ``acked_at`` — UNIX seconds;
+* ``attempts`` — PUBACKs seen (a re-publish of an unacked alarm adds one).
+
+Table ``meta``: ``stream`` (this database's stream id), ``last_seq``.
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    n INTEGER PRIMARY KEY,
+    seq INTEGER UNIQUE,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    track_ack INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    acked_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_unacked ON messages (sent_at)
+    WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, n);
+CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
+"""
+
+INSERT = (
+    "INSERT INTO messages (n, seq, id, type, priority, topic, payload, size, track_ack,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+MARK_SENT = "UPDATE messages SET sent_at = ?, attempts = attempts + 1 WHERE n = ?"
+MARK_ACKED = "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL"
+COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack"
+PENDING = (
+    f"SELECT {COLUMNS} FROM messages WHERE sent_at IS NULL {{skip}} ORDER BY priority, n LIMIT ?"
+)
+OVERDUE = (
+    f"SELECT {COLUMNS} FROM messages WHERE track_ack = 1 AND acked_at IS NULL"
+    " AND sent_at IS NOT NULL AND sent_at <= ? {skip} ORDER BY priority, n LIMIT ?"
+)
+OLDEST_UNACKED = (
+    "SELECT min(sent_at) FROM messages"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
+)
+SHED = (
+    "DELETE FROM messages WHERE n IN"
+    " (SELECT n FROM messages WHERE priority = ? ORDER BY n LIMIT ?)"
+    " RETURNING seq, size, sent_at IS NULL"
+)
+PURGE = (
+    "DELETE FROM messages WHERE created_at < ? AND sent_at IS NOT NULL"
+    " AND (track_ack = 0 OR acked_at IS NOT NULL) RETURNING size, priority"
+)
+TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages"
+LOW_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE priority >= 4"
