@@ -71,6 +71,30 @@ KINDS: dict[str, EventKind] = {
         EventKind("camera.snapshot", 3),
         EventKind("camera.event", 4),  # a topic no table knows, forwarded as sent
         EventKind("camera.status", 5),  # relay, CPU, storage, day/night: telemetry
+        # Guard tour (gateway/patrol; GB/T 29315-2022: key areas patrolled >= 5 times a
+        # day). No Contact ID or SIA code means "guard tour stop missed/late" (SIA JK
+        # "latchkey alert" is about a user code, not a tour), so none is sent.
+        EventKind("patrol.missed", 3),
+        EventKind("patrol.late", 3),
+        EventKind("patrol.out_of_order", 3),
+        EventKind("patrol.unknown_tag", 3),  # a foreign tag or card: someone must look
+        EventKind("patrol.checkpoint", 4),
+        EventKind("patrol.round_started", 4),
+        EventKind("patrol.round_completed", 4),
+        # SIA XT / XR transmitter battery trouble / restoral: a patrol reader's own
+        # battery. CID 384 (RF low battery) would fit but has no SIA mapping in the
+        # Contact ID table, and CID 302 means the panel's system battery.
+        EventKind("fault.low_battery", 3, sia="XT", sia_restore="XR"),
+        # Intrusion alarm system (gateway/zones, areas, outputs, commands).
+        # CID 150 24 Hour (Auxiliary) -> SIA UA / UH: water, temperature, equipment.
+        EventKind("alarm.technical", 3, cid="150", sia="UA", sia_restore="UH"),
+        # Contact ID 401 tells opening from closing by its qualifier (E/R), which one
+        # event type cannot carry; the SIA codes OP (opening) / CL (closing) say it.
+        EventKind("area.armed", 4, sia="CL"),
+        EventKind("area.disarmed", 4, sia="OP"),
+        # CID 570 Zone/Sensor bypass -> SIA BB / BU (unbypass).
+        EventKind("zone.bypassed", 4, cid="570", sia="BB", sia_restore="BU"),
+        EventKind("output.switched", 4),  # a siren, strobe or relay coil on or off
         EventKind("command.result", 4),
     )
 }

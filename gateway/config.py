@@ -15,6 +15,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.modbus_io.profiles import PROFILES
+from gateway.config_alarm import (
+    AreaConfig,
+    CommandsConfig,
+    OutputConfig,
+    ScheduleConfig,
+    ZoneConfig,
+    ZoneType,
+    ZoneTypeDefaults,
+    check_alarm,
+    check_lines,
+)
 from gateway.config_camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config_patrol import PatrolConfig, bind_transport, check_patrol
 from gateway.errors import ConfigError
@@ -144,27 +155,6 @@ class ModuleConfig(_Strict):
         return self
 
 
-ZoneType = Literal["panic", "intrusion", "perimeter", "tamper"]
-
-
-class ZoneConfig(_Strict):
-    """``[[zones]]``: one alarm point wired to a module input.
-
-    ``input`` is the channel as labelled on the module (see the module's profile).
-    ``contact`` says which contact state is the alarm: ``NO`` (normally open)
-    alarms when closed, ``NC`` alarms when open.
-    """
-
-    id: Ident
-    name: str
-    location: str = ""
-    type: ZoneType
-    module: Ident
-    input: int = Field(ge=0)
-    contact: Literal["NO", "NC"] = "NO"
-    debounce_ms: int | None = Field(default=None, ge=0, le=10_000)
-
-
 class LoggingConfig(_Strict):
     """``[logging]``."""
 
@@ -180,6 +170,11 @@ class GatewayConfig(_Strict):
     logging: LoggingConfig = LoggingConfig()
     modules: list[ModuleConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+    zone_types: dict[ZoneType, ZoneTypeDefaults] = Field(default_factory=dict)
+    areas: list[AreaConfig] = Field(default_factory=list)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    outputs: list[OutputConfig] = Field(default_factory=list)
+    commands: CommandsConfig = CommandsConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
     linkage: list[LinkageConfig] = Field(default_factory=list)
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
@@ -189,34 +184,18 @@ class GatewayConfig(_Strict):
         _unique("modules", [m.id for m in self.modules])
         _unique("zones", [z.id for z in self.zones])
         modules = {m.id: m for m in self.modules}
-        used: dict[tuple[str, int], str] = {}
-        for i, zone in enumerate(self.zones):
-            module = modules.get(zone.module)
-            if module is None:
-                raise _FieldError(f"zones.{i}.module", f"no module with id {zone.module!r}")
-            count = PROFILES[module.profile].di_count
-            if zone.input >= count:
-                raise _FieldError(
-                    f"zones.{i}.input",
-                    f"module {module.id!r} ({module.profile}) has inputs 0..{count - 1}, "
-                    f"not {zone.input}",
-                )
-            key = (zone.module, zone.input)
-            if key in used:
-                raise _FieldError(
-                    f"zones.{i}.input",
-                    f"input {zone.input} of {zone.module!r} is already used by zone {used[key]!r}",
-                )
-            used[key] = zone.id
-        for field, message in check_cameras(
-            self.cameras, self.linkage, {z.id for z in self.zones}
-        )[:1]:
+        alarm = check_alarm(self.zones, self.modules, self.areas, self.schedules, self.outputs)
+        for field, message in [*check_lines(self.modules), *alarm][:1]:
+            raise _FieldError(field, message)
+        for field, message in check_cameras(self.cameras, self.linkage, {z.id for z in self.zones})[
+            :1
+        ]:
             raise _FieldError(field, message)
         devices = set(modules) | {c.id for c in self.cameras}
         for field, message in check_patrol(
             self.patrol, device_ids=devices, timezone=self.site.timezone
         )[:1]:
-            raise _FieldError(f"patrol.{field}", message)
+            raise _FieldError(field, message)
         return self
 
     @property
@@ -301,7 +280,10 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         )
         broker = broker.model_copy(update={"tls": tls})
     cameras = [camera.resolved(base) for camera in cfg.cameras]
-    return cfg.model_copy(update={"outbox": outbox, "broker": broker, "cameras": cameras})
+    commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    return cfg.model_copy(
+        update={"outbox": outbox, "broker": broker, "cameras": cameras, "commands": commands}
+    )
 
 
 def locate_line(text: str, field: str) -> int | None:
@@ -311,6 +293,8 @@ def locate_line(text: str, field: str) -> int | None:
     of the table header when the key is missing, or None.
     """
     parts = field.split(".")
+    if len(parts) > 2 and not parts[1].isdigit() and parts[2].isdigit():
+        parts = [f"{parts[0]}.{parts[1]}", *parts[2:]]  # [[patrol.routes]] arrays of tables
     lines = text.splitlines()
     if not parts or not parts[0]:
         return None

@@ -16,15 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 CameraIdent = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
-ALARM_KINDS = (
-    "camera.motion",
-    "camera.line_crossing",
-    "camera.field_intrusion",
-    "camera.tamper",
-    "camera.digital_input",
-)
-"""Camera event types that are alarms of their own (and may take evidence)."""
-
 CameraAlarmKind = Literal[
     "camera.motion",
     "camera.line_crossing",
@@ -32,6 +23,15 @@ CameraAlarmKind = Literal[
     "camera.tamper",
     "camera.digital_input",
 ]
+
+ALARM_KINDS: tuple[CameraAlarmKind, ...] = (
+    "camera.motion",
+    "camera.line_crossing",
+    "camera.field_intrusion",
+    "camera.tamper",
+    "camera.digital_input",
+)
+"""Camera event types that are alarms of their own (and may take evidence)."""
 
 
 class _Strict(BaseModel):

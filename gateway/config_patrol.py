@@ -245,13 +245,13 @@ def check_patrol(
     handheld guards known.
 
     Returns:
-        Every problem as ``(dotted field under patrol, message)``; empty when fine.
+        Every problem as ``(dotted field from the root, message)``; empty when fine.
     """
     problems: list[tuple[str, str]] = []
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(("timezone", f"site timezone {timezone!r} is unknown to this system"))
+        problems.append(("site.timezone", f"timezone {timezone!r} is unknown to this system"))
     for section, ids in (
         ("checkpoints", [c.id for c in patrol.checkpoints]),
         ("routes", [r.id for r in patrol.routes]),
@@ -268,7 +268,7 @@ def check_patrol(
     problems += _tag_problems(patrol)
     problems += _route_problems(patrol)
     problems += _reader_problems(patrol)
-    return problems
+    return [(f"patrol.{field}" if field != "site.timezone" else field, m) for field, m in problems]
 
 
 def _tag_problems(patrol: PatrolConfig) -> list[tuple[str, str]]:
@@ -326,7 +326,9 @@ def _reader_problems(patrol: PatrolConfig) -> list[tuple[str, str]]:
             continue
         port = reader.listen.port
         if port in ports:
-            problems.append((f"readers.{i}.listen", f"port {port} is already used by {ports[port]!r}"))
+            problems.append(
+                (f"readers.{i}.listen", f"port {port} is already used by {ports[port]!r}")
+            )
         ports.setdefault(port, reader.id)
         if isinstance(reader, HandheldReaderConfig) and reader.guard not in (None, *guards):
             problems.append((f"readers.{i}.guard", f"no guard with id {reader.guard!r}"))

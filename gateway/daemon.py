@@ -18,12 +18,18 @@ from pathlib import Path
 
 import structlog
 
+from drivers.modbus_io.line_poller import build_lines
 from drivers.modbus_io.poller import ModulePoller
+from gateway.alarm import AlarmSystem
+from gateway.alarm_store import AlarmStore, state_path
+from gateway.cameras import CameraStage
 from gateway.clock import ClockSync
 from gateway.config import GatewayConfig, OutboxConfig
+from gateway.config_alarm import analog_inputs, input_debounce
 from gateway.housekeeping import Housekeeping
 from gateway.observation import Observation, utcnow
 from gateway.outbox import Outbox
+from gateway.patrol.service import PatrolStage
 from gateway.schema import Event, EventFactory, rfc3339
 from gateway.supervisor import Supervisor
 from gateway.systemd import notify
@@ -43,7 +49,9 @@ class Gateway:
 
     Attributes:
         ready: set once every stage is started.
-        outbox, uplink, engine, pollers: the stages, available once ``ready``.
+        outbox, uplink, engine, pollers, cameras, patrol: the stages, available once
+            ``ready``.
+        alarm: zones, areas, schedules, outputs and commands (``engine`` is its zones).
     """
 
     cfg: GatewayConfig
@@ -52,7 +60,10 @@ class Gateway:
     outbox: Outbox | None = None
     uplink: Uplink | None = None
     engine: ZoneEngine | None = None
+    alarm: AlarmSystem | None = None
     pollers: dict[str, ModulePoller] = field(default_factory=dict)
+    cameras: CameraStage | None = None
+    patrol: PatrolStage | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
 
     async def run(self) -> None:
@@ -64,9 +75,22 @@ class Gateway:
         cfg = self.cfg
         path = self.outbox_path or cfg.outbox.path
         factory = EventFactory(cfg.source_prefix, ClockSync().synced)
-        async with open_outbox(path, cfg.outbox) as outbox:
+        async with (
+            open_outbox(path, cfg.outbox) as outbox,
+            AlarmStore(state_path(Path(path))) as store,
+        ):
             self.outbox = outbox
-            self.engine = ZoneEngine(cfg, factory, outbox.append)
+            self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
+            self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
+            self.alarm = AlarmSystem(
+                cfg,
+                factory,
+                self.cameras.linkage.wrap(outbox.append),
+                store=store,
+                writer=self._write_output,
+                key=cfg.commands.key(),
+            )
+            self.engine = self.alarm.zones
             keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway)
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
@@ -76,6 +100,7 @@ class Gateway:
                 client_id=client_id,
                 on_ack=self._acked,
                 heartbeat=keeper.heartbeat,
+                on_command=self.alarm.commands.handle,
             )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
@@ -86,16 +111,19 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
-                for module in cfg.modules:
-                    debounce = {
-                        z.input: z.debounce_ms
-                        for z in cfg.zones
-                        if z.module == module.id and z.debounce_ms is not None
-                    }
-                    poller = ModulePoller(module, self._observe, debounce_ms=debounce)
-                    self.pollers[module.id] = poller
-                    name = f"driver[modbus_io:{module.id}]"
-                    tg.create_task(self.supervisor.run_forever(name, poller.run), name=name)
+                await self.alarm.start()
+                tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                for line in build_lines(
+                    cfg.modules,
+                    self._observe,
+                    debounce_ms=lambda m: input_debounce(cfg.zones, cfg.zone_types, m),
+                    analog_channels=lambda m: analog_inputs(cfg.zones, m),
+                ):
+                    self.pollers.update({p.cfg.id: p for p in line.pollers})
+                    name = f"driver[modbus_io:{line.name}]"
+                    tg.create_task(self.supervisor.run_forever(name, line.run), name=name)
+                self.cameras.start(tg, self.supervisor)
+                self.patrol.start(tg, self.supervisor)
                 self.ready.set()
                 notify("READY=1")
                 log.info(
@@ -120,14 +148,18 @@ class Gateway:
 
     async def _observe(self, obs: Observation) -> None:
         """Driver sink: the rules first, then the device's retained state."""
-        assert self.engine is not None
-        await self.engine.observe(obs)
+        assert self.alarm is not None
+        await self.alarm.observe(obs)
         poller = self.pollers.get(obs.device_id)
         if poller is not None and self.uplink is not None:
             self.uplink.set_state(
                 obs.device_id,
                 {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
             )
+
+    async def _write_output(self, module_id: str, channel: int, on: bool) -> None:
+        """Switch a coil through its module's poller (between polls, on its line)."""
+        await self.pollers[module_id].write_output(channel, on)
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:
@@ -160,9 +192,22 @@ async def running(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> Asy
     try:
         yield gateway
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(task)
+
+
+async def _stop(task: asyncio.Task[None], grace: float = 10.0) -> None:
+    """Cancel the gateway task and wait for it, at most ``grace`` seconds (then say so)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        log.error("gateway.stop_timeout", grace_s=grace, tasks=_task_names())
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()
+
+
+def _task_names() -> list[str]:
+    return sorted(t.get_name() for t in asyncio.all_tasks() if not t.done())
 
 
 async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:

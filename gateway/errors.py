@@ -67,6 +67,25 @@ class OutboxError(GatewayError):
     """The local store failed (disk full, corrupt file, locked by another daemon)."""
 
 
+class StateError(GatewayError):
+    """The persisted alarm state (arming, bypasses, latches) cannot be read or written."""
+
+
+class CommandRefused(GatewayError):
+    """A command from the center is refused; the center gets ``error`` as the reason.
+
+    Attributes:
+        command: the command name (``arm``), or "" when unknown.
+        reason: short machine-readable cause (``bad_signature``, ``expired``,
+            ``retained``, ``invalid``, ``rejected`` …).
+    """
+
+    def __init__(self, message: str, *, command: str = "", reason: str = "rejected") -> None:
+        self.command = command
+        self.reason = reason
+        super().__init__(message)
+
+
 class DeviceFault(DeviceProtocolError):
     """The device refused a request with a well-formed SOAP Fault (ONVIF Core §5.11).
 

@@ -64,7 +64,7 @@ class Housekeeping:
             await self._report_shed()
             now = time.monotonic()
             if now - last_ballast >= _BALLAST_CHECK_S or (
-                self.outbox.ballast_released and self._storage_incident is None
+                self.outbox.disk_pressure and self._storage_incident is None
             ):
                 last_ballast = now
                 await self._check_disk()
@@ -119,13 +119,13 @@ class Housekeeping:
         )
 
     async def _check_disk(self) -> None:
-        if self.outbox.ballast_released and self._storage_incident is None:
+        if self.outbox.disk_pressure and self._storage_incident is None:
             await self._storage_fault(
-                "outbox disk full: ballast given up, low-priority rows shed",
+                "outbox disk full: ballast given up, priority 4-5 messages shed",
                 {"path": str(self.outbox.path)},
                 clear_later=True,
             )
-        elif self._storage_incident is not None and self.outbox.restore_ballast():
+        elif self._storage_incident is not None and self.outbox.relieve_pressure():
             await self.outbox.append(
                 self.factory.make(
                     "fault.storage",

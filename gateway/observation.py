@@ -63,7 +63,26 @@ class DeviceHealth:
     received_at: datetime = field(default_factory=utcnow)
 
 
-Observation = InputChanged | DeviceHealth
+@dataclass(frozen=True, slots=True)
+class AnalogChanged:
+    """An analog input's raw value changed (end-of-line supervision reads it).
+
+    Attributes:
+        device_id: configured device id.
+        channel: the analog channel as labelled on the module (``AI0`` = 0).
+        value: the raw value the module reports, 0..65535 over its configured range.
+        received_at: gateway UTC time of the poll that read it.
+        initial: True for the first reading after start.
+    """
+
+    device_id: str
+    channel: int
+    value: int
+    received_at: datetime = field(default_factory=utcnow)
+    initial: bool = False
+
+
+Observation = InputChanged | DeviceHealth | AnalogChanged
 ObservationSink = Callable[[Observation], Awaitable[None]]
 
 

@@ -44,5 +44,8 @@ class Supervisor:
                 failures += 1
                 self.crashes[name] = self.crashes.get(name, 0) + 1
                 log.exception("task.crashed", task=name, crashes=self.crashes[name])
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a cancel a library swallowed
+                raise asyncio.CancelledError
             delay = min(self.max_delay, self.min_delay * 2 ** min(failures, 16))
             await asyncio.sleep(random.uniform(delay / 2, delay))

@@ -114,6 +114,8 @@ class Uplink:
         self._states: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._state_changed = asyncio.Event()
+        # PUBACKed rows whose "sent" mark is not committed yet: not sent again meanwhile.
+        self._settling: set[int] = set()
         self.stats = UplinkStats()
 
     def set_state(self, device: str, state: dict[str, Any]) -> None:
@@ -217,12 +219,18 @@ class Uplink:
                 free = window - len(inflight)
                 if free <= 0:
                     slot_free.clear()
-                    await _first(slot_free.wait(), failure)
+                    await _first([slot_free.wait()], failure)
                     continue
-                rows = await self._outbox.pending(free, exclude=inflight.keys())
+                slot_free.clear()
+                rows = await self._outbox.pending(free, exclude=inflight.keys() | self._settling)
                 if not rows:
+                    # Wake for new rows, for a PUBACK (it may start an ack timer), or
+                    # when the next unacked alarm comes due again.
                     due = await self._outbox.next_due_in()
-                    await _first(self._outbox.wait_for_new(), failure, within=due)
+                    waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
+                    if inflight:
+                        waits.append(slot_free.wait())
+                    await _first(waits, failure, within=due)
                     continue
                 for row in rows:
                     task = asyncio.create_task(self._send_row(client, row), name=f"pub-{row.n}")
@@ -248,8 +256,18 @@ class Uplink:
         except aiomqtt.MqttError:
             self.stats.publish_failures += 1
             raise
-        await self._outbox.mark_sent([row.n])
         self.stats.published += 1
+        # The window slot is free at PUBACK; the "sent" mark is committed in the
+        # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
+        self._settling.add(row.n)
+        task = asyncio.create_task(self._outbox.mark_sent([row.n]))
+        task.add_done_callback(functools.partial(self._settled, row.n))
+
+    def _settled(self, n: int, task: asyncio.Task[None]) -> None:
+        self._settling.discard(n)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("uplink.mark_sent_failed", n=n, error=str(task.exception()))
+        self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------
 
@@ -328,17 +346,20 @@ def _finish(
 
 
 async def _first(
-    aw: Awaitable[Any], failure: asyncio.Future[BaseException], within: float | None = None
+    aws: list[Awaitable[Any]],
+    failure: asyncio.Future[BaseException],
+    within: float | None = None,
 ) -> None:
-    """Wait for ``aw``, for ``failure`` to be set, or ``within`` seconds, whichever is first."""
-    task = asyncio.ensure_future(aw)
+    """Wait for any of ``aws``, for ``failure``, or ``within`` seconds, whichever is first."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
     try:
-        await asyncio.wait({task, failure}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*tasks, failure}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def _parse_ack(payload: bytes) -> list[str]:

@@ -2,7 +2,8 @@
 
 Subcommands: ``campus`` (everything), ``modbus`` (simulated I/O modules of a
 config with their control endpoint), ``ctl`` (drive those modules), ``center``
-(the duty-center console).
+(the duty-center console), ``patrol`` (guards walking tour routes), ``camera``
+(simulated ONVIF cameras).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from simulators import center_cli
+from simulators import center_cli, patrol_cli
+from simulators.camera import cli as camera_cli
 from simulators.campus import DEFAULT_CONFIG, DEFAULT_CONTROL_PORT, DEFAULT_SCENARIO, run_campus
 from simulators.modbus_control import ControlError, ControlServer, control_request
 from simulators.modules import simulated_modules
@@ -50,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
 
     sub.add_parser("center", help="the duty-center console (see campus-sim center --help)")
+    sub.add_parser("patrol", help="guards walking tour routes (see campus-sim patrol --help)")
+    sub.add_parser("camera", help="simulated ONVIF cameras (see campus-sim camera --help)")
     return parser
 
 
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["center"]:
         return center_cli.main(argv[1:])
+    if argv[:1] == ["patrol"]:
+        return patrol_cli.main(argv[1:])
+    if argv[:1] == ["camera"]:
+        return camera_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(encoding="utf-8")

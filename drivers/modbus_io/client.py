@@ -1,4 +1,10 @@
-"""One Modbus connection to one digital-I/O module: the only file that imports pymodbus.
+"""Modbus connections to digital/analog I/O modules: the only file that imports pymodbus.
+
+A :class:`ModbusLine` is one connection to one physical line — a module's own TCP
+socket, a serial port with several RS-485 units, or one TCP-to-RTU converter with
+several units behind it — shared by every unit on it, one request at a time. A
+:class:`ModbusIoClient` reads and drives one module (its unit and register
+profile) through a line of its own or a shared one.
 
 Every pymodbus outcome is translated here (STYLE.md rule 3), so nothing above this
 file knows that pymodbus 3.11 reports some failures as values and others as
@@ -13,7 +19,7 @@ pymodbus outcome                                               raised here
 timeout, but bytes did arrive that never formed a frame        DeviceProtocolError
 exception response 0x06 busy, 0x0A/0x0B gateway path/target    DeviceUnavailable
 any other exception response (``isError()``), e.g. 0x02       DeviceProtocolError
-wrong function code, fewer bits than asked, bad FC05 echo      DeviceProtocolError
+wrong function code, fewer bits/registers than asked, bad echo DeviceProtocolError
 =============================================================  =====================
 
 ``DeviceProtocolError.raw`` is the received frame as hex (MBAP or RTU ADU, as seen
@@ -23,7 +29,8 @@ pasted into a test (STYLE.md rule 9).
 pymodbus 3.11.4 quirks handled here (read in ``client/base.py``,
 ``transaction/transaction.py``, ``transport/transport.py``):
 
-* the unit is ``device_id=`` (``slave=`` is gone);
+* the unit is ``device_id=`` (``slave=`` is gone), given per request, so one
+  client serves every unit of a line;
 * ``reconnect_delay=0`` switches off pymodbus' own reconnect task: the poller
   owns backoff;
 * ``retries=0``: one silent unit costs exactly one ``timeout_ms`` per attempt;
@@ -44,7 +51,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self, TypedDict
+from typing import Literal, Self, TypedDict
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
@@ -52,10 +59,12 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from drivers.modbus_io.profiles import PROFILES, RegisterProfile
-from gateway.config import ModuleConfig, TcpTransport
+from gateway.config import ModuleConfig, RtuTransport, TcpTransport
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 
 _PymodbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
+BitTable = Literal["coils", "discrete_inputs"]
+RegisterTable = Literal["input_registers", "holding_registers"]
 
 
 class _CommonArgs(TypedDict):
@@ -69,8 +78,14 @@ class _CommonArgs(TypedDict):
     trace_packet: Callable[[bool, bytes], bytes]
 
 
-_FC_READ = {"coils": 0x01, "discrete_inputs": 0x02}
-_FC_WRITE_COIL = 0x05
+_FC = {
+    "coils": 0x01,
+    "discrete_inputs": 0x02,
+    "holding_registers": 0x03,
+    "input_registers": 0x04,
+    "write_coil": 0x05,
+    "write_register": 0x06,
+}
 _TRANSIENT_EXCEPTIONS = frozenset(
     {ExcCodes.DEVICE_BUSY, ExcCodes.GATEWAY_PATH_UNAVIABLE, ExcCodes.GATEWAY_NO_RESPONSE}
 )
@@ -78,26 +93,297 @@ _TRANSIENT_EXCEPTIONS = frozenset(
 the unit behind it. These say "not now", not "your request is wrong"."""
 
 
+class ModbusLine:
+    """One Modbus master connection to one physical line, shared by its units.
+
+    All requests share one ``asyncio.Lock`` (one lock per physical line, STYLE.md
+    rule 7): a poll of one unit and an output write to another never overlap on
+    the wire. The connection opens on the first request and reopens on demand
+    after it was lost or closed after a timeout.
+
+    Args:
+        transport: where the line is (``[[modules]] transport``).
+        timeout_ms: how long one request waits for its answer.
+        name: for logs and pymodbus (the line or module id).
+    """
+
+    def __init__(self, transport: TcpTransport | RtuTransport, *, timeout_ms: int, name: str):
+        self._transport = transport
+        self._timeout_ms = timeout_ms
+        self._name = name
+        self._lock = asyncio.Lock()
+        self._client: _PymodbusClient | None = None
+        self._rx = b""
+
+    @property
+    def name(self) -> str:
+        """The line's name."""
+        return self._name
+
+    @property
+    def connected(self) -> bool:
+        """True while a transport is open (the units may still be silent)."""
+        return self._client is not None and self._client.connected
+
+    async def connect(self, device_id: str) -> None:
+        """Open the connection unless it is open already.
+
+        Raises:
+            DeviceUnavailable: refused, no TCP handshake within ``timeout_ms``, or the
+                serial port cannot be opened; carries ``device_id``.
+        """
+        async with self._lock:
+            await self._ensure_connected(device_id)
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice. The next request reconnects."""
+        self._drop()
+        # let asyncio run the transport's connection_lost callback now, not after
+        # the caller has moved on
+        await asyncio.sleep(0)
+
+    async def read_bits(
+        self, table: BitTable, address: int, count: int, *, unit: int, device_id: str
+    ) -> list[bool]:
+        """Read ``count`` bits from ``address`` (FC01 coils or FC02 discrete inputs).
+
+        Returns:
+            Exactly ``count`` booleans as they are on the wire.
+
+        Raises:
+            DeviceUnavailable: cannot connect, timeout, connection lost, or a
+                busy/gateway exception response.
+            DeviceProtocolError: another exception response, a reply with the wrong
+                function code or fewer bits than asked; ``raw`` is the frame as hex.
+        """
+        async with self._lock:
+            client = await self._ensure_connected(device_id)
+            reader = client.read_coils if table == "coils" else client.read_discrete_inputs
+            reply = self._check(
+                await self._execute(reader(address, count=count, device_id=unit), device_id, unit),
+                _FC[table],
+                f"read {table}",
+                device_id,
+            )
+            if len(reply.bits) < count:
+                raise self._protocol_error(
+                    f"short reply: {len(reply.bits)} bits, asked for {count}", device_id
+                )
+            return list(reply.bits[:count])
+
+    async def read_registers(
+        self, table: RegisterTable, address: int, count: int, *, unit: int, device_id: str
+    ) -> list[int]:
+        """Read ``count`` 16-bit registers (FC04 input or FC03 holding registers).
+
+        Returns:
+            ``count`` unsigned values 0..65535.
+
+        Raises:
+            DeviceUnavailable, DeviceProtocolError: as :meth:`read_bits`.
+        """
+        async with self._lock:
+            return await self._read_registers(table, address, count, unit, device_id)
+
+    async def write_coil(self, address: int, on: bool, *, unit: int, device_id: str) -> None:
+        """Switch one coil with FC05 and check the echo.
+
+        Raises:
+            DeviceUnavailable: as :meth:`read_bits`.
+            DeviceProtocolError: an exception response, or the echo does not repeat
+                our address and value.
+        """
+        async with self._lock:
+            client = await self._ensure_connected(device_id)
+            call = client.write_coil(address, on, device_id=unit)
+            reply = self._check(
+                await self._execute(call, device_id, unit),
+                _FC["write_coil"],
+                "write coil",
+                device_id,
+            )
+            echoed = bool(reply.bits and reply.bits[0])
+            if reply.address != address or echoed != on:
+                raise self._protocol_error(
+                    f"write coil echo mismatch: sent address {address} value {on}, "
+                    f"got address {reply.address} value {echoed}",
+                    device_id,
+                )
+
+    async def write_register_bit(
+        self, address: int, bit: int, on: bool, *, unit: int, device_id: str
+    ) -> None:
+        """Set one bit of a holding register: FC03 read, FC06 write, in one turn of the line.
+
+        Raises:
+            DeviceUnavailable: as :meth:`read_bits`.
+            DeviceProtocolError: an exception response or a wrong echo.
+        """
+        async with self._lock:
+            (word,) = await self._read_registers("holding_registers", address, 1, unit, device_id)
+            value = word | (1 << bit) if on else word & ~(1 << bit)
+            client = await self._ensure_connected(device_id)
+            call = client.write_register(address, value, device_id=unit)
+            reply = self._check(
+                await self._execute(call, device_id, unit),
+                _FC["write_register"],
+                "write register",
+                device_id,
+            )
+            if reply.address != address or list(reply.registers[:1]) != [value]:
+                raise self._protocol_error(
+                    f"write register echo mismatch: sent address {address} value {value}",
+                    device_id,
+                )
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _read_registers(
+        self, table: RegisterTable, address: int, count: int, unit: int, device_id: str
+    ) -> list[int]:
+        client = await self._ensure_connected(device_id)
+        if table == "input_registers":
+            call = client.read_input_registers(address, count=count, device_id=unit)
+        else:
+            call = client.read_holding_registers(address, count=count, device_id=unit)
+        reply = self._check(
+            await self._execute(call, device_id, unit), _FC[table], f"read {table}", device_id
+        )
+        if len(reply.registers) < count:
+            raise self._protocol_error(
+                f"short reply: {len(reply.registers)} registers, asked for {count}", device_id
+            )
+        return [int(r) & 0xFFFF for r in reply.registers[:count]]
+
+    def _make_client(self) -> _PymodbusClient:
+        transport = self._transport
+        common = _CommonArgs(
+            name=self._name,
+            reconnect_delay=0.0,  # 0 = no pymodbus reconnect task; the poller backs off
+            reconnect_delay_max=0.0,
+            timeout=self._timeout_ms / 1000,
+            retries=0,
+            trace_packet=self._trace,
+        )
+        if isinstance(transport, TcpTransport):
+            return AsyncModbusTcpClient(transport.host, port=transport.port, **common)
+        return AsyncModbusSerialClient(
+            transport.port,
+            baudrate=transport.baudrate,
+            parity=transport.parity,
+            stopbits=transport.stopbits,
+            bytesize=transport.bytesize,
+            **common,
+        )
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus ``trace_packet`` hook: keep what the line sent since our request."""
+        # pymodbus hands us its whole receive buffer each time, so the last call
+        # holds every byte received for the current request.
+        self._rx = b"" if sending else data
+        return data
+
+    async def _ensure_connected(self, device_id: str) -> _PymodbusClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        client = self._make_client()
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException) as exc:
+            client.close()
+            raise DeviceUnavailable(f"connect failed: {exc}", device_id=device_id) from exc
+        if not ok or not client.connected:
+            client.close()
+            raise DeviceUnavailable(f"cannot connect to {self._where()}", device_id=device_id)
+        self._client = client
+        return client
+
+    async def _execute(self, call: Awaitable[ModbusPDU], device_id: str, unit: int) -> ModbusPDU:
+        """Await one pymodbus request and translate what it raises."""
+        self._rx = b""
+        try:
+            return await call
+        except ConnectionException as exc:
+            self._drop()
+            raise DeviceUnavailable(f"connection lost: {exc}", device_id=device_id) from exc
+        except ModbusException as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # pymodbus turned our cancellation into ModbusIOException
+                self._drop()
+                raise asyncio.CancelledError from exc
+            received = self._rx
+            self._drop()
+            if received:
+                raise DeviceProtocolError(
+                    f"no valid answer within {self._timeout_ms} ms, only undecodable "
+                    f"or foreign bytes ({exc})",
+                    device_id=device_id,
+                    raw=received.hex(" "),
+                ) from exc
+            raise DeviceUnavailable(
+                f"no answer within {self._timeout_ms} ms from {self._where()} unit {unit}",
+                device_id=device_id,
+            ) from exc
+
+    def _check(self, reply: ModbusPDU, function: int, what: str, device_id: str) -> ModbusPDU:
+        """Turn an exception response or a wrong reply into an exception."""
+        if reply.isError():
+            code = reply.exception_code
+            try:
+                name = ExcCodes(code).name
+            except ValueError:
+                name = "unknown"
+            message = f"{what}: exception response {code:#04x} ({name})"
+            if code in _TRANSIENT_EXCEPTIONS:
+                raise DeviceUnavailable(message, device_id=device_id)
+            raise self._protocol_error(message, device_id)
+        if reply.function_code != function:
+            raise self._protocol_error(
+                f"{what}: reply has function code {reply.function_code:#04x}, "
+                f"expected {function:#04x}",
+                device_id,
+            )
+        return reply
+
+    def _protocol_error(self, message: str, device_id: str) -> DeviceProtocolError:
+        return DeviceProtocolError(message, device_id=device_id, raw=self._rx.hex(" "))
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _where(self) -> str:
+        t = self._transport
+        return f"{t.host}:{t.port}" if isinstance(t, TcpTransport) else t.port
+
+
 class ModbusIoClient:
-    """An async Modbus master for one module, TCP or RTU, one request at a time.
+    """Reads and drives one module, on a line of its own or on a shared :class:`ModbusLine`.
 
     Use as ``async with ModbusIoClient(cfg) as client: bits = await client.read_inputs()``.
-    The connection is opened in ``__aenter__`` and reopened on demand by the next
-    call after it was lost or closed after a timeout. All calls share one
-    ``asyncio.Lock`` (one lock per physical line, STYLE.md rule 7), so a poll and
-    an output write never overlap on the wire.
+    With a line of its own the connection is opened in ``__aenter__`` and closed in
+    ``__aexit__``; a shared line is left to its owner.
 
     Args:
         cfg: the module's configuration (transport, ``unit``, ``timeout_ms``).
         profile: its register profile; defaults to ``PROFILES[cfg.profile]``.
+        line: the shared line the module is on; None opens one of its own.
     """
 
-    def __init__(self, cfg: ModuleConfig, profile: RegisterProfile | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ModuleConfig,
+        profile: RegisterProfile | None = None,
+        *,
+        line: ModbusLine | None = None,
+    ) -> None:
         self._cfg = cfg
         self._profile = profile if profile is not None else PROFILES[cfg.profile]
-        self._lock = asyncio.Lock()
-        self._client: _PymodbusClient | None = None
-        self._rx = b""
+        self._owns_line = line is None
+        self.line = line or ModbusLine(cfg.transport, timeout_ms=cfg.timeout_ms, name=cfg.id)
 
     @property
     def device_id(self) -> str:
@@ -111,8 +397,8 @@ class ModbusIoClient:
 
     @property
     def connected(self) -> bool:
-        """True while a transport is open (it may still be silent)."""
-        return self._client is not None and self._client.connected
+        """True while the line's transport is open (the module may still be silent)."""
+        return self.line.connected
 
     async def __aenter__(self) -> Self:
         """Connect.
@@ -130,24 +416,21 @@ class ModbusIoClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close the connection (bounded: pymodbus closes synchronously)."""
+        """Close the connection when it is the module's own (pymodbus closes at once)."""
         await self.close()
 
     async def connect(self) -> None:
-        """Open the connection unless it is open already.
+        """Open the line unless it is open already.
 
         Raises:
             DeviceUnavailable: as for ``__aenter__``.
         """
-        async with self._lock:
-            await self._ensure_connected()
+        await self.line.connect(self._cfg.id)
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice. The next call reconnects."""
-        self._drop()
-        # let asyncio run the transport's connection_lost callback now, not after
-        # the caller has moved on
-        await asyncio.sleep(0)
+        """Close the line if it is the module's own; safe to call twice."""
+        if self._owns_line:
+            await self.line.close()
 
     async def read_inputs(self) -> list[bool]:
         """Read the raw wire bits of every digital input.
@@ -167,24 +450,36 @@ class ModbusIoClient:
                 function code or fewer bits than asked; ``raw`` is the frame as hex.
         """
         p = self._profile
-        function = _FC_READ[p.di_function]
-        async with self._lock:
-            client = await self._ensure_connected()
-            if function == 0x02:
-                call = client.read_discrete_inputs(
-                    p.di_address, count=p.read_count, device_id=self._cfg.unit
-                )
-            else:
-                call = client.read_coils(p.di_address, count=p.read_count, device_id=self._cfg.unit)
-            reply = self._check(await self._execute(call), function, f"read {p.di_function}")
-            if len(reply.bits) < p.read_count:
-                raise self._protocol_error(
-                    f"short reply: {len(reply.bits)} bits, asked for {p.read_count}"
-                )
-            return list(reply.bits[: p.di_count])
+        bits = await self.line.read_bits(
+            p.di_function, p.di_address, p.read_count, unit=self._cfg.unit, device_id=self._cfg.id
+        )
+        return bits[: p.di_count]
+
+    async def read_analog(self) -> list[int]:
+        """Read the raw value (0..65535) of every analog input.
+
+        Sends the profile's ``ai_function`` (FC04 or FC03) for ``ai_count`` registers
+        from ``ai_address``.
+
+        Returns:
+            ``profile.ai_count`` integers, index = channel.
+
+        Raises:
+            ValueError: the module has no analog inputs.
+            DeviceUnavailable, DeviceProtocolError: as :meth:`read_inputs`.
+        """
+        p = self._profile
+        if p.ai_count == 0:
+            raise ValueError(f"{self._cfg.id}: {p.model} has no analog inputs")
+        return await self.line.read_registers(
+            p.ai_function, p.ai_address, p.ai_count, unit=self._cfg.unit, device_id=self._cfg.id
+        )
 
     async def write_output(self, channel: int, on: bool) -> None:
-        """Switch one digital output (relay, siren coil) with FC05 at ``do_address + channel``.
+        """Switch one digital output (relay, siren coil).
+
+        FC05 at ``do_address + channel``; for a ``word`` profile (ADAM-6051) bit
+        ``channel`` of the holding register ``do_word_address`` (FC03 then FC06).
 
         Raises:
             ValueError: ``channel`` is not in ``0..profile.do_count - 1``.
@@ -198,122 +493,10 @@ class ModbusIoClient:
                 f"{self._cfg.id}: output {channel} does not exist on {p.model} "
                 f"(outputs 0..{p.do_count - 1})"
             )
-        address = p.do_address + channel
-        async with self._lock:
-            client = await self._ensure_connected()
-            call = client.write_coil(address, on, device_id=self._cfg.unit)
-            reply = self._check(await self._execute(call), _FC_WRITE_COIL, "write coil")
-            echoed = bool(reply.bits and reply.bits[0])
-            if reply.address != address or echoed != on:
-                raise self._protocol_error(
-                    f"write coil echo mismatch: sent address {address} value {on}, "
-                    f"got address {reply.address} value {echoed}"
-                )
-
-    # -- internals ---------------------------------------------------------------
-
-    def _make_client(self) -> _PymodbusClient:
-        transport = self._cfg.transport
-        timeout = self._cfg.timeout_ms / 1000
-        common = _CommonArgs(
-            name=self._cfg.id,
-            reconnect_delay=0.0,  # 0 = no pymodbus reconnect task; the poller backs off
-            reconnect_delay_max=0.0,
-            timeout=timeout,
-            retries=0,
-            trace_packet=self._trace,
-        )
-        if isinstance(transport, TcpTransport):
-            return AsyncModbusTcpClient(transport.host, port=transport.port, **common)
-        return AsyncModbusSerialClient(
-            transport.port,
-            baudrate=transport.baudrate,
-            parity=transport.parity,
-            stopbits=transport.stopbits,
-            bytesize=transport.bytesize,
-            **common,
-        )
-
-    def _trace(self, sending: bool, data: bytes) -> bytes:
-        """pymodbus ``trace_packet`` hook: keep what the module sent since our request."""
-        # pymodbus hands us its whole receive buffer each time, so the last call
-        # holds every byte received for the current request.
-        self._rx = b"" if sending else data
-        return data
-
-    async def _ensure_connected(self) -> _PymodbusClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._drop()
-        client = self._make_client()
-        try:
-            ok = await client.connect()
-        except (OSError, ModbusException) as exc:
-            client.close()
-            raise DeviceUnavailable(f"connect failed: {exc}", device_id=self._cfg.id) from exc
-        if not ok or not client.connected:
-            client.close()
-            raise DeviceUnavailable(f"cannot connect to {self._where()}", device_id=self._cfg.id)
-        self._client = client
-        return client
-
-    async def _execute(self, call: Awaitable[ModbusPDU]) -> ModbusPDU:
-        """Await one pymodbus request and translate what it raises."""
-        self._rx = b""
-        try:
-            return await call
-        except ConnectionException as exc:
-            self._drop()
-            raise DeviceUnavailable(f"connection lost: {exc}", device_id=self._cfg.id) from exc
-        except ModbusException as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # pymodbus turned our cancellation into ModbusIOException
-                self._drop()
-                raise asyncio.CancelledError from exc
-            received = self._rx
-            self._drop()
-            if received:
-                raise DeviceProtocolError(
-                    f"no valid answer within {self._cfg.timeout_ms} ms, only undecodable "
-                    f"or foreign bytes ({exc})",
-                    device_id=self._cfg.id,
-                    raw=received.hex(" "),
-                ) from exc
-            raise DeviceUnavailable(
-                f"no answer within {self._cfg.timeout_ms} ms from {self._where()}",
-                device_id=self._cfg.id,
-            ) from exc
-
-    def _check(self, reply: ModbusPDU, function: int, what: str) -> ModbusPDU:
-        """Turn an exception response or a wrong reply into an exception."""
-        if reply.isError():
-            code = reply.exception_code
-            try:
-                name = ExcCodes(code).name
-            except ValueError:
-                name = "unknown"
-            message = f"{what}: exception response {code:#04x} ({name})"
-            if code in _TRANSIENT_EXCEPTIONS:
-                raise DeviceUnavailable(message, device_id=self._cfg.id)
-            raise self._protocol_error(message)
-        if reply.function_code != function:
-            raise self._protocol_error(
-                f"{what}: reply has function code {reply.function_code:#04x}, "
-                f"expected {function:#04x}"
+        unit, device_id = self._cfg.unit, self._cfg.id
+        if p.do_function == "word":
+            await self.line.write_register_bit(
+                p.do_word_address, channel, on, unit=unit, device_id=device_id
             )
-        return reply
-
-    def _protocol_error(self, message: str) -> DeviceProtocolError:
-        return DeviceProtocolError(message, device_id=self._cfg.id, raw=self._rx.hex(" "))
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _where(self) -> str:
-        t = self._cfg.transport
-        if isinstance(t, TcpTransport):
-            return f"{t.host}:{t.port} unit {self._cfg.unit}"
-        return f"{t.port} unit {self._cfg.unit}"
+        else:
+            await self.line.write_coil(p.do_address + channel, on, unit=unit, device_id=device_id)

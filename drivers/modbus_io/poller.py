@@ -1,9 +1,13 @@
-"""Turns polls of one Modbus DI module into observations: debounced contact changes and health.
+"""Turns polls of one Modbus I/O module into observations: debounced contact changes,
+analog values and health.
 
 The poller knows nothing about Modbus errors beyond the two the client raises
 (``DeviceUnavailable``, ``DeviceProtocolError``) and nothing about zones: it hands
-:class:`~gateway.observation.InputChanged` and :class:`~gateway.observation.DeviceHealth`
-to its sink.
+:class:`~gateway.observation.InputChanged`, :class:`~gateway.observation.AnalogChanged`
+and :class:`~gateway.observation.DeviceHealth` to its sink. A module runs its own
+loop (:meth:`ModulePoller.run`) or is one unit of a shared line
+(:class:`drivers.modbus_io.line_poller.LinePoller` calls :meth:`ModulePoller.poll_once`
+and :meth:`ModulePoller.next_start`).
 """
 
 from __future__ import annotations
@@ -11,18 +15,19 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from drivers.modbus_io.client import ModbusIoClient
+from drivers.modbus_io.client import ModbusIoClient, ModbusLine
 from drivers.modbus_io.profiles import PROFILES, RegisterProfile
 from gateway.config import ModuleConfig
 from gateway.errors import DeviceError, DeviceProtocolError, DeviceUnavailable
 from gateway.observation import (
+    AnalogChanged,
     DeviceHealth,
     HealthState,
     InputChanged,
@@ -47,9 +52,10 @@ class ModulePoller:
 
     Behaviour:
 
-    * One connection (:class:`ModbusIoClient`), one request at a time: polls never
-      overlap; the next poll starts one period after the previous one *started*,
-      and ticks missed by a slow poll are skipped, not caught up.
+    * One connection (:class:`ModbusIoClient`, on a line of its own or shared), one
+      request at a time: polls never overlap; the next poll is due one period after
+      the previous one was *due*, and ticks missed by a slow poll are skipped, not
+      caught up.
     * ``closed = wire bit XOR (profile.active_low XOR cfg.active_low)``: the
       physical contact state, whatever the module's polarity.
     * Debounce: a value that differs from the last reported one is reported once it
@@ -58,14 +64,20 @@ class ModulePoller:
       poll that first saw it.
     * The first successful read after start reports every channel with
       ``initial=True``; later changes have ``initial=False``.
+    * Analog inputs named in ``analog_channels`` are read in the same poll (one
+      more request) and reported as :class:`AnalogChanged` when the raw value moved
+      by at least ``analog_deadband`` since the last report (no debounce: the rules
+      classify them).
     * Health (``starting``/``online``/``offline``), one :class:`DeviceHealth` per
       transition: ``online`` on a successful read; ``offline`` after
-      ``cfg.offline_after`` consecutive failed polls (reason = last error). Failed
-      polls before that are retried at the poll period; while offline, retries back
-      off exponentially with jitter from the poll period up to ``backoff_cap_s``,
-      for ever. On recovery every channel whose state differs from the last
-      reported one is reported at once as a normal change (no debounce: the outage
-      already outlasted it), so nothing is lost across an outage.
+      ``cfg.offline_after`` consecutive failed polls (reason = last error).
+    * Breaker: after ``n`` consecutive failed polls the next attempt waits
+      ``period * 2**(n-1)`` (jittered down to half of it, never below one period),
+      capped at ``backoff_cap_s``, for ever; so a silent unit costs one timeout
+      per backoff window, not one per cycle (STYLE.md rule 7). On recovery every
+      channel whose state differs from the last reported one is reported at once
+      as a normal change (no debounce: the outage already outlasted it), so
+      nothing is lost across an outage.
     * A malformed reply (``DeviceProtocolError``) is a failed poll; the first one is
       logged with its raw frame as hex, every one is counted.
     * Any other exception (a failing sink, a bug) is logged and counted and the
@@ -81,6 +93,9 @@ class ModulePoller:
         profile: register profile; defaults to ``PROFILES[cfg.profile]`` (a bench
             or a test may pass a board of its own).
         backoff_cap_s: longest wait between retries while offline (seconds).
+        line: the shared line this module is a unit of; None opens its own.
+        analog_channels: analog inputs to read and report (none: no AI request).
+        analog_deadband: smallest raw change reported (counts of 0..65535).
 
     Attributes:
         polls: poll attempts (connect + read) since construction.
@@ -89,8 +104,8 @@ class ModulePoller:
         errors: unexpected exceptions caught by the loop (sink failures, bugs).
 
     Raises:
-        ValueError: ``debounce_ms`` names a channel the module does not have, or a
-            negative time.
+        ValueError: ``debounce_ms`` or ``analog_channels`` names a channel the
+            module does not have, or a negative time.
     """
 
     def __init__(
@@ -102,11 +117,21 @@ class ModulePoller:
         logger: FilteringBoundLogger | None = None,
         profile: RegisterProfile | None = None,
         backoff_cap_s: float = 5.0,
+        line: ModbusLine | None = None,
+        analog_channels: Collection[int] = (),
+        analog_deadband: int = 64,
     ) -> None:
         self.cfg = cfg
         self.profile = profile if profile is not None else PROFILES[cfg.profile]
         self._sink = sink
-        self._client = ModbusIoClient(cfg, self.profile)
+        self._client = ModbusIoClient(cfg, self.profile, line=line)
+        self._analog = sorted(set(analog_channels))
+        if any(not 0 <= ch < self.profile.ai_count for ch in self._analog):
+            raise ValueError(
+                f"{cfg.id}: analog inputs {self._analog}: {self.profile.model} has "
+                f"{self.profile.ai_count} analog inputs"
+            )
+        self._deadband = analog_deadband
         self._invert = self.profile.active_low != cfg.active_low
         self._debounce_s = self._debounce_table(debounce_ms or {})
         self._log: FilteringBoundLogger = (
@@ -121,12 +146,12 @@ class ModulePoller:
         self.errors = 0
         self._health: HealthState = "starting"
         self._consecutive = 0
-        self._doublings = 0
         self._catch_up = False
         self._bad_frame_logged = False
         n = self.profile.di_count
         self._reported: list[bool | None] = [None] * n
         self._candidates: list[_Candidate | None] = [None] * n
+        self._analog_reported: dict[int, int] = {}
 
     @property
     def health(self) -> HealthState:
@@ -138,22 +163,43 @@ class ModulePoller:
         """Last reported contact state per channel (None: not read yet)."""
         return list(self._reported)
 
+    @property
+    def analog(self) -> dict[int, int]:
+        """Last reported raw value per analog channel read."""
+        return dict(self._analog_reported)
+
     async def run(self) -> None:
-        """Poll until cancelled; closes the connection on the way out."""
+        """Poll until cancelled; closes the connection on the way out (if its own)."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                started = loop.time()
-                try:
-                    await self._poll()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.errors += 1
-                    self._log.exception("modbus.poller_error", errors=self.errors)
-                await asyncio.sleep(self._next_start(started, loop.time()) - loop.time())
+                due = loop.time()
+                await self.poll_once()
+                await asyncio.sleep(self.next_start(due, loop.time()) - loop.time())
         finally:
             await self._client.close()
+
+    async def poll_once(self) -> None:
+        """One poll: read, report, update health. Never raises but ``CancelledError``."""
+        try:
+            await self._poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.errors += 1
+            self._log.exception("modbus.poller_error", errors=self.errors)
+        _raise_if_cancelling()
+
+    def next_start(self, due: float, now: float) -> float:
+        """Loop time of the next poll, for a poll that was due at ``due`` and ended at
+        ``now``: the next free tick, or the breaker's backoff after a failure."""
+        if self._consecutive > 0:
+            base = min(
+                self._backoff_cap, self._period * 2 ** min(self._consecutive - 1, _MAX_DOUBLINGS)
+            )
+            return now + self._rng.uniform(max(self._period, base / 2), max(self._period, base))
+        ticks = max(1, math.ceil((now - due) / self._period))
+        return due + ticks * self._period
 
     async def write_output(self, channel: int, on: bool) -> None:
         """Switch output ``channel`` through the poller's connection, between polls.
@@ -172,7 +218,8 @@ class ModulePoller:
         self.polls += 1
         seen_at, since = utcnow(), loop.time()
         try:
-            wire = await self._client.read_inputs()
+            wire = await self._client.read_inputs() if self.profile.di_count else []
+            analog = await self._client.read_analog() if self._analog else []
         except DeviceProtocolError as exc:
             self.protocol_errors += 1
             if not self._bad_frame_logged:
@@ -184,6 +231,8 @@ class ModulePoller:
             await self._failed(exc)
             return
         await self._succeeded([bit != self._invert for bit in wire], seen_at, since)
+        for channel in self._analog:
+            await self._analog_update(channel, analog[channel], seen_at)
 
     async def _failed(self, exc: DeviceError) -> None:
         self.failures += 1
@@ -230,6 +279,21 @@ class ModulePoller:
         self._reported[channel] = closed
         self._candidates[channel] = None
 
+    async def _analog_update(self, channel: int, value: int, seen_at: datetime) -> None:
+        last = self._analog_reported.get(channel)
+        if last is not None and abs(value - last) < self._deadband:
+            return
+        await self._sink(
+            AnalogChanged(
+                device_id=self.cfg.id,
+                channel=channel,
+                value=value,
+                received_at=seen_at,
+                initial=last is None,
+            )
+        )
+        self._analog_reported[channel] = value
+
     async def _transition(self, state: HealthState, reason: str) -> None:
         previous = self._health
         await self._sink(
@@ -253,16 +317,6 @@ class ModulePoller:
 
     # -- timing -----------------------------------------------------------------------
 
-    def _next_start(self, started: float, now: float) -> float:
-        """Loop time of the next poll: the next tick, or a backoff delay while offline."""
-        if self._health == "offline":
-            base = min(self._backoff_cap, self._period * 2 ** min(self._doublings, _MAX_DOUBLINGS))
-            self._doublings += 1
-            return now + self._rng.uniform(base / 2, base)
-        self._doublings = 0
-        ticks = max(1, math.ceil((now - started) / self._period))
-        return started + ticks * self._period
-
     def _debounce_table(self, overrides: Mapping[int, int]) -> list[float]:
         count = self.profile.di_count
         for channel, ms in overrides.items():
@@ -272,3 +326,16 @@ class ModulePoller:
                     f"inputs are 0..{count - 1} and times must be >= 0"
                 )
         return [overrides.get(ch, self.cfg.debounce_ms) / 1000 for ch in range(count)]
+
+
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the result and drops the
+    cancellation when the awaited reply arrives in the same instant the task is
+    cancelled (fixed in 3.12); pymodbus waits for every reply that way. Without
+    this check a poller could go on polling after the daemon asked it to stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

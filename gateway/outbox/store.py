@@ -13,9 +13,12 @@ Faults (GB 50394 §5.2.2: no alarm may be lost):
 * Full: when rows or bytes pass their caps, priority 5 then 4 rows are shed,
   oldest first; priority 1-3 never are, and ``alarm_reserve_rows`` of the cap is
   kept for them. Shed counts are reported through :meth:`Outbox.take_shed`.
-* Disk full (``SQLITE_FULL``/ENOSPC): the ballast is given up, low-priority rows
-  are shed, the commit is tried again; while it still fails, the work waits in
-  memory and is retried every second — nothing queued is dropped.
+* Disk full (``SQLITE_FULL``/ENOSPC): the ballast is given up and the outbox
+  enters disk pressure: new priority 4-5 messages are shed at the door (counted,
+  never stored, so they take no ``seq``), while alarms and faults are committed
+  into the space the ballast left. While a commit still fails, the work waits in
+  memory and is retried every second — no alarm queued is dropped. Pressure ends
+  when the ballast can be written again (a technician freed space).
 * Corrupt file at start: quarantined (renamed, kept), a new database and a new
   ``stream`` begin; :attr:`Outbox.quarantined` says where the old one went.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -159,7 +163,7 @@ class Outbox:
         self._shed = ShedReport()
         self.stream = ""
         self.quarantined: Path | None = None
-        self.ballast_released = False
+        self.disk_pressure = False
         self.stats = OutboxStats()
 
     @property
@@ -266,12 +270,22 @@ class Outbox:
         purged: int = await self._submit("purge", retention)
         return purged
 
-    def restore_ballast(self) -> bool:
-        """Write the ballast again after a disk-full episode; True once it is back."""
-        if self._ballast.ensure():
-            self.ballast_released = False
+    def relieve_pressure(self) -> bool:
+        """End disk pressure once the disk has room again; True when it has ended.
+
+        With a ballast configured, "room" means the ballast could be written again;
+        without one, 16 MiB free.
+        """
+        if not self.disk_pressure:
             return True
-        return False
+        if self._ballast.size > 0:
+            relieved = self._ballast.ensure()
+        else:
+            relieved = shutil.disk_usage(self.path.parent).free >= 16 << 20
+        if relieved:
+            self.disk_pressure = False
+            log.warning("outbox.disk_pressure_over")
+        return relieved
 
     def take_shed(self) -> ShedReport | None:
         """Rows shed for capacity since the last call, or None when none were."""
@@ -318,14 +332,10 @@ class Outbox:
 
     async def _make_room(self) -> None:
         self.stats.disk_full += 1
-        if self._ballast.release():
-            self.ballast_released = True
-            log.error("outbox.disk_full_ballast_released", ballast=str(self._ballast.path))
-        with contextlib.suppress(*_DB_ERRORS):
-            db = self._require_db()
-            await db.execute("BEGIN IMMEDIATE")
-            await self._shed_rows(db, priority_rows=max(100, self._max_rows // 100))
-            await db.execute("COMMIT")
+        if not self.disk_pressure:
+            self.disk_pressure = True
+            released = self._ballast.release()
+            log.error("outbox.disk_full", ballast_released=released, path=str(self.path))
 
     async def _commit(self, ops: list[_Op]) -> None:
         """One transaction for ``ops``; on failure it is rolled back and counters re-read."""
@@ -340,55 +350,62 @@ class Outbox:
             raise
 
     async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op]) -> None:
-        results: list[Any] = []
+        """All ops in one transaction, each kind in one statement where it can be."""
+        results: list[Any] = [None] * len(ops)
         seq, n = self._last_seq, self._last_n
-        rows, size = 0, 0
-        low_rows, low_size = 0, 0
         now = time.time()
-        await db.execute("BEGIN IMMEDIATE")
-        for op in ops:
+        inserts: list[tuple[Any, ...]] = []
+        sent: list[tuple[float, int]] = []
+        for i, op in enumerate(ops):
             if op.kind in ("append", "blob"):
+                if self._refused(op):
+                    results[i] = op.arg if op.kind == "append" else 0
+                    continue
                 n += 1
                 if op.kind == "append":
                     seq += 1
                     event = op.arg.stored(seq, self.stream)
-                    payload, priority = event.to_json(), event.priority
-                    values: tuple[Any, ...] = (
+                    payload = event.to_json()
+                    row: tuple[Any, ...] = (
                         n,
                         seq,
                         event.id,
                         event.type,
-                        priority,
+                        event.priority,
                         event.topic_suffix,
                     )
-                    track = priority <= 2
-                    results.append(event)
+                    results[i] = event
                 else:
                     topic, payload, priority = op.arg
-                    values = (n, None, str(ULID()), "blob", priority, topic)
-                    track = False
-                    results.append(n)
-                await db.execute(sql.INSERT, (*values, payload, len(payload), track, now))
-                rows, size = rows + 1, size + len(payload)
-                if priority >= 4:
-                    low_rows, low_size = low_rows + 1, low_size + len(payload)
+                    row = (n, None, str(ULID()), "blob", priority, topic)
+                    results[i] = n
+                inserts.append(
+                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 2, now)
+                )
             elif op.kind == "sent":
-                await db.executemany(sql.MARK_SENT, [(now, s) for s in op.arg])
-                results.append(None)
-            elif op.kind == "acked":
+                sent.extend((now, s) for s in op.arg)
+        await db.execute("BEGIN IMMEDIATE")
+        if inserts:
+            await db.executemany(sql.INSERT, inserts)
+        if sent:
+            await db.executemany(sql.MARK_SENT, sent)
+        for i, op in enumerate(ops):
+            if op.kind == "acked":
                 before = db.total_changes
-                await db.executemany(sql.MARK_ACKED, [(now, i) for i in op.arg])
-                results.append(db.total_changes - before)
+                await db.executemany(sql.MARK_ACKED, [(now, e) for e in op.arg])
+                results[i] = db.total_changes - before
             elif op.kind == "purge":
-                results.append(await self._purge(db, now - op.arg))
+                results[i] = await self._purge(db, now - op.arg)
         if seq != self._last_seq:
             await db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
             )
-        self.stats.rows += rows
-        self.stats.bytes += size
-        self.stats.low_rows += low_rows
-        self.stats.low_bytes += low_size
+        for values in inserts:  # (n, seq, id, type, priority, topic, payload, size, …)
+            self.stats.rows += 1
+            self.stats.bytes += values[7]
+            if values[4] >= 4:
+                self.stats.low_rows += 1
+                self.stats.low_bytes += values[7]
         await self._shed_rows(db)
         await db.execute("COMMIT")
         self._last_seq, self._last_n = seq, n
@@ -396,11 +413,21 @@ class Outbox:
         for op, result in zip(ops, results, strict=True):
             if not op.future.done():
                 op.future.set_result(result)
-        if rows:
+        if inserts:
             self._changed.set()
 
-    async def _shed_rows(self, db: aiosqlite.Connection, priority_rows: int = 0) -> None:
-        """Shed priority 5, then 4, oldest first, until within the caps (+ ``priority_rows``)."""
+    def _refused(self, op: _Op) -> bool:
+        """Under disk pressure a priority 4-5 message is shed at the door (counted)."""
+        priority = op.arg.priority if op.kind == "append" else op.arg[2]
+        if not self.disk_pressure or priority < 4:
+            return False
+        self.stats.shed_total += 1
+        self._shed.by_priority[priority] = self._shed.by_priority.get(priority, 0) + 1
+        self._shed.undelivered += 1
+        return True
+
+    async def _shed_rows(self, db: aiosqlite.Connection) -> None:
+        """Shed priority 5, then 4, oldest first, until within the caps."""
         low_cap_rows = self._max_rows - self._reserve_rows
         low_cap_bytes = self._max_bytes - self._reserve_bytes
         for priority in (5, 4):
@@ -408,7 +435,6 @@ class Outbox:
                 excess = max(
                     self.stats.low_rows - low_cap_rows,
                     self.stats.rows - self._max_rows,
-                    priority_rows,
                 )
                 over_bytes = max(
                     self.stats.low_bytes - low_cap_bytes, self.stats.bytes - self._max_bytes
@@ -420,7 +446,6 @@ class Outbox:
                     shed = await cur.fetchall()
                 if not shed:
                     break
-                priority_rows = 0
                 self._count_shed(priority, shed)
 
     def _count_shed(self, priority: int, shed: Iterable[Any]) -> None:

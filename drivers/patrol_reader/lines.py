@@ -1,0 +1,178 @@
+"""A TCP listener for readers that send text lines: the part networked readers and
+handheld uploads share.
+
+The gateway listens (``listen = {host, port}``); readers connect, send UTF-8
+lines ending in ``\\n`` and read the gateway's answers on the same connection.
+A line longer than ``max_line`` bytes or not UTF-8 is a bad line: it is
+answered, logged once per reader with its raw text, counted and skipped; the
+connection goes on. Subclasses say what a connection means (:meth:`LineReader.serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Generic, TypeVar
+from zoneinfo import ZoneInfo
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from gateway.config_patrol import HandheldReaderConfig, NetworkReaderConfig
+from gateway.errors import DeviceProtocolError
+from gateway.observation import utcnow
+from gateway.patrol.observation import PatrolSink
+
+MAX_LINE = 4096
+"""Longest line accepted, in bytes (a record is well under 200)."""
+Cfg = TypeVar("Cfg", NetworkReaderConfig, HandheldReaderConfig)
+
+
+class LineReader(ABC, Generic[Cfg]):
+    """Listens for one reader's connections for the life of the daemon.
+
+    Args:
+        cfg: the reader's configuration (``id``, ``listen``).
+        sink: where observations go (awaited: answers follow the engine's commit).
+        tz: the site's timezone, for times sent without a zone.
+        logger: a structlog logger; ``device_id`` is bound to it.
+        now: the gateway's clock (aware UTC), for receive times.
+
+    Attributes:
+        port: the port listened on (the one the OS chose when 0 was asked).
+        ready: set once listening.
+        lines: lines received (good and bad).
+        taken: records handed to the sink (hits, heartbeats).
+        bad_lines: lines that could not be used.
+        errors: unexpected exceptions while serving a connection.
+    """
+
+    def __init__(
+        self,
+        cfg: Cfg,
+        sink: PatrolSink,
+        tz: ZoneInfo,
+        *,
+        logger: FilteringBoundLogger | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.cfg: Cfg = cfg
+        self.now = now
+        self.device_id = cfg.id
+        self.listen = cfg.listen
+        self.sink = sink
+        self.tz = tz
+        self.log = (logger or structlog.get_logger(__name__)).bind(device_id=cfg.id)
+        self.port = cfg.listen.port
+        self.ready = asyncio.Event()
+        self.lines = 0
+        self.taken = 0
+        self.bad_lines = 0
+        self.errors = 0
+        self._bad_logged = False
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Listen until cancelled; then close the listener and every connection.
+
+        Raises:
+            OSError: the port cannot be bound (the supervisor retries).
+        """
+        server = await asyncio.start_server(self._connection, self.listen.host, self.listen.port)
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.log.info("patrol.listening", host=self.listen.host, port=self.port)
+        try:
+            async with server:
+                await self.idle()
+        finally:
+            self.ready.clear()
+            for task in list(self._connections):
+                task.cancel()
+            for task in list(self._connections):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def idle(self) -> None:
+        """What the listener does while connections are served: wait for ever.
+
+        Subclasses may watch for silence here.
+        """
+        await asyncio.Event().wait()
+
+    @abstractmethod
+    async def serve(
+        self, lines: AsyncIterator[str | DeviceProtocolError], writer: asyncio.StreamWriter
+    ) -> None:
+        """Handle one connection: ``lines`` yields each line (without its end) or the
+        error of a line that could not be read; answers go to ``writer``."""
+
+    def bad_line(self, exc: DeviceProtocolError) -> None:
+        """Count a bad line; log the first one of this reader with its raw text."""
+        self.bad_lines += 1
+        if not self._bad_logged:
+            self._bad_logged = True
+            self.log.warning("patrol.bad_line", error=str(exc), raw=exc.raw)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        self.log.info("patrol.connected", peer=str(peer))
+        try:
+            await self.serve(self._lines(reader), writer)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            self.log.info("patrol.connection_lost", peer=str(peer), error=str(exc))
+        except Exception:
+            self.errors += 1
+            self.log.exception("patrol.connection_error", peer=str(peer))
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _lines(
+        self, reader: asyncio.StreamReader
+    ) -> AsyncIterator[str | DeviceProtocolError]:
+        while True:
+            try:
+                data = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                data = exc.partial
+                if not data:
+                    return
+            except asyncio.LimitOverrunError as exc:
+                head = await reader.readexactly(exc.consumed)
+                await _skip_line(reader)
+                self.lines += 1
+                yield self._error("line too long", head[:80])
+                continue
+            self.lines += 1
+            if len(data) > MAX_LINE:
+                yield self._error(f"line of {len(data)} bytes", data[:80])
+                continue
+            try:
+                yield data.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                yield self._error(f"not UTF-8: {exc}", data)
+
+    def _error(self, message: str, data: bytes) -> DeviceProtocolError:
+        return DeviceProtocolError(message, device_id=self.device_id, raw=data.hex(" "))
+
+
+async def _skip_line(reader: asyncio.StreamReader) -> None:
+    """Drop everything up to and including the next newline (or the end of the stream)."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
+        except asyncio.IncompleteReadError:
+            return

@@ -1,0 +1,262 @@
+"""The tour engine: checkpoint hits and the passing of time → patrol events.
+
+Rules (GB/T 29315-2022: key areas patrolled at least five times a day; a missed
+patrol is a security event for the center, priority 3):
+
+* Rounds are materialized from the plan shortly before they can first be hit and
+  kept ``keep_rounds_h`` after their last deadline, so a batch upload from an
+  offline handheld reader, hours late, is still judged against them.
+* A hit is judged by the **reader's timestamp** (``devicetime``), with windows
+  widened by the reader's ``clock_skew_s`` (:mod:`gateway.patrol.rounds`). A
+  timestamp more than ``clock_skew_s`` in the gateway's future is not believed:
+  the gateway's receive time is used and ``data.clock_suspect`` says so.
+* The same read seen twice (:attr:`PatrolHit.key`) gives no second event.
+* Events of a hit, in order: ``patrol.round_started`` (first hit of the round),
+  ``patrol.checkpoint`` (every hit on a known checkpoint, in a round or not),
+  ``patrol.late``, ``patrol.out_of_order`` (ordered route, a stop hit after a
+  later one), ``patrol.missed`` ``cleared`` (a late upload proves a stop that was
+  reported missed), ``patrol.round_completed`` (every stop of the round hit).
+* ``patrol.missed`` ``active`` is emitted when the gateway's clock passes a stop's
+  deadline (window end + tolerance) without a hit; exactly once per stop. Stops
+  whose deadline passed before the engine started are not judged.
+* A tag that is neither a checkpoint tag nor a guard card (or, at a station, a
+  card that is not a guard's while guards are configured) is ``patrol.unknown_tag``.
+  At a handheld or network reader a guard card signs that guard in for the
+  reader's next hits.
+
+The clock is injected (``now``): tests drive a night in milliseconds by setting
+the clock and calling :meth:`TourEngine.tick`; the daemon runs :meth:`TourEngine.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from gateway.config_patrol import HandheldReaderConfig, StationReaderConfig
+from gateway.observation import DeviceHealth, utcnow
+from gateway.patrol.faults import Emit, ReaderFaults
+from gateway.patrol.observation import PatrolHit, PatrolObservation, ReaderBattery
+from gateway.patrol.plan import Plan
+from gateway.patrol.report import JudgedHit, Reporter
+from gateway.patrol.rounds import Match, RoundState, SlotState, match
+from gateway.schema import EventFactory
+
+log = structlog.get_logger(__name__)
+
+
+class TourEngine:
+    """Applies the patrol rules; every event it makes goes through ``emit``.
+
+    Args:
+        plan: the compiled tour plan.
+        factory: makes events.
+        emit: stores an event durably (the outbox's ``append``) and returns it.
+        now: the gateway's clock (aware UTC); tests pass a controllable one.
+        sleep: how :meth:`run` waits (seconds); tests may pass their own.
+        max_sleep: longest single wait of :meth:`run` (seconds), so a clock
+            step is noticed.
+
+    Attributes:
+        rounds: round id → state, for rounds still kept.
+        hits, duplicates, unknown_tags, outside: counters of judged hits.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        factory: EventFactory,
+        emit: Emit,
+        *,
+        now: Callable[[], dt.datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_sleep: float = 30.0,
+    ) -> None:
+        self.plan = plan
+        self._now = now
+        self._sleep = sleep
+        self._max_sleep = max_sleep
+        self.faults = ReaderFaults(plan.readers, factory, emit)
+        self._report = Reporter(plan, factory, emit)
+        self.rounds: dict[str, RoundState] = {}
+        self.started_at = now()
+        self._until = {
+            r.cfg.id: self.started_at - r.span - r.lead - plan.max_skew for r in plan.routes
+        }
+        self._seen: dict[tuple[str, str, str], dt.datetime] = {}
+        self._signed_in: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self.hits = self.duplicates = self.unknown_tags = self.outside = 0
+
+    # -- the two ways in ----------------------------------------------------------
+
+    async def observe(self, obs: PatrolObservation) -> None:
+        """Handle one observation of a patrol reader (the drivers' sink).
+
+        Deadlines that passed before it are handled first, so events keep the
+        order in which things became true.
+        """
+        async with self._lock:
+            now = self._now()
+            await self._advance(now)
+            if isinstance(obs, PatrolHit):
+                await self._hit(obs, now)
+            elif isinstance(obs, ReaderBattery):
+                await self.faults.battery(obs)
+            elif isinstance(obs, DeviceHealth):
+                await self.faults.health(obs)
+
+    async def tick(self) -> None:
+        """Bring the rounds up to the clock: materialize, report missed stops, forget old ones."""
+        async with self._lock:
+            await self._advance(self._now())
+
+    async def run(self) -> None:
+        """The timer task: :meth:`tick` at every deadline, until cancelled."""
+        while True:
+            await self.tick()
+            wake = self.next_wakeup()
+            delay = self._max_sleep
+            if wake is not None:
+                delay = min(delay, max(0.0, (wake - self._now()).total_seconds()) + 0.001)
+            await self._sleep(delay)
+
+    def next_wakeup(self) -> dt.datetime | None:
+        """The next moment a tick has work: a deadline, or a round to materialize."""
+        times = [s.deadline for r in self.rounds.values() for s in r.slots if not s.settled]
+        for route in self.plan.routes:
+            after = self._until[route.cfg.id]
+            coming = self.plan.round_starts(route, after, after + dt.timedelta(days=8))
+            if coming:
+                times.append(coming[0].start - route.lead - self.plan.max_skew)
+        return min(times, default=None)
+
+    # -- time ---------------------------------------------------------------------
+
+    async def _advance(self, now: dt.datetime) -> None:
+        self._materialize(now)
+        for state in sorted(self.rounds.values(), key=lambda r: r.when.start):
+            for slot in state.slots:
+                if not slot.settled and slot.deadline <= now:
+                    await self._missed(state, slot, now)
+        keep = self.plan.keep
+        for round_id in [i for i, r in self.rounds.items() if r.last_deadline + keep < now]:
+            del self.rounds[round_id]
+        horizon = now - keep - self.plan.max_skew
+        for key in [k for k, t in self._seen.items() if t < horizon]:
+            del self._seen[key]
+
+    def _materialize(self, until: dt.datetime) -> None:
+        """Create every round whose first stop may be hit by ``until``."""
+        for route in self.plan.routes:
+            ahead = until + route.lead + self.plan.max_skew
+            after = self._until[route.cfg.id]
+            if ahead <= after:
+                continue
+            for when in self.plan.round_starts(route, after, ahead):
+                self.rounds[when.id] = RoundState.of(when)
+            self._until[route.cfg.id] = ahead
+
+    async def _missed(self, state: RoundState, slot: SlotState, now: dt.datetime) -> None:
+        if slot.deadline < self.started_at:
+            slot.unjudged = True
+            log.info("patrol.unjudged", round=state.id, checkpoint=slot.stop.checkpoint.id)
+            return
+        slot.missed_id = (await self._report.missed(state, slot, now)).id
+
+    # -- a hit --------------------------------------------------------------------
+
+    async def _hit(self, hit: PatrolHit, now: dt.datetime) -> None:
+        if hit.key in self._seen:
+            self.duplicates += 1
+            log.debug("patrol.duplicate", reader=hit.reader_id, tag=hit.tag, record=hit.record)
+            return
+        reader = self.plan.readers.get(hit.reader_id)
+        skew = dt.timedelta(seconds=reader.clock_skew_s if reader is not None else 0.0)
+        at, suspect = hit.devicetime, hit.devicetime > max(now, hit.received_at) + skew
+        if suspect:
+            at = hit.received_at
+            log.warning(
+                "patrol.clock_suspect", reader=hit.reader_id, devicetime=str(hit.devicetime)
+            )
+        self._seen[hit.key] = at
+        self.hits += 1
+        if hit.battery_v is not None:
+            await self.faults.battery(ReaderBattery(hit.reader_id, hit.battery_v, False, now))
+        judged = await self._resolve(hit, at, skew, suspect)
+        if judged is None:
+            return
+        self._materialize(max(now, at))
+        found = match(list(self.rounds.values()), judged.checkpoint.id, at, skew)
+        await self._judge(judged, found)
+
+    async def _resolve(
+        self, hit: PatrolHit, at: dt.datetime, skew: dt.timedelta, suspect: bool
+    ) -> JudgedHit | None:
+        """Which checkpoint and guard a hit stands for; None when it is no checkpoint hit."""
+        plan = self.plan
+        reader = plan.readers.get(hit.reader_id)
+        if isinstance(reader, StationReaderConfig):
+            guard = plan.guard_by_card.get(hit.tag)
+            if guard is None and plan.guards:
+                self.unknown_tags += 1
+                await self._report.unknown(hit, "card")
+                return None
+            checkpoint = next(c for c in plan.cfg.checkpoints if c.id == reader.checkpoint)
+            return JudgedHit(hit, checkpoint, guard.id if guard else None, at, skew, suspect)
+        card = plan.guard_by_card.get(hit.tag)
+        if card is not None:
+            self._signed_in[hit.reader_id] = card.id
+            log.info("patrol.signed_in", reader=hit.reader_id, guard=card.id)
+            return None
+        checkpoint_cfg = plan.checkpoint_by_tag.get(hit.tag)
+        if checkpoint_cfg is None:
+            self.unknown_tags += 1
+            await self._report.unknown(hit, "checkpoint")
+            return None
+        guard_id = self._guard_of(hit)
+        if guard_id is None and isinstance(reader, HandheldReaderConfig):
+            guard_id = reader.guard
+        return JudgedHit(hit, checkpoint_cfg, guard_id, at, skew, suspect)
+
+    def _guard_of(self, hit: PatrolHit) -> str | None:
+        if hit.guard is None:
+            return self._signed_in.get(hit.reader_id)
+        by_card = self.plan.guard_by_card.get(hit.guard.upper())
+        return by_card.id if by_card is not None else hit.guard
+
+    async def _judge(self, judged: JudgedHit, found: Match) -> None:
+        state, slot, report = found.round, found.slot, self._report
+        if state is None or slot is None:
+            self.outside += 1
+            await report.point("patrol.checkpoint", judged, extra={"verdict": "outside_schedule"})
+            return
+        if found.repeat:
+            await report.point("patrol.checkpoint", judged, state, slot, {"verdict": "repeat"})
+            return
+        back_from = state.skipped_before(slot)
+        slot.hit_at, slot.guard = judged.at, judged.guard
+        state.sequence.append(judged.checkpoint.id)
+        if not state.started:
+            state.started = True
+            await report.round("patrol.round_started", judged, state)
+        await report.point("patrol.checkpoint", judged, state, slot, {"verdict": found.verdict})
+        if found.verdict == "late":
+            state.late += 1
+            late_by = (judged.at - slot.closes - judged.skew).total_seconds()
+            await report.point("patrol.late", judged, state, slot, {"late_by_s": late_by})
+        if back_from is not None:
+            state.in_order = False
+            order = {"after": back_from.stop.checkpoint.id, "sequence": list(state.sequence)}
+            await report.point("patrol.out_of_order", judged, state, slot, order)
+        if slot.missed_id is not None:
+            proof = {"reason": "hit reported after the deadline"}
+            await report.point(
+                "patrol.missed", judged, state, slot, proof, kind="cleared", incident=slot.missed_id
+            )
+        if state.all_hit and not state.completed:
+            state.completed = True
+            await report.round("patrol.round_completed", judged, state)

@@ -1,0 +1,93 @@
+"""The patrol stage of the daemon: the tour engine's timer and one task per reader.
+
+Tasks, started in the daemon's task group after the Modbus pollers:
+``patrol[engine]`` (missed stops when their deadlines pass) and
+``driver[patrol_station:<id>]`` / ``driver[patrol_network:<id>]`` /
+``driver[patrol_handheld:<id>]``, each supervised (restarted with backoff if it
+crashes; a reader that cannot bind its port is retried the same way).
+
+Station read positions are kept in ``patrol-positions.json`` beside the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from drivers.patrol_reader.handheld import HandheldReader
+from drivers.patrol_reader.network import NetworkReader
+from drivers.patrol_reader.positions import PositionStore
+from drivers.patrol_reader.station import StationPoller
+from gateway.config import GatewayConfig
+from gateway.config_patrol import NetworkReaderConfig, StationReaderConfig
+from gateway.observation import utcnow
+from gateway.patrol.engine import TourEngine
+from gateway.patrol.faults import Emit
+from gateway.patrol.plan import Plan
+from gateway.schema import EventFactory
+from gateway.supervisor import Supervisor
+
+PatrolReader = StationPoller | NetworkReader | HandheldReader
+POSITIONS_FILE = "patrol-positions.json"
+
+
+class PatrolStage:
+    """Everything patrol-related of one gateway.
+
+    Args:
+        cfg: the gateway config (``[patrol]``, ``[site] timezone``).
+        factory: makes events.
+        emit: stores an event (the outbox's ``append``).
+        state_dir: where the station read positions are kept (the outbox's folder);
+            None keeps them in memory only.
+        now: the gateway's clock.
+
+    Attributes:
+        engine: the tour engine.
+        readers: reader id → its driver.
+    """
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        factory: EventFactory,
+        emit: Emit,
+        *,
+        state_dir: Path | None = None,
+        now: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        tz = ZoneInfo(cfg.site.timezone)
+        self.engine = TourEngine(Plan(cfg.patrol, cfg.site.timezone), factory, emit, now=now)
+        positions = PositionStore(state_dir / POSITIONS_FILE if state_dir is not None else None)
+        sink = self.engine.observe
+        self.readers: dict[str, PatrolReader] = {}
+        for r in cfg.patrol.readers:
+            if isinstance(r, StationReaderConfig):
+                self.readers[r.id] = StationPoller(r, sink, tz, positions=positions, now=now)
+            elif isinstance(r, NetworkReaderConfig):
+                self.readers[r.id] = NetworkReader(r, sink, tz, now=now)
+            else:
+                self.readers[r.id] = HandheldReader(r, sink, tz, now=now)
+        self._active = bool(cfg.patrol.routes or cfg.patrol.readers)
+
+    def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """``(task name, coroutine factory)`` of every patrol task."""
+        if not self._active:
+            return []
+        found: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("patrol[engine]", self.engine.run)
+        ]
+        for reader_id, reader in self.readers.items():
+            kind = {StationPoller: "station", NetworkReader: "network"}.get(
+                type(reader), "handheld"
+            )
+            found.append((f"driver[patrol_{kind}:{reader_id}]", reader.run))
+        return found
+
+    def start(self, tg: asyncio.TaskGroup, supervisor: Supervisor) -> None:
+        """Create the engine's timer task and one task per reader in ``tg``."""
+        for name, factory in self.tasks():
+            tg.create_task(supervisor.run_forever(name, factory), name=name)

@@ -1,0 +1,1 @@
+"""A simulated ONVIF camera: device, media and events services over real HTTP/SOAP."""

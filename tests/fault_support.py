@@ -1,0 +1,176 @@
+"""A small test campus for the delivery-fault tests: one 16-input module, fast polling.
+
+Channels 0-9 are intrusion zones ``Z00``..``Z09`` (normally open), channels 10-15
+panic buttons ``P10``..``P15``. The config is written as a real TOML file so the
+same campus runs in-process (:func:`gateway.daemon.running`) or as a daemon process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.modbus_io.profiles import PROFILES
+from gateway.config import GatewayConfig, load_config
+from simulators.center import CenterConsole
+from simulators.modbus_module import SimulatedModule
+from tests.helpers import REPO_ROOT
+
+INTRUSION = list(range(10))
+PANIC = list(range(10, 16))
+
+_TEMPLATE = """
+[site]
+id = "fault-school"
+gateway = "gw1"
+name = "故障测试学校"
+
+[broker]
+host = "127.0.0.1"
+port = {broker_port}
+window = {window}
+publish_timeout = {publish_timeout}
+reconnect_min = 0.1
+reconnect_max = {reconnect_max}
+heartbeat_s = {heartbeat_s}
+
+[outbox]
+path = "{outbox}"
+ack_timeout_s = {ack_timeout_s}
+max_rows = {max_rows}
+alarm_reserve_rows = {alarm_reserve_rows}
+ballast_mb = {ballast_mb}
+
+[logging]
+level = "warning"
+
+[[modules]]
+id = "io"
+name = "测试模块"
+transport = {{ type = "tcp", host = "127.0.0.1", port = {module_port} }}
+profile = "generic"
+poll_interval_ms = 20
+timeout_ms = 200
+offline_after = 5
+"""
+
+_ZONE = """
+[[zones]]
+id = "{id}"
+name = "{name}"
+type = "{type}"
+module = "io"
+input = {input}
+"""
+
+
+def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
+    """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values."""
+    values: dict[str, Any] = {
+        "window": 20,
+        "publish_timeout": 5.0,
+        "reconnect_max": 1.0,
+        "heartbeat_s": 10.0,
+        "outbox": directory / "outbox.sqlite",
+        "ack_timeout_s": 30.0,
+        "max_rows": 1_000_000,
+        "alarm_reserve_rows": 1000,
+        "ballast_mb": 0,
+    }
+    values.update(overrides)
+    text = _TEMPLATE.format(broker_port=broker_port, module_port=module_port, **values)
+    for channel in INTRUSION:
+        text += _ZONE.format(
+            id=f"Z{channel:02d}", name=f"教室{channel}", type="intrusion", input=channel
+        )
+    for channel in PANIC:
+        text += _ZONE.format(
+            id=f"P{channel}", name=f"报警按钮{channel}", type="panic", input=channel
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def campus_config(directory: Path, **kwargs: Any) -> GatewayConfig:
+    """:func:`write_config` then load it."""
+    return load_config(write_config(directory, **kwargs))
+
+
+def module() -> SimulatedModule:
+    """The simulated 16-input module (start it with ``async with``)."""
+    return SimulatedModule(PROFILES["generic"])
+
+
+async def toggle(sim: SimulatedModule, channels: list[int], times: int, gap: float = 0.15) -> int:
+    """Flip each channel ``times`` times, ``gap`` seconds apart; returns transitions made."""
+    state = {c: sim.inputs[c] for c in channels}
+    for _ in range(times):
+        for channel in channels:
+            state[channel] = not state[channel]
+            sim.set_input(channel, closed=state[channel])
+        await asyncio.sleep(gap)
+    return times * len(channels)
+
+
+async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> None:
+    """Poll ``predicate`` (sync or async) every 50 ms until true.
+
+    Raises:
+        AssertionError: not true within ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
+    """Event ids in an outbox file, in seq order (read-only; the daemon may be running)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT id FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            (type_prefix + "%",),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]:
+    """The center's accepted events whose type starts with ``type_``."""
+    return [e for e in center.events if e["type"].startswith(type_)]
+
+
+@contextlib.asynccontextmanager
+async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``campus-gateway run CONFIG`` as a real process; SIGTERM (then SIGKILL) on exit."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "run", str(config), "--log-json",
+            stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
