@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from drivers.modbus_io.profiles import PROFILES
 from gateway.config_alarm import (
@@ -247,18 +248,29 @@ def load_config(path: str | Path) -> GatewayConfig:
     try:
         cfg = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("tcp", "rtu"))]
-        ctx_error = err.get("ctx", {}).get("error")
-        if isinstance(ctx_error, _FieldError):
-            field, message = ctx_error.field, str(ctx_error).split(": ", 1)[1]
-        else:
-            field, message = ".".join(loc) or "(root)", err["msg"]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        problems = [_describe(err) for err in exc.errors()]
+        field, message = problems[0]
+        rest = [f"{f} (line {locate_line(text, f) or '?'}): {m}" for f, m in problems[1:]]
+        if rest:
+            message += "; also " + "; ".join(rest)
         raise ConfigError(
-            message + more, file=str(path), field=field, line=locate_line(text, field)
+            message, file=str(path), field=field, line=locate_line(text, field)
         ) from exc
     return _resolve_paths(cfg, path.parent)
+
+
+def _describe(err: ErrorDetails) -> tuple[str, str]:
+    """(dotted field, message a technician can act on) for one pydantic error."""
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("tcp", "rtu"))]
+    ctx_error = err.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        return ctx_error.field, str(ctx_error).split(": ", 1)[1]
+    field = ".".join(loc) or "(root)"
+    if err["type"] == "extra_forbidden":
+        return field, f"unknown key {loc[-1]!r} (misspelt, or not valid in this section)"
+    if err["type"] == "missing":
+        return field, f"required key {loc[-1]!r} is missing"
+    return field, err["msg"]
 
 
 def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:

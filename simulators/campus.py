@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from gateway.config import load_config
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "demo.toml"
 DEFAULT_SCENARIO = REPO / "config" / "demo-scenario.toml"
 DEFAULT_CONTROL_PORT = 15080
+DEFAULT_WORKDIR = REPO / "var" / "demo"
 
 
 async def run_campus(
@@ -48,7 +49,10 @@ async def run_campus(
     """
     cfg = load_config(config)
     steps = load_scenario(scenario) if scenario is not None else None
-    work = workdir or Path(tempfile.mkdtemp(prefix="campus-sim-"))
+    work = workdir or DEFAULT_WORKDIR
+    if workdir is None:  # the demo's own folder: start afresh, keep it afterwards to read
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

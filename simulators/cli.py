@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import signal
 import sys
 from pathlib import Path
@@ -119,8 +118,22 @@ async def _ctl(args: argparse.Namespace) -> int:
             closed = args.action in ("press", "close")
             path = f"/modules/{args.module}/inputs/{int(args.value)}"
             answer = await control_request("127.0.0.1", port, "POST", path, {"closed": closed})
-    print(json.dumps(answer, ensure_ascii=False, indent=2))
+    for state in answer.get("modules", {answer.get("id"): answer}).values():
+        print(_one_line(state))
     return 0
+
+
+def _one_line(state: dict[str, object]) -> str:
+    """``gate-io adam-6050 tcp 127.0.0.1:15020 up  DI 1000 0000 0000  DO 0000 00``."""
+
+    def bits(values: object) -> str:
+        flags = "".join("1" if v else "0" for v in values) if isinstance(values, list) else ""
+        return " ".join(flags[i : i + 4] for i in range(0, len(flags), 4)) or "-"
+
+    up = "up" if state.get("running") else "DOWN"
+    where = f"{state.get('id')} {state.get('profile')} {state.get('transport')}"
+    io = f"DI {bits(state.get('inputs'))}  DO {bits(state.get('outputs'))}"
+    return f"{where} {state.get('address')} {up}  {io}"
 
 
 if __name__ == "__main__":

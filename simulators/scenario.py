@@ -2,7 +2,8 @@
 
 File format (TOML): ``[[steps]]`` with ``at`` (seconds from the scenario start),
 ``module``, ``action`` (``press``, ``release``, ``open``, ``close``,
-``power_cycle``), ``channel`` (not for ``power_cycle``), ``off_seconds`` (only for
+``power_cycle``, ``analog``), ``channel`` (not for ``power_cycle``), ``value`` (the
+raw 0..65535 of an ``analog`` step: an end-of-line loop), ``off_seconds`` (only for
 ``power_cycle``) and an optional ``note`` printed when the step runs.
 """
 
@@ -26,8 +27,9 @@ class Step(BaseModel):
 
     at: float = Field(ge=0)
     module: str
-    action: Literal["press", "release", "open", "close", "power_cycle"]
+    action: Literal["press", "release", "open", "close", "power_cycle", "analog"]
     channel: int | None = Field(default=None, ge=0)
+    value: int | None = Field(default=None, ge=0, le=65535)
     off_seconds: float = Field(default=3.0, ge=0, le=3600)
     note: str = ""
 
@@ -35,6 +37,8 @@ class Step(BaseModel):
     def _channel_needed(self) -> Step:
         if (self.action == "power_cycle") != (self.channel is None):
             raise ValueError("channel is required for every action but power_cycle")
+        if (self.action == "analog") != (self.value is not None):
+            raise ValueError("value is required for analog steps, and only for them")
         return self
 
 
@@ -71,9 +75,12 @@ async def play(
             if module is None:
                 say(f"SCENARIO t+{step.at:g}s: no module {step.module!r}, step skipped")
                 continue
-            target = step.module + (f" DI{step.channel}" if step.channel is not None else "")
+            kind = "AI" if step.action == "analog" else "DI"
+            target = step.module + (f" {kind}{step.channel}" if step.channel is not None else "")
             say(f"SCENARIO t+{step.at:g}s: {step.action} {target}  {step.note}".rstrip())
-            if step.channel is None:
+            if step.action == "analog" and step.channel is not None and step.value is not None:
+                module.set_analog(step.channel, step.value)
+            elif step.channel is None:
                 tg.create_task(module.power_cycle(step.off_seconds))
             else:
                 module.set_input(step.channel, closed=step.action in ("press", "close"))

@@ -101,7 +101,7 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "9 zones" in ok.stdout
+    assert f"{len(load_config(DEMO).zones)} zones" in ok.stdout
     bad = _broken(tmp_path, 'type = "panic"', 'type = "panik"')
     out = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
@@ -111,3 +111,13 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "zones.0.type" in out.stderr and f"{bad}:{_line_of(bad, 'panik')}" in out.stderr
+
+
+def test_every_problem_is_listed_with_plain_words(tmp_path: Path) -> None:
+    path = tmp_path / "typos.toml"
+    path.write_text('[site]\nid = "s"\ngateway = "g"\nnme = "x"\n\n[broker]\nprot = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.field, info.value.line) == ("site.nme", 4)
+    text = str(info.value)
+    assert "unknown key 'nme'" in text and "broker.prot (line 7): unknown key 'prot'" in text

@@ -8,10 +8,12 @@ GB 50394 §5.2.2: no missed alarm.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections import defaultdict
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from gateway.daemon import running
@@ -243,3 +245,37 @@ async def test_unacked_alarm_is_republished_with_its_id_until_the_center_acks(
                 settled = gateway.uplink.stats.republished_alarms
                 await asyncio.sleep(2.5)  # more than two ack timeouts
                 assert gateway.uplink.stats.republished_alarms == settled
+
+
+async def test_heartbeat_is_never_stored_and_state_is_republished_after_reconnect(
+    tmp_path: Path,
+) -> None:
+    async with (
+        MosquittoBroker(tmp_path / "broker", persistence=False) as broker,
+        module() as sim,
+        CenterConsole(broker.host, broker.port) as center,
+    ):
+        cfg = campus_config(
+            tmp_path, broker_port=broker.port, module_port=sim.port, heartbeat_s=0.5
+        )
+        async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
+            assert gateway.uplink is not None
+            await wait_until(lambda: len(center.heartbeats) >= 2, 5, "two heartbeats")
+            beat = center.heartbeats[-1]
+            assert "seq" not in beat and beat["priority"] == 5
+            assert {"outbox_depth", "oldest_pending_s", "unacked_alarms"} <= set(beat["data"])
+            assert stored_ids(tmp_path / "outbox.sqlite", "gateway.heartbeat") == []
+            await broker.restart()  # no persistence: every retained message is gone
+            await wait_until(lambda: gateway.uplink.stats.connects >= 2, 10, "reconnected")
+            await asyncio.sleep(0.5)
+            states: dict[str, dict] = {}
+            async with aiomqtt.Client(broker.host, broker.port) as sub:
+                await sub.subscribe("campus/v1/fault-school/gw1/state/#", qos=1)
+                async with asyncio.timeout(10):
+                    async for message in sub.messages:
+                        assert message.retain  # republished by the gateway, kept by the broker
+                        assert isinstance(message.payload, bytes)
+                        states[message.topic.value] = json.loads(message.payload)
+                        break
+            state = states["campus/v1/fault-school/gw1/state/io"]
+            assert state["health"] == "online" and len(state["inputs"]) == 16

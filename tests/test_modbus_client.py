@@ -1,4 +1,4 @@
-"""ModbusIoClient: every pymodbus outcome becomes DeviceUnavailable or DeviceProtocolError
+"""ModbusIoClient over a ModbusLine: every pymodbus outcome becomes DeviceUnavailable or DeviceProtocolError
 (or a clean CancelledError), tested on real sockets against the simulator or a raw
 TCP peer that sends exactly the bytes a broken module would."""
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from drivers.modbus_io.client import ModbusIoClient
+from drivers.modbus_io.module import ModbusIoClient
 from drivers.modbus_io.profiles import PROFILES
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 from simulators.modbus_module import SimulatedModule

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus_io.client import ModbusIoClient
 from drivers.modbus_io.line_poller import LinePoller, build_lines
+from drivers.modbus_io.module import ModbusIoClient
 from drivers.modbus_io.profiles import PROFILES
 from gateway.config import ModuleConfig
 from gateway.errors import DeviceUnavailable

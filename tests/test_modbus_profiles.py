@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus_io.client import ModbusIoClient
+from drivers.modbus_io.module import ModbusIoClient
 from drivers.modbus_io.poller import ModulePoller
 from drivers.modbus_io.profiles import PROFILES
 from gateway.errors import DeviceUnavailable

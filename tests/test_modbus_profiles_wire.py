@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from drivers.modbus_io.client import ModbusIoClient
+from drivers.modbus_io.module import ModbusIoClient
 from drivers.modbus_io.profiles import PROFILES
 from simulators.modbus_module import SimulatedModule
 from tests.modbus_support import PtyLink, tcp_module

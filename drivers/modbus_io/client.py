@@ -1,10 +1,10 @@
-"""Modbus connections to digital/analog I/O modules: the only file that imports pymodbus.
+"""Modbus connections to I/O modules' lines: the only file that imports pymodbus.
 
 A :class:`ModbusLine` is one connection to one physical line — a module's own TCP
 socket, a serial port with several RS-485 units, or one TCP-to-RTU converter with
-several units behind it — shared by every unit on it, one request at a time. A
-:class:`ModbusIoClient` reads and drives one module (its unit and register
-profile) through a line of its own or a shared one.
+several units behind it — shared by every unit on it, one request at a time. What
+to ask one module (its unit and register profile) is
+:class:`drivers.modbus_io.module.ModbusIoClient`'s job.
 
 Every pymodbus outcome is translated here (STYLE.md rule 3), so nothing above this
 file knows that pymodbus 3.11 reports some failures as values and others as
@@ -50,16 +50,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Literal, Self, TypedDict
+from typing import Literal, TypedDict
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.modbus_io.profiles import PROFILES, RegisterProfile
-from gateway.config import ModuleConfig, RtuTransport, TcpTransport
+from gateway.config import RtuTransport, TcpTransport
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 
 _PymodbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
@@ -358,145 +356,3 @@ class ModbusLine:
     def _where(self) -> str:
         t = self._transport
         return f"{t.host}:{t.port}" if isinstance(t, TcpTransport) else t.port
-
-
-class ModbusIoClient:
-    """Reads and drives one module, on a line of its own or on a shared :class:`ModbusLine`.
-
-    Use as ``async with ModbusIoClient(cfg) as client: bits = await client.read_inputs()``.
-    With a line of its own the connection is opened in ``__aenter__`` and closed in
-    ``__aexit__``; a shared line is left to its owner.
-
-    Args:
-        cfg: the module's configuration (transport, ``unit``, ``timeout_ms``).
-        profile: its register profile; defaults to ``PROFILES[cfg.profile]``.
-        line: the shared line the module is on; None opens one of its own.
-    """
-
-    def __init__(
-        self,
-        cfg: ModuleConfig,
-        profile: RegisterProfile | None = None,
-        *,
-        line: ModbusLine | None = None,
-    ) -> None:
-        self._cfg = cfg
-        self._profile = profile if profile is not None else PROFILES[cfg.profile]
-        self._owns_line = line is None
-        self.line = line or ModbusLine(cfg.transport, timeout_ms=cfg.timeout_ms, name=cfg.id)
-
-    @property
-    def device_id(self) -> str:
-        """The configured module id, carried by every error raised here."""
-        return self._cfg.id
-
-    @property
-    def profile(self) -> RegisterProfile:
-        """The register profile this client reads with."""
-        return self._profile
-
-    @property
-    def connected(self) -> bool:
-        """True while the line's transport is open (the module may still be silent)."""
-        return self.line.connected
-
-    async def __aenter__(self) -> Self:
-        """Connect.
-
-        Raises:
-            DeviceUnavailable: the module refused, did not answer the TCP
-                handshake within ``timeout_ms``, or the serial port cannot be opened.
-        """
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the connection when it is the module's own (pymodbus closes at once)."""
-        await self.close()
-
-    async def connect(self) -> None:
-        """Open the line unless it is open already.
-
-        Raises:
-            DeviceUnavailable: as for ``__aenter__``.
-        """
-        await self.line.connect(self._cfg.id)
-
-    async def close(self) -> None:
-        """Close the line if it is the module's own; safe to call twice."""
-        if self._owns_line:
-            await self.line.close()
-
-    async def read_inputs(self) -> list[bool]:
-        """Read the raw wire bits of every digital input.
-
-        Sends the profile's ``di_function`` (FC02 discrete inputs or FC01 coils) for
-        ``profile.read_count`` bits from ``profile.di_address`` to unit ``cfg.unit``
-        and waits at most ``cfg.timeout_ms``.
-
-        Returns:
-            ``profile.di_count`` booleans, index = channel, as they are on the wire
-            (no active-low inversion: that is the poller's job).
-
-        Raises:
-            DeviceUnavailable: not connected and cannot connect, timeout, connection
-                lost, or a busy/gateway exception response.
-            DeviceProtocolError: any other exception response, a reply with the wrong
-                function code or fewer bits than asked; ``raw`` is the frame as hex.
-        """
-        p = self._profile
-        bits = await self.line.read_bits(
-            p.di_function, p.di_address, p.read_count, unit=self._cfg.unit, device_id=self._cfg.id
-        )
-        return bits[: p.di_count]
-
-    async def read_analog(self) -> list[int]:
-        """Read the raw value (0..65535) of every analog input.
-
-        Sends the profile's ``ai_function`` (FC04 or FC03) for ``ai_count`` registers
-        from ``ai_address``.
-
-        Returns:
-            ``profile.ai_count`` integers, index = channel.
-
-        Raises:
-            ValueError: the module has no analog inputs.
-            DeviceUnavailable, DeviceProtocolError: as :meth:`read_inputs`.
-        """
-        p = self._profile
-        if p.ai_count == 0:
-            raise ValueError(f"{self._cfg.id}: {p.model} has no analog inputs")
-        return await self.line.read_registers(
-            p.ai_function, p.ai_address, p.ai_count, unit=self._cfg.unit, device_id=self._cfg.id
-        )
-
-    async def write_output(self, channel: int, on: bool) -> None:
-        """Switch one digital output (relay, siren coil).
-
-        FC05 at ``do_address + channel``; for a ``word`` profile (ADAM-6051) bit
-        ``channel`` of the holding register ``do_word_address`` (FC03 then FC06).
-
-        Raises:
-            ValueError: ``channel`` is not in ``0..profile.do_count - 1``.
-            DeviceUnavailable: as for :meth:`read_inputs`.
-            DeviceProtocolError: an exception response, or the echo does not repeat
-                our address and value.
-        """
-        p = self._profile
-        if not 0 <= channel < p.do_count:
-            raise ValueError(
-                f"{self._cfg.id}: output {channel} does not exist on {p.model} "
-                f"(outputs 0..{p.do_count - 1})"
-            )
-        unit, device_id = self._cfg.unit, self._cfg.id
-        if p.do_function == "word":
-            await self.line.write_register_bit(
-                p.do_word_address, channel, on, unit=unit, device_id=device_id
-            )
-        else:
-            await self.line.write_coil(p.do_address + channel, on, unit=unit, device_id=device_id)

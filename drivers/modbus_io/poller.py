@@ -22,7 +22,8 @@ from datetime import datetime
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from drivers.modbus_io.client import ModbusIoClient, ModbusLine
+from drivers.modbus_io.client import ModbusLine
+from drivers.modbus_io.module import ModbusIoClient
 from drivers.modbus_io.profiles import PROFILES, RegisterProfile
 from gateway.config import ModuleConfig
 from gateway.errors import DeviceError, DeviceProtocolError, DeviceUnavailable
