@@ -69,7 +69,12 @@ def telemetry(i: int) -> Event:
 
 @contextlib.asynccontextmanager
 async def uplink_running(outbox: Outbox, port: int) -> AsyncIterator[Uplink]:
-    uplink = Uplink(BrokerConfig(port=port, window=20), PREFIX, outbox, client_id="bench-gw")
+    async def acked(ids: list[str]) -> None:
+        await outbox.mark_acked(ids)
+
+    uplink = Uplink(
+        BrokerConfig(port=port, window=20), PREFIX, outbox, client_id="bench-gw", on_ack=acked
+    )
     task = asyncio.create_task(uplink.run())
     try:
         yield uplink
@@ -79,11 +84,34 @@ async def uplink_running(outbox: Outbox, port: int) -> AsyncIterator[Uplink]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def acking_center(port: int) -> AsyncIterator[None]:
+    """A center that acks every event id it receives, in batches (as the console does)."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(f"{PREFIX}/events/#", qos=1)
+
+        async def run() -> None:
+            ids: list[str] = []
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                ids.append(json.loads(message.payload)["id"])
+                if len(ids) >= 50 or client._queue.empty():
+                    await client.publish(f"{PREFIX}/ack", json.dumps({"ids": ids}), qos=1)
+                    ids = []
+
+        task = asyncio.create_task(run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
 async def throughput(seconds: float, producers: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
     async with (
         MosquittoBroker(work / "broker") as broker,
         Outbox(work / "o.sqlite") as outbox,
+        acking_center(broker.port),
         uplink_running(outbox, broker.port) as uplink,
     ):
         await uplink.stats.connected.wait()
@@ -112,6 +140,18 @@ async def throughput(seconds: float, producers: int) -> None:
     print(f"            {per_commit:.1f} events per commit")
     print(f"  PUBACKed: {acked_in_window / elapsed:,.0f} events/s during the run;")
     print(f"            all {made:,} PUBACKed after {total:.1f} s ({made / total:,.0f} events/s)")
+    print(
+        f"  acked by the center: {await _acked(work / 'o.sqlite'):,} (alarms stay open until then)"
+    )
+
+
+async def _acked(path: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(
+            db.execute("SELECT count(*) FROM messages WHERE acked_at IS NOT NULL").fetchone()[0]
+        )
 
 
 async def drain(events: int) -> None:

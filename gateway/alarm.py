@@ -16,6 +16,7 @@ Disarming ends those bypasses and silences the outputs linked to the area.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -69,6 +70,7 @@ class AlarmSystem:
         key: bytes | None = None,
     ) -> None:
         self.cfg = cfg
+        self._arming = asyncio.Lock()  # a command and a schedule boundary at once
         self.clock: Clock = clock or SystemClock()
         self.timers = Timers(self.clock)
         self.store = store
@@ -136,6 +138,12 @@ class AlarmSystem:
             StateError: the new state cannot be persisted.
         """
         members = self._members(area_id, "arm")
+        async with self._arming:
+            return await self._arm(area_id, members, by=by, force=force, at=at)
+
+    async def _arm(
+        self, area_id: str, members: list[str], *, by: str, force: bool, at: datetime | None
+    ) -> list[str]:
         if self.areas.armed(area_id):
             return []
         open_zones = self.zones.not_ready(members)
@@ -163,9 +171,10 @@ class AlarmSystem:
             StateError: the new state cannot be persisted.
         """
         members = self._members(area_id, "disarm")
-        if not await self.areas.set(area_id, False, by=by, at=at):
-            return []
-        await self.zones.bypasses.area_disarmed(members, by)
+        async with self._arming:
+            if not await self.areas.set(area_id, False, by=by, at=at):
+                return []
+            await self.zones.bypasses.area_disarmed(members, by)
         linked = sorted({o for z in members for o in self.outputs.linked(self.zones.config[z])})
         return await self.outputs.silence(linked, f"area {area_id} disarmed")
 

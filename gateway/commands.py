@@ -26,6 +26,7 @@ goes out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -101,9 +102,12 @@ class CommandProcessor:
         self._emit = emit
         self._clock = clock
         self._seen: dict[str, datetime] = {}
+        self._one_at_a_time = asyncio.Lock()  # the uplink runs each command in a task
 
     async def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
         """Check and carry out one command; never raises (but for cancellation).
+
+        Commands are carried out one at a time, in the order they passed their checks.
 
         Returns:
             The result body for ``<prefix>/cmd/<name>/result``.
@@ -112,7 +116,8 @@ class CommandProcessor:
         try:
             body = _decode(payload)
             command = self._check(name, body, retained)
-            data = await self._handlers[name](command)
+            async with self._one_at_a_time:
+                data = await self._handlers[name](command)
             result: dict[str, Any] = {
                 "correlation_id": command.correlation_id,
                 "status": "ok",

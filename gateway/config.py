@@ -24,9 +24,8 @@ from gateway.config_alarm import (
     ZoneConfig,
     ZoneType,
     ZoneTypeDefaults,
-    check_alarm,
-    check_lines,
 )
+from gateway.config_alarm_checks import check_alarm, check_lines
 from gateway.config_camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config_patrol import PatrolConfig, bind_transport, check_patrol
 from gateway.errors import ConfigError

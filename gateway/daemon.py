@@ -25,7 +25,7 @@ from gateway.alarm_store import AlarmStore, state_path
 from gateway.cameras import CameraStage
 from gateway.clock import ClockSync
 from gateway.config import GatewayConfig, OutboxConfig
-from gateway.config_alarm import analog_inputs, input_debounce
+from gateway.config_alarm_checks import analog_inputs, input_debounce
 from gateway.housekeeping import Housekeeping
 from gateway.observation import Observation, utcnow
 from gateway.outbox import Outbox

@@ -40,3 +40,6 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
     # pymodbus logs every failed connect; the driver reports health transitions itself.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # onvif-zeep-async, zeep and httpx log every SOAP/HTTP exchange at INFO.
+    for name in ("onvif", "zeep", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

@@ -105,10 +105,15 @@ class Outputs:
         ]
 
     async def on_alarm(self, zone: ZoneConfig, event: Event) -> None:
-        """An alarm became active in ``zone``: sound its outputs for their duration."""
+        """An alarm became active in ``zone``: sound its outputs for their duration.
+
+        The writes are left to the timers' task, at once: the poll that saw the
+        alarm goes on without waiting for a module that may be slow to answer.
+        """
         for output_id in self.linked(zone):
             duration = self.config[output_id].duration_s
-            await self.switch(output_id, True, duration_s=duration, reason=f"alarm {zone.id}")
+            self._desire(output_id, True, duration, f"alarm {zone.id}")
+            self._timers.set(f"output-retry:{output_id}", self._clock.now(), self._retry_write)
 
     async def switch(
         self, output_id: str, on: bool, *, duration_s: float | None = None, reason: str
@@ -127,6 +132,11 @@ class Outputs:
         """
         if output_id not in self.config:
             raise CommandRefused(f"no output {output_id!r}", command="output", reason="invalid")
+        self._desire(output_id, on, duration_s, reason)
+        return await self._apply(output_id)
+
+    def _desire(self, output_id: str, on: bool, duration_s: float | None, reason: str) -> None:
+        """Record the desired state and its end (a longer end already set is kept)."""
         state = self.states[output_id]
         now = self._clock.now()
         until = now + timedelta(seconds=duration_s) if on and duration_s is not None else None
@@ -136,7 +146,6 @@ class Outputs:
         self._timers.cancel(f"output-off:{output_id}")
         if until is not None:
             self._timers.set(f"output-off:{output_id}", until, self._off(output_id))
-        return await self._apply(output_id)
 
     async def silence(self, output_ids: list[str], reason: str) -> list[str]:
         """Switch off those of ``output_ids`` that are on; returns the ones switched."""

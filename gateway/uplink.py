@@ -73,6 +73,17 @@ class UplinkStats:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def _publish_properties(content_type: str) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ContentType = content_type
+    return props
+
+
+# Built once: paho packs them per publish but never changes them.
+_EVENT_PROPS = _publish_properties("application/cloudevents+json; charset=utf-8")
+_JPEG_PROPS = _publish_properties("image/jpeg")
+
+
 class _SessionLost(Exception):
     """A connection that had been up ended; reconnect with a fresh backoff."""
 
@@ -217,7 +228,9 @@ class Uplink:
                 if failure.done():
                     raise failure.result()
                 free = window - len(inflight)
-                if free <= 0:
+                if free < max(1, window // 4):
+                    # Refill in batches (a quarter of the window), not one query per
+                    # PUBACK; a new alarm waits at most a quarter window of PUBACKs.
                     slot_free.clear()
                     await _first([slot_free.wait()], failure)
                     continue
@@ -244,10 +257,7 @@ class Uplink:
                 task.cancel()
 
     async def _send_row(self, client: aiomqtt.Client, row: PendingRow) -> None:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = (
-            "application/cloudevents+json; charset=utf-8" if row.seq is not None else "image/jpeg"
-        )
+        props = _EVENT_PROPS if row.seq is not None else _JPEG_PROPS
         if row.attempts and row.track_ack:
             self.stats.republished_alarms += 1
             log.warning("uplink.alarm_not_acked_republishing", id=row.id, attempts=row.attempts)

@@ -146,7 +146,7 @@ class ZoneEngine:
                 if record is not None:
                     condition: Condition = getattr(state, name)
                     condition.active, condition.incident = True, record.incident
-                    condition.since = record.since
+                    condition.since, condition.detail = record.since, record.detail
         self.bypasses = Bypasses(self, store, timers, self._clock)
 
     # -- observations ---------------------------------------------------------------
@@ -292,7 +292,8 @@ class ZoneEngine:
         now = self._clock.now()
         condition.active, condition.incident, condition.since = True, event.id, now
         condition.detail = detail
-        await self._store.put_alarm(f"{zone.id}/{name}", AlarmRecord(event.type, event.id, now))
+        record = AlarmRecord(event.type, event.id, now, detail)
+        await self._store.put_alarm(f"{zone.id}/{name}", record)
         log.info("zone.raised", zone=zone.id, type=event.type, condition=name, id=event.id)
         if name == "alarm":
             self.zones[zone.id].acknowledged = False

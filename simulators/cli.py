@@ -44,10 +44,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("ctl", help="drive simulated modules through their control endpoint")
     ctl.add_argument(
-        "action", choices=["press", "release", "open", "close", "power-cycle", "state"]
+        "action",
+        choices=["press", "release", "open", "close", "power-cycle", "analog", "state"],
     )
     ctl.add_argument("module", nargs="?", help="module id (all modules for state)")
     ctl.add_argument("value", nargs="?", type=float, help="channel, or seconds for power-cycle")
+    ctl.add_argument("--raw", type=int, help="analog: the raw value 0..65535 to set")
     ctl.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
 
     sub.add_parser("center", help="the duty-center console (see campus-sim center --help)")
@@ -109,7 +111,12 @@ async def _ctl(args: argparse.Namespace) -> int:
     else:
         if args.module is None or args.value is None:
             raise ValueError(f"ctl {args.action} needs a module id and a number")
-        if args.action == "power-cycle":
+        if args.action == "analog":
+            if args.raw is None:
+                raise ValueError("ctl analog needs --raw VALUE (0..65535)")
+            path = f"/modules/{args.module}/analog/{int(args.value)}"
+            answer = await control_request("127.0.0.1", port, "POST", path, {"value": args.raw})
+        elif args.action == "power-cycle":
             body = {"off_seconds": args.value}
             answer = await control_request(
                 "127.0.0.1", port, "POST", f"/modules/{args.module}/power-cycle", body
@@ -133,6 +140,9 @@ def _one_line(state: dict[str, object]) -> str:
     up = "up" if state.get("running") else "DOWN"
     where = f"{state.get('id')} {state.get('profile')} {state.get('transport')}"
     io = f"DI {bits(state.get('inputs'))}  DO {bits(state.get('outputs'))}"
+    analog = state.get("analog")
+    if isinstance(analog, list) and analog:
+        io += "  AI " + " ".join(str(v) for v in analog)
     return f"{where} {state.get('address')} {up}  {io}"
 
 

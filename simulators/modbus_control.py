@@ -10,11 +10,12 @@ GET     ``/modules/<id>``                       —                        200 o
 POST    ``/modules/<id>/inputs/<channel>``      ``{"closed": true}``     200 the module
 POST    ``/modules/<id>/press/<channel>``       —                        200 the module
 POST    ``/modules/<id>/release/<channel>``     —                        200 the module
+POST    ``/modules/<id>/analog/<channel>``      ``{"value": 65000}``     200 the module
 POST    ``/modules/<id>/power-cycle``           ``{"off_seconds": 3}``   202 at once
 ======  ======================================  =======================  ==============
 
 A module's state is ``{"id", "profile", "transport", "address", "running",
-"inputs": [closed...], "outputs": [on...], "faults": {"delay_s", "silent",
+"inputs": [closed...], "analog": [raw...], "outputs": [on...], "faults": {"delay_s", "silent",
 "short_reply"}}``. Errors answer ``{"error": text}`` with 400, 404, 405 or 409.
 The power cycle runs in a task the server owns (cancelled by :meth:`ControlServer.stop`).
 
@@ -161,6 +162,15 @@ class ControlServer(StartStop):
                 raise _HttpError(HTTPStatus.CONFLICT, f"module {module_id!r} is not running")
             self._spawn(module.power_cycle(float(off)))
             return HTTPStatus.ACCEPTED, {"module": module_id, "power_cycle": {"off_seconds": off}}
+        if len(action) == 2 and action[0] == "analog":
+            value = body.get("value")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+                raise _HttpError(HTTPStatus.BAD_REQUEST, 'body must be {"value": 0..65535}')
+            try:
+                module.set_analog(_channel(action[1]), value)
+            except IndexError as exc:
+                raise _HttpError(HTTPStatus.NOT_FOUND, str(exc)) from exc
+            return HTTPStatus.OK, _state(module_id, module)
         if len(action) == 2 and action[0] in ("inputs", "press", "release"):
             channel = _channel(action[1])
             if action[0] == "inputs":
@@ -205,6 +215,7 @@ def _state(module_id: str, module: SimulatedModule) -> JsonObject:
         "address": address,
         "running": module.running,
         "inputs": module.inputs,
+        "analog": module.analog,
         "outputs": module.outputs,
         "faults": {
             "delay_s": module.delay_s,

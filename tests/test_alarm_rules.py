@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import CommandRefused
+from gateway.alarm_store import AlarmStore
+from gateway.errors import CommandRefused, StateError
 from tests.alarm_support import Rig, rig
 
 
@@ -194,7 +195,7 @@ async def test_alarm_of_a_linked_zone_sounds_the_siren_for_its_duration(tmp_path
     async with rig(tmp_path) as r:
         await r.at_rest()
         await r.contact("io", 2, False)
-        assert r.writes == [("io", 0, True)]
+        await r.wait_for(lambda: r.writes == [("io", 0, True)])  # from the timers' task
         await r.advance(30)
         await r.contact("io", 2, True)
         await r.advance(31)
@@ -227,7 +228,37 @@ async def test_disarming_silences_the_area_siren(tmp_path: Path) -> None:
         await r.at_rest()
         await r.system.arm("PERIM", by="duty-1")
         await r.contact("io", 3, False)
+        await r.wait_for(lambda: r.writes == [("io", 0, True)])
         silenced = await r.system.disarm("PERIM", by="duty-1")
     assert silenced == ["S1"]
     assert r.writes == [("io", 0, True), ("io", 0, False)]
     assert r.of("output.switched", "S1")[1].data["reason"] == "area PERIM disarmed"
+
+
+async def test_an_unusable_state_file_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory", encoding="utf-8")
+    with pytest.raises(StateError, match="cannot open alarm state"):
+        async with AlarmStore(tmp_path / "file" / "state.sqlite"):
+            pass
+
+
+async def test_a_line_fault_still_present_after_a_restart_is_not_reported_again(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as first:
+        await first.at_rest()
+        await _disarm(first)
+        await first.analog("ai", 0, 100)  # shorted
+    async with rig(tmp_path, clock=first.clock) as second:
+        await second.at_rest()  # the loop reads normal: the repair happened while off
+    async with rig(tmp_path, clock=first.clock) as third:
+        await third.analog("ai", 0, 100)
+        await third.analog("ai", 0, 110)
+    assert first.states("fault.line", "E1") == ["active"]
+    (cleared,) = second.of("fault.line", "E1")
+    assert cleared.state == "cleared"
+    assert cleared.data["incident"] == first.of("fault.line", "E1")[0].id
+    assert third.states("fault.line", "E1") == ["active"]
+    async with rig(tmp_path, clock=first.clock) as fourth:
+        await fourth.analog("ai", 0, 120)  # still shorted after another restart
+    assert fourth.of("fault.line") == []

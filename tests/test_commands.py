@@ -124,9 +124,11 @@ async def test_unknown_command_and_bad_params_are_refused(tmp_path: Path) -> Non
         unknown = await _send(r, "selfdestruct", key=None)
         no_area = await _send(r, "arm", {"area": "nowhere"}, key=None)
         bad_type = await _send(r, "output", {"output": "S1", "on": "yes"}, key=None)
+        no_output = await _send(r, "output", {"output": "S9", "on": True}, key=None)
     assert unknown["data"]["reason"] == "unknown_command" and "ping" in unknown["error"]
     assert no_area["data"]["reason"] == "invalid" and "nowhere" in no_area["error"]
     assert bad_type["data"]["reason"] == "invalid"
+    assert no_output["data"]["reason"] == "invalid" and "S9" in no_output["error"]
 
 
 async def test_every_command_acts(tmp_path: Path) -> None:
@@ -137,6 +139,7 @@ async def test_every_command_acts(tmp_path: Path) -> None:
         await r.contact("io", 0, False)  # ... and released
         reset = await _send(r, "reset", {"zone": "P1"}, key=None)
         await r.contact("io", 2, False)  # intrusion: the siren sounds
+        await r.wait_for(lambda: r.writes == [("io", 0, True)])
         ack = await _send(r, "ack", {"zone": "I1"}, key=None)
         bypass = await _send(r, "bypass", {"zone": "L1", "duration_s": 600}, key=None)
         unbypass = await _send(r, "unbypass", {"zone": "L1"}, key=None)

@@ -279,3 +279,16 @@ async def test_heartbeat_is_never_stored_and_state_is_republished_after_reconnec
                         break
             state = states["campus/v1/fault-school/gw1/state/io"]
             assert state["health"] == "online" and len(state["inputs"]) == 16
+
+
+async def test_a_second_daemon_on_the_same_outbox_is_refused(tmp_path: Path) -> None:
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with daemon_process(config, tmp_path / "first.log") as first:
+            await wait_until((tmp_path / "outbox.sqlite").exists, 10, "first daemon started")
+            async with daemon_process(config, tmp_path / "second.log") as second:
+                assert await asyncio.wait_for(second.wait(), 20) == 1
+            assert (
+                "in use by another campus-gateway process" in (tmp_path / "second.log").read_text()
+            )
+            assert first.returncode is None  # the first one runs on, untouched

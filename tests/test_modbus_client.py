@@ -1,6 +1,6 @@
-"""ModbusIoClient over a ModbusLine: every pymodbus outcome becomes DeviceUnavailable or DeviceProtocolError
-(or a clean CancelledError), tested on real sockets against the simulator or a raw
-TCP peer that sends exactly the bytes a broken module would."""
+"""ModbusIoClient over its ModbusLine: every pymodbus outcome becomes DeviceUnavailable
+or DeviceProtocolError (or a clean CancelledError), tested on real sockets against the
+simulator or a raw TCP peer that sends exactly the bytes a broken module would."""
 
 from __future__ import annotations
 

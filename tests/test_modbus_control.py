@@ -79,3 +79,23 @@ async def test_client_reports_an_endpoint_that_is_not_there() -> None:
     with pytest.raises(ControlError) as info:
         await control_request("127.0.0.1", free_port(), "GET", "/modules", timeout_s=2)
     assert info.value.status == 0
+
+
+async def test_analog_route_sets_a_raw_value_and_refuses_bad_ones() -> None:
+    ai = SimulatedModule(PROFILES["iologik-e1240"])
+    async with ai, ControlServer({"finance-ai": ai}) as control:
+        port = control.port
+        answer = await control_request(
+            "127.0.0.1", port, "POST", "/modules/finance-ai/analog/3", {"value": 65000}
+        )
+        assert answer["analog"][3] == 65000 and ai.analog[3] == 65000
+        with pytest.raises(ControlError, match=r"0\.\.65535") as bad:
+            await control_request(
+                "127.0.0.1", port, "POST", "/modules/finance-ai/analog/3", {"value": 70000}
+            )
+        assert bad.value.status == 400
+        with pytest.raises(ControlError, match="does not exist") as missing:
+            await control_request(
+                "127.0.0.1", port, "POST", "/modules/finance-ai/analog/8", {"value": 1}
+            )
+        assert missing.value.status == 404

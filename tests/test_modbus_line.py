@@ -138,3 +138,12 @@ async def test_converter_answers_gateway_target_failed_for_a_silent_unit() -> No
             with pytest.raises(DeviceUnavailable, match="0x0b"):
                 await client.read_inputs()
             assert asyncio.get_running_loop().time() - started < 0.4  # 0x0B, not our timeout
+
+
+def test_a_line_refuses_broadcast_units_and_modules_already_mounted() -> None:
+    module = SimulatedModule(PROFILES["adam-4150"])
+    with pytest.raises(ValueError, match="0 is broadcast"):
+        SimulatedLine({0: module})
+    SimulatedLine({1: module})
+    with pytest.raises(ValueError, match="already on a line"):
+        SimulatedLine({2: module})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,7 +13,7 @@ from structlog.testing import capture_logs
 from drivers.modbus_io.poller import ModulePoller
 from drivers.modbus_io.profiles import PROFILES
 from gateway.errors import DeviceUnavailable
-from gateway.observation import DeviceHealth, InputChanged, Observation
+from gateway.observation import AnalogChanged, DeviceHealth, InputChanged, Observation
 from simulators.modbus_module import SimulatedModule
 from tests.modbus_support import Recorder, change, free_port, health, running, tcp_module
 
@@ -227,3 +228,32 @@ async def test_write_output_reaches_the_coil_and_reports_an_unreachable_module()
 def test_debounce_for_a_channel_the_module_lacks_is_refused() -> None:
     with pytest.raises(ValueError, match="input 12"):
         ModulePoller(tcp_module("m", 1), Recorder(), debounce_ms={12: 50})
+
+
+async def test_analog_inputs_are_reported_when_they_move_past_the_deadband() -> None:
+    e1240 = PROFILES["iologik-e1240"]
+    recorder = Recorder()
+
+    def analog(value: int) -> Callable[[Observation], bool]:
+        return lambda o: isinstance(o, AnalogChanged) and o.value == value
+
+    async with SimulatedModule(e1240) as sim:
+        sim.set_analog(2, 12000)
+        cfg = tcp_module("ai", sim.port, profile=e1240.name)
+        poller = ModulePoller(cfg, recorder, analog_channels=[2], analog_deadband=100)
+        async with running(poller):
+            first = await recorder.wait_for(analog(12000))
+            sim.set_analog(2, 12050)  # noise within the deadband
+            await asyncio.sleep(0.2)
+            sim.set_analog(2, 65000)  # the loop is cut
+            cut = await recorder.wait_for(analog(65000))
+            assert poller.analog == {2: 65000}
+    assert isinstance(first, AnalogChanged) and first.initial and first.channel == 2
+    assert isinstance(cut, AnalogChanged) and not cut.initial
+    assert [o.value for o in recorder.seen if isinstance(o, AnalogChanged)] == [12000, 65000]
+    assert recorder.inputs() == []  # the E1240 has no digital inputs: none asked for
+
+
+def test_analog_channel_the_module_lacks_is_refused() -> None:
+    with pytest.raises(ValueError, match="analog inputs"):
+        ModulePoller(tcp_module("m", 1), Recorder(), analog_channels=[0])

@@ -70,3 +70,36 @@ async def test_second_daemon_on_same_outbox_is_refused(tmp_path: Path) -> None:
         with pytest.raises(OutboxError, match="in use by another"):
             async with Outbox(path):
                 pass
+
+
+async def test_purge_keeps_the_record_and_every_unacked_alarm(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        acked = await outbox.append(_panic(1))
+        unacked = await outbox.append(_panic(2))
+        beat = await outbox.append(_beat(3))
+        pending = await outbox.append(_beat(4))
+        rows = {r.id: r.n for r in await outbox.pending(10)}
+        await outbox.mark_sent([rows[acked.id], rows[unacked.id], rows[beat.id]])
+        await outbox.mark_acked([acked.id])
+        assert await outbox.purge(retention=3600) == 0  # all younger than the retention
+        await asyncio.sleep(0.05)
+        assert await outbox.purge(retention=0.01) == 2  # the acked alarm and the sent beat
+        left = {r.id for r in await outbox.pending(10)}
+        assert left == {pending.id}
+        assert await outbox.unacked_count() == 1  # the unacked alarm is kept, forever
+
+
+async def test_unacked_alarm_comes_due_again_after_the_ack_timeout(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.2) as outbox:
+        panic = await outbox.append(_panic(1))
+        [row] = await outbox.pending(10)
+        await outbox.mark_sent([row.n])
+        assert await outbox.pending(10) == []
+        due_in = await outbox.next_due_in()
+        assert due_in is not None and 0 < due_in <= 0.2
+        await asyncio.sleep(0.25)
+        [again] = await outbox.pending(10)
+        assert (again.id, again.attempts, again.track_ack) == (panic.id, 1, True)
+        await outbox.mark_acked([panic.id])
+        await asyncio.sleep(0.25)
+        assert await outbox.pending(10) == [] and await outbox.next_due_in() is None

@@ -155,12 +155,12 @@ class ModbusLine:
                 function code or fewer bits than asked; ``raw`` is the frame as hex.
         """
         async with self._lock:
-            client = await self._ensure_connected(device_id)
-            reader = client.read_coils if table == "coils" else client.read_discrete_inputs
-            reply = self._check(
-                await self._execute(reader(address, count=count, device_id=unit), device_id, unit),
-                _FC[table],
-                f"read {table}",
+            reply = await self._request(
+                lambda c: (c.read_coils if table == "coils" else c.read_discrete_inputs)(
+                    address, count=count, device_id=unit
+                ),
+                table,
+                unit,
                 device_id,
             )
             if len(reply.bits) < count:
@@ -192,13 +192,8 @@ class ModbusLine:
                 our address and value.
         """
         async with self._lock:
-            client = await self._ensure_connected(device_id)
-            call = client.write_coil(address, on, device_id=unit)
-            reply = self._check(
-                await self._execute(call, device_id, unit),
-                _FC["write_coil"],
-                "write coil",
-                device_id,
+            reply = await self._request(
+                lambda c: c.write_coil(address, on, device_id=unit), "write_coil", unit, device_id
             )
             echoed = bool(reply.bits and reply.bits[0])
             if reply.address != address or echoed != on:
@@ -220,12 +215,10 @@ class ModbusLine:
         async with self._lock:
             (word,) = await self._read_registers("holding_registers", address, 1, unit, device_id)
             value = word | (1 << bit) if on else word & ~(1 << bit)
-            client = await self._ensure_connected(device_id)
-            call = client.write_register(address, value, device_id=unit)
-            reply = self._check(
-                await self._execute(call, device_id, unit),
-                _FC["write_register"],
-                "write register",
+            reply = await self._request(
+                lambda c: c.write_register(address, value, device_id=unit),
+                "write_register",
+                unit,
                 device_id,
             )
             if reply.address != address or list(reply.registers[:1]) != [value]:
@@ -239,19 +232,33 @@ class ModbusLine:
     async def _read_registers(
         self, table: RegisterTable, address: int, count: int, unit: int, device_id: str
     ) -> list[int]:
-        client = await self._ensure_connected(device_id)
-        if table == "input_registers":
-            call = client.read_input_registers(address, count=count, device_id=unit)
-        else:
-            call = client.read_holding_registers(address, count=count, device_id=unit)
-        reply = self._check(
-            await self._execute(call, device_id, unit), _FC[table], f"read {table}", device_id
+        reply = await self._request(
+            lambda c: (
+                c.read_input_registers if table == "input_registers" else c.read_holding_registers
+            )(address, count=count, device_id=unit),
+            table,
+            unit,
+            device_id,
         )
         if len(reply.registers) < count:
             raise self._protocol_error(
                 f"short reply: {len(reply.registers)} registers, asked for {count}", device_id
             )
         return [int(r) & 0xFFFF for r in reply.registers[:count]]
+
+    async def _request(
+        self,
+        call: Callable[[_PymodbusClient], Awaitable[ModbusPDU]],
+        function: str,
+        unit: int,
+        device_id: str,
+    ) -> ModbusPDU:
+        """Connect if needed, send one request, and check its reply (lock held by the caller)."""
+        client = await self._ensure_connected(device_id)
+        reply = await self._execute(call(client), device_id, unit)
+        what = function.replace("_", " ")
+        what = what if function.startswith("write") else f"read {what}"
+        return self._check(reply, _FC[function], what, device_id)
 
     def _make_client(self) -> _PymodbusClient:
         transport = self._transport

@@ -38,9 +38,11 @@ AiFunction = Literal["input_registers", "holding_registers"]
 DoFunction = Literal["coil", "word"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterProfile:
-    """How to read one model's digital inputs and drive its outputs.
+    """How to read one model's inputs and drive its outputs (keyword arguments only;
+    the defaults are the common case: FC02 from address 0, active high, no minimum
+    read, outputs as coils, no analog inputs).
 
     Attributes:
         name: profile key used in config (``adam-6050``).
@@ -68,12 +70,12 @@ class RegisterProfile:
     name: str
     model: str
     di_count: int
-    di_function: DiFunction
-    di_address: int
-    active_low: bool
-    min_read_count: int
-    do_count: int
-    do_address: int
+    di_function: DiFunction = "discrete_inputs"
+    di_address: int = 0
+    active_low: bool = False
+    min_read_count: int = 1
+    do_count: int = 0
+    do_address: int = 0
     source: str
     ai_count: int = 0
     ai_function: AiFunction = "input_registers"
@@ -94,22 +96,13 @@ PROFILES: dict[str, RegisterProfile] = {
             name="generic",
             model="generic Modbus DI module",
             di_count=16,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=16,
-            do_address=0,
             source="Modbus Application Protocol v1.1b3 §6.2 (FC02) and §6.1 (FC01)",
         ),
         RegisterProfile(
             name="adam-6050",
             model="Advantech ADAM-6050 (12 DI / 6 DO)",
             di_count=12,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=6,
             do_address=16,
             source=(
@@ -122,12 +115,6 @@ PROFILES: dict[str, RegisterProfile] = {
             name="iologik-e1210",
             model="Moxa ioLogik E1210 (16 DI)",
             di_count=16,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
-            do_count=0,
-            do_address=0,
             source="ioLogik E1200 manual Appendix A: DI 10001-10016 = FC02 PDU 0x0000-0x000F",
         ),
         RegisterProfile(
@@ -135,11 +122,7 @@ PROFILES: dict[str, RegisterProfile] = {
             model="Advantech ADAM-6051 (14 DI / 2 DO)",
             di_count=14,
             di_function="coils",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=2,
-            do_address=0,
             do_function="word",
             do_word_address=302,
             source=(
@@ -153,9 +136,6 @@ PROFILES: dict[str, RegisterProfile] = {
             model="Advantech ADAM-6052 (8 DI / 8 DO)",
             di_count=8,
             di_function="coils",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=8,
             do_address=16,
             source=(
@@ -168,9 +148,6 @@ PROFILES: dict[str, RegisterProfile] = {
             model="Advantech ADAM-6060 (6 DI / 6 relays)",
             di_count=6,
             di_function="coils",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=6,
             do_address=16,
             source=(
@@ -183,9 +160,6 @@ PROFILES: dict[str, RegisterProfile] = {
             model="Advantech ADAM-4150 (RS-485, 7 DI / 8 DO)",
             di_count=7,
             di_function="coils",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=8,
             do_address=16,
             source=(
@@ -198,12 +172,7 @@ PROFILES: dict[str, RegisterProfile] = {
             name="iologik-e1212",
             model="Moxa ioLogik E1212 (8 DI + 8 DIO)",
             di_count=16,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=8,
-            do_address=0,
             source=(
                 "realdata moxa_iologik_e1200_register_map.json: DI via FC02 from 0x0000; "
                 "the 8 DIO channels (DI 8..15 when set as inputs, coils 0..7 when set as "
@@ -214,12 +183,7 @@ PROFILES: dict[str, RegisterProfile] = {
             name="iologik-e1214",
             model="Moxa ioLogik E1214 (6 DI / 6 relays)",
             di_count=6,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=6,
-            do_address=0,
             source=(
                 "realdata moxa_iologik_e1200_register_map.json E1214: DI 10001-10006 FC02 "
                 "0x0000-0x0005, relays 00001-00006 FC01/05 0x0000-0x0005"
@@ -229,15 +193,7 @@ PROFILES: dict[str, RegisterProfile] = {
             name="iologik-e1240",
             model="Moxa ioLogik E1240 (8 AI)",
             di_count=0,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
-            do_count=0,
-            do_address=0,
             ai_count=8,
-            ai_function="input_registers",
-            ai_address=0,
             source=(
                 "ioLogik E1200 manual v16.1 Appendix A (mbmap-library iologik-e1240): "
                 "AI 0..7 raw value, uint16, FC04 input registers 0x0000-0x0007"
@@ -247,12 +203,9 @@ PROFILES: dict[str, RegisterProfile] = {
             name="relay-4ch-485",
             model="'485 Relay 4CH v1.1' board (4 opto inputs / 4 relays, RS-485)",
             di_count=4,
-            di_function="discrete_inputs",
-            di_address=0,
             active_low=True,
             min_read_count=8,
             do_count=4,
-            do_address=0,
             source=(
                 "realdata cheap_rs485_boards_register_facts.json and rtu_frames_485_relay_"
                 "4ch_v1_1_board.json: FC02 @0 must ask 8 bits (4 gets no reply), inputs "
@@ -263,12 +216,7 @@ PROFILES: dict[str, RegisterProfile] = {
             name="relay-8ch-8di",
             model="'Modbus RTU 8 Channel Relay Switch' board (8 DI / 8 relays, RS-485)",
             di_count=8,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=8,
-            do_address=0,
             source=(
                 "realdata rtu_frames_aliexpress_8ch_relay_8di_board.json: FC02 @0 count 8, "
                 "0x20 = input 5 active (active high); relays FC01/FC05 @0..7; the board "
@@ -279,12 +227,7 @@ PROFILES: dict[str, RegisterProfile] = {
             name="waveshare-io-8ch",
             model="Waveshare Modbus RTU IO 8CH (8 DI / 8 DO, RS-485)",
             di_count=8,
-            di_function="discrete_inputs",
-            di_address=0,
-            active_low=False,
-            min_read_count=1,
             do_count=8,
-            do_address=0,
             source=(
                 "realdata cheap_rs485_boards_register_facts.json (Waveshare wiki): DI "
                 "0x0000-0x0007 FC02, DO coils 0x0000-0x0007; V1 boards (before 2021-09) "

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_unacked ON messages (sent_at)
     WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_unacked_order ON messages (priority, n, sent_at)
+    WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, n);
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
 """
@@ -50,7 +52,8 @@ PENDING = (
     f"SELECT {COLUMNS} FROM messages WHERE sent_at IS NULL {{skip}} ORDER BY priority, n LIMIT ?"
 )
 OVERDUE = (
-    f"SELECT {COLUMNS} FROM messages WHERE track_ack = 1 AND acked_at IS NULL"
+    f"SELECT {COLUMNS} FROM messages INDEXED BY messages_unacked_order"
+    " WHERE track_ack = 1 AND acked_at IS NULL"
     " AND sent_at IS NOT NULL AND sent_at <= ? {skip} ORDER BY priority, n LIMIT ?"
 )
 OLDEST_UNACKED = (

@@ -491,8 +491,13 @@ class Outbox:
         due_before = time.time() - self.ack_timeout
         async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
             fresh = await cur.fetchall()
-        async with db.execute(sql.OVERDUE.format(skip=clause), (due_before, *skip, limit)) as cur:
-            overdue = await cur.fetchall()
+        overdue: list[Any] = []
+        async with db.execute(sql.OLDEST_UNACKED) as cur:  # O(1) on its index
+            oldest = await cur.fetchone()
+        if oldest is not None and oldest[0] is not None and oldest[0] <= due_before:
+            query = sql.OVERDUE.format(skip=clause)
+            async with db.execute(query, (due_before, *skip, limit)) as cur:
+                overdue = list(await cur.fetchall())
         rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[0]))[:limit]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
