@@ -320,6 +320,8 @@ class Uplink:
                     if ids and self._on_ack is not None:
                         await self._on_ack(ids)
                 elif topic.startswith(cmd_prefix) and self._on_command is not None:
+                    if not payload:  # a center clearing a retained command: nothing asked
+                        continue
                     name = topic[len(cmd_prefix) :]
                     commands.create_task(
                         self._command(client, name, payload, bool(message.retain)),

@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "demo.toml"
 DEFAULT_SCENARIO = REPO / "config" / "demo-scenario.toml"
 DEFAULT_CONTROL_PORT = 15080
+# The demo's private broker listens here so `campus-sim cmd` finds it without options.
+DEFAULT_BROKER_PORT = 11883
 DEFAULT_WORKDIR = REPO / "var" / "demo"
 
 
@@ -62,7 +64,7 @@ async def run_campus(
             host, _, port_text = broker.rpartition(":")
             port = int(port_text)
         else:
-            mosquitto = MosquittoBroker(work / "mosquitto")
+            mosquitto = MosquittoBroker(work / "mosquitto", port=DEFAULT_BROKER_PORT)
             await stack.enter_async_context(mosquitto)
             host, port = mosquitto.host, mosquitto.port
         modules = await stack.enter_async_context(simulated_modules(cfg))

@@ -11,15 +11,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import signal
 import sys
 from pathlib import Path
+
+import aiomqtt
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from simulators import center_cli, patrol_cli
 from simulators.camera import cli as camera_cli
-from simulators.campus import DEFAULT_CONFIG, DEFAULT_CONTROL_PORT, DEFAULT_SCENARIO, run_campus
+from simulators.campus import (
+    DEFAULT_BROKER_PORT,
+    DEFAULT_CONFIG,
+    DEFAULT_CONTROL_PORT,
+    DEFAULT_SCENARIO,
+    run_campus,
+)
+from simulators.center_commands import CommandSender
 from simulators.modbus_control import ControlError, ControlServer, control_request
 from simulators.modules import simulated_modules
 
@@ -51,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("value", nargs="?", type=float, help="channel, or seconds for power-cycle")
     ctl.add_argument("--raw", type=int, help="analog: the raw value 0..65535 to set")
     ctl.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+
+    cmd = sub.add_parser("cmd", help="send a signed command to the gateway as the center does")
+    cmd.add_argument("name", help="arm, disarm, bypass, unbypass, reset, ack, output, ...")
+    cmd.add_argument("params", nargs="*", metavar="KEY=VALUE", help="e.g. zone=Z01 force=true")
+    cmd.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="site, gateway, key")
+    cmd.add_argument("--broker", default=f"127.0.0.1:{DEFAULT_BROKER_PORT}", metavar="HOST:PORT")
+    cmd.add_argument("--operator", default="technician")
 
     sub.add_parser("center", help="the duty-center console (see campus-sim center --help)")
     sub.add_parser("patrol", help="guards walking tour routes (see campus-sim patrol --help)")
@@ -84,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "modbus":
             return asyncio.run(_serve_modules(args.config, args.control_port))
+        if args.command == "cmd":
+            return asyncio.run(_command(args))
         return asyncio.run(_ctl(args))
-    except (ConfigError, ValueError, OSError, ControlError) as exc:
+    except (ConfigError, ValueError, OSError, ControlError, aiomqtt.MqttError) as exc:
         print(f"campus-sim: {exc}", file=sys.stderr)
         return 2
 
@@ -101,6 +120,27 @@ async def _serve_modules(config: Path, control_port: int) -> int:
         print(f"control endpoint http://127.0.0.1:{ctl.port}  (campus-sim ctl …)")
         await stop.wait()
     return 0
+
+
+async def _command(args: argparse.Namespace) -> int:
+    """Send one command (signed with the config's site key) and print its result."""
+    cfg = load_config(args.config)
+    params: dict[str, object] = {}
+    for item in args.params:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"parameter {item!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(text)
+        except ValueError:
+            params[key] = text
+    host, _, port = args.broker.rpartition(":")
+    async with CommandSender(
+        host, int(port), cfg.site.id, cfg.site.gateway, key=cfg.commands.key()
+    ) as center:
+        result = await center.send(args.name, params, operator=args.operator)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0 if result.get("status") == "ok" else 1
 
 
 async def _ctl(args: argparse.Namespace) -> int:
