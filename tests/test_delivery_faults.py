@@ -57,7 +57,11 @@ async def test_broker_restart_with_500_events_in_flight_loses_none(tmp_path: Pat
         module() as sim,
         CenterConsole(broker.host, broker.port, identifier="center", persistent=True) as center,
     ):
-        cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        # A restart can swallow what was PUBACKed but not yet handed to the center;
+        # those alarms come back when their ack is overdue.
+        cfg = campus_config(
+            tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=5.0
+        )
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
             assert gateway.outbox is not None
             await wait_until(lambda: len(center.events) >= 2, 10, "gateway and module online")
