@@ -19,15 +19,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from pymodbus.datastore import ModbusServerContext
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusBaseServer
 
-from simulators.lifetime import StartStop
-from simulators.modbus_module import SimulatedModule, serve_modbus, stop_modbus
+from simulators.modbus_endpoint import Devices, ModbusEndpoint
+from simulators.modbus_module import SimulatedModule
 
 
-class SimulatedLine(StartStop):
+class SimulatedLine(ModbusEndpoint):
     """Several :class:`SimulatedModule` units on one RTU bus, served on one endpoint.
 
     Args:
@@ -42,6 +40,8 @@ class SimulatedLine(StartStop):
     Raises:
         ValueError: a unit id outside 1..247, or a module already on a line.
     """
+
+    _already_running = "simulated line already running"
 
     def __init__(
         self,
@@ -59,58 +59,25 @@ class SimulatedLine(StartStop):
                 raise ValueError(f"unit {unit}: RS-485 units are 1..247 (0 is broadcast)")
             if module.line is not None:
                 raise ValueError(f"unit {unit}: the module is already on a line")
+        super().__init__(host=host, port=port, serial_port=serial_port, baudrate=baudrate)
         self.units = dict(units)
-        self.host = host
-        self._port = port
-        self.serial_port = serial_port
-        self.baudrate = baudrate
         self.converter_timeout_s = converter_timeout_s
         self.gateway_exceptions = gateway_exceptions
         self.lock = asyncio.Lock()
-        self._server: ModbusBaseServer | None = None
         for unit, module in self.units.items():
             module.line = self
             module.unit = unit
 
-    @property
-    def port(self) -> int:
-        """The converter's TCP port (the one chosen by the OS when 0 was asked)."""
-        return self._port
+    def _devices(self) -> Devices:
+        return {unit: module.memory for unit, module in self.units.items()}
 
-    @property
-    def running(self) -> bool:
-        """True while the endpoint serves."""
-        return self._server is not None
-
-    async def start(self) -> None:
-        """Start serving every unit.
-
-        Raises:
-            RuntimeError: already running.
-            OSError: the TCP port cannot be bound or the serial port opened.
-        """
-        if self._server is not None:
-            raise RuntimeError("simulated line already running")
+    def _reset_before_start(self) -> None:
         for module in self.units.values():
             module.reset_counters()
-        devices = {unit: module.memory for unit, module in self.units.items()}
-        context = ModbusServerContext(devices=devices, single=False)  # type: ignore[no-untyped-call]
-        self._server, self._port = await serve_modbus(
-            context,
-            host=self.host,
-            port=self._port,
-            serial_port=self.serial_port,
-            baudrate=self.baudrate,
-            trace_pdu=self._trace_pdu,
-        )
 
-    async def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
+    def _cancel_before_stop(self) -> None:
         for module in self.units.values():
             module.memory.cancel_delayed()
-        if server is not None:
-            await stop_modbus(server)
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         module = self.units.get(pdu.dev_id)

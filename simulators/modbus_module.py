@@ -14,23 +14,19 @@ The memory map and the boards' quirks are :mod:`simulators.modbus_memory`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pymodbus.datastore import ModbusServerContext
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 
 from drivers.modbus_io.profiles import RegisterProfile
-from simulators.lifetime import StartStop
+from simulators.modbus_endpoint import Devices, ModbusEndpoint
 from simulators.modbus_memory import FC_BIT_READS, Memory
 
 if TYPE_CHECKING:
     from simulators.modbus_line import SimulatedLine
 
 
-class SimulatedModule(StartStop):
+class SimulatedModule(ModbusEndpoint):
     """A Modbus I/O module on a real socket (TCP) or serial port (RTU), or a line's unit.
 
     Args:
@@ -57,6 +53,8 @@ class SimulatedModule(StartStop):
             yet answered) since the last (re)start.
     """
 
+    _already_running = "simulated module already running or mounted on a line"
+
     def __init__(
         self,
         profile: RegisterProfile,
@@ -71,11 +69,8 @@ class SimulatedModule(StartStop):
         silent: bool = False,
         short_reply: bool = False,
     ) -> None:
+        super().__init__(host=host, port=port, serial_port=serial_port, baudrate=baudrate)
         self.profile = profile
-        self.host = host
-        self._port = port
-        self.serial_port = serial_port
-        self.baudrate = baudrate
         self.unit = unit
         self.active_low = profile.active_low if active_low is None else active_low
         self.delay_s = delay_s
@@ -90,7 +85,6 @@ class SimulatedModule(StartStop):
         self._analog = [0] * profile.ai_count
         self._outputs = [False] * profile.do_count
         self.memory = Memory(self)
-        self._server: ModbusBaseServer | None = None
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -113,27 +107,9 @@ class SimulatedModule(StartStop):
             RuntimeError: already running, or mounted on a line (start the line).
             OSError: the TCP port cannot be bound or the serial port opened.
         """
-        if self._server is not None or self.line is not None:
-            raise RuntimeError("simulated module already running or mounted on a line")
-        self.reset_counters()
-        devices = self.memory if self.unit is None else {self.unit: self.memory}
-        # ModbusServerContext carries no annotations in pymodbus 3.11.4
-        context = ModbusServerContext(devices=devices, single=self.unit is None)  # type: ignore[no-untyped-call]
-        self._server, self._port = await serve_modbus(
-            context,
-            host=self.host,
-            port=self._port,
-            serial_port=self.serial_port,
-            baudrate=self.baudrate,
-            trace_pdu=self.trace_pdu,
-        )
-
-    async def stop(self) -> None:
-        """Stop serving: close the listener and drop every connection. Idempotent."""
-        server, self._server = self._server, None
-        self.memory.cancel_delayed()
-        if server is not None:
-            await stop_modbus(server)
+        if self.line is not None:
+            raise RuntimeError(self._already_running)
+        await super().start()
 
     async def power_cycle(self, off_seconds: float) -> None:
         """Switch the module off for ``off_seconds``, then on again at the same address.
@@ -142,22 +118,31 @@ class SimulatedModule(StartStop):
         stops answering). The physical inputs keep their state (the contacts do not
         move); the outputs come back off (relays de-energised at power-on).
         """
-        if self.line is not None:
-            self._powered = False
-            await asyncio.sleep(off_seconds)
-            self._outputs = [False] * self.profile.do_count
-            self._powered = True
+        if self.line is None:
+            await super().power_cycle(off_seconds)
             return
-        await self.stop()
+        self._powered = False
         await asyncio.sleep(off_seconds)
-        self._outputs = [False] * self.profile.do_count
-        await self.start()
+        self._reset_at_power_on()
+        self._powered = True
 
     def reset_counters(self) -> None:
         """Zero ``requests`` and ``max_concurrent`` (done at every start)."""
         self.requests = 0
         self.max_concurrent = 0
         self._in_flight = 0
+
+    def _devices(self) -> Devices:
+        return self.memory if self.unit is None else {self.unit: self.memory}
+
+    def _reset_before_start(self) -> None:
+        self.reset_counters()
+
+    def _cancel_before_stop(self) -> None:
+        self.memory.cancel_delayed()
+
+    def _reset_at_power_on(self) -> None:
+        self._outputs = [False] * self.profile.do_count
 
     # -- the physical side ---------------------------------------------------------
 
@@ -248,57 +233,8 @@ class SimulatedModule(StartStop):
             pdu.bits = pdu.bits[: max(0, whole_bytes - 1) * 8]
         return pdu
 
-
-async def serve_modbus(
-    context: ModbusServerContext,
-    *,
-    host: str,
-    port: int,
-    serial_port: str | None,
-    baudrate: int,
-    trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU],
-) -> tuple[ModbusBaseServer, int]:
-    """Start a pymodbus server (RTU on ``serial_port``, else TCP on ``host:port``).
-
-    Requests for unit ids not in ``context`` get no answer (an RS-485 bus).
-
-    Returns:
-        The server and the TCP port it listens on (``port`` for RTU).
-
-    Raises:
-        OSError: the TCP port cannot be bound or the serial port opened.
-    """
-    server: ModbusBaseServer
-    if serial_port is not None:
-        server = ModbusSerialServer(
-            context,
-            framer=FramerType.RTU,
-            port=serial_port,
-            baudrate=baudrate,
-            ignore_missing_devices=True,
-            trace_pdu=trace_pdu,
-        )
-    else:
-        server = ModbusTcpServer(
-            context, address=(host, port), ignore_missing_devices=True, trace_pdu=trace_pdu
-        )
-    try:
-        await server.serve_forever(background=True)
-    except RuntimeError as exc:
-        # pymodbus logs the OSError and raises a bare RuntimeError instead
-        where = serial_port or f"{host}:{port}"
-        raise OSError(f"cannot serve Modbus on {where}: {exc}") from exc
-    if serial_port is None:
-        listener: asyncio.Server = server.transport  # type: ignore[assignment]
-        port = listener.sockets[0].getsockname()[1]
-    return server, port
-
-
-async def stop_modbus(server: ModbusBaseServer) -> None:
-    """Shut a server down and let asyncio deliver ``connection_lost`` to its connections."""
-    await server.shutdown()  # type: ignore[no-untyped-call]
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        return self.trace_pdu(sending, pdu)
 
 
 def _check_channel(channel: int, count: int, what: str) -> None:

@@ -12,16 +12,14 @@ its card. Faults are attributes changeable while it runs (STYLE.md rule 12):
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from pymodbus.constants import ExcCodes
-from pymodbus.datastore import ModbusBaseDeviceContext, ModbusServerContext
+from pymodbus.datastore import ModbusBaseDeviceContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusBaseServer
 
 from drivers.patrol_reader.station_map import (
     LOG_ADDRESS,
@@ -37,14 +35,13 @@ from drivers.patrol_reader.station_map import (
     record_address,
 )
 from gateway.observation import utcnow
-from simulators.lifetime import StartStop
-from simulators.modbus_module import serve_modbus, stop_modbus
+from simulators.modbus_endpoint import Devices, ModbusEndpoint
 
 _FC_READ_HOLDING = 0x03
 _FIRMWARE = (1 << 8) | 2  # "1.2"
 
 
-class SimulatedStation(StartStop):
+class SimulatedStation(ModbusEndpoint):
     """A checkpoint station on a real socket (TCP) or serial port (RTU).
 
     Args:
@@ -63,7 +60,11 @@ class SimulatedStation(StartStop):
         silent, battery_v, battery_low, clock_fault: fault knobs.
         records: every record written, ``(tag, time, battery_v)``, index = record index.
         requests: requests received since the last (re)start.
+
+    Records are kept across :meth:`stop` and :meth:`power_cycle`.
     """
+
+    _already_running = "simulated station already running"
 
     def __init__(
         self,
@@ -79,13 +80,10 @@ class SimulatedStation(StartStop):
         capacity: int = 64,
         battery_v: float = 4.1,
     ) -> None:
+        super().__init__(host=host, port=port, serial_port=serial_port, baudrate=baudrate)
         self.station_id = station_id
         self.tz = tz
         self.now = now
-        self.host = host
-        self._port = port
-        self.serial_port = serial_port
-        self.baudrate = baudrate
         self.unit = unit
         self.capacity = capacity
         self.battery_v = battery_v
@@ -95,50 +93,6 @@ class SimulatedStation(StartStop):
         self.records: list[tuple[str, dt.datetime, float]] = []
         self.requests = 0
         self._memory = _StationMemory(self)
-        self._server: ModbusBaseServer | None = None
-
-    @property
-    def port(self) -> int:
-        """The TCP port served."""
-        return self._port
-
-    @property
-    def running(self) -> bool:
-        """True while serving."""
-        return self._server is not None
-
-    async def start(self) -> None:
-        """Start serving.
-
-        Raises:
-            RuntimeError: already running.
-            OSError: the port cannot be bound or the serial port opened.
-        """
-        if self._server is not None:
-            raise RuntimeError("simulated station already running")
-        self.requests = 0
-        devices = self._memory if self.unit is None else {self.unit: self._memory}
-        context = ModbusServerContext(devices=devices, single=self.unit is None)  # type: ignore[no-untyped-call]
-        self._server, self._port = await serve_modbus(
-            context,
-            host=self.host,
-            port=self._port,
-            serial_port=self.serial_port,
-            baudrate=self.baudrate,
-            trace_pdu=self._trace_pdu,
-        )
-
-    async def stop(self) -> None:
-        """Stop serving and drop every connection. Idempotent; records are kept."""
-        server, self._server = self._server, None
-        if server is not None:
-            await stop_modbus(server)
-
-    async def power_cycle(self, off_seconds: float) -> None:
-        """Off for ``off_seconds`` (connections dropped and refused), then on again."""
-        await self.stop()
-        await asyncio.sleep(off_seconds)
-        await self.start()
 
     def read_card(self, tag: str, when: dt.datetime | None = None) -> int:
         """A card (5-byte hex tag) is held to the station: write a record.
@@ -199,6 +153,12 @@ class SimulatedStation(StartStop):
                 index, self.station_id, tag, when, volts, self.tz
             )
         return ring
+
+    def _devices(self) -> Devices:
+        return self._memory if self.unit is None else {self.unit: self._memory}
+
+    def _reset_before_start(self) -> None:
+        self.requests = 0
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:

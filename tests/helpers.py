@@ -32,6 +32,34 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def broken_copy(source: Path, tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the config ``source`` as ``tmp_path/broken.toml``, its first ``old`` made ``new``.
+
+    Raises:
+        AssertionError: ``old`` is not in ``source``.
+    """
+    text = source.read_text(encoding="utf-8")
+    assert old in text, old
+    path = tmp_path / "broken.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def line_of(path: Path, needle: str, occurrence: int = 1) -> int:
+    """The 1-based number of the ``occurrence``-th line of ``path`` containing ``needle``.
+
+    Raises:
+        AssertionError: fewer lines than ``occurrence`` contain ``needle``.
+    """
+    hits = [
+        n
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if needle in line
+    ]
+    assert len(hits) >= occurrence, needle
+    return hits[occurrence - 1]
+
+
 def event_validator() -> Draft202012Validator:
     """A validator for ``gateway/event.schema.json`` as it is in the work tree."""
     schema = json.loads(EVENT_SCHEMA_PATH.read_text(encoding="utf-8"))

@@ -10,27 +10,10 @@ import pytest
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
+from tests.helpers import broken_copy, line_of
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "config" / "demo.toml"
-
-
-def _broken(tmp_path: Path, old: str, new: str) -> Path:
-    text = DEMO.read_text(encoding="utf-8")
-    assert old in text, old
-    path = tmp_path / "broken.toml"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
-
-
-def _line_of(path: Path, needle: str, occurrence: int = 1) -> int:
-    hits = [
-        n
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if needle in line
-    ]
-    assert len(hits) >= occurrence, needle
-    return hits[occurrence - 1]
 
 
 def test_demo_config_is_valid_and_keeps_chinese_names() -> None:
@@ -64,28 +47,28 @@ def test_demo_config_is_valid_and_keeps_chinese_names() -> None:
 def test_bad_field_is_named_with_its_line(
     tmp_path: Path, old: str, new: str, field: str, needle: str
 ) -> None:
-    path = _broken(tmp_path, old, new)
+    path = broken_copy(DEMO, tmp_path, old, new)
     with pytest.raises(ConfigError) as info:
         load_config(path)
     err = info.value
     assert err.file == str(path)
     assert err.field == field
     text, occurrence = needle if isinstance(needle, tuple) else (needle, 1)
-    assert err.line == _line_of(path, text, occurrence)
+    assert err.line == line_of(path, text, occurrence)
     assert field in str(err) and str(path) in str(err)
 
 
 def test_input_used_twice_is_refused(tmp_path: Path) -> None:
-    path = _broken(tmp_path, "input = 11\n", "input = 1\n")
+    path = broken_copy(DEMO, tmp_path, "input = 11\n", "input = 1\n")
     with pytest.raises(ConfigError, match="already used by zone 'Z03'"):
         load_config(path)
 
 
 def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
-    path = _broken(tmp_path, 'name = "南围墙红外对射"', 'name = "南围墙红外对射')
+    path = broken_copy(DEMO, tmp_path, 'name = "南围墙红外对射"', 'name = "南围墙红外对射')
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert info.value.line == _line_of(path, 'name = "南围墙红外对射')
+    assert info.value.line == line_of(path, 'name = "南围墙红外对射')
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
@@ -102,7 +85,7 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert f"{len(load_config(DEMO).zones)} zones" in ok.stdout
-    bad = _broken(tmp_path, 'type = "panic"', 'type = "panik"')
+    bad = broken_copy(DEMO, tmp_path, 'type = "panic"', 'type = "panik"')
     out = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
         capture_output=True,
@@ -110,7 +93,7 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2
-    assert "zones.0.type" in out.stderr and f"{bad}:{_line_of(bad, 'panik')}" in out.stderr
+    assert "zones.0.type" in out.stderr and f"{bad}:{line_of(bad, 'panik')}" in out.stderr
 
 
 def test_every_problem_is_listed_with_plain_words(tmp_path: Path) -> None:

@@ -12,23 +12,10 @@ from gateway.config import load_config
 from gateway.config_patrol import ScheduleConfig
 from gateway.errors import ConfigError
 from gateway.patrol.plan import Plan
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, broken_copy, line_of
 from tests.patrol_support import NIGHT, TZ, night_config
 
 DEMO = REPO_ROOT / "config" / "patrol-demo.toml"
-
-
-def _broken(tmp_path: Path, old: str, new: str) -> Path:
-    text = DEMO.read_text(encoding="utf-8")
-    assert old in text, old
-    path = tmp_path / "broken.toml"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
-
-
-def _line_of(path: Path, needle: str, occurrence: int = 1) -> int:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [n for n, line in enumerate(lines, 1) if needle in line][occurrence - 1]
 
 
 def test_patrol_demo_config_is_valid() -> None:
@@ -95,17 +82,17 @@ def test_patrol_demo_config_is_valid() -> None:
 def test_bad_patrol_field_is_named_with_its_line(
     tmp_path: Path, old: str, new: str, field: str, needle: str | tuple[str, int], message: str
 ) -> None:
-    path = _broken(tmp_path, old, new)
+    path = broken_copy(DEMO, tmp_path, old, new)
     with pytest.raises(ConfigError) as info:
         load_config(path)
     err = info.value
     assert err.field == field and message in str(err)
     text, occurrence = needle if isinstance(needle, tuple) else (needle.split("\n")[0], 1)
-    assert err.line == _line_of(path, text, occurrence)
+    assert err.line == line_of(path, text, occurrence)
 
 
 def test_unknown_timezone_is_refused(tmp_path: Path) -> None:
-    path = _broken(tmp_path, 'timezone = "Asia/Shanghai"', 'timezone = "Asia/Atlantis"')
+    path = broken_copy(DEMO, tmp_path, 'timezone = "Asia/Shanghai"', 'timezone = "Asia/Atlantis"')
     with pytest.raises(ConfigError, match="Asia/Atlantis") as info:
         load_config(path)
     assert info.value.field == "site.timezone"
