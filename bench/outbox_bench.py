@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -140,9 +141,9 @@ async def throughput(seconds: float, producers: int) -> None:
     print(f"            {per_commit:.1f} events per commit")
     print(f"  PUBACKed: {acked_in_window / elapsed:,.0f} events/s during the run;")
     print(f"            all {made:,} PUBACKed after {total:.1f} s ({made / total:,.0f} events/s)")
-    print(
-        f"  acked by the center: {await _acked(work / 'o.sqlite'):,} (alarms stay open until then)"
-    )
+    acked = await _acked(work / "o.sqlite")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"  acked by the center: {acked:,} (alarms stay open until then)")
 
 
 async def _acked(path: Path) -> int:
@@ -191,10 +192,14 @@ async def drain(events: int) -> None:
                 for task in tasks:
                     task.cancel()
         await broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
     latencies.sort()
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
     print(f"backlog drain: {events:,} stored events, broker comes up")
     print(f"  drained in {elapsed:.1f} s: {events / elapsed:,.0f} events/s")
+    if len(latencies) < 2:
+        print("  (drained before two live panics were sent: use a larger --events)")
+        return
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
     print(
         f"  live panic latency during the drain ({len(latencies)} panics): "
         f"p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms  max {latencies[-1] * 1000:.1f} ms"
@@ -213,6 +218,7 @@ async def disk(events: int) -> None:
             payload += sum(len(e.to_json()) for e in stored)
     # Closing checkpoints the WAL into the database file.
     on_disk = sum(p.stat().st_size for p in work.iterdir() if p.name.startswith("o.sqlite"))
+    shutil.rmtree(work, ignore_errors=True)
     print(f"disk: {events:,} stored intrusion events")
     print(f"  {on_disk / 1e6:,.1f} MB on disk, {on_disk / events:,.0f} bytes per event")
     print(f"  (JSON payload {payload / events:,.0f} bytes per event; the rest is index and row)")

@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 
 from gateway.config import load_config
+from gateway.errors import OutboxError
+from gateway.outbox.files import lock as lock_outbox
+from gateway.outbox.files import unlock
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.modbus_control import ControlServer
@@ -53,6 +56,7 @@ async def run_campus(
     steps = load_scenario(scenario) if scenario is not None else None
     work = workdir or DEFAULT_WORKDIR
     if workdir is None:  # the demo's own folder: start afresh, keep it afterwards to read
+        _refuse_if_running(work)
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -123,6 +127,24 @@ async def _start_gateway(
         )  # fmt: skip
     finally:
         log.close()
+
+
+def _refuse_if_running(work: Path) -> None:
+    """Refuse to clear the folder of a demo that is still running (its gateway holds the lock).
+
+    Raises:
+        OSError: another demo's gateway holds ``outbox.sqlite.lock`` in ``work``.
+    """
+    lock = work / "outbox.sqlite.lock"
+    if not lock.exists():
+        return
+    try:
+        unlock(lock_outbox(work / "outbox.sqlite"))
+    except OutboxError as exc:
+        raise OSError(
+            f"a demo is already running (its gateway holds {lock}); stop it first, "
+            "or give this one its own --workdir and ports"
+        ) from exc
 
 
 async def _stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:

@@ -61,6 +61,11 @@ def format_event(event: dict[str, Any]) -> str:
     ]
     if "name" in data:
         fields.append(f"name={data['name']}")
+    if event.get("type") == "command.result":
+        outcome = data.get("status", "?")
+        if data.get("reason"):
+            outcome += f" ({data['reason']})"
+        fields.append(f"result={outcome}")
     if "siacode" in event or "cidcode" in event:
         fields.append(f"SIA={event.get('siacode', '-')} CID={event.get('cidcode', '-')}")
     fields.append(f"seq={event.get('seq', '?')}")

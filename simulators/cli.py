@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.config import load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from simulators import center_cli, patrol_cli
 from simulators.camera import cli as camera_cli
@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     camp.add_argument("--events-jsonl", type=Path, metavar="FILE", help="write received events")
     camp.add_argument("--broker", metavar="HOST:PORT", help="use this broker, start none")
     camp.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
-    camp.add_argument("--workdir", type=Path, help="where logs and the outbox go (default: temp)")
+    camp.add_argument(
+        "--workdir",
+        type=Path,
+        help="where logs and the outbox go (default: var/demo, cleared at start)",
+    )
 
     mod = sub.add_parser("modbus", help="simulated I/O modules for every [[modules]] of a config")
     mod.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -135,12 +139,22 @@ async def _command(args: argparse.Namespace) -> int:
         except ValueError:
             params[key] = text
     host, _, port = args.broker.rpartition(":")
-    async with CommandSender(
-        host, int(port), cfg.site.id, cfg.site.gateway, key=cfg.commands.key()
-    ) as center:
+    try:
+        sender = await _connected_sender(host, int(port), cfg)
+    except (OSError, aiomqtt.MqttError) as exc:
+        message = f"cannot reach the broker at {args.broker} (is the demo running?): {exc}"
+        raise OSError(message) from exc
+    async with sender as center:
         result = await center.send(args.name, params, operator=args.operator)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result.get("status") == "ok" else 1
+
+
+async def _connected_sender(host: str, port: int, cfg: GatewayConfig) -> CommandSender:
+    """A sender whose broker answers a TCP connect (so a dead demo gives a clear error)."""
+    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    writer.close()
+    return CommandSender(host, port, cfg.site.id, cfg.site.gateway, key=cfg.commands.key())
 
 
 async def _ctl(args: argparse.Namespace) -> int:
@@ -165,6 +179,9 @@ async def _ctl(args: argparse.Namespace) -> int:
             closed = args.action in ("press", "close")
             path = f"/modules/{args.module}/inputs/{int(args.value)}"
             answer = await control_request("127.0.0.1", port, "POST", path, {"closed": closed})
+    if "power_cycle" in answer:
+        print(f"{answer['module']} powered off for {answer['power_cycle']['off_seconds']} s")
+        return 0
     for state in answer.get("modules", {answer.get("id"): answer}).values():
         print(_one_line(state))
     return 0
