@@ -18,11 +18,22 @@ import shutil
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from simulators.lifetime import StartStop
 
 DEBIAN_MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A second, TLS listener: its port and the PEM files mosquitto serves it with."""
+
+    port: int
+    cafile: Path
+    certfile: Path
+    keyfile: Path
 
 
 class BrokerError(RuntimeError):
@@ -81,6 +92,7 @@ class MosquittoBroker(StartStop):
             without it a QoS 1 round trip on loopback costs ~40 ms of delayed ACKs.
         start_timeout: seconds :meth:`start` waits for the port to accept TCP.
         executable: mosquitto binary; found with :func:`find_mosquitto` when omitted.
+        tls: also listen with TLS on this port and these PEM files.
 
     Raises:
         BrokerNotInstalled: no mosquitto executable (``apt-get install mosquitto``).
@@ -100,6 +112,7 @@ class MosquittoBroker(StartStop):
         tcp_nodelay: bool = True,
         start_timeout: float = 10.0,
         executable: str | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self._port = port if port is not None else pick_free_port(self.host)
@@ -108,6 +121,7 @@ class MosquittoBroker(StartStop):
         self.max_inflight_messages = max_inflight_messages
         self.max_queued_messages = max_queued_messages
         self.tcp_nodelay = tcp_nodelay
+        self.tls = tls
         self.start_timeout = start_timeout
         self.executable = executable or find_mosquitto()
         self._proc: asyncio.subprocess.Process | None = None
@@ -163,6 +177,13 @@ class MosquittoBroker(StartStop):
             "log_timestamp true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         ]
+        if self.tls is not None:
+            lines += [
+                f"listener {self.tls.port} {self.host}",
+                f"cafile {self.tls.cafile}",
+                f"certfile {self.tls.certfile}",
+                f"keyfile {self.tls.keyfile}",
+            ]
         return "\n".join(lines) + "\n"
 
     def log_tail(self, lines: int = 30) -> str:
