@@ -1,10 +1,12 @@
 """Store-and-forward outbox: the source of truth for delivery (DESIGN.md "Delivery").
 
-``store`` holds :class:`Outbox` (the one writer, reads for the uplink), ``sql``
-the schema and statements, ``files`` the lock, the quarantine of a corrupt file
-and the disk ballast.
+``store`` holds :class:`Outbox` (the one writer), ``reads`` what the uplink reads,
+``capacity`` the caps, shedding and counters, ``sql`` the schema and statements,
+``files`` the lock, the quarantine of a corrupt file and the disk ballast.
 """
 
-from gateway.outbox.store import Outbox, OutboxStats, PendingRow, ShedReport
+from gateway.outbox.capacity import OutboxStats, ShedReport
+from gateway.outbox.reads import PendingRow
+from gateway.outbox.store import Outbox
 
 __all__ = ["Outbox", "OutboxStats", "PendingRow", "ShedReport"]

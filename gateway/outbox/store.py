@@ -31,7 +31,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -42,7 +42,9 @@ from ulid import ULID
 
 from gateway.errors import OutboxError
 from gateway.outbox import sql
+from gateway.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.outbox.files import Ballast, lock, quarantine, unlock
+from gateway.outbox.reads import OutboxReads
 from gateway.schema import Event
 
 log = structlog.get_logger(__name__)
@@ -52,65 +54,6 @@ _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 _SQLITE_FULL = 13
 
 
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A stored message due for publishing.
-
-    Attributes:
-        n: row key (send order within a priority).
-        seq: event sequence number, None for non-event messages (snapshots).
-        id: event id (ULID).
-        priority: 1..5.
-        topic: topic suffix under the gateway prefix (``events/alarm/panic``).
-        payload: the exact bytes to publish.
-        attempts: PUBACKs seen before; > 0 means this is a re-publish.
-        track_ack: the center must ack it (priority 1-2 events).
-    """
-
-    n: int
-    seq: int | None
-    id: str
-    priority: int
-    topic: str
-    payload: bytes
-    attempts: int = 0
-    track_ack: bool = False
-
-
-@dataclass(slots=True)
-class ShedReport:
-    """Rows shed for capacity since the last report.
-
-    Attributes:
-        by_priority: priority -> rows shed.
-        undelivered: how many of them had never been delivered.
-        seqs: ``seq`` numbers of undelivered events shed (the center sees them as gaps).
-    """
-
-    by_priority: dict[int, int] = field(default_factory=dict)
-    undelivered: int = 0
-    seqs: list[int] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_priority.values())
-
-
-@dataclass(slots=True)
-class OutboxStats:
-    """Counters for the heartbeat and for tests."""
-
-    commits: int = 0
-    rows: int = 0
-    bytes: int = 0
-    low_rows: int = 0
-    low_bytes: int = 0
-    shed_total: int = 0
-    purged_total: int = 0
-    disk_full: int = 0
-    commit_failures: int = 0
-
-
 @dataclass(slots=True)
 class _Op:
     kind: str
@@ -118,7 +61,7 @@ class _Op:
     future: asyncio.Future[Any]
 
 
-class Outbox:
+class Outbox(OutboxReads):
     """The durable message store. ``async with Outbox(path) as outbox``.
 
     Args:
@@ -148,10 +91,6 @@ class Outbox:
         self.path = Path(path)
         self.ack_timeout = ack_timeout
         self._linger = commit_linger
-        self._max_rows = max_rows
-        self._max_bytes = max_bytes
-        self._reserve_rows = min(alarm_reserve_rows, max_rows // 2)
-        self._reserve_bytes = max_bytes * self._reserve_rows // max_rows
         self._ballast = Ballast(self.path.with_name(self.path.name + ".ballast"), ballast_bytes)
         self._db: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
@@ -160,11 +99,10 @@ class Outbox:
         self._changed = asyncio.Event()
         self._last_seq = 0
         self._last_n = 0
-        self._shed = ShedReport()
         self.stream = ""
         self.quarantined: Path | None = None
-        self.disk_pressure = False
         self.stats = OutboxStats()
+        self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
 
     @property
     def commits(self) -> int:
@@ -210,7 +148,7 @@ class Outbox:
         async with db.execute("SELECT coalesce(max(n), 0) FROM messages") as cur:
             row = await cur.fetchone()
         self._last_n = int(row[0]) if row else 0
-        await self._recount()
+        await self.capacity.recount(self._require_db())
 
     async def __aexit__(
         self,
@@ -283,16 +221,18 @@ class Outbox:
         else:
             relieved = shutil.disk_usage(self.path.parent).free >= 16 << 20
         if relieved:
-            self.disk_pressure = False
+            self.capacity.disk_pressure = False
             log.warning("outbox.disk_pressure_over")
         return relieved
 
     def take_shed(self) -> ShedReport | None:
         """Rows shed for capacity since the last call, or None when none were."""
-        if not self._shed.total:
-            return None
-        report, self._shed = self._shed, ShedReport()
-        return report
+        return self.capacity.take_report()
+
+    @property
+    def disk_pressure(self) -> bool:
+        """True from a disk-full commit until :meth:`relieve_pressure` succeeds."""
+        return self.capacity.disk_pressure
 
     async def _submit(self, kind: str, arg: Any) -> Any:
         if self._writer is None or self._writer.done():
@@ -333,7 +273,7 @@ class Outbox:
     async def _make_room(self) -> None:
         self.stats.disk_full += 1
         if not self.disk_pressure:
-            self.disk_pressure = True
+            self.capacity.disk_pressure = True
             released = self._ballast.release()
             log.error("outbox.disk_full", ballast_released=released, path=str(self.path))
 
@@ -346,7 +286,7 @@ class Outbox:
             with contextlib.suppress(*_DB_ERRORS):
                 await db.execute("ROLLBACK")
             with contextlib.suppress(*_DB_ERRORS):
-                await self._recount()
+                await self.capacity.recount(self._require_db())
             raise
 
     async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op]) -> None:
@@ -358,7 +298,7 @@ class Outbox:
         sent: list[tuple[float, int]] = []
         for i, op in enumerate(ops):
             if op.kind in ("append", "blob"):
-                if self._refused(op):
+                if self.capacity.refuse(op.arg.priority if op.kind == "append" else op.arg[2]):
                     results[i] = op.arg if op.kind == "append" else 0
                     continue
                 n += 1
@@ -401,12 +341,8 @@ class Outbox:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
             )
         for values in inserts:  # (n, seq, id, type, priority, topic, payload, size, …)
-            self.stats.rows += 1
-            self.stats.bytes += values[7]
-            if values[4] >= 4:
-                self.stats.low_rows += 1
-                self.stats.low_bytes += values[7]
-        await self._shed_rows(db)
+            self.capacity.added(values[4], values[7])
+        await self.capacity.shed(db)
         await db.execute("COMMIT")
         self._last_seq, self._last_n = seq, n
         self.stats.commits += 1
@@ -416,123 +352,13 @@ class Outbox:
         if inserts:
             self._changed.set()
 
-    def _refused(self, op: _Op) -> bool:
-        """Under disk pressure a priority 4-5 message is shed at the door (counted)."""
-        priority = op.arg.priority if op.kind == "append" else op.arg[2]
-        if not self.disk_pressure or priority < 4:
-            return False
-        self.stats.shed_total += 1
-        self._shed.by_priority[priority] = self._shed.by_priority.get(priority, 0) + 1
-        self._shed.undelivered += 1
-        return True
-
-    async def _shed_rows(self, db: aiosqlite.Connection) -> None:
-        """Shed priority 5, then 4, oldest first, until within the caps."""
-        low_cap_rows = self._max_rows - self._reserve_rows
-        low_cap_bytes = self._max_bytes - self._reserve_bytes
-        for priority in (5, 4):
-            while True:
-                excess = max(
-                    self.stats.low_rows - low_cap_rows,
-                    self.stats.rows - self._max_rows,
-                )
-                over_bytes = max(
-                    self.stats.low_bytes - low_cap_bytes, self.stats.bytes - self._max_bytes
-                )
-                if excess <= 0 and over_bytes <= 0:
-                    return
-                chunk = max(excess, 1) + self._max_rows // 100 if excess > 0 else 64
-                async with db.execute(sql.SHED, (priority, chunk)) as cur:
-                    shed = await cur.fetchall()
-                if not shed:
-                    break
-                self._count_shed(priority, shed)
-
-    def _count_shed(self, priority: int, shed: Iterable[Any]) -> None:
-        for seq, size, undelivered in shed:
-            self.stats.rows -= 1
-            self.stats.bytes -= size
-            self.stats.low_rows -= 1
-            self.stats.low_bytes -= size
-            self.stats.shed_total += 1
-            self._shed.by_priority[priority] = self._shed.by_priority.get(priority, 0) + 1
-            if undelivered:
-                self._shed.undelivered += 1
-                if seq is not None:
-                    self._shed.seqs.append(seq)
-
     async def _purge(self, db: aiosqlite.Connection, before: float) -> int:
         async with db.execute(sql.PURGE, (before,)) as cur:
             purged = list(await cur.fetchall())
         for size, priority in purged:
-            self.stats.rows -= 1
-            self.stats.bytes -= size
-            if priority >= 4:
-                self.stats.low_rows -= 1
-                self.stats.low_bytes -= size
+            self.capacity.removed(priority, size)
         self.stats.purged_total += len(purged)
         return len(purged)
-
-    # -- reads ----------------------------------------------------------------------------
-
-    async def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[PendingRow]:
-        """Up to ``limit`` rows due now, in send order: priority, then creation.
-
-        Due: never confirmed by the broker, or an alarm the center has not acked
-        within ``ack_timeout`` of its last PUBACK.
-
-        Args:
-            limit: maximum rows.
-            exclude: row keys already in flight on the current connection.
-        """
-        db = self._require_db()
-        skip = list(exclude)
-        clause = f"AND n NOT IN ({','.join('?' * len(skip))})" if skip else ""
-        due_before = time.time() - self.ack_timeout
-        async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
-            fresh = await cur.fetchall()
-        overdue: list[Any] = []
-        async with db.execute(sql.OLDEST_UNACKED) as cur:  # O(1) on its index
-            oldest = await cur.fetchone()
-        if oldest is not None and oldest[0] is not None and oldest[0] <= due_before:
-            query = sql.OVERDUE.format(skip=clause)
-            async with db.execute(query, (due_before, *skip, limit)) as cur:
-                overdue = list(await cur.fetchall())
-        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[0]))[:limit]
-        return [
-            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
-        ]
-
-    async def next_due_in(self) -> float | None:
-        """Seconds until the next unacked alarm comes due again, or None when none waits."""
-        async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:
-            row = await cur.fetchone()
-        if row is None or row[0] is None:
-            return None
-        return max(0.0, float(row[0]) + self.ack_timeout - time.time())
-
-    async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker."""
-        db = self._require_db()
-        async with db.execute("SELECT count(*) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def unacked_count(self) -> int:
-        """Alarms delivered to the broker but not yet acked by the center."""
-        db = self._require_db()
-        async with db.execute(
-            "SELECT count(*) FROM messages WHERE track_ack = 1 AND acked_at IS NULL"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def oldest_pending_age(self) -> float | None:
-        """Seconds since the oldest unconfirmed row was stored, or None when none is."""
-        db = self._require_db()
-        async with db.execute("SELECT min(created_at) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else time.time() - float(row[0])
 
     async def wait_for_new(self) -> None:
         """Wait until rows may have been appended since the last call."""
@@ -549,15 +375,6 @@ class Outbox:
         if self._db is None:
             raise OutboxError("outbox is not open")
         return self._db
-
-    async def _recount(self) -> None:
-        db = self._require_db()
-        async with db.execute(sql.TOTALS) as cur:
-            total = await cur.fetchone()
-        async with db.execute(sql.LOW_TOTALS) as cur:
-            low = await cur.fetchone()
-        self.stats.rows, self.stats.bytes = (int(total[0]), int(total[1])) if total else (0, 0)
-        self.stats.low_rows, self.stats.low_bytes = (int(low[0]), int(low[1])) if low else (0, 0)
 
     async def _meta(self, key: str) -> str | None:
         async with self._require_db().execute("SELECT value FROM meta WHERE key = ?", (key,)) as c:
