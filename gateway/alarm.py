@@ -107,6 +107,7 @@ class AlarmSystem:
             factory=factory,
             emit=emit,
             clock=self.clock,
+            store=store,
         )
 
     async def start(self) -> None:

@@ -27,6 +27,7 @@ goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from gateway.alarm_store import AlarmStore
 from gateway.command_auth import SIGNATURE_FIELD, verify
 from gateway.config_alarm import CommandsConfig
 from gateway.errors import CommandRefused, GatewayError
@@ -93,6 +95,7 @@ class CommandProcessor:
         factory: EventFactory,
         emit: Emit,
         clock: Clock,
+        store: AlarmStore | None = None,
     ) -> None:
         self._prefix = prefix
         self._cfg = cfg
@@ -101,7 +104,10 @@ class CommandProcessor:
         self._factory = factory
         self._emit = emit
         self._clock = clock
-        self._seen: dict[str, datetime] = {}
+        self._store = store
+        # correlation_id -> expires_at of every command accepted and not yet expired,
+        # kept in the state file so a captured command cannot be replayed after a restart.
+        self._seen: dict[str, datetime] = _load_seen(store)
         self._one_at_a_time = asyncio.Lock()  # the uplink runs each command in a task
 
     async def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
@@ -117,6 +123,7 @@ class CommandProcessor:
             body = _decode(payload)
             command = self._check(name, body, retained)
             async with self._one_at_a_time:
+                await self._remember()
                 data = await self._handlers[name](command)
             result: dict[str, Any] = {
                 "correlation_id": command.correlation_id,
@@ -129,6 +136,16 @@ class CommandProcessor:
             result = self._error(body, str(exc), "failed")
         await self._audit(name, body, retained, result)
         return result
+
+    async def _remember(self) -> None:
+        """Persist the accepted correlation ids before acting (commit before acting).
+
+        Raises:
+            StateError: the state file cannot be written (the command is not carried out).
+        """
+        if self._store is not None:
+            seen = {c: rfc3339(t) for c, t in self._seen.items()}
+            await self._store.put_meta(_SEEN_KEY, seen)
 
     def _check(self, name: str, body: dict[str, Any], retained: bool) -> Command:
         if retained:
@@ -246,3 +263,18 @@ def _time(body: Mapping[str, Any], field: str, name: str) -> datetime:
             f"{field} must be an RFC 3339 time with a zone", command=name, reason="invalid"
         )
     return value
+
+
+_SEEN_KEY = "commands_seen"
+
+
+def _load_seen(store: AlarmStore | None) -> dict[str, datetime]:
+    """The persisted replay guard: correlation ids with their expiry (UTC)."""
+    raw = store.meta(_SEEN_KEY) if store is not None else None
+    if not isinstance(raw, dict):
+        return {}
+    seen: dict[str, datetime] = {}
+    for correlation_id, text in raw.items():
+        with contextlib.suppress(TypeError, ValueError):
+            seen[str(correlation_id)] = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return seen

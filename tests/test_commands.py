@@ -88,6 +88,20 @@ async def test_a_replayed_command_is_refused(tmp_path: Path) -> None:
     assert again["status"] == "error" and again["data"]["reason"] == "duplicate"
 
 
+async def test_a_command_replayed_after_a_restart_is_still_refused(tmp_path: Path) -> None:
+    """The replay guard lives in the state file: a restart does not reopen the window."""
+    async with rig(tmp_path, key=KEY) as r:
+        start = r.clock.now()
+        _, payload = command_payload(
+            f"{PREFIX}/cmd/disarm", {"area": "A"}, key=KEY, issued_at=start, correlation_id="c-7"
+        )
+        first = await r.system.commands.handle("disarm", payload, False)
+    async with rig(tmp_path, key=KEY, start=start + dt.timedelta(seconds=5)) as again:
+        replayed = await again.system.commands.handle("disarm", payload, False)
+    assert first["status"] == "ok"
+    assert replayed["status"] == "error" and replayed["data"]["reason"] == "duplicate"
+
+
 async def test_a_signature_is_bound_to_its_topic(tmp_path: Path) -> None:
     """A signed ``disarm`` replayed on the ``arm`` topic (or another gateway's) is refused."""
     async with rig(tmp_path, key=KEY) as r:
