@@ -19,7 +19,8 @@ Rules (the driver has already normalized every vendor topic):
   ``clock_skew_s``.
 * Health: ``offline`` → ``fault.device_offline`` ``active``; ``online`` →
   ``device.online`` ``instant`` (with the outage's incident after an outage).
-* A new alarm of a kind in the camera's ``snapshot.on_events`` asks
+* A new alarm (``active``, or a one-off ``instant`` such as a line crossing) of a
+  kind in the camera's ``snapshot.on_events`` asks
   ``on_alarm(camera_id, event)`` for an evidence picture.
 
 Every event carries the gateway's receive time; the camera's claim is
@@ -96,22 +97,28 @@ class CameraRules:
             if sig.detector == "clock":
                 self.clock_skew_s[sig.device_id] = float(dict(sig.fields)["clock_skew_s"])
             if not sig.initial:
-                await self._event(sig, "instant")
+                self._want_evidence(sig, await self._event(sig, "instant"))
         elif sig.state == "active":
             if incident is not None:
                 incident.detectors.add(sig.detector)
                 return
             event = await self._event(sig, "active")
             self.incidents[key] = Incident(event.id, {sig.detector})
-            camera = self._cameras.get(sig.device_id)
-            wanted = camera is not None and camera.snapshot.enabled
-            if wanted and camera and sig.kind in camera.snapshot.on_events and self._on_alarm:
-                self._on_alarm(sig.device_id, event)
+            self._want_evidence(sig, event)
         elif incident is not None:
             incident.detectors.discard(sig.detector)
             if not incident.detectors:
                 del self.incidents[key]
                 await self._event(sig, "cleared", incident.id)
+
+    def _want_evidence(self, sig: CameraSignal, event: Event) -> None:
+        """Ask for a picture for a new alarm (an ``active`` one, or a one-off such as a
+        line crossing) of a kind the camera's ``snapshot.on_events`` lists."""
+        camera = self._cameras.get(sig.device_id)
+        if camera is None or not camera.snapshot.enabled or self._on_alarm is None:
+            return
+        if sig.kind in camera.snapshot.on_events:
+            self._on_alarm(sig.device_id, event)
 
     async def _event(self, sig: CameraSignal, state: State, incident: str | None = None) -> Event:
         camera = self._cameras.get(sig.device_id)

@@ -2,9 +2,11 @@
 
 Starts, in order: a private mosquitto (unless ``--broker`` names one), a simulated
 I/O module for every ``[[modules]]`` of the config on its configured address, the
-modules' control endpoint, the center console, and the gateway itself as a
-separate process (``campus-gateway run``, logs to a file in the work directory).
-Once every module is online at the center, the scenario runs. Ctrl-C (or
+modules' control endpoint, a simulated ONVIF camera for every ``[[cameras]]`` and
+their control endpoint, the center console, and the gateway itself as a separate
+process (``campus-gateway run``, logs to a file in the work directory). Once every
+module and camera is online at the center, the scenario runs; its patrol steps go
+through a phone-app bridge to the config's ``network`` patrol reader. Ctrl-C (or
 ``--duration``) stops everything in reverse order.
 """
 
@@ -22,11 +24,13 @@ from gateway.errors import OutboxError
 from gateway.outbox.files import lock as lock_outbox
 from gateway.outbox.files import unlock
 from simulators.broker import MosquittoBroker
+from simulators.camera.cli import DEFAULT_CONTROL_PORT as DEFAULT_CAMERA_CONTROL_PORT
+from simulators.camera.control import CameraControl
+from simulators.camera.fleet import simulated_cameras
 from simulators.center import CenterConsole
 from simulators.modbus_control import ControlServer
-from simulators.modbus_module import SimulatedModule
 from simulators.modules import simulated_modules
-from simulators.scenario import Scenario, load_scenario, play
+from simulators.scenario import CampusDevices, Scenario, campus_devices, load_scenario, play
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "demo.toml"
@@ -45,6 +49,7 @@ async def run_campus(
     events_jsonl: Path | None = None,
     broker: str | None = None,
     control_port: int = DEFAULT_CONTROL_PORT,
+    camera_control_port: int = DEFAULT_CAMERA_CONTROL_PORT,
     workdir: Path | None = None,
 ) -> int:
     """Run the simulated campus; returns 0, or 1 when the center saw a bad event or a gap.
@@ -74,6 +79,12 @@ async def run_campus(
         modules = await stack.enter_async_context(simulated_modules(cfg))
         control = ControlServer(modules, port=control_port)
         await stack.enter_async_context(control)
+        cameras = await stack.enter_async_context(simulated_cameras(cfg))
+        if cameras:
+            await stack.enter_async_context(CameraControl(cameras, port=camera_control_port))
+        devices = campus_devices(cfg, modules, cameras)
+        if devices.app is not None:
+            stack.push_async_callback(devices.app.close)
         center = CenterConsole(host, port, jsonl_path=events_jsonl)
         await stack.enter_async_context(center)
         log_path = work / "gateway.log"
@@ -84,12 +95,14 @@ async def run_campus(
             + ", ".join(f"{i}@{m.host}:{m.port}" for i, m in modules.items())
             + f" · control http://127.0.0.1:{control.port} · gateway log {log_path}"
         )
-        tasks = [asyncio.create_task(stop.wait())]
+        if cameras or devices.app is not None:
+            center.say(_camera_patrol_line(devices, camera_control_port))
+        tasks: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
         if duration is not None:
             tasks.append(asyncio.create_task(asyncio.sleep(duration)))
         tasks.append(asyncio.create_task(gateway.wait()))
         if steps is not None:
-            tasks.append(asyncio.create_task(_scenario(center, modules, steps)))
+            tasks.append(asyncio.create_task(_scenario(center, devices, steps)))
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -103,15 +116,28 @@ async def run_campus(
     return 0 if center.invalid == 0 and not center.gaps else 1
 
 
-async def _scenario(
-    center: CenterConsole, modules: dict[str, SimulatedModule], steps: Scenario
-) -> None:
+def _camera_patrol_line(devices: CampusDevices, camera_control_port: int) -> str:
+    """The console's second CAMPUS line: cameras, their control, the patrol app's target."""
+    parts = []
+    if devices.cameras:
+        parts.append(
+            "cameras "
+            + ", ".join(f"{i}@{c.options.host}:{c.port}" for i, c in devices.cameras.items())
+            + f" · camera control http://127.0.0.1:{camera_control_port}"
+        )
+    if devices.app is not None:
+        parts.append(f"patrol app → gateway {devices.app.host}:{devices.app.port}")
+    return "CAMPUS " + " · ".join(parts)
+
+
+async def _scenario(center: CenterConsole, devices: CampusDevices, steps: Scenario) -> None:
+    """Wait until every module and camera is online at the center, then play ``steps``."""
     await center.wait_for(
         lambda: {e["subject"] for e in center.events if e["type"] == "device.online"}
-        >= set(modules),
+        >= set(devices.modules) | set(devices.cameras),
         30.0,
     )
-    await play(steps, modules, center.say)
+    await play(steps, devices, center.say)
     await asyncio.Event().wait()  # the scenario is over; the campus keeps running
 
 

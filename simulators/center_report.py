@@ -46,6 +46,14 @@ class SeqTracker:
         return {stream: sorted(seqs) for stream, seqs in self._missing.items() if seqs}
 
 
+_DETAILS: dict[str, tuple[str, ...]] = {
+    "camera.snapshot": ("for_type", "bytes", "error"),
+    "patrol.checkpoint": ("verdict", "guard_name"),
+    "patrol.late": ("late_by_s", "guard_name"),
+}
+"""Event type → ``data`` fields worth a glance on its console line (when present)."""
+
+
 def format_event(event: dict[str, Any]) -> str:
     """One readable console line for an event (names kept as they are, e.g. Chinese)."""
     data = event.get("data") or {}
@@ -66,6 +74,11 @@ def format_event(event: dict[str, Any]) -> str:
         if data.get("reason"):
             outcome += f" ({data['reason']})"
         fields.append(f"result={outcome}")
+    fields += [
+        f"{key}={data[key]}"
+        for key in _DETAILS.get(str(event.get("type")), ())
+        if data.get(key) is not None
+    ]
     if "siacode" in event or "cidcode" in event:
         fields.append(f"SIA={event.get('siacode', '-')} CID={event.get('cidcode', '-')}")
     fields.append(f"seq={event.get('seq', '?')}")

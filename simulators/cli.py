@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from simulators import center_cli, patrol_cli
 from simulators.camera import cli as camera_cli
+from simulators.camera.cli import DEFAULT_CONTROL_PORT as DEFAULT_CAMERA_CONTROL_PORT
 from simulators.campus import (
     DEFAULT_BROKER_PORT,
     DEFAULT_CONFIG,
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     camp.add_argument("--events-jsonl", type=Path, metavar="FILE", help="write received events")
     camp.add_argument("--broker", metavar="HOST:PORT", help="use this broker, start none")
     camp.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+    camp.add_argument(
+        "--camera-control-port", type=int, default=DEFAULT_CAMERA_CONTROL_PORT,
+        help="the simulated cameras' control endpoint (campus-sim camera ctl)",
+    )  # fmt: skip
     camp.add_argument(
         "--workdir",
         type=Path,
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     events_jsonl=args.events_jsonl,
                     broker=args.broker,
                     control_port=args.control_port,
+                    camera_control_port=args.camera_control_port,
                     workdir=args.workdir,
                 )
             )

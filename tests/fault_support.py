@@ -142,11 +142,16 @@ async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> 
 
 def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
     """Event ids in an outbox file, in seq order (read-only; the daemon may be running)."""
+    if not outbox.exists():
+        return []
     with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
-        rows = db.execute(
-            "SELECT id FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
-            (type_prefix + "%",),
-        ).fetchall()
+        try:
+            rows = db.execute(
+                "SELECT id FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+                (type_prefix + "%",),
+            ).fetchall()
+        except sqlite3.OperationalError:  # created a moment ago, no schema yet
+            return []
     return [r[0] for r in rows]
 
 

@@ -78,6 +78,21 @@ async def test_evidence_is_asked_for_new_alarms_of_the_configured_kinds_only() -
     assert asked == [e.id for e in emitted.events() if e.type != "camera.motion"]
 
 
+async def test_a_line_crossing_takes_a_picture_too_but_not_its_initial_state() -> None:
+    cam = CameraConfig(
+        id="gate-cam", name="南门摄像机", host="127.0.0.1",
+        snapshot={"on_events": ["camera.line_crossing"]},
+    )  # fmt: skip
+    emitted, asked = Recorder(), []
+    rules = CameraRules(
+        [cam], EventFactory("campus/s/g", lambda: True), emitted, lambda c, e: asked.append(e.id)
+    )
+    await rules.observe(sig("camera.line_crossing", "line", "instant", initial=True))
+    await rules.observe(sig("camera.line_crossing", "line", "instant"))
+    (crossing,) = emitted.events("camera.line_crossing")
+    assert asked == [crossing.id]
+
+
 async def test_health_and_clock_skew() -> None:
     skew = CameraSignal(
         "gate-cam", "camera.status", "clock", "clock", "instant", False, "",

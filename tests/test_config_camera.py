@@ -31,8 +31,11 @@ cameras = ["gate-cam", "hall-cam"]
 
 
 def _config(tmp_path: Path, extra: str) -> Path:
+    """The demo site without its own cameras (nor the linkage and patrol after them) + ``extra``."""
+    site, cameras, _ = DEMO.read_text(encoding="utf-8").partition("\n[[cameras]]\n")
+    assert cameras, "config/demo.toml has no [[cameras]] to cut off"
     path = tmp_path / "site.toml"
-    path.write_text(DEMO.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    path.write_text(site + "\n" + extra, encoding="utf-8")
     return path
 
 

@@ -124,8 +124,10 @@ async def test_sigkilled_daemon_delivers_its_100_unconfirmed_events_after_restar
         await broker.stop()
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with daemon_process(config, tmp_path / "daemon1.log") as daemon:
-            await wait_until(outbox.exists, 10, "daemon started")
-            await asyncio.sleep(0.5)
+            await wait_until(outbox.exists, 20, "daemon started")
+            await wait_until(
+                lambda: stored_ids(outbox, "device.online"), 20, "the daemon reads the module"
+            )
             await toggle(sim, INTRUSION, 10, gap=0.15)
             await wait_until(lambda: len(stored_ids(outbox)) == 100, 15, "100 stored")
             daemon.send_signal(signal.SIGKILL)

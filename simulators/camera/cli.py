@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from simulators.camera.control import CameraControl
-from simulators.camera.server import CameraOptions, SimulatedCamera
+from simulators.camera.fleet import simulated_cameras
 from simulators.modbus_control import ControlError, control_request
 
 DEFAULT_CONTROL_PORT = 15090
@@ -68,19 +67,12 @@ async def _serve(config: Path, control_port: int) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        cameras: dict[str, SimulatedCamera] = {}
-        for camera in cfg.cameras:
-            options = CameraOptions(
-                camera_id=camera.id,
-                username=camera.username,
-                password=camera.password(),
-                host=camera.host,
-                port=camera.port,
-            )
-            cameras[camera.id] = await stack.enter_async_context(SimulatedCamera(options))
-            print(f"camera {camera.id} on {cameras[camera.id].base_url}/onvif/device_service")
-        ctl = await stack.enter_async_context(CameraControl(cameras, port=control_port))
+    async with (
+        simulated_cameras(cfg) as cameras,
+        CameraControl(cameras, port=control_port) as ctl,
+    ):
+        for camera_id, cam in cameras.items():
+            print(f"camera {camera_id} on {cam.base_url}/onvif/device_service")
         print(f"control endpoint http://127.0.0.1:{ctl.port}  (campus-sim camera ctl …)")
         await stop.wait()
     return 0
