@@ -59,7 +59,6 @@ KINDS: dict[str, EventKind] = {
         EventKind("gateway.buffer_shed", 3),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
-        EventKind("zone.latch_reset", 4),
         # Cameras (drivers/onvif_camera): analytics are priority 4 (state, motion).
         EventKind("camera.motion", 4),
         EventKind("camera.line_crossing", 4),
