@@ -65,6 +65,10 @@ class Gateway:
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
+    # Driver observations wait here for the rules, so a slow disk commit never stalls
+    # a poller (a stalled poller would miss contact changes altogether).
+    observations: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
+    dropped_observations: int = 0
 
     async def run(self) -> None:
         """Run until cancelled.
@@ -113,6 +117,9 @@ class Gateway:
                 )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                tg.create_task(
+                    self.supervisor.run_forever("rules", self._apply_observations), name="rules"
+                )
                 for line in build_lines(
                     cfg.modules,
                     self._observe,
@@ -147,13 +154,35 @@ class Gateway:
         )
 
     async def _observe(self, obs: Observation) -> None:
-        """Driver sink: the rules first, then the device's retained state."""
+        """Driver sink: queue the observation for the rules; never blocks a poller."""
+        self.observations.put_nowait(obs)
+
+    async def _apply_observations(self) -> None:
+        """The rules, in arrival order: alarms first, then the device's retained state.
+
+        An observation whose rules fail is tried three times, then logged and
+        counted as dropped, so one bad reading cannot hold up every alarm after it.
+        """
         assert self.alarm is not None
-        await self.alarm.observe(obs)
-        poller = self.pollers.get(obs.device_id)
+        while True:
+            obs = await self.observations.get()
+            for attempt in range(1, 4):
+                try:
+                    await self.alarm.observe(obs)
+                    break
+                except Exception:
+                    log.exception("rules.failed", device=obs.device_id, attempt=attempt)
+                    await asyncio.sleep(0.2 * attempt)
+            else:
+                self.dropped_observations += 1
+                log.error("rules.observation_dropped", observation=repr(obs))
+            self._publish_state(obs.device_id)
+
+    def _publish_state(self, device_id: str) -> None:
+        poller = self.pollers.get(device_id)
         if poller is not None and self.uplink is not None:
             self.uplink.set_state(
-                obs.device_id,
+                device_id,
                 {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
             )
 

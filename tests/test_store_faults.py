@@ -23,7 +23,7 @@ from gateway.outbox import Outbox
 from gateway.schema import EventFactory
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
-from tests.fault_support import PANIC, alarms, campus_config, module, wait_until
+from tests.fault_support import PANIC, alarms, campus_config, module, stored_ids, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -236,3 +236,34 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
             assert started["seq"] == 1 and started["stream"] == gateway.outbox.stream
             sim.press(PANIC[0])
             await wait_until(lambda: alarms(center, "alarm.panic"), 5, "the daemon runs on")
+
+
+async def test_a_stalled_disk_does_not_make_the_poller_miss_contact_changes(
+    tmp_path: Path,
+) -> None:
+    """Another process (a backup tool, say) holds the database's write lock for 1.5 s:
+    commits wait, but polling goes on and every transition is stored afterwards."""
+    import sqlite3
+
+    broker = MosquittoBroker(tmp_path / "broker")  # never started: nothing is sent
+    async with module() as sim:
+        cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        outbox_path = tmp_path / "outbox.sqlite"
+        async with running(cfg, outbox_path=outbox_path) as gateway:
+            assert gateway.outbox is not None
+            await wait_until(lambda: len(gateway.pollers["io"].inputs) == 16, 5, "module read")
+            await asyncio.sleep(0.3)
+            blocker = sqlite3.connect(outbox_path, timeout=5)
+            blocker.execute("BEGIN IMMEDIATE")  # the write lock, held
+            try:
+                for _ in range(8):  # 8 transitions, 150 ms apart, while commits cannot happen
+                    sim.set_input(4, closed=not sim.inputs[4])
+                    await asyncio.sleep(0.15)
+            finally:
+                blocker.rollback()
+                blocker.close()
+            await wait_until(
+                lambda: len(stored_ids(outbox_path, "alarm.intrusion")) >= 8, 15, "8 stored"
+            )
+            assert len(stored_ids(outbox_path, "alarm.intrusion")) == 8
+            assert gateway.dropped_observations == 0
