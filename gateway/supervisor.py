@@ -44,8 +44,22 @@ class Supervisor:
                 failures += 1
                 self.crashes[name] = self.crashes.get(name, 0) + 1
                 log.exception("task.crashed", task=name, crashes=self.crashes[name])
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # a cancel a library swallowed
-                raise asyncio.CancelledError
+            raise_if_cancelling()
             delay = min(self.max_delay, self.min_delay * 2 ** min(failures, 16))
             await asyncio.sleep(random.uniform(delay / 2, delay))
+
+
+def raise_if_cancelling() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the result and drops the
+    cancellation when the awaited reply arrives in the same instant the task is
+    cancelled (fixed in 3.12); pymodbus waits for every reply that way. Without
+    this check a poller could go on polling after the daemon asked it to stop.
+
+    Raises:
+        asyncio.CancelledError: the current task is being cancelled.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

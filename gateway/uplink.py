@@ -271,13 +271,17 @@ class Uplink:
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)
         task = asyncio.create_task(self._outbox.mark_sent([row.n]))
-        task.add_done_callback(functools.partial(self._settled, row.n))
+        task.add_done_callback(functools.partial(self._settled, row.n, row.track_ack))
 
-    def _settled(self, n: int, task: asyncio.Task[None]) -> None:
+    def _settled(self, n: int, track_ack: bool, task: asyncio.Task[None]) -> None:
         self._settling.discard(n)
-        if not task.cancelled() and task.exception() is not None:
+        failed = task.cancelled() or task.exception() is not None
+        if failed and not task.cancelled():
             log.error("uplink.mark_sent_failed", n=n, error=str(task.exception()))
-        self._outbox.poke()
+        # Wake the send loop only where that can start work: an alarm's ack timer
+        # starts now, and a row whose mark failed is due again.
+        if failed or track_ack:
+            self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------
 

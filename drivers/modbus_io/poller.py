@@ -35,6 +35,7 @@ from gateway.observation import (
     ObservationSink,
     utcnow,
 )
+from gateway.supervisor import raise_if_cancelling
 
 _MAX_DOUBLINGS = 30
 
@@ -189,7 +190,7 @@ class ModulePoller:
         except Exception:
             self.errors += 1
             self._log.exception("modbus.poller_error", errors=self.errors)
-        _raise_if_cancelling()
+        raise_if_cancelling()
 
     def next_start(self, due: float, now: float) -> float:
         """Loop time of the next poll, for a poll that was due at ``due`` and ended at
@@ -327,16 +328,3 @@ class ModulePoller:
                     f"inputs are 0..{count - 1} and times must be >= 0"
                 )
         return [overrides.get(ch, self.cfg.debounce_ms) / 1000 for ch in range(count)]
-
-
-def _raise_if_cancelling() -> None:
-    """Honour a cancellation that a library swallowed.
-
-    On Python 3.11 ``asyncio.wait_for`` returns the result and drops the
-    cancellation when the awaited reply arrives in the same instant the task is
-    cancelled (fixed in 3.12); pymodbus waits for every reply that way. Without
-    this check a poller could go on polling after the daemon asked it to stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -236,12 +236,3 @@ PROFILES: dict[str, RegisterProfile] = {
         ),
     )
 }
-
-
-def get_profile(name: str) -> RegisterProfile:
-    """Return the profile called ``name``.
-
-    Raises:
-        KeyError: no such profile (config validation names the choices).
-    """
-    return PROFILES[name]
