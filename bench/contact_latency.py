@@ -29,7 +29,7 @@ import aiomqtt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from drivers.modbus_io.profiles import PROFILES  # noqa: E402
+from gateway.config.modbus_profiles import PROFILES  # noqa: E402
 from simulators.broker import MosquittoBroker  # noqa: E402
 from simulators.modbus_module import SimulatedModule  # noqa: E402
 

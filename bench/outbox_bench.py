@@ -33,10 +33,10 @@ import aiomqtt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gateway.config import BrokerConfig  # noqa: E402
-from gateway.outbox import Outbox  # noqa: E402
-from gateway.schema import Event, EventFactory  # noqa: E402
-from gateway.uplink import Uplink  # noqa: E402
+from gateway.config.root import BrokerConfig  # noqa: E402
+from gateway.delivery.outbox import Outbox  # noqa: E402
+from gateway.delivery.uplink import Uplink  # noqa: E402
+from gateway.events.model import Event, EventFactory  # noqa: E402
 from simulators.broker import MosquittoBroker  # noqa: E402
 
 PREFIX = "campus/v1/bench/gw1"

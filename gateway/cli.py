@@ -11,9 +11,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
-from gateway.logsetup import configure_logging
+from gateway.runtime.logsetup import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:

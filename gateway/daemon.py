@@ -3,8 +3,9 @@
 Stages start in order with a readiness handshake (STYLE.md rule 5): the outbox
 opens (or the daemon refuses to start), the uplink task starts (it connects on its
 own and never gives up, so a broker that is down does not stop alarms from being
-recorded), then one supervised task per device. systemd is told ``READY=1`` after
-all of them are started.
+recorded), the rules, then the device stages — Modbus I/O modules, cameras,
+patrol readers — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
+under the supervisor. systemd is told ``READY=1`` after all of them are started.
 """
 
 from __future__ import annotations
@@ -18,23 +19,25 @@ from pathlib import Path
 
 import structlog
 
-from drivers.modbus_io.line_poller import build_lines
 from drivers.modbus_io.poller import ModulePoller
-from gateway.alarm import AlarmSystem
-from gateway.alarm_store import AlarmStore, state_path
-from gateway.cameras import CameraStage
-from gateway.clock import ClockSync
-from gateway.config import GatewayConfig, OutboxConfig
-from gateway.config_alarm_checks import analog_inputs, input_debounce
-from gateway.housekeeping import Housekeeping
-from gateway.observation import Observation, utcnow
-from gateway.outbox import Outbox
+from gateway.alarm.commands import command_handlers
+from gateway.alarm.modules import ModuleStage
+from gateway.alarm.system import AlarmSystem
+from gateway.alarm.zones import ZoneEngine
+from gateway.camera.stage import CameraStage
+from gateway.commands.processor import CommandProcessor
+from gateway.config.root import GatewayConfig, OutboxConfig
+from gateway.delivery.housekeeping import Housekeeping
+from gateway.delivery.outbox import Outbox
+from gateway.delivery.uplink import Uplink
+from gateway.events.model import Event, EventFactory, rfc3339
+from gateway.events.observation import Observation, utcnow
 from gateway.patrol.service import PatrolStage
-from gateway.schema import Event, EventFactory, rfc3339
-from gateway.supervisor import Supervisor
-from gateway.systemd import notify
-from gateway.uplink import Uplink
-from gateway.zones import ZoneEngine
+from gateway.runtime.clock import ClockSync
+from gateway.runtime.stage import Stage, start_stages
+from gateway.runtime.state_store import StateStore, state_path
+from gateway.runtime.supervisor import Supervisor
+from gateway.runtime.systemd import notify
 
 log = structlog.get_logger(__name__)
 
@@ -49,9 +52,10 @@ class Gateway:
 
     Attributes:
         ready: set once every stage is started.
-        outbox, uplink, engine, pollers, cameras, patrol: the stages, available once
-            ``ready``.
-        alarm: zones, areas, schedules, outputs and commands (``engine`` is its zones).
+        outbox, uplink, engine, modules, cameras, patrol: the stages, available once
+            ``ready``; ``pollers`` are the modules' pollers by module id.
+        alarm: zones, areas, schedules and outputs (``engine`` is its zones).
+        commands: the center's commands, checked and dispatched.
     """
 
     cfg: GatewayConfig
@@ -61,7 +65,8 @@ class Gateway:
     uplink: Uplink | None = None
     engine: ZoneEngine | None = None
     alarm: AlarmSystem | None = None
-    pollers: dict[str, ModulePoller] = field(default_factory=dict)
+    commands: CommandProcessor | None = None
+    modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -81,20 +86,31 @@ class Gateway:
         factory = EventFactory(cfg.source_prefix, ClockSync().synced)
         async with (
             open_outbox(path, cfg.outbox) as outbox,
-            AlarmStore(state_path(Path(path))) as store,
+            StateStore(state_path(Path(path))) as store,
         ):
             self.outbox = outbox
+            self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
             self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
+            stages: list[Stage] = [self.modules, self.cameras, self.patrol]
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
                 self.cameras.linkage.wrap(outbox.append),
                 store=store,
-                writer=self._write_output,
-                key=cfg.commands.key(),
+                writer=self.modules.write_output,
             )
             self.engine = self.alarm.zones
+            self.commands = CommandProcessor(
+                prefix=cfg.topic_prefix,
+                cfg=cfg.commands,
+                key=cfg.commands.key(),
+                handlers=command_handlers(self.alarm),
+                factory=factory,
+                emit=outbox.append,
+                clock=self.alarm.clock,
+                store=store,
+            )
             keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway)
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
@@ -104,7 +120,7 @@ class Gateway:
                 client_id=client_id,
                 on_ack=self._acked,
                 heartbeat=keeper.heartbeat,
-                on_command=self.alarm.commands.handle,
+                on_command=self.commands.handle,
             )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
@@ -120,17 +136,7 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
-                for line in build_lines(
-                    cfg.modules,
-                    self._observe,
-                    debounce_ms=lambda m: input_debounce(cfg.zones, cfg.zone_types, m),
-                    analog_channels=lambda m: analog_inputs(cfg.zones, m),
-                ):
-                    self.pollers.update({p.cfg.id: p for p in line.pollers})
-                    name = f"driver[modbus_io:{line.name}]"
-                    tg.create_task(self.supervisor.run_forever(name, line.run), name=name)
-                self.cameras.start(tg, self.supervisor)
-                self.patrol.start(tg, self.supervisor)
+                start_stages(stages, tg, self.supervisor)
                 self.ready.set()
                 notify("READY=1")
                 log.info(
@@ -178,6 +184,11 @@ class Gateway:
                 log.error("rules.observation_dropped", observation=repr(obs))
             self._publish_state(obs.device_id)
 
+    @property
+    def pollers(self) -> dict[str, ModulePoller]:
+        """The Modbus modules' pollers by module id (empty before the run starts)."""
+        return self.modules.pollers if self.modules is not None else {}
+
     def _publish_state(self, device_id: str) -> None:
         poller = self.pollers.get(device_id)
         if poller is not None and self.uplink is not None:
@@ -185,10 +196,6 @@ class Gateway:
                 device_id,
                 {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
             )
-
-    async def _write_output(self, module_id: str, channel: int, on: bool) -> None:
-        """Switch a coil through its module's poller (between polls, on its line)."""
-        await self.pollers[module_id].write_output(channel, on)
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:

@@ -19,10 +19,10 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.config import load_config
+from gateway.config.root import load_config
+from gateway.delivery.outbox.files import lock as lock_outbox
+from gateway.delivery.outbox.files import unlock
 from gateway.errors import OutboxError
-from gateway.outbox.files import lock as lock_outbox
-from gateway.outbox.files import unlock
 from simulators.broker import MosquittoBroker
 from simulators.camera.cli import DEFAULT_CONTROL_PORT as DEFAULT_CAMERA_CONTROL_PORT
 from simulators.camera.control import CameraControl

@@ -1,7 +1,7 @@
 """The police-linked duty center, simulated: receives, checks, dedupes and acks events.
 
 :class:`CenterConsole` subscribes (MQTT 5, QoS 1) to every gateway's events and
-status, validates each event against ``gateway/event.schema.json``, prints one
+status, validates each event against ``gateway/events/event.schema.json``, prints one
 readable line per event, tracks ``seq`` per ``stream`` to report gaps, dedupes by
 ``id`` and acks every received id on ``campus/v1/<site>/<gateway>/ack``
 (DESIGN.md "Delivery: at least once, end to end"). It reconnects with backoff
@@ -29,7 +29,7 @@ from jsonschema.exceptions import best_match
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.schema import event_json_schema
+from gateway.events.model import event_json_schema
 from simulators.center_report import SeqTracker, format_event
 
 EVENTS_FILTER = "campus/v1/+/+/events/#"

@@ -2,7 +2,7 @@
 
 :func:`command_payload` builds the payload ``{correlation_id, issued_at,
 expires_at, operator, params[, signature]}`` (DESIGN.md "MQTT topics"; signature
-per :mod:`gateway.command_auth`). :class:`CommandSender` publishes commands on
+per :mod:`gateway.commands.signing`). :class:`CommandSender` publishes commands on
 ``campus/v1/<site>/<gateway>/cmd/<name>`` (MQTT 5, QoS 1) and matches the answers
 on ``…/cmd/<name>/result`` by ``correlation_id``. Every argument that a broken or
 malicious center could get wrong (times, key, retain flag) can be set, so the
@@ -22,8 +22,8 @@ from typing import Any, Self
 
 import aiomqtt
 
-from gateway.command_auth import SIGNATURE_FIELD, sign
-from gateway.schema import rfc3339
+from gateway.commands.signing import SIGNATURE_FIELD, sign
+from gateway.events.model import rfc3339
 
 
 def command_payload(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from simulators import center_cli, patrol_cli
 from simulators.camera import cli as camera_cli

@@ -1,6 +1,6 @@
 """The Modbus memory of a simulated module, computed from its state on every request.
 
-The memory map follows the profile (``drivers.modbus_io.profiles``, sources in
+The memory map follows the profile (``gateway.config.modbus_profiles``, sources in
 ``../shared/realdata/modbus/``), all addresses 0-based PDU:
 
 * discrete inputs (FC02): channel ``n`` at ``di_address + n``;
@@ -29,14 +29,55 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Sequence
+from typing import NoReturn, Protocol
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusBaseDeviceContext
 from pymodbus.exceptions import NoSuchIdException
 
-if TYPE_CHECKING:
-    from simulators.modbus_module import SimulatedModule
+from gateway.config.modbus_profiles import RegisterProfile
+
+
+class Bus(Protocol):
+    """The RS-485 side of a simulated converter (:class:`simulators.modbus_line.SimulatedLine`)."""
+
+    lock: asyncio.Lock
+    serial_port: str | None
+    converter_timeout_s: float
+    gateway_exceptions: bool
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+class MemoryOwner(Protocol):
+    """What the memory reads of its module (:class:`simulators.modbus_module.SimulatedModule`)."""
+
+    profile: RegisterProfile
+    delay_s: float
+    line: Bus | None
+
+    @property
+    def answering(self) -> bool: ...
+
+    @property
+    def analog(self) -> Sequence[int]: ...
+
+    @property
+    def outputs(self) -> Sequence[bool]: ...
+
+    def output(self, channel: int) -> bool: ...
+
+    def write_output(self, channel: int, on: bool) -> None: ...
+
+    def wire_input(self, channel: int) -> bool: ...
+
+    def unanswered(self) -> None: ...
+
 
 _FC_READ_COILS = 0x01
 _FC_READ_DISCRETE_INPUTS = 0x02
@@ -50,7 +91,7 @@ FC_BIT_READS = frozenset({_FC_READ_COILS, _FC_READ_DISCRETE_INPUTS})
 class Memory(ModbusBaseDeviceContext):
     """The module's Modbus memory, computed from the owner's state on every request."""
 
-    def __init__(self, owner: SimulatedModule) -> None:
+    def __init__(self, owner: MemoryOwner) -> None:
         self._owner = owner
         p = owner.profile
         end = max(p.di_address + p.read_count, p.do_address + p.do_count, 1)

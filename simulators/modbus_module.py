@@ -14,16 +14,12 @@ The memory map and the boards' quirks are :mod:`simulators.modbus_memory`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from pymodbus.pdu import ModbusPDU
 
-from drivers.modbus_io.profiles import RegisterProfile
+from gateway.config.modbus_profiles import RegisterProfile
 from simulators.modbus_endpoint import Devices, ModbusEndpoint
-from simulators.modbus_memory import FC_BIT_READS, Memory
-
-if TYPE_CHECKING:
-    from simulators.modbus_line import SimulatedLine
+from simulators.modbus_memory import FC_BIT_READS, Bus, Memory
 
 
 class SimulatedModule(ModbusEndpoint):
@@ -78,7 +74,7 @@ class SimulatedModule(ModbusEndpoint):
         self.short_reply = short_reply
         self.requests = 0
         self.max_concurrent = 0
-        self.line: SimulatedLine | None = None
+        self.line: Bus | None = None
         self._powered = True
         self._in_flight = 0
         self._closed = [False] * profile.di_count

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
-from drivers.modbus_io.profiles import PROFILES
-from gateway.config import GatewayConfig, ModuleConfig, TcpTransport
-from gateway.config_alarm import EolLine, PairedLine
+from gateway.config.alarm import EolLine, PairedLine
+from gateway.config.modbus_profiles import PROFILES
+from gateway.config.root import GatewayConfig, ModuleConfig
+from gateway.config.transports import TcpTransport
 from simulators.modbus_line import SimulatedLine
 from simulators.modbus_module import SimulatedModule
 

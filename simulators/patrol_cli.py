@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway.config import GatewayConfig, TcpTransport, load_config
-from gateway.config_patrol import HandheldReaderConfig, NetworkReaderConfig
+from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
+from gateway.config.root import GatewayConfig, load_config
+from gateway.config.transports import TcpTransport
 from gateway.errors import ConfigError
-from gateway.observation import utcnow
+from gateway.events.observation import utcnow
 from simulators.patrol_guard import PatrolDevices, Walk, station_configs, walk_round
 from simulators.patrol_readers import Handheld, PhoneApp, ReaderLinkError
 from simulators.patrol_station import SimulatedStation

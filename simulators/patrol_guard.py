@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.config import GatewayConfig
-from gateway.config_patrol import GuardConfig, RouteConfig, StationReaderConfig
+from gateway.config.patrol import GuardConfig, RouteConfig, StationReaderConfig
+from gateway.config.root import GatewayConfig
 from simulators.patrol_readers import Handheld, PhoneApp
 from simulators.patrol_station import SimulatedStation
 

@@ -34,7 +34,7 @@ from drivers.patrol_reader.station_map import (
     pack_tag,
     record_address,
 )
-from gateway.observation import utcnow
+from gateway.events.observation import utcnow
 from simulators.modbus_endpoint import Devices, ModbusEndpoint
 
 _FC_READ_HOLDING = 0x03

@@ -27,9 +27,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.config import GatewayConfig
-from gateway.config_patrol import NetworkReaderConfig
-from gateway.observation import utcnow
+from gateway.config.patrol import NetworkReaderConfig
+from gateway.config.root import GatewayConfig
+from gateway.events.observation import utcnow
 from simulators.camera.server import SimulatedCamera
 from simulators.modbus_module import SimulatedModule
 from simulators.patrol_readers import PhoneApp, ReaderLinkError

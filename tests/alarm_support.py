@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.alarm import AlarmSystem
-from gateway.alarm_store import AlarmStore
-from gateway.config import GatewayConfig
+from gateway.alarm.commands import command_handlers
+from gateway.alarm.system import AlarmSystem
+from gateway.commands.processor import CommandProcessor
+from gateway.config.root import GatewayConfig
 from gateway.errors import DeviceUnavailable
-from gateway.observation import AnalogChanged, DeviceHealth, InputChanged
-from gateway.schema import Event, EventFactory
-from gateway.timebase import ManualClock
+from gateway.events.model import Event, EventFactory
+from gateway.events.observation import AnalogChanged, DeviceHealth, InputChanged
+from gateway.runtime.state_store import StateStore
+from gateway.runtime.timebase import ManualClock
 from tests.helpers import assert_valid_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -174,6 +176,7 @@ class Rig:
     """An alarm system under test and what came out of it."""
 
     system: AlarmSystem
+    commands: CommandProcessor
     clock: ManualClock
     events: list[Event] = field(default_factory=list)
     writes: list[tuple[str, int, bool]] = field(default_factory=list)
@@ -248,7 +251,7 @@ async def rig(
         events.append(stored)
         return stored
 
-    async with AlarmStore(tmp_path / "state.sqlite") as store:
+    async with StateStore(tmp_path / "state.sqlite") as store:
         result: Rig
 
         async def writer(module: str, channel: int, on: bool) -> None:
@@ -257,8 +260,18 @@ async def rig(
             result.writes.append((module, channel, on))
 
         factory = EventFactory("campus/s1/gw1", lambda: True, now=clock.now)
-        system = AlarmSystem(cfg, factory, emit, store=store, writer=writer, clock=clock, key=key)
-        result = Rig(system, clock, events)
+        system = AlarmSystem(cfg, factory, emit, store=store, writer=writer, clock=clock)
+        commands = CommandProcessor(
+            prefix=cfg.topic_prefix,
+            cfg=cfg.commands,
+            key=key,
+            handlers=command_handlers(system),
+            factory=factory,
+            emit=emit,
+            clock=clock,
+            store=store,
+        )
+        result = Rig(system, commands, clock, events)
         await system.start()
         task = asyncio.create_task(system.run(), name="alarm-timers")
         try:

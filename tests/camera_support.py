@@ -13,9 +13,9 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.config_camera import CameraConfig
-from gateway.observation import CameraSignal, DeviceHealth
-from gateway.schema import Event
+from gateway.config.camera import CameraConfig
+from gateway.events.model import Event
+from gateway.events.observation import CameraSignal, DeviceHealth
 from simulators.camera.server import CameraOptions, SimulatedCamera
 
 PASSWORD = "s3cret-Pw"

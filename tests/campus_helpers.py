@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
-from gateway.config import GatewayConfig, load_config
-from gateway.config_patrol import NetworkReaderConfig, PatrolConfig
+from gateway.config.patrol import NetworkReaderConfig, PatrolConfig
+from gateway.config.root import GatewayConfig, load_config
 from simulators.camera.server import SimulatedCamera
 from simulators.modbus_module import SimulatedModule
 from simulators.modules import relocate, simulated_modules

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus_io.profiles import PROFILES
-from gateway.config import GatewayConfig, load_config
+from gateway.config.modbus_profiles import PROFILES
+from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
 from tests.helpers import REPO_ROOT

@@ -17,8 +17,9 @@ from jsonschema import Draft202012Validator
 from simulators.broker import MosquittoBroker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EVENT_SCHEMA_PATH = REPO_ROOT / "gateway" / "event.schema.json"
+EVENT_SCHEMA_PATH = REPO_ROOT / "gateway" / "events" / "event.schema.json"
 REALDATA_PATH = REPO_ROOT.parent / "shared" / "realdata"
+FIXTURES_PATH = REPO_ROOT / "tests" / "fixtures"
 
 BrokerFactory = Callable[..., Awaitable[MosquittoBroker]]
 """What the ``mosquitto_factory`` fixture yields: ``await factory(persistence=True)``."""
@@ -61,14 +62,14 @@ def line_of(path: Path, needle: str, occurrence: int = 1) -> int:
 
 
 def event_validator() -> Draft202012Validator:
-    """A validator for ``gateway/event.schema.json`` as it is in the work tree."""
+    """A validator for ``gateway/events/event.schema.json`` as it is in the work tree."""
     schema = json.loads(EVENT_SCHEMA_PATH.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
 
 def assert_valid_event(event: dict[str, Any]) -> None:
-    """Check ``event`` against ``gateway/event.schema.json``.
+    """Check ``event`` against ``gateway/events/event.schema.json``.
 
     Raises:
         AssertionError: listing every validation error with its path in the event.

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from drivers.modbus_io.poller import ModulePoller
-from gateway.config import ModuleConfig
-from gateway.observation import DeviceHealth, InputChanged, Observation
+from gateway.config.root import ModuleConfig
+from gateway.events.observation import DeviceHealth, InputChanged, Observation
 from tests.helpers import free_port
 
 __all__ = [

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.config import GatewayConfig
-from gateway.observation import DeviceHealth
+from gateway.config.root import GatewayConfig
+from gateway.events.model import Event, EventFactory
+from gateway.events.observation import DeviceHealth
+from gateway.events.patrol_observation import PatrolHit, PatrolObservation
 from gateway.patrol.engine import TourEngine
-from gateway.patrol.observation import PatrolHit, PatrolObservation
 from gateway.patrol.plan import Plan
-from gateway.schema import Event, EventFactory
 from tests.helpers import assert_valid_event
 
 TZ = ZoneInfo("Asia/Shanghai")

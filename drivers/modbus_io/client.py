@@ -42,7 +42,7 @@ pymodbus 3.11.4 quirks handled here (read in ``client/base.py``,
   request (RTU frames carry no transaction id, and pymodbus' own server stamps a
   delayed answer with the newest transaction id of the connection).
 
-Addresses are 0-based PDU addresses from :mod:`drivers.modbus_io.profiles`
+Addresses are 0-based PDU addresses from :mod:`gateway.config.modbus_profiles`
 (sources: ``../shared/realdata/modbus/*.json``, see that module).
 """
 
@@ -57,7 +57,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from gateway.config import RtuTransport, TcpTransport
+from gateway.config.transports import RtuTransport, TcpTransport
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 
 _PymodbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient

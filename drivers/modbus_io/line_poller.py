@@ -16,9 +16,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from drivers.modbus_io.client import ModbusLine
 from drivers.modbus_io.poller import ModulePoller
-from gateway.config import ModuleConfig
-from gateway.config_alarm_checks import line_key
-from gateway.observation import ObservationSink
+from gateway.config.alarm_checks import line_key
+from gateway.config.root import ModuleConfig
+from gateway.events.observation import ObservationSink
 
 
 class LinePoller:

@@ -1,6 +1,6 @@
 """Reads and drives one I/O module by its register profile, over a :class:`ModbusLine`.
 
-The module's unit id and profile (``drivers.modbus_io.profiles``) decide which
+The module's unit id and profile (``gateway.config.modbus_profiles``) decide which
 requests go on the wire; the line (``drivers.modbus_io.client``) sends them and
 translates pymodbus' outcomes into ``DeviceUnavailable``/``DeviceProtocolError``.
 """
@@ -11,8 +11,8 @@ from types import TracebackType
 from typing import Self
 
 from drivers.modbus_io.client import ModbusLine
-from drivers.modbus_io.profiles import PROFILES, RegisterProfile
-from gateway.config import ModuleConfig
+from gateway.config.modbus_profiles import PROFILES, RegisterProfile
+from gateway.config.root import ModuleConfig
 
 
 class ModbusIoClient:

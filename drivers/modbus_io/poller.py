@@ -3,8 +3,9 @@ analog values and health.
 
 The poller knows nothing about Modbus errors beyond the two the client raises
 (``DeviceUnavailable``, ``DeviceProtocolError``) and nothing about zones: it hands
-:class:`~gateway.observation.InputChanged`, :class:`~gateway.observation.AnalogChanged`
-and :class:`~gateway.observation.DeviceHealth` to its sink. A module runs its own
+:class:`~gateway.events.observation.InputChanged`,
+:class:`~gateway.events.observation.AnalogChanged` and
+:class:`~gateway.events.observation.DeviceHealth` to its sink. A module runs its own
 loop (:meth:`ModulePoller.run`) or is one unit of a shared line
 (:class:`drivers.modbus_io.line_poller.LinePoller` calls :meth:`ModulePoller.poll_once`
 and :meth:`ModulePoller.next_start`).
@@ -24,10 +25,10 @@ from structlog.typing import FilteringBoundLogger
 
 from drivers.modbus_io.client import ModbusLine
 from drivers.modbus_io.module import ModbusIoClient
-from drivers.modbus_io.profiles import PROFILES, RegisterProfile
-from gateway.config import ModuleConfig
+from gateway.config.modbus_profiles import PROFILES, RegisterProfile
+from gateway.config.root import ModuleConfig
 from gateway.errors import DeviceError, DeviceProtocolError, DeviceUnavailable
-from gateway.observation import (
+from gateway.events.observation import (
     AnalogChanged,
     DeviceHealth,
     HealthState,
@@ -35,7 +36,7 @@ from gateway.observation import (
     ObservationSink,
     utcnow,
 )
-from gateway.supervisor import raise_if_cancelling
+from gateway.runtime.supervisor import raise_if_cancelling
 
 _MAX_DOUBLINGS = 30
 

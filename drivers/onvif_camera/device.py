@@ -47,7 +47,7 @@ from onvif import ONVIFCamera, ONVIFService
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 
 from drivers.onvif_camera.notifications import CameraDocument, decode_document
-from gateway.config_camera import CameraConfig
+from gateway.config.camera import CameraConfig
 from gateway.errors import (
     DeviceAuthError,
     DeviceError,

@@ -1,8 +1,8 @@
 """The PullPoint lifecycle of one camera: connect, subscribe, pull, renew, recover.
 
 :class:`CameraDriver` runs for the life of the daemon (``await driver.run()``,
-cancel to stop) and hands :class:`~gateway.observation.CameraSignal` and
-:class:`~gateway.observation.DeviceHealth` to its sink. It knows nothing of
+cancel to stop) and hands :class:`~gateway.events.observation.CameraSignal` and
+:class:`~gateway.events.observation.DeviceHealth` to its sink. It knows nothing of
 zones, events or MQTT.
 
 Lifecycle (ONVIF Core §9.1 and the captures in ``realdata/onvif/pullpoint_sessions``):
@@ -51,9 +51,9 @@ from structlog.typing import FilteringBoundLogger
 from drivers.onvif_camera.device import MediaUris, OnvifDevice, SoapLimiter, Subscription
 from drivers.onvif_camera.notifications import Notification
 from drivers.onvif_camera.topics import normalize
-from gateway.config_camera import CameraConfig
+from gateway.config.camera import CameraConfig
 from gateway.errors import DeviceAuthError, DeviceError, DeviceFault, DeviceProtocolError
-from gateway.observation import CameraSignal, DeviceHealth, HealthState, utcnow
+from gateway.events.observation import CameraSignal, DeviceHealth, HealthState, utcnow
 
 CameraSink = Callable[[CameraSignal | DeviceHealth], Awaitable[None]]
 

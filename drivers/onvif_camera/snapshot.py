@@ -32,10 +32,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from drivers.onvif_camera.device import MediaUris
-from gateway.config_camera import CameraConfig, SnapshotConfig
+from gateway.config.camera import CameraConfig, SnapshotConfig
 from gateway.errors import DeviceAuthError, DeviceProtocolError, DeviceUnavailable
-from gateway.evidence import Evidence
-from gateway.observation import utcnow
+from gateway.events.observation import Evidence, utcnow
 
 Image = NDArray[Any]
 

@@ -28,7 +28,7 @@ from onvif_parsers.errors import UnknownTopicError
 
 from drivers.onvif_camera.notifications import Notification
 from gateway.errors import DeviceProtocolError
-from gateway.observation import CameraState
+from gateway.events.observation import CameraState
 
 MOTION = "camera.motion"
 LINE = "camera.line_crossing"

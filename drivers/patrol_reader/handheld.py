@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 
 from drivers.patrol_reader.lines import LineReader
 from drivers.patrol_reader.records import parse_csv_record
-from gateway.config_patrol import HandheldReaderConfig
+from gateway.config.patrol import HandheldReaderConfig
 from gateway.errors import DeviceProtocolError
-from gateway.patrol.observation import PatrolHit
+from gateway.events.patrol_observation import PatrolHit
 
 
 class HandheldReader(LineReader[HandheldReaderConfig]):

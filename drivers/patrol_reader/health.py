@@ -14,8 +14,8 @@ from datetime import datetime
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from gateway.observation import DeviceHealth, HealthState, utcnow
-from gateway.patrol.observation import PatrolSink
+from gateway.events.observation import DeviceHealth, HealthState, utcnow
+from gateway.events.patrol_observation import PatrolSink
 
 _MAX_DOUBLINGS = 30
 

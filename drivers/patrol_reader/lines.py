@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from gateway.config_patrol import HandheldReaderConfig, NetworkReaderConfig
+from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
-from gateway.observation import utcnow
-from gateway.patrol.observation import PatrolSink
+from gateway.events.observation import utcnow
+from gateway.events.patrol_observation import PatrolSink
 
 MAX_LINE = 4096
 """Longest line accepted, in bytes (a record is well under 200)."""

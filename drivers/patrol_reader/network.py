@@ -29,10 +29,10 @@ from structlog.typing import FilteringBoundLogger
 from drivers.patrol_reader.health import ReaderHealth
 from drivers.patrol_reader.lines import LineReader
 from drivers.patrol_reader.records import parse_json_line
-from gateway.config_patrol import NetworkReaderConfig
+from gateway.config.patrol import NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
-from gateway.observation import utcnow
-from gateway.patrol.observation import PatrolHit, PatrolSink, ReaderBattery
+from gateway.events.observation import utcnow
+from gateway.events.patrol_observation import PatrolHit, PatrolSink, ReaderBattery
 
 
 class NetworkReader(LineReader[NetworkReaderConfig]):

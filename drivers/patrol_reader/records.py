@@ -35,7 +35,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gateway.errors import DeviceProtocolError
-from gateway.patrol.observation import normalize_tag
+from gateway.events.patrol_observation import normalize_tag
 
 CSV_FIELDS = ("Station_Id", "DateTimeStamp", "RFID_Tag", "Battery_Voltage")
 """The column order, as RallyLog names its CSV record fields."""

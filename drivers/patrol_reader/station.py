@@ -39,10 +39,10 @@ from drivers.patrol_reader.station_map import (
     decode_record,
     record_address,
 )
-from gateway.config_patrol import StationReaderConfig
+from gateway.config.patrol import StationReaderConfig
 from gateway.errors import DeviceError, DeviceProtocolError
-from gateway.observation import utcnow
-from gateway.patrol.observation import PatrolHit, PatrolSink, ReaderBattery
+from gateway.events.observation import utcnow
+from gateway.events.patrol_observation import PatrolHit, PatrolSink, ReaderBattery
 
 
 class StationPoller:

@@ -36,14 +36,14 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from gateway.config_patrol import HandheldReaderConfig, StationReaderConfig
-from gateway.observation import DeviceHealth, utcnow
-from gateway.patrol.faults import Emit, ReaderFaults
-from gateway.patrol.observation import PatrolHit, PatrolObservation, ReaderBattery
+from gateway.config.patrol import HandheldReaderConfig, StationReaderConfig
+from gateway.events.model import Emit, EventFactory
+from gateway.events.observation import DeviceHealth, utcnow
+from gateway.events.patrol_observation import PatrolHit, PatrolObservation, ReaderBattery
+from gateway.patrol.faults import ReaderFaults
 from gateway.patrol.plan import Plan
 from gateway.patrol.report import JudgedHit, Reporter
 from gateway.patrol.rounds import Match, RoundState, SlotState, match
-from gateway.schema import EventFactory
 
 log = structlog.get_logger(__name__)
 

@@ -1,10 +1,10 @@
 """Patrol reader faults: offline/online and low battery, one event per transition.
 
-* :class:`~gateway.observation.DeviceHealth` ``offline`` → ``fault.device_offline``
+* :class:`~gateway.events.observation.DeviceHealth` ``offline`` → ``fault.device_offline``
   ``active`` (opens an incident); ``online`` → ``device.online`` ``instant``
   (carrying the outage's incident after one). The same types as I/O modules, so
   the center treats every device alike.
-* :class:`~gateway.patrol.observation.ReaderBattery` → ``fault.low_battery``
+* :class:`~gateway.events.patrol_observation.ReaderBattery` → ``fault.low_battery``
   ``active`` when the reader flags its battery low or its voltage is below the
   reader's ``low_battery_v``; ``cleared`` (same incident) when it is good again.
   Repeated low readings give no new event (STYLE.md rule 6: transitions, not
@@ -13,21 +13,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from gateway.config_patrol import ReaderConfig
-from gateway.observation import DeviceHealth
-from gateway.patrol.observation import ReaderBattery
-from gateway.schema import Event, EventFactory, State
+from gateway.config.patrol import ReaderConfig
+from gateway.events.model import Emit, Event, EventFactory, State
+from gateway.events.observation import DeviceHealth
+from gateway.events.patrol_observation import ReaderBattery
 
 log = structlog.get_logger(__name__)
-
-Emit = Callable[[Event], Awaitable[Event]]
 
 
 @dataclass(slots=True)

@@ -12,14 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from gateway.config_patrol import (
+from gateway.config.patrol import (
     CheckpointConfig,
     GuardConfig,
     PatrolConfig,
     ReaderConfig,
     RouteConfig,
 )
-from gateway.patrol.observation import normalize_tag
+from gateway.events.patrol_observation import normalize_tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,11 @@ from typing import Any
 
 import structlog
 
-from gateway.config_patrol import CheckpointConfig
-from gateway.patrol.faults import Emit
-from gateway.patrol.observation import PatrolHit
+from gateway.config.patrol import CheckpointConfig
+from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.events.patrol_observation import PatrolHit
 from gateway.patrol.plan import Plan
 from gateway.patrol.rounds import RoundState, SlotState
-from gateway.schema import Event, EventFactory, State, rfc3339
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """One round's state and the judgement of one hit against it (no I/O, no events).
 
-For a stop of a round starting at ``S`` (see :mod:`gateway.config_patrol`):
+For a stop of a round starting at ``S`` (see :mod:`gateway.config.patrol`):
 
 * ``opens = S + offset``, ``closes = opens + window``, ``deadline = closes + tolerance``;
 * a hit at reader time ``t`` from a reader whose clock may be off by ``skew``:

@@ -1,6 +1,7 @@
 """The patrol stage of the daemon: the tour engine's timer and one task per reader.
 
-Tasks, started in the daemon's task group after the Modbus pollers:
+A :class:`~gateway.runtime.stage.Stage`. Tasks, started in the daemon's task
+group after the Modbus pollers:
 ``patrol[engine]`` (missed stops when their deadlines pass) and
 ``driver[patrol_station:<id>]`` / ``driver[patrol_network:<id>]`` /
 ``driver[patrol_handheld:<id>]``, each supervised (restarted with backoff if it
@@ -11,9 +12,8 @@ Station read positions are kept in ``patrol-positions.json`` beside the outbox.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,14 +21,13 @@ from drivers.patrol_reader.handheld import HandheldReader
 from drivers.patrol_reader.network import NetworkReader
 from drivers.patrol_reader.positions import PositionStore
 from drivers.patrol_reader.station import StationPoller
-from gateway.config import GatewayConfig
-from gateway.config_patrol import NetworkReaderConfig, StationReaderConfig
-from gateway.observation import utcnow
+from gateway.config.patrol import NetworkReaderConfig, StationReaderConfig
+from gateway.config.root import GatewayConfig
+from gateway.events.model import Emit, EventFactory
+from gateway.events.observation import HealthState, utcnow
 from gateway.patrol.engine import TourEngine
-from gateway.patrol.faults import Emit
 from gateway.patrol.plan import Plan
-from gateway.schema import EventFactory
-from gateway.supervisor import Supervisor
+from gateway.runtime.stage import StageTask
 
 PatrolReader = StationPoller | NetworkReader | HandheldReader
 POSITIONS_FILE = "patrol-positions.json"
@@ -49,6 +48,8 @@ class PatrolStage:
         engine: the tour engine.
         readers: reader id → its driver.
     """
+
+    family = "patrol"
 
     def __init__(
         self,
@@ -73,21 +74,22 @@ class PatrolStage:
                 self.readers[r.id] = HandheldReader(r, sink, tz, now=now)
         self._active = bool(cfg.patrol.routes or cfg.patrol.readers)
 
-    def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        """``(task name, coroutine factory)`` of every patrol task."""
+    def tasks(self) -> Sequence[StageTask]:
+        """The engine's timer and one task per reader (none without routes or readers)."""
         if not self._active:
             return []
-        found: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("patrol[engine]", self.engine.run)
-        ]
+        found = [StageTask("patrol[engine]", self.engine.run)]
         for reader_id, reader in self.readers.items():
             kind = {StationPoller: "station", NetworkReader: "network"}.get(
                 type(reader), "handheld"
             )
-            found.append((f"driver[patrol_{kind}:{reader_id}]", reader.run))
+            found.append(StageTask(f"driver[patrol_{kind}:{reader_id}]", reader.run))
         return found
 
-    def start(self, tg: asyncio.TaskGroup, supervisor: Supervisor) -> None:
-        """Create the engine's timer task and one task per reader in ``tg``."""
-        for name, factory in self.tasks():
-            tg.create_task(supervisor.run_forever(name, factory), name=name)
+    def health(self) -> Mapping[str, HealthState]:
+        """Reader id → its health, for the readers that supervise their device."""
+        return {
+            reader_id: reader.health.state
+            for reader_id, reader in self.readers.items()
+            if isinstance(reader, StationPoller | NetworkReader)
+        }

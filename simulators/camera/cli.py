@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.config import load_config
+from gateway.config.root import load_config
 from gateway.errors import ConfigError
 from simulators.camera.control import CameraControl
 from simulators.camera.fleet import simulated_cameras

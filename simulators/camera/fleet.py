@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
-from gateway.config import GatewayConfig
-from gateway.config_camera import CameraConfig
+from gateway.config.camera import CameraConfig
+from gateway.config.root import GatewayConfig
 from simulators.camera.server import CameraOptions, SimulatedCamera
 
 

@@ -1,0 +1,279 @@
+"""Commands from the center: check, dispatch, answer, and keep an audit trail.
+
+A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
+``{correlation_id, issued_at, expires_at, operator, params[, signature]}``
+(DESIGN.md "MQTT topics"). It is refused, in this order, when it:
+
+1. came as a retained message (``retained``: a command must never act again
+   because a broker replays it to a new subscription);
+2. is not a JSON object of at most 16 KiB with a non-empty ``correlation_id``
+   (``invalid``);
+3. has no valid HMAC-SHA256 ``signature`` while ``[commands] hmac_key_file`` is
+   set (``bad_signature``; :mod:`gateway.commands.signing`);
+4. has bad times: not RFC 3339 with a zone, ``issued_at`` later than
+   ``clock_skew_s`` ahead, ``expires_at`` not after ``issued_at`` or more than
+   ``max_ttl_s`` after it (``invalid``), or ``expires_at`` already past (``expired``);
+5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay);
+6. names no command this gateway has (``unknown_command``), or its handler
+   refuses it (``rejected`` …).
+
+The answer for ``<prefix>/cmd/<name>/result`` is ``{correlation_id, status: "ok",
+data}`` or ``{correlation_id, status: "error", error, data: {reason}}``. Every
+command, accepted or refused, is also a ``command.result`` event (the audit
+trail: who, what, when, outcome; never the signature), stored before the answer
+goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from gateway.commands.signing import SIGNATURE_FIELD, verify
+from gateway.config.alarm import CommandsConfig
+from gateway.errors import CommandRefused, GatewayError
+from gateway.events.model import Emit, EventFactory, rfc3339
+from gateway.runtime.state_store import StateStore
+from gateway.runtime.timebase import Clock
+
+log = structlog.get_logger(__name__)
+
+MAX_PAYLOAD = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command that passed every check.
+
+    Attributes:
+        name: the command (``arm``), from the topic.
+        correlation_id: the center's id, echoed in the result.
+        issued_at, expires_at: as the center stated them (UTC).
+        operator: who sent it (a duty officer's id).
+        params: the command's own arguments.
+    """
+
+    name: str
+    correlation_id: str
+    issued_at: datetime
+    expires_at: datetime
+    operator: str
+    params: Mapping[str, Any]
+
+
+Handler = Callable[[Command], Awaitable[dict[str, Any]]]
+"""Carries out a command and returns the result's ``data``; raises CommandRefused."""
+
+
+class CommandProcessor:
+    """Checks and dispatches commands; :meth:`handle` is the uplink's ``on_command``.
+
+    Args:
+        prefix: the topic prefix ``campus/v1/<site>/<gateway>`` (signatures cover the topic).
+        cfg: ``[commands]``.
+        key: the HMAC key, or None when commands are not signed.
+        handlers: command name → handler.
+        factory, emit: make and store the ``command.result`` audit events.
+        clock: the rules' time.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        cfg: CommandsConfig,
+        key: bytes | None,
+        handlers: Mapping[str, Handler],
+        factory: EventFactory,
+        emit: Emit,
+        clock: Clock,
+        store: StateStore | None = None,
+    ) -> None:
+        self._prefix = prefix
+        self._cfg = cfg
+        self._key = key
+        self._handlers = dict(handlers)
+        self._factory = factory
+        self._emit = emit
+        self._clock = clock
+        self._store = store
+        # correlation_id -> expires_at of every command accepted and not yet expired,
+        # kept in the state file so a captured command cannot be replayed after a restart.
+        self._seen: dict[str, datetime] = _load_seen(store)
+        self._one_at_a_time = asyncio.Lock()  # the uplink runs each command in a task
+
+    async def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
+        """Check and carry out one command; never raises (but for cancellation).
+
+        Commands are carried out one at a time, in the order they passed their checks.
+
+        Returns:
+            The result body for ``<prefix>/cmd/<name>/result``.
+        """
+        body: dict[str, Any] = {}
+        try:
+            body = _decode(payload)
+            command = self._check(name, body, retained)
+            async with self._one_at_a_time:
+                await self._remember()
+                data = await self._handlers[name](command)
+            result: dict[str, Any] = {
+                "correlation_id": command.correlation_id,
+                "status": "ok",
+                "data": data,
+            }
+        except CommandRefused as exc:
+            result = self._error(body, str(exc), exc.reason)
+        except GatewayError as exc:  # a device or the state store failed while acting
+            result = self._error(body, str(exc), "failed")
+        await self._audit(name, body, retained, result)
+        return result
+
+    async def _remember(self) -> None:
+        """Persist the accepted correlation ids before acting (commit before acting).
+
+        Raises:
+            StateError: the state file cannot be written (the command is not carried out).
+        """
+        if self._store is not None:
+            seen = {c: rfc3339(t) for c, t in self._seen.items()}
+            await self._store.put_meta(_SEEN_KEY, seen)
+
+    def _check(self, name: str, body: dict[str, Any], retained: bool) -> Command:
+        if retained:
+            raise CommandRefused("retained commands are refused", command=name, reason="retained")
+        correlation_id = body.get("correlation_id")
+        if not isinstance(correlation_id, str) or not correlation_id.strip():
+            raise CommandRefused("correlation_id missing", command=name, reason="invalid")
+        if self._key is not None and not verify(self._key, f"{self._prefix}/cmd/{name}", body):
+            raise CommandRefused("bad or missing signature", command=name, reason="bad_signature")
+        now = self._clock.now()
+        issued_at = _time(body, "issued_at", name)
+        expires_at = _time(body, "expires_at", name)
+        if issued_at - now > timedelta(seconds=self._cfg.clock_skew_s):
+            raise CommandRefused("issued_at is in the future", command=name, reason="invalid")
+        ttl = (expires_at - issued_at).total_seconds()
+        if not 0 < ttl <= self._cfg.max_ttl_s:
+            raise CommandRefused(
+                f"expires_at must be 0..{self._cfg.max_ttl_s:g} s after issued_at",
+                command=name,
+                reason="invalid",
+            )
+        if expires_at <= now:
+            raise CommandRefused(
+                f"expired at {rfc3339(expires_at)}", command=name, reason="expired"
+            )
+        self._seen = {c: t for c, t in self._seen.items() if t > now}
+        if correlation_id in self._seen:
+            raise CommandRefused(
+                f"correlation_id {correlation_id!r} was already used",
+                command=name,
+                reason="duplicate",
+            )
+        self._seen[correlation_id] = expires_at
+        operator, params = body.get("operator", ""), body.get("params", {})
+        if not isinstance(operator, str) or not isinstance(params, dict):
+            raise CommandRefused(
+                "operator must be a string and params an object", command=name, reason="invalid"
+            )
+        if name not in self._handlers:
+            raise CommandRefused(
+                f"unknown command {name!r}; known: {', '.join(sorted(self._handlers))}",
+                command=name,
+                reason="unknown_command",
+            )
+        return Command(name, correlation_id, issued_at, expires_at, operator, params)
+
+    @staticmethod
+    def _error(body: dict[str, Any], message: str, reason: str) -> dict[str, Any]:
+        correlation_id = body.get("correlation_id")
+        return {
+            "correlation_id": correlation_id if isinstance(correlation_id, str) else None,
+            "status": "error",
+            "error": message,
+            "data": {"reason": reason},
+        }
+
+    async def _audit(
+        self, name: str, body: dict[str, Any], retained: bool, result: dict[str, Any]
+    ) -> None:
+        data: dict[str, Any] = {
+            "command": name,
+            "correlation_id": result["correlation_id"],
+            "operator": body.get("operator") if isinstance(body.get("operator"), str) else None,
+            "params": body.get("params") if isinstance(body.get("params"), dict) else None,
+            "issued_at": body.get("issued_at") if isinstance(body.get("issued_at"), str) else None,
+            "expires_at": body.get("expires_at")
+            if isinstance(body.get("expires_at"), str)
+            else None,
+            "retained": retained,
+            "signed": SIGNATURE_FIELD in body,
+            "status": result["status"],
+        }
+        if result["status"] == "error":
+            data["error"] = result["error"]
+            data["reason"] = result["data"]["reason"]
+        event = self._factory.make(
+            "command.result",
+            device="gateway",
+            subject=name[:64] or "-",
+            state="instant",
+            data=data,
+            received_at=self._clock.now(),
+        )
+        await self._emit(event)
+        log.info(
+            "command.handled",
+            command=name,
+            correlation_id=data["correlation_id"],
+            operator=data["operator"],
+            status=result["status"],
+            reason=data.get("reason"),
+        )
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD:
+        raise CommandRefused(f"payload over {MAX_PAYLOAD} bytes", reason="invalid")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CommandRefused(f"payload is not JSON: {exc}", reason="invalid") from exc
+    if not isinstance(body, dict):
+        raise CommandRefused("payload is not a JSON object", reason="invalid")
+    return body
+
+
+def _time(body: Mapping[str, Any], field: str, name: str) -> datetime:
+    text = body.get(field)
+    try:
+        value = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise CommandRefused(
+            f"{field} must be an RFC 3339 time with a zone", command=name, reason="invalid"
+        )
+    return value
+
+
+_SEEN_KEY = "commands_seen"
+
+
+def _load_seen(store: StateStore | None) -> dict[str, datetime]:
+    """The persisted replay guard: correlation ids with their expiry (UTC)."""
+    raw = store.meta(_SEEN_KEY) if store is not None else None
+    if not isinstance(raw, dict):
+        return {}
+    seen: dict[str, datetime] = {}
+    for correlation_id, text in raw.items():
+        with contextlib.suppress(TypeError, ValueError):
+            seen[str(correlation_id)] = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return seen

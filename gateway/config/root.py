@@ -1,0 +1,312 @@
+"""The gateway's configuration: one TOML file, validated strictly with pydantic.
+
+Nothing is silently dropped or adjusted (STYLE.md rule 10): an unknown key, a
+duplicate zone id, an input used twice or out of its module's range is an error
+that names the file, the field and, where it can be found, the line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from gateway.config.alarm import (
+    AreaConfig,
+    CommandsConfig,
+    OutputConfig,
+    ScheduleConfig,
+    ZoneConfig,
+    ZoneType,
+    ZoneTypeDefaults,
+)
+from gateway.config.alarm_checks import check_alarm, check_lines
+from gateway.config.base import Ident, Strict
+from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
+from gateway.config.modbus_profiles import PROFILES
+from gateway.config.patrol import PatrolConfig, check_patrol
+from gateway.config.transports import Transport
+from gateway.errors import ConfigError
+
+
+class SiteConfig(Strict):
+    """``[site]``: who we are on the center's map.
+
+    ``id`` and ``gateway`` form the topic prefix ``campus/v1/<id>/<gateway>``.
+    """
+
+    id: Ident
+    gateway: Ident
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+class TlsConfig(Strict):
+    """``[broker.tls]``: server verification and optional client certificate (paths)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+class BrokerConfig(Strict):
+    """``[broker]``: the MQTT 5 broker (or cluster front) that carries us to the center.
+
+    Units: seconds unless the name says otherwise. ``window`` is the bounded
+    in-flight count; it is further capped by the broker's Receive Maximum.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    tls: TlsConfig | None = None
+    window: int = Field(default=20, ge=1, le=65535)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    reconnect_min: float = Field(default=0.5, gt=0)
+    reconnect_max: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+
+
+class OutboxConfig(Strict):
+    """``[outbox]``: the durable SQLite store (path relative to the config file).
+
+    ``ack_timeout_s``: an alarm (priority 1-2) the center has not acked this long
+    after its PUBACK is published again, with the same id, forever.
+    ``retention_days``: delivered rows are kept this long as the alarm record
+    (GB/T 29315: >= 30 days), then purged. ``max_rows``/``max_bytes``: caps; when
+    reached, priority 5 then 4 rows are shed, oldest first; ``alarm_reserve_rows``
+    of the cap is kept for priority 1-3, which are never shed.
+    ``ballast_mb``: a file of this size beside the database, given up when the
+    disk fills so alarms can still be committed.
+    """
+
+    path: Path = Path("var/outbox.sqlite")
+    commit_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=30.0, gt=0)
+    max_rows: int = Field(default=1_000_000, ge=100)
+    max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    alarm_reserve_rows: int = Field(default=10_000, ge=0)
+    ballast_mb: float = Field(default=16.0, ge=0)
+
+
+class ModuleConfig(Strict):
+    """``[[modules]]``: one digital-I/O module polled over Modbus.
+
+    ``poll_interval_ms``/``timeout_ms``/``debounce_ms`` are milliseconds;
+    ``offline_after`` counts consecutive failed polls before ``fault.device_offline``.
+    ``active_low`` inverts inputs on top of the profile's own inversion.
+    """
+
+    id: Ident
+    name: str = ""
+    location: str = ""
+    transport: Transport
+    unit: int = Field(default=1, ge=0, le=247)
+    profile: str = "generic"
+    poll_interval_ms: int = Field(default=100, ge=10, le=60_000)
+    timeout_ms: int = Field(default=500, ge=20, le=30_000)
+    offline_after: int = Field(default=3, ge=1, le=1000)
+    debounce_ms: int = Field(default=0, ge=0, le=10_000)
+    active_low: bool = False
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> ModuleConfig:
+        if self.profile not in PROFILES:
+            raise ValueError(
+                f"unknown profile {self.profile!r}; choose one of {', '.join(sorted(PROFILES))}"
+            )
+        return self
+
+
+class LoggingConfig(Strict):
+    """``[logging]``."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class GatewayConfig(Strict):
+    """The whole file. Cross-checks run here (duplicates, references, ranges)."""
+
+    site: SiteConfig
+    broker: BrokerConfig = BrokerConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    logging: LoggingConfig = LoggingConfig()
+    modules: list[ModuleConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    zone_types: dict[ZoneType, ZoneTypeDefaults] = Field(default_factory=dict)
+    areas: list[AreaConfig] = Field(default_factory=list)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    outputs: list[OutputConfig] = Field(default_factory=list)
+    commands: CommandsConfig = CommandsConfig()
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    linkage: list[LinkageConfig] = Field(default_factory=list)
+    patrol: PatrolConfig = Field(default_factory=PatrolConfig)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> GatewayConfig:
+        _unique("modules", [m.id for m in self.modules])
+        _unique("zones", [z.id for z in self.zones])
+        modules = {m.id: m for m in self.modules}
+        alarm = check_alarm(self.zones, self.modules, self.areas, self.schedules, self.outputs)
+        for field, message in [*check_lines(self.modules), *alarm][:1]:
+            raise _FieldError(field, message)
+        for field, message in check_cameras(self.cameras, self.linkage, {z.id for z in self.zones})[
+            :1
+        ]:
+            raise _FieldError(field, message)
+        devices = set(modules) | {c.id for c in self.cameras}
+        for field, message in check_patrol(
+            self.patrol, device_ids=devices, timezone=self.site.timezone
+        )[:1]:
+            raise _FieldError(field, message)
+        return self
+
+    @property
+    def topic_prefix(self) -> str:
+        """``campus/v1/<site>/<gateway>``."""
+        return f"campus/v1/{self.site.id}/{self.site.gateway}"
+
+    @property
+    def source_prefix(self) -> str:
+        """CloudEvents ``source`` prefix ``campus/<site>/<gateway>``."""
+        return f"campus/{self.site.id}/{self.site.gateway}"
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def _unique(section: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, ident in enumerate(ids):
+        if ident in seen:
+            raise _FieldError(f"{section}.{i}.id", f"duplicate id {ident!r}")
+        seen.add(ident)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a TOML config file.
+
+    Relative paths in ``[outbox]`` and ``[broker.tls]`` are resolved against the
+    file's directory.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error, or a field that fails
+            validation; the message names the file, the field and the line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(path)) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError(f"TOML syntax: {exc}", file=str(path), line=line) from exc
+    try:
+        cfg = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        field, message = problems[0]
+        rest = [f"{f} (line {locate_line(text, f) or '?'}): {m}" for f, m in problems[1:]]
+        if rest:
+            message += "; also " + "; ".join(rest)
+        raise ConfigError(
+            message, file=str(path), field=field, line=locate_line(text, field)
+        ) from exc
+    return _resolve_paths(cfg, path.parent)
+
+
+def _describe(err: ErrorDetails) -> tuple[str, str]:
+    """(dotted field, message a technician can act on) for one pydantic error."""
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("tcp", "rtu"))]
+    ctx_error = err.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        return ctx_error.field, str(ctx_error).split(": ", 1)[1]
+    field = ".".join(loc) or "(root)"
+    if err["type"] == "extra_forbidden":
+        return field, f"unknown key {loc[-1]!r} (misspelt, or not valid in this section)"
+    if err["type"] == "missing":
+        return field, f"required key {loc[-1]!r} is missing"
+    return field, err["msg"]
+
+
+def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    outbox = cfg.outbox.model_copy(update={"path": fix(cfg.outbox.path) or cfg.outbox.path})
+    broker = cfg.broker
+    if broker.password_file is not None:
+        broker = broker.model_copy(
+            update={"password_file": fix(broker.password_file) or broker.password_file}
+        )
+    if broker.tls is not None:
+        tls = broker.tls.model_copy(
+            update={
+                k: fix(getattr(broker.tls, k)) or getattr(broker.tls, k)
+                for k in ("ca_file", "cert_file", "key_file")
+            }
+        )
+        broker = broker.model_copy(update={"tls": tls})
+    cameras = [camera.resolved(base) for camera in cfg.cameras]
+    commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    return cfg.model_copy(
+        update={"outbox": outbox, "broker": broker, "cameras": cameras, "commands": commands}
+    )
+
+
+def locate_line(text: str, field: str) -> int | None:
+    """Best-effort 1-based line of a dotted field path (``zones.3.input``) in TOML text.
+
+    Follows ``[table]`` and ``[[array]]`` headers; returns the line of the key, or
+    of the table header when the key is missing, or None.
+    """
+    parts = field.split(".")
+    if len(parts) > 2 and not parts[1].isdigit() and parts[2].isdigit():
+        parts = [f"{parts[0]}.{parts[1]}", *parts[2:]]  # [[patrol.routes]] arrays of tables
+    lines = text.splitlines()
+    if not parts or not parts[0]:
+        return None
+    section, rest = parts[0], parts[1:]
+    index = int(rest[0]) if rest and rest[0].isdigit() else None
+    if index is not None:
+        rest = rest[1:]
+    header_re = re.compile(
+        r"^\s*\[\[\s*" + re.escape(section) + r"\s*\]\]"
+        if index is not None
+        else r"^\s*\[\s*" + re.escape(section) + r"\s*\]"
+    )
+    start = None
+    count = -1
+    for n, line in enumerate(lines):
+        if header_re.match(line):
+            count += 1
+            if index is None or count == index:
+                start = n
+                break
+    if start is None:
+        return None
+    key = rest[0] if rest else None
+    if key is None:
+        return start + 1
+    for n in range(start + 1, len(lines)):
+        stripped = lines[n].strip()
+        if stripped.startswith("[") and not stripped.startswith(f"[{section}."):
+            break
+        if re.match(r"^" + re.escape(key) + r"\s*=", stripped):
+            return n + 1
+    return start + 1

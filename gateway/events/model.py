@@ -1,0 +1,165 @@
+"""The one event schema: CloudEvents 1.0, JSON structured mode (DESIGN.md "The event").
+
+An :class:`Event` is made by :class:`EventFactory` at the gateway's receive time
+with a ULID ``id``; the outbox gives it ``seq`` and ``stream`` in the transaction
+that stores it. ``gateway/events/event.schema.json`` is the JSON Schema every test checks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal
+
+from ulid import ULID
+
+from gateway.events.codes import kind_of
+from gateway.events.observation import utcnow
+
+State = Literal["active", "cleared", "instant"]
+
+
+Emit = Callable[["Event"], Awaitable["Event"]]
+"""Stores an event durably (the outbox's ``append``) and returns it with ``seq``."""
+
+
+def rfc3339(t: datetime) -> str:
+    """UTC time as RFC 3339 with milliseconds and ``Z`` (``2026-11-29T07:00:00.123Z``)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event, as stored in the outbox and sent to the center.
+
+    ``seq``/``stream`` are None until the outbox has stored it.
+    """
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    priority: int
+    clocksynced: bool
+    data: Mapping[str, Any]
+    siacode: str | None = None
+    cidcode: str | None = None
+    seq: int | None = None
+    stream: str | None = None
+
+    def stored(self, seq: int, stream: str) -> Event:
+        """A copy with the outbox's ``seq`` and ``stream``."""
+        return replace(self, seq=seq, stream=stream)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CloudEvents structured-mode JSON object."""
+        out: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": rfc3339(self.time),
+            "datacontenttype": "application/json",
+            "priority": self.priority,
+            "clocksynced": self.clocksynced,
+        }
+        if self.seq is not None:
+            out["seq"] = self.seq
+            out["stream"] = self.stream
+        if self.siacode:
+            out["siacode"] = self.siacode
+        if self.cidcode:
+            out["cidcode"] = self.cidcode
+        out["data"] = dict(self.data)
+        return out
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON (non-ASCII names kept as they are)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @property
+    def topic_suffix(self) -> str:
+        """``events/<type with / for .>`` (``events/alarm/panic``)."""
+        return "events/" + self.type.replace(".", "/")
+
+    @property
+    def state(self) -> str | None:
+        value = self.data.get("state")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(slots=True)
+class EventFactory:
+    """Makes events for one gateway: stamps id, source, time, priority, codes.
+
+    Attributes:
+        source_prefix: ``campus/<site>/<gateway>``.
+        clock_synced: callable telling whether the system clock is NTP-synced.
+        now: clock used for the receive time (a test may pass its own).
+    """
+
+    source_prefix: str
+    clock_synced: Callable[[], bool]
+    now: Callable[[], datetime] = field(default=utcnow)
+
+    def make(
+        self,
+        type_: str,
+        *,
+        device: str,
+        subject: str,
+        state: State,
+        data: Mapping[str, Any] | None = None,
+        received_at: datetime | None = None,
+        incident: str | None = None,
+        opens_incident: bool = False,
+    ) -> Event:
+        """Build an event of a known type.
+
+        Args:
+            type_: event type (must be in ``gateway.events.codes.KINDS``).
+            device: device id, last element of ``source`` (``gateway`` for our own).
+            subject: the point (zone id, device id, camera channel).
+            state: ``active``, ``cleared`` or ``instant``.
+            data: more ``data`` fields (names, location, raw vendor fields).
+            received_at: gateway UTC receive time; now when omitted.
+            incident: ``data.incident`` of an incident this event continues or ends.
+            opens_incident: this event starts an incident: its own id becomes
+                ``data.incident``.
+
+        Raises:
+            KeyError: unknown event type.
+        """
+        kind = kind_of(type_)
+        t = received_at or self.now()
+        ulid = ULID.from_timestamp(t.timestamp())
+        sia = kind.sia_restore if state == "cleared" else kind.sia
+        body: dict[str, Any] = {"state": state, **(data or {})}
+        if opens_incident or incident is not None:
+            body["incident"] = str(ulid) if opens_incident else incident
+        return Event(
+            id=str(ulid),
+            type=type_,
+            source=f"{self.source_prefix}/{device}",
+            subject=subject,
+            time=t,
+            priority=kind.priority,
+            clocksynced=self.clock_synced(),
+            data=body,
+            siacode=sia,
+            cidcode=kind.cid,
+        )
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of an event on the wire."""
+    text = (
+        resources.files("gateway.events").joinpath("event.schema.json").read_text(encoding="utf-8")
+    )
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,4 @@
+"""The process around the rules (base layer): ``supervisor`` (restarted tasks),
+``stage`` (one way to run a device family), ``device_health`` (health events),
+``state_store`` (persisted state), ``clock`` (NTP sync), ``timebase`` (the rules'
+time and timers), ``systemd`` (sd_notify) and ``logsetup`` (structlog)."""

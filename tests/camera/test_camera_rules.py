@@ -1,0 +1,111 @@
+"""Camera rules: one incident per physical event, Initialized as state, pulses, evidence hooks."""
+
+from __future__ import annotations
+
+from gateway.camera.rules import CameraRules
+from gateway.config.camera import CameraConfig
+from gateway.events.model import Event, EventFactory
+from gateway.events.observation import CameraSignal, DeviceHealth
+from tests.camera_support import Recorder
+from tests.helpers import assert_valid_event
+
+CAM = CameraConfig(id="gate-cam", name="南门摄像机", host="127.0.0.1",
+                   snapshot={"on_events": ["camera.tamper", "camera.field_intrusion"]})  # fmt: skip
+CELL = "tns1:RuleEngine/CellMotionDetector/Motion#R1"
+ALARM = "tns1:VideoSource/MotionAlarm"
+
+
+def sig(kind: str, detector: str, state: str, *, initial: bool = False) -> CameraSignal:
+    return CameraSignal("gate-cam", kind, "VS1", detector, state, initial, detector)  # type: ignore[arg-type]
+
+
+async def run(*observations: CameraSignal | DeviceHealth) -> tuple[Recorder, list[str]]:
+    emitted, asked = Recorder(), []
+    rules = CameraRules(
+        [CAM], EventFactory("campus/s/g", lambda: True), emitted, lambda cam, e: asked.append(e.id)
+    )
+    for obs in observations:
+        await rules.observe(obs)
+    return emitted, asked
+
+
+def states(events: list[Event]) -> list[tuple[str, str, bool]]:
+    return [(e.type, e.state or "", bool(e.data.get("initial"))) for e in events]
+
+
+async def test_two_detectors_of_one_movement_make_one_incident_cleared_by_the_last() -> None:
+    emitted, _ = await run(
+        sig("camera.motion", CELL, "active"),
+        sig("camera.motion", ALARM, "active"),  # capture cellmotion_03: both in one pull
+        sig("camera.motion", CELL, "cleared"),
+        sig("camera.motion", ALARM, "cleared"),
+    )
+    active, cleared = emitted.events()
+    assert states(emitted.events()) == [
+        ("camera.motion", "active", False), ("camera.motion", "cleared", False)
+    ]  # fmt: skip
+    assert cleared.data["incident"] == active.id and active.subject == "gate-cam/VS1"
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_initialized_is_state_not_alarm() -> None:
+    emitted, _ = await run(
+        sig("camera.motion", CELL, "cleared", initial=True),  # quiet camera: nothing
+        sig("camera.tamper", "tamper", "active", initial=True),  # found covered: one alarm
+        sig("camera.tamper", "tamper", "active", initial=True),  # again after resubscribe
+        sig("camera.line_crossing", "line", "instant", initial=True),  # a pulse's state: nothing
+        sig("camera.line_crossing", "line", "instant"),  # a crossing: one event
+        sig("camera.tamper", "tamper", "cleared", initial=True),  # rebooted, restored
+    )
+    assert states(emitted.events()) == [
+        ("camera.tamper", "active", True),
+        ("camera.line_crossing", "instant", False),
+        ("camera.tamper", "cleared", True),
+    ]
+    tamper = emitted.events("camera.tamper")[0]
+    assert (tamper.priority, tamper.cidcode, tamper.siacode) == (2, "144", "TA")
+    assert emitted.events("camera.tamper")[1].siacode == "TR"
+
+
+async def test_evidence_is_asked_for_new_alarms_of_the_configured_kinds_only() -> None:
+    emitted, asked = await run(
+        sig("camera.motion", CELL, "active"),  # not in on_events
+        sig("camera.tamper", "t", "active"),
+        sig("camera.tamper", "t2", "active"),  # joins the open incident: no new picture
+        sig("camera.field_intrusion", "f", "active"),
+    )
+    assert asked == [e.id for e in emitted.events() if e.type != "camera.motion"]
+
+
+async def test_a_line_crossing_takes_a_picture_too_but_not_its_initial_state() -> None:
+    cam = CameraConfig(
+        id="gate-cam", name="南门摄像机", host="127.0.0.1",
+        snapshot={"on_events": ["camera.line_crossing"]},
+    )  # fmt: skip
+    emitted, asked = Recorder(), []
+    rules = CameraRules(
+        [cam], EventFactory("campus/s/g", lambda: True), emitted, lambda c, e: asked.append(e.id)
+    )
+    await rules.observe(sig("camera.line_crossing", "line", "instant", initial=True))
+    await rules.observe(sig("camera.line_crossing", "line", "instant"))
+    (crossing,) = emitted.events("camera.line_crossing")
+    assert asked == [crossing.id]
+
+
+async def test_health_and_clock_skew() -> None:
+    skew = CameraSignal(
+        "gate-cam", "camera.status", "clock", "clock", "instant", False, "",
+        fields=(("clock_skew_s", "-120.0"),),
+    )  # fmt: skip
+    emitted, _ = await run(
+        DeviceHealth("gate-cam", "offline", "starting", "refused", 3),
+        skew,
+        DeviceHealth("gate-cam", "online", "offline"),
+    )
+    offline, status, online = emitted.events()
+    assert (offline.type, status.type, online.type) == (
+        "fault.device_offline", "camera.status", "device.online"
+    )  # fmt: skip
+    assert online.data["incident"] == offline.id and online.data["clock_skew_s"] == -120.0
+    assert offline.data["name"] == "南门摄像机"

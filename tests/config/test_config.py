@@ -1,0 +1,106 @@
+"""Config validation: a bad file is rejected with the file, field and line named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config.root import load_config
+from gateway.errors import ConfigError
+from tests.helpers import REPO_ROOT, broken_copy, line_of
+
+REPO = REPO_ROOT
+DEMO = REPO / "config" / "demo.toml"
+
+
+def test_demo_config_is_valid_and_keeps_chinese_names() -> None:
+    cfg = load_config(DEMO)
+    assert len(cfg.modules) >= 2
+    assert len(cfg.zones) >= 8
+    kinds = [z.type for z in cfg.zones]
+    assert kinds.count("panic") == 2 and "perimeter" in kinds
+    assert "intrusion" in kinds and "tamper" in kinds
+    assert cfg.zones[0].name == "门卫室一键报警"
+    assert cfg.topic_prefix == "campus/v1/demo-school/gw1"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ('type = "panic"', 'type = "panik"', "zones.0.type", 'type = "panik"'),
+        ("input = 2\n", "input = 12\n", "zones.3.input", "input = 12"),
+        ('id = "Z02"', 'id = "Z01"', "zones.1.id", ('id = "Z01"', 2)),
+        (
+            "poll_interval_ms = 100",
+            "poll_interval_ms = 1",
+            "modules.0.poll_interval_ms",
+            "poll_interval_ms = 1",
+        ),
+        ('profile = "adam-6050"', 'profile = "adam-9999"', "modules.0", "[[modules]]"),
+        ('module = "admin-io"', 'module = "nowhere"', "zones.1.module", '"nowhere"'),
+        ('contact = "NC"\ndebounce_ms = 100', 'contac = "NC"', "zones.2.contac", "contac ="),
+    ],
+)
+def test_bad_field_is_named_with_its_line(
+    tmp_path: Path, old: str, new: str, field: str, needle: str
+) -> None:
+    path = broken_copy(DEMO, tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert err.file == str(path)
+    assert err.field == field
+    text, occurrence = needle if isinstance(needle, tuple) else (needle, 1)
+    assert err.line == line_of(path, text, occurrence)
+    assert field in str(err) and str(path) in str(err)
+
+
+def test_input_used_twice_is_refused(tmp_path: Path) -> None:
+    path = broken_copy(DEMO, tmp_path, "input = 11\n", "input = 1\n")
+    with pytest.raises(ConfigError, match="already used by zone 'Z03'"):
+        load_config(path)
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = broken_copy(DEMO, tmp_path, 'name = "南围墙红外对射"', 'name = "南围墙红外对射')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == line_of(path, 'name = "南围墙红外对射')
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_check_config_command_exit_codes(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(DEMO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert f"{len(load_config(DEMO).zones)} zones" in ok.stdout
+    bad = broken_copy(DEMO, tmp_path, 'type = "panic"', 'type = "panik"')
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "zones.0.type" in out.stderr and f"{bad}:{line_of(bad, 'panik')}" in out.stderr
+
+
+def test_every_problem_is_listed_with_plain_words(tmp_path: Path) -> None:
+    path = tmp_path / "typos.toml"
+    path.write_text('[site]\nid = "s"\ngateway = "g"\nnme = "x"\n\n[broker]\nprot = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.field, info.value.line) == ("site.nme", 4)
+    text = str(info.value)
+    assert "unknown key 'nme'" in text and "broker.prot (line 7): unknown key 'prot'" in text

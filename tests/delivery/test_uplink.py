@@ -1,0 +1,78 @@
+"""Uplink against a real mosquitto: send order, in-flight bound, PUBACK before sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import aiomqtt
+
+from gateway.config.root import BrokerConfig
+from gateway.delivery.outbox import Outbox
+from gateway.delivery.uplink import Uplink
+from gateway.events.model import EventFactory
+from simulators.broker import MosquittoBroker
+
+PREFIX = "campus/v1/s1/gw1"
+FACTORY = EventFactory("campus/s1/gw1", lambda: False)
+
+
+async def test_backlog_is_sent_priority_first_within_the_window(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    window = 10
+    received: list[dict] = []
+    async with (
+        Outbox(tmp_path / "o.sqlite") as outbox,
+        aiomqtt.Client(mosquitto.host, mosquitto.port) as sub,
+    ):
+        await sub.subscribe(f"{PREFIX}/events/#", qos=1)
+        for _ in range(300):
+            await outbox.append(
+                FACTORY.make("gateway.heartbeat", device="gateway", subject="gw1", state="instant")
+            )
+        panic = await outbox.append(
+            FACTORY.make("alarm.panic", device="io", subject="Z01", state="active")
+        )
+        cfg = BrokerConfig(host=mosquitto.host, port=mosquitto.port, window=window)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-under-test")
+        task = asyncio.create_task(uplink.run())
+        try:
+            async with asyncio.timeout(20):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    received.append(json.loads(message.payload))
+                    if len(received) == 301:
+                        break
+            for _ in range(50):  # the last PUBACKs are being recorded
+                if await outbox.pending_count() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert await outbox.pending_count() == 0
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    position = [e["id"] for e in received].index(panic.id)
+    assert position < window, f"the panic came {position + 1}th behind the backlog"
+    beats = [e["seq"] for e in received if e["type"] == "gateway.heartbeat"]
+    assert beats == sorted(beats) == list(range(1, 301))
+    assert 1 <= uplink.stats.max_inflight_seen <= window
+    assert uplink.stats.window == window
+
+
+async def test_nothing_is_marked_sent_while_the_broker_is_away(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "broker")  # configured, never started
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        await outbox.append(FACTORY.make("alarm.panic", device="io", subject="Z1", state="active"))
+        cfg = BrokerConfig(host=broker.host, port=broker.port, reconnect_max=0.5)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-under-test")
+        task = asyncio.create_task(uplink.run())
+        await asyncio.sleep(1.5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await outbox.pending_count() == 1
+        assert uplink.stats.connects == 0 and uplink.stats.published == 0

@@ -1,0 +1,79 @@
+"""The uplink over TLS: server verified against the configured CA, or no connection at all.
+
+Certificates are made here with the ``openssl`` command (a CA, a server cert for
+127.0.0.1/localhost signed by it, and a second, unrelated CA); mosquitto serves a
+TLS listener with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.config.root import TlsConfig
+from gateway.daemon import running
+from simulators.broker import MosquittoBroker, TlsListener
+from simulators.center import CenterConsole
+from tests.fault_support import PANIC, alarms, campus_config, module, wait_until
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _make_pki(directory: Path) -> dict[str, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    directory.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN=campus test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+            cwd=directory,
+        )  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr", cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+        cwd=directory,
+    )  # fmt: skip
+    return {name: directory / f"{name}.pem" for name in ("ca", "other-ca", "server")} | {
+        "key": directory / "server.key"
+    }
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["right-ca", "wrong-ca"])
+async def test_alarm_goes_over_tls_only_to_a_verified_broker(tmp_path: Path, trusted: bool) -> None:
+    pki = _make_pki(tmp_path / "pki")
+    tls = TlsListener(free_port(), pki["ca"], pki["server"], pki["key"])
+    async with (
+        MosquittoBroker(tmp_path / "broker", tls=tls) as broker,
+        module() as sim,
+        CenterConsole(broker.host, broker.port) as center,
+    ):
+        cfg = campus_config(tmp_path, broker_port=tls.port, module_port=sim.port)
+        ca = pki["ca"] if trusted else pki["other-ca"]
+        broker_cfg = cfg.broker.model_copy(update={"tls": TlsConfig(ca_file=ca)})
+        cfg = cfg.model_copy(update={"broker": broker_cfg})
+        async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
+            assert gateway.uplink is not None and gateway.outbox is not None
+            sim.press(PANIC[0])
+            if trusted:
+                await wait_until(lambda: alarms(center, "alarm.panic"), 10, "panic over TLS")
+                assert gateway.uplink.stats.connects >= 1
+            else:
+                await asyncio.sleep(3)
+                assert gateway.uplink.stats.connects == 0  # the broker's cert was refused
+                assert alarms(center, "alarm.panic") == []
+                assert await gateway.outbox.pending_count() >= 1  # kept for a good link
