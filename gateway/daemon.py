@@ -4,7 +4,7 @@ Stages start in order with a readiness handshake (STYLE.md rule 5): the outbox
 opens (or the daemon refuses to start), the uplink task starts (it connects on its
 own and never gives up, so a broker that is down does not stop alarms from being
 recorded), the rules, then the device stages — Modbus I/O modules, cameras,
-patrol readers — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
+patrol readers, DC-09 alarm panels — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
 under the supervisor. systemd is told ``READY=1`` after all of them are started.
 """
 
@@ -32,6 +32,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
+from gateway.panels.stage import PanelStage
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
 from gateway.runtime.stage import Stage, start_stages
@@ -52,8 +53,8 @@ class Gateway:
 
     Attributes:
         ready: set once every stage is started.
-        outbox, uplink, engine, modules, cameras, patrol: the stages, available once
-            ``ready``; ``pollers`` are the modules' pollers by module id.
+        outbox, uplink, engine, modules, cameras, patrol, panels: the stages, available
+            once ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
     """
@@ -69,6 +70,7 @@ class Gateway:
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
+    panels: PanelStage | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Driver observations wait here for the rules, so a slow disk commit never stalls
     # a poller (a stalled poller would miss contact changes altogether).
@@ -92,7 +94,8 @@ class Gateway:
             self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
             self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
-            stages: list[Stage] = [self.modules, self.cameras, self.patrol]
+            self.panels = PanelStage(cfg, factory, outbox.append)
+            stages: list[Stage] = [self.modules, self.cameras, self.patrol, self.panels]
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
