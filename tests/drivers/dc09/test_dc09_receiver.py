@@ -204,3 +204,19 @@ def _now(offset_s: float = 0):  # type: ignore[no-untyped-def]
     from gateway.events.observation import utcnow
 
     return utcnow() + timedelta(seconds=offset_s)
+
+
+async def test_the_ack_echoes_sequence_receiver_line_and_account_exactly() -> None:
+    """A malformed echo makes a Pyronix panel report a communication failure."""
+    sink = Sink()
+    async with (
+        receiving([_panel(account="12ab")], sink) as (_, tcp, _),
+        SimulatedPanel("127.0.0.1", tcp.port, "12ab", receiver="5A", line="77") as sim,
+    ):
+        outcome = await sim.sia("BA", 5, area=1)
+    (answer,) = outcome.frames
+    frame = parse_frame(answer)
+    assert (frame.token, frame.seq, frame.receiver, frame.line, frame.account) == (
+        "ACK", "0001", "5A", "77", "12ab",
+    )  # fmt: skip
+    assert answer.endswith(b"[]") and outcome.acked and sim.malformed == 0
