@@ -107,7 +107,12 @@ def test_any_message_a_panel_writes_is_read_back_exactly(
     ]
 
 
-@given(pad=st.binary(min_size=1, max_size=16), account=ACCOUNTS, data=sia_payloads())
+PADS = st.binary(min_size=1, max_size=16) | st.lists(
+    st.sampled_from(b"|]#[ 0A\x00\xff"), min_size=1, max_size=16
+).map(bytes)
+
+
+@given(pad=PADS, account=ACCOUNTS, data=sia_payloads())
 def test_a_binary_pad_holding_separators_never_misleads_decryption(
     pad: bytes, account: str, data: tuple[str, object]
 ) -> None:
