@@ -20,6 +20,7 @@ from gateway.config.alarm import (
     CommandsConfig,
     OutputConfig,
     ScheduleConfig,
+    WalkTestConfig,
     ZoneConfig,
     ZoneType,
     ZoneTypeDefaults,
@@ -31,6 +32,7 @@ from gateway.config.modbus_profiles import PROFILES
 from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
 from gateway.config.patrol import PatrolConfig, check_patrol
 from gateway.config.transports import Transport
+from gateway.config.views import BenchConfig, DashboardConfig
 from gateway.errors import ConfigError
 
 
@@ -153,6 +155,9 @@ class GatewayConfig(Strict):
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
     dc09: Dc09Config = Dc09Config()
     panels: list[PanelConfig] = Field(default_factory=list)
+    walk_test: WalkTestConfig = WalkTestConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    bench: BenchConfig = BenchConfig()
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:
@@ -210,8 +215,8 @@ def _unique(section: str, ids: list[str]) -> None:
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a TOML config file.
 
-    Relative paths in ``[outbox]`` and ``[broker.tls]`` are resolved against the
-    file's directory.
+    Relative paths in ``[outbox]``, ``[broker]``, ``[commands]``, ``[bench]`` and
+    ``[[cameras]]`` are resolved against the file's directory.
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, or a field that fails
@@ -301,6 +306,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     cameras = [camera.resolved(base) for camera in cfg.cameras]
     commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
     panels = [panel.resolved(base) for panel in cfg.panels]
+    bench = cfg.bench.model_copy(update={"password_file": fix(cfg.bench.password_file)})
     return cfg.model_copy(
         update={
             "outbox": outbox,
@@ -308,6 +314,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             "cameras": cameras,
             "commands": commands,
             "panels": panels,
+            "bench": bench,
         }
     )
 
