@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,13 +25,12 @@ from gateway.alarm.commands import command_handlers
 from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
-from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.uplink import Uplink
-from gateway.events.model import Event, EventFactory, rfc3339
+from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
@@ -38,6 +38,9 @@ from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
+
+if TYPE_CHECKING:  # imported when cameras are configured: see camera_stage()
+    from gateway.camera.stage import CameraStage
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +77,10 @@ class Gateway:
     # a poller (a stalled poller would miss contact changes altogether).
     observations: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     dropped_observations: int = 0
+    # What each module's retained ``state/<device>`` last said: it is published on change only.
+    _published_states: dict[str, tuple[str, tuple[bool | None, ...]]] = field(
+        default_factory=dict, init=False
+    )
 
     async def run(self) -> None:
         """Run until cancelled.
@@ -90,13 +97,17 @@ class Gateway:
         ):
             self.outbox = outbox
             self.modules = ModuleStage(cfg, self._observe)
-            self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
             self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
-            stages: list[Stage] = [self.modules, self.cameras, self.patrol]
+            stages: list[Stage] = [self.modules, self.patrol]
+            alarm_emit: Emit = outbox.append
+            if cfg.cameras:
+                self.cameras = camera_stage(cfg, factory, outbox)
+                stages.insert(1, self.cameras)
+                alarm_emit = self.cameras.linkage.wrap(outbox.append)
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(outbox.append),
+                alarm_emit,
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -190,16 +201,39 @@ class Gateway:
         return self.modules.pollers if self.modules is not None else {}
 
     def _publish_state(self, device_id: str) -> None:
+        """Hand a module's retained state to the uplink when its health or an input changed.
+
+        An analog reading or an observation that changed neither publishes nothing;
+        ``time`` is when the state last changed. (The uplink publishes every state
+        again after a reconnect.)
+        """
         poller = self.pollers.get(device_id)
-        if poller is not None and self.uplink is not None:
-            self.uplink.set_state(
-                device_id,
-                {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
-            )
+        if poller is None or self.uplink is None:
+            return
+        inputs = poller.inputs
+        state = (poller.health, tuple(inputs))
+        if self._published_states.get(device_id) == state:
+            return
+        self._published_states[device_id] = state
+        self.uplink.set_state(
+            device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
+        )
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:
             await self.outbox.mark_acked(ids)
+
+
+def camera_stage(cfg: GatewayConfig, factory: EventFactory, outbox: Outbox) -> CameraStage:
+    """The camera stage, imported only when cameras are configured.
+
+    Its drivers pull in OpenCV, numpy, zeep and the ONVIF stack (about 70 MiB of a
+    process that is otherwise under 50 MiB); a gateway without cameras never loads
+    them (issue 14, ``bench/contact_latency.py`` prints the peak).
+    """
+    from gateway.camera.stage import CameraStage
+
+    return CameraStage(cfg, factory, outbox.append, outbox.append_blob)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:
