@@ -20,8 +20,7 @@ where ``kind`` is ``area``, ``bypass``, ``alarm`` or ``meta`` and ``value`` is J
 * ``alarm``/``<zone id>/<condition>``: an active alarm, tamper or line fault
   (``{"type": event type, "incident": id, "since": RFC 3339, "detail": text}``), kept until its
   ``cleared`` event, so a restart neither repeats nor forgets it
-* ``meta``/``<name>``: any JSON (``schedule_checked_at``, ``commands_seen``, ``walk_test``,
-  ``walk_test_reports``)
+* ``meta``/``<name>``: any JSON (``schedule_checked_at``)
 """
 
 from __future__ import annotations
