@@ -48,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
+        for panel in cfg.panels:
+            panel.key()  # each panel's key is read now: a bad one stops the start here
         if args.command == "check-config":
+            panels = f", {len(cfg.panels)} panels" if cfg.panels else ""
             print(
                 f"{args.config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
-                f"{len(cfg.modules)} modules, {len(cfg.zones)} zones"
+                f"{len(cfg.modules)} modules, {len(cfg.zones)} zones{panels}"
             )
             return 0
         if args.broker:
