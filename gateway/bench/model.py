@@ -8,7 +8,8 @@ works the same with the uplink down. Sections:
   devices offline, sirens and strobes sounding;
 * ``areas`` and ``zones`` (grouped by area, 24 h zones without an area last):
   one state word per zone (:mod:`gateway.alarm.status`), name, type, since;
-* ``devices``: modules, cameras and patrol readers with health and last seen;
+* ``devices``: modules, cameras, patrol readers and alarm panels with health and
+  last seen (where the stage knows it);
 * ``uplink``: connected, backlog, unacked alarms, the center's last ack;
 * ``patrol``: the current round of each route, checkpoints done, due, missed;
 * ``events``: the most recent, newest first, in the site's time with its offset;
@@ -73,6 +74,7 @@ class BenchModel:
             **{m.id: (m.name or m.id, "module") for m in cfg.modules},
             **{c.id: (c.name or c.id, "camera") for c in cfg.cameras},
             **{r.id: (r.name or r.id, "reader") for r in cfg.patrol.readers},
+            **{p.id: (p.name or p.id, "panel") for p in cfg.panels},
         }
 
     async def snapshot(self) -> dict[str, Any]:

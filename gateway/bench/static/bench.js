@@ -10,7 +10,7 @@ const STATES = {
 };
 const TYPES = {
   panic: "紧急按钮", intrusion: "入侵", perimeter: "周界", tamper: "防拆", technical: "技术",
-  module: "I/O 模块", camera: "摄像机", reader: "巡更读卡器", siren: "警号", strobe: "爆闪灯",
+  module: "I/O 模块", camera: "摄像机", reader: "巡更读卡器", panel: "报警主机", siren: "警号", strobe: "爆闪灯",
   relay: "继电器",
 };
 const HEALTH = { online: "在线 online", offline: "离线 offline", starting: "启动中 starting",
