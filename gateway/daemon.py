@@ -29,6 +29,7 @@ from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
@@ -89,9 +90,10 @@ class Gateway:
             StateStore(state_path(Path(path))) as store,
         ):
             self.outbox = outbox
+            await append_unreported(store, outbox)
             self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
-            self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
+            self.patrol = PatrolStage(cfg, factory, outbox.append, store=store)
             stages: list[Stage] = [self.modules, self.cameras, self.patrol]
             self.alarm = AlarmSystem(
                 cfg,

@@ -78,6 +78,29 @@ class Event:
         out["data"] = dict(self.data)
         return out
 
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> Event:
+        """The event of a :meth:`to_dict` object (one kept in persisted state).
+
+        Raises:
+            KeyError, TypeError, ValueError: not such an object.
+        """
+        seq = body.get("seq")
+        return cls(
+            id=str(body["id"]),
+            type=str(body["type"]),
+            source=str(body["source"]),
+            subject=str(body["subject"]),
+            time=datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00")),
+            priority=int(body["priority"]),
+            clocksynced=bool(body["clocksynced"]),
+            data=dict(body["data"]),
+            siacode=body.get("siacode"),
+            cidcode=body.get("cidcode"),
+            seq=None if seq is None else int(seq),
+            stream=body.get("stream"),
+        )
+
     def to_json(self) -> bytes:
         """UTF-8 JSON (non-ASCII names kept as they are)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,152 @@
+"""The gateway as its own process, SIGKILLed and started again on the same files.
+
+:class:`Daemon` runs ``campus-gateway run CONFIG`` (the real command line, the
+real files), kills it with SIGKILL at the test's chosen moment — a power cut, or
+the watchdog — and starts it again on the same config, outbox and state store.
+:func:`site_toml` writes the common part of a config; each test adds its
+devices as TOML text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from tests.helpers import REPO_ROOT
+
+T = TypeVar("T")
+
+CENTER_KEY = "power-cut-test-key-0123456789abcdef"
+
+
+def site_toml(tmp_path: Path, broker_port: int, *, site: str = "cut-school") -> str:
+    """``[site]``, ``[broker]``, ``[outbox]`` (in ``tmp_path``), ``[commands]`` (signed)."""
+    key = tmp_path / "center.key"
+    key.write_text(CENTER_KEY, encoding="utf-8")
+    return f"""
+[site]
+id = "{site}"
+gateway = "gw1"
+name = "断电测试学校"
+timezone = "Asia/Shanghai"
+
+[broker]
+host = "127.0.0.1"
+port = {broker_port}
+reconnect_min = 0.1
+reconnect_max = 1.0
+
+[outbox]
+path = "{tmp_path / "outbox.sqlite"}"
+
+[commands]
+hmac_key_file = "{key}"
+
+[logging]
+level = "info"
+"""
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    """Write ``text`` as ``tmp_path/gateway.toml``; returns its path."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Daemon:
+    """``campus-gateway run CONFIG`` as a process: start, SIGKILL, start again.
+
+    ``async with Daemon(config, tmp_path) as daemon`` starts nothing; call
+    :meth:`start`. On exit a running daemon gets SIGTERM (then SIGKILL).
+
+    Attributes:
+        starts: processes started so far.
+        log: the log file of the current (or last) process.
+    """
+
+    def __init__(self, config: Path, directory: Path) -> None:
+        self.config = config
+        self.directory = directory
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.log = directory / "daemon-0.log"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self, log: Path | None = None) -> asyncio.subprocess.Process:
+        """Start a new process on the same config (the last one must be gone); it logs
+        to ``log`` (``daemon-<n>.log`` in the directory when omitted)."""
+        assert self.process is None or self.process.returncode is not None
+        self.starts += 1
+        self.log = log or self.directory / f"daemon-{self.starts}.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        with self.log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "run", str(self.config), "--log-json",
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        return self.process
+
+    async def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush — what a power cut leaves is what is on disk."""
+        process = self.process
+        assert process is not None and process.returncode is None, "not running"
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+async def retry(
+    action: Callable[[], Awaitable[T]],
+    errors: tuple[type[Exception], ...],
+    within: float,
+    daemon: Daemon | None = None,
+) -> T:
+    """``await action()`` until it does not raise one of ``errors`` (a listener not up
+    yet), every 100 ms; the last error when ``within`` seconds pass.
+
+    Raises:
+        AssertionError: ``daemon`` died meanwhile (its log is quoted).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            return await action()
+        except errors:
+            if daemon is not None and not daemon.alive():
+                tail = daemon.log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"the daemon died:\n{tail}") from None
+            if loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.1)
