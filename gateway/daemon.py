@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -92,7 +93,9 @@ class Gateway:
             self.outbox = outbox
             await append_unreported(store, outbox)
             self.modules = ModuleStage(cfg, self._observe)
-            self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
+            self.cameras = CameraStage(
+                cfg, factory, outbox.append, outbox.append_blob, publish_state=self._set_state
+            )
             self.patrol = PatrolStage(cfg, factory, outbox.append, store=store)
             stages: list[Stage] = [self.modules, self.cameras, self.patrol]
             self.alarm = AlarmSystem(
@@ -193,11 +196,16 @@ class Gateway:
 
     def _publish_state(self, device_id: str) -> None:
         poller = self.pollers.get(device_id)
-        if poller is not None and self.uplink is not None:
-            self.uplink.set_state(
+        if poller is not None:
+            self._set_state(
                 device_id,
                 {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
             )
+
+    def _set_state(self, device_id: str, state: dict[str, Any]) -> None:
+        """A device's retained ``…/state/<device>`` (kept by the uplink until it connects)."""
+        if self.uplink is not None:
+            self.uplink.set_state(device_id, state)
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:

@@ -18,12 +18,13 @@ from gateway.config.modbus_profiles import PROFILES
 from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
-from tests.power_cut_support import Daemon
+from tests.power_cut_support import MODULE, Daemon
 
 INTRUSION = list(range(10))
 PANIC = list(range(10, 16))
 
-_TEMPLATE = """
+_TEMPLATE = (
+    """
 [site]
 id = "fault-school"
 gateway = "gw1"
@@ -47,16 +48,9 @@ ballast_mb = {ballast_mb}
 
 [logging]
 level = "warning"
-
-[[modules]]
-id = "io"
-name = "测试模块"
-transport = {{ type = "tcp", host = "127.0.0.1", port = {module_port} }}
-profile = "generic"
-poll_interval_ms = 20
-timeout_ms = 200
-offline_after = 5
 """
+    + MODULE
+)
 
 _ZONE = """
 [[zones]]

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from tests.helpers import REPO_ROOT
 
@@ -150,3 +150,84 @@ async def retry(
             if loop.time() > deadline:
                 raise
         await asyncio.sleep(0.1)
+
+
+MODULE = """
+[[modules]]
+id = "io"
+name = "测试模块"
+transport = {{ type = "tcp", host = "127.0.0.1", port = {module_port} }}
+profile = "generic"
+poll_interval_ms = 20
+timeout_ms = 200
+offline_after = 5
+"""
+"""The 16-input module ``io`` of the test campuses, fast polling (format ``module_port``)."""
+
+MODULE_ZONES = (
+    MODULE
+    + """
+[[areas]]
+id = "PERIM"
+name = "周界"
+initial = "{perim}"
+
+[[zones]]
+id = "Z01"
+name = "南围墙红外对射"
+type = "perimeter"
+module = "io"
+input = 1
+area = "PERIM"
+
+[[zones]]
+id = "Z02"
+name = "东围墙红外对射"
+type = "perimeter"
+module = "io"
+input = 2
+area = "PERIM"
+
+[[zones]]
+id = "P10"
+name = "门卫室一键报警"
+type = "panic"
+module = "io"
+input = 10
+"""
+)
+"""One 16-input module ``io``: perimeter zones ``Z01``/``Z02`` (inputs 1, 2) in area
+``PERIM``, panic ``P10`` (input 10)."""
+
+
+def module_toml(module_port: int, *, perim: str = "armed") -> str:
+    """:data:`MODULE_ZONES` on ``module_port``, area ``PERIM`` first ``perim``."""
+    return MODULE_ZONES.format(module_port=module_port, perim=perim)
+
+
+def camera_toml(
+    camera_id: str, port: int, password_file: Path, *, area: str | None = None, **snapshot: Any
+) -> str:
+    """A ``[[cameras]]`` entry on 127.0.0.1 with fast timings; ``snapshot`` keys go to
+    its ``snapshot`` table (strings quoted)."""
+    table = ", ".join(
+        f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {str(v).lower()}"
+        for k, v in snapshot.items()
+    )
+    return f"""
+[[cameras]]
+id = "{camera_id}"
+name = "摄像机 {camera_id}"
+location = "test bench"
+host = "127.0.0.1"
+port = {port}
+username = "admin"
+password_file = "{password_file}"
+pull_timeout_s = 1.0
+request_timeout_s = 3.0
+soap_min_interval_ms = 0
+offline_after = 2
+backoff_cap_s = 1.0
+{f'area = "{area}"' if area else ""}
+snapshot = {{ {table} }}
+"""

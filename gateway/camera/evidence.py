@@ -10,7 +10,8 @@ a second apart), then, in this order:
    sent after the alarms, and before the event that names it);
 2. appends a ``camera.snapshot`` event whose ``data`` has ``sha256`` (hex of the
    exact bytes sent), ``bytes``, ``width``/``height`` (pixels), ``method``
-   (``snapshot_uri`` or ``stream``), ``topic`` (``snapshots/<event id>``),
+   (``snapshot_uri`` or ``stream``; with ``snapshot_error`` when the stream stood
+   in for a failing snapshot URI), ``topic`` (``snapshots/<event id>``),
    ``for_event``/``for_type`` (the alarm it documents) and that alarm's ``incident``.
 
 Both go through the outbox, so a picture taken while the uplink is down is
@@ -139,6 +140,8 @@ class EvidenceCollector:
             data.pop("error", None)
             data.update(sha256=evidence.sha256, bytes=len(evidence.jpeg), width=evidence.width,
                         height=evidence.height, method=evidence.method)  # fmt: skip
+            if evidence.snapshot_error is not None:
+                data["snapshot_error"] = evidence.snapshot_error
         event = self._factory.make(
             "camera.snapshot",
             device=camera_id,

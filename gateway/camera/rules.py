@@ -18,7 +18,14 @@ Rules (the driver has already normalized every vendor topic):
   measurement) is forwarded and remembered: ``device.online`` carries
   ``clock_skew_s``.
 * Health: ``offline`` → ``fault.device_offline`` ``active``; ``online`` →
-  ``device.online`` ``instant`` (with the outage's incident after an outage).
+  ``device.online`` ``instant`` (with the outage's incident after an outage, and
+  the camera's ``capabilities``).
+* **A camera is what it can do**: its :class:`CameraCapabilities` (found when it
+  connects, handed on when they change) give one ``camera.status`` event with
+  ``data.capabilities`` and ``data.missing`` (a missing service is said once,
+  and is not a fault), and the camera's retained state
+  (``…/state/<camera id>``: ``health``, ``capabilities``, ``missing``, ``time``)
+  follows every change of health or capabilities.
 * A new alarm (``active``, or a one-off ``instant`` such as a line crossing) of a
   kind in the camera's ``snapshot.on_events`` asks
   ``on_alarm(camera_id, event)`` for an evidence picture.
@@ -36,13 +43,22 @@ from typing import Any
 import structlog
 
 from gateway.config.camera import CameraConfig
-from gateway.events.model import Emit, Event, EventFactory, State
-from gateway.events.observation import CameraSignal, DeviceHealth
+from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.events.observation import (
+    CameraCapabilities,
+    CameraObservation,
+    CameraSignal,
+    DeviceHealth,
+    HealthState,
+    utcnow,
+)
 from gateway.runtime.device_health import HealthEvents
 
 log = structlog.get_logger(__name__)
 
 AlarmHook = Callable[[str, Event], object]
+StatePublisher = Callable[[str, dict[str, Any]], None]
+"""``publish(camera_id, state)``: the camera's retained ``…/state/<camera id>``."""
 
 
 @dataclass(slots=True)
@@ -61,10 +77,13 @@ class CameraRules:
         factory: makes events.
         emit: stores an event durably (the outbox's ``append``) and returns it.
         on_alarm: called with ``(camera_id, stored event)`` when evidence is wanted.
+        publish_state: called with each camera's state when it changes.
 
     Attributes:
         incidents: open incidents by ``(camera, kind, source)``.
         clock_skew_s: last reported clock skew per camera (seconds).
+        capabilities: last reported capabilities per camera.
+        health: last health per camera.
     """
 
     def __init__(
@@ -73,6 +92,7 @@ class CameraRules:
         factory: EventFactory,
         emit: Emit,
         on_alarm: AlarmHook | None = None,
+        publish_state: StatePublisher | None = None,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
         self._factory = factory
@@ -80,14 +100,56 @@ class CameraRules:
         self._on_alarm = on_alarm
         self.incidents: dict[tuple[str, str, str], Incident] = {}
         self.clock_skew_s: dict[str, float] = {}
+        self.capabilities: dict[str, CameraCapabilities] = {}
+        self.health: dict[str, HealthState] = {}
+        self._publish_state = publish_state
         self._health_events = HealthEvents(factory, emit)
 
-    async def observe(self, obs: CameraSignal | DeviceHealth) -> None:
+    async def observe(self, obs: CameraObservation) -> None:
         """Handle one observation from a camera driver."""
         if isinstance(obs, DeviceHealth):
             await self._health(obs)
+        elif isinstance(obs, CameraCapabilities):
+            await self._capabilities(obs)
         else:
             await self._signal(obs)
+
+    async def _capabilities(self, obs: CameraCapabilities) -> None:
+        self.capabilities[obs.device_id] = obs
+        camera = self._cameras.get(obs.device_id)
+        event = self._factory.make(
+            "camera.status",
+            device=obs.device_id,
+            subject=obs.device_id,
+            state="instant",
+            data={
+                "name": camera.name if camera else obs.device_id,
+                "location": camera.location if camera else "",
+                "camera": obs.device_id,
+                "detector": "capabilities",
+                "capabilities": list(obs.present),
+                "missing": list(obs.missing),
+            },
+            received_at=obs.received_at,
+        )
+        await self._emit(event)
+        log.info("camera.capabilities", camera=obs.device_id, present=obs.present,
+                 missing=obs.missing)  # fmt: skip
+        self._state(obs.device_id)
+
+    def _state(self, camera_id: str) -> None:
+        if self._publish_state is None:
+            return
+        found = self.capabilities.get(camera_id)
+        self._publish_state(
+            camera_id,
+            {
+                "health": self.health.get(camera_id, "starting"),
+                "capabilities": list(found.present) if found else None,
+                "missing": list(found.missing) if found else None,
+                "time": rfc3339(utcnow()),
+            },
+        )
 
     async def _signal(self, sig: CameraSignal) -> None:
         key = (sig.device_id, sig.kind, sig.source)
@@ -148,10 +210,19 @@ class CameraRules:
 
     async def _health(self, obs: DeviceHealth) -> None:
         camera = self._cameras.get(obs.device_id)
-        skew = self.clock_skew_s.get(obs.device_id)
+        extra: dict[str, Any] = {}
+        if obs.state == "online":
+            skew = self.clock_skew_s.get(obs.device_id)
+            if skew is not None:
+                extra["clock_skew_s"] = skew
+            found = self.capabilities.get(obs.device_id)
+            if found is not None:
+                extra["capabilities"] = list(found.present)
         await self._health_events.transition(
             obs,
             camera.name if camera else obs.device_id,
             camera.location if camera else "",
-            {"clock_skew_s": skew} if obs.state == "online" and skew is not None else None,
+            extra,
         )
+        self.health[obs.device_id] = obs.state
+        self._state(obs.device_id)

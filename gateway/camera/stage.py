@@ -14,7 +14,7 @@ from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.snapshot import SnapshotTaker
 from gateway.camera.evidence import BlobSink, EvidenceCollector
 from gateway.camera.linkage import Linkage
-from gateway.camera.rules import CameraRules
+from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
 from gateway.events.model import Emit, Event, EventFactory
 from gateway.events.observation import HealthState
@@ -29,6 +29,7 @@ class CameraStage:
         factory: makes events.
         emit: stores an event (the outbox's ``append``).
         blob: stores picture bytes (the outbox's ``append_blob``).
+        publish_state: publishes a camera's retained state (health, capabilities).
 
     Attributes:
         drivers: by camera id; rules, evidence, linkage: the stages.
@@ -37,9 +38,17 @@ class CameraStage:
     family = "onvif_camera"
 
     def __init__(
-        self, cfg: GatewayConfig, factory: EventFactory, emit: Emit, blob: BlobSink
+        self,
+        cfg: GatewayConfig,
+        factory: EventFactory,
+        emit: Emit,
+        blob: BlobSink,
+        *,
+        publish_state: StatePublisher | None = None,
     ) -> None:
-        self.rules = CameraRules(cfg.cameras, factory, emit, on_alarm=self._request)
+        self.rules = CameraRules(
+            cfg.cameras, factory, emit, on_alarm=self._request, publish_state=publish_state
+        )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         takers = {c.id: SnapshotTaker(c, self._media_of(c.id)) for c in cfg.cameras}
         self.evidence = EvidenceCollector(

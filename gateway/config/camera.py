@@ -39,9 +39,11 @@ ALARM_KINDS: tuple[CameraAlarmKind, ...] = (
 class SnapshotConfig(Strict):
     """``[cameras.snapshot]``: evidence pictures.
 
-    ``auth``: how the snapshot URI is fetched (``digest`` is what ONVIF cameras
-    use; ``basic`` for old firmware). With ``rtsp_fallback`` a camera whose media
-    service gives no snapshot URI is read through its stream URI with OpenCV.
+    ``auth``: how the snapshot URI is fetched: ``auto`` tries Digest (what ONVIF
+    cameras use) and then Basic (old firmware) and remembers what worked;
+    ``digest``, ``basic`` or ``none`` pins one. With ``rtsp_fallback`` the
+    stream URI (RTSP or MJPEG, read with OpenCV) gives the picture when the
+    camera has no snapshot URI or its snapshot URI fails.
     The picture is re-encoded to at most ``max_width_px`` wide and ``max_bytes``
     (JPEG quality lowered step by step from ``jpeg_quality`` until it fits).
     ``on_events``: camera alarms that take a picture of their own (zone alarms
@@ -49,7 +51,7 @@ class SnapshotConfig(Strict):
     """
 
     enabled: bool = True
-    auth: Literal["digest", "basic", "none"] = "digest"
+    auth: Literal["auto", "digest", "basic", "none"] = "auto"
     rtsp_fallback: bool = True
     on_events: tuple[CameraAlarmKind, ...] = ALARM_KINDS
     max_width_px: int = Field(default=1280, ge=160, le=7680)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.camera.rules import CameraRules
 from gateway.config.camera import CameraConfig
 from gateway.events.model import Event, EventFactory
-from gateway.events.observation import CameraSignal, DeviceHealth
+from gateway.events.observation import (
+    CameraCapabilities,
+    CameraObservation,
+    CameraSignal,
+    DeviceHealth,
+)
 from tests.camera_support import Recorder
 from tests.helpers import assert_valid_event
 
@@ -19,10 +26,21 @@ def sig(kind: str, detector: str, state: str, *, initial: bool = False) -> Camer
     return CameraSignal("gate-cam", kind, "VS1", detector, state, initial, detector)  # type: ignore[arg-type]
 
 
-async def run(*observations: CameraSignal | DeviceHealth) -> tuple[Recorder, list[str]]:
+async def run(
+    *observations: CameraObservation, states: list[tuple[str, dict[str, Any]]] | None = None
+) -> tuple[Recorder, list[str]]:
     emitted, asked = Recorder(), []
+
+    def publish(camera_id: str, state: dict[str, Any]) -> None:
+        if states is not None:
+            states.append((camera_id, state))
+
     rules = CameraRules(
-        [CAM], EventFactory("campus/s/g", lambda: True), emitted, lambda cam, e: asked.append(e.id)
+        [CAM],
+        EventFactory("campus/s/g", lambda: True),
+        emitted,
+        lambda cam, e: asked.append(e.id),
+        publish_state=publish,
     )
     for obs in observations:
         await rules.observe(obs)
@@ -109,3 +127,20 @@ async def test_health_and_clock_skew() -> None:
     )  # fmt: skip
     assert online.data["incident"] == offline.id and online.data["clock_skew_s"] == -120.0
     assert offline.data["name"] == "南门摄像机"
+
+
+async def test_capabilities_are_said_once_and_ride_on_online_and_the_retained_state() -> None:
+    states: list[tuple[str, dict[str, Any]]] = []
+    found = CameraCapabilities("gate-cam", ("snapshot", "stream"), ("events", "ptz"))
+    emitted, _ = await run(found, DeviceHealth("gate-cam", "online", "starting"), states=states)
+    status, online = emitted.events()
+    assert (status.type, status.priority, status.state) == ("camera.status", 5, "instant")
+    assert status.data["missing"] == ["events", "ptz"]
+    assert status.data["capabilities"] == ["snapshot", "stream"]
+    assert online.type == "device.online" and online.data["capabilities"] == ["snapshot", "stream"]
+    assert [(c, s["health"], s["missing"]) for c, s in states] == [
+        ("gate-cam", "starting", ["events", "ptz"]),
+        ("gate-cam", "online", ["events", "ptz"]),
+    ]
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())

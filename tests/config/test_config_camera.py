@@ -48,7 +48,7 @@ def test_cameras_and_linkage_load_with_the_password_file_resolved(tmp_path: Path
     assert gate.password_file == tmp_path / "secrets" / "gate-cam.password"
     assert gate.password() == "pw" and hall.password() == ""
     assert (gate.snapshot.auth, gate.snapshot.max_width_px) == ("basic", 960)
-    assert hall.snapshot.auth == "digest" and hall.subscription_s == 60
+    assert hall.snapshot.auth == "auto" and hall.subscription_s == 60  # digest, then basic
     assert cfg.linkage[0].cameras == ("gate-cam", "hall-cam")
 
 
