@@ -28,14 +28,16 @@ from gateway.alarm.zones import ZoneEngine
 from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
+from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
-from gateway.events.model import Event, EventFactory, rfc3339
+from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
+from gateway.runtime.notifier import Notifier
 from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
@@ -58,6 +60,9 @@ class Gateway:
             ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
+        notifier: poked after every stored event, applied reading and handled
+            command; the local views (dashboard topics, bench page) listen to it.
+        dashboard: publishes the retained zone and area states.
     """
 
     cfg: GatewayConfig
@@ -71,6 +76,8 @@ class Gateway:
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
+    dashboard: DashboardPublisher | None = None
+    notifier: Notifier = field(default_factory=Notifier)
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Driver observations wait here for the rules, so a slow disk commit never stalls
     # a poller (a stalled poller would miss contact changes altogether).
@@ -92,16 +99,17 @@ class Gateway:
         ):
             self.outbox = outbox
             await append_unreported(store, outbox)
+            emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(
-                cfg, factory, outbox.append, outbox.append_blob, publish_state=self._set_state
+                cfg, factory, emit, outbox.append_blob, publish_state=self._set_state
             )
-            self.patrol = PatrolStage(cfg, factory, outbox.append, store=store)
+            self.patrol = PatrolStage(cfg, factory, emit, store=store)
             stages: list[Stage] = [self.modules, self.cameras, self.patrol]
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(outbox.append),
+                self.cameras.linkage.wrap(emit),
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -112,11 +120,11 @@ class Gateway:
                 key=cfg.commands.key(),
                 handlers=command_handlers(self.alarm),
                 factory=factory,
-                emit=outbox.append,
+                emit=emit,
                 clock=self.alarm.clock,
                 store=store,
             )
-            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway)
+            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway, emit=emit)
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
                 cfg.broker,
@@ -127,17 +135,23 @@ class Gateway:
                 heartbeat=keeper.heartbeat,
                 on_command=self.commands.handle,
             )
+            self.dashboard = DashboardPublisher(
+                cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
+            )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
                 )
-                await self._started(factory, outbox)
+                await self._started(factory, outbox, emit)
                 await keeper.report_start()
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                tg.create_task(
+                    self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
+                )
                 tg.create_task(
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
@@ -153,8 +167,19 @@ class Gateway:
                     stream=outbox.stream,
                 )
 
-    async def _started(self, factory: EventFactory, outbox: Outbox) -> Event:
-        return await outbox.append(
+    def _tap(self, append: Emit) -> Emit:
+        """``append`` that pokes the local views once the event is stored."""
+
+        async def emit(event: Event) -> Event:
+            try:
+                return await append(event)
+            finally:
+                self.notifier.poke()
+
+        return emit
+
+    async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
+        return await emit(
             factory.make(
                 "gateway.started",
                 device="gateway",
@@ -188,6 +213,7 @@ class Gateway:
                 self.dropped_observations += 1
                 log.error("rules.observation_dropped", observation=repr(obs))
             self._publish_state(obs.device_id)
+            self.notifier.poke()
 
     @property
     def pollers(self) -> dict[str, ModulePoller]:
