@@ -25,6 +25,7 @@ from gateway.alarm.commands import command_handlers
 from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
+from gateway.camera.commands import camera_handlers
 from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
@@ -102,7 +103,12 @@ class Gateway:
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(
-                cfg, factory, emit, outbox.append_blob, publish_state=self._set_state
+                cfg,
+                factory,
+                emit,
+                outbox.append_blob,
+                publish_state=self._set_state,
+                armed=self._area_armed,
             )
             self.patrol = PatrolStage(cfg, factory, emit, store=store)
             stages: list[Stage] = [self.modules, self.cameras, self.patrol]
@@ -118,7 +124,7 @@ class Gateway:
                 prefix=cfg.topic_prefix,
                 cfg=cfg.commands,
                 key=cfg.commands.key(),
-                handlers=command_handlers(self.alarm),
+                handlers={**command_handlers(self.alarm), **camera_handlers(self.cameras)},
                 factory=factory,
                 emit=emit,
                 clock=self.alarm.clock,
@@ -227,6 +233,11 @@ class Gateway:
                 device_id,
                 {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
             )
+
+    def _area_armed(self, area_id: str) -> bool:
+        """Is ``area_id`` armed (for cameras bound to an area)? Unknown before the alarm
+        system exists, which is before any camera runs."""
+        return self.alarm is not None and self.alarm.areas.armed(area_id)
 
     def _set_state(self, device_id: str, state: dict[str, Any]) -> None:
         """A device's retained ``…/state/<device>`` (kept by the uplink until it connects)."""

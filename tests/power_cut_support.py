@@ -10,14 +10,23 @@ devices as TOML text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from gateway.config.modbus_profiles import PROFILES
+from simulators.broker import MosquittoBroker
+from simulators.camera.server import CameraOptions, SimulatedCamera
+from simulators.center import CenterConsole
+from simulators.center_commands import CommandSender
+from simulators.modbus_module import SimulatedModule
+from tests.camera_support import PictureReceiver, picture_receiver
 from tests.helpers import REPO_ROOT
 
 T = TypeVar("T")
@@ -231,3 +240,85 @@ backoff_cap_s = 1.0
 {f'area = "{area}"' if area else ""}
 snapshot = {{ {table} }}
 """
+
+
+@dataclass
+class Campus:
+    """A running test campus: the module, a camera, the center's three parts, the daemon.
+
+    Attributes:
+        module: the simulated 16-input module (:data:`MODULE_ZONES`).
+        camera: the simulated camera (its id is the camera's id in the config).
+        center: the center console (acks every event).
+        pictures: every JPEG on ``…/snapshots/#``.
+        sender: signed commands with the site key.
+        daemon: the gateway process (not started yet).
+        outbox: the outbox file.
+    """
+
+    module: SimulatedModule
+    camera: SimulatedCamera
+    center: CenterConsole
+    pictures: PictureReceiver
+    sender: CommandSender
+    daemon: Daemon
+    outbox: Path
+
+    def of(self, type_: str, subject: str | None = None) -> list[dict[str, Any]]:
+        """The center's events of ``type_`` (and ``subject``), in arrival order."""
+        return [
+            e for e in self.center.events if e["type"] == type_ and subject in (None, e["subject"])
+        ]
+
+    def camera_online(self) -> bool:
+        """The camera is online (subscribed when it has events: what it sees is reported)."""
+        return bool(self.of("device.online", self.camera.options.camera_id))
+
+
+@contextlib.asynccontextmanager
+async def camera_campus(
+    broker: MosquittoBroker,
+    tmp_path: Path,
+    camera: CameraOptions,
+    *,
+    area: str | None = None,
+    linked: str | None = None,
+    perim: str = "armed",
+    **snapshot: Any,
+) -> AsyncIterator[Campus]:
+    """The test campus (:data:`MODULE_ZONES`) with one camera, as a TOML file and a
+    :class:`Daemon`, and the center around it; the daemon is stopped on exit.
+
+    Args:
+        broker: the mosquitto the gateway and the center use.
+        tmp_path: where the config, outbox and logs go.
+        camera: the simulated camera's options (its id and password are the config's).
+        area: the area the camera watches.
+        linked: a zone whose alarms take a picture from the camera.
+        perim: the first arming state of area ``PERIM``.
+        snapshot: the camera's ``snapshot`` table.
+    """
+    secret = tmp_path / "cam.password"
+    secret.write_text(camera.password + "\n", encoding="utf-8")
+    cam_id = camera.camera_id
+    async with (
+        SimulatedModule(PROFILES["generic"]) as module,
+        SimulatedCamera(camera) as cam,
+    ):
+        text = (
+            site_toml(tmp_path, broker.port)
+            + module_toml(module.port, perim=perim)
+            + camera_toml(cam_id, cam.port, secret, area=area, **snapshot)
+        )
+        if linked is not None:
+            text += f'\n[[linkage]]\nzone = "{linked}"\ncameras = ["{cam_id}"]\n'
+        config = write_toml(tmp_path, text)
+        async with (
+            CenterConsole(broker.host, broker.port) as center,
+            picture_receiver(broker.host, broker.port, f"pictures-{cam_id}") as pictures,
+            CommandSender(
+                broker.host, broker.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            yield Campus(module, cam, center, pictures, sender, daemon, tmp_path / "outbox.sqlite")

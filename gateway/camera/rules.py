@@ -26,6 +26,12 @@ Rules (the driver has already normalized every vendor topic):
   and is not a fault), and the camera's retained state
   (``…/state/<camera id>``: ``health``, ``capabilities``, ``missing``, ``time``)
   follows every change of health or capabilities.
+* **Priorities follow the campus**: on a camera bound to an area (``area``), a
+  line crossing or field intrusion is priority 2 with its Contact ID / SIA codes
+  while the area is armed and 4 while it is disarmed, like a zone
+  (:data:`gateway.events.codes.KINDS`, ``when_armed``); ``data.area`` and
+  ``data.armed`` say which. An incident keeps the priority it opened with until
+  it is cleared. Camera tamper is priority 2 in every state.
 * A new alarm (``active``, or a one-off ``instant`` such as a line crossing) of a
   kind in the camera's ``snapshot.on_events`` asks
   ``on_alarm(camera_id, event)`` for an evidence picture.
@@ -63,10 +69,12 @@ StatePublisher = Callable[[str, dict[str, Any]], None]
 
 @dataclass(slots=True)
 class Incident:
-    """An open camera incident: the id of its ``active`` event and who holds it open."""
+    """An open camera incident: the id of its ``active`` event, who holds it open,
+    and whether its camera's area was armed when it opened."""
 
     id: str
     detectors: set[str] = field(default_factory=set)
+    armed: bool = False
 
 
 class CameraRules:
@@ -78,6 +86,7 @@ class CameraRules:
         emit: stores an event durably (the outbox's ``append``) and returns it.
         on_alarm: called with ``(camera_id, stored event)`` when evidence is wanted.
         publish_state: called with each camera's state when it changes.
+        armed: tells whether an area is armed now (the alarm system's areas).
 
     Attributes:
         incidents: open incidents by ``(camera, kind, source)``.
@@ -93,6 +102,7 @@ class CameraRules:
         emit: Emit,
         on_alarm: AlarmHook | None = None,
         publish_state: StatePublisher | None = None,
+        armed: Callable[[str], bool] | None = None,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
         self._factory = factory
@@ -103,6 +113,7 @@ class CameraRules:
         self.capabilities: dict[str, CameraCapabilities] = {}
         self.health: dict[str, HealthState] = {}
         self._publish_state = publish_state
+        self._armed = armed
         self._health_events = HealthEvents(factory, emit)
 
     async def observe(self, obs: CameraObservation) -> None:
@@ -158,19 +169,28 @@ class CameraRules:
             if sig.detector == "clock":
                 self.clock_skew_s[sig.device_id] = float(dict(sig.fields)["clock_skew_s"])
             if not sig.initial:
-                self._want_evidence(sig, await self._event(sig, "instant"))
+                armed = self._area_armed(sig.device_id)
+                self._want_evidence(sig, await self._event(sig, "instant", armed=armed))
         elif sig.state == "active":
             if incident is not None:
                 incident.detectors.add(sig.detector)
                 return
-            event = await self._event(sig, "active")
-            self.incidents[key] = Incident(event.id, {sig.detector})
+            armed = self._area_armed(sig.device_id)
+            event = await self._event(sig, "active", armed=armed)
+            self.incidents[key] = Incident(event.id, {sig.detector}, armed)
             self._want_evidence(sig, event)
         elif incident is not None:
             incident.detectors.discard(sig.detector)
             if not incident.detectors:
                 del self.incidents[key]
-                await self._event(sig, "cleared", incident.id)
+                await self._event(sig, "cleared", incident.id, armed=incident.armed)
+
+    def _area_armed(self, camera_id: str) -> bool:
+        """Is the area this camera watches armed now (False without an area)?"""
+        camera = self._cameras.get(camera_id)
+        if camera is None or camera.area is None or self._armed is None:
+            return False
+        return self._armed(camera.area)
 
     def _want_evidence(self, sig: CameraSignal, event: Event) -> None:
         """Ask for a picture for a new alarm (an ``active`` one, or a one-off such as a
@@ -181,7 +201,9 @@ class CameraRules:
         if sig.kind in camera.snapshot.on_events:
             self._on_alarm(sig.device_id, event)
 
-    async def _event(self, sig: CameraSignal, state: State, incident: str | None = None) -> Event:
+    async def _event(
+        self, sig: CameraSignal, state: State, incident: str | None = None, *, armed: bool = False
+    ) -> Event:
         camera = self._cameras.get(sig.device_id)
         data: dict[str, Any] = {
             "name": camera.name if camera else sig.device_id,
@@ -194,6 +216,8 @@ class CameraRules:
             "initial": sig.initial,
             "raw": dict(sig.fields),
         }
+        if camera is not None and camera.area is not None:
+            data.update(area=camera.area, armed=armed)
         event = self._factory.make(
             sig.kind,
             device=sig.device_id,
@@ -203,6 +227,7 @@ class CameraRules:
             received_at=sig.received_at,
             incident=incident,
             opens_incident=state == "active",
+            armed=armed,
         )
         stored = await self._emit(event)
         log.info("camera.event", camera=sig.device_id, type=sig.kind, state=state, id=event.id)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.snapshot import SnapshotTaker
-from gateway.camera.evidence import BlobSink, EvidenceCollector
+from gateway.camera.evidence import BlobSink, EvidenceCollector, EvidenceRequest
 from gateway.camera.linkage import Linkage
 from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
@@ -30,6 +30,7 @@ class CameraStage:
         emit: stores an event (the outbox's ``append``).
         blob: stores picture bytes (the outbox's ``append_blob``).
         publish_state: publishes a camera's retained state (health, capabilities).
+        armed: tells whether an area is armed (cameras bound to an area follow it).
 
     Attributes:
         drivers: by camera id; rules, evidence, linkage: the stages.
@@ -45,9 +46,15 @@ class CameraStage:
         blob: BlobSink,
         *,
         publish_state: StatePublisher | None = None,
+        armed: Callable[[str], bool] | None = None,
     ) -> None:
         self.rules = CameraRules(
-            cfg.cameras, factory, emit, on_alarm=self._request, publish_state=publish_state
+            cfg.cameras,
+            factory,
+            emit,
+            on_alarm=self._request,
+            publish_state=publish_state,
+            armed=armed,
         )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         takers = {c.id: SnapshotTaker(c, self._media_of(c.id)) for c in cfg.cameras}
@@ -72,6 +79,10 @@ class CameraStage:
     def _media_of(self, camera_id: str) -> Callable[[], MediaUris | None]:
         driver = self.drivers[camera_id]
         return lambda: driver.media
+
+    async def request(self, request: EvidenceRequest) -> None:
+        """Queue a picture request (the ``snapshot`` command's)."""
+        self.evidence.submit(request)
 
     def _request(self, camera_id: str, trigger: Event) -> None:
         self.evidence.request(camera_id, trigger)

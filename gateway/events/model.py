@@ -141,6 +141,8 @@ class EventFactory:
         received_at: datetime | None = None,
         incident: str | None = None,
         opens_incident: bool = False,
+        armed: bool = False,
+        event_id: str | None = None,
     ) -> Event:
         """Build an event of a known type.
 
@@ -154,13 +156,18 @@ class EventFactory:
             incident: ``data.incident`` of an incident this event continues or ends.
             opens_incident: this event starts an incident: its own id becomes
                 ``data.incident``.
+            armed: the source watches an armed area: a type whose priority and
+                codes follow arming (``EventKind.when_armed``) takes its armed ones.
+            event_id: the id, when it was given out before the event was made (a
+                picture promised to the center); a new ULID of ``received_at``
+                otherwise.
 
         Raises:
             KeyError: unknown event type.
         """
-        kind = kind_of(type_)
+        kind = kind_of(type_).in_area(armed)
         t = received_at or self.now()
-        ulid = ULID.from_timestamp(t.timestamp())
+        ulid = ULID.from_str(event_id) if event_id else ULID.from_timestamp(t.timestamp())
         sia = kind.sia_restore if state == "cleared" else kind.sia
         body: dict[str, Any] = {"state": state, **(data or {})}
         if opens_incident or incident is not None:

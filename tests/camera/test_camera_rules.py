@@ -144,3 +144,41 @@ async def test_capabilities_are_said_once_and_ride_on_online_and_the_retained_st
     ]
     for event in emitted.events():
         assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_analytics_of_a_camera_bound_to_an_area_follow_its_arming() -> None:
+    wall = CameraConfig(id="wall-cam", name="围墙摄像机", host="127.0.0.1", area="PERIM")
+    arming = {"PERIM": True}
+    emitted = Recorder()
+    rules = CameraRules(
+        [wall], EventFactory("campus/s/g", lambda: True), emitted, armed=arming.__getitem__
+    )
+
+    def on_wall(kind: str, detector: str, state: str) -> CameraSignal:
+        return CameraSignal("wall-cam", kind, "VS1", detector, state, False, detector)  # type: ignore[arg-type]
+
+    await rules.observe(on_wall("camera.line_crossing", "line", "instant"))
+    await rules.observe(on_wall("camera.field_intrusion", "field", "active"))
+    arming["PERIM"] = False  # disarmed while the intrusion is still on
+    await rules.observe(on_wall("camera.field_intrusion", "field", "cleared"))
+    await rules.observe(on_wall("camera.line_crossing", "line", "instant"))
+    await rules.observe(on_wall("camera.motion", "motion", "active"))
+    await rules.observe(on_wall("camera.tamper", "tamper", "active"))
+    seen = [(e.type, e.state, e.priority, e.cidcode, e.siacode) for e in emitted.events()]
+    assert seen == [
+        ("camera.line_crossing", "instant", 2, "131", "BA"),
+        ("camera.field_intrusion", "active", 2, "132", "BA"),
+        ("camera.field_intrusion", "cleared", 2, "132", "BH"),  # the incident keeps its class
+        ("camera.line_crossing", "instant", 4, None, None),
+        ("camera.motion", "active", 4, None, None),
+        ("camera.tamper", "active", 2, "144", "TA"),
+    ]
+    assert [e.data["armed"] for e in emitted.events()] == [True, True, True, False, False, False]
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_analytics_of_a_camera_without_an_area_are_routine() -> None:
+    emitted, _ = await run(sig("camera.line_crossing", "line", "instant"))
+    (crossing,) = emitted.events()
+    assert crossing.priority == 4 and "area" not in crossing.data
