@@ -27,8 +27,7 @@ log = structlog.get_logger(__name__)
 
 
 class Zones(Protocol):
-    """What bypasses and walk tests need of the zone engine
-    (:class:`gateway.alarm.zones.ZoneEngine`)."""
+    """What bypasses need of the zone engine (:class:`gateway.alarm.zones.ZoneEngine`)."""
 
     @property
     def factory(self) -> EventFactory: ...

@@ -55,7 +55,6 @@ class AlarmSystem:
 
     Attributes:
         zones, areas, outputs, scheduler, timers: the parts.
-        walk: the walk test (maintenance mode) of the zones.
         status: one state per zone and area, for dashboards and the bench page.
     """
 
@@ -86,8 +85,7 @@ class AlarmSystem:
             armed=self.areas.armed,
             on_alarm=self._alarm_raised,
         )
-        self.walk = self.zones.walk
-        self.status = StatusBook(self.zones, self.areas, self.clock.now, walk=self.walk.probe)
+        self.status = StatusBook(self.zones, self.areas, self.clock.now)
         tz = ZoneInfo(cfg.site.timezone)
         schedules = {s.id: s for s in cfg.schedules}
         self.scheduler = Scheduler(
@@ -103,21 +101,17 @@ class AlarmSystem:
         )
 
     async def start(self) -> None:
-        """Persist first-start area states, catch up with the schedule, and end a walk
-        test whose time ran out while the gateway was off.
+        """Persist first-start area states and catch up with the schedule.
 
         Raises:
             StateError: the alarm state cannot be written.
         """
         await self.areas.start()
         await self.scheduler.start()
-        await self.walk.resume()
 
     async def run(self) -> None:
-        """Run the timers and the walk test's clock until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.timers.run(), name="alarm-timers")
-            tg.create_task(self.walk.run(), name="walk-test")
+        """Run the timers until cancelled."""
+        await self.timers.run()
 
     async def observe(self, obs: Observation) -> None:
         """A driver's observation: the zone rules, then outputs of a module back online."""

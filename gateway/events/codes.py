@@ -65,6 +65,9 @@ KINDS: dict[str, EventKind] = {
         EventKind("gateway.started", 4, cid="305", sia="YW"),
         EventKind("gateway.heartbeat", 5),
         EventKind("gateway.buffer_shed", 3),
+        # CID 350 Communication trouble -> SIA YC / YK: the broker refuses our publishes
+        # (a PUBACK with a failure reason, e.g. an ACL denying a topic).
+        EventKind("fault.uplink", 3, cid="350", sia="YC", sia_restore="YK"),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
         # Cameras (drivers/onvif_camera). Analytics follow the campus, not the source:
@@ -119,13 +122,6 @@ KINDS: dict[str, EventKind] = {
         # The audit of the center's commands (who armed, disarmed, reset what): 3, never
         # shed, sent before routine state.
         EventKind("command.result", 3),
-        # Walk test (gateway/alarm/walk_test): CID 607 Walk-Test Mode, entered (new
-        # event) and left (restore); the table gives it no SIA code. A trip is SIA TP
-        # "Walk Test Point: this point was tested during a walk test"; the Contact ID
-        # test codes (611, 613-615) have no SIA code and differ per zone kind.
-        EventKind("maintenance.started", 3, cid="607"),
-        EventKind("maintenance.ended", 3, cid="607"),
-        EventKind("zone.walk_test", 5, sia="TP"),
     )
 }
 

@@ -53,19 +53,22 @@ class OutboxReads:
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
 
-    async def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[PendingRow]:
+    async def pending(
+        self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
+    ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, then creation.
 
-        Due: never confirmed by the broker, or an alarm the center has not acked
-        within ``ack_timeout`` of its last PUBACK.
+        Due: never confirmed by the broker, or a priority 1-3 event the center has
+        not acked within ``ack_timeout`` of its last PUBACK.
 
         Args:
             limit: maximum rows.
             exclude: row keys already in flight on the current connection.
+            skip_topics: topics whose rows wait (the broker refused them); a topic
+                ending in ``/`` stands for every topic it begins, ``""`` for all.
         """
         db = self._require_db()
-        skip = list(exclude)
-        clause = f"AND n NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        clause, skip = _skip_clause(list(exclude), list(skip_topics))
         due_before = time.time() - self.ack_timeout
         async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
             fresh = await cur.fetchall()
@@ -122,3 +125,19 @@ class OutboxReads:
         async with db.execute("SELECT min(created_at) FROM messages WHERE sent_at IS NULL") as cur:
             row = await cur.fetchone()
         return None if row is None or row[0] is None else time.time() - float(row[0])
+
+
+def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:
+    """SQL (``AND …``) and its parameters leaving out row keys and (prefixes of) topics."""
+    clause, params = "", list[Any]()
+    params += rows
+    if rows:
+        clause += f" AND n NOT IN ({','.join('?' * len(rows))})"
+    exact = [t for t in topics if not t.endswith("/") and t]
+    if exact:
+        clause += f" AND topic NOT IN ({','.join('?' * len(exact))})"
+        params += exact
+    for prefix in (t for t in topics if t.endswith("/") or not t):
+        clause += " AND substr(topic, 1, ?) != ?"
+        params += [len(prefix), prefix]
+    return clause, params
