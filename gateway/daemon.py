@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -27,7 +27,6 @@ from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
 from gateway.camera.commands import camera_handlers
-from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
@@ -45,6 +44,11 @@ from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
+
+if TYPE_CHECKING:  # imported when cameras are configured: see camera_stage()
+    from gateway.camera.evidence import BlobSink
+    from gateway.camera.rules import StatePublisher
+    from gateway.camera.stage import CameraStage
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +90,10 @@ class Gateway:
     # a poller (a stalled poller would miss contact changes altogether).
     observations: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     dropped_observations: int = 0
+    # What each module's retained ``state/<device>`` last said: it is published on change only.
+    _published_states: dict[str, tuple[str, tuple[bool | None, ...]]] = field(
+        default_factory=dict, init=False
+    )
 
     async def run(self) -> None:
         """Run until cancelled.
@@ -104,20 +112,24 @@ class Gateway:
             await append_unreported(store, outbox)
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
-            self.cameras = CameraStage(
-                cfg,
-                factory,
-                emit,
-                outbox.append_blob,
-                publish_state=self._set_state,
-                armed=self._area_armed,
-            )
             self.patrol = PatrolStage(cfg, factory, emit, store=store)
-            stages: list[Stage] = [self.modules, self.cameras, self.patrol]
+            stages: list[Stage] = [self.modules, self.patrol]
+            alarm_emit: Emit = emit
+            if cfg.cameras:
+                self.cameras = camera_stage(
+                    cfg,
+                    factory,
+                    emit,
+                    outbox.append_blob,
+                    publish_state=self._set_state,
+                    armed=self._area_armed,
+                )
+                stages.insert(1, self.cameras)
+                alarm_emit = self.cameras.linkage.wrap(emit)
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(emit),
+                alarm_emit,
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -126,7 +138,10 @@ class Gateway:
                 prefix=cfg.topic_prefix,
                 cfg=cfg.commands,
                 key=cfg.commands.key(),
-                handlers={**command_handlers(self.alarm), **camera_handlers(self.cameras)},
+                handlers={
+                    **command_handlers(self.alarm),
+                    **(camera_handlers(self.cameras) if self.cameras is not None else {}),
+                },
                 factory=factory,
                 emit=emit,
                 clock=self.alarm.clock,
@@ -234,12 +249,23 @@ class Gateway:
         return self.modules.pollers if self.modules is not None else {}
 
     def _publish_state(self, device_id: str) -> None:
+        """Hand a module's retained state to the uplink when its health or an input changed.
+
+        An analog reading or an observation that changed neither publishes nothing;
+        ``time`` is when the state last changed. (The uplink publishes every state
+        again after a reconnect.)
+        """
         poller = self.pollers.get(device_id)
-        if poller is not None:
-            self._set_state(
-                device_id,
-                {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
-            )
+        if poller is None or self.uplink is None:
+            return
+        inputs = poller.inputs
+        state = (poller.health, tuple(inputs))
+        if self._published_states.get(device_id) == state:
+            return
+        self._published_states[device_id] = state
+        self.uplink.set_state(
+            device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
+        )
 
     def _area_armed(self, area_id: str) -> bool:
         """Is ``area_id`` armed (for cameras bound to an area)? Unknown before the alarm
@@ -262,6 +288,26 @@ class Gateway:
             return
         if self.outbox is not None:
             await self.outbox.mark_acked(ids)
+
+
+def camera_stage(
+    cfg: GatewayConfig,
+    factory: EventFactory,
+    emit: Emit,
+    blob: BlobSink,
+    *,
+    publish_state: StatePublisher | None = None,
+    armed: Callable[[str], bool] | None = None,
+) -> CameraStage:
+    """The camera stage, imported only when cameras are configured.
+
+    Its drivers pull in OpenCV, numpy, zeep and the ONVIF stack (about 70 MiB of a
+    process that is otherwise under 50 MiB); a gateway without cameras never loads
+    them (issue 14, ``bench/contact_latency.py`` prints the peak).
+    """
+    from gateway.camera.stage import CameraStage
+
+    return CameraStage(cfg, factory, emit, blob, publish_state=publish_state, armed=armed)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

@@ -155,4 +155,5 @@ ALARM: Kind[AlarmRecord] = Kind(
 """``alarm``/``<zone id>/<condition>``: an active alarm, tamper or line fault."""
 
 META = json_kind("meta")
-"""``meta``/``<name>``: any JSON (``schedule_checked_at``, ``commands_seen``)."""
+"""``meta``/``<name>``: any JSON (``schedule_checked_at``, ``commands_seen``, ``walk_test``,
+``walk_test_reports``)."""

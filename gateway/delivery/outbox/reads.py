@@ -1,7 +1,8 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
-Every read goes through the same aiosqlite connection as the writer (one thread),
-so it sees every committed row and nothing uncommitted.
+What is due is read on the writer's aiosqlite connection (one thread), so it sees
+every committed row and nothing uncommitted. The heartbeat's counts are read on a
+read-only connection of their own (``metrics.py``) so they never queue a commit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.delivery.outbox import sql
+from gateway.delivery.outbox.metrics import OutboxMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +48,11 @@ class OutboxReads:
 
     Attributes:
         ack_timeout: seconds after a PUBACK an unacked alarm is due again.
+        metrics: the read-only connection for counts.
     """
 
     ack_timeout: float
+    metrics: OutboxMetrics
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -56,10 +60,13 @@ class OutboxReads:
     async def pending(
         self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
     ) -> list[PendingRow]:
-        """Up to ``limit`` rows due now, in send order: priority, then creation.
+        """Up to ``limit`` rows due now, in send order: priority, first sends before
+        re-sends, then creation.
 
-        Due: never confirmed by the broker, or a priority 1-3 event the center has
-        not acked within ``ack_timeout`` of its last PUBACK.
+        Due: never confirmed by the broker, or an event the center has not acked
+        within ``ack_timeout`` of its last PUBACK. A re-send never goes before a
+        first send of its priority: a slow center must not turn old alarms into a
+        storm that holds back new ones (issue 14).
 
         Args:
             limit: maximum rows.
@@ -79,7 +86,8 @@ class OutboxReads:
             query = sql.OVERDUE.format(skip=clause)
             async with db.execute(query, (due_before, *skip, limit)) as cur:
                 overdue = list(await cur.fetchall())
-        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[0]))[:limit]
+        # (priority, already PUBACKed at least once, n)
+        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[6] > 0, r[0]))[:limit]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
         ]
@@ -104,27 +112,16 @@ class OutboxReads:
         return max(0.0, float(row[0]) + self.ack_timeout - time.time())
 
     async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker."""
-        db = self._require_db()
-        async with db.execute("SELECT count(*) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        """Rows not yet confirmed by the broker (read on :attr:`metrics`)."""
+        return await self.metrics.pending_count()
 
     async def unacked_count(self) -> int:
-        """Alarms delivered to the broker but not yet acked by the center."""
-        db = self._require_db()
-        async with db.execute(
-            "SELECT count(*) FROM messages WHERE track_ack = 1 AND acked_at IS NULL"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""
+        return await self.metrics.unacked_count()
 
     async def oldest_pending_age(self) -> float | None:
-        """Seconds since the oldest unconfirmed row was stored, or None when none is."""
-        db = self._require_db()
-        async with db.execute("SELECT min(created_at) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else time.time() - float(row[0])
+        """Seconds since the oldest unconfirmed row was stored, or None (on :attr:`metrics`)."""
+        return await self.metrics.oldest_pending_age()
 
 
 def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:
