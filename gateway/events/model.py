@@ -143,6 +143,8 @@ class EventFactory:
         opens_incident: bool = False,
         armed: bool = False,
         event_id: str | None = None,
+        siacode: str | None = None,
+        cidcode: str | None = None,
     ) -> Event:
         """Build an event of a known type.
 
@@ -161,6 +163,8 @@ class EventFactory:
             event_id: the id, when it was given out before the event was made (a
                 picture promised to the center); a new ULID of ``received_at``
                 otherwise.
+            siacode, cidcode: the codes a device sent (a DC-09 panel), instead of
+                the type's own.
 
         Raises:
             KeyError: unknown event type.
@@ -181,8 +185,8 @@ class EventFactory:
             priority=kind.priority,
             clocksynced=self.clock_synced(),
             data=body,
-            siacode=sia,
-            cidcode=kind.cid,
+            siacode=siacode or sia,
+            cidcode=cidcode or kind.cid,
         )
 
 
