@@ -26,6 +26,9 @@ from gateway.alarm.commands import command_handlers
 from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
+from gateway.bench.feed import EventFeed
+from gateway.bench.model import BenchSources
+from gateway.bench.server import BenchServer, bench_server
 from gateway.camera.commands import camera_handlers
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
@@ -72,6 +75,8 @@ class Gateway:
         notifier: poked after every stored event, applied reading and handled
             command; the local views (dashboard topics, bench page) listen to it.
         dashboard: publishes the retained zone and area states.
+        feed: recent events, pictures and the center's last ack, for the bench page.
+        bench: the bench page (None when ``[bench] enabled = false``).
     """
 
     cfg: GatewayConfig
@@ -87,6 +92,8 @@ class Gateway:
     patrol: PatrolStage | None = None
     panels: PanelStage | None = None
     dashboard: DashboardPublisher | None = None
+    bench: BenchServer | None = None
+    feed: EventFeed = field(default_factory=EventFeed)
     notifier: Notifier = field(default_factory=Notifier)
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Driver observations wait here for the rules, so a slow disk commit never stalls
@@ -113,6 +120,7 @@ class Gateway:
         ):
             self.outbox = outbox
             await append_unreported(store, outbox)
+            self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
             self.patrol = PatrolStage(cfg, factory, emit, store=store)
@@ -122,11 +130,12 @@ class Gateway:
                 stages.append(self.panels)
             alarm_emit: Emit = emit
             if cfg.cameras:
+                blob = self._tap_blob(outbox.append_blob)
                 self.cameras = camera_stage(
                     cfg,
                     factory,
                     emit,
-                    outbox.append_blob,
+                    blob,
                     publish_state=self._set_state,
                     armed=self._area_armed,
                 )
@@ -169,6 +178,10 @@ class Gateway:
             self.dashboard = DashboardPublisher(
                 cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
             )
+            sources = BenchSources(
+                cfg, self.alarm, stages, self.uplink, outbox, self.patrol.engine, self.feed
+            )
+            self.bench = bench_server(sources, self.notifier)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
@@ -186,6 +199,10 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
                 )
+                if self.bench is not None:
+                    tg.create_task(
+                        self.supervisor.run_forever("bench", self.bench.run), name="bench"
+                    )
                 tg.create_task(
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
@@ -202,15 +219,26 @@ class Gateway:
                 )
 
     def _tap(self, append: Emit) -> Emit:
-        """``append`` that pokes the local views once the event is stored."""
+        """``append`` that shows the event on the bench page at once (even while the
+        disk is slow) and pokes the local views once it is stored."""
 
         async def emit(event: Event) -> Event:
+            self.feed.add(event)
             try:
                 return await append(event)
             finally:
                 self.notifier.poke()
 
         return emit
+
+    def _tap_blob(self, append_blob: BlobSink) -> BlobSink:
+        """``append_blob`` that keeps the picture for the bench page too."""
+
+        async def blob(topic: str, payload: bytes, priority: int) -> int:
+            self.feed.add_blob(topic, payload)
+            return await append_blob(topic, payload, priority)
+
+        return blob
 
     async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
         return await emit(
@@ -292,6 +320,8 @@ class Gateway:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             log.warning("uplink.bad_ack", payload=repr(payload)[:200])
             return
+        self.feed.note_ack(ids)
+        self.notifier.poke()
         if self.outbox is not None:
             await self.outbox.mark_acked(ids)
 

@@ -93,6 +93,7 @@ class CameraDriver:
             not need the SOAP session).
         capabilities: what the camera could do at the last connection, or None.
         clock_skew_s: camera clock minus gateway clock at the last connection.
+        last_seen: gateway UTC time the camera last answered (a subscription or a pull).
         connects, subscriptions, renewals, renew_failures, resubscribes,
         pulls, probes, failures, protocol_errors, unknown_messages, errors: counters.
     """
@@ -111,6 +112,7 @@ class CameraDriver:
         self.media: MediaUris | None = None
         self.capabilities: Capabilities | None = None
         self.clock_skew_s: float | None = None
+        self.last_seen: datetime | None = None
         self._reported_skew: float | None = None
         self._consecutive = 0
         self._logged: set[str] = set()
@@ -177,6 +179,7 @@ class CameraDriver:
     async def _subscribed(self, device: OnvifDevice, subscription: Subscription) -> None:
         while True:
             self.subscriptions += 1
+            self.last_seen = utcnow()
             await self._transition("online", "")
             self._consecutive = 0
             try:
@@ -217,7 +220,7 @@ class CameraDriver:
             wait = min(self.cfg.pull_timeout_s, max(0.1, renew_at - loop.time()))
             document = await device.pull(wait, self.cfg.message_limit)
             self.pulls += 1
-            received = utcnow()
+            received = self.last_seen = utcnow()
             for message in document.notifications:
                 await self._deliver(message, received)
 
