@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
@@ -142,12 +144,17 @@ class Gateway:
                 heartbeat=keeper.heartbeat,
                 on_command=self.commands.handle,
             )
+            keeper.figures.append(self.uplink.figures)
+            refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
             self.dashboard = DashboardPublisher(
                 cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
             )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
+                )
+                tg.create_task(
+                    self.supervisor.run_forever("uplink-faults", refusals.run), name="uplink-faults"
                 )
                 await self._started(factory, outbox, emit)
                 await keeper.report_start()
@@ -246,7 +253,15 @@ class Gateway:
             device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
         )
 
-    async def _acked(self, ids: list[str]) -> None:
+    async def _acked(self, payload: bytes) -> None:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            log.warning("uplink.bad_ack", payload=repr(payload)[:200])
+            return
         if self.outbox is not None:
             await self.outbox.mark_acked(ids)
 
