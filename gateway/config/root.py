@@ -29,6 +29,7 @@ from gateway.config.alarm_checks import check_alarm, check_lines
 from gateway.config.base import Ident, Strict
 from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config.modbus_profiles import PROFILES
+from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
 from gateway.config.patrol import PatrolConfig, check_patrol
 from gateway.config.transports import Transport
 from gateway.config.views import BenchConfig, DashboardConfig
@@ -157,6 +158,8 @@ class GatewayConfig(Strict):
     cameras: list[CameraConfig] = Field(default_factory=list)
     linkage: list[LinkageConfig] = Field(default_factory=list)
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
+    dc09: Dc09Config = Dc09Config()
+    panels: list[PanelConfig] = Field(default_factory=list)
     walk_test: WalkTestConfig = WalkTestConfig()
     dashboard: DashboardConfig = DashboardConfig()
     bench: BenchConfig = BenchConfig()
@@ -176,6 +179,15 @@ class GatewayConfig(Strict):
         devices = set(modules) | {c.id for c in self.cameras}
         for field, message in check_patrol(
             self.patrol, device_ids=devices, timezone=self.site.timezone
+        )[:1]:
+            raise _FieldError(field, message)
+        devices |= {r.id for r in self.patrol.readers}
+        for field, message in check_panels(
+            self.panels,
+            self.dc09,
+            area_ids={a.id for a in self.areas},
+            zone_ids={z.id for z in self.zones},
+            device_ids=devices,
         )[:1]:
             raise _FieldError(field, message)
         return self
@@ -229,7 +241,10 @@ def load_config(path: str | Path) -> GatewayConfig:
     try:
         cfg = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err) for err in exc.errors()]
+        problems = [
+            (f, m if "(account " in m else m + panel_context(raw, f))
+            for f, m in map(_describe, exc.errors())
+        ]
         field, message = problems[0]
         rest = [f"{f} (line {locate_line(text, f) or '?'}): {m}" for f, m in problems[1:]]
         if rest:
@@ -237,7 +252,28 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(
             message, file=str(path), field=field, line=locate_line(text, field)
         ) from exc
-    return _resolve_paths(cfg, path.parent)
+    cfg = _resolve_paths(cfg, path.parent)
+    _check_keys(cfg, path, text)
+    return cfg
+
+
+def _check_keys(cfg: GatewayConfig, path: Path, text: str) -> None:
+    """Every panel's key file is readable and holds a key of its ``key_format``.
+
+    Raises:
+        ConfigError: naming the ``key_file`` field, its line and the panel's account.
+    """
+    for i, panel in enumerate(cfg.panels):
+        try:
+            panel.key()
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            field = f"panels.{i}.key_file"
+            raise ConfigError(
+                f"panel {panel.id!r} (account {panel.account}): key file {panel.key_file}: {exc}",
+                file=str(path),
+                field=field,
+                line=locate_line(text, field),
+            ) from exc
 
 
 def _describe(err: ErrorDetails) -> tuple[str, str]:
@@ -274,6 +310,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         broker = broker.model_copy(update={"tls": tls})
     cameras = [camera.resolved(base) for camera in cfg.cameras]
     commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    panels = [panel.resolved(base) for panel in cfg.panels]
     bench = cfg.bench.model_copy(update={"password_file": fix(cfg.bench.password_file)})
     return cfg.model_copy(
         update={
@@ -281,6 +318,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             "broker": broker,
             "cameras": cameras,
             "commands": commands,
+            "panels": panels,
             "bench": bench,
         }
     )
@@ -317,6 +355,10 @@ def locate_line(text: str, field: str) -> int | None:
                 break
     if start is None:
         return None
+    if index is not None and len(rest) >= 3 and rest[1].isdigit():
+        nested = _nested_table(lines, start, section, rest[0], int(rest[1]))
+        if nested is not None:  # [[panels.zones]] inside the index-th [[panels]]
+            start, section, rest = nested, f"{section}.{rest[0]}", rest[2:]
     key = rest[0] if rest else None
     if key is None:
         return start + 1
@@ -327,3 +369,19 @@ def locate_line(text: str, field: str) -> int | None:
         if re.match(r"^" + re.escape(key) + r"\s*=", stripped):
             return n + 1
     return start + 1
+
+
+def _nested_table(lines: list[str], start: int, section: str, key: str, index: int) -> int | None:
+    """The line of the ``index``-th ``[[section.key]]`` after ``start``, before the
+    next ``[[section]]``; None when there is none (an inline array, say)."""
+    own = re.compile(r"^\s*\[\[\s*" + re.escape(section) + r"\s*\]\]")
+    nested = re.compile(r"^\s*\[\[\s*" + re.escape(f"{section}.{key}") + r"\s*\]\]")
+    count = -1
+    for n in range(start + 1, len(lines)):
+        if own.match(lines[n]):
+            return None
+        if nested.match(lines[n]):
+            count += 1
+            if count == index:
+                return n
+    return None
