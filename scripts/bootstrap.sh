@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Shared set-up for scripts/demo.sh and scripts/test.sh: Debian's mosquitto and a
-# virtualenv in .venv with the project installed (editable) and its pinned deps.
+# Shared set-up for scripts/demo.sh and scripts/test.sh: Debian's mosquitto (and
+# Chromium for the bench page's browser test) and a virtualenv in .venv with the
+# project installed (editable) and its pinned deps.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Debian packages, each only when missing: mosquitto (the demo's and the tests' broker);
+# chromium, chromium-driver and a CJK font for the bench page's browser test.
+missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    echo "bootstrap: installing Debian's mosquitto" >&2
+    missing+=(mosquitto)
+fi
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"
