@@ -190,19 +190,23 @@ def _address(args: argparse.Namespace, config: Path | None) -> tuple[str, int]:
 
 
 async def _replay(host: str, port: int, args: argparse.Namespace) -> int:
-    """Send each line of each file as one frame and print the answer (or none)."""
-    link = PanelLink(host, port, "udp" if args.udp else "tcp")
-    try:
-        for path in args.files:
-            for n, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
-                if not line.strip():
-                    continue
+    """Send each line of each file as one frame and print the answer (or none).
+
+    Each line goes over a connection (or socket) of its own, so an answer that
+    comes late is never taken for the next line's.
+    """
+    for path in args.files:
+        for n, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
+            if not line.strip():
+                continue
+            link = PanelLink(host, port, "udp" if args.udp else "tcp")
+            try:
                 await link.send(b"\n" + line.encode("latin-1") + b"\r")
                 answer = await link.next_answer(args.ack_timeout)
-                print(f"{path.name}:{n} {line[:60]} → {_describe(answer)}", flush=True)
-    finally:
-        with contextlib.suppress(OSError):
-            await link.close()
+            finally:
+                with contextlib.suppress(OSError):
+                    await link.close()
+            print(f"{path.name}:{n} {line[:60]} → {_describe(answer)}", flush=True)
     return 0
 
 

@@ -96,7 +96,7 @@ async def test_campus_sim_panel_replays_the_real_captures(tmp_path: Path, realda
     async with listening(cfg, tmp_path / "outbox.sqlite") as gateway:
         assert gateway.panels is not None
         tcp = cfg.dc09.listen[0].port
-        code, out = await _sim("--port", str(tcp), "--ack-timeout", "0.5", "replay",
+        code, out = await _sim("--port", str(tcp), "--ack-timeout", "3", "replay",
                                str(realdata / "dc09" / "eldes_adm_cid.txt"),
                                str(realdata / "dc09" / "fioletoven_dc09_tests.txt"))  # fmt: skip
     lines = out.splitlines()
