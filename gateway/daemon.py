@@ -6,6 +6,11 @@ own and never gives up, so a broker that is down does not stop alarms from being
 recorded), the rules, then the device stages — Modbus I/O modules, cameras,
 patrol readers — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
 under the supervisor. systemd is told ``READY=1`` after all of them are started.
+
+Beside them run the local status and metrics endpoint (:mod:`gateway.ops`) and,
+under systemd, the watchdog (:mod:`gateway.runtime.watchdog`): ``WATCHDOG=1``
+only while the loop turns and the critical tasks (:mod:`gateway.ops.watches`)
+make progress.
 """
 
 from __future__ import annotations
@@ -30,14 +35,21 @@ from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.uplink import Uplink
-from gateway.events.model import Event, EventFactory, rfc3339
+from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
+from gateway.ops.server import OpsServer
+from gateway.ops.status import StatusSources
+from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
+from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
+from gateway.runtime.version import gateway_version
+from gateway.runtime.watchdog import Watchdog, watchdog_period
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +68,10 @@ class Gateway:
             ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
+        metrics: this gateway's Prometheus registry and live counters.
+        progress: the critical tasks the watchdog watches.
+        ops: the local status and metrics endpoint (None with ``[metrics] enabled = false``).
+        watchdog: pings systemd (None when systemd asked for no watchdog).
     """
 
     cfg: GatewayConfig
@@ -74,6 +90,14 @@ class Gateway:
     # a poller (a stalled poller would miss contact changes altogether).
     observations: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     dropped_observations: int = 0
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    progress: Progress | None = None
+    ops: OpsServer | None = None
+    watchdog: Watchdog | None = None
+    rules_done: int = 0
+    _rules_idle: bool = True
+    _rules_on_disk: int = 0
+    _rules_task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Run until cancelled.
@@ -89,6 +113,7 @@ class Gateway:
             StateStore(state_path(Path(path))) as store,
         ):
             self.outbox = outbox
+            outbox.on_stored.append(self.metrics.event_stored)
             self.modules = ModuleStage(cfg, self._observe)
             self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
             self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
@@ -96,7 +121,7 @@ class Gateway:
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(outbox.append),
+                self.cameras.linkage.wrap(self._rules_emit(outbox.append)),
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -121,7 +146,19 @@ class Gateway:
                 on_ack=self._acked,
                 heartbeat=keeper.heartbeat,
                 on_command=self.commands.handle,
+                on_puback=self.metrics.puback_seconds.observe,
             )
+            self.progress = Progress(cfg.watchdog.stall_s)
+            watch_critical(
+                self.progress,
+                rules_done=lambda: self.rules_done,
+                rules_waiting=lambda: self._rules_idle or self._rules_on_disk > 0,
+                outbox=outbox,
+                uplink=self.uplink,
+                lines=self.modules.lines,
+            )
+            if cfg.metrics.enabled:
+                self.ops = self._ops_server(outbox, store, stages)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
@@ -137,6 +174,14 @@ class Gateway:
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
                 start_stages(stages, tg, self.supervisor)
+                if self.ops is not None:
+                    tg.create_task(self.supervisor.run_forever("ops", self.ops.run), name="ops")
+                period = watchdog_period()
+                if period is not None:
+                    self.watchdog = Watchdog(self.progress, period)
+                    tg.create_task(
+                        self.supervisor.run_forever("watchdog", self.watchdog.run), name="watchdog"
+                    )
                 self.ready.set()
                 notify("READY=1")
                 log.info(
@@ -148,6 +193,20 @@ class Gateway:
                     stream=outbox.stream,
                 )
 
+    def _ops_server(self, outbox: Outbox, store: StateStore, stages: list[Stage]) -> OpsServer:
+        assert self.uplink is not None and self.progress is not None
+        sources = StatusSources(
+            self.cfg,
+            outbox,
+            self.uplink,
+            store,
+            stages,
+            self.progress,
+            self.supervisor,
+            dropped_observations=lambda: self.dropped_observations,
+        )
+        return OpsServer(self.cfg.metrics, sources, self.metrics)
+
     async def _started(self, factory: EventFactory, outbox: Outbox) -> Event:
         return await outbox.append(
             factory.make(
@@ -155,7 +214,11 @@ class Gateway:
                 device="gateway",
                 subject=self.cfg.site.gateway,
                 state="instant",
-                data={"name": self.cfg.site.name, "stream": outbox.stream},
+                data={
+                    "name": self.cfg.site.name,
+                    "stream": outbox.stream,
+                    "version": gateway_version(),
+                },
             )
         )
 
@@ -170,8 +233,13 @@ class Gateway:
         counted as dropped, so one bad reading cannot hold up every alarm after it.
         """
         assert self.alarm is not None
+        self._rules_task = asyncio.current_task()
         while True:
-            obs = await self.observations.get()
+            self._rules_idle = True
+            try:
+                obs = await self.observations.get()
+            finally:
+                self._rules_idle = False
             for attempt in range(1, 4):
                 try:
                     await self.alarm.observe(obs)
@@ -183,6 +251,25 @@ class Gateway:
                 self.dropped_observations += 1
                 log.error("rules.observation_dropped", observation=repr(obs))
             self._publish_state(obs.device_id)
+            self.rules_done += 1
+
+    def _rules_emit(self, emit: Emit) -> Emit:
+        """``emit`` that marks the rules task as waiting on the disk, not stuck, meanwhile.
+
+        The outbox writer is watched itself; a slow or failing disk is a storage
+        fault (``fault.storage``), and a watchdog restart would lose the alarms
+        the outbox still holds in memory for its next commit.
+        """
+
+        async def emit_durably(event: Event) -> Event:
+            mine = asyncio.current_task() is self._rules_task
+            self._rules_on_disk += mine
+            try:
+                return await emit(event)
+            finally:
+                self._rules_on_disk -= mine
+
+        return emit_durably
 
     @property
     def pollers(self) -> dict[str, ModulePoller]:
@@ -199,6 +286,8 @@ class Gateway:
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:
+            for age in await self.outbox.stored_ages(ids):
+                self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
 
 

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,9 @@ class UplinkStats:
         max_inflight_seen: most publishes in flight at once (over all connections).
         window: in-flight window in force on the current connection.
         heartbeats: heartbeats published.
+        attempts: connection attempts (each one, whatever its outcome).
+        inflight: publishes awaiting their PUBACK now.
+        idle: the send loop is waiting for work (nothing due), not stuck in a step.
     """
 
     connects: int = 0
@@ -70,6 +74,9 @@ class UplinkStats:
     max_inflight_seen: int = 0
     window: int = 0
     heartbeats: int = 0
+    attempts: int = 0
+    inflight: int = 0
+    idle: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -102,6 +109,7 @@ class Uplink:
             concurrently, each in its own task; an exception from the handler becomes
             ``{"status": "error", "error": …}``.
         heartbeat: makes the heartbeat event (not stored); None sends none.
+        on_puback: called with the seconds from publish to PUBACK of each outbox row.
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class Uplink:
         on_ack: AckHandler | None = None,
         on_command: CommandHandler | None = None,
         heartbeat: HeartbeatSource | None = None,
+        on_puback: Callable[[float], None] | None = None,
     ) -> None:
         self._cfg = cfg
         self._prefix = prefix
@@ -122,6 +131,7 @@ class Uplink:
         self._on_ack = on_ack
         self._on_command = on_command
         self._heartbeat = heartbeat
+        self._on_puback = on_puback
         self._states: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._state_changed = asyncio.Event()
@@ -169,6 +179,7 @@ class Uplink:
         )
 
     async def _session(self) -> None:
+        self.stats.attempts += 1
         receive_max: list[int] = []
         client = make_client(
             self._cfg, client_id=self._client_id, status_topic=f"{self._prefix}/status"
@@ -243,7 +254,11 @@ class Uplink:
                     waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
                     if inflight:
                         waits.append(slot_free.wait())
-                    await _first(waits, failure, within=due)
+                    self.stats.idle = True
+                    try:
+                        await _first(waits, failure, within=due)
+                    finally:
+                        self.stats.idle = False
                     continue
                 for row in rows:
                     task = asyncio.create_task(self._send_row(client, row), name=f"pub-{row.n}")
@@ -261,12 +276,18 @@ class Uplink:
         if row.attempts and row.track_ack:
             self.stats.republished_alarms += 1
             log.warning("uplink.alarm_not_acked_republishing", id=row.id, attempts=row.attempts)
+        started = time.monotonic()
+        self.stats.inflight += 1
         try:
             await self._publish(client, row.topic, row.payload, properties=props)
         except aiomqtt.MqttError:
             self.stats.publish_failures += 1
             raise
+        finally:
+            self.stats.inflight -= 1
         self.stats.published += 1
+        if self._on_puback is not None:
+            self._on_puback(time.monotonic() - started)
         # The window slot is free at PUBACK; the "sent" mark is committed in the
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)

@@ -6,6 +6,7 @@ so it sees every committed row and nothing uncommitted.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,29 @@ class PendingRow:
     payload: bytes
     attempts: int = 0
     track_ack: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the outbox holds it, for the local status (newest first).
+
+    Attributes:
+        seq, id, type, subject, state, priority: from the event.
+        stored_at, sent_at, acked_at: UNIX seconds; sent is the last PUBACK,
+            acked the center's ack (alarms only); None when not yet.
+        track_ack: the center must ack it (priority 1-2).
+    """
+
+    seq: int
+    id: str
+    type: str
+    subject: str
+    state: str
+    priority: int
+    stored_at: float
+    sent_at: float | None
+    acked_at: float | None
+    track_ack: bool
 
 
 class OutboxReads:
@@ -111,3 +135,59 @@ class OutboxReads:
         async with db.execute("SELECT min(created_at) FROM messages WHERE sent_at IS NULL") as cur:
             row = await cur.fetchone()
         return None if row is None or row[0] is None else time.time() - float(row[0])
+
+    async def overdue_count(self) -> int:
+        """Alarms whose center ack is overdue: PUBACKed ``ack_timeout`` ago or more, unacked."""
+        db = self._require_db()
+        async with db.execute(
+            "SELECT count(*) FROM messages INDEXED BY messages_unacked"
+            " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?",
+            (time.time() - self.ack_timeout,),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def recent(self, limit: int = 10) -> list[StoredEvent]:
+        """The last ``limit`` events stored (newest first), with their delivery state."""
+        db = self._require_db()
+        async with db.execute(
+            "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
+            " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        out: list[StoredEvent] = []
+        for seq, payload, created, sent, acked, track in rows:
+            body = json.loads(bytes(payload))
+            data = body.get("data") or {}
+            out.append(
+                StoredEvent(
+                    seq=int(seq),
+                    id=str(body.get("id", "")),
+                    type=str(body.get("type", "")),
+                    subject=str(body.get("subject", "")),
+                    state=str(data.get("state", "")),
+                    priority=int(body.get("priority", 0)),
+                    stored_at=float(created),
+                    sent_at=None if sent is None else float(sent),
+                    acked_at=None if acked is None else float(acked),
+                    track_ack=bool(track),
+                )
+            )
+        return out
+
+    async def stored_ages(self, ids: Iterable[str]) -> list[float]:
+        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        db = self._require_db()
+        marks = ",".join("?" * len(wanted))
+        async with db.execute(
+            f"SELECT created_at FROM messages WHERE id IN ({marks})"
+            " AND track_ack = 1 AND acked_at IS NULL",
+            wanted,
+        ) as cur:
+            rows = await cur.fetchall()
+        now = time.time()
+        return [max(0.0, now - float(r[0])) for r in rows]
