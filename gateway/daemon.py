@@ -32,6 +32,7 @@ from gateway.alarm.zones import ZoneEngine
 from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
+from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.uplink import Uplink
@@ -43,6 +44,7 @@ from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
 from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.notifier import Notifier
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
@@ -72,6 +74,9 @@ class Gateway:
         progress: the critical tasks the watchdog watches.
         ops: the local status and metrics endpoint (None with ``[metrics] enabled = false``).
         watchdog: pings systemd (None when systemd asked for no watchdog).
+        notifier: poked after every stored event, applied reading and handled
+            command; the local views (dashboard topics, bench page) listen to it.
+        dashboard: publishes the retained zone and area states.
     """
 
     cfg: GatewayConfig
@@ -85,6 +90,8 @@ class Gateway:
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
+    dashboard: DashboardPublisher | None = None
+    notifier: Notifier = field(default_factory=Notifier)
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Driver observations wait here for the rules, so a slow disk commit never stalls
     # a poller (a stalled poller would miss contact changes altogether).
@@ -114,14 +121,15 @@ class Gateway:
         ):
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
+            emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
-            self.cameras = CameraStage(cfg, factory, outbox.append, outbox.append_blob)
-            self.patrol = PatrolStage(cfg, factory, outbox.append, state_dir=Path(path).parent)
+            self.cameras = CameraStage(cfg, factory, emit, outbox.append_blob)
+            self.patrol = PatrolStage(cfg, factory, emit, state_dir=Path(path).parent)
             stages: list[Stage] = [self.modules, self.cameras, self.patrol]
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(self._rules_emit(outbox.append)),
+                self.cameras.linkage.wrap(self._rules_emit(emit)),
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -132,11 +140,11 @@ class Gateway:
                 key=cfg.commands.key(),
                 handlers=command_handlers(self.alarm),
                 factory=factory,
-                emit=outbox.append,
+                emit=emit,
                 clock=self.alarm.clock,
                 store=store,
             )
-            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway)
+            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway, emit=emit)
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
                 cfg.broker,
@@ -159,17 +167,23 @@ class Gateway:
             )
             if cfg.metrics.enabled:
                 self.ops = self._ops_server(outbox, store, stages)
+            self.dashboard = DashboardPublisher(
+                cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
+            )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
                 )
-                await self._started(factory, outbox)
+                await self._started(factory, outbox, emit)
                 await keeper.report_start()
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                tg.create_task(
+                    self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
+                )
                 tg.create_task(
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
@@ -207,8 +221,19 @@ class Gateway:
         )
         return OpsServer(self.cfg.metrics, sources, self.metrics)
 
-    async def _started(self, factory: EventFactory, outbox: Outbox) -> Event:
-        return await outbox.append(
+    def _tap(self, append: Emit) -> Emit:
+        """``append`` that pokes the local views once the event is stored."""
+
+        async def emit(event: Event) -> Event:
+            try:
+                return await append(event)
+            finally:
+                self.notifier.poke()
+
+        return emit
+
+    async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
+        return await emit(
             factory.make(
                 "gateway.started",
                 device="gateway",
@@ -251,6 +276,7 @@ class Gateway:
                 self.dropped_observations += 1
                 log.error("rules.observation_dropped", observation=repr(obs))
             self._publish_state(obs.device_id)
+            self.notifier.poke()
             self.rules_done += 1
 
     def _rules_emit(self, emit: Emit) -> Emit:

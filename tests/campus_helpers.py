@@ -1,18 +1,29 @@
-"""The demo campus (``config/demo.toml``) on ports chosen by the test."""
+"""The demo campus (``config/demo.toml``) on ports chosen by the test, and a running
+gateway on it with a center console and a command sender (:func:`demo_gateway`)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from gateway.config.patrol import NetworkReaderConfig, PatrolConfig
 from gateway.config.root import GatewayConfig, load_config
+from gateway.config.views import BenchConfig
+from gateway.daemon import Gateway, running
+from simulators.broker import MosquittoBroker
 from simulators.camera.server import SimulatedCamera
+from simulators.center import CenterConsole
+from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
 from simulators.modules import relocate, simulated_modules
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, assert_valid_event
 
 DEMO_CONFIG = REPO_ROOT / "config" / "demo.toml"
+KEY = (REPO_ROOT / "config" / "demo-center.key").read_bytes().strip()
+"""The demo site's command key (``config/demo-center.key``)."""
 
 
 def demo_config_on(
@@ -27,14 +38,14 @@ def demo_config_on(
     Its ``[[cameras]]`` move to the ports of ``cameras`` and its ``network`` patrol
     reader listens on ``patrol_port``. Without them the config has no cameras (nor
     ``[[linkage]]``) and no ``[patrol]``: a test of the alarm path neither waits for
-    cameras nor binds the demo's fixed patrol port.
+    cameras nor binds the demo's fixed patrol port. The bench page takes a free port.
     """
     cfg = relocate(
         load_config(DEMO_CONFIG),
         broker_port=broker_port,
         module_ports={module_id: sim.port for module_id, sim in modules.items()},
     )
-    update: dict[str, object] = {}
+    update: dict[str, object] = {"bench": BenchConfig(port=0)}
     if cameras is None:
         update.update(cameras=[], linkage=[])
     else:
@@ -58,3 +69,58 @@ async def simulated_campus() -> AsyncIterator[dict[str, SimulatedModule]]:
     cfg = load_config(DEMO_CONFIG)
     async with simulated_modules(cfg, ports={m.id: 0 for m in cfg.modules}) as modules:
         yield modules
+
+
+@dataclass
+class Campus:
+    """A running demo gateway, what the center received, and a way to command it."""
+
+    gateway: Gateway
+    center: CenterConsole
+    commands: CommandSender
+    modules: dict[str, SimulatedModule]
+
+    def of(self, type_: str, subject: str | None = None) -> list[dict[str, Any]]:
+        """The center's events of one type (and subject), in arrival order."""
+        return [
+            e for e in self.center.events if e["type"] == type_ and subject in (None, e["subject"])
+        ]
+
+    async def wait(self, type_: str, subject: str, state: str, within: float = 5.0) -> dict:
+        """The first event of that type, subject and ``data.state`` (waiting for it)."""
+
+        def match(e: dict[str, Any]) -> bool:
+            return e["type"] == type_ and e["subject"] == subject and e["data"]["state"] == state
+
+        await self.center.wait_for(lambda: any(match(e) for e in self.center.events), within)
+        return next(e for e in self.center.events if match(e))
+
+    async def ok(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a signed command; its result must be ``ok``."""
+        result = await self.commands.send(name, params)
+        assert result["status"] == "ok", result
+        return result
+
+
+@contextlib.asynccontextmanager
+async def demo_gateway(
+    broker: MosquittoBroker,
+    outbox: Path,
+    modules: dict[str, SimulatedModule],
+    cfg: GatewayConfig | None = None,
+) -> AsyncIterator[Campus]:
+    """The gateway on ``cfg`` (the demo's on ``modules``), ready once every module is
+    online at the center; every event the center got is checked against the schema."""
+    cfg = cfg or demo_config_on(broker.port, modules)
+    async with (
+        CenterConsole(host=broker.host, port=broker.port) as center,
+        CommandSender(broker.host, broker.port, "demo-school", "gw1", key=KEY) as commands,
+        running(cfg, outbox_path=outbox) as gateway,
+    ):
+        campus = Campus(gateway, center, commands, modules)
+        for module in modules:
+            await campus.wait("device.online", module, "instant")
+        yield campus
+    assert center.invalid == 0
+    for event in center.events:
+        assert_valid_event(event)

@@ -26,6 +26,7 @@ import structlog
 from gateway.alarm.areas import AreaBook
 from gateway.alarm.outputs import Outputs, Writer
 from gateway.alarm.schedule import Scheduler, Timetable
+from gateway.alarm.status import StatusBook
 from gateway.alarm.zones import ZoneEngine
 from gateway.config.alarm import ZoneConfig
 from gateway.config.root import GatewayConfig
@@ -54,6 +55,7 @@ class AlarmSystem:
 
     Attributes:
         zones, areas, outputs, scheduler, timers: the parts.
+        status: one state per zone and area, for dashboards and the bench page.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class AlarmSystem:
             armed=self.areas.armed,
             on_alarm=self._alarm_raised,
         )
+        self.status = StatusBook(self.zones, self.areas, self.clock.now)
         tz = ZoneInfo(cfg.site.timezone)
         schedules = {s.id: s for s in cfg.schedules}
         self.scheduler = Scheduler(

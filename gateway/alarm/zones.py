@@ -235,6 +235,11 @@ class ZoneEngine:
             and not self.bypasses.active(z)
         ]
 
+    @property
+    def offline_modules(self) -> frozenset[str]:
+        """Ids of the modules reported offline and not back yet."""
+        return frozenset(self._offline_incident)
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every zone's state for ``get_state`` (JSON-ready)."""
         out: dict[str, dict[str, Any]] = {}

@@ -28,8 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Ident, Strict
-from gateway.errors import ConfigError
+from gateway.config.base import Ident, Strict, read_secret
 
 ZoneType = Literal["panic", "intrusion", "perimeter", "tamper", "technical"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -247,6 +246,20 @@ class OutputConfig(Strict):
     duration_s: float = Field(default=180.0, gt=0, le=3600)
 
 
+class WalkTestConfig(Strict):
+    """``[walk_test]``: limits of a walk test (maintenance mode, :mod:`gateway.alarm.walk_test`).
+
+    ``max_duration_s``: the longest walk test a technician may start.
+    ``panic_max_s``: the longest a panic zone may stay out of service in one; it
+    is only ever in a walk test when a signed command names it, with its own
+    ``panic_duration_s`` no longer than this (GB 50394 §5.2.3: a panic zone is
+    24 h, so its time out of service is kept short).
+    """
+
+    max_duration_s: float = Field(default=14_400.0, gt=0, le=86_400)
+    panic_max_s: float = Field(default=300.0, gt=0, le=3600)
+
+
 class CommandsConfig(Strict):
     """``[commands]``: what the center may send on ``<prefix>/cmd/<name>``.
 
@@ -269,13 +282,4 @@ class CommandsConfig(Strict):
         """
         if self.hmac_key_file is None:
             return None
-        path, field = str(self.hmac_key_file), "commands.hmac_key_file"
-        try:
-            key = self.hmac_key_file.read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the HMAC key: {exc.strerror}", file=path, field=field
-            ) from exc
-        if not key:
-            raise ConfigError("the HMAC key file is empty", file=path, field=field)
-        return key
+        return read_secret(self.hmac_key_file, "commands.hmac_key_file", "the HMAC key")

@@ -20,6 +20,7 @@ from gateway.config.alarm import (
     CommandsConfig,
     OutputConfig,
     ScheduleConfig,
+    WalkTestConfig,
     ZoneConfig,
     ZoneType,
     ZoneTypeDefaults,
@@ -30,6 +31,7 @@ from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.patrol import PatrolConfig, check_patrol
 from gateway.config.transports import Transport
+from gateway.config.views import BenchConfig, DashboardConfig
 from gateway.errors import ConfigError
 
 
@@ -178,6 +180,9 @@ class GatewayConfig(Strict):
     cameras: list[CameraConfig] = Field(default_factory=list)
     linkage: list[LinkageConfig] = Field(default_factory=list)
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
+    walk_test: WalkTestConfig = WalkTestConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    bench: BenchConfig = BenchConfig()
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:
@@ -226,8 +231,8 @@ def _unique(section: str, ids: list[str]) -> None:
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a TOML config file.
 
-    Relative paths in ``[outbox]`` and ``[broker.tls]`` are resolved against the
-    file's directory.
+    Relative paths in ``[outbox]``, ``[broker]``, ``[commands]``, ``[bench]`` and
+    ``[[cameras]]`` are resolved against the file's directory.
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, or a field that fails
@@ -319,8 +324,15 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         broker = broker.model_copy(update={"tls": tls})
     cameras = [camera.resolved(base) for camera in cfg.cameras]
     commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    bench = cfg.bench.model_copy(update={"password_file": fix(cfg.bench.password_file)})
     return cfg.model_copy(
-        update={"outbox": outbox, "broker": broker, "cameras": cameras, "commands": commands}
+        update={
+            "outbox": outbox,
+            "broker": broker,
+            "cameras": cameras,
+            "commands": commands,
+            "bench": bench,
+        }
     )
 
 

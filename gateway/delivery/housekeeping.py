@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.config.root import OutboxConfig
 from gateway.delivery.outbox import Outbox
-from gateway.events.model import Event, EventFactory
+from gateway.events.model import Emit, Event, EventFactory
 from gateway.runtime.version import gateway_version
 
 log = structlog.get_logger(__name__)
@@ -39,12 +39,15 @@ class Housekeeping:
         factory: makes the events it reports.
         cfg: ``[outbox]`` settings.
         subject: the gateway id (subject of its own events).
+        emit: stores its events; the outbox's ``append`` when omitted (the daemon
+            passes its own, which also shows them on the bench page).
     """
 
     outbox: Outbox
     factory: EventFactory
     cfg: OutboxConfig
     subject: str
+    emit: Emit | None = field(default=None)
     _storage_incident: str | None = None
     _started: float = 0.0
 
@@ -98,12 +101,15 @@ class Housekeeping:
             },
         )
 
+    async def _emit(self, event: Event) -> Event:
+        return await (self.emit or self.outbox.append)(event)
+
     async def _report_shed(self) -> None:
         report = self.outbox.take_shed()
         if report is None:
             return
         log.warning("outbox.shed", by_priority=report.by_priority, undelivered=report.undelivered)
-        await self.outbox.append(
+        await self._emit(
             self.factory.make(
                 "gateway.buffer_shed",
                 device="gateway",
@@ -128,7 +134,7 @@ class Housekeeping:
                 clear_later=True,
             )
         elif self._storage_incident is not None and self.outbox.relieve_pressure():
-            await self.outbox.append(
+            await self._emit(
                 self.factory.make(
                     "fault.storage",
                     device="gateway",
@@ -143,7 +149,7 @@ class Housekeeping:
     async def _storage_fault(
         self, reason: str, extra: dict[str, str], *, clear_later: bool
     ) -> None:
-        event = await self.outbox.append(
+        event = await self._emit(
             self.factory.make(
                 "fault.storage",
                 device="gateway",

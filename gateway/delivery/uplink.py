@@ -2,8 +2,9 @@
 
 The outbox owns delivery (STYLE.md rule 11). Per connection: a fresh client
 (:mod:`gateway.delivery.mqtt_client`, MQTT 5, QoS 1), a retained ``online`` birth on
-``<prefix>/status`` (``offline`` is the Last Will), every retained
-``<prefix>/state/<device>`` published again, then due rows are sent in priority,
+``<prefix>/status`` (``offline`` is the Last Will), every retained state
+(``<prefix>/state/<device>``, the dashboards' zone and area states, discovery
+configs: :meth:`Uplink.retain`) published again, then due rows are sent in priority,
 then creation order with at most ``window`` publishes in flight (the configured
 window capped by the broker's Receive Maximum). A row is marked sent only on its
 PUBACK. Any publish error or timeout means "outcome unknown": the connection is
@@ -26,7 +27,7 @@ import functools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,9 +145,22 @@ class Uplink:
 
         Published at once when connected, and again after every reconnect.
         """
-        self._states[device] = json.dumps(state, ensure_ascii=False, sort_keys=True).encode()
-        self._dirty.add(device)
+        self.retain(f"{self._prefix}/state/{device}", state)
+
+    def retain(self, topic: str, body: Mapping[str, Any]) -> None:
+        """Record the current retained message of ``topic`` (a full topic), as JSON.
+
+        Published (QoS 1, retained) at once when connected, and again after every
+        reconnect; a newer body for the same topic replaces one not yet sent.
+        """
+        self._states[topic] = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        self._dirty.add(topic)
         self._state_changed.set()
+
+    @property
+    def retained_topics(self) -> frozenset[str]:
+        """Every topic whose retained message the uplink keeps current."""
+        return frozenset(self._states)
 
     async def run(self) -> None:
         """Connect, send, reconnect; forever. Only cancellation ends it."""
@@ -309,13 +323,17 @@ class Uplink:
     async def _state_loop(self, client: aiomqtt.Client) -> None:
         while True:
             while self._dirty:
-                device = self._dirty.pop()
+                topic = self._dirty.pop()
                 try:
-                    await self._publish(
-                        client, f"state/{device}", self._states[device], retain=True
+                    await client.publish(
+                        topic,
+                        self._states[topic],
+                        qos=1,
+                        retain=True,
+                        timeout=self._cfg.publish_timeout,
                     )
                 except BaseException:
-                    self._dirty.add(device)
+                    self._dirty.add(topic)
                     raise
             self._state_changed.clear()
             if not self._dirty:

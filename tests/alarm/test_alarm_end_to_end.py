@@ -9,78 +9,26 @@ down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.config.root import GatewayConfig
-from gateway.daemon import Gateway, running
+from gateway.daemon import running
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
-from simulators.modbus_module import SimulatedModule
-from tests.campus_helpers import demo_config_on, simulated_campus
-from tests.helpers import REPO_ROOT, assert_valid_event
+from tests.campus_helpers import KEY, Campus, demo_config_on, demo_gateway, simulated_campus
 
 pytestmark = pytest.mark.timeout(90)
-
-KEY = (REPO_ROOT / "config" / "demo-center.key").read_bytes().strip()
-
-
-@dataclass
-class Campus:
-    gateway: Gateway
-    center: CenterConsole
-    commands: CommandSender
-    modules: dict[str, SimulatedModule]
-
-    def of(self, type_: str, subject: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e for e in self.center.events if e["type"] == type_ and subject in (None, e["subject"])
-        ]
-
-    async def wait(self, type_: str, subject: str, state: str, within: float = 5.0) -> dict:
-        def match(e: dict[str, Any]) -> bool:
-            return e["type"] == type_ and e["subject"] == subject and e["data"]["state"] == state
-
-        await self.center.wait_for(lambda: any(match(e) for e in self.center.events), within)
-        return next(e for e in self.center.events if match(e))
-
-    async def ok(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = await self.commands.send(name, params)
-        assert result["status"] == "ok", result
-        return result
-
-
-@contextlib.asynccontextmanager
-async def _campus(
-    broker: MosquittoBroker, outbox: Path, modules: dict[str, SimulatedModule]
-) -> AsyncIterator[Campus]:
-    cfg = demo_config_on(broker.port, modules)
-    async with (
-        CenterConsole(host=broker.host, port=broker.port) as center,
-        CommandSender(broker.host, broker.port, "demo-school", "gw1", key=KEY) as commands,
-        running(cfg, outbox_path=outbox) as gateway,
-    ):
-        campus = Campus(gateway, center, commands, modules)
-        for module in modules:
-            await campus.wait("device.online", module, "instant")
-        yield campus
-    assert center.invalid == 0
-    for event in center.events:
-        assert_valid_event(event)
 
 
 @pytest.fixture
 async def campus(mosquitto: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Campus]:
     async with (
         simulated_campus() as modules,
-        _campus(mosquitto, tmp_path / "o.sqlite", modules) as c,
+        demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as c,
     ):
         yield c
 
@@ -128,11 +76,11 @@ async def test_arming_state_survives_a_daemon_restart(
 ) -> None:
     outbox = tmp_path / "o.sqlite"
     async with simulated_campus() as modules:
-        async with _campus(mosquitto, outbox, modules) as first:
+        async with demo_gateway(mosquitto, outbox, modules) as first:
             await first.ok("disarm", {"area": "TEACH"})
             await first.ok("bypass", {"zone": "Z04", "duration_s": 3600})
             await first.wait("zone.bypassed", "Z04", "active")
-        async with _campus(mosquitto, outbox, modules) as second:
+        async with demo_gateway(mosquitto, outbox, modules) as second:
             state = (await second.ok("get_state"))["data"]
             assert state["areas"]["TEACH"]["armed"] is False
             assert state["areas"]["TEACH"]["by"] == "duty-officer"
@@ -159,7 +107,7 @@ async def test_bad_signature_expired_and_retained_commands_are_refused_a_good_on
     ):
         # retained: published before the gateway subscribes, so the broker replays it
         retained_id, retained = await early.publish("disarm", {"area": "TEACH"}, retain=True)
-        async with _campus(mosquitto, tmp_path / "o.sqlite", modules) as campus:
+        async with demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as campus:
             refused_retained = await asyncio.wait_for(retained, 10)
             await early.clear_retained("disarm")
             bad = await campus.commands.send("disarm", {"area": "TEACH"}, key=b"guessed-key")
