@@ -420,7 +420,7 @@ async def _first(
 def _parse_ack(payload: bytes) -> list[str]:
     try:
         body = json.loads(payload)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply
         log.warning("uplink.bad_ack", payload=repr(payload)[:200])
         return []
     ids = body.get("ids") if isinstance(body, dict) else None

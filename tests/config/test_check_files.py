@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT, line_of
+from tests.tls_support import make_pki
 
 DEMO = REPO_ROOT / "config" / "demo.toml"
 SECRET = "s3cret-Pa55-do-not-print"
@@ -103,9 +104,7 @@ def test_tls_files_must_parse(tmp_path: Path) -> None:
 
 
 def test_a_client_certificate_with_a_foreign_key_is_refused(tmp_path: Path) -> None:
-    from tests.delivery.test_uplink_tls import _make_pki  # the TLS test's own openssl PKI
-
-    pki = _make_pki(tmp_path / "pki")
+    pki = make_pki(tmp_path / "pki")
     text = (
         '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\n'
         f'ca_file = "{pki["ca"]}"\ncert_file = "{pki["server"]}"\n'

@@ -1,0 +1,35 @@
+"""Hostile acks (hypothesis): whatever arrives on ``<prefix>/ack``, the uplink gets a list of
+event ids (strings) or nothing; it never raises, so one bad ack cannot end a session."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.delivery.uplink import _parse_ack
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+acks = st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(st.sampled_from(["ids", "id", "x"]), json_values, max_size=3).map(
+        lambda d: json.dumps(d).encode()
+    ),
+    st.lists(st.text(max_size=30), max_size=5).map(lambda ids: json.dumps({"ids": ids}).encode()),
+    st.integers(1, 100_000).map(lambda depth: b'{"ids":' + b"[" * depth + b"]" * depth + b"}"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(acks)
+def test_any_ack_payload_gives_string_ids_or_none(payload: bytes) -> None:
+    ids = _parse_ack(payload)
+    assert isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+    if ids:  # accepted only as sent: the object's "ids", all strings, in order
+        assert json.loads(payload)["ids"] == ids
