@@ -100,7 +100,14 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     lines.append(f"last {len(s['recent'])} events")
     lines += [
         f"  {_when(e['stored_at'])}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
-        f"{e['subject']:<12} {e['state']:<8} {e['delivery']}"
+        f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
         for e in s["recent"]
     ]
     return "\n".join(lines)
+
+
+def _delivery(event: dict[str, Any]) -> str:
+    """``acked`` (the center), ``sent`` (the broker's PUBACK) or ``pending``."""
+    if event["acked_at"] is not None:
+        return "acked"
+    return "sent" if event["sent_at"] is not None else "pending"

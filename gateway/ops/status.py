@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.config.root import GatewayConfig
-from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage
@@ -90,20 +90,6 @@ class ActiveAlarm:
 
 
 @dataclass(frozen=True, slots=True)
-class RecentEvent:
-    """One of the last events stored; ``delivery`` is ``pending``, ``sent`` or ``acked``."""
-
-    seq: int
-    id: str
-    type: str
-    subject: str
-    state: str
-    priority: int
-    stored_at: float
-    delivery: str
-
-
-@dataclass(frozen=True, slots=True)
 class Status:
     """The whole snapshot (JSON via :meth:`to_dict`)."""
 
@@ -119,7 +105,7 @@ class Status:
     outbox: OutboxStatus
     devices: list[DeviceStatus]
     alarms: list[ActiveAlarm]
-    recent: list[RecentEvent]
+    recent: list[StoredEvent]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -153,7 +139,6 @@ async def collect(src: StatusSources) -> Status:
     """
     cfg, outbox, stats = src.cfg, src.outbox, src.uplink.stats
     oldest = await outbox.oldest_pending_age()
-    recent = await outbox.recent(RECENT)
     return Status(
         version=gateway_version(),
         site=cfg.site.id,
@@ -194,23 +179,7 @@ async def collect(src: StatusSources) -> Status:
         ),
         devices=_devices(src.stages),
         alarms=_alarms(src.store),
-        recent=[
-            RecentEvent(
-                seq=e.seq,
-                id=e.id,
-                type=e.type,
-                subject=e.subject,
-                state=e.state,
-                priority=e.priority,
-                stored_at=e.stored_at,
-                delivery="acked"
-                if e.acked_at is not None
-                else "sent"
-                if e.sent_at is not None
-                else "pending",
-            )
-            for e in recent
-        ],
+        recent=await outbox.recent(RECENT),
     )
 
 

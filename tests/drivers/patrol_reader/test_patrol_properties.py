@@ -11,23 +11,18 @@ from hypothesis import strategies as st
 
 from drivers.patrol_reader.records import parse_csv_record, parse_json_line
 from gateway.errors import DeviceProtocolError
+from tests.hypothesis_support import json_values, nested_json
 
 TZ = ZoneInfo("Asia/Shanghai")
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=10,
-)
 json_lines = st.one_of(
     st.text(max_size=200),
     st.dictionaries(
         st.sampled_from(["type", "seq", "tag", "time", "guard", "battery_v", "x"]),
-        json_values,
+        json_values(),
         max_size=6,
     ).map(lambda d: json.dumps(d, allow_nan=True)),
-    st.integers(1, 100_000).map(lambda depth: "[" * depth + "]" * depth),  # nested too deep
+    nested_json().map(bytes.decode),  # nested too deep
 )
 csv_lines = st.one_of(
     st.text(max_size=120),
