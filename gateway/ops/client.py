@@ -35,10 +35,13 @@ def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
     """The running daemon's status as JSON data.
 
     Raises:
-        StatusUnavailable: metrics disabled, nothing listening, or a bad answer.
+        StatusUnavailable: metrics disabled or on port 0, nothing listening, or a bad
+            answer.
     """
     if not cfg.enabled:
         raise StatusUnavailable("[metrics] enabled = false: the daemon serves no status")
+    if cfg.port == 0:
+        raise StatusUnavailable("[metrics] port = 0: the daemon's port is not known in advance")
     url = status_url(cfg)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
