@@ -1,17 +1,28 @@
-"""Outbox and uplink figures (issue 3): durable throughput, backlog drain, panic latency, disk.
+"""Outbox and uplink figures: durable throughput, backlog drain, panic commits beside the
+heartbeat, bytes on disk.
 
 Real parts: the gateway's own Outbox (SQLite WAL, ``synchronous=FULL``) and Uplink
-(aiomqtt, QoS 1), Debian's mosquitto on a free port, an aiomqtt subscriber.
+(QoS 1) in this process, Debian's mosquitto on a free port, and an acking center in
+a process of its own (``bench/acking_center.py``): it acks every id, so an alarm is
+published again only when the gateway re-sends needlessly, and its CPU is not
+ours. Progress is read from in-memory counters (the uplink's, the center's shared
+counters), never by querying the database being measured.
 
     .venv/bin/python bench/outbox_bench.py throughput --seconds 60
-    .venv/bin/python bench/outbox_bench.py drain --events 100000
+    .venv/bin/python bench/outbox_bench.py drain --events 1000000
+    .venv/bin/python bench/outbox_bench.py heartbeat --rows 1000000
     .venv/bin/python bench/outbox_bench.py disk --events 1000000
 
-``throughput``: producers emit events as fast as the outbox takes them (each
-``append`` returns once committed); events/s counted at PUBACK. ``drain``: a
-backlog stored while the broker is down, then the broker comes up; events/s until
-empty, and the latency of a live panic (append → subscriber) every 0.25 s meanwhile.
-``disk``: bytes on disk per stored event, for a typical intrusion alarm.
+``throughput``: producers store intrusion alarms (priority 2, acked by the center) as
+fast as the outbox takes them; reported separately: stored, PUBACKed, first
+deliveries at the center, acks recorded, re-sends. ``drain``: a backlog stored while
+the broker is down, then the broker comes up; the drain rate is rows actually
+stored / time until the center has received every one (and, separately, until each
+is PUBACKed and acked); a live panic every ``--panic-every`` seconds meanwhile, its
+latency = append → first delivery at the center. ``heartbeat``: with ``--rows``
+rows stored, panics committed every ``--panic-every`` seconds, first without and
+then with the heartbeat's reads every ``--every`` seconds: how long a panic's
+commit waits, and how long a heartbeat takes. ``disk``: bytes per stored alarm.
 """
 
 from __future__ import annotations
@@ -19,24 +30,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiomqtt
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from acking_center import CenterProcess  # noqa: E402
 
-from gateway.config.root import BrokerConfig  # noqa: E402
+from gateway.config.root import BrokerConfig, OutboxConfig  # noqa: E402
+from gateway.delivery.housekeeping import Housekeeping  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
 from gateway.delivery.uplink import Uplink  # noqa: E402
 from gateway.events.model import Event, EventFactory  # noqa: E402
+from gateway.runtime.logsetup import configure_logging  # noqa: E402
 from simulators.broker import MosquittoBroker  # noqa: E402
 
 PREFIX = "campus/v1/bench/gw1"
@@ -44,7 +59,7 @@ FACTORY = EventFactory("campus/bench/gw1", lambda: True)
 
 
 def intrusion(i: int) -> Event:
-    """A typical alarm: Chinese names, location, incident id (about 500 bytes of JSON)."""
+    """A typical alarm (priority 2, acked): Chinese names, location, incident (~600 B)."""
     return FACTORY.make(
         "alarm.intrusion",
         device="teach-io",
@@ -63,166 +78,353 @@ def intrusion(i: int) -> Event:
 
 
 def telemetry(i: int) -> Event:
+    """Camera telemetry (priority 5, not acked)."""
     return FACTORY.make(
-        "gateway.heartbeat", device="gateway", subject="gw1", state="instant", data={"i": i}
+        "camera.status", device="gate-cam", subject="gate-cam", state="instant", data={"i": i}
     )
+
+
+def panic(i: int) -> Event:
+    return FACTORY.make("alarm.panic", device="io", subject=f"P{i}", state="active")
+
+
+KINDS: dict[str, Callable[[int], Event]] = {"intrusion": intrusion, "telemetry": telemetry}
+
+
+def settings_line(**settings: object) -> str:
+    load = os.getloadavg()[0]
+    pairs = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return f"settings: {pairs}; load average {load:.2f} on {os.cpu_count()} CPUs"
+
+
+def quantiles(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return (
+        f"p50 {q[49] * 1000:.1f}  p90 {q[89] * 1000:.1f}  p99 {q[98] * 1000:.1f}  "
+        f"max {max(values) * 1000:.1f} ms"
+    )
+
+
+def open_outbox(path: Path, rows: int, ack_timeout: float) -> Outbox:
+    """The outbox with caps that hold the whole run (the bench measures, it does not shed)."""
+    defaults = OutboxConfig()
+    return Outbox(
+        path,
+        commit_linger=defaults.commit_linger_ms / 1000,
+        ack_timeout=ack_timeout,
+        max_rows=max(defaults.max_rows, 2 * rows),
+        max_bytes=max(defaults.max_bytes, 2 * rows * 2000),
+        alarm_reserve_rows=defaults.alarm_reserve_rows,
+    )
+
+
+class AckCount:
+    """The uplink's ``on_ack``: records the center's acks and counts the rows matched."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.rows = 0
+
+    async def __call__(self, ids: list[str]) -> None:
+        self.rows += await self.outbox.mark_acked(ids)
 
 
 @contextlib.asynccontextmanager
-async def uplink_running(outbox: Outbox, port: int) -> AsyncIterator[Uplink]:
-    async def acked(ids: list[str]) -> None:
-        await outbox.mark_acked(ids)
-
+async def uplink_running(
+    outbox: Outbox, port: int, window: int
+) -> AsyncIterator[tuple[Uplink, AckCount]]:
+    acks = AckCount(outbox)
     uplink = Uplink(
-        BrokerConfig(port=port, window=20), PREFIX, outbox, client_id="bench-gw", on_ack=acked
+        BrokerConfig(port=port, window=window),
+        PREFIX,
+        outbox,
+        client_id="bench-gw",
+        on_ack=acks,
     )
     task = asyncio.create_task(uplink.run())
     try:
-        yield uplink
+        yield uplink, acks
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
-@contextlib.asynccontextmanager
-async def acking_center(port: int) -> AsyncIterator[None]:
-    """A center that acks every event id it receives, in batches (as the console does)."""
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        await client.subscribe(f"{PREFIX}/events/#", qos=1)
-
-        async def run() -> None:
-            ids: list[str] = []
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                ids.append(json.loads(message.payload)["id"])
-                if len(ids) >= 50 or client._queue.empty():
-                    await client.publish(f"{PREFIX}/ack", json.dumps({"ids": ids}), qos=1)
-                    ids = []
-
-        task = asyncio.create_task(run())
-        try:
-            yield
-        finally:
-            task.cancel()
+def broker_for(work: Path, rows: int, window: int) -> MosquittoBroker:
+    """mosquitto with a queue per client deep enough that it never drops a message."""
+    return MosquittoBroker(
+        work / "broker", max_queued_messages=max(100_000, 2 * rows), max_inflight_messages=window
+    )
 
 
-async def throughput(seconds: float, producers: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
-    async with (
-        MosquittoBroker(work / "broker") as broker,
-        Outbox(work / "o.sqlite") as outbox,
-        acking_center(broker.port),
-        uplink_running(outbox, broker.port) as uplink,
-    ):
-        await uplink.stats.connected.wait()
-        stop = time.perf_counter() + seconds
-        made = 0
-
-        async def produce(k: int) -> None:
-            nonlocal made
-            i = k
-            while time.perf_counter() < stop:
-                await outbox.append(intrusion(i))
-                made += 1
-                i += producers
-
-        start = time.perf_counter()
-        await asyncio.gather(*(produce(k) for k in range(producers)))
-        elapsed = time.perf_counter() - start
-        acked_in_window = uplink.stats.published
-        while await outbox.pending_count():  # noqa: ASYNC110 - a bench polls a DB
-            await asyncio.sleep(0.05)
-        total = time.perf_counter() - start
-    print(f"durable throughput, synchronous=FULL, {producers} producers, {seconds:g} s")
-    per_commit = made / max(outbox.commits, 1)
-    rate = made / elapsed
-    print(f"  stored:   {rate:,.0f} events/s ({made:,} events, {outbox.commits:,} commits)")
-    print(f"            {per_commit:.1f} events per commit")
-    print(f"  PUBACKed: {acked_in_window / elapsed:,.0f} events/s during the run;")
-    print(f"            all {made:,} PUBACKed after {total:.1f} s ({made / total:,.0f} events/s)")
-    acked = await _acked(work / "o.sqlite")
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"  acked by the center: {acked:,} (alarms stay open until then)")
+async def wait_until(predicate: Callable[[], bool], within: float) -> float | None:
+    """Poll an in-memory ``predicate`` every 10 ms; monotonic time it became true, or None."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.01)
+    return time.monotonic()
 
 
-async def _acked(path: Path) -> int:
-    import sqlite3
-
+def stored_rows(path: Path) -> int:
+    """Rows in the outbox, counted on a connection of its own (never while measuring)."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        return int(
-            db.execute("SELECT count(*) FROM messages WHERE acked_at IS NOT NULL").fetchone()[0]
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+# -- throughput -----------------------------------------------------------------------------
+
+
+async def throughput(seconds: float, producers: int, window: int, ack_timeout: float) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
+    print(
+        settings_line(
+            mode="throughput",
+            seconds=seconds,
+            producers=producers,
+            kind="intrusion (P2, acked)",
+            window=window,
+            ack_timeout_s=ack_timeout,
+            synchronous="FULL",
         )
+    )
+    async with broker_for(work, 2_000_000, window) as broker:
+        center = CenterProcess(broker.port, PREFIX)
+        center.start()
+        try:
+            async with (
+                open_outbox(work / "o.sqlite", 2_000_000, ack_timeout) as outbox,
+                uplink_running(outbox, broker.port, window) as (uplink, acks),
+            ):
+                await uplink.stats.connected.wait()
+                made = await _produce(outbox, seconds, producers)
+                elapsed = seconds
+                stats = uplink.stats
+                in_window = (stats.published, center.first, acks.rows)
+                resends_in_window = (stats.republished_alarms, center.dups)
+                start = time.monotonic()
+                all_pubacked = await wait_until(
+                    lambda: stats.published - stats.republished_alarms >= made, 600
+                )
+                all_acked = await wait_until(lambda: acks.rows >= made, 600)
+                commits = outbox.commits
+        finally:
+            report = center.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    pubacked, received, acked = in_window
+    print(
+        f"  stored:            {made / elapsed:9,.0f} events/s ({made:,} in {elapsed:g} s, "
+        f"{made / max(commits, 1):.1f} events per commit)"
+    )
+    print(f"  PUBACKed:          {pubacked / elapsed:9,.0f} events/s during the run")
+    print(f"  center received:   {received / elapsed:9,.0f} first deliveries/s during the run")
+    print(f"  center acks recorded: {acked / elapsed:6,.0f} rows/s during the run")
+    for what, at in (("PUBACKed", all_pubacked), ("acked and recorded", all_acked)):
+        text = f"{at - start:.1f} s after the run" if at is not None else "NOT within 600 s"
+        print(f"  all {made:,} {what}: {text}")
+    print(
+        f"  re-sends: {resends_in_window[0]:,} re-published alarms during the run, "
+        f"{stats.republished_alarms:,} in all; the center saw {report.dups:,} re-deliveries "
+        f"({report.first:,} distinct ids)"
+    )
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
-async def drain(events: int) -> None:
+async def _produce(outbox: Outbox, seconds: float, producers: int) -> int:
+    stop = time.monotonic() + seconds
+    made = 0
+
+    async def produce(k: int) -> None:
+        nonlocal made
+        i = k
+        while time.monotonic() < stop:
+            await outbox.append(intrusion(i))
+            made += 1
+            i += producers
+
+    await asyncio.gather(*(produce(k) for k in range(producers)))
+    return made
+
+
+# -- drain ----------------------------------------------------------------------------------
+
+
+async def fill(outbox: Outbox, events: int, make: Callable[[int], Event]) -> float:
+    """Append ``events`` events in concurrent batches; returns the seconds it took."""
+    start = time.monotonic()
+    for first in range(0, events, 2000):
+        await asyncio.gather(
+            *(outbox.append(make(i)) for i in range(first, min(first + 2000, events)))
+        )
+    return time.monotonic() - start
+
+
+async def drain(
+    events: int, kind: str, window: int, panic_every: float, ack_timeout: float
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-drain-"))
-    broker = MosquittoBroker(work / "broker")
-    latencies: list[float] = []
-    async with Outbox(work / "o.sqlite") as outbox:
-        for start in range(0, events, 2000):
-            await asyncio.gather(*(outbox.append(telemetry(i)) for i in range(start, start + 2000)))
-        await broker.start()
-        sent_at: dict[str, float] = {}
-        async with aiomqtt.Client(broker.host, broker.port) as sub:
-            await sub.subscribe(f"{PREFIX}/events/alarm/#", qos=1)
+    path = work / "o.sqlite"
+    print(
+        settings_line(
+            mode="drain",
+            events=f"{events:,}",
+            kind=kind,
+            window=window,
+            panic_every_s=panic_every,
+            ack_timeout_s=ack_timeout,
+            synchronous="FULL",
+        )
+    )
+    async with open_outbox(path, events, ack_timeout) as outbox:
+        took = await fill(outbox, events, KINDS[kind])
+    stored = stored_rows(path)
+    print(
+        f"  backlog stored while the broker is down: {stored:,} rows in {took:.1f} s "
+        f"({stored / took:,.0f} rows/s)"
+    )
+    broker = broker_for(work, events, window)
+    await broker.start()
+    center = CenterProcess(broker.port, PREFIX, detail=frozenset({"alarm.panic"}))
+    center.start()
+    sent_at: dict[str, float] = {}
+    commit_waits: list[float] = []
+    try:
+        async with open_outbox(path, events, ack_timeout) as outbox:
+            start = time.monotonic()
+            async with uplink_running(outbox, broker.port, window) as (uplink, acks):
+                stats = uplink.stats
 
-            async def panics() -> None:
-                i = 0
-                while True:
-                    await asyncio.sleep(0.25)
-                    sent_at[f"P{i}"] = time.perf_counter()
-                    await outbox.append(
-                        FACTORY.make("alarm.panic", device="io", subject=f"P{i}", state="active")
-                    )
-                    i += 1
+                async def panics() -> None:
+                    i = 0
+                    while True:
+                        await asyncio.sleep(panic_every)
+                        sent_at[f"P{i}"] = t = time.monotonic()
+                        await outbox.append(panic(i))
+                        commit_waits.append(time.monotonic() - t)
+                        i += 1
 
-            async def receive() -> None:
-                async for message in sub.messages:
-                    assert isinstance(message.payload, bytes)
-                    subject = json.loads(message.payload)["subject"]
-                    latencies.append(time.perf_counter() - sent_at[subject])
+                def total_rows() -> int:
+                    return stored + len(sent_at)
 
-            start = time.perf_counter()
-            async with uplink_running(outbox, broker.port):
-                tasks = [asyncio.create_task(panics()), asyncio.create_task(receive())]
-                while await outbox.pending_count():  # noqa: ASYNC110 - a bench polls a DB
-                    await asyncio.sleep(0.02)
-                elapsed = time.perf_counter() - start
-                for task in tasks:
-                    task.cancel()
+                live = asyncio.create_task(panics())
+                received = await wait_until(lambda: center.first >= total_rows(), 3600)
+                live.cancel()
+                pubacked = await wait_until(
+                    lambda: stats.published - stats.republished_alarms >= total_rows(), 600
+                )
+                acked = await wait_until(lambda: acks.rows >= total_rows(), 600)
+                republished = stats.republished_alarms
+    finally:
+        report = center.stop()
         await broker.stop()
     shutil.rmtree(work, ignore_errors=True)
-    latencies.sort()
-    print(f"backlog drain: {events:,} stored events, broker comes up")
-    print(f"  drained in {elapsed:.1f} s: {events / elapsed:,.0f} events/s")
-    if len(latencies) < 2:
-        print("  (drained before two live panics were sent: use a larger --events)")
+    if received is None:
+        print(f"  NOT drained within an hour: the center has {report.first:,} of {stored:,}")
         return
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    total = stored + len(sent_at)
     print(
-        f"  live panic latency during the drain ({len(latencies)} panics): "
-        f"p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms  max {latencies[-1] * 1000:.1f} ms"
+        f"  every stored row received by the center after {received - start:.1f} s: "
+        f"{stored / (received - start):,.0f} rows/s ({total:,} with the live panics)"
     )
+    for what, at in (("PUBACKed", pubacked), ("acked by the center and recorded", acked)):
+        text = f"{at - start:.1f} s" if at is not None else "NOT within 600 s more"
+        print(f"  all {what}: {text}")
+    print(
+        f"  re-sends: {republished:,} alarms re-published; the center saw {report.dups:,} "
+        f"re-deliveries"
+    )
+    latencies = [a.mono - sent_at[a.subject] for a in report.arrivals if a.subject in sent_at]
+    if len(latencies) >= 2:
+        print(
+            f"  live panic, append -> first delivery ({len(latencies)} panics): "
+            f"{quantiles(latencies)}"
+        )
+        print(f"  live panic commit (append returns): {quantiles(commit_waits)}")
+    else:
+        print("  (drained before two live panics were sent: use more --events)")
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
+
+
+# -- panic commits beside the heartbeat -----------------------------------------------------
+
+
+async def heartbeat(rows: int, every: float, panic_every: float, seconds: float) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-heartbeat-"))
+    path = work / "o.sqlite"
+    print(
+        settings_line(
+            mode="heartbeat",
+            rows=f"{rows:,}",
+            kind="intrusion, never delivered (broker down)",
+            heartbeat_every_s=every,
+            panic_every_s=panic_every,
+            seconds_each=seconds,
+        )
+    )
+    async with open_outbox(path, rows, 30.0) as outbox:
+        took = await fill(outbox, rows, intrusion)
+    print(f"  {stored_rows(path):,} rows stored in {took:.1f} s")
+    async with open_outbox(path, rows, 30.0) as outbox:
+        keeper = Housekeeping(outbox, FACTORY, OutboxConfig(), "gw1")
+        await keeper.report_start()
+        quiet = await _panic_commits(outbox, panic_every, seconds)
+        beats: list[float] = []
+
+        async def beat() -> None:
+            while True:
+                t = time.monotonic()
+                await keeper.heartbeat()
+                beats.append(time.monotonic() - t)
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(beat())
+        busy = await _panic_commits(outbox, panic_every, seconds)
+        task.cancel()
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"  panic commit, no heartbeat ({len(quiet)}):   {quantiles(quiet)}")
+    print(f"  panic commit, with heartbeat ({len(busy)}): {quantiles(busy)}")
+    over = sum(1 for w in busy if w > 0.020)
+    print(f"  panic commits over 20 ms with the heartbeat: {over} of {len(busy)}")
+    if len(beats) >= 2:
+        print(f"  heartbeat build ({len(beats)}): {quantiles(beats)}")
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
+
+
+async def _panic_commits(outbox: Outbox, every: float, seconds: float) -> list[float]:
+    waits: list[float] = []
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        t = time.monotonic()
+        await outbox.append(panic(i))
+        waits.append(time.monotonic() - t)
+        i += 1
+        await asyncio.sleep(every)
+    return waits
+
+
+# -- disk -----------------------------------------------------------------------------------
 
 
 async def disk(events: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-disk-"))
     path = work / "o.sqlite"
-    async with Outbox(path) as outbox:
-        payload = 0
-        for start in range(0, events, 5000):
+    print(settings_line(mode="disk", events=f"{events:,}", kind="intrusion"))
+    payload = 0
+    async with open_outbox(path, events, 30.0) as outbox:
+        for first in range(0, events, 5000):
             stored = await asyncio.gather(
-                *(outbox.append(intrusion(i)) for i in range(start, min(start + 5000, events)))
+                *(outbox.append(intrusion(i)) for i in range(first, min(first + 5000, events)))
             )
             payload += sum(len(e.to_json()) for e in stored)
+    rows = stored_rows(path)
     # Closing checkpoints the WAL into the database file.
     on_disk = sum(p.stat().st_size for p in work.iterdir() if p.name.startswith("o.sqlite"))
     shutil.rmtree(work, ignore_errors=True)
-    print(f"disk: {events:,} stored intrusion events")
-    print(f"  {on_disk / 1e6:,.1f} MB on disk, {on_disk / events:,.0f} bytes per event")
+    print(f"  {rows:,} rows, {on_disk / 1e6:,.1f} MB on disk, {on_disk / rows:,.0f} bytes per row")
     print(f"  (JSON payload {payload / events:,.0f} bytes per event; the rest is index and row)")
-    print(f"  {on_disk / events * 1e6 / 1e9:.2f} GB per 1,000,000 events")
+    print(f"  {on_disk / rows * 1e6 / 1e9:.2f} GB per 1,000,000 events")
 
 
 def main() -> None:
@@ -231,15 +433,29 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--seconds", type=float, default=60)
     t.add_argument("--producers", type=int, default=64)
+    t.add_argument("--window", type=int, default=BrokerConfig().window)
+    t.add_argument("--ack-timeout", type=float, default=OutboxConfig().ack_timeout_s)
     d = sub.add_parser("drain")
-    d.add_argument("--events", type=int, default=100_000)
+    d.add_argument("--events", type=int, default=1_000_000)
+    d.add_argument("--kind", choices=sorted(KINDS), default="intrusion")
+    d.add_argument("--window", type=int, default=BrokerConfig().window)
+    d.add_argument("--panic-every", type=float, default=0.25)
+    d.add_argument("--ack-timeout", type=float, default=OutboxConfig().ack_timeout_s)
+    h = sub.add_parser("heartbeat")
+    h.add_argument("--rows", type=int, default=1_000_000)
+    h.add_argument("--every", type=float, default=1.0)
+    h.add_argument("--panic-every", type=float, default=0.02)
+    h.add_argument("--seconds", type=float, default=20.0)
     k = sub.add_parser("disk")
     k.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
+    configure_logging("warning")
     if args.what == "throughput":
-        asyncio.run(throughput(args.seconds, args.producers))
+        asyncio.run(throughput(args.seconds, args.producers, args.window, args.ack_timeout))
     elif args.what == "drain":
-        asyncio.run(drain(args.events))
+        asyncio.run(drain(args.events, args.kind, args.window, args.panic_every, args.ack_timeout))
+    elif args.what == "heartbeat":
+        asyncio.run(heartbeat(args.rows, args.every, args.panic_every, args.seconds))
     else:
         asyncio.run(disk(args.events))
 

@@ -21,6 +21,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,7 +30,6 @@ from gateway.alarm.commands import command_handlers
 from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
-from gateway.camera.stage import CameraStage
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
@@ -52,6 +52,10 @@ from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
 from gateway.runtime.version import gateway_version
 from gateway.runtime.watchdog import Watchdog, watchdog_period
+
+if TYPE_CHECKING:  # imported when cameras are configured: see camera_stage()
+    from gateway.camera.evidence import BlobSink
+    from gateway.camera.stage import CameraStage
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +109,10 @@ class Gateway:
     _rules_idle: bool = True
     _rules_on_disk: int = 0
     _rules_task: asyncio.Task[None] | None = None
+    # What each module's retained ``state/<device>`` last said: it is published on change only.
+    _published_states: dict[str, tuple[str, tuple[bool | None, ...]]] = field(
+        default_factory=dict, init=False
+    )
 
     async def run(self) -> None:
         """Run until cancelled.
@@ -123,13 +131,17 @@ class Gateway:
             outbox.on_stored.append(self.metrics.event_stored)
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
-            self.cameras = CameraStage(cfg, factory, emit, outbox.append_blob)
             self.patrol = PatrolStage(cfg, factory, emit, state_dir=Path(path).parent)
-            stages: list[Stage] = [self.modules, self.cameras, self.patrol]
+            stages: list[Stage] = [self.modules, self.patrol]
+            alarm_emit: Emit = emit
+            if cfg.cameras:
+                self.cameras = camera_stage(cfg, factory, emit, outbox.append_blob)
+                stages.insert(1, self.cameras)
+                alarm_emit = self.cameras.linkage.wrap(emit)
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                self.cameras.linkage.wrap(self._rules_emit(emit)),
+                self._rules_emit(alarm_emit),
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -303,18 +315,43 @@ class Gateway:
         return self.modules.pollers if self.modules is not None else {}
 
     def _publish_state(self, device_id: str) -> None:
+        """Hand a module's retained state to the uplink when its health or an input changed.
+
+        An analog reading or an observation that changed neither publishes nothing;
+        ``time`` is when the state last changed. (The uplink publishes every state
+        again after a reconnect.)
+        """
         poller = self.pollers.get(device_id)
-        if poller is not None and self.uplink is not None:
-            self.uplink.set_state(
-                device_id,
-                {"health": poller.health, "inputs": poller.inputs, "time": rfc3339(utcnow())},
-            )
+        if poller is None or self.uplink is None:
+            return
+        inputs = poller.inputs
+        state = (poller.health, tuple(inputs))
+        if self._published_states.get(device_id) == state:
+            return
+        self._published_states[device_id] = state
+        self.uplink.set_state(
+            device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
+        )
 
     async def _acked(self, ids: list[str]) -> None:
         if self.outbox is not None:
             for age in await self.outbox.stored_ages(ids):
                 self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
+
+
+def camera_stage(
+    cfg: GatewayConfig, factory: EventFactory, emit: Emit, blob: BlobSink
+) -> CameraStage:
+    """The camera stage, imported only when cameras are configured.
+
+    Its drivers pull in OpenCV, numpy, zeep and the ONVIF stack (about 70 MiB of a
+    process that is otherwise under 50 MiB); a gateway without cameras never loads
+    them (issue 14, ``bench/contact_latency.py`` prints the peak).
+    """
+    from gateway.camera.stage import CameraStage
+
+    return CameraStage(cfg, factory, emit, blob)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

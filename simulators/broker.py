@@ -199,11 +199,18 @@ class MosquittoBroker(StartStop):
         """Write the config, start mosquitto and wait until its port accepts TCP.
 
         Raises:
-            BrokerError: already running, the process exited, or the port did not
-                open within ``start_timeout``; the message carries the log tail.
+            BrokerError: already running, another process listens on the port,
+                the process exited, or the port did not open within
+                ``start_timeout``; the message carries the log tail.
         """
         if self.running:
             raise BrokerError(f"mosquitto on port {self._port} is already running")
+        if _listening(self.host, self._port):
+            # Checked first: a listener already there would answer _wait_accepting's
+            # probe before our process has failed to bind, under load.
+            raise BrokerError(
+                f"cannot start mosquitto on {self.host}:{self._port}: Address already in use"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
         with self.output_path.open("ab") as out:
@@ -295,6 +302,18 @@ class MosquittoBroker(StartStop):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"MosquittoBroker({self.host}:{self._port}, {state}, workdir={self.workdir})"
+
+
+def _listening(host: str, port: int) -> bool:
+    """True when a socket listens on ``host:port`` (a bind with SO_REUSEADDR fails only then,
+    not for connections of an earlier broker left in TIME_WAIT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _die_with_parent() -> None:

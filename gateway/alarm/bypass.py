@@ -27,7 +27,8 @@ log = structlog.get_logger(__name__)
 
 
 class Zones(Protocol):
-    """What bypasses need of the zone engine (:class:`gateway.alarm.zones.ZoneEngine`)."""
+    """What bypasses and walk tests need of the zone engine
+    (:class:`gateway.alarm.zones.ZoneEngine`)."""
 
     @property
     def factory(self) -> EventFactory: ...

@@ -11,7 +11,12 @@ unbypass   ``zone``                                   ``zone``, ``changed``
 reset      ``zone`` or ``area`` (none: every zone)    ``cleared``, ``still_violated``
 ack        ``zone`` or ``area`` (none: every zone)    ``acknowledged``, ``silenced``
 output     ``output``, ``on`` (bool), ``duration_s``  ``output``, ``on``
-get_state  —                                          ``areas``, ``zones``, ``outputs``, ``time``
+walk_test  ``area`` and/or ``zones`` (list),          ``id``, ``zones``, ``panic_zones``,
+           ``duration_s``; ``panic_duration_s`` when  ``kept_live``, ``until``, ``panic_until``
+           ``zones`` names panic zones; or ``stop``   (with ``stop``: the report)
+           (true) to end the running one
+get_state  —                                          ``areas``, ``zones``, ``outputs``,
+                                                      ``walk_test``, ``time``
 ping       —                                          ``pong``, ``time``
 =========  =========================================  ==========================================
 
@@ -20,7 +25,8 @@ is refused (``rejected``); with no zone named, zones without alarms are skipped.
 A reset clears latched panic alarms (GB 50394 §5.2.3) only once the button is
 released. ``ack`` silences the outputs linked to the acknowledged zones. An
 ``output`` write the module does not confirm is refused with reason ``failed``;
-the output keeps trying.
+the output keeps trying. A ``walk_test`` is described in :mod:`gateway.alarm.walk_test`;
+only this signed command may put a panic zone in one.
 """
 
 from __future__ import annotations
@@ -100,11 +106,32 @@ def command_handlers(system: AlarmSystem) -> dict[str, Handler]:
             )
         return {"output": output_id, "on": on}
 
+    async def walk_test(command: Command) -> dict[str, Any]:
+        who = command.operator or "center"
+        if _flag(command, "stop"):
+            return await system.walk.stop(by=who)
+        area = _text(command, "area") if "area" in command.params else None
+        duration = _seconds(command, "duration_s", required=True)
+        assert duration is not None
+        test = await system.walk.start(
+            by=who,
+            source="command",
+            duration_s=duration,
+            area=area,
+            zones=_texts(command, "zones"),
+            panic_duration_s=_seconds(command, "panic_duration_s", required=False),
+            allow_panic=True,
+        )
+        summary = test.summary()
+        return {k: summary[k] for k in ("id", "zones", "panic_zones", "kept_live", "until",
+                                        "panic_until")}  # fmt: skip
+
     async def get_state(command: Command) -> dict[str, Any]:
         return {
             "areas": system.areas.snapshot(),
             "zones": system.zones.snapshot(),
             "outputs": system.outputs.snapshot(),
+            "walk_test": system.walk.snapshot(),
             "time": rfc3339(system.clock.now()),
         }
 
@@ -119,6 +146,7 @@ def command_handlers(system: AlarmSystem) -> dict[str, Handler]:
         "reset": reset,
         "ack": ack,
         "output": output,
+        "walk_test": walk_test,
         "get_state": get_state,
         "ping": ping,
     }
@@ -152,6 +180,26 @@ def _flag(command: Command, name: str, *, required: bool = False) -> bool:
     if not isinstance(value, bool):
         raise CommandRefused(f"params.{name} must be true or false", reason="invalid")
     return value
+
+
+def _texts(command: Command, name: str) -> list[str]:
+    """A list of non-empty strings (empty when the param is absent)."""
+    value = command.params.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CommandRefused(f"params.{name} must be a list of ids", reason="invalid")
+    return list(value)
+
+
+def _seconds(command: Command, name: str, *, required: bool) -> float | None:
+    """A positive number of seconds (its upper limit is checked by whoever uses it)."""
+    value = command.params.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise CommandRefused(
+            f"params.{name} must be a positive number of seconds", reason="invalid"
+        )
+    return float(value)
 
 
 def _number(command: Command, name: str, *, required: bool) -> float | None:

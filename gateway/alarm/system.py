@@ -55,6 +55,7 @@ class AlarmSystem:
 
     Attributes:
         zones, areas, outputs, scheduler, timers: the parts.
+        walk: the walk test (maintenance mode) of the zones.
         status: one state per zone and area, for dashboards and the bench page.
     """
 
@@ -85,7 +86,8 @@ class AlarmSystem:
             armed=self.areas.armed,
             on_alarm=self._alarm_raised,
         )
-        self.status = StatusBook(self.zones, self.areas, self.clock.now)
+        self.walk = self.zones.walk
+        self.status = StatusBook(self.zones, self.areas, self.clock.now, walk=self.walk.probe)
         tz = ZoneInfo(cfg.site.timezone)
         schedules = {s.id: s for s in cfg.schedules}
         self.scheduler = Scheduler(
@@ -101,17 +103,21 @@ class AlarmSystem:
         )
 
     async def start(self) -> None:
-        """Persist first-start area states and catch up with the schedule.
+        """Persist first-start area states, catch up with the schedule, and end a walk
+        test whose time ran out while the gateway was off.
 
         Raises:
             StateError: the alarm state cannot be written.
         """
         await self.areas.start()
         await self.scheduler.start()
+        await self.walk.resume()
 
     async def run(self) -> None:
-        """Run the timers until cancelled."""
-        await self.timers.run()
+        """Run the timers and the walk test's clock until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.timers.run(), name="alarm-timers")
+            tg.create_task(self.walk.run(), name="walk-test")
 
     async def observe(self, obs: Observation) -> None:
         """A driver's observation: the zone rules, then outputs of a module back online."""

@@ -35,6 +35,7 @@ import structlog
 
 from gateway.alarm.bypass import Bypasses
 from gateway.alarm.supervision import ZoneInputs, ZoneReading, read_zone, update_analog
+from gateway.alarm.walk_test import WalkTests
 from gateway.config.alarm import EolLine, PairedLine, ZoneConfig, ZoneRule, zone_rule
 from gateway.config.root import GatewayConfig, ModuleConfig
 from gateway.events.model import Emit, Event, EventFactory, State
@@ -147,6 +148,7 @@ class ZoneEngine:
                     condition.active, condition.incident = True, record.incident
                     condition.since, condition.detail = record.since, record.detail
         self.bypasses = Bypasses(self, store, timers, self._clock)
+        self.walk = WalkTests(self, cfg.walk_test, [a.id for a in cfg.areas], store, self._clock)
 
     # -- observations ---------------------------------------------------------------
 
@@ -171,7 +173,10 @@ class ZoneEngine:
         reading = read_zone(zone, state.inputs)
         if reading is None:
             return
-        state.reading = reading
+        before, state.reading = state.reading, reading
+        testing = self.walk.covers(zone_id)
+        if testing:
+            await self._walk_trips(zone_id, before, reading, received_at)
         raw: dict[str, Any] = {"value": reading.raw} if reading.raw is not None else {}
         if state.line.active and state.line.detail != reading.line:
             await self._end(zone, "line", "fault.line", received_at, {"condition": "ok", **raw})
@@ -180,11 +185,28 @@ class ZoneEngine:
             await self._start(zone, "line", "fault.line", received_at, fault, detail=reading.line)
         if reading.tamper != state.tamper.active:
             tamper: dict[str, Any] = {"condition": "tamper"}
-            if reading.tamper:
+            if reading.tamper and not testing:
                 await self._start(zone, "tamper", "alarm.tamper", received_at, tamper)
-            else:
+            elif not reading.tamper:
                 await self._end(zone, "tamper", "alarm.tamper", received_at, tamper)
-        await self._update_alarm(zone, state, received_at)
+        await self._update_alarm(zone, state, received_at, testing)
+
+    async def _walk_trips(
+        self,
+        zone_id: str,
+        before: ZoneReading | None,
+        reading: ZoneReading,
+        received_at: datetime | None,
+    ) -> None:
+        """A zone under walk test: each new violation, tamper or line fault is a trip."""
+        if before is None:
+            return  # the first reading after start: a state found, not a trip seen
+        if reading.line != "ok" and before.line != reading.line:
+            await self.walk.trip(zone_id, reading.line, received_at)
+        elif reading.violated and not before.violated and before.line == "ok":
+            await self.walk.trip(zone_id, "alarm", received_at)
+        if reading.tamper and not before.tamper:
+            await self.walk.trip(zone_id, "tamper", received_at)
 
     # -- commands ----------------------------------------------------------------------
 
@@ -262,10 +284,12 @@ class ZoneEngine:
     # -- rules ------------------------------------------------------------------------
 
     async def _update_alarm(
-        self, zone: ZoneConfig, state: ZoneState, received_at: datetime | None
+        self, zone: ZoneConfig, state: ZoneState, received_at: datetime | None, testing: bool
     ) -> None:
         rule = self.rules[zone.id]
         if state.violated and not state.alarm.active and self.would_alarm(zone.id):
+            if testing:
+                return  # a walk-test trip, not an alarm
             reading = state.reading
             line = {"line": reading.line} if reading is not None and reading.line != "ok" else {}
             await self._start(zone, "alarm", None, received_at, line)
@@ -335,15 +359,7 @@ class ZoneEngine:
         extra: dict[str, Any],
     ) -> Event:
         rule = self.rules[zone.id]
-        data: dict[str, Any] = {
-            "name": zone.name,
-            "location": zone.location,
-            "zone_type": zone.type,
-            "module": zone.module,
-            "input": zone.input,
-            "area": zone.area,
-            **extra,
-        }
+        data: dict[str, Any] = {**zone.event_fields(), **extra}
         if name == "alarm":
             data["latched"] = rule.latch and state == "active"
         return self.factory.make(

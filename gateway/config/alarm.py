@@ -126,6 +126,17 @@ class ZoneConfig(Strict):
     hold_ms: int | None = Field(default=None, ge=0, le=600_000)
     line: LineSupervision | None = None
 
+    def event_fields(self) -> dict[str, str | int | None]:
+        """What every event about this zone carries in ``data``: names, place, wiring."""
+        return {
+            "name": self.name,
+            "location": self.location,
+            "zone_type": self.type,
+            "module": self.module,
+            "input": self.input,
+            "area": self.area,
+        }
+
     @model_validator(mode="after")
     def _rules(self) -> ZoneConfig:
         if self.type == "panic" and self.latch is False:

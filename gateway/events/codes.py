@@ -95,6 +95,13 @@ KINDS: dict[str, EventKind] = {
         EventKind("zone.bypassed", 4, cid="570", sia="BB", sia_restore="BU"),
         EventKind("output.switched", 4),  # a siren, strobe or relay coil on or off
         EventKind("command.result", 4),
+        # Walk test (gateway/alarm/walk_test): CID 607 Walk-Test Mode, entered (new
+        # event) and left (restore); the table gives it no SIA code. A trip is SIA TP
+        # "Walk Test Point: this point was tested during a walk test"; the Contact ID
+        # test codes (611, 613-615) have no SIA code and differ per zone kind.
+        EventKind("maintenance.started", 3, cid="607"),
+        EventKind("maintenance.ended", 3, cid="607"),
+        EventKind("zone.walk_test", 5, sia="TP"),
     )
 }
 

@@ -20,7 +20,8 @@ where ``kind`` is ``area``, ``bypass``, ``alarm`` or ``meta`` and ``value`` is J
 * ``alarm``/``<zone id>/<condition>``: an active alarm, tamper or line fault
   (``{"type": event type, "incident": id, "since": RFC 3339, "detail": text}``), kept until its
   ``cleared`` event, so a restart neither repeats nor forgets it
-* ``meta``/``<name>``: any JSON (``schedule_checked_at``)
+* ``meta``/``<name>``: any JSON (``schedule_checked_at``, ``commands_seen``, ``walk_test``,
+  ``walk_test_reports``)
 """
 
 from __future__ import annotations

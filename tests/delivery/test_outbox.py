@@ -103,3 +103,37 @@ async def test_unacked_alarm_comes_due_again_after_the_ack_timeout(tmp_path: Pat
         await outbox.mark_acked([panic.id])
         await asyncio.sleep(0.25)
         assert await outbox.pending(10) == [] and await outbox.next_due_in() is None
+
+
+async def test_a_resend_never_goes_before_a_first_send_of_its_priority(tmp_path: Path) -> None:
+    """Issue 14: overdue alarms ordered first made a slow center's re-sends a storm."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1) as outbox:
+        old = await outbox.append(_panic(1))
+        [row] = await outbox.pending(10)
+        await outbox.mark_sent([row.n])
+        beat = await outbox.append(_beat(2))
+        await asyncio.sleep(0.15)  # the old panic's ack is overdue: it is due again
+        new = await outbox.append(_panic(3))
+        due = await outbox.pending(10)
+        assert [(r.id, r.attempts) for r in due] == [(new.id, 0), (old.id, 1), (beat.id, 0)]
+        assert [r.id for r in await outbox.pending(1)] == [new.id]
+
+
+async def test_heartbeat_counts_are_read_beside_the_writer(tmp_path: Path) -> None:
+    """Depth, oldest pending row and unacked alarms, on the read-only connection."""
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        assert (await outbox.pending_count(), await outbox.oldest_pending_age()) == (0, None)
+        beat = await outbox.append(_beat(1))
+        await asyncio.sleep(0.2)
+        panic = await outbox.append(_panic(2))
+        age = await outbox.oldest_pending_age()
+        assert age is not None and age >= 0.2  # the priority 5 beat, older than the panic
+        assert (await outbox.pending_count(), await outbox.unacked_count()) == (2, 0)
+        rows = {r.id: r.n for r in await outbox.pending(10)}
+        await outbox.mark_sent([rows[panic.id]])
+        # Sent, not acked: counted as unacked, no longer pending; the beat is the oldest.
+        assert (await outbox.pending_count(), await outbox.unacked_count()) == (1, 1)
+        await outbox.mark_sent([rows[beat.id]])
+        await outbox.mark_acked([panic.id])
+        assert await outbox.oldest_pending_age() is None
+        assert (await outbox.pending_count(), await outbox.unacked_count()) == (0, 0)

@@ -1,12 +1,12 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
-Every read goes through the same aiosqlite connection as the writer (one thread),
-so it sees every committed row and nothing uncommitted.
+What is due is read on the writer's aiosqlite connection (one thread), so it sees
+every committed row and nothing uncommitted. The heartbeat's counts are read on a
+read-only connection of their own (``metrics.py``) so they never queue a commit.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.delivery.outbox import sql
+from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,46 +43,28 @@ class PendingRow:
     track_ack: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as the outbox holds it, for the local status (newest first).
-
-    Attributes:
-        seq, id, type, subject, state, priority: from the event.
-        stored_at, sent_at, acked_at: UNIX seconds; sent is the last PUBACK,
-            acked the center's ack (alarms only); None when not yet.
-        track_ack: the center must ack it (priority 1-2).
-    """
-
-    seq: int
-    id: str
-    type: str
-    subject: str
-    state: str
-    priority: int
-    stored_at: float
-    sent_at: float | None
-    acked_at: float | None
-    track_ack: bool
-
-
 class OutboxReads:
     """Read methods of :class:`~gateway.delivery.outbox.Outbox` (a mixin: it gives the connection).
 
     Attributes:
         ack_timeout: seconds after a PUBACK an unacked alarm is due again.
+        metrics: the read-only connection for counts.
     """
 
     ack_timeout: float
+    metrics: OutboxMetrics
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
 
     async def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[PendingRow]:
-        """Up to ``limit`` rows due now, in send order: priority, then creation.
+        """Up to ``limit`` rows due now, in send order: priority, first sends before
+        re-sends, then creation.
 
         Due: never confirmed by the broker, or an alarm the center has not acked
-        within ``ack_timeout`` of its last PUBACK.
+        within ``ack_timeout`` of its last PUBACK. A re-send never goes before a
+        first send of its priority: a slow center must not turn old alarms into a
+        storm that holds back new ones (issue 14).
 
         Args:
             limit: maximum rows.
@@ -100,7 +83,8 @@ class OutboxReads:
             query = sql.OVERDUE.format(skip=clause)
             async with db.execute(query, (due_before, *skip, limit)) as cur:
                 overdue = list(await cur.fetchall())
-        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[0]))[:limit]
+        # (priority, already PUBACKed at least once, n)
+        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[6] > 0, r[0]))[:limit]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
         ]
@@ -114,80 +98,26 @@ class OutboxReads:
         return max(0.0, float(row[0]) + self.ack_timeout - time.time())
 
     async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker."""
-        db = self._require_db()
-        async with db.execute("SELECT count(*) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        """Rows not yet confirmed by the broker (read on :attr:`metrics`)."""
+        return await self.metrics.pending_count()
 
     async def unacked_count(self) -> int:
-        """Alarms delivered to the broker but not yet acked by the center."""
-        db = self._require_db()
-        async with db.execute(
-            "SELECT count(*) FROM messages WHERE track_ack = 1 AND acked_at IS NULL"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""
+        return await self.metrics.unacked_count()
 
     async def oldest_pending_age(self) -> float | None:
-        """Seconds since the oldest unconfirmed row was stored, or None when none is."""
-        db = self._require_db()
-        async with db.execute("SELECT min(created_at) FROM messages WHERE sent_at IS NULL") as cur:
-            row = await cur.fetchone()
-        return None if row is None or row[0] is None else time.time() - float(row[0])
+        """Seconds since the oldest unconfirmed row was stored, or None (on :attr:`metrics`)."""
+        return await self.metrics.oldest_pending_age()
 
     async def overdue_count(self) -> int:
-        """Alarms whose center ack is overdue: PUBACKed ``ack_timeout`` ago or more, unacked."""
-        db = self._require_db()
-        async with db.execute(
-            "SELECT count(*) FROM messages INDEXED BY messages_unacked"
-            " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?",
-            (time.time() - self.ack_timeout,),
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        """Alarms whose center ack is overdue (on :attr:`metrics`)."""
+        return await self.metrics.overdue_count(self.ack_timeout)
 
     async def recent(self, limit: int = 10) -> list[StoredEvent]:
-        """The last ``limit`` events stored (newest first), with their delivery state."""
-        db = self._require_db()
-        async with db.execute(
-            "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
-            " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?",
-            (limit,),
-        ) as cur:
-            rows = await cur.fetchall()
-        out: list[StoredEvent] = []
-        for seq, payload, created, sent, acked, track in rows:
-            body = json.loads(bytes(payload))
-            data = body.get("data") or {}
-            out.append(
-                StoredEvent(
-                    seq=int(seq),
-                    id=str(body.get("id", "")),
-                    type=str(body.get("type", "")),
-                    subject=str(body.get("subject", "")),
-                    state=str(data.get("state", "")),
-                    priority=int(body.get("priority", 0)),
-                    stored_at=float(created),
-                    sent_at=None if sent is None else float(sent),
-                    acked_at=None if acked is None else float(acked),
-                    track_ack=bool(track),
-                )
-            )
-        return out
+        """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
+        return await self.metrics.recent(limit)
 
     async def stored_ages(self, ids: Iterable[str]) -> list[float]:
-        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked."""
-        wanted = list(ids)
-        if not wanted:
-            return []
-        db = self._require_db()
-        marks = ",".join("?" * len(wanted))
-        async with db.execute(
-            f"SELECT created_at FROM messages WHERE id IN ({marks})"
-            " AND track_ack = 1 AND acked_at IS NULL",
-            wanted,
-        ) as cur:
-            rows = await cur.fetchall()
-        now = time.time()
-        return [max(0.0, now - float(r[0])) for r in rows]
+        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked
+        (on :attr:`metrics`)."""
+        return await self.metrics.stored_ages(ids)

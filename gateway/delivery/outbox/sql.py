@@ -71,3 +71,34 @@ PURGE = (
 )
 TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages"
 LOW_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE priority >= 4"
+
+# Reads of the heartbeat and metrics (``metrics.py``), each on an index: the first is
+# a count over the partial index of pending rows, the others seek.
+PENDING_COUNT = "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE sent_at IS NULL"
+UNACKED_COUNT = (
+    "SELECT count(*) FROM messages INDEXED BY messages_unacked"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
+)
+# Rows are stored in ``n`` order, so the oldest pending row is the first by ``n`` of
+# the five priorities: five seeks on ``messages_pending``, never a scan.
+OLDEST_PENDING = (
+    "SELECT created_at FROM ("
+    + " UNION ALL ".join(
+        "SELECT * FROM (SELECT n, created_at FROM messages INDEXED BY messages_pending"
+        f" WHERE sent_at IS NULL AND priority = {p} ORDER BY n LIMIT 1)"
+        for p in range(1, 6)
+    )
+    + ") ORDER BY n LIMIT 1"
+)
+# The local status (gateway/ops): overdue alarms on their index, the newest events by n.
+OVERDUE_COUNT = (
+    "SELECT count(*) FROM messages INDEXED BY messages_unacked"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?"
+)
+RECENT = (
+    "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
+    " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?"
+)
+STORED_AT = (
+    "SELECT created_at FROM messages WHERE id IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
+)

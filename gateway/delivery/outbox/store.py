@@ -43,6 +43,7 @@ from ulid import ULID
 from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
+from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
 from gateway.errors import OutboxError
 from gateway.events.model import Event
@@ -105,6 +106,7 @@ class Outbox(OutboxReads):
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
+        self.metrics = OutboxMetrics(self.path)
 
     @property
     def commits(self) -> int:
@@ -145,6 +147,7 @@ class Outbox(OutboxReads):
         self._db = db = await aiosqlite.connect(self.path, isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
+        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         async with db.execute("PRAGMA quick_check") as cur:
             row = await cur.fetchone()
         if row is None or row[0] != "ok":
@@ -171,6 +174,7 @@ class Outbox(OutboxReads):
             op = self._queue.get_nowait()
             if not op.future.done():
                 op.future.set_exception(OutboxError("outbox closed before commit"))
+        await self.metrics.close()
         await self._close_db()
         unlock(self._lock_fd)
         self._lock_fd = None

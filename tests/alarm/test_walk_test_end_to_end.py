@@ -1,0 +1,65 @@
+"""A walk test of the demo campus's area TEACH over a real mosquitto, started by the center's
+signed command: what the center receives, and what it does not."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from simulators.broker import MosquittoBroker
+from tests.campus_helpers import demo_gateway, simulated_campus
+
+pytestmark = pytest.mark.timeout(90)
+
+TEACH = ["Z02", "Z06", "Z07", "Z10", "Z11", "Z13", "Z14"]  # Z02 is its panic button
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_a_walk_test_of_one_area_reports_trips_as_tests_and_ends_at_its_time(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with (
+        simulated_campus() as modules,
+        demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as campus,
+    ):
+        admin, store, gate = modules["admin-io"], modules["store-4150"], modules["gate-io"]
+        result = await campus.ok("walk_test", {"area": "TEACH", "duration_s": 6})
+        assert result["data"]["kept_live"] == ["Z02"]
+        assert result["data"]["zones"] == [z for z in TEACH if z != "Z02"]
+        started = await campus.wait("maintenance.started", "TEACH", "active")
+        admin.set_input(2, closed=False)  # Z06, the finance-room detector
+        store.set_input(0, closed=False)  # Z13, the storeroom door (siren S3 is linked)
+        await campus.center.wait_for(
+            lambda: {e["subject"] for e in campus.of("zone.walk_test")} == {"Z06", "Z13"}, 3
+        )
+        admin.set_input(2, closed=True)
+        store.set_input(0, closed=True)
+        gate.press(0)  # Z01, the gatehouse panic: not in the test
+        await campus.wait("alarm.panic", "Z01", "active", within=2.0)
+        admin.press(0)  # Z02, TEACH's own panic button: kept live
+        await campus.wait("alarm.panic", "Z02", "active", within=2.0)
+        ended = await campus.wait("maintenance.ended", "TEACH", "cleared", within=10)
+        state = (await campus.ok("get_state"))["data"]
+    alarms = [
+        (e["type"], e["subject"]) for e in campus.center.events if e["type"].startswith("alarm.")
+    ]
+    assert sorted(alarms) == [("alarm.panic", "Z01"), ("alarm.panic", "Z02")]
+    for trip in campus.of("zone.walk_test"):
+        assert (trip["priority"], trip["data"]["test"]) == (5, True)
+        assert trip["data"]["incident"] == started["id"]
+    assert (started["priority"], started["data"]["by"]) == (3, "duty-officer")
+    report = ended["data"]
+    assert report["reason"] == "time_up" and report["incident"] == started["id"]
+    assert report["untripped"] == ["Z07", "Z10", "Z11", "Z14"]
+    assert set(report["tripped"]) == {"Z06", "Z13"}
+    took = (_t(report["ended"]) - _t(report["started"])).total_seconds()
+    assert 5.9 <= took <= 6.1 and _t(ended["time"]) >= _t(report["until"])
+    assert state["walk_test"]["active"] is None
+    assert state["walk_test"]["last_report"]["untripped"] == report["untripped"]
+    assert modules["store-relay"].output(0) is False  # S3 never sounded for a test trip
+    assert not campus.of("output.switched", "S3")
