@@ -33,8 +33,10 @@ from gateway.alarm.zones import ZoneEngine
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
+from gateway.delivery.acks import parse_ack
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
@@ -168,6 +170,8 @@ class Gateway:
                 on_command=self.commands.handle,
                 on_puback=self.metrics.puback_seconds.observe,
             )
+            keeper.figures.append(self.uplink.figures)
+            refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
             self.progress = Progress(cfg.watchdog.stall_s)
             watch_critical(
                 self.progress,
@@ -185,6 +189,9 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
+                )
+                tg.create_task(
+                    self.supervisor.run_forever("uplink-faults", refusals.run), name="uplink-faults"
                 )
                 await self._started(factory, outbox, emit)
                 await keeper.report_start()
@@ -333,8 +340,9 @@ class Gateway:
             device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
         )
 
-    async def _acked(self, ids: list[str]) -> None:
-        if self.outbox is not None:
+    async def _acked(self, payload: bytes) -> None:
+        ids = parse_ack(payload)
+        if ids and self.outbox is not None:
             for age in await self.outbox.stored_ages(ids):
                 self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)

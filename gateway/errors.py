@@ -75,6 +75,24 @@ class UplinkError(GatewayError):
     """The MQTT path failed; the outcome of any publish under way is unknown."""
 
 
+class PublishRefused(UplinkError):
+    """The broker answered a publish with a failure reason (MQTT 5.0 §3.4.2.1, >= 0x80).
+
+    Unlike its parent this is a definite answer: the message was not accepted and
+    the connection is fine. The message stays pending and is tried again later.
+
+    Attributes:
+        topic: the full topic of the refused publish.
+        reason_code: the PUBACK reason code (``0x87`` Not authorized, ``0x97`` Quota
+            exceeded …).
+    """
+
+    def __init__(self, *, topic: str, reason_code: int) -> None:
+        self.topic = topic
+        self.reason_code = reason_code
+        super().__init__(f"the broker refused the publish on {topic}: reason 0x{reason_code:02X}")
+
+
 class OutboxError(GatewayError):
     """The local store failed (disk full, corrupt file, locked by another daemon)."""
 

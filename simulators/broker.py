@@ -93,6 +93,8 @@ class MosquittoBroker(StartStop):
         start_timeout: seconds :meth:`start` waits for the port to accept TCP.
         executable: mosquitto binary; found with :func:`find_mosquitto` when omitted.
         tls: also listen with TLS on this port and these PEM files.
+        acl_file: mosquitto ACL file (``topic deny …``, ``topic readwrite …``) that
+            applies to every client; :meth:`reload` reads it again.
 
     Raises:
         BrokerNotInstalled: no mosquitto executable (``apt-get install mosquitto``).
@@ -113,6 +115,7 @@ class MosquittoBroker(StartStop):
         start_timeout: float = 10.0,
         executable: str | None = None,
         tls: TlsListener | None = None,
+        acl_file: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self._port = port if port is not None else pick_free_port(self.host)
@@ -122,6 +125,7 @@ class MosquittoBroker(StartStop):
         self.max_queued_messages = max_queued_messages
         self.tcp_nodelay = tcp_nodelay
         self.tls = tls
+        self.acl_file = acl_file
         self.start_timeout = start_timeout
         self.executable = executable or find_mosquitto()
         self._proc: asyncio.subprocess.Process | None = None
@@ -177,6 +181,8 @@ class MosquittoBroker(StartStop):
             "log_timestamp true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         ]
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
         if self.tls is not None:
             lines += [
                 f"listener {self.tls.port} {self.host}",
@@ -266,6 +272,16 @@ class MosquittoBroker(StartStop):
         when not running.
         """
         await self._terminate(signal.SIGTERM, grace)
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto reads its ACL file again (for every later publish).
+
+        Raises:
+            BrokerError: not running.
+        """
+        if self._proc is None or self._proc.returncode is not None:
+            raise BrokerError(f"mosquitto on port {self._port} is not running")
+        self._proc.send_signal(signal.SIGHUP)
 
     async def kill(self) -> None:
         """Crash the broker with SIGKILL: nothing is saved, clients see the socket drop."""

@@ -99,6 +99,7 @@ class CommandSender:
             protocol=aiomqtt.ProtocolVersion.V5,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        self._client.pending_calls_threshold = 1000  # many commands at once is a test's right
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
 

@@ -40,6 +40,7 @@ publish_timeout = {publish_timeout}
 reconnect_min = 0.1
 reconnect_max = {reconnect_max}
 heartbeat_s = {heartbeat_s}
+{keepalive}
 
 [outbox]
 path = "{outbox}"
@@ -72,12 +73,14 @@ input = {input}
 
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
-    """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values."""
+    """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
+    (``keepalive`` is left to its default unless given)."""
     values: dict[str, Any] = {
         "window": 20,
         "publish_timeout": 5.0,
         "reconnect_max": 1.0,
         "heartbeat_s": 10.0,
+        "keepalive": None,
         "outbox": directory / "outbox.sqlite",
         "ack_timeout_s": 30.0,
         "max_rows": 1_000_000,
@@ -85,6 +88,8 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "ballast_mb": 0,
     }
     values.update(overrides)
+    keepalive = values["keepalive"]
+    values["keepalive"] = "" if keepalive is None else f"keepalive = {keepalive}"
     text = _TEMPLATE.format(broker_port=broker_port, module_port=module_port, **values)
     for channel in INTRUSION:
         text += _ZONE.format(
@@ -153,6 +158,18 @@ def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
         except sqlite3.OperationalError:  # created a moment ago, no schema yet
             return []
     return [r[0] for r in rows]
+
+
+def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool, bool]]:
+    """(type, id, sent, acked) of every event row whose type starts with ``type_prefix``,
+    in seq order (read-only; the daemon may be running)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT type, id, sent_at IS NOT NULL, acked_at IS NOT NULL FROM messages"
+            " WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            (type_prefix + "%",),
+        ).fetchall()
+    return [(t, i, bool(s), bool(a)) for t, i, s, a in rows]
 
 
 def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]:

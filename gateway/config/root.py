@@ -60,7 +60,11 @@ class BrokerConfig(Strict):
     """``[broker]``: the MQTT 5 broker (or cluster front) that carries us to the center.
 
     Units: seconds unless the name says otherwise. ``window`` is the bounded
-    in-flight count; it is further capped by the broker's Receive Maximum.
+    in-flight count of every QoS 1 publish; it is further capped by the broker's
+    Receive Maximum. ``keepalive`` (8): a broker declares a silent gateway dead —
+    and publishes its Last Will ``offline`` — after 1.5 × keepalive (MQTT 5.0
+    §3.1.2.10), 12 s by default, within the 15 s a duty center expects.
+    ``publish_timeout`` bounds a connect, a CONNACK, a SUBACK and each PUBACK.
     """
 
     host: str = "127.0.0.1"
@@ -68,7 +72,7 @@ class BrokerConfig(Strict):
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None
-    keepalive: int = Field(default=30, ge=5, le=3600)
+    keepalive: int = Field(default=8, ge=2, le=3600)
     tls: TlsConfig | None = None
     window: int = Field(default=20, ge=1, le=65535)
     publish_timeout: float = Field(default=10.0, gt=0)

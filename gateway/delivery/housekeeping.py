@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -39,6 +41,8 @@ class Housekeeping:
         factory: makes the events it reports.
         cfg: ``[outbox]`` settings.
         subject: the gateway id (subject of its own events).
+        figures: more heartbeat fields, each source called at every heartbeat
+            (the uplink's refusal counts …).
         emit: stores its events; the outbox's ``append`` when omitted (the daemon
             passes its own, which also shows them on the bench page).
     """
@@ -48,6 +52,7 @@ class Housekeeping:
     cfg: OutboxConfig
     subject: str
     emit: Emit | None = field(default=None)
+    figures: list[Callable[[], Mapping[str, Any]]] = field(default_factory=list)
     _storage_incident: str | None = None
     _started: float = 0.0
 
@@ -83,6 +88,9 @@ class Housekeeping:
         """The heartbeat event for the uplink (not stored)."""
         stats = self.outbox.stats
         oldest = await self.outbox.oldest_pending_age()
+        extra: dict[str, Any] = {}
+        for source in self.figures:
+            extra.update(source())
         return self.factory.make(
             "gateway.heartbeat",
             device="gateway",
@@ -98,6 +106,7 @@ class Housekeeping:
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "stream": self.outbox.stream,
                 "version": gateway_version(),
+                **extra,
             },
         )
 

@@ -1,22 +1,31 @@
 """MQTT uplink: a thin adapter that drives rows from the outbox to the broker.
 
-The outbox owns delivery (STYLE.md rule 11). Per connection: a fresh client
-(:mod:`gateway.delivery.mqtt_client`, MQTT 5, QoS 1), a retained ``online`` birth on
-``<prefix>/status`` (``offline`` is the Last Will), every retained state
-(``<prefix>/state/<device>``, the dashboards' zone and area states, discovery
-configs: :meth:`Uplink.retain`) published again, then due rows are sent in priority,
-then creation order with at most ``window`` publishes in flight (the configured
-window capped by the broker's Receive Maximum). A row is marked sent only on its
-PUBACK. Any publish error or timeout means "outcome unknown": the connection is
-torn down (a link that stays up but acks nothing is one), the row stays pending
-and every unconfirmed row is re-driven from SQLite after the next CONNACK. An
-alarm the center has not acked comes due again ``ack_timeout`` after its PUBACK
-and is re-published with the same id, forever.
+The outbox owns delivery (STYLE.md rule 11). Per connection
+(:class:`~gateway.delivery.mqtt_client.MqttConnection`, MQTT 5, QoS 1, a fresh
+client each time): a retained ``online`` birth on ``<prefix>/status`` (a retained
+``offline`` is the Last Will, and is published on a clean stop before the
+DISCONNECT), subscriptions to ``<prefix>/ack`` and ``<prefix>/cmd/+`` with Retain
+As Published, every retained state (``<prefix>/state/<device>``, the dashboards'
+zone and area states, discovery configs: :meth:`Uplink.retain`) published again,
+then due rows are sent in priority, then creation order.
+
+**One window.** Every QoS 1 publish — rows, birth, state, heartbeat, command
+results — takes a slot of the connection's window (the configured ``window``
+capped by the broker's Receive Maximum) and gives it back at its PUBACK.
+
+**Sent means accepted.** A row is marked sent only on a successful PUBACK. A
+PUBACK with a failure reason (>= 0x80) leaves it pending; its topic backs off and
+``fault.uplink`` is raised (:mod:`gateway.delivery.refusals`). Any other publish
+error or timeout means "outcome unknown": the connection is torn down (a link
+that stays up but acks nothing is one) and every unconfirmed row is re-driven
+from SQLite after the next CONNACK. A priority 1-3 event the center has not acked
+comes due again ``ack_timeout`` after its PUBACK and is re-published with the
+same id, forever.
 
 ``gateway.heartbeat`` is published every ``heartbeat_s`` while connected, with a
 message expiry, and never stored. Reconnects use capped exponential backoff with
-full jitter (tenacity) and never give up; a session that got connected starts
-the backoff afresh.
+full jitter (tenacity) and never give up, whatever the error; a session that got
+connected starts the backoff afresh.
 """
 
 from __future__ import annotations
@@ -31,24 +40,35 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from gateway.config.root import BrokerConfig
-from gateway.delivery.mqtt_client import capture_receive_maximum, make_client
+from gateway.delivery.mqtt_client import (
+    MqttConnection,
+    Properties,
+    publish_properties,
+    subscribe_options,
+)
 from gateway.delivery.outbox import Outbox, PendingRow
-from gateway.errors import GatewayError, UplinkError
+from gateway.delivery.refusals import Refusals
+from gateway.errors import GatewayError, PublishRefused, UplinkError
 from gateway.events.model import Event
+from gateway.runtime.supervisor import raise_if_cancelling
 
 log = structlog.get_logger(__name__)
 
-AckHandler = Callable[[list[str]], Awaitable[None]]
+AckHandler = Callable[[bytes], Awaitable[None]]
+"""Called with the payload of every message on ``<prefix>/ack``."""
 # (command name, raw payload, retained flag) -> result body for ``…/cmd/<name>/result``.
 CommandHandler = Callable[[str, bytes, bool], Awaitable[dict[str, Any]]]
 HeartbeatSource = Callable[[], Awaitable[Event]]
+
+EVENT_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+# Built once: paho packs them per publish but never changes them.
+_EVENT_PROPS = publish_properties(content_type=EVENT_CONTENT_TYPE)
+_JPEG_PROPS = publish_properties(content_type="image/jpeg")
+_JSON_PROPS = publish_properties(content_type="application/json; charset=utf-8")
 
 
 @dataclass(slots=True)
@@ -56,40 +76,34 @@ class UplinkStats:
     """Counters of the uplink, for the heartbeat and tests.
 
     Attributes:
+        attempts: connection attempts.
         connects: successful CONNACKs.
-        published: PUBACKs seen for outbox rows.
+        published: successful PUBACKs seen for outbox rows.
         publish_failures: publishes whose outcome became unknown.
-        republished_alarms: alarms published again because the center did not ack.
-        max_inflight_seen: most publishes in flight at once (over all connections).
+        refused: publishes the broker refused with a failure reason.
+        republished_alarms: priority 1-3 events published again because the center
+            did not ack.
+        max_inflight_seen: most QoS 1 publishes in flight at once (over all connections).
         window: in-flight window in force on the current connection.
+        receive_maximum: the broker's Receive Maximum on the current connection.
         heartbeats: heartbeats published.
-        attempts: connection attempts (each one, whatever its outcome).
         inflight: publishes awaiting their PUBACK now.
         idle: the send loop is waiting for work (nothing due), not stuck in a step.
     """
 
+    attempts: int = 0
     connects: int = 0
     published: int = 0
     publish_failures: int = 0
+    refused: int = 0
     republished_alarms: int = 0
     max_inflight_seen: int = 0
     window: int = 0
+    receive_maximum: int = 0
     heartbeats: int = 0
-    attempts: int = 0
     inflight: int = 0
     idle: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _publish_properties(content_type: str) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ContentType = content_type
-    return props
-
-
-# Built once: paho packs them per publish but never changes them.
-_EVENT_PROPS = _publish_properties("application/cloudevents+json; charset=utf-8")
-_JPEG_PROPS = _publish_properties("image/jpeg")
 
 
 class _SessionLost(Exception):
@@ -97,20 +111,25 @@ class _SessionLost(Exception):
 
 
 class Uplink:
-    """Carries the outbox to the broker. Run :meth:`run` as a task.
+    """Carries the outbox to the broker. Run :meth:`run` as a task; cancel it to stop
+    (a clean stop publishes the retained ``offline``).
 
     Args:
         cfg: ``[broker]`` settings.
         prefix: topic prefix ``campus/v1/<site>/<gateway>``.
         outbox: the open outbox.
         client_id: MQTT client identifier.
-        on_ack: called with event ids the center acknowledged on ``<prefix>/ack``.
+        on_ack: called with the payload of each message on ``<prefix>/ack``.
         on_command: called for each message on ``<prefix>/cmd/<name>``; its return
             value is published (QoS 1) on ``<prefix>/cmd/<name>/result``. Commands run
             concurrently, each in its own task; an exception from the handler becomes
             ``{"status": "error", "error": …}``.
         heartbeat: makes the heartbeat event (not stored); None sends none.
         on_puback: called with the seconds from publish to PUBACK of each outbox row.
+
+    Attributes:
+        stats: counters.
+        refusals: what the broker refused (back-off, counts, reasons).
     """
 
     def __init__(
@@ -139,6 +158,7 @@ class Uplink:
         # PUBACKed rows whose "sent" mark is not committed yet: not sent again meanwhile.
         self._settling: set[int] = set()
         self.stats = UplinkStats()
+        self.refusals = Refusals(cfg.reconnect_min, cfg.reconnect_max)
 
     def set_state(self, device: str, state: dict[str, Any]) -> None:
         """Record a device's current state for the retained ``<prefix>/state/<device>``.
@@ -157,6 +177,14 @@ class Uplink:
         self._dirty.add(topic)
         self._state_changed.set()
 
+    def figures(self) -> dict[str, Any]:
+        """The uplink's part of the heartbeat: refusals per PUBACK reason, the window."""
+        return {
+            "puback_failures": self.refusals.figures(),
+            "window": self.stats.window,
+            "receive_maximum": self.stats.receive_maximum,
+        }
+
     @property
     def retained_topics(self) -> frozenset[str]:
         """Every topic whose retained message the uplink keeps current."""
@@ -169,7 +197,7 @@ class Uplink:
                 wait=wait_random_exponential(
                     multiplier=self._cfg.reconnect_min, max=self._cfg.reconnect_max
                 ),
-                retry=retry_if_exception_type((aiomqtt.MqttError, OSError, UplinkError)),
+                retry=retry_if_exception_type((OSError, GatewayError)),
                 stop=stop_never,
                 before_sleep=self._log_retry,
                 reraise=True,
@@ -180,6 +208,7 @@ class Uplink:
                         await self._session()
             except _SessionLost as exc:
                 log.warning("uplink.connection_lost", error=str(exc.__cause__ or exc))
+                raise_if_cancelling()  # a stop that came with the loss is still a stop
                 await asyncio.sleep(random.uniform(0, self._cfg.reconnect_min))
 
     @staticmethod
@@ -193,57 +222,104 @@ class Uplink:
         )
 
     async def _session(self) -> None:
+        raise_if_cancelling()  # a cancellation a failed attempt swallowed ends the retries
         self.stats.attempts += 1
-        receive_max: list[int] = []
-        client = make_client(
-            self._cfg, client_id=self._client_id, status_topic=f"{self._prefix}/status"
+        conn = MqttConnection(
+            self._cfg, client_id=self._client_id, will_topic=f"{self._prefix}/status"
         )
-        capture_receive_maximum(client, receive_max)
-        async with client:
-            window = min([self._cfg.window, *receive_max])
-            self.stats.window = window
-            self.stats.connects += 1
-            log.info("uplink.connected", host=self._cfg.host, port=self._cfg.port, window=window)
-            try:
-                await self._publish(client, "status", b"online", retain=True)
-                await client.subscribe(f"{self._prefix}/ack", qos=1)
-                if self._on_command is not None:
-                    await client.subscribe(f"{self._prefix}/cmd/+", qos=1)
-                self.stats.connected.set()
-                self._dirty = set(self._states)
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._send_loop(client, window), name="uplink-send")
-                    tg.create_task(self._receive_loop(client), name="uplink-receive")
-                    tg.create_task(self._state_loop(client), name="uplink-state")
-                    if self._heartbeat is not None:
-                        tg.create_task(self._heartbeat_loop(client), name="uplink-heartbeat")
-            except* (aiomqtt.MqttError, OSError, GatewayError) as group:
-                raise _SessionLost(str(group.exceptions[0])) from group.exceptions[0]
-            finally:
-                self.stats.connected.clear()
+        await conn.connect()
+        self.stats.window = conn.window.size
+        self.stats.receive_maximum = conn.receive_maximum
+        self.stats.connects += 1
+        log.info(
+            "uplink.connected", host=self._cfg.host, port=self._cfg.port,
+            window=conn.window.size, receive_maximum=conn.receive_maximum,
+        )  # fmt: skip
+        try:
+            await self._connected(conn)
+        except asyncio.CancelledError:
+            await conn.close(goodbye=b"offline")  # a clean stop: the status tells the truth
+            raise
+        finally:
+            self.stats.connected.clear()
+            self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, conn.window.max_seen)
+            await conn.close()
+
+    async def _connected(self, conn: MqttConnection) -> None:
+        try:
+            with contextlib.suppress(PublishRefused):
+                await self._publish(conn, "status", b"online", retain=True)
+            options = [(f"{self._prefix}/ack", subscribe_options())]
+            if self._on_command is not None:
+                options.append((f"{self._prefix}/cmd/+", subscribe_options()))
+            await conn.subscribe(options)
+            self.stats.connected.set()
+            self._dirty = set(self._states)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._send_loop(conn), name="uplink-send")
+                tg.create_task(self._receive_loop(conn), name="uplink-receive")
+                tg.create_task(self._state_loop(conn), name="uplink-state")
+                if self._heartbeat is not None:
+                    tg.create_task(self._heartbeat_loop(conn), name="uplink-heartbeat")
+                # The body waits too: on Python 3.11 a TaskGroup whose body has ended
+                # leaks the cancel it uses to stop on a child's error (fixed in 3.12),
+                # and that leak would read as a stop request to raise_if_cancelling.
+                await conn.wait_lost()
+        except* (OSError, GatewayError) as group:
+            raise _SessionLost(str(group.exceptions[0])) from group.exceptions[0]
 
     async def _publish(
         self,
-        client: aiomqtt.Client,
+        conn: MqttConnection,
         suffix: str,
         payload: bytes,
         *,
         retain: bool = False,
         properties: Properties | None = None,
     ) -> None:
-        await client.publish(
-            f"{self._prefix}/{suffix}",
-            payload,
-            qos=1,
-            retain=retain,
+        """Publish on ``<prefix>/<suffix>`` (see :meth:`_publish_to`)."""
+        await self._publish_to(
+            conn, f"{self._prefix}/{suffix}", payload, key=suffix, retain=retain,
             properties=properties,
-            timeout=self._cfg.publish_timeout,
-        )
+        )  # fmt: skip
+
+    async def _publish_to(
+        self,
+        conn: MqttConnection,
+        topic: str,
+        payload: bytes,
+        *,
+        key: str,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish within the window; note refusals and acceptances under ``key``.
+
+        Raises:
+            PublishRefused: the broker refused it (counted, the key backs off).
+            UplinkError: outcome unknown.
+        """
+        try:
+            await conn.publish(topic, payload, retain=retain, properties=properties)
+        except PublishRefused as exc:
+            self.stats.refused += 1
+            self.refusals.refused(key, exc.reason_code)
+            raise
+        except UplinkError:
+            self.stats.publish_failures += 1
+            raise
+        self.refusals.accepted(key)
+
+    def _key(self, topic: str) -> str:
+        """A topic's refusal key: the suffix under our prefix, else the whole topic."""
+        head = f"{self._prefix}/"
+        return topic[len(head) :] if topic.startswith(head) else topic
 
     # -- outbox rows ----------------------------------------------------------------------
 
-    async def _send_loop(self, client: aiomqtt.Client, window: int) -> None:
-        """Keep up to ``window`` rows in flight, always taking the best due ones."""
+    async def _send_loop(self, conn: MqttConnection) -> None:
+        """Keep the window full of the best due rows."""
+        window = conn.window.size
         inflight: dict[int, asyncio.Task[None]] = {}
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         slot_free = asyncio.Event()
@@ -260,11 +336,15 @@ class Uplink:
                     await _first([slot_free.wait()], failure)
                     continue
                 slot_free.clear()
-                rows = await self._outbox.pending(free, exclude=inflight.keys() | self._settling)
+                rows = await self._outbox.pending(
+                    free,
+                    exclude=inflight.keys() | self._settling,
+                    skip_topics=self.refusals.backing_off(),
+                )
                 if not rows:
-                    # Wake for new rows, for a PUBACK (it may start an ack timer), or
-                    # when the next unacked alarm comes due again.
-                    due = await self._outbox.next_due_in()
+                    # Wake for new rows, for a PUBACK (it may start an ack timer), when
+                    # the next unacked event comes due again, or a back-off ends.
+                    due = _earliest(await self._outbox.next_due_in(), self.refusals.next_retry_in())
                     waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
                     if inflight:
                         waits.append(slot_free.wait())
@@ -275,28 +355,26 @@ class Uplink:
                         self.stats.idle = False
                     continue
                 for row in rows:
-                    task = asyncio.create_task(self._send_row(client, row), name=f"pub-{row.n}")
+                    task = asyncio.create_task(self._send_row(conn, row), name=f"pub-{row.n}")
                     inflight[row.n] = task
                     task.add_done_callback(
                         functools.partial(_finish, row.n, inflight, slot_free, failure)
                     )
-                self.stats.max_inflight_seen = max(self.stats.max_inflight_seen, len(inflight))
         finally:
             for task in inflight.values():
                 task.cancel()
 
-    async def _send_row(self, client: aiomqtt.Client, row: PendingRow) -> None:
+    async def _send_row(self, conn: MqttConnection, row: PendingRow) -> None:
         props = _EVENT_PROPS if row.seq is not None else _JPEG_PROPS
         if row.attempts and row.track_ack:
             self.stats.republished_alarms += 1
-            log.warning("uplink.alarm_not_acked_republishing", id=row.id, attempts=row.attempts)
+            log.warning("uplink.not_acked_republishing", id=row.id, attempts=row.attempts)
         started = time.monotonic()
         self.stats.inflight += 1
         try:
-            await self._publish(client, row.topic, row.payload, properties=props)
-        except aiomqtt.MqttError:
-            self.stats.publish_failures += 1
-            raise
+            await self._publish(conn, row.topic, row.payload, properties=props)
+        except PublishRefused:
+            return  # stays pending; its topic backs off (gateway.delivery.refusals)
         finally:
             self.stats.inflight -= 1
         self.stats.published += 1
@@ -313,25 +391,25 @@ class Uplink:
         failed = task.cancelled() or task.exception() is not None
         if failed and not task.cancelled():
             log.error("uplink.mark_sent_failed", n=n, error=str(task.exception()))
-        # Wake the send loop only where that can start work: an alarm's ack timer
-        # starts now, and a row whose mark failed is due again.
+        # Wake the send loop only where that can start work: an ack timer starts
+        # now, and a row whose mark failed is due again.
         if failed or track_ack:
             self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------
 
-    async def _state_loop(self, client: aiomqtt.Client) -> None:
+    async def _state_loop(self, conn: MqttConnection) -> None:
         while True:
             while self._dirty:
                 topic = self._dirty.pop()
                 try:
-                    await client.publish(
-                        topic,
-                        self._states[topic],
-                        qos=1,
-                        retain=True,
-                        timeout=self._cfg.publish_timeout,
-                    )
+                    await self._publish_to(
+                        conn, topic, self._states[topic], key=self._key(topic), retain=True,
+                        properties=_JSON_PROPS,
+                    )  # fmt: skip
+                except PublishRefused:
+                    self._dirty.add(topic)
+                    await asyncio.sleep(self.refusals.next_retry_in() or self._cfg.reconnect_min)
                 except BaseException:
                     self._dirty.add(topic)
                     raise
@@ -339,40 +417,39 @@ class Uplink:
             if not self._dirty:
                 await self._state_changed.wait()
 
-    async def _heartbeat_loop(self, client: aiomqtt.Client) -> None:
+    async def _heartbeat_loop(self, conn: MqttConnection) -> None:
         assert self._heartbeat is not None
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.MessageExpiryInterval = max(1, round(2 * self._cfg.heartbeat_s))
-        props.ContentType = "application/cloudevents+json; charset=utf-8"
+        props = publish_properties(
+            content_type=EVENT_CONTENT_TYPE, expiry_s=max(1, round(2 * self._cfg.heartbeat_s))
+        )
         while True:
             event = await self._heartbeat()
-            await self._publish(client, event.topic_suffix, event.to_json(), properties=props)
-            self.stats.heartbeats += 1
+            with contextlib.suppress(PublishRefused):
+                await self._publish(conn, event.topic_suffix, event.to_json(), properties=props)
+                self.stats.heartbeats += 1
             await asyncio.sleep(self._cfg.heartbeat_s)
 
     # -- downlink -------------------------------------------------------------------------
 
-    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+    async def _receive_loop(self, conn: MqttConnection) -> None:
         cmd_prefix = f"{self._prefix}/cmd/"
         async with asyncio.TaskGroup() as commands:
-            async for message in client.messages:
-                topic = message.topic.value
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                if topic == f"{self._prefix}/ack":
-                    ids = _parse_ack(payload)
-                    if ids and self._on_ack is not None:
-                        await self._on_ack(ids)
-                elif topic.startswith(cmd_prefix) and self._on_command is not None:
-                    if not payload:  # a center clearing a retained command: nothing asked
+            while True:
+                message = await conn.messages.get()
+                if message.topic == f"{self._prefix}/ack":
+                    if self._on_ack is not None:
+                        await self._on_ack(message.payload)
+                elif message.topic.startswith(cmd_prefix) and self._on_command is not None:
+                    if not message.payload:  # a center clearing a retained command
                         continue
-                    name = topic[len(cmd_prefix) :]
+                    name = message.topic[len(cmd_prefix) :]
                     commands.create_task(
-                        self._command(client, name, payload, bool(message.retain)),
+                        self._command(conn, name, message.payload, message.retain),
                         name=f"cmd-{name}",
                     )
 
     async def _command(
-        self, client: aiomqtt.Client, name: str, payload: bytes, retained: bool
+        self, conn: MqttConnection, name: str, payload: bytes, retained: bool
     ) -> None:
         assert self._on_command is not None
         try:
@@ -381,7 +458,15 @@ class Uplink:
             log.exception("uplink.command_failed", command=name)
             result = {"status": "error", "error": f"internal error: {exc}"}
         body = json.dumps(result, ensure_ascii=False).encode()
-        await self._publish(client, f"cmd/{name}/result", body)
+        try:
+            await self._publish(conn, f"cmd/{name}/result", body, properties=_JSON_PROPS)
+        except PublishRefused as exc:
+            log.error("uplink.result_refused", command=name, error=str(exc))
+
+
+def _earliest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return min(known) if known else None
 
 
 def _finish(
@@ -415,16 +500,3 @@ async def _first(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-
-def _parse_ack(payload: bytes) -> list[str]:
-    try:
-        body = json.loads(payload)
-    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply
-        log.warning("uplink.bad_ack", payload=repr(payload)[:200])
-        return []
-    ids = body.get("ids") if isinstance(body, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        log.warning("uplink.bad_ack", payload=repr(payload)[:200])
-        return []
-    return ids

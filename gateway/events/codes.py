@@ -57,6 +57,9 @@ KINDS: dict[str, EventKind] = {
         EventKind("gateway.started", 4, cid="305", sia="YW"),
         EventKind("gateway.heartbeat", 5),
         EventKind("gateway.buffer_shed", 3),
+        # CID 350 Communication trouble -> SIA YC / YK: the broker refuses our publishes
+        # (a PUBACK with a failure reason, e.g. an ACL denying a topic).
+        EventKind("fault.uplink", 3, cid="350", sia="YC", sia_restore="YK"),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
         # Cameras (drivers/onvif_camera): analytics are priority 4 (state, motion).

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.delivery.uplink import _parse_ack
+from gateway.delivery.acks import parse_ack
 from tests.hypothesis_support import json_values, nested_json
 
 acks = st.one_of(
@@ -24,7 +24,7 @@ acks = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(acks)
 def test_any_ack_payload_gives_string_ids_or_none(payload: bytes) -> None:
-    ids = _parse_ack(payload)
+    ids = parse_ack(payload)
     assert isinstance(ids, list) and all(isinstance(i, str) for i in ids)
     if ids:  # accepted only as sent: the object's "ids", all strings, in order
         assert json.loads(payload)["ids"] == ids

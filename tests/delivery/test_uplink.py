@@ -76,3 +76,69 @@ async def test_nothing_is_marked_sent_while_the_broker_is_away(tmp_path: Path) -
             await task
         assert await outbox.pending_count() == 1
         assert uplink.stats.connects == 0 and uplink.stats.published == 0
+
+
+async def test_reconnects_never_give_up(tmp_path: Path) -> None:
+    """Forty failed attempts in a row, then the broker is there: the panic goes out."""
+    broker = MosquittoBroker(tmp_path / "broker")  # not started yet
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        await outbox.append(FACTORY.make("alarm.panic", device="io", subject="Z1", state="active"))
+        cfg = BrokerConfig(
+            host=broker.host, port=broker.port, reconnect_min=0.01, reconnect_max=0.05
+        )
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-under-test")
+        task = asyncio.create_task(uplink.run())
+        try:
+            async with asyncio.timeout(30):
+                while uplink.stats.attempts < 40:
+                    assert not task.done(), "the uplink gave up"
+                    await asyncio.sleep(0.05)
+            async with broker:
+                async with asyncio.timeout(10):  # the PUBACK of the real broker
+                    while await outbox.pending_count():
+                        assert not task.done(), "the uplink gave up"
+                        await asyncio.sleep(0.05)
+            assert uplink.stats.connects == 1 and uplink.stats.published == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_retained_command_published_while_connected_is_refused(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Retain As Published: a live retained command keeps its flag and is refused."""
+    seen: list[tuple[str, bytes, bool]] = []
+
+    async def on_command(name: str, payload: bytes, retained: bool) -> dict:
+        seen.append((name, payload, retained))
+        return {"status": "error" if retained else "ok"}
+
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        cfg = BrokerConfig(host=mosquitto.host, port=mosquitto.port)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-under-test", on_command=on_command)
+        task = asyncio.create_task(uplink.run())
+        try:
+            await asyncio.wait_for(uplink.stats.connected.wait(), 10)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as center:
+                await center.subscribe(f"{PREFIX}/cmd/+/result", qos=1)
+                await center.publish(f"{PREFIX}/cmd/disarm", b'{"x": 1}', qos=1, retain=True)
+                await center.publish(f"{PREFIX}/cmd/ping", b'{"x": 2}', qos=1)
+                results = []
+                async with asyncio.timeout(10):
+                    async for message in center.messages:
+                        assert isinstance(message.payload, bytes)
+                        results.append((message.topic.value, json.loads(message.payload)))
+                        if len(results) == 2:
+                            break
+                await center.publish(f"{PREFIX}/cmd/disarm", b"", qos=1, retain=True)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert seen == [("disarm", b'{"x": 1}', True), ("ping", b'{"x": 2}', False)]
+    assert dict(results) == {
+        f"{PREFIX}/cmd/disarm/result": {"status": "error"},
+        f"{PREFIX}/cmd/ping/result": {"status": "ok"},
+    }

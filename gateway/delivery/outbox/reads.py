@@ -57,11 +57,13 @@ class OutboxReads:
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
 
-    async def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[PendingRow]:
+    async def pending(
+        self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
+    ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
         re-sends, then creation.
 
-        Due: never confirmed by the broker, or an alarm the center has not acked
+        Due: never confirmed by the broker, or an event the center has not acked
         within ``ack_timeout`` of its last PUBACK. A re-send never goes before a
         first send of its priority: a slow center must not turn old alarms into a
         storm that holds back new ones (issue 14).
@@ -69,10 +71,11 @@ class OutboxReads:
         Args:
             limit: maximum rows.
             exclude: row keys already in flight on the current connection.
+            skip_topics: topics whose rows wait (the broker refused them); a topic
+                ending in ``/`` stands for every topic it begins, ``""`` for all.
         """
         db = self._require_db()
-        skip = list(exclude)
-        clause = f"AND n NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        clause, skip = _skip_clause(list(exclude), list(skip_topics))
         due_before = time.time() - self.ack_timeout
         async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
             fresh = await cur.fetchall()
@@ -121,3 +124,19 @@ class OutboxReads:
         """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked
         (on :attr:`metrics`)."""
         return await self.metrics.stored_ages(ids)
+
+
+def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:
+    """SQL (``AND …``) and its parameters leaving out row keys and (prefixes of) topics."""
+    clause, params = "", list[Any]()
+    params += rows
+    if rows:
+        clause += f" AND n NOT IN ({','.join('?' * len(rows))})"
+    exact = [t for t in topics if not t.endswith("/") and t]
+    if exact:
+        clause += f" AND topic NOT IN ({','.join('?' * len(exact))})"
+        params += exact
+    for prefix in (t for t in topics if t.endswith("/") or not t):
+        clause += " AND substr(topic, 1, ?) != ?"
+        params += [len(prefix), prefix]
+    return clause, params

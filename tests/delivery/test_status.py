@@ -1,0 +1,122 @@
+"""``…/status`` tells the truth: ``offline`` after a clean stop, a crash or a silent death.
+
+The gateway runs as its own process (``campus-gateway run``) against a real
+mosquitto; the signals are real. MQTT 5.0 §3.1.2.5 (Will), §3.1.2.10 (Keep
+Alive): a broker that hears nothing for 1.5 × keepalive drops the client and
+publishes its Will; with the default keepalive of 8 s that is 12 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from simulators.broker import MosquittoBroker
+from tests.fault_support import daemon_process, module, wait_until, write_config
+
+pytestmark = pytest.mark.timeout(120)
+
+STATUS = "campus/v1/fault-school/gw1/status"
+
+
+@dataclass
+class StatusWatch:
+    """Every message on the gateway's status topic: (monotonic time, payload, retain)."""
+
+    seen: list[tuple[float, str, bool]] = field(default_factory=list)
+
+    @property
+    def last(self) -> str | None:
+        return self.seen[-1][1] if self.seen else None
+
+    def since(self, t: float, payload: str) -> float | None:
+        """Seconds after ``t`` when ``payload`` first came at or after ``t``, or None."""
+        return next((at - t for at, text, _ in self.seen if at >= t and text == payload), None)
+
+
+@contextlib.asynccontextmanager
+async def watch_status(broker: MosquittoBroker) -> AsyncIterator[StatusWatch]:
+    watch = StatusWatch()
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(STATUS, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                payload = bytes(message.payload).decode()  # type: ignore[arg-type]
+                watch.seen.append((time.monotonic(), payload, bool(message.retain)))
+
+        task = asyncio.create_task(collect())
+        try:
+            yield watch
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def retained_status(broker: MosquittoBroker) -> str:
+    """The retained status a new subscriber gets."""
+    async with watch_status(broker) as watch:
+        await wait_until(lambda: watch.seen, 5, "a retained status")
+    _, payload, retain = watch.seen[0]
+    assert retain
+    return payload
+
+
+async def test_sigterm_leaves_a_retained_offline(tmp_path: Path) -> None:
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with watch_status(broker) as watch:
+            async with daemon_process(config, tmp_path / "daemon.log") as daemon:
+                await wait_until(lambda: watch.last == "online", 20, "online")
+                daemon.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(daemon.wait(), 15) == 0
+            await wait_until(lambda: watch.last == "offline", 5, "offline published")
+        assert await retained_status(broker) == "offline"
+        log = (tmp_path / "daemon.log").read_text()
+        assert "uplink.goodbye_failed" not in log
+
+
+async def test_after_sigkill_offline_arrives_at_once(tmp_path: Path) -> None:
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with (
+            watch_status(broker) as watch,
+            daemon_process(config, tmp_path / "daemon.log") as daemon,
+        ):
+            await wait_until(lambda: watch.last == "online", 20, "online")
+            killed = time.monotonic()
+            daemon.send_signal(signal.SIGKILL)
+            await wait_until(lambda: watch.since(killed, "offline") is not None, 15, "Last Will")
+        assert await retained_status(broker) == "offline"
+
+
+async def test_a_frozen_gateway_is_declared_offline_within_15_s(tmp_path: Path) -> None:
+    """SIGSTOP: the socket stays open and says nothing; only the keepalive can tell."""
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with (
+            watch_status(broker) as watch,
+            daemon_process(config, tmp_path / "daemon.log") as daemon,
+        ):
+            await wait_until(lambda: watch.last == "online", 20, "online")
+            frozen = time.monotonic()
+            daemon.send_signal(signal.SIGSTOP)
+            try:
+                await wait_until(
+                    lambda: watch.since(frozen, "offline") is not None, 16, "Last Will"
+                )
+            finally:
+                daemon.send_signal(signal.SIGCONT)
+            delay = watch.since(frozen, "offline")
+            assert delay is not None and delay <= 15.0
+            # Woken up, it finds its connection gone, reconnects and says so.
+            await wait_until(lambda: watch.last == "online", 30, "online again")

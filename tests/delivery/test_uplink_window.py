@@ -1,0 +1,91 @@
+"""One in-flight window for every QoS 1 publish, counted on the wire; sent means PUBACK.
+
+:class:`simulators.mqtt_inflight.InflightProxy` sits between the gateway and a real
+mosquitto and reads every packet: a QoS 1 PUBLISH from the gateway opens its
+packet id, the broker's PUBACK closes it. MQTT 5.0 §3.3.4: a client must not have
+more QoS 1 publishes unacknowledged than the broker's Receive Maximum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.daemon import running
+from simulators.broker import MosquittoBroker
+from simulators.center import CenterConsole
+from simulators.center_commands import CommandSender
+from simulators.mqtt_inflight import InflightProxy
+from tests.fault_support import (
+    INTRUSION,
+    alarms,
+    campus_config,
+    module,
+    row_states,
+    stored_ids,
+    toggle,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def test_in_flight_never_exceeds_the_brokers_receive_maximum_of_5(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    async with (
+        MosquittoBroker(tmp_path / "broker", max_inflight_messages=5) as broker,
+        InflightProxy(broker.host, broker.port, puback_delay=0.01) as proxy,
+        module() as sim,
+        CenterConsole(broker.host, broker.port) as center,
+    ):
+        cfg = campus_config(
+            tmp_path, broker_port=proxy.port, module_port=sim.port, window=20, heartbeat_s=0.02,
+        )  # fmt: skip
+        async with running(cfg, outbox_path=outbox) as gateway:
+            assert gateway.uplink is not None
+            await wait_until(lambda: alarms(center, "device.online"), 10, "module online")
+            async with CommandSender(broker.host, broker.port, "fault-school", "gw1") as cmd:
+                # Rows, retained state (every input change), heartbeats every 20 ms and
+                # command results all compete for the same five slots.
+                pings = [asyncio.create_task(cmd.send("ping", timeout_s=30)) for _ in range(20)]
+                await toggle(sim, INTRUSION, 8, gap=0.05)
+                results = await asyncio.gather(*pings)
+            assert all(r["status"] == "ok" for r in results)
+            await wait_until(lambda: len(stored_ids(outbox)) >= 80, 10, "transitions stored")
+            stored = set(stored_ids(outbox, ""))
+            await center.wait_for(lambda: stored <= set(center.ids()), 60)
+            assert gateway.uplink.stats.receive_maximum == 5
+            assert gateway.uplink.stats.window == 5
+            assert gateway.uplink.stats.heartbeats >= 10
+    assert proxy.publishes >= 120
+    assert proxy.max_in_flight == 5  # the window was full, and never more than full
+
+
+async def test_no_row_is_marked_sent_until_its_puback_arrives(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    async with (
+        MosquittoBroker(tmp_path / "broker") as broker,
+        InflightProxy(broker.host, broker.port, drop_pubacks="/events/alarm/") as proxy,
+        module() as sim,
+        CenterConsole(broker.host, broker.port) as center,
+    ):
+        cfg = campus_config(
+            tmp_path, broker_port=proxy.port, module_port=sim.port, publish_timeout=2.0,
+        )  # fmt: skip
+        async with running(cfg, outbox_path=outbox) as gateway:
+            assert gateway.uplink is not None
+            await toggle(sim, INTRUSION[:2], 3, gap=0.3)
+            # The broker takes every message (the center has them) but its PUBACKs are lost.
+            await center.wait_for(lambda: len(alarms(center, "alarm.intrusion")) >= 6, 10)
+            await wait_until(lambda: gateway.uplink.stats.connects >= 2, 10, "timed out, again")
+            assert proxy.dropped >= 6
+            assert not any(sent for _, _, sent, _ in row_states(outbox, "alarm."))
+            proxy.drop_pubacks = None
+            await wait_until(
+                lambda: all(sent for _, _, sent, _ in row_states(outbox, "alarm.")),
+                15,
+                "PUBACKs seen",
+            )
+        assert center.duplicates >= 6  # sent again, same ids: at least once, never lost
