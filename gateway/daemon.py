@@ -4,7 +4,7 @@ Stages start in order with a readiness handshake (STYLE.md rule 5): the outbox
 opens (or the daemon refuses to start), the uplink task starts (it connects on its
 own and never gives up, so a broker that is down does not stop alarms from being
 recorded), the rules, then the device stages — Modbus I/O modules, cameras,
-patrol readers — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
+patrol readers, DC-09 alarm panels — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
 under the supervisor. systemd is told ``READY=1`` after all of them are started.
 
 Beside them run the local status and metrics endpoint (:mod:`gateway.ops`) and,
@@ -55,9 +55,11 @@ from gateway.runtime.systemd import notify
 from gateway.runtime.version import gateway_version
 from gateway.runtime.watchdog import Watchdog, watchdog_period
 
-if TYPE_CHECKING:  # imported when cameras are configured: see camera_stage()
+if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
     from gateway.camera.evidence import BlobSink
     from gateway.camera.stage import CameraStage
+    from gateway.panels.stage import PanelStage
+
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +74,8 @@ class Gateway:
 
     Attributes:
         ready: set once every stage is started.
-        outbox, uplink, engine, modules, cameras, patrol: the stages, available once
-            ``ready``; ``pollers`` are the modules' pollers by module id.
+        outbox, uplink, engine, modules, cameras, patrol, panels: the stages, available
+            once ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
         metrics: this gateway's Prometheus registry and live counters.
@@ -96,6 +98,7 @@ class Gateway:
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
+    panels: PanelStage | None = None
     dashboard: DashboardPublisher | None = None
     notifier: Notifier = field(default_factory=Notifier)
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -135,6 +138,9 @@ class Gateway:
             self.modules = ModuleStage(cfg, self._observe)
             self.patrol = PatrolStage(cfg, factory, emit, state_dir=Path(path).parent)
             stages: list[Stage] = [self.modules, self.patrol]
+            if cfg.panels or cfg.dc09.listen:
+                self.panels = panel_stage(cfg, factory, emit)
+                stages.append(self.panels)
             alarm_emit: Emit = emit
             if cfg.cameras:
                 self.cameras = camera_stage(cfg, factory, emit, outbox.append_blob)
@@ -360,6 +366,14 @@ def camera_stage(
     from gateway.camera.stage import CameraStage
 
     return CameraStage(cfg, factory, emit, blob)
+
+
+def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit) -> PanelStage:
+    """The DC-09 panels' stage, imported only when ``[dc09]`` or ``[[panels]]`` is
+    configured (its AES library stays out of a gateway without panels)."""
+    from gateway.panels.stage import PanelStage
+
+    return PanelStage(cfg, factory, emit)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

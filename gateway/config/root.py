@@ -29,6 +29,7 @@ from gateway.config.alarm_checks import check_alarm, check_lines
 from gateway.config.base import Ident, Strict
 from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config.modbus_profiles import PROFILES
+from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
 from gateway.config.patrol import PatrolConfig, check_patrol
 from gateway.config.transports import Transport
 from gateway.config.views import BenchConfig, DashboardConfig
@@ -61,9 +62,10 @@ class BrokerConfig(Strict):
 
     Units: seconds unless the name says otherwise. ``window`` is the bounded
     in-flight count of every QoS 1 publish; it is further capped by the broker's
-    Receive Maximum. ``keepalive`` (8): a broker declares a silent gateway dead —
+    Receive Maximum. ``keepalive`` (6): a broker declares a silent gateway dead —
     and publishes its Last Will ``offline`` — after 1.5 × keepalive (MQTT 5.0
-    §3.1.2.10), 12 s by default, within the 15 s a duty center expects.
+    §3.1.2.10): 9 s by default, 11 s at most with mosquitto's whole-second checks,
+    well within the 15 s a duty center expects.
     ``publish_timeout`` bounds a connect, a CONNACK, a SUBACK and each PUBACK.
     """
 
@@ -72,7 +74,7 @@ class BrokerConfig(Strict):
     client_id: str | None = None
     username: str | None = None
     password_file: Path | None = None
-    keepalive: int = Field(default=8, ge=2, le=3600)
+    keepalive: int = Field(default=6, ge=2, le=3600)
     tls: TlsConfig | None = None
     window: int = Field(default=20, ge=1, le=65535)
     publish_timeout: float = Field(default=10.0, gt=0)
@@ -184,6 +186,8 @@ class GatewayConfig(Strict):
     cameras: list[CameraConfig] = Field(default_factory=list)
     linkage: list[LinkageConfig] = Field(default_factory=list)
     patrol: PatrolConfig = Field(default_factory=PatrolConfig)
+    dc09: Dc09Config = Dc09Config()
+    panels: list[PanelConfig] = Field(default_factory=list)
     walk_test: WalkTestConfig = WalkTestConfig()
     dashboard: DashboardConfig = DashboardConfig()
     bench: BenchConfig = BenchConfig()
@@ -203,6 +207,15 @@ class GatewayConfig(Strict):
         devices = set(modules) | {c.id for c in self.cameras}
         for field, message in check_patrol(
             self.patrol, device_ids=devices, timezone=self.site.timezone
+        )[:1]:
+            raise _FieldError(field, message)
+        devices |= {r.id for r in self.patrol.readers}
+        for field, message in check_panels(
+            self.panels,
+            self.dc09,
+            area_ids={a.id for a in self.areas},
+            zone_ids={z.id for z in self.zones},
+            device_ids=devices,
         )[:1]:
             raise _FieldError(field, message)
         return self
@@ -256,7 +269,10 @@ def load_config(path: str | Path) -> GatewayConfig:
     try:
         cfg = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err) for err in exc.errors()]
+        problems = [
+            (f, m if "(account " in m else m + panel_context(raw, f))
+            for f, m in map(_describe, exc.errors())
+        ]
         field, message = problems[0]
         rest = [
             f"{named_field(f, raw)} (line {locate_line(text, f) or '?'}): {m}"
@@ -271,7 +287,28 @@ def load_config(path: str | Path) -> GatewayConfig:
             line=locate_line(text, field),
             label=named_field(field, raw),
         ) from exc
-    return _resolve_paths(cfg, path.parent)
+    cfg = _resolve_paths(cfg, path.parent)
+    _check_keys(cfg, path, text)
+    return cfg
+
+
+def _check_keys(cfg: GatewayConfig, path: Path, text: str) -> None:
+    """Every panel's key file is readable and holds a key of its ``key_format``.
+
+    Raises:
+        ConfigError: naming the ``key_file`` field, its line and the panel's account.
+    """
+    for i, panel in enumerate(cfg.panels):
+        try:
+            panel.key()
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            field = f"panels.{i}.key_file"
+            raise ConfigError(
+                f"panel {panel.id!r} (account {panel.account}): key file {panel.key_file}: {exc}",
+                file=str(path),
+                field=field,
+                line=locate_line(text, field),
+            ) from exc
 
 
 def named_field(field: str, raw: Any) -> str:
@@ -328,6 +365,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         broker = broker.model_copy(update={"tls": tls})
     cameras = [camera.resolved(base) for camera in cfg.cameras]
     commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    panels = [panel.resolved(base) for panel in cfg.panels]
     bench = cfg.bench.model_copy(update={"password_file": fix(cfg.bench.password_file)})
     return cfg.model_copy(
         update={
@@ -335,6 +373,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             "broker": broker,
             "cameras": cameras,
             "commands": commands,
+            "panels": panels,
             "bench": bench,
         }
     )
@@ -379,6 +418,10 @@ def _locate(text: str, parts: list[str]) -> int | None:
                 break
     if start is None:
         return None
+    if index is not None and len(rest) >= 3 and rest[1].isdigit():
+        nested = _nested_table(lines, start, section, rest[0], int(rest[1]))
+        if nested is not None:  # [[panels.zones]] inside the index-th [[panels]]
+            start, section, rest = nested, f"{section}.{rest[0]}", rest[2:]
     key = rest[0] if rest else None
     if key is None:
         return start + 1
@@ -389,3 +432,19 @@ def _locate(text: str, parts: list[str]) -> int | None:
         if re.match(r"^" + re.escape(key) + r"\s*=", stripped):
             return n + 1
     return start + 1
+
+
+def _nested_table(lines: list[str], start: int, section: str, key: str, index: int) -> int | None:
+    """The line of the ``index``-th ``[[section.key]]`` after ``start``, before the
+    next ``[[section]]``; None when there is none (an inline array, say)."""
+    own = re.compile(r"^\s*\[\[\s*" + re.escape(section) + r"\s*\]\]")
+    nested = re.compile(r"^\s*\[\[\s*" + re.escape(f"{section}.{key}") + r"\s*\]\]")
+    count = -1
+    for n in range(start + 1, len(lines)):
+        if own.match(lines[n]):
+            return None
+        if nested.match(lines[n]):
+            count += 1
+            if count == index:
+                return n
+    return None

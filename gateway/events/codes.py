@@ -105,6 +105,21 @@ KINDS: dict[str, EventKind] = {
         EventKind("maintenance.started", 3, cid="607"),
         EventKind("maintenance.ended", 3, cid="607"),
         EventKind("zone.walk_test", 5, sia="TP"),
+        # Intrusion panels over SIA DC-09 (gateway/panels). A panel event carries the
+        # codes it was sent with; these are the codes of the type when it sent none.
+        # CID 110 Fire -> SIA FA / FH.
+        EventKind("alarm.fire", 1, cid="110", sia="FA", sia_restore="FH"),
+        # CID 100 Medical -> SIA MA / MH.
+        EventKind("alarm.medical", 1, cid="100", sia="MA", sia_restore="MH"),
+        # CID 151 Gas detected -> SIA GA / GH (CO, 162, pairs the same).
+        EventKind("alarm.gas", 1, cid="151", sia="GA", sia_restore="GH"),
+        # A code no table knows: an alarm until someone has looked (SIA UX Undefined).
+        EventKind("alarm.panel_unknown", 2, sia="UX"),
+        # CID 300 System trouble -> SIA YX / YZ: AC loss, telco line, expansion faults.
+        EventKind("fault.panel", 3, cid="300", sia="YX", sia_restore="YZ"),
+        # SIA YN Invalid Report: frames a panel sent that the receiver refused.
+        EventKind("fault.panel_rejected", 3, sia="YN"),
+        EventKind("panel.event", 4),  # openings by user, tests, access, programming …
     )
 }
 

@@ -118,6 +118,8 @@ class EventFactory:
         received_at: datetime | None = None,
         incident: str | None = None,
         opens_incident: bool = False,
+        siacode: str | None = None,
+        cidcode: str | None = None,
     ) -> Event:
         """Build an event of a known type.
 
@@ -131,6 +133,8 @@ class EventFactory:
             incident: ``data.incident`` of an incident this event continues or ends.
             opens_incident: this event starts an incident: its own id becomes
                 ``data.incident``.
+            siacode, cidcode: the codes a device sent (a DC-09 panel), instead of
+                the type's own.
 
         Raises:
             KeyError: unknown event type.
@@ -151,8 +155,8 @@ class EventFactory:
             priority=kind.priority,
             clocksynced=self.clock_synced(),
             data=body,
-            siacode=sia,
-            cidcode=kind.cid,
+            siacode=siacode or sia,
+            cidcode=cidcode or kind.cid,
         )
 
 

@@ -3,7 +3,8 @@
 The gateway runs as its own process (``campus-gateway run``) against a real
 mosquitto; the signals are real. MQTT 5.0 §3.1.2.5 (Will), §3.1.2.10 (Keep
 Alive): a broker that hears nothing for 1.5 × keepalive drops the client and
-publishes its Will; with the default keepalive of 8 s that is 12 s.
+publishes its Will; with the default keepalive of 6 s that is 9 s (mosquitto
+checks in whole seconds: at most 11 s).
 """
 
 from __future__ import annotations

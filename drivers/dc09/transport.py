@@ -1,0 +1,231 @@
+"""The receiver's listeners: TCP (a connection may carry many frames, answered in
+order) and UDP (each datagram answered to its sender).
+
+On TCP the frames of one connection are taken one after the other, each answered
+before the next (a panel's events keep their order; many panels' connections run
+side by side and share the outbox's group commit). A connection the panel closes
+still has its frames committed. On UDP a datagram is one or more frames; each
+answer is a datagram of its own; the receiver keeps each panel's frames in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from drivers.dc09.framing import Junk, StreamFramer, split_datagram
+from drivers.dc09.receiver import Receiver
+from gateway.config.panels import ListenConfig
+
+UDP_IN_FLIGHT = 1024
+"""Datagrams being taken at once; more are dropped (counted): the panel sends again."""
+
+
+class _Listener:
+    def __init__(
+        self, listen: ListenConfig, receiver: Receiver, logger: FilteringBoundLogger | None
+    ) -> None:
+        self.listen = listen
+        self.receiver = receiver
+        self.port = listen.port
+        self.ready = asyncio.Event()
+        self.log = (logger or structlog.get_logger(__name__)).bind(
+            protocol=listen.protocol, host=listen.host
+        )
+
+    @property
+    def name(self) -> str:
+        """``tcp:0.0.0.0:15030``."""
+        return f"{self.listen.protocol}:{self.listen.host}:{self.listen.port}"
+
+    async def _handle(self, frame: bytes, peer: str) -> bytes | None:
+        try:
+            return await self.receiver.handle(frame, peer)
+        except Exception:
+            self.receiver.counts["errors"] += 1
+            self.log.exception("dc09.frame_failed", peer=peer)
+            return None
+
+
+class TcpListener(_Listener):
+    """Serves panels' TCP connections; ``await listener.run()`` until cancelled.
+
+    Args:
+        listen: where to listen.
+        receiver: the receiver's rules.
+        max_connections: connections served at once; more are closed at once.
+        idle_timeout: seconds a connection may send nothing before it is closed.
+
+    Attributes:
+        port: the port listened on. ready: set once listening.
+        connections: connections open now. refused_connections: closed for the limit.
+    """
+
+    def __init__(
+        self,
+        listen: ListenConfig,
+        receiver: Receiver,
+        *,
+        max_connections: int,
+        idle_timeout: float,
+        logger: FilteringBoundLogger | None = None,
+    ) -> None:
+        super().__init__(listen, receiver, logger)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connections = 0
+        self.refused_connections = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> None:
+        """Listen until cancelled; then close every connection.
+
+        Raises:
+            OSError: the address cannot be bound (the supervisor retries).
+        """
+        server = await asyncio.start_server(self._connection, self.listen.host, self.listen.port)
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.log.info("dc09.listening", port=self.port)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            self.ready.clear()
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"tcp {host}:{port}"
+        if task is None or self.connections >= self.max_connections:
+            self.refused_connections += 1
+            self.log.warning("dc09.connection_refused", peer=peer, open=self.connections)
+            writer.close()
+            return
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            await self._serve(reader, writer, peer)
+        finally:
+            self.connections -= 1
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        """Frames in the order they came, each answered before the next is taken.
+
+        A connection the panel closed still has the frames it sent taken (committed).
+        """
+        framer = StreamFramer()
+        open_ = True
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+            except (TimeoutError, ConnectionError) as exc:
+                self.log.info("dc09.connection_closed", peer=peer, why=type(exc).__name__)
+                data = b""
+            for piece in framer.feed(data):
+                if isinstance(piece, Junk):
+                    await self.receiver.junk(piece.data, peer)
+                    continue
+                answer = await self._handle(piece, peer)
+                if answer is None or not open_:
+                    continue
+                try:
+                    writer.write(answer)
+                    await writer.drain()
+                except ConnectionError as exc:
+                    open_ = False
+                    self.log.info("dc09.answer_not_sent", peer=peer, error=str(exc))
+            if not data:
+                break
+        if framer.pending:
+            await self.receiver.junk(b"(connection closed mid-frame)", peer)
+
+
+class UdpListener(_Listener):
+    """Serves panels' UDP datagrams; ``await listener.run()`` until cancelled.
+
+    Attributes:
+        port: the port listened on. ready: set once listening.
+        dropped: datagrams dropped because :data:`UDP_IN_FLIGHT` were being taken.
+    """
+
+    def __init__(
+        self,
+        listen: ListenConfig,
+        receiver: Receiver,
+        *,
+        logger: FilteringBoundLogger | None = None,
+    ) -> None:
+        super().__init__(listen, receiver, logger)
+        self.dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def run(self) -> None:
+        """Listen until cancelled.
+
+        Raises:
+            OSError: the address cannot be bound (the supervisor retries).
+        """
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=(self.listen.host, self.listen.port)
+        )
+        self._transport = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        self.ready.set()
+        self.log.info("dc09.listening", port=self.port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.ready.clear()
+            transport.close()
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self._tasks) >= UDP_IN_FLIGHT:
+            self.dropped += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._datagram(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        peer = f"udp {addr[0]}:{addr[1]}"
+        for piece in split_datagram(data):
+            if isinstance(piece, Junk):
+                await self.receiver.junk(piece.data, peer)
+                continue
+            answer = await self._handle(piece, peer)
+            if answer is not None and self._transport is not None:
+                self._transport.sendto(answer, addr)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, listener: UdpListener) -> None:
+        self.listener = listener
+
+    def datagram_received(self, data: bytes, addr: tuple[str, Any]) -> None:
+        self.listener.received(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        self.listener.log.info("dc09.udp_error", error=str(exc))

@@ -1,0 +1,90 @@
+"""Refused frames → ``fault.panel_rejected`` (priority 3), at most one per sender and
+reason every ``[dc09] reject_report_s``.
+
+A panel whose frames are all refused (a wrong key, a clock far off, an account
+nobody configured, a CRC setting the receiver does not know) is a panel whose
+alarms do not arrive: the center must hear of it at once, not only when the
+panel's supervision runs out. One event per sender and reason, then at most one
+per period with the count refused in between (``refused_since``), so a flood of
+bad frames cannot flood the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.events.model import Emit, Event, EventFactory
+from gateway.events.panel_observation import PanelRejected
+
+RECEIVER_DEVICE = "dc09"
+"""The device of events about senders no ``[[panels]]`` knows: the receiver itself."""
+_MAX_SENDERS = 10_000
+
+
+@dataclass(slots=True)
+class _Seen:
+    reported_at: float
+    refused_since: int = 0
+
+
+class Rejections:
+    """Reports refused frames, rate-limited per (sender, reason).
+
+    Args:
+        factory: makes events.
+        emit: stores an event.
+        every_s: the shortest time between two reports of one sender and reason.
+        clock: monotonic seconds.
+
+    Attributes:
+        refused: frames refused, all counted.
+    """
+
+    def __init__(
+        self,
+        factory: EventFactory,
+        emit: Emit,
+        every_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = factory
+        self._emit = emit
+        self._every = every_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        self.refused = 0
+
+    async def rejected(self, obs: PanelRejected) -> Event | None:
+        """Count ``obs``; store a ``fault.panel_rejected`` unless one was stored lately."""
+        self.refused += 1
+        sender = obs.panel_id or obs.peer.split(" ")[-1].rsplit(":", 1)[0]
+        key = (sender, obs.reason)
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen.reported_at < self._every:
+            seen.refused_since += 1
+            return None
+        if len(self._seen) >= _MAX_SENDERS:
+            self._seen = {k: v for k, v in self._seen.items() if now - v.reported_at < self._every}
+        self._seen[key] = _Seen(now)
+        event = self._factory.make(
+            "fault.panel_rejected",
+            device=obs.panel_id or RECEIVER_DEVICE,
+            subject=sender,
+            state="instant",
+            received_at=obs.received_at,
+            data={
+                "name": obs.panel_id or sender,
+                "reason": obs.reason,
+                "detail": obs.detail,
+                "answer": obs.answer,
+                "peer": obs.peer,
+                "account": obs.account,
+                "raw": obs.raw,
+                "refused_since": seen.refused_since if seen is not None else 0,
+            },
+        )
+        return await self._emit(event)

@@ -1,0 +1,100 @@
+"""The DC-09 receiver as a daemon stage: listeners, supervision, and the panels' events.
+
+A :class:`~gateway.runtime.stage.Stage` of family ``dc09``. Tasks, started by the
+daemon after the Modbus pollers: ``driver[dc09:<protocol>:<host>:<port>]`` for each
+``[dc09] listen`` address (a port that cannot be bound is retried by the
+supervisor) and ``dc09[supervision]`` (panels silent past their ``supervision_s``).
+
+The receiver hands every observation here and waits: a message's events are
+committed (``emit`` is the outbox's ``append``) before the panel gets its ACK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from drivers.dc09.receiver import Receiver
+from drivers.dc09.transport import TcpListener, UdpListener
+from gateway.config.root import GatewayConfig
+from gateway.events.model import Emit, EventFactory
+from gateway.events.observation import DeviceHealth, HealthState, utcnow
+from gateway.events.panel_observation import PanelMessage, PanelObservation, PanelRejected
+from gateway.panels.rejections import Rejections
+from gateway.panels.reports import PanelReports
+from gateway.runtime.device_health import HealthEvents
+from gateway.runtime.stage import StageTask, device_task
+
+
+class PanelStage:
+    """Every DC-09 panel of one gateway.
+
+    Args:
+        cfg: the gateway config (``[dc09]``, ``[[panels]]``, ``[[areas]]``).
+        factory: makes events.
+        emit: stores an event (the outbox's ``append``).
+        now: the gateway's clock.
+
+    Raises:
+        OSError, ValueError: a panel's key file cannot be read or holds no key
+            (``load_config`` checked it; it changed since).
+
+    Attributes:
+        receiver: the receiver's rules and counters.
+        listeners: one per ``[dc09] listen`` address.
+        reports: the panels' messages → events.
+        rejections: refused frames → ``fault.panel_rejected``.
+    """
+
+    family = "dc09"
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        factory: EventFactory,
+        emit: Emit,
+        *,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._panels = {p.id: p for p in cfg.panels}
+        self.receiver = Receiver(
+            cfg.dc09, [(p, p.key()) for p in cfg.panels], self._observe, now=now
+        )
+        self.listeners: list[TcpListener | UdpListener] = [
+            TcpListener(
+                listen,
+                self.receiver,
+                max_connections=cfg.dc09.max_connections,
+                idle_timeout=cfg.dc09.idle_timeout_s,
+            )
+            if listen.protocol == "tcp"
+            else UdpListener(listen, self.receiver)
+            for listen in cfg.dc09.listen
+        ]
+        self.reports = PanelReports(cfg.panels, {a.id: a for a in cfg.areas}, factory, emit)
+        self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
+        self._health = HealthEvents(factory, emit)
+
+    def tasks(self) -> Sequence[StageTask]:
+        """One task per listen address and the supervision (none when nothing is configured)."""
+        found = [
+            device_task(self.family, listener.name, listener.run) for listener in self.listeners
+        ]
+        if self._panels:
+            found.append(StageTask("dc09[supervision]", self.receiver.supervision.run))
+        return found
+
+    def health(self) -> Mapping[str, HealthState]:
+        """Panel id → its link health."""
+        return dict(self.receiver.supervision.state)
+
+    async def _observe(self, obs: PanelObservation) -> None:
+        if isinstance(obs, PanelMessage):
+            await self.reports.message(obs)
+        elif isinstance(obs, PanelRejected):
+            await self.rejections.rejected(obs)
+        elif isinstance(obs, DeviceHealth):
+            panel = self._panels[obs.device_id]
+            await self._health.transition(
+                obs, panel.name or panel.id, panel.location, {"account": panel.account}
+            )
