@@ -81,6 +81,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """utime + stime per thread of a process (``/proc/<pid>/task/<tid>/stat``), in seconds."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """``VmHWM`` (peak resident) and ``VmRSS`` of a process, in KiB."""
     out: dict[str, int] = {}
@@ -143,18 +155,26 @@ async def run(args: argparse.Namespace) -> None:
             await wait_for(lambda: center.first >= 2 and module.requests > 20, 60, "online")
             await asyncio.sleep(args.settle_s)
             idle_cpu, idle_wall = cpu_seconds(gateway.pid), time.monotonic()
+            idle_threads = thread_cpu(gateway.pid)
             await asyncio.sleep(args.idle_s)
-            idle_rate = (cpu_seconds(gateway.pid) - idle_cpu) / (time.monotonic() - idle_wall)
+            idle_span = time.monotonic() - idle_wall
+            idle_rate = (cpu_seconds(gateway.pid) - idle_cpu) / idle_span
+            idle_threads = _delta(idle_threads, thread_cpu(gateway.pid))
             changed_at: list[float] = []
+            busy_threads = thread_cpu(gateway.pid)
             cpu_start, t0 = cpu_seconds(gateway.pid), time.monotonic() + 0.1
             for k in range(args.changes):
                 target = t0 + k * args.period_ms / 1000
                 await asyncio.sleep(max(0.0, target - time.monotonic()))
                 changed_at.append(time.monotonic())
                 module.set_input(0, closed=k % 2 == 0)
-            await wait_for(lambda: center.detailed >= args.changes, 30, "every change")
+            try:
+                await wait_for(lambda: center.detailed >= args.changes, 30, "every change")
+            except TimeoutError as exc:  # reported below as a mismatch, with what did arrive
+                print(f"  {exc}")
             wall = time.monotonic() - t0
             cpu = cpu_seconds(gateway.pid) - cpu_start
+            busy_threads = _delta(busy_threads, thread_cpu(gateway.pid))
             mem = memory_kib(gateway.pid)
         finally:
             report = center.stop()
@@ -163,6 +183,17 @@ async def run(args: argparse.Namespace) -> None:
             log.close()
     arrivals = sorted(report.arrivals, key=lambda a: a.seq or 0)
     summarize(args, arrivals, changed_at, cpu, wall, idle_rate, mem, report.dups)
+    print("  per thread, ms per change above idle (tid; the main thread's tid is the pid):")
+    for tid, busy in sorted(busy_threads.items(), key=lambda kv: -kv[1]):
+        idle = idle_threads.get(tid, 0.0) / idle_span * wall
+        print(
+            f"    {tid}{' (main)' if tid == gateway.pid else ''}: "
+            f"{(busy - idle) / args.changes * 1000:.2f}"
+        )
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
+    return {tid: t - before.get(tid, 0.0) for tid, t in after.items()}
 
 
 def summarize(

@@ -30,6 +30,9 @@ from gateway.alarm.commands import command_handlers
 from gateway.alarm.modules import ModuleStage
 from gateway.alarm.system import AlarmSystem
 from gateway.alarm.zones import ZoneEngine
+from gateway.bench.feed import EventFeed
+from gateway.bench.model import BenchSources
+from gateway.bench.server import BenchServer, bench_server
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
@@ -85,6 +88,8 @@ class Gateway:
         notifier: poked after every stored event, applied reading and handled
             command; the local views (dashboard topics, bench page) listen to it.
         dashboard: publishes the retained zone and area states.
+        feed: recent events, pictures and the center's last ack, for the bench page.
+        bench: the bench page (None when ``[bench] enabled = false``).
     """
 
     cfg: GatewayConfig
@@ -100,6 +105,8 @@ class Gateway:
     patrol: PatrolStage | None = None
     panels: PanelStage | None = None
     dashboard: DashboardPublisher | None = None
+    bench: BenchServer | None = None
+    feed: EventFeed = field(default_factory=EventFeed)
     notifier: Notifier = field(default_factory=Notifier)
     supervisor: Supervisor = field(default_factory=Supervisor)
     # Driver observations wait here for the rules, so a slow disk commit never stalls
@@ -134,6 +141,7 @@ class Gateway:
         ):
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
+            self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
             self.patrol = PatrolStage(cfg, factory, emit, state_dir=Path(path).parent)
@@ -143,7 +151,8 @@ class Gateway:
                 stages.append(self.panels)
             alarm_emit: Emit = emit
             if cfg.cameras:
-                self.cameras = camera_stage(cfg, factory, emit, outbox.append_blob)
+                blob = self._tap_blob(outbox.append_blob)
+                self.cameras = camera_stage(cfg, factory, emit, blob)
                 stages.insert(1, self.cameras)
                 alarm_emit = self.cameras.linkage.wrap(emit)
             self.alarm = AlarmSystem(
@@ -192,6 +201,10 @@ class Gateway:
             self.dashboard = DashboardPublisher(
                 cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
             )
+            sources = BenchSources(
+                cfg, self.alarm, stages, self.uplink, outbox, self.patrol.engine, self.feed
+            )
+            self.bench = bench_server(sources, self.notifier)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
                     self.supervisor.run_forever("uplink", self.uplink.run), name="uplink"
@@ -209,6 +222,10 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
                 )
+                if self.bench is not None:
+                    tg.create_task(
+                        self.supervisor.run_forever("bench", self.bench.run), name="bench"
+                    )
                 tg.create_task(
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
@@ -247,15 +264,26 @@ class Gateway:
         return OpsServer(self.cfg.metrics, sources, self.metrics)
 
     def _tap(self, append: Emit) -> Emit:
-        """``append`` that pokes the local views once the event is stored."""
+        """``append`` that shows the event on the bench page at once (even while the
+        disk is slow) and pokes the local views once it is stored."""
 
         async def emit(event: Event) -> Event:
+            self.feed.add(event)
             try:
                 return await append(event)
             finally:
                 self.notifier.poke()
 
         return emit
+
+    def _tap_blob(self, append_blob: BlobSink) -> BlobSink:
+        """``append_blob`` that keeps the picture for the bench page too."""
+
+        async def blob(topic: str, payload: bytes, priority: int) -> int:
+            self.feed.add_blob(topic, payload)
+            return await append_blob(topic, payload, priority)
+
+        return blob
 
     async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
         return await emit(
@@ -348,7 +376,11 @@ class Gateway:
 
     async def _acked(self, payload: bytes) -> None:
         ids = parse_ack(payload)
-        if ids and self.outbox is not None:
+        if not ids:
+            return
+        self.feed.note_ack(ids)
+        self.notifier.poke()
+        if self.outbox is not None:
             for age in await self.outbox.stored_ages(ids):
                 self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
-# Shared set-up for scripts/demo.sh and scripts/test.sh: Debian's mosquitto and systemd
-# (for systemd-analyze), and a
+# Shared set-up for scripts/demo.sh and scripts/test.sh: Debian's mosquitto (and
+# Chromium for the bench page's browser test, systemd for systemd-analyze) and a
 # virtualenv in .venv with the project installed (editable) and its pinned deps.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Debian packages, each only when missing: mosquitto (the demo's and the tests' broker);
+# chromium, chromium-driver and a CJK font for the bench page's browser test.
+missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    echo "bootstrap: installing Debian's mosquitto" >&2
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+    missing+=(mosquitto)
 fi
-
-# systemd-analyze judges the installed unit in tests/ops/test_install.py; the
-# package is installed only, never started (a container may run without it).
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-    echo "bootstrap: installing Debian's systemd (for systemd-analyze; not started)" >&2
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
+# systemd-analyze judges the installed unit (tests/ops/test_install.py); the package
+# is only installed, never started (a container runs without it as PID 1).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        systemd >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

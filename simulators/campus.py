@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.config.root import load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.delivery.outbox.files import lock as lock_outbox
 from gateway.delivery.outbox.files import unlock
 from gateway.errors import OutboxError
@@ -95,6 +95,8 @@ async def run_campus(
             + ", ".join(f"{i}@{m.host}:{m.port}" for i, m in modules.items())
             + f" · control http://127.0.0.1:{control.port} · gateway log {log_path}"
         )
+        if cfg.bench.enabled:
+            center.say(f"CAMPUS bench page {bench_url(cfg)} (the technician's view)")
         if cameras or devices.app is not None:
             center.say(_camera_patrol_line(devices, camera_control_port))
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
@@ -114,6 +116,12 @@ async def run_campus(
         center.say("CAMPUS stopping")
     center.say(f"SUMMARY {center.summary()}")
     return 0 if center.invalid == 0 and not center.gaps else 1
+
+
+def bench_url(cfg: GatewayConfig) -> str:
+    """Where the gateway of ``cfg`` serves its bench page."""
+    host = "127.0.0.1" if cfg.bench.host in ("0.0.0.0", "") else cfg.bench.host
+    return f"http://{host}:{cfg.bench.port}/"
 
 
 def _camera_patrol_line(devices: CampusDevices, camera_control_port: int) -> str:

@@ -105,6 +105,7 @@ class ModulePoller:
         failures: failed polls (timeouts, refused connections, bad frames).
         protocol_errors: of those, malformed or refused replies.
         errors: unexpected exceptions caught by the loop (sink failures, bugs).
+        last_seen: gateway UTC time of the last successful read, or None.
 
     Raises:
         ValueError: ``debounce_ms`` or ``analog_channels`` names a channel the
@@ -148,6 +149,7 @@ class ModulePoller:
         self.protocol_errors = 0
         self.errors = 0
         self._health: HealthState = "starting"
+        self.last_seen: datetime | None = None
         self._consecutive = 0
         self._catch_up = False
         self._bad_frame_logged = False
@@ -245,6 +247,7 @@ class ModulePoller:
             await self._transition("offline", str(exc))
 
     async def _succeeded(self, closed: list[bool], seen_at: datetime, since: float) -> None:
+        self.last_seen = seen_at
         if self._health != "online":
             self._catch_up = self._health == "offline"
             await self._transition("online", "")

@@ -75,6 +75,7 @@ class CameraDriver:
         health: ``starting``, ``online`` or ``offline``.
         media: the media profile and URIs of the current connection, or None.
         clock_skew_s: camera clock minus gateway clock at the last connection.
+        last_seen: gateway UTC time the camera last answered (a subscription or a pull).
         connects, subscriptions, renewals, renew_failures, resubscribes,
         pulls, failures, protocol_errors, unknown_messages, errors: counters.
     """
@@ -92,6 +93,7 @@ class CameraDriver:
         self.health: HealthState = "starting"
         self.media: MediaUris | None = None
         self.clock_skew_s: float | None = None
+        self.last_seen: datetime | None = None
         self._reported_skew: float | None = None
         self._consecutive = 0
         self._logged: set[str] = set()
@@ -131,6 +133,7 @@ class CameraDriver:
         while True:
             subscription = await device.subscribe(self.cfg.subscription_s)
             self.subscriptions += 1
+            self.last_seen = utcnow()
             await self._transition("online", "")
             self._consecutive = 0
             try:
@@ -170,7 +173,7 @@ class CameraDriver:
             wait = min(self.cfg.pull_timeout_s, max(0.1, renew_at - loop.time()))
             document = await device.pull(wait, self.cfg.message_limit)
             self.pulls += 1
-            received = utcnow()
+            received = self.last_seen = utcnow()
             for message in document.notifications:
                 await self._deliver(message, received)
 

@@ -36,6 +36,7 @@ class ReaderHealth:
         state: current health state.
         failures: failures since construction.
         consecutive: failures since the last success.
+        last_seen: gateway UTC time of the last success, or None.
     """
 
     def __init__(
@@ -61,10 +62,12 @@ class ReaderHealth:
         self.state: HealthState = "starting"
         self.failures = 0
         self.consecutive = 0
+        self.last_seen: datetime | None = None
 
     async def succeeded(self) -> bool:
         """Record a success. Returns True when it ended an outage (offline → online)."""
         recovered = self.state == "offline"
+        self.last_seen = self._now()
         self.consecutive = 0
         self._doublings = 0
         if self.state != "online":

@@ -11,6 +11,7 @@ switched through the module's poller, between its polls.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from drivers.modbus_io.line_poller import LinePoller, build_lines
 from drivers.modbus_io.poller import ModulePoller
@@ -52,6 +53,10 @@ class ModuleStage:
     def health(self) -> Mapping[str, HealthState]:
         """Module id → its poller's health."""
         return {module_id: p.health for module_id, p in self.pollers.items()}
+
+    def last_seen(self) -> Mapping[str, datetime | None]:
+        """Module id → its last successful read."""
+        return {module_id: p.last_seen for module_id, p in self.pollers.items()}
 
     async def write_output(self, module_id: str, channel: int, on: bool) -> None:
         """Switch a coil through its module's poller (between polls, on its line).

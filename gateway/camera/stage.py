@@ -8,6 +8,7 @@ the daemon's task group after the Modbus pollers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
@@ -59,6 +60,10 @@ class CameraStage:
     def health(self) -> Mapping[str, HealthState]:
         """Camera id → its driver's health."""
         return {camera_id: d.health for camera_id, d in self.drivers.items()}
+
+    def last_seen(self) -> Mapping[str, datetime | None]:
+        """Camera id → when it last answered."""
+        return {camera_id: d.last_seen for camera_id, d in self.drivers.items()}
 
     def _media_of(self, camera_id: str) -> Callable[[], MediaUris | None]:
         driver = self.drivers[camera_id]

@@ -93,3 +93,11 @@ class PatrolStage:
             for reader_id, reader in self.readers.items()
             if isinstance(reader, StationPoller | NetworkReader)
         }
+
+    def last_seen(self) -> Mapping[str, dt.datetime | None]:
+        """Reader id → its last successful read or line, for the supervised readers."""
+        return {
+            reader_id: reader.health.last_seen
+            for reader_id, reader in self.readers.items()
+            if isinstance(reader, StationPoller | NetworkReader)
+        }

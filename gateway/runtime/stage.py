@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from gateway.events.observation import HealthState
 from gateway.runtime.supervisor import Supervisor
@@ -55,6 +56,15 @@ class Stage(Protocol):
 
     def health(self) -> Mapping[str, HealthState]:
         """Device id → its current health, for every device of the stage."""
+        ...
+
+
+@runtime_checkable
+class Sighted(Protocol):
+    """A stage that knows when each of its devices last answered (for the bench page)."""
+
+    def last_seen(self) -> Mapping[str, datetime | None]:
+        """Device id → gateway UTC time it last answered (None: not since start)."""
         ...
 
 

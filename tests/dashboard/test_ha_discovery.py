@@ -19,7 +19,7 @@ from gateway.errors import ConfigError
 from simulators.broker import MosquittoBroker
 from tests.campus_helpers import DEMO_CONFIG, demo_config_on, simulated_campus
 from tests.dashboard_support import read_retained, retained_until
-from tests.helpers import broken_copy
+from tests.helpers import broken_copy, line_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -164,14 +164,10 @@ def test_device_class_by_zone_type_and_templates_as_home_assistant_renders_them(
 
 
 def test_a_discovery_prefix_with_wildcards_is_a_config_error(tmp_path: Path) -> None:
-    path = broken_copy(
-        DEMO_CONFIG,
-        tmp_path,
-        "[commands]",
-        '[dashboard]\ndiscovery_prefix = "home/#"\n\n[commands]',
-    )
-    with pytest.raises(ConfigError, match=r"dashboard\.discovery_prefix.*'home/#'"):
+    path = broken_copy(DEMO_CONFIG, tmp_path, "ha_discovery = false", 'discovery_prefix = "home/#"')
+    with pytest.raises(ConfigError, match=r"dashboard\.discovery_prefix.*'home/#'") as error:
         load_config(path)
+    assert error.value.line == line_of(path, "discovery_prefix")
 
 
 async def test_home_assistant_reads_retained_configs_and_states_from_the_broker(

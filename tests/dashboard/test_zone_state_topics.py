@@ -67,10 +67,9 @@ async def test_states_follow_commands(mosquitto: MosquittoBroker, tmp_path: Path
         demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as campus,
     ):
         found = await retained_until(
-            host, port, ALL, lambda f: teach in f and z06 in f, 5, "states"
+            host, port, ALL, lambda f: teach in f and set(f) >= ZONES, 10, "every state"
         )
         assert found[teach]["state"] == "armed" and found[z06]["area_armed"] is True
-        assert {t for t in found if "/zone/" in t} == ZONES
         await campus.ok("disarm", {"area": "TEACH"})
         modules["admin-io"].set_input(2, closed=False)  # Z06 open while disarmed
         found = await retained_until(
