@@ -449,7 +449,7 @@ def main() -> None:
     k = sub.add_parser("disk")
     k.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
-    configure_logging("warning")
+    configure_logging("error")  # re-sends are counted and printed
     if args.what == "throughput":
         asyncio.run(throughput(args.seconds, args.producers, args.window, args.ack_timeout))
     elif args.what == "drain":

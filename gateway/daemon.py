@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,6 +33,7 @@ from gateway.alarm.zones import ZoneEngine
 from gateway.bench.feed import EventFeed
 from gateway.bench.model import BenchSources
 from gateway.bench.server import BenchServer, bench_server
+from gateway.camera.commands import camera_handlers
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
@@ -40,6 +41,7 @@ from gateway.delivery.acks import parse_ack
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
+from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
@@ -60,6 +62,7 @@ from gateway.runtime.watchdog import Watchdog, watchdog_period
 
 if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
     from gateway.camera.evidence import BlobSink
+    from gateway.camera.rules import StatePublisher
     from gateway.camera.stage import CameraStage
     from gateway.panels.stage import PanelStage
 
@@ -141,10 +144,11 @@ class Gateway:
         ):
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
+            await append_unreported(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
-            self.patrol = PatrolStage(cfg, factory, emit, state_dir=Path(path).parent)
+            self.patrol = PatrolStage(cfg, factory, emit, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
             if cfg.panels or cfg.dc09.listen:
                 self.panels = panel_stage(cfg, factory, emit)
@@ -152,7 +156,14 @@ class Gateway:
             alarm_emit: Emit = emit
             if cfg.cameras:
                 blob = self._tap_blob(outbox.append_blob)
-                self.cameras = camera_stage(cfg, factory, emit, blob)
+                self.cameras = camera_stage(
+                    cfg,
+                    factory,
+                    emit,
+                    blob,
+                    publish_state=self._set_state,
+                    armed=self._area_armed,
+                )
                 stages.insert(1, self.cameras)
                 alarm_emit = self.cameras.linkage.wrap(emit)
             self.alarm = AlarmSystem(
@@ -167,7 +178,10 @@ class Gateway:
                 prefix=cfg.topic_prefix,
                 cfg=cfg.commands,
                 key=cfg.commands.key(),
-                handlers=command_handlers(self.alarm),
+                handlers={
+                    **command_handlers(self.alarm),
+                    **(camera_handlers(self.cameras) if self.cameras is not None else {}),
+                },
                 factory=factory,
                 emit=emit,
                 clock=self.alarm.clock,
@@ -374,6 +388,16 @@ class Gateway:
             device_id, {"health": poller.health, "inputs": inputs, "time": rfc3339(utcnow())}
         )
 
+    def _area_armed(self, area_id: str) -> bool:
+        """Is ``area_id`` armed (for cameras bound to an area)? Unknown before the alarm
+        system exists, which is before any camera runs."""
+        return self.alarm is not None and self.alarm.areas.armed(area_id)
+
+    def _set_state(self, device_id: str, state: dict[str, Any]) -> None:
+        """A device's retained ``…/state/<device>`` (kept by the uplink until it connects)."""
+        if self.uplink is not None:
+            self.uplink.set_state(device_id, state)
+
     async def _acked(self, payload: bytes) -> None:
         ids = parse_ack(payload)
         if not ids:
@@ -387,7 +411,13 @@ class Gateway:
 
 
 def camera_stage(
-    cfg: GatewayConfig, factory: EventFactory, emit: Emit, blob: BlobSink
+    cfg: GatewayConfig,
+    factory: EventFactory,
+    emit: Emit,
+    blob: BlobSink,
+    *,
+    publish_state: StatePublisher | None = None,
+    armed: Callable[[str], bool] | None = None,
 ) -> CameraStage:
     """The camera stage, imported only when cameras are configured.
 
@@ -397,7 +427,7 @@ def camera_stage(
     """
     from gateway.camera.stage import CameraStage
 
-    return CameraStage(cfg, factory, emit, blob)
+    return CameraStage(cfg, factory, emit, blob, publish_state=publish_state, armed=armed)
 
 
 def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit) -> PanelStage:

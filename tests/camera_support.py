@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,9 @@ from gateway.config.camera import CameraConfig
 from gateway.events.model import Event
 from gateway.events.observation import CameraSignal, DeviceHealth
 from simulators.camera.server import CameraOptions, SimulatedCamera
+from tests.helpers import eventually
+
+__all__ = ["eventually"]
 
 PASSWORD = "s3cret-Pw"
 
@@ -46,22 +48,6 @@ def camera_config(cam: SimulatedCamera, tmp_path: Path, **overrides: Any) -> Cam
     }
     values.update(overrides)
     return CameraConfig.model_validate(values)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll ``predicate`` every 20 ms until it is true.
-
-    Raises:
-        TimeoutError: still false after ``within`` seconds.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    for _ in itertools.count():
-        if predicate():
-            return
-        if loop.time() > deadline:
-            raise TimeoutError(f"not true within {within} s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +18,13 @@ from gateway.config.modbus_profiles import PROFILES
 from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
-from tests.helpers import REPO_ROOT
+from tests.power_cut_support import MODULE, Daemon
 
 INTRUSION = list(range(10))
 PANIC = list(range(10, 16))
 
-_TEMPLATE = """
+_TEMPLATE = (
+    """
 [site]
 id = "fault-school"
 gateway = "gw1"
@@ -51,16 +49,9 @@ ballast_mb = {ballast_mb}
 
 [logging]
 level = "warning"
-
-[[modules]]
-id = "io"
-name = "测试模块"
-transport = {{ type = "tcp", host = "127.0.0.1", port = {module_port} }}
-profile = "generic"
-poll_interval_ms = 20
-timeout_ms = 200
-offline_after = 5
 """
+    + MODULE
+)
 
 _ZONE = """
 [[zones]]
@@ -147,17 +138,26 @@ async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> 
 
 def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
     """Event ids in an outbox file, in seq order (read-only; the daemon may be running)."""
+    return _stored(outbox, type_prefix, "id")
+
+
+def stored_types(outbox: Path, type_prefix: str = "") -> list[str]:
+    """Event types in an outbox file, in seq order (read-only)."""
+    return _stored(outbox, type_prefix, "type")
+
+
+def _stored(outbox: Path, type_prefix: str, column: str) -> list[str]:
     if not outbox.exists():
         return []
     with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
         try:
             rows = db.execute(
-                "SELECT id FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+                f"SELECT {column} FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
                 (type_prefix + "%",),
             ).fetchall()
         except sqlite3.OperationalError:  # created a moment ago, no schema yet
             return []
-    return [r[0] for r in rows]
+    return [str(r[0]) for r in rows]
 
 
 def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool, bool]]:
@@ -180,19 +180,5 @@ def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]
 @contextlib.asynccontextmanager
 async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """``campus-gateway run CONFIG`` as a real process; SIGTERM (then SIGKILL) on exit."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", str(config), "--log-json",
-            stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    async with Daemon(config, log.parent) as daemon:
+        yield await daemon.start(log)

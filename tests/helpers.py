@@ -6,6 +6,8 @@ tests run from the repository root: ``python -m pytest``).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -84,3 +86,19 @@ def assert_valid_event(event: dict[str, Any]) -> None:
             f"event {event.get('id', '?')} does not match {EVENT_SCHEMA_PATH.name}:\n"
             + "\n".join(lines)
         )
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll ``predicate`` every 20 ms until it is true.
+
+    Raises:
+        TimeoutError: still false after ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    for _ in itertools.count():
+        if predicate():
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"not true within {within} s")
+        await asyncio.sleep(0.02)

@@ -16,6 +16,7 @@ from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import PatrolHit, PatrolObservation
 from gateway.patrol.engine import TourEngine
 from gateway.patrol.plan import Plan
+from gateway.runtime.state_store import StateStore
 from tests.helpers import assert_valid_event
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -115,11 +116,13 @@ def make_engine(
     log: EventLog,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    store: StateStore | None = None,
 ) -> TourEngine:
-    """A tour engine on ``cfg``'s plan, ``clock`` and ``log`` (and ``sleep`` for ``run``)."""
+    """A tour engine on ``cfg``'s plan, ``clock`` and ``log`` (and ``sleep`` for ``run``),
+    resuming from ``store`` when given."""
     factory = EventFactory(cfg.source_prefix, lambda: True, now=clock)
     plan = Plan(cfg.patrol, cfg.site.timezone)
-    return TourEngine(plan, factory, log, now=clock, sleep=sleep)
+    return TourEngine(plan, factory, log, store=store, now=clock, sleep=sleep)
 
 
 def hit(

@@ -46,6 +46,7 @@ import zeep.exceptions
 from onvif import ONVIFCamera, ONVIFService
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 
+from drivers.onvif_camera.capabilities import MEDIA_NS, Capabilities
 from drivers.onvif_camera.notifications import CameraDocument, decode_document
 from gateway.config.camera import CameraConfig
 from gateway.errors import (
@@ -119,7 +120,9 @@ class OnvifDevice:
 
     Attributes:
         clock_skew_s: camera clock minus gateway clock, in seconds (1 s resolution).
-        media: profile and URIs, once connected.
+        media: profile and URIs, once connected; None for a camera without a
+            media service.
+        capabilities: what the camera can do (:mod:`drivers.onvif_camera.capabilities`).
 
     Raises:
         DeviceUnavailable, DeviceAuthError, DeviceFault, DeviceProtocolError:
@@ -135,6 +138,7 @@ class OnvifDevice:
         self._pullpoint: ONVIFService | None = None
         self.clock_skew_s: float | None = None
         self.media: MediaUris | None = None
+        self.capabilities = Capabilities(False, False, False, False)
         self.subscription: Subscription | None = None
 
     async def __aenter__(self) -> Self:
@@ -172,6 +176,13 @@ class OnvifDevice:
             address, _granted(result.CurrentTime, result.TerminationTime, seconds)
         )
         return self.subscription
+
+    async def probe(self) -> None:
+        """GetSystemDateAndTime: is the camera still there (for one without events,
+        whose PullMessages would otherwise tell)."""
+        camera = self._require()
+        devicemgmt = await self._call(camera.create_devicemgmt_service())
+        await self._call(devicemgmt.GetSystemDateAndTime())
 
     async def renew(self, seconds: int) -> float:
         """Renew the subscription for ``seconds``; returns the seconds granted."""
@@ -215,6 +226,14 @@ class OnvifDevice:
             camera.xaddrs.update({ns: url for ns, url in document.services if ns and url})
         diff = camera.dt_diff
         self.clock_skew_s = diff.total_seconds() if isinstance(diff, timedelta) else 0.0
+        if MEDIA_NS in camera.xaddrs:
+            self.media = await self._media(camera)
+        media = self.media or MediaUris("", None, None)
+        self.capabilities = Capabilities.of(camera.xaddrs, media.snapshot, media.stream)
+
+    async def _media(self, camera: ONVIFCamera) -> MediaUris:
+        """The profile in use and its snapshot and stream URIs (None: not given)."""
+        cfg = self.cfg
         media = await self._call(camera.create_media_service())
         profiles = await self._call(media.GetProfiles())
         tokens = [str(p.token) for p in profiles or []]
@@ -236,7 +255,7 @@ class OnvifDevice:
             stream_uri: str | None = str(stream.Uri)
         except DeviceFault:
             stream_uri = None
-        self.media = MediaUris(token, snapshot, stream_uri)
+        return MediaUris(token, snapshot, stream_uri)
 
     # -- calls --------------------------------------------------------------------------
 

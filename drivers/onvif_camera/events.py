@@ -10,6 +10,13 @@ Lifecycle (ONVIF Core §9.1 and the captures in ``realdata/onvif/pullpoint_sessi
 * **Connect** a fresh :class:`~drivers.onvif_camera.device.OnvifDevice` (clock
   offset, services, media URIs; nothing is cached from a previous connection, so
   a camera that rebooted or moved its endpoints is found again).
+* **A camera is what it can do** (:mod:`drivers.onvif_camera.capabilities`): its
+  capabilities go to the sink when first found and whenever they change
+  (:class:`~gateway.events.observation.CameraCapabilities`). A camera without an
+  events service, or whose events service refuses PullPoint subscriptions
+  (``ter:ActionNotSupported``), is ``online`` all the same and gives pictures; it
+  is asked GetSystemDateAndTime every ``pull_timeout_s`` instead of pulled, and
+  that failing is what makes it ``offline``.
 * **Subscribe** with CreatePullPointSubscription for ``subscription_s`` seconds;
   the camera then sends one ``Initialized`` message per property (state, not alarm).
 * **Pull** in a loop (long-poll ``pull_timeout_s``); every message is normalized
@@ -48,14 +55,22 @@ from datetime import datetime
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from drivers.onvif_camera.capabilities import Capabilities
 from drivers.onvif_camera.device import MediaUris, OnvifDevice, SoapLimiter, Subscription
 from drivers.onvif_camera.notifications import Notification
 from drivers.onvif_camera.topics import normalize
 from gateway.config.camera import CameraConfig
 from gateway.errors import DeviceAuthError, DeviceError, DeviceFault, DeviceProtocolError
-from gateway.events.observation import CameraSignal, DeviceHealth, HealthState, utcnow
+from gateway.events.observation import (
+    CameraCapabilities,
+    CameraObservation,
+    CameraSignal,
+    DeviceHealth,
+    HealthState,
+    utcnow,
+)
 
-CameraSink = Callable[[CameraSignal | DeviceHealth], Awaitable[None]]
+CameraSink = Callable[[CameraObservation], Awaitable[None]]
 
 _RENEW_AT = 0.8
 _RENEW_RETRY_S = 1.0
@@ -73,11 +88,14 @@ class CameraDriver:
 
     Attributes:
         health: ``starting``, ``online`` or ``offline``.
-        media: the media profile and URIs of the current connection, or None.
+        media: the media profile and URIs of the last connection that gave them,
+            or None; kept while reconnecting (the snapshot URI and the stream do
+            not need the SOAP session).
+        capabilities: what the camera could do at the last connection, or None.
         clock_skew_s: camera clock minus gateway clock at the last connection.
         last_seen: gateway UTC time the camera last answered (a subscription or a pull).
         connects, subscriptions, renewals, renew_failures, resubscribes,
-        pulls, failures, protocol_errors, unknown_messages, errors: counters.
+        pulls, probes, failures, protocol_errors, unknown_messages, errors: counters.
     """
 
     def __init__(
@@ -92,6 +110,7 @@ class CameraDriver:
         self._rng = random.Random()
         self.health: HealthState = "starting"
         self.media: MediaUris | None = None
+        self.capabilities: Capabilities | None = None
         self.clock_skew_s: float | None = None
         self.last_seen: datetime | None = None
         self._reported_skew: float | None = None
@@ -99,7 +118,7 @@ class CameraDriver:
         self._logged: set[str] = set()
         self.connects = self.subscriptions = self.renewals = self.renew_failures = 0
         self.resubscribes = self.pulls = self.failures = self.protocol_errors = 0
-        self.unknown_messages = self.errors = 0
+        self.unknown_messages = self.errors = self.probes = 0
 
     @property
     def soap_requests(self) -> int:
@@ -113,9 +132,10 @@ class CameraDriver:
                 password = self.cfg.password()
                 async with OnvifDevice(self.cfg, password, limiter=self._limiter) as device:
                     self.connects += 1
-                    self.media = device.media
+                    if device.media is not None:
+                        self.media = device.media
                     await self._skew(device.clock_skew_s)
-                    await self._subscribed(device)
+                    await self._serve(device)
             except asyncio.CancelledError:
                 raise
             except (DeviceError, OSError) as exc:
@@ -124,14 +144,40 @@ class CameraDriver:
                 self.errors += 1
                 self._log.exception("onvif.driver_error", errors=self.errors)
                 await self._failed(exc)
-            self.media = None
             await asyncio.sleep(self._backoff())
 
     # -- one connection ---------------------------------------------------------------------
 
-    async def _subscribed(self, device: OnvifDevice) -> None:
+    async def _serve(self, device: OnvifDevice) -> None:
+        """Events if the camera has them, else watch it: it is ``online`` either way."""
+        capabilities = device.capabilities
+        subscription: Subscription | None = None
+        if capabilities.events:
+            try:
+                subscription = await device.subscribe(self.cfg.subscription_s)
+            except DeviceFault as exc:
+                if not refuses_subscriptions(exc):
+                    raise
+                self._once("no-events", "onvif.subscription_not_supported", error=str(exc))
+                capabilities = capabilities.without_events()
+        await self._found(capabilities)
+        if subscription is None:
+            await self._watch(device)
+        else:
+            await self._subscribed(device, subscription)
+
+    async def _watch(self, device: OnvifDevice) -> None:
+        """A camera without events: ``online``, and asked the time every
+        ``pull_timeout_s`` to notice when it goes away."""
+        await self._transition("online", "")
+        self._consecutive = 0
         while True:
-            subscription = await device.subscribe(self.cfg.subscription_s)
+            await asyncio.sleep(self.cfg.pull_timeout_s)
+            await device.probe()
+            self.probes += 1
+
+    async def _subscribed(self, device: OnvifDevice, subscription: Subscription) -> None:
+        while True:
             self.subscriptions += 1
             self.last_seen = utcnow()
             await self._transition("online", "")
@@ -141,6 +187,7 @@ class CameraDriver:
             except DeviceFault as exc:
                 self.resubscribes += 1
                 self._log.warning("onvif.resubscribe", reason=str(exc), raw=exc.raw[:500])
+            subscription = await device.subscribe(self.cfg.subscription_s)
 
     async def _pull_until_fault(self, device: OnvifDevice, subscription: Subscription) -> None:
         loop = asyncio.get_running_loop()
@@ -203,7 +250,16 @@ class CameraDriver:
             )
         )
 
-    # -- health, skew, backoff ----------------------------------------------------------------
+    # -- capabilities, health, skew, backoff ------------------------------------------------
+
+    async def _found(self, capabilities: Capabilities) -> None:
+        """Hand on what the camera can do, when it is new or changed."""
+        if capabilities == self.capabilities:
+            return
+        self.capabilities = capabilities
+        present, missing = capabilities.present, capabilities.missing
+        self._log.info("onvif.capabilities", present=present, missing=missing)
+        await self._sink(CameraCapabilities(self.cfg.id, present, missing))
 
     async def _skew(self, skew: float | None) -> None:
         self.clock_skew_s = skew
@@ -262,3 +318,10 @@ class CameraDriver:
         if key not in self._logged:
             self._logged.add(key)
             self._log.warning(event, **fields)
+
+
+def refuses_subscriptions(exc: DeviceFault) -> bool:
+    """A SOAP Fault saying the camera does not do PullPoint subscriptions at all
+    (``ter:ActionNotSupported``, ONVIF Core §5.11.2.5), not that one failed."""
+    text = " ".join((*exc.subcodes, exc.reason, str(exc))).lower()
+    return "actionnotsupported" in text or "not supported" in text

@@ -1,19 +1,26 @@
 """Evidence pictures from one camera: fetch (httpx) or grab (OpenCV), then re-encode and stamp.
 
-* **Fetch** the media service's snapshot URI over httpx with HTTP Digest (what
-  ONVIF cameras use), Basic (old firmware) or no auth. TLS certificates are not
-  verified: cameras ship self-signed ones (as onvif-zeep-async does).
-* **Grab** one frame from the stream URI with OpenCV (FFmpeg backend) when the
-  camera has no snapshot URI (``rtsp_fallback``); the user and password are put
-  in the URI as RTSP cameras expect.
+* **Fetch** the media service's snapshot URI over httpx. ``snapshot.auth =
+  "auto"`` (the default) tries HTTP Digest first (what ONVIF cameras use; a
+  camera that needs no auth answers the first, unauthenticated request), then
+  Basic (old firmware, IPyCam), and remembers what worked for the next picture;
+  ``digest``, ``basic`` or ``none`` pins one. TLS certificates are not verified:
+  cameras ship self-signed ones (as onvif-zeep-async does).
+* **Grab** one frame from the stream URI (RTSP, or MJPEG over HTTP) with OpenCV
+  (FFmpeg backend) when the camera has no snapshot URI, and also when its
+  snapshot URI fails (401/403 with every auth tried, 5xx, a timeout, not a
+  picture): with ``rtsp_fallback`` the stream is the fallback, and the
+  picture's ``snapshot_error`` says why it was needed. The user and password
+  are put in the URI as RTSP cameras expect.
 * **Re-encode** with OpenCV: at most ``max_width_px`` wide (aspect kept), a
   stamp at the bottom (camera id, the name's ASCII part — OpenCV's Hershey fonts
   have no CJK glyphs; the full name travels in the event — and the gateway's UTC
   time), JPEG quality lowered from ``jpeg_quality`` by 10 down to 40 and then the
   picture shrunk by a quarter until it fits ``max_bytes``.
 
-Errors: :class:`~gateway.errors.DeviceUnavailable` (refused, timeout, 5xx, no
-frame), :class:`~gateway.errors.DeviceAuthError` (401/403),
+Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
+(refused, timeout, 5xx, no frame, no media URIs known yet),
+:class:`~gateway.errors.DeviceAuthError` (401/403),
 :class:`~gateway.errors.DeviceProtocolError` (not a picture, no URI at all).
 """
 
@@ -23,7 +30,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import cv2
@@ -33,10 +40,14 @@ from numpy.typing import NDArray
 
 from drivers.onvif_camera.device import MediaUris
 from gateway.config.camera import CameraConfig, SnapshotConfig
-from gateway.errors import DeviceAuthError, DeviceProtocolError, DeviceUnavailable
+from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
 from gateway.events.observation import Evidence, utcnow
 
 Image = NDArray[Any]
+
+
+AuthMode = Literal["digest", "basic", "none"]
+_AUTO_ORDER: tuple[AuthMode, ...] = ("digest", "basic")
 
 
 class SnapshotTaker:
@@ -44,12 +55,18 @@ class SnapshotTaker:
 
     Args:
         cfg: the camera's configuration (credentials, ``snapshot`` options).
-        media: returns the current media URIs (None while not connected).
+        media: returns the camera's media URIs (None before any connection gave them).
+
+    Attributes:
+        auth_works: the snapshot auth that worked last (``auto`` tries it first).
+        fallbacks: pictures taken from the stream because the snapshot URI failed.
     """
 
     def __init__(self, cfg: CameraConfig, media: Callable[[], MediaUris | None]) -> None:
         self.cfg = cfg
         self._media = media
+        self.auth_works: AuthMode | None = None
+        self.fallbacks = 0
 
     async def __call__(self) -> Evidence:
         """One picture, re-encoded and stamped.
@@ -59,31 +76,64 @@ class SnapshotTaker:
         """
         media = self._media()
         if media is None:
-            raise DeviceUnavailable("not connected: no media URIs yet", device_id=self.cfg.id)
+            raise DeviceUnavailable("no media URIs known yet", device_id=self.cfg.id)
         options = self.cfg.snapshot
+        stream = media.stream if options.rtsp_fallback else None
+        snapshot_error: str | None = None
+        image: Image | None = None
+        method = "snapshot_uri"
         if media.snapshot:
-            image, method = (
-                decode_jpeg(await self._fetch(media.snapshot), self.cfg.id),
-                "snapshot_uri",
-            )
-        elif options.rtsp_fallback and media.stream:
-            uri = with_credentials(media.stream, self.cfg.username, self.cfg.password())
+            try:
+                image = decode_jpeg(await self._fetch(media.snapshot), self.cfg.id)
+            except DeviceError as exc:
+                if stream is None:
+                    raise
+                snapshot_error = str(exc)
+                self.fallbacks += 1
+        if image is None:
+            if stream is None:
+                raise DeviceProtocolError(
+                    "no snapshot URI and no stream URI", device_id=self.cfg.id
+                )
+            uri = with_credentials(stream, self.cfg.username, self.cfg.password())
             image = await asyncio.to_thread(grab_frame, uri, options.timeout_s, self.cfg.id)
             method = "stream"
-        else:
-            raise DeviceProtocolError("no snapshot URI and no stream URI", device_id=self.cfg.id)
         taken = utcnow()
         jpeg, width, height = await asyncio.to_thread(
             reencode, image, stamp_text(self.cfg, taken), options
         )
-        return Evidence(jpeg, hashlib.sha256(jpeg).hexdigest(), width, height, method, taken)
+        digest = hashlib.sha256(jpeg).hexdigest()
+        return Evidence(jpeg, digest, width, height, method, taken, snapshot_error)
 
     async def _fetch(self, uri: str) -> bytes:
+        """The snapshot URI's bytes, with the pinned auth or each of ``auto``'s in turn.
+
+        Raises:
+            DeviceAuthError: 401/403 with every auth tried.
+            DeviceUnavailable: refused, timeout, 5xx.
+        """
+        pinned = self.cfg.snapshot.auth
+        if pinned != "auto":
+            return await self._get(uri, pinned)
+        order = [m for m in (self.auth_works, *_AUTO_ORDER) if m is not None]
+        modes = list(dict.fromkeys(order))
+        for mode in modes:
+            try:
+                content = await self._get(uri, mode)
+            except DeviceAuthError:
+                if mode == modes[-1]:
+                    raise
+                continue
+            self.auth_works = mode
+            return content
+        raise AssertionError("unreachable: the last mode raises")
+
+    async def _get(self, uri: str, mode: AuthMode) -> bytes:
         options = self.cfg.snapshot
         auth: httpx.Auth | None = None
-        if options.auth == "digest":
+        if mode == "digest":
             auth = httpx.DigestAuth(self.cfg.username, self.cfg.password())
-        elif options.auth == "basic":
+        elif mode == "basic":
             auth = httpx.BasicAuth(self.cfg.username, self.cfg.password())
         try:
             async with httpx.AsyncClient(auth=auth, timeout=options.timeout_s, verify=False) as c:
@@ -93,7 +143,9 @@ class SnapshotTaker:
                 f"snapshot: {type(exc).__name__}: {exc}", device_id=self.cfg.id
             ) from exc
         if response.status_code in (401, 403):
-            raise DeviceAuthError(f"snapshot: HTTP {response.status_code}", device_id=self.cfg.id)
+            raise DeviceAuthError(
+                f"snapshot: HTTP {response.status_code} ({mode} auth)", device_id=self.cfg.id
+            )
         if response.status_code >= 300:
             raise DeviceUnavailable(f"snapshot: HTTP {response.status_code}", device_id=self.cfg.id)
         return response.content

@@ -40,7 +40,7 @@ from drivers.patrol_reader.station_map import (
     record_address,
 )
 from gateway.config.patrol import StationReaderConfig
-from gateway.errors import DeviceError, DeviceProtocolError
+from gateway.errors import DeviceError, DeviceProtocolError, StateError
 from gateway.events.observation import utcnow
 from gateway.events.patrol_observation import PatrolHit, PatrolSink, ReaderBattery
 
@@ -176,7 +176,7 @@ class StationPoller:
                 self._next = start + k + 1
             try:
                 await self._positions.save(self.cfg.id, self._next)
-            except OSError as exc:
+            except StateError as exc:
                 self._log.error("patrol.positions_not_saved", error=str(exc))
 
     async def _record(self, regs: list[int], index: int, received_at: dt.datetime) -> None:

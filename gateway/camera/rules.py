@@ -18,7 +18,20 @@ Rules (the driver has already normalized every vendor topic):
   measurement) is forwarded and remembered: ``device.online`` carries
   ``clock_skew_s``.
 * Health: ``offline`` → ``fault.device_offline`` ``active``; ``online`` →
-  ``device.online`` ``instant`` (with the outage's incident after an outage).
+  ``device.online`` ``instant`` (with the outage's incident after an outage, and
+  the camera's ``capabilities``).
+* **A camera is what it can do**: its :class:`CameraCapabilities` (found when it
+  connects, handed on when they change) give one ``camera.status`` event with
+  ``data.capabilities`` and ``data.missing`` (a missing service is said once,
+  and is not a fault), and the camera's retained state
+  (``…/state/<camera id>``: ``health``, ``capabilities``, ``missing``, ``time``)
+  follows every change of health or capabilities.
+* **Priorities follow the campus**: on a camera bound to an area (``area``), a
+  line crossing or field intrusion is priority 2 with its Contact ID / SIA codes
+  while the area is armed and 4 while it is disarmed, like a zone
+  (:data:`gateway.events.codes.KINDS`, ``when_armed``); ``data.area`` and
+  ``data.armed`` say which. An incident keeps the priority it opened with until
+  it is cleared. Camera tamper is priority 2 in every state.
 * A new alarm (``active``, or a one-off ``instant`` such as a line crossing) of a
   kind in the camera's ``snapshot.on_events`` asks
   ``on_alarm(camera_id, event)`` for an evidence picture.
@@ -36,21 +49,32 @@ from typing import Any
 import structlog
 
 from gateway.config.camera import CameraConfig
-from gateway.events.model import Emit, Event, EventFactory, State
-from gateway.events.observation import CameraSignal, DeviceHealth
+from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.events.observation import (
+    CameraCapabilities,
+    CameraObservation,
+    CameraSignal,
+    DeviceHealth,
+    HealthState,
+    utcnow,
+)
 from gateway.runtime.device_health import HealthEvents
 
 log = structlog.get_logger(__name__)
 
 AlarmHook = Callable[[str, Event], object]
+StatePublisher = Callable[[str, dict[str, Any]], None]
+"""``publish(camera_id, state)``: the camera's retained ``…/state/<camera id>``."""
 
 
 @dataclass(slots=True)
 class Incident:
-    """An open camera incident: the id of its ``active`` event and who holds it open."""
+    """An open camera incident: the id of its ``active`` event, who holds it open,
+    and whether its camera's area was armed when it opened."""
 
     id: str
     detectors: set[str] = field(default_factory=set)
+    armed: bool = False
 
 
 class CameraRules:
@@ -61,10 +85,14 @@ class CameraRules:
         factory: makes events.
         emit: stores an event durably (the outbox's ``append``) and returns it.
         on_alarm: called with ``(camera_id, stored event)`` when evidence is wanted.
+        publish_state: called with each camera's state when it changes.
+        armed: tells whether an area is armed now (the alarm system's areas).
 
     Attributes:
         incidents: open incidents by ``(camera, kind, source)``.
         clock_skew_s: last reported clock skew per camera (seconds).
+        capabilities: last reported capabilities per camera.
+        health: last health per camera.
     """
 
     def __init__(
@@ -73,6 +101,8 @@ class CameraRules:
         factory: EventFactory,
         emit: Emit,
         on_alarm: AlarmHook | None = None,
+        publish_state: StatePublisher | None = None,
+        armed: Callable[[str], bool] | None = None,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
         self._factory = factory
@@ -80,14 +110,57 @@ class CameraRules:
         self._on_alarm = on_alarm
         self.incidents: dict[tuple[str, str, str], Incident] = {}
         self.clock_skew_s: dict[str, float] = {}
+        self.capabilities: dict[str, CameraCapabilities] = {}
+        self.health: dict[str, HealthState] = {}
+        self._publish_state = publish_state
+        self._armed = armed
         self._health_events = HealthEvents(factory, emit)
 
-    async def observe(self, obs: CameraSignal | DeviceHealth) -> None:
+    async def observe(self, obs: CameraObservation) -> None:
         """Handle one observation from a camera driver."""
         if isinstance(obs, DeviceHealth):
             await self._health(obs)
+        elif isinstance(obs, CameraCapabilities):
+            await self._capabilities(obs)
         else:
             await self._signal(obs)
+
+    async def _capabilities(self, obs: CameraCapabilities) -> None:
+        self.capabilities[obs.device_id] = obs
+        camera = self._cameras.get(obs.device_id)
+        event = self._factory.make(
+            "camera.status",
+            device=obs.device_id,
+            subject=obs.device_id,
+            state="instant",
+            data={
+                "name": camera.name if camera else obs.device_id,
+                "location": camera.location if camera else "",
+                "camera": obs.device_id,
+                "detector": "capabilities",
+                "capabilities": list(obs.present),
+                "missing": list(obs.missing),
+            },
+            received_at=obs.received_at,
+        )
+        await self._emit(event)
+        log.info("camera.capabilities", camera=obs.device_id, present=obs.present,
+                 missing=obs.missing)  # fmt: skip
+        self._state(obs.device_id)
+
+    def _state(self, camera_id: str) -> None:
+        if self._publish_state is None:
+            return
+        found = self.capabilities.get(camera_id)
+        self._publish_state(
+            camera_id,
+            {
+                "health": self.health.get(camera_id, "starting"),
+                "capabilities": list(found.present) if found else None,
+                "missing": list(found.missing) if found else None,
+                "time": rfc3339(utcnow()),
+            },
+        )
 
     async def _signal(self, sig: CameraSignal) -> None:
         key = (sig.device_id, sig.kind, sig.source)
@@ -96,19 +169,28 @@ class CameraRules:
             if sig.detector == "clock":
                 self.clock_skew_s[sig.device_id] = float(dict(sig.fields)["clock_skew_s"])
             if not sig.initial:
-                self._want_evidence(sig, await self._event(sig, "instant"))
+                armed = self._area_armed(sig.device_id)
+                self._want_evidence(sig, await self._event(sig, "instant", armed=armed))
         elif sig.state == "active":
             if incident is not None:
                 incident.detectors.add(sig.detector)
                 return
-            event = await self._event(sig, "active")
-            self.incidents[key] = Incident(event.id, {sig.detector})
+            armed = self._area_armed(sig.device_id)
+            event = await self._event(sig, "active", armed=armed)
+            self.incidents[key] = Incident(event.id, {sig.detector}, armed)
             self._want_evidence(sig, event)
         elif incident is not None:
             incident.detectors.discard(sig.detector)
             if not incident.detectors:
                 del self.incidents[key]
-                await self._event(sig, "cleared", incident.id)
+                await self._event(sig, "cleared", incident.id, armed=incident.armed)
+
+    def _area_armed(self, camera_id: str) -> bool:
+        """Is the area this camera watches armed now (False without an area)?"""
+        camera = self._cameras.get(camera_id)
+        if camera is None or camera.area is None or self._armed is None:
+            return False
+        return self._armed(camera.area)
 
     def _want_evidence(self, sig: CameraSignal, event: Event) -> None:
         """Ask for a picture for a new alarm (an ``active`` one, or a one-off such as a
@@ -119,7 +201,9 @@ class CameraRules:
         if sig.kind in camera.snapshot.on_events:
             self._on_alarm(sig.device_id, event)
 
-    async def _event(self, sig: CameraSignal, state: State, incident: str | None = None) -> Event:
+    async def _event(
+        self, sig: CameraSignal, state: State, incident: str | None = None, *, armed: bool = False
+    ) -> Event:
         camera = self._cameras.get(sig.device_id)
         data: dict[str, Any] = {
             "name": camera.name if camera else sig.device_id,
@@ -132,6 +216,8 @@ class CameraRules:
             "initial": sig.initial,
             "raw": dict(sig.fields),
         }
+        if camera is not None and camera.area is not None:
+            data.update(area=camera.area, armed=armed)
         event = self._factory.make(
             sig.kind,
             device=sig.device_id,
@@ -141,6 +227,7 @@ class CameraRules:
             received_at=sig.received_at,
             incident=incident,
             opens_incident=state == "active",
+            armed=armed,
         )
         stored = await self._emit(event)
         log.info("camera.event", camera=sig.device_id, type=sig.kind, state=state, id=event.id)
@@ -148,10 +235,19 @@ class CameraRules:
 
     async def _health(self, obs: DeviceHealth) -> None:
         camera = self._cameras.get(obs.device_id)
-        skew = self.clock_skew_s.get(obs.device_id)
+        extra: dict[str, Any] = {}
+        if obs.state == "online":
+            skew = self.clock_skew_s.get(obs.device_id)
+            if skew is not None:
+                extra["clock_skew_s"] = skew
+            found = self.capabilities.get(obs.device_id)
+            if found is not None:
+                extra["capabilities"] = list(found.present)
         await self._health_events.transition(
             obs,
             camera.name if camera else obs.device_id,
             camera.location if camera else "",
-            {"clock_skew_s": skew} if obs.state == "online" and skew is not None else None,
+            extra,
         )
+        self.health[obs.device_id] = obs.state
+        self._state(obs.device_id)

@@ -13,9 +13,9 @@ from datetime import datetime
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.snapshot import SnapshotTaker
-from gateway.camera.evidence import BlobSink, EvidenceCollector
+from gateway.camera.evidence import BlobSink, EvidenceCollector, EvidenceRequest
 from gateway.camera.linkage import Linkage
-from gateway.camera.rules import CameraRules
+from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
 from gateway.events.model import Emit, Event, EventFactory
 from gateway.events.observation import HealthState
@@ -30,6 +30,8 @@ class CameraStage:
         factory: makes events.
         emit: stores an event (the outbox's ``append``).
         blob: stores picture bytes (the outbox's ``append_blob``).
+        publish_state: publishes a camera's retained state (health, capabilities).
+        armed: tells whether an area is armed (cameras bound to an area follow it).
 
     Attributes:
         drivers: by camera id; rules, evidence, linkage: the stages.
@@ -38,9 +40,23 @@ class CameraStage:
     family = "onvif_camera"
 
     def __init__(
-        self, cfg: GatewayConfig, factory: EventFactory, emit: Emit, blob: BlobSink
+        self,
+        cfg: GatewayConfig,
+        factory: EventFactory,
+        emit: Emit,
+        blob: BlobSink,
+        *,
+        publish_state: StatePublisher | None = None,
+        armed: Callable[[str], bool] | None = None,
     ) -> None:
-        self.rules = CameraRules(cfg.cameras, factory, emit, on_alarm=self._request)
+        self.rules = CameraRules(
+            cfg.cameras,
+            factory,
+            emit,
+            on_alarm=self._request,
+            publish_state=publish_state,
+            armed=armed,
+        )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         takers = {c.id: SnapshotTaker(c, self._media_of(c.id)) for c in cfg.cameras}
         self.evidence = EvidenceCollector(
@@ -68,6 +84,10 @@ class CameraStage:
     def _media_of(self, camera_id: str) -> Callable[[], MediaUris | None]:
         driver = self.drivers[camera_id]
         return lambda: driver.media
+
+    async def request(self, request: EvidenceRequest) -> None:
+        """Queue a picture request (the ``snapshot`` command's)."""
+        self.evidence.submit(request)
 
     def _request(self, camera_id: str, trigger: Event) -> None:
         self.evidence.request(camera_id, trigger)

@@ -39,9 +39,11 @@ ALARM_KINDS: tuple[CameraAlarmKind, ...] = (
 class SnapshotConfig(Strict):
     """``[cameras.snapshot]``: evidence pictures.
 
-    ``auth``: how the snapshot URI is fetched (``digest`` is what ONVIF cameras
-    use; ``basic`` for old firmware). With ``rtsp_fallback`` a camera whose media
-    service gives no snapshot URI is read through its stream URI with OpenCV.
+    ``auth``: how the snapshot URI is fetched: ``auto`` tries Digest (what ONVIF
+    cameras use) and then Basic (old firmware) and remembers what worked;
+    ``digest``, ``basic`` or ``none`` pins one. With ``rtsp_fallback`` the
+    stream URI (RTSP or MJPEG, read with OpenCV) gives the picture when the
+    camera has no snapshot URI or its snapshot URI fails.
     The picture is re-encoded to at most ``max_width_px`` wide and ``max_bytes``
     (JPEG quality lowered step by step from ``jpeg_quality`` until it fits).
     ``on_events``: camera alarms that take a picture of their own (zone alarms
@@ -49,7 +51,7 @@ class SnapshotConfig(Strict):
     """
 
     enabled: bool = True
-    auth: Literal["digest", "basic", "none"] = "digest"
+    auth: Literal["auto", "digest", "basic", "none"] = "auto"
     rtsp_fallback: bool = True
     on_events: tuple[CameraAlarmKind, ...] = ALARM_KINDS
     max_width_px: int = Field(default=1280, ge=160, le=7680)
@@ -70,7 +72,11 @@ class CameraConfig(Strict):
     what the camera grants); ``pull_timeout_s`` the PullMessages long-poll.
     ``soap_min_interval_ms`` spaces SOAP requests to one camera (weak firmware
     answers bursts with ``ter:BlockedThreadUpperLimit``). ``offline_after``
-    consecutive failed attempts make the camera ``offline``.
+    consecutive failed attempts make the camera ``offline``. ``area``: the
+    ``[[areas]]`` entry the camera watches: its line crossings and field
+    intrusions then follow that area's arming like a zone (priority 2 while armed,
+    4 while disarmed); without it they are priority 4. Its tamper is priority 2
+    in every state.
     """
 
     id: CameraIdent
@@ -89,6 +95,7 @@ class CameraConfig(Strict):
     renew_retries: int = Field(default=2, ge=0, le=10)
     offline_after: int = Field(default=3, ge=1, le=1000)
     backoff_cap_s: float = Field(default=30.0, gt=0, le=3600)
+    area: CameraIdent | None = None
     snapshot: SnapshotConfig = SnapshotConfig()
 
     def resolved(self, base: Path) -> CameraConfig:
@@ -116,7 +123,10 @@ class LinkageConfig(Strict):
 
 
 def check_cameras(
-    cameras: Sequence[CameraConfig], linkage: Sequence[LinkageConfig], zone_ids: set[str]
+    cameras: Sequence[CameraConfig],
+    linkage: Sequence[LinkageConfig],
+    zone_ids: set[str],
+    area_ids: set[str],
 ) -> list[tuple[str, str]]:
     """Cross-checks of ``[[cameras]]`` and ``[[linkage]]``.
 
@@ -129,6 +139,8 @@ def check_cameras(
         if camera.id in seen:
             problems.append((f"cameras.{i}.id", f"duplicate id {camera.id!r}"))
         seen.add(camera.id)
+        if camera.area is not None and camera.area not in area_ids:
+            problems.append((f"cameras.{i}.area", f"no area with id {camera.area!r}"))
     linked: set[str] = set()
     for i, link in enumerate(linkage):
         if link.zone not in zone_ids:

@@ -200,9 +200,8 @@ class GatewayConfig(Strict):
         alarm = check_alarm(self.zones, self.modules, self.areas, self.schedules, self.outputs)
         for field, message in [*check_lines(self.modules), *alarm][:1]:
             raise _FieldError(field, message)
-        for field, message in check_cameras(self.cameras, self.linkage, {z.id for z in self.zones})[
-            :1
-        ]:
+        zone_ids, area_ids = {z.id for z in self.zones}, {a.id for a in self.areas}
+        for field, message in check_cameras(self.cameras, self.linkage, zone_ids, area_ids)[:1]:
             raise _FieldError(field, message)
         devices = set(modules) | {c.id for c in self.cameras}
         for field, message in check_patrol(

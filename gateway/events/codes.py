@@ -23,6 +23,9 @@ class EventKind:
         cid: Contact ID event code (3 digits) or None.
         sia: SIA code for a new event / active state, or None.
         sia_restore: SIA code for the restore (``cleared``) of this condition, or None.
+        when_armed: what the type is when its source watches an armed area (a
+            camera bound to an area: its analytics alarm like a zone), or None
+            when arming does not change it.
     """
 
     type: str
@@ -30,6 +33,11 @@ class EventKind:
     cid: str | None = None
     sia: str | None = None
     sia_restore: str | None = None
+    when_armed: EventKind | None = None
+
+    def in_area(self, armed: bool) -> EventKind:
+        """The kind for a source in an area that is ``armed`` or not."""
+        return self.when_armed if armed and self.when_armed is not None else self
 
     @property
     def alarm_class(self) -> bool:
@@ -62,10 +70,24 @@ KINDS: dict[str, EventKind] = {
         EventKind("fault.uplink", 3, cid="350", sia="YC", sia_restore="YK"),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
-        # Cameras (drivers/onvif_camera): analytics are priority 4 (state, motion).
+        # Cameras (drivers/onvif_camera). Analytics follow the campus, not the source:
+        # on a camera bound to an armed area they are intrusion alarms (priority 2,
+        # acked), like a zone; otherwise 4. A line crossing is a boundary crossed: CID
+        # 131 Perimeter -> SIA BA / BH; a field intrusion is someone inside a watched
+        # region: CID 132 Interior -> SIA BA / BH. Motion stays 4 (too common to alarm).
         EventKind("camera.motion", 4),
-        EventKind("camera.line_crossing", 4),
-        EventKind("camera.field_intrusion", 4),
+        EventKind(
+            "camera.line_crossing",
+            4,
+            when_armed=EventKind("camera.line_crossing", 2, cid="131", sia="BA", sia_restore="BH"),
+        ),
+        EventKind(
+            "camera.field_intrusion",
+            4,
+            when_armed=EventKind(
+                "camera.field_intrusion", 2, cid="132", sia="BA", sia_restore="BH"
+            ),
+        ),
         EventKind("camera.digital_input", 4),
         # CID 144 Sensor Tamper -> SIA TA / TR: a camera covered, moved or defocused.
         EventKind("camera.tamper", 2, cid="144", sia="TA", sia_restore="TR"),
@@ -97,7 +119,9 @@ KINDS: dict[str, EventKind] = {
         # CID 570 Zone/Sensor bypass -> SIA BB / BU (unbypass).
         EventKind("zone.bypassed", 4, cid="570", sia="BB", sia_restore="BU"),
         EventKind("output.switched", 4),  # a siren, strobe or relay coil on or off
-        EventKind("command.result", 4),
+        # The audit of the center's commands (who armed, disarmed, reset what): 3, never
+        # shed, sent before routine state.
+        EventKind("command.result", 3),
         # Walk test (gateway/alarm/walk_test): CID 607 Walk-Test Mode, entered (new
         # event) and left (restore); the table gives it no SIA code. A trip is SIA TP
         # "Walk Test Point: this point was tested during a walk test"; the Contact ID

@@ -78,6 +78,29 @@ class Event:
         out["data"] = dict(self.data)
         return out
 
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> Event:
+        """The event of a :meth:`to_dict` object (one kept in persisted state).
+
+        Raises:
+            KeyError, TypeError, ValueError: not such an object.
+        """
+        seq = body.get("seq")
+        return cls(
+            id=str(body["id"]),
+            type=str(body["type"]),
+            source=str(body["source"]),
+            subject=str(body["subject"]),
+            time=datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00")),
+            priority=int(body["priority"]),
+            clocksynced=bool(body["clocksynced"]),
+            data=dict(body["data"]),
+            siacode=body.get("siacode"),
+            cidcode=body.get("cidcode"),
+            seq=None if seq is None else int(seq),
+            stream=body.get("stream"),
+        )
+
     def to_json(self) -> bytes:
         """UTF-8 JSON (non-ASCII names kept as they are)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -118,6 +141,8 @@ class EventFactory:
         received_at: datetime | None = None,
         incident: str | None = None,
         opens_incident: bool = False,
+        armed: bool = False,
+        event_id: str | None = None,
         siacode: str | None = None,
         cidcode: str | None = None,
     ) -> Event:
@@ -133,15 +158,20 @@ class EventFactory:
             incident: ``data.incident`` of an incident this event continues or ends.
             opens_incident: this event starts an incident: its own id becomes
                 ``data.incident``.
+            armed: the source watches an armed area: a type whose priority and
+                codes follow arming (``EventKind.when_armed``) takes its armed ones.
+            event_id: the id, when it was given out before the event was made (a
+                picture promised to the center); a new ULID of ``received_at``
+                otherwise.
             siacode, cidcode: the codes a device sent (a DC-09 panel), instead of
                 the type's own.
 
         Raises:
             KeyError: unknown event type.
         """
-        kind = kind_of(type_)
+        kind = kind_of(type_).in_area(armed)
         t = received_at or self.now()
-        ulid = ULID.from_timestamp(t.timestamp())
+        ulid = ULID.from_str(event_id) if event_id else ULID.from_timestamp(t.timestamp())
         sia = kind.sia_restore if state == "cleared" else kind.sia
         body: dict[str, Any] = {"state": state, **(data or {})}
         if opens_incident or incident is not None:

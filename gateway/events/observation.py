@@ -122,6 +122,26 @@ class CameraSignal:
 
 
 @dataclass(frozen=True, slots=True)
+class CameraCapabilities:
+    """What a camera can do, as found when connecting (handed on when it changes).
+
+    Attributes:
+        device_id: configured camera id.
+        present: the capabilities it has (``events``, ``snapshot``, ``stream``, ``ptz``).
+        missing: those it lacks: not a fault, the camera is what it can do.
+        received_at: gateway UTC time it was found.
+    """
+
+    device_id: str
+    present: tuple[str, ...]
+    missing: tuple[str, ...]
+    received_at: datetime = field(default_factory=utcnow)
+
+
+CameraObservation = CameraSignal | CameraCapabilities | DeviceHealth
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """One re-encoded, stamped picture.
 
@@ -132,6 +152,8 @@ class Evidence:
         method: ``snapshot_uri`` (the media service's URI) or ``stream`` (a frame
             read from the stream URI with OpenCV).
         taken_at: gateway UTC time the picture was received.
+        snapshot_error: why the snapshot URI gave no picture when the stream
+            had to stand in for it, else None.
     """
 
     jpeg: bytes
@@ -140,3 +162,4 @@ class Evidence:
     height: int
     method: str
     taken_at: datetime
+    snapshot_error: str | None = None

@@ -17,8 +17,16 @@ patrol is a security event for the center, priority 3):
   later one), ``patrol.missed`` ``cleared`` (a late upload proves a stop that was
   reported missed), ``patrol.round_completed`` (every stop of the round hit).
 * ``patrol.missed`` ``active`` is emitted when the gateway's clock passes a stop's
-  deadline (window end + tolerance) without a hit; exactly once per stop. Stops
-  whose deadline passed before the engine started are not judged.
+  deadline (window end + tolerance) without a hit; exactly once per stop.
+* **Nothing is forgotten across a restart** (:mod:`gateway.patrol.memory`): rounds,
+  reads seen, guards signed in and open reader faults are committed to the state
+  store *before* the events reporting them, in one transaction with them. After
+  a restart the engine resumes its rounds, drops reads it already judged (a
+  re-sent batch gives nothing twice) and, at its first tick, judges every
+  deadline that passed while it was off: those misses carry
+  ``data.judged_late = true`` and ``data.deadline``. Only on the very first start
+  of a route (nothing persisted for it) are deadlines that passed before the
+  start not judged.
 * A tag that is neither a checkpoint tag nor a guard card (or, at a station, a
   card that is not a guard's while guards are configured) is ``patrol.unknown_tag``.
   At a handheld or network reader a guard card signs that guard in for the
@@ -41,9 +49,11 @@ from gateway.events.model import Emit, EventFactory
 from gateway.events.observation import DeviceHealth, utcnow
 from gateway.events.patrol_observation import PatrolHit, PatrolObservation, ReaderBattery
 from gateway.patrol.faults import ReaderFaults
+from gateway.patrol.memory import HORIZON, ROUND, SIGNED_IN, Change, PatrolMemory, seen_write
 from gateway.patrol.plan import Plan
 from gateway.patrol.report import JudgedHit, Reporter
 from gateway.patrol.rounds import Match, RoundState, SlotState, match
+from gateway.runtime.state_store import StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +65,9 @@ class TourEngine:
         plan: the compiled tour plan.
         factory: makes events.
         emit: stores an event durably (the outbox's ``append``) and returns it.
+        store: the gateway's state store: the engine resumes from what it holds
+            and commits every change to it before reporting it; None keeps
+            everything in memory (the rules alone, in tests).
         now: the gateway's clock (aware UTC); tests pass a controllable one.
         sleep: how :meth:`run` waits (seconds); tests may pass their own.
         max_sleep: longest single wait of :meth:`run` (seconds), so a clock
@@ -62,6 +75,7 @@ class TourEngine:
 
     Attributes:
         rounds: round id → state, for rounds still kept.
+        memory: the persisted state and its commits.
         hits, duplicates, unknown_tags, outside: counters of judged hits.
     """
 
@@ -71,6 +85,7 @@ class TourEngine:
         factory: EventFactory,
         emit: Emit,
         *,
+        store: StateStore | None = None,
         now: Callable[[], dt.datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_sleep: float = 30.0,
@@ -79,15 +94,21 @@ class TourEngine:
         self._now = now
         self._sleep = sleep
         self._max_sleep = max_sleep
-        self.faults = ReaderFaults(plan.readers, factory, emit)
-        self._report = Reporter(plan, factory, emit)
-        self.rounds: dict[str, RoundState] = {}
+        self.memory = memory = PatrolMemory(plan, emit, store)
+        self.faults = ReaderFaults(
+            plan.readers, factory, memory.faults("offline"), memory.faults("low_battery")
+        )
+        self._report = Reporter(plan, factory)
+        self.rounds: dict[str, RoundState] = memory.rounds()
         self.started_at = now()
+        horizons = memory.horizons()
+        self._resumed = {r.cfg.id for r in plan.routes if r.cfg.id in horizons}
         self._until = {
-            r.cfg.id: self.started_at - r.span - r.lead - plan.max_skew for r in plan.routes
+            r.cfg.id: horizons.get(r.cfg.id, self.started_at - r.span - r.lead - plan.max_skew)
+            for r in plan.routes
         }
-        self._seen: dict[tuple[str, str, str], dt.datetime] = {}
-        self._signed_in: dict[str, str] = {}
+        self._seen = memory.seen()
+        self._signed_in = memory.signed_in()
         self._lock = asyncio.Lock()
         self.hits = self.duplicates = self.unknown_tags = self.outside = 0
 
@@ -97,22 +118,27 @@ class TourEngine:
         """Handle one observation of a patrol reader (the drivers' sink).
 
         Deadlines that passed before it are handled first, so events keep the
-        order in which things became true.
+        order in which things became true. Returns once what it changed is
+        committed and reported.
         """
         async with self._lock:
+            change = Change()
             now = self._now()
-            await self._advance(now)
+            self._advance(now, change)
             if isinstance(obs, PatrolHit):
-                await self._hit(obs, now)
+                self._hit(obs, now, change)
             elif isinstance(obs, ReaderBattery):
-                await self.faults.battery(obs)
+                self.faults.battery(obs, change)
             elif isinstance(obs, DeviceHealth):
-                await self.faults.health(obs)
+                self.faults.health(obs, change)
+            await self.memory.commit(change)
 
     async def tick(self) -> None:
         """Bring the rounds up to the clock: materialize, report missed stops, forget old ones."""
         async with self._lock:
-            await self._advance(self._now())
+            change = Change()
+            self._advance(self._now(), change)
+            await self.memory.commit(change)
 
     async def run(self) -> None:
         """The timer task: :meth:`tick` at every deadline, until cancelled."""
@@ -136,20 +162,23 @@ class TourEngine:
 
     # -- time ---------------------------------------------------------------------
 
-    async def _advance(self, now: dt.datetime) -> None:
-        self._materialize(now)
+    def _advance(self, now: dt.datetime, change: Change) -> None:
+        self._materialize(now, change)
         for state in sorted(self.rounds.values(), key=lambda r: r.when.start):
             for slot in state.slots:
                 if not slot.settled and slot.deadline <= now:
-                    await self._missed(state, slot, now)
+                    self._missed(state, slot, now, change)
         keep = self.plan.keep
         for round_id in [i for i, r in self.rounds.items() if r.last_deadline + keep < now]:
             del self.rounds[round_id]
+            change.rounds.pop(round_id, None)
+            change.write(ROUND.write(round_id, None))
         horizon = now - keep - self.plan.max_skew
         for key in [k for k, t in self._seen.items() if t < horizon]:
             del self._seen[key]
+            change.write(seen_write(key, None))
 
-    def _materialize(self, until: dt.datetime) -> None:
+    def _materialize(self, until: dt.datetime, change: Change) -> None:
         """Create every round whose first stop may be hit by ``until``."""
         for route in self.plan.routes:
             ahead = until + route.lead + self.plan.max_skew
@@ -157,19 +186,25 @@ class TourEngine:
             if ahead <= after:
                 continue
             for when in self.plan.round_starts(route, after, ahead):
-                self.rounds[when.id] = RoundState.of(when)
+                if when.id not in self.rounds:
+                    self.rounds[when.id] = state = RoundState.of(when)
+                    change.touch(state)
             self._until[route.cfg.id] = ahead
+            change.write(HORIZON.write(route.cfg.id, ahead))
 
-    async def _missed(self, state: RoundState, slot: SlotState, now: dt.datetime) -> None:
-        if slot.deadline < self.started_at:
+    def _missed(self, state: RoundState, slot: SlotState, now: dt.datetime, change: Change) -> None:
+        judged_late = slot.deadline < self.started_at
+        change.touch(state)
+        if judged_late and state.when.route.cfg.id not in self._resumed:
             slot.unjudged = True
             log.info("patrol.unjudged", round=state.id, checkpoint=slot.stop.checkpoint.id)
             return
-        slot.missed_id = (await self._report.missed(state, slot, now)).id
+        event = self._report.missed(state, slot, now, judged_late=judged_late)
+        slot.missed_id = change.report(event).id
 
     # -- a hit --------------------------------------------------------------------
 
-    async def _hit(self, hit: PatrolHit, now: dt.datetime) -> None:
+    def _hit(self, hit: PatrolHit, now: dt.datetime, change: Change) -> None:
         if hit.key in self._seen:
             self.duplicates += 1
             log.debug("patrol.duplicate", reader=hit.reader_id, tag=hit.tag, record=hit.record)
@@ -183,18 +218,19 @@ class TourEngine:
                 "patrol.clock_suspect", reader=hit.reader_id, devicetime=str(hit.devicetime)
             )
         self._seen[hit.key] = at
+        change.write(seen_write(hit.key, at))
         self.hits += 1
         if hit.battery_v is not None:
-            await self.faults.battery(ReaderBattery(hit.reader_id, hit.battery_v, False, now))
-        judged = await self._resolve(hit, at, skew, suspect)
+            self.faults.battery(ReaderBattery(hit.reader_id, hit.battery_v, False, now), change)
+        judged = self._resolve(hit, at, skew, suspect, change)
         if judged is None:
             return
-        self._materialize(max(now, at))
+        self._materialize(max(now, at), change)
         found = match(list(self.rounds.values()), judged.checkpoint.id, at, skew)
-        await self._judge(judged, found)
+        self._judge(judged, found, change)
 
-    async def _resolve(
-        self, hit: PatrolHit, at: dt.datetime, skew: dt.timedelta, suspect: bool
+    def _resolve(
+        self, hit: PatrolHit, at: dt.datetime, skew: dt.timedelta, suspect: bool, change: Change
     ) -> JudgedHit | None:
         """Which checkpoint and guard a hit stands for; None when it is no checkpoint hit."""
         plan = self.plan
@@ -203,19 +239,20 @@ class TourEngine:
             guard = plan.guard_by_card.get(hit.tag)
             if guard is None and plan.guards:
                 self.unknown_tags += 1
-                await self._report.unknown(hit, "card")
+                change.report(self._report.unknown(hit, "card"))
                 return None
             checkpoint = next(c for c in plan.cfg.checkpoints if c.id == reader.checkpoint)
             return JudgedHit(hit, checkpoint, guard.id if guard else None, at, skew, suspect)
         card = plan.guard_by_card.get(hit.tag)
         if card is not None:
             self._signed_in[hit.reader_id] = card.id
+            change.write(SIGNED_IN.write(hit.reader_id, card.id))
             log.info("patrol.signed_in", reader=hit.reader_id, guard=card.id)
             return None
         checkpoint_cfg = plan.checkpoint_by_tag.get(hit.tag)
         if checkpoint_cfg is None:
             self.unknown_tags += 1
-            await self._report.unknown(hit, "checkpoint")
+            change.report(self._report.unknown(hit, "checkpoint"))
             return None
         guard_id = self._guard_of(hit)
         if guard_id is None and isinstance(reader, HandheldReaderConfig):
@@ -228,35 +265,41 @@ class TourEngine:
         by_card = self.plan.guard_by_card.get(hit.guard.upper())
         return by_card.id if by_card is not None else hit.guard
 
-    async def _judge(self, judged: JudgedHit, found: Match) -> None:
+    def _judge(self, judged: JudgedHit, found: Match, change: Change) -> None:
         state, slot, report = found.round, found.slot, self._report
         if state is None or slot is None:
             self.outside += 1
-            await report.point("patrol.checkpoint", judged, extra={"verdict": "outside_schedule"})
+            extra = {"verdict": "outside_schedule"}
+            change.report(report.point("patrol.checkpoint", judged, extra=extra))
             return
         if found.repeat:
-            await report.point("patrol.checkpoint", judged, state, slot, {"verdict": "repeat"})
+            extra = {"verdict": "repeat"}
+            change.report(report.point("patrol.checkpoint", judged, state, slot, extra))
             return
+        change.touch(state)
         back_from = state.skipped_before(slot)
         slot.hit_at, slot.guard = judged.at, judged.guard
         state.sequence.append(judged.checkpoint.id)
         if not state.started:
             state.started = True
-            await report.round("patrol.round_started", judged, state)
-        await report.point("patrol.checkpoint", judged, state, slot, {"verdict": found.verdict})
+            change.report(report.round("patrol.round_started", judged, state))
+        verdict = {"verdict": found.verdict}
+        change.report(report.point("patrol.checkpoint", judged, state, slot, verdict))
         if found.verdict == "late":
             state.late += 1
             late_by = (judged.at - slot.closes - judged.skew).total_seconds()
-            await report.point("patrol.late", judged, state, slot, {"late_by_s": late_by})
+            late = {"late_by_s": late_by}
+            change.report(report.point("patrol.late", judged, state, slot, late))
         if back_from is not None:
             state.in_order = False
             order = {"after": back_from.stop.checkpoint.id, "sequence": list(state.sequence)}
-            await report.point("patrol.out_of_order", judged, state, slot, order)
+            change.report(report.point("patrol.out_of_order", judged, state, slot, order))
         if slot.missed_id is not None:
             proof = {"reason": "hit reported after the deadline"}
-            await report.point(
+            cleared = report.point(
                 "patrol.missed", judged, state, slot, proof, kind="cleared", incident=slot.missed_id
             )
+            change.report(cleared)
         if state.all_hit and not state.completed:
             state.completed = True
-            await report.round("patrol.round_completed", judged, state)
+            change.report(report.round("patrol.round_completed", judged, state))

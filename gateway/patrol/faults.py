@@ -9,21 +9,25 @@
   reader's ``low_battery_v``; ``cleared`` (same incident) when it is good again.
   Repeated low readings give no new event (STYLE.md rule 6: transitions, not
   readings).
+
+Open faults are persisted (kind ``patrol.fault``, :mod:`gateway.patrol.memory`)
+with the event that opens or closes them, so after a restart a reader that
+comes back still closes the outage it opened.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import structlog
 
 from gateway.config.patrol import ReaderConfig
-from gateway.events.model import Emit, Event, EventFactory, State
+from gateway.events.model import Event, EventFactory, State
 from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import ReaderBattery
+from gateway.patrol.memory import FAULT, Change
 
 log = structlog.get_logger(__name__)
 
@@ -35,31 +39,29 @@ class ReaderFaults:
     Args:
         readers: reader id → its configuration (names, threshold).
         factory: makes events.
-        emit: stores an event durably and returns it.
-
-    Attributes:
-        offline: reader id → incident id of its open ``fault.device_offline``.
+        offline: reader id → incident id of its open ``fault.device_offline``
+            (restored ones, after a restart).
         low_battery: reader id → incident id of its open ``fault.low_battery``.
     """
 
     readers: Mapping[str, ReaderConfig]
     factory: EventFactory
-    emit: Emit
     offline: dict[str, str] = field(default_factory=dict)
     low_battery: dict[str, str] = field(default_factory=dict)
 
-    async def health(self, obs: DeviceHealth) -> None:
-        """Handle a health transition of a reader."""
+    def health(self, obs: DeviceHealth, change: Change) -> None:
+        """Judge a health transition of a reader; its events and state go to ``change``."""
         data = {"reason": obs.reason, "failures": obs.failures, "previous": obs.previous}
         if obs.state == "offline" and obs.device_id not in self.offline:
-            event = await self._emit("fault.device_offline", obs.device_id, "active", data, obs)
-            self.offline[obs.device_id] = event.id
+            event = self._make("fault.device_offline", obs.device_id, "active", data, obs)
+            self._open(self.offline, "offline", obs.device_id, event, change)
         elif obs.state == "online":
-            incident = self.offline.pop(obs.device_id, None)
-            await self._emit("device.online", obs.device_id, "instant", data, obs, incident)
+            incident = self.offline.get(obs.device_id)
+            event = self._make("device.online", obs.device_id, "instant", data, obs, incident)
+            self._close(self.offline, "offline", obs.device_id, event, change)
 
-    async def battery(self, obs: ReaderBattery) -> None:
-        """Handle a battery reading of a reader."""
+    def battery(self, obs: ReaderBattery, change: Change) -> None:
+        """Judge a battery reading of a reader; its events and state go to ``change``."""
         reader = self.readers.get(obs.reader_id)
         threshold = reader.low_battery_v if reader is not None else 0.0
         low = obs.flagged_low or (obs.volts is not None and obs.volts < threshold)
@@ -68,13 +70,29 @@ class ReaderFaults:
             return
         data = {"volts": obs.volts, "flagged_low": obs.flagged_low, "threshold_v": threshold}
         state: State = "active" if low else "cleared"
-        event = await self._emit("fault.low_battery", obs.reader_id, state, data, obs, incident)
+        event = self._make("fault.low_battery", obs.reader_id, state, data, obs, incident)
         if low:
-            self.low_battery[obs.reader_id] = event.id
+            self._open(self.low_battery, "low_battery", obs.reader_id, event, change)
         else:
-            del self.low_battery[obs.reader_id]
+            self._close(self.low_battery, "low_battery", obs.reader_id, event, change)
 
-    async def _emit(
+    @staticmethod
+    def _open(
+        book: dict[str, str], kind: str, reader_id: str, event: Event, change: Change
+    ) -> None:
+        book[reader_id] = event.id
+        change.write(FAULT.write(f"{kind}/{reader_id}", event.id))
+        change.report(event)
+
+    @staticmethod
+    def _close(
+        book: dict[str, str], kind: str, reader_id: str, event: Event, change: Change
+    ) -> None:
+        if book.pop(reader_id, None) is not None:
+            change.write(FAULT.write(f"{kind}/{reader_id}", None))
+        change.report(event)
+
+    def _make(
         self,
         type_: str,
         reader_id: str,
@@ -84,7 +102,6 @@ class ReaderFaults:
         incident: str | None = None,
     ) -> Event:
         reader = self.readers.get(reader_id)
-        received_at: datetime = obs.received_at
         event = self.factory.make(
             type_,
             device=reader_id,
@@ -96,9 +113,9 @@ class ReaderFaults:
                 "reader_kind": reader.type if reader is not None else "unknown",
                 **data,
             },
-            received_at=received_at,
+            received_at=obs.received_at,
             incident=incident,
             opens_incident=state == "active",
         )
         log.info("patrol.reader_fault", reader=reader_id, type=type_, state=state, id=event.id)
-        return await self.emit(event)
+        return event

@@ -12,7 +12,9 @@ checkpoint (of the route for round events), ``checkpoint``, ``tag``, ``reader``,
 RFC 3339 UTC), ``delay_s`` (receive time minus reader time, seconds: hours for a
 late batch upload), ``clock_suspect``, ``record`` (the reader's record number),
 ``round``/``route``/``route_name``/``round_number``/``scheduled`` (local start),
-``stop`` (1-based), ``opens``/``closes``/``deadline`` of the stop's window.
+``stop`` (1-based), ``opens``/``closes``/``deadline`` of the stop's window;
+``judged_late`` on ``patrol.missed`` (true: the deadline passed while the gateway
+was off and was judged at its next start).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import structlog
 
 from gateway.config.patrol import CheckpointConfig
-from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.events.model import Event, EventFactory, State, rfc3339
 from gateway.events.patrol_observation import PatrolHit
 from gateway.patrol.plan import Plan
 from gateway.patrol.rounds import RoundState, SlotState
@@ -58,20 +60,18 @@ class JudgedHit:
 
 
 class Reporter:
-    """Makes patrol events and hands them to ``emit``.
+    """Makes patrol events (the engine commits and reports them).
 
     Args:
         plan: the tour plan (guard and reader names).
         factory: makes events.
-        emit: stores an event durably and returns it.
     """
 
-    def __init__(self, plan: Plan, factory: EventFactory, emit: Emit) -> None:
+    def __init__(self, plan: Plan, factory: EventFactory) -> None:
         self._plan = plan
         self._factory = factory
-        self._emit = emit
 
-    async def point(
+    def point(
         self,
         type_: str,
         judged: JudgedHit,
@@ -87,11 +87,11 @@ class Reporter:
         if state is not None and slot is not None:
             data |= round_data(state) | due_data(slot)
         data |= extra or {}
-        return await self._make(
+        return self._make(
             type_, judged.hit, judged.checkpoint.id, judged.checkpoint, data, kind, incident
         )
 
-    async def round(self, type_: str, judged: JudgedHit, state: RoundState) -> Event:
+    def round(self, type_: str, judged: JudgedHit, state: RoundState) -> Event:
         """``patrol.round_started`` / ``patrol.round_completed`` of ``state``."""
         route = state.when.route.cfg
         data = self.hit_data(judged) | round_data(state) | {"name": route.name}
@@ -105,24 +105,33 @@ class Reporter:
                 "sequence": list(state.sequence),
                 "guards": sorted({s.guard for s in state.slots if s.guard is not None}),
             }
-        return await self._make(type_, judged.hit, route.id, None, data, "instant", None)
+        return self._make(type_, judged.hit, route.id, None, data, "instant", None)
 
-    async def missed(self, state: RoundState, slot: SlotState, now: dt.datetime) -> Event:
-        """``patrol.missed`` ``active`` for a stop whose deadline passed (opens an incident)."""
+    def missed(
+        self, state: RoundState, slot: SlotState, now: dt.datetime, *, judged_late: bool
+    ) -> Event:
+        """``patrol.missed`` ``active`` for a stop whose deadline passed (opens an incident).
+
+        ``judged_late``: the deadline passed while the gateway was off, and is
+        judged now, at its start (``data.judged_late``; ``data.deadline`` is when
+        it passed).
+        """
         checkpoint = slot.stop.checkpoint
+        data = _place(checkpoint) | round_data(state) | due_data(slot)
         event = self._factory.make(
             "patrol.missed",
             device=PATROL_DEVICE,
             subject=checkpoint.id,
             state="active",
-            data=_place(checkpoint) | round_data(state) | due_data(slot),
+            data=data | {"judged_late": judged_late},
             received_at=now,
             opens_incident=True,
         )
-        log.warning("patrol.missed", round=state.id, checkpoint=checkpoint.id, id=event.id)
-        return await self._emit(event)
+        log.warning("patrol.missed", round=state.id, checkpoint=checkpoint.id, id=event.id,
+                    judged_late=judged_late)  # fmt: skip
+        return event
 
-    async def unknown(self, hit: PatrolHit, expected: str) -> Event:
+    def unknown(self, hit: PatrolHit, expected: str) -> Event:
         """``patrol.unknown_tag``: ``expected`` says what the tag should have been
         (``checkpoint`` tag, or guard ``card`` at a station)."""
         reader = self._plan.readers.get(hit.reader_id)
@@ -136,7 +145,7 @@ class Reporter:
             "record": hit.record,
         }
         log.warning("patrol.unknown_tag", reader=hit.reader_id, tag=hit.tag, raw=hit.raw)
-        return await self._make("patrol.unknown_tag", hit, hit.tag, None, data, "instant", None)
+        return self._make("patrol.unknown_tag", hit, hit.tag, None, data, "instant", None)
 
     def hit_data(self, judged: JudgedHit) -> dict[str, Any]:
         """The ``data`` fields every event about one hit carries."""
@@ -155,7 +164,7 @@ class Reporter:
             "record": hit.record,
         }
 
-    async def _make(
+    def _make(
         self,
         type_: str,
         hit: PatrolHit,
@@ -175,7 +184,7 @@ class Reporter:
             incident=incident,
         )
         log.info("patrol.event", type=type_, subject=subject, state=kind, id=event.id)
-        return await self._emit(event)
+        return event
 
 
 def round_data(state: RoundState) -> dict[str, Any]:

@@ -7,14 +7,14 @@ group after the Modbus pollers:
 ``driver[patrol_handheld:<id>]``, each supervised (restarted with backoff if it
 crashes; a reader that cannot bind its port is retried the same way).
 
-Station read positions are kept in ``patrol-positions.json`` beside the outbox.
+Round progress, reads seen, guards signed in, open reader faults and station
+read positions are kept in the gateway's state store (:mod:`gateway.patrol.memory`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drivers.patrol_reader.handheld import HandheldReader
@@ -28,9 +28,9 @@ from gateway.events.observation import HealthState, utcnow
 from gateway.patrol.engine import TourEngine
 from gateway.patrol.plan import Plan
 from gateway.runtime.stage import StageTask
+from gateway.runtime.state_store import StateStore
 
 PatrolReader = StationPoller | NetworkReader | HandheldReader
-POSITIONS_FILE = "patrol-positions.json"
 
 
 class PatrolStage:
@@ -40,8 +40,8 @@ class PatrolStage:
         cfg: the gateway config (``[patrol]``, ``[site] timezone``).
         factory: makes events.
         emit: stores an event (the outbox's ``append``).
-        state_dir: where the station read positions are kept (the outbox's folder);
-            None keeps them in memory only.
+        store: the gateway's state store (the tour resumes from it); None keeps
+            everything in memory only.
         now: the gateway's clock.
 
     Attributes:
@@ -57,12 +57,13 @@ class PatrolStage:
         factory: EventFactory,
         emit: Emit,
         *,
-        state_dir: Path | None = None,
+        store: StateStore | None = None,
         now: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         tz = ZoneInfo(cfg.site.timezone)
-        self.engine = TourEngine(Plan(cfg.patrol, cfg.site.timezone), factory, emit, now=now)
-        positions = PositionStore(state_dir / POSITIONS_FILE if state_dir is not None else None)
+        plan = Plan(cfg.patrol, cfg.site.timezone)
+        self.engine = TourEngine(plan, factory, emit, store=store, now=now)
+        positions = PositionStore(store)
         sink = self.engine.observe
         self.readers: dict[str, PatrolReader] = {}
         for r in cfg.patrol.readers:

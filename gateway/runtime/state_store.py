@@ -1,27 +1,31 @@
-"""The alarm system's persisted state: arming per area, bypasses, open alarms.
+"""The gateway's persisted state: arming, bypasses, open alarms, patrol progress.
 
 GB 50394 (commentary): after power returns the previous arming state is
 restored. The state lives in its own SQLite file beside the outbox
 (``<outbox>-state.sqlite``), WAL journal, ``synchronous=FULL``, one writer task
-committing whatever is queued in one transaction (group commit). Arming states,
-bypasses and ``meta`` are written *before* they are reported: those calls return
-once the commit is on disk (an ``area.armed`` event never describes a state a
-power cut can undo). Open alarms are written behind: their events in the outbox
-are the durable record, so an alarm transition never waits for this file; a crash
-before the commit at worst repeats an ``active`` or a ``cleared`` after restart.
+committing whatever is queued in one transaction (group commit).
 
-Schema: one table ``state (kind TEXT, key TEXT, value TEXT, PRIMARY KEY (kind, key))``
-where ``kind`` is ``area``, ``bypass``, ``alarm`` or ``meta`` and ``value`` is JSON:
+Schema: one table ``state (kind TEXT, key TEXT, value TEXT, PRIMARY KEY (kind, key))``;
+``value`` is JSON. The kinds and their value shapes are :class:`~gateway.runtime.state.Kind`
+objects defined beside the rules that own them (the alarm system's in
+:mod:`gateway.runtime.state`, the guard tour's in :mod:`gateway.patrol.memory`).
 
-* ``area``/``<area id>``: ``{"armed": bool, "since": RFC 3339, "by": who}``
-* ``bypass``/``<zone id>``: ``{"until": RFC 3339 | null, "by": who, "reason": text,
-  "incident": id of its zone.bypassed event}``
-  (``until`` null: until the zone's area is disarmed)
-* ``alarm``/``<zone id>/<condition>``: an active alarm, tamper or line fault
-  (``{"type": event type, "incident": id, "since": RFC 3339, "detail": text}``), kept until its
-  ``cleared`` event, so a restart neither repeats nor forgets it
-* ``meta``/``<name>``: any JSON (``schedule_checked_at``, ``commands_seen``, ``walk_test``,
-  ``walk_test_reports``)
+Two ways to write:
+
+* **Commit before report** (``wait=True``, the default): the call returns once the
+  commit is on disk, and only then does the caller emit the event that reports
+  the change (an ``area.armed`` event never describes a state a power cut can
+  undo). :meth:`StateStore.apply` may commit, in the same transaction, the
+  events that report the change (kind ``report``): they are appended to the
+  outbox next and forgotten once stored there (:meth:`StateStore.reported`).
+  Events a crash left in between are found by :meth:`StateStore.unreported` at
+  the next start and appended then (``gateway/delivery/reports.py``), so the
+  change and its report are never separated: neither lost nor doubled.
+* **Write behind** (``wait=False``): in memory at once, on disk with the next
+  commit (open alarms: their events in the outbox are the durable record, so an
+  alarm transition never waits for this file; a crash before the commit at
+  worst repeats an ``active`` or a ``cleared`` after restart). A failed commit
+  is retried with the next one.
 """
 
 from __future__ import annotations
@@ -30,19 +34,43 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import structlog
 
 from gateway.errors import StateError
-from gateway.events.model import rfc3339
+from gateway.events.model import Event
+from gateway.runtime.state import (
+    ALARM,
+    AREA,
+    BYPASS,
+    META,
+    AlarmRecord,
+    AreaRecord,
+    BypassRecord,
+    Kind,
+    StateWrite,
+)
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+REPORT: Kind[tuple[int, Event]] = Kind(
+    "report",
+    lambda r: {"order": r[0], "event": r[1].to_dict()},
+    lambda v: (int(v["order"]), Event.from_dict(v["event"])),
+)
+"""``report``/``<event id>``: an event committed with the change it reports, not yet
+in the outbox: ``{"order": n, "event": <its JSON>}`` (``n`` orders the reports as
+they were made: wall-clock nanoseconds, one more than the last at least)."""
+
+__all__ = ["REPORT", "AlarmRecord", "AreaRecord", "BypassRecord", "StateStore", "state_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -54,38 +82,12 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class AreaRecord:
-    """An area's arming state. ``by``: an operator, ``schedule`` or ``initial``."""
-
-    armed: bool
-    since: datetime
-    by: str
-
-
-@dataclass(frozen=True, slots=True)
-class BypassRecord:
-    """A bypassed zone. ``until`` None: until its area is disarmed."""
-
-    until: datetime | None
-    by: str
-    reason: str = ""
-    incident: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmRecord:
-    """An active condition: its event type, incident id, start time and detail
-    (``cut``/``short`` for a line fault)."""
-
-    type: str
-    incident: str
-    since: datetime
-    detail: str = ""
+def _order(report: tuple[int, Event]) -> int:
+    return report[0]
 
 
 def state_path(outbox_path: Path) -> Path:
-    """Where the alarm state of the outbox at ``outbox_path`` is kept."""
+    """Where the state of the outbox at ``outbox_path`` is kept."""
     return outbox_path.with_name(outbox_path.stem + "-state.sqlite")
 
 
@@ -93,25 +95,27 @@ class StateStore:
     """Use as ``async with StateStore(path) as store``; everything is loaded on entry.
 
     Attributes:
-        areas, bypasses: the persisted records by area/zone id.
-        alarms: active conditions by ``<zone id>/<condition>``.
+        areas, bypasses, alarms: the alarm system's records (typed views of the
+            kinds ``area``, ``bypass`` and ``alarm``).
+        commits: transactions committed.
 
     Raises:
         StateError: from ``__aenter__`` and from every write, when the file cannot
-            be opened, read or written (the message names the file).
+            be opened, read or written; from a read of a value its kind cannot
+            decode (the message names the file, kind and key).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self.areas: dict[str, AreaRecord] = {}
-        self.bypasses: dict[str, BypassRecord] = {}
-        self.alarms: dict[str, AlarmRecord] = {}
-        self._meta: dict[str, Any] = {}
+        self._data: dict[str, dict[str, Any]] = {}  # kind -> key -> JSON data
+        self._typed: dict[str, dict[str, Any]] = {}  # kind -> key -> decoded value
+        self._kinds: dict[str, Kind[Any]] = {}
         self._queued: dict[tuple[str, str], str | None] = {}  # (kind, key) -> JSON, None: delete
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._last_order = 0
         self.commits = 0
 
     async def __aenter__(self) -> Self:
@@ -124,11 +128,17 @@ class StateStore:
             async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
                 rows = await cursor.fetchall()
             for kind, key, value in rows:
-                self._load(str(kind), str(key), json.loads(value))
-        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+                self._data.setdefault(str(kind), {})[str(key)] = json.loads(value)
+            alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
+            for kind in alarm_kinds:
+                self.values(kind)  # the alarm system's records must read, or nothing starts
+        except (sqlite3.Error, OSError, ValueError) as exc:
             await self._close()
-            raise StateError(f"cannot open alarm state {self.path}: {exc}") from exc
-        self._writer = asyncio.create_task(self._write_loop(), name="alarm-state-writer")
+            raise StateError(f"cannot open state {self.path}: {exc}") from exc
+        except StateError:
+            await self._close()
+            raise
+        self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
         return self
 
     async def __aexit__(
@@ -140,16 +150,90 @@ class StateStore:
         """Commit what is queued (bounded by SQLite's own locking), then close."""
         if self._writer is not None:
             with contextlib.suppress(StateError):
-                await self._submit(None, wait=True)
+                await self._submit((), wait=True)
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
         await self._close()
 
+    # -- reads ----------------------------------------------------------------------------
+
+    def values(self, kind: Kind[T]) -> Mapping[str, T]:
+        """Every value of ``kind`` by key (a live view: do not change it).
+
+        Raises:
+            StateError: a stored value ``kind`` cannot decode.
+        """
+        typed = self._typed.get(kind.name)
+        if typed is None:
+            typed = {}
+            for key, data in self._data.get(kind.name, {}).items():
+                typed[key] = self._decode(kind, key, data)
+            self._typed[kind.name] = typed
+            self._kinds[kind.name] = kind
+        return typed
+
+    def get(self, kind: Kind[T], key: str) -> T | None:
+        """The value of ``kind`` under ``key``, or None."""
+        return self.values(kind).get(key)
+
+    @property
+    def areas(self) -> Mapping[str, AreaRecord]:
+        return self.values(AREA)
+
+    @property
+    def bypasses(self) -> Mapping[str, BypassRecord]:
+        return self.values(BYPASS)
+
+    @property
+    def alarms(self) -> Mapping[str, AlarmRecord]:
+        return self.values(ALARM)
+
     def meta(self, key: str) -> Any:
         """A ``meta`` value, or None."""
-        return self._meta.get(key)
+        return self.get(META, key)
+
+    def unreported(self) -> list[Event]:
+        """Events committed with their change by :meth:`apply` and not yet marked
+        :meth:`reported`, oldest first (ids are time-ordered ULIDs).
+
+        Raises:
+            StateError: one cannot be read back.
+        """
+        return [event for _, event in sorted(self.values(REPORT).values(), key=_order)]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def put(self, kind: Kind[T], key: str, value: T | None, *, wait: bool = True) -> None:
+        """Set (or, with None, delete) one value; see :meth:`apply`."""
+        await self.apply([kind.write(key, value)], wait=wait)
+
+    async def apply(
+        self, writes: Sequence[StateWrite], *, reports: Sequence[Event] = (), wait: bool = True
+    ) -> None:
+        """Commit ``writes`` and the ``reports`` (events reporting them) in one transaction.
+
+        With ``wait`` it returns once the commit is on disk, and the values in
+        memory change only then (unchanged when it fails); without, memory changes
+        at once and the disk follows with the next commit.
+
+        Raises:
+            StateError: the store is closed, or (with ``wait``) the commit failed.
+        """
+        writes = list(writes)
+        for event in reports:
+            self._last_order = max(time.time_ns(), self._last_order + 1)
+            writes.append(REPORT.write(event.id, (self._last_order, event)))
+        if not wait:
+            self._remember(writes)
+        await self._submit(writes, wait=wait)
+        if wait:
+            self._remember(writes)
+
+    async def reported(self, ids: Iterable[str]) -> None:
+        """Forget reports now stored in the outbox (write-behind)."""
+        await self.apply([REPORT.write(i, None) for i in ids], wait=False)
 
     async def put_area(self, area_id: str, record: AreaRecord) -> None:
         """Persist an area's arming state (on disk when this returns).
@@ -157,9 +241,7 @@ class StateStore:
         Raises:
             StateError: the commit failed (the state in memory is unchanged).
         """
-        value = {"armed": record.armed, "since": rfc3339(record.since), "by": record.by}
-        await self._submit(("area", area_id, value), wait=True)
-        self.areas[area_id] = record
+        await self.put(AREA, area_id, record)
 
     async def put_bypass(self, zone_id: str, record: BypassRecord | None) -> None:
         """Persist a bypass, or its end (None); on disk when this returns.
@@ -167,28 +249,12 @@ class StateStore:
         Raises:
             StateError: the commit failed (the state in memory is unchanged).
         """
-        value: dict[str, Any] | None = None
-        if record is not None:
-            until = rfc3339(record.until) if record.until is not None else None
-            value = {"until": until, "by": record.by, "reason": record.reason}
-            value["incident"] = record.incident
-        await self._submit(("bypass", zone_id, value), wait=True)
-        if record is None:
-            self.bypasses.pop(zone_id, None)
-        else:
-            self.bypasses[zone_id] = record
+        await self.put(BYPASS, zone_id, record)
 
     async def put_alarm(self, key: str, record: AlarmRecord | None) -> None:
         """Record an active condition, or its end (None): at once in memory, on disk
-        with the next commit (write-behind; a failed commit is retried with the next)."""
-        value: dict[str, Any] | None = None
-        if record is None:
-            self.alarms.pop(key, None)
-        else:
-            value = {"type": record.type, "incident": record.incident}
-            value.update(since=rfc3339(record.since), detail=record.detail)
-            self.alarms[key] = record
-        await self._submit(("alarm", key, value), wait=False)
+        with the next commit (write-behind)."""
+        await self.put(ALARM, key, record, wait=False)
 
     async def put_meta(self, key: str, value: Any) -> None:
         """Persist a ``meta`` value (JSON-serialisable); on disk when this returns.
@@ -196,38 +262,39 @@ class StateStore:
         Raises:
             StateError: the commit failed.
         """
-        await self._submit(("meta", key, value), wait=True)
-        self._meta[key] = value
+        await self.put(META, key, value)
 
-    def _load(self, kind: str, key: str, value: Any) -> None:
-        if kind == "area":
-            self.areas[key] = AreaRecord(
-                bool(value["armed"]), datetime.fromisoformat(value["since"]), str(value["by"])
-            )
-        elif kind == "bypass":
-            until = datetime.fromisoformat(value["until"]) if value["until"] else None
-            self.bypasses[key] = BypassRecord(
-                until, str(value["by"]), str(value["reason"]), str(value.get("incident", ""))
-            )
-        elif kind == "alarm":
-            since = datetime.fromisoformat(value["since"])
-            detail = str(value.get("detail", ""))
-            self.alarms[key] = AlarmRecord(
-                str(value["type"]), str(value["incident"]), since, detail
-            )
-        elif kind == "meta":
-            self._meta[key] = value
+    # -- internals ------------------------------------------------------------------------
 
-    async def _submit(self, write: tuple[str, str, Any] | None, *, wait: bool) -> None:
-        """Queue one write (``(kind, key, value)``, value None deletes; None: nothing)
-        and, with ``wait``, return once a commit holding it is on disk."""
+    def _decode(self, kind: Kind[T], key: str, data: Any) -> T:
+        try:
+            return kind.decode(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(
+                f"state {self.path}: {kind.name}/{key} cannot be read: {exc!r}"
+            ) from exc
+
+    def _remember(self, writes: Sequence[StateWrite]) -> None:
+        for write in writes:
+            section = self._data.setdefault(write.kind, {})
+            typed = self._typed.get(write.kind)
+            if write.data is None:
+                section.pop(write.key, None)
+                if typed is not None:
+                    typed.pop(write.key, None)
+                continue
+            section[write.key] = write.data
+            if typed is not None:
+                typed[write.key] = self._decode(self._kinds[write.kind], write.key, write.data)
+
+    async def _submit(self, writes: Sequence[StateWrite], *, wait: bool) -> None:
+        """Queue writes and, with ``wait``, return once a commit holding them is on disk."""
         if self._writer is None or self._writer.done():
-            raise StateError(f"alarm state {self.path} is not open")
-        if write is not None:
-            kind, key, value = write
-            text = None if value is None else json.dumps(value, ensure_ascii=False)
-            self._queued.pop((kind, key), None)
-            self._queued[(kind, key)] = text
+            raise StateError(f"state {self.path} is not open")
+        for write in writes:
+            text = None if write.data is None else json.dumps(write.data, ensure_ascii=False)
+            self._queued.pop((write.kind, write.key), None)
+            self._queued[(write.kind, write.key)] = text
         self._wake.set()
         if wait:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -243,7 +310,7 @@ class StateStore:
             try:
                 await self._commit(batch)
             except StateError as exc:
-                log.error("alarm_state.commit_failed", error=str(exc), writes=len(batch))
+                log.error("state.commit_failed", error=str(exc), writes=len(batch))
                 for item, text in batch.items():  # retried with the next commit
                     self._queued.setdefault(item, text)
                 for future in waiters:
@@ -257,7 +324,7 @@ class StateStore:
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
         db = self._db
         if db is None:
-            raise StateError(f"alarm state {self.path} is not open")
+            raise StateError(f"state {self.path} is not open")
         if not batch:
             return
         try:
@@ -274,7 +341,7 @@ class StateStore:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
-            raise StateError(f"cannot write alarm state {self.path}: {exc}") from exc
+            raise StateError(f"cannot write state {self.path}: {exc}") from exc
         self.commits += 1
 
     async def _close(self) -> None:

@@ -6,6 +6,7 @@
     campus-sim camera ctl reboot gate-cam 5
     campus-sim camera ctl clock gate-cam 3600
     campus-sim camera ctl fail gate-cam Renew fault [COUNT]
+    campus-sim camera ctl snapshot gate-cam http500   (http401, hang; ok: pictures again)
     campus-sim camera ctl replay gate-cam ../shared/realdata/onvif/misc/….xml …
 
 Each camera listens on the host and port its ``[[cameras]]`` entry names, with
@@ -40,8 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve every [[cameras]] of a config")
     serve.add_argument("--config", type=Path, required=True)
     serve.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+    serve.add_argument(
+        "--no-events",
+        action="append",
+        default=[],
+        metavar="CAMERA",
+        help="serve this camera without an events service (pictures only), like IPyCam",
+    )
     ctl = sub.add_parser("ctl", help="drive the simulated cameras")
-    ctl.add_argument("action", choices=["state", "trigger", "reboot", "clock", "fail", "replay"])
+    ctl.add_argument(
+        "action", choices=["state", "trigger", "reboot", "clock", "fail", "snapshot", "replay"]
+    )
     ctl.add_argument("camera", nargs="?")
     ctl.add_argument("args", nargs="*")
     ctl.add_argument("--clear", action="store_true", help="trigger: end the condition")
@@ -53,22 +63,25 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return asyncio.run(_serve(args.config, args.control_port))
+            return asyncio.run(_serve(args.config, args.control_port, set(args.no_events)))
         return asyncio.run(_ctl(args))
     except (ConfigError, ValueError, OSError, ControlError) as exc:
         print(f"campus-sim camera: {exc}", file=sys.stderr)
         return 2
 
 
-async def _serve(config: Path, control_port: int) -> int:
+async def _serve(config: Path, control_port: int, no_events: set[str]) -> int:
     cfg = load_config(config)
     if not cfg.cameras:
         raise ValueError(f"{config} has no [[cameras]]")
+    unknown = no_events - {c.id for c in cfg.cameras}
+    if unknown:
+        raise ValueError(f"--no-events: no camera {', '.join(sorted(unknown))} in {config}")
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with (
-        simulated_cameras(cfg) as cameras,
+        simulated_cameras(cfg, without_events=no_events) as cameras,
         CameraControl(cameras, port=control_port) as ctl,
     ):
         for camera_id, cam in cameras.items():
@@ -94,6 +107,8 @@ async def _ctl(args: argparse.Namespace) -> int:
             body = {"offset_s": float(rest[0])}
         elif args.action == "fail" and len(rest) in (2, 3):
             body = {"operation": rest[0], "mode": rest[1], "count": int([*rest, "1"][2])}
+        elif args.action == "snapshot" and len(rest) == 1:
+            body = {"fault": None if rest[0] == "ok" else rest[0]}
         elif args.action == "replay" and rest:
             body = {"files": [str(Path(f).resolve()) for f in rest]}
         else:

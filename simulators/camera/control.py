@@ -10,6 +10,8 @@ POST    ``/cameras/<id>/clock``             ``{"offset_s": 3600}``              
 POST    ``/cameras/<id>/fail``              ``{"operation": "Renew", "mode": "fault",  200
                                             "count": 1}``
 POST    ``/cameras/<id>/replay``            ``{"files": ["…/capture.xml"]}``          200
+POST    ``/cameras/<id>/snapshot``          ``{"fault": "http500"}`` (``http401``,    200
+                                            ``hang``; null: pictures again)
 ======  ==================================  =======================================  ======
 
 ``event`` is one of ``motion``, ``tamper``, ``field``, ``input`` (states) or
@@ -29,7 +31,7 @@ from aiohttp import web
 
 from simulators.broker import pick_free_port
 from simulators.camera.pullpoint import TRIGGERS, load_capture
-from simulators.camera.server import SimulatedCamera
+from simulators.camera.server import SNAPSHOT_FAULTS, SimulatedCamera
 from simulators.lifetime import StartStop
 
 
@@ -78,6 +80,8 @@ class CameraControl(StartStop):
             "subscriptions": len(cam.events.subscriptions),
             "requests": dict(cam.requests),
             "snapshots": cam.snapshots,
+            "snapshot_fault": cam.options.snapshot_fault,
+            "events_service": cam.options.events_service,
             "boots": cam.boots,
         }
 
@@ -111,6 +115,11 @@ class CameraControl(StartStop):
             cam.options.clock_offset_s = float(body["offset_s"])
         elif action == "fail":
             cam.fail_next(str(body["operation"]), str(body["mode"]), int(body.get("count", 1)))
+        elif action == "snapshot":
+            fault = body.get("fault")
+            if fault not in SNAPSHOT_FAULTS:
+                raise ValueError(f"fault must be one of {SNAPSHOT_FAULTS}")
+            cam.options.snapshot_fault = fault
         elif action == "replay":
             for name in body["files"]:
                 cam.replay(load_capture(Path(name)))

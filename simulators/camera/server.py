@@ -8,7 +8,8 @@ path                                       serves
 ``POST /onvif/media_service``              GetProfiles, GetSnapshotUri, GetStreamUri
 ``POST /onvif/event_service``              GetEventProperties, CreatePullPointSubscription
 ``POST /onvif/subscription/<id>``          PullMessages, Renew, Unsubscribe
-``GET /onvif/snapshot.jpg``                a generated JPEG (HTTP Digest, Basic or none)
+``GET /onvif/snapshot.jpg``                a generated JPEG (HTTP Digest, Basic or none),
+                                           or the failure ``snapshot_fault`` says
 ``GET /stream.mjpg``                       the same pictures as MJPEG over HTTP (the
                                            stream URI; OpenCV reads it like RTSP)
 =========================================  ===============================================
@@ -17,8 +18,12 @@ Every SOAP operation but GetSystemDateAndTime needs a WS-UsernameToken digest
 that is fresh by the camera's own clock (``clock_offset_s`` makes it lie). Faults
 are first-class inputs (STYLE.md rule 12): :meth:`SimulatedCamera.fail_next`
 (HTTP 500, SOAP Fault, HTML page), :meth:`SimulatedCamera.reboot` (port closed,
-subscriptions gone), a camera without a snapshot URI, and the Reolink
-``GetServices`` with an undeclared ``tad:`` prefix (quirk ``undeclared_prefix``).
+subscriptions gone), a camera without a snapshot URI, a camera without an events
+service (``events_service=False``: not in GetServices, every events operation a
+``ter:ActionNotSupported`` Fault, as IPyCam lists only device and media), a
+snapshot URI that fails (``snapshot_fault``: ``http401`` whatever the
+credentials, ``http500``, ``hang``), and the Reolink ``GetServices`` with an
+undeclared ``tad:`` prefix (quirk ``undeclared_prefix``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from simulators.lifetime import StartStop
 
 _SOAP = "application/soap+xml; charset=utf-8"
 _HTML_404 = b"<html><head><title>404 File Not Found</title></head><body>Not Found</body></html>"
+SNAPSHOT_FAULTS = (None, "http401", "http500", "hang")
+"""What ``snapshot_fault`` may be (None: the snapshot URI works)."""
 _SERVICES = (
     ("http://www.onvif.org/ver10/device/wsdl", "device_service"),
     ("http://www.onvif.org/ver10/media/wsdl", "media_service"),
@@ -67,6 +74,10 @@ class CameraOptions:
         auth_window_s: how far a UsernameToken's ``Created`` may be from the camera clock.
         snapshot_uri: the media service gives a snapshot URI (else only a stream URI).
         snapshot_auth: ``digest``, ``basic`` or ``none`` on the snapshot URI.
+        snapshot_fault: None (pictures), or how the snapshot URI fails: ``http401``
+            (refuses every credential), ``http500``, ``hang`` (answers nothing).
+        events_service: it has an events service (PullPoint); False: a camera
+            that gives pictures only.
         width, height: picture size in pixels.
         max_subscription_s: the longest subscription it grants (cameras often
             grant less than asked, e.g. two minutes in the hikcompat capture).
@@ -82,6 +93,8 @@ class CameraOptions:
     auth_window_s: float = 10.0
     snapshot_uri: bool = True
     snapshot_auth: str = "digest"
+    snapshot_fault: str | None = None
+    events_service: bool = True
     width: int = 640
     height: int = 360
     max_subscription_s: float = 3600.0
@@ -94,6 +107,7 @@ class SimulatedCamera(StartStop):
     Attributes:
         requests: SOAP operations received (also refused ones), by name.
         snapshots: pictures served on the snapshot URI.
+        snapshot_refusals: snapshot requests answered 401 (a challenge, or refused).
         boots: how many times it (re)started.
         events: the event source (subscriptions, properties).
     """
@@ -105,6 +119,7 @@ class SimulatedCamera(StartStop):
         self.events = EventSource()
         self.requests: Counter[str] = Counter()
         self.snapshots = 0
+        self.snapshot_refusals = 0
         self.boots = 0
         self._frame = 0
         self._faults: dict[str, deque[str]] = {}
@@ -170,7 +185,8 @@ class SimulatedCamera(StartStop):
         Args:
             operation: SOAP operation (``Renew``, ``PullMessages`` …).
             mode: ``http500`` (empty 500), ``fault`` (SOAP Fault ``ter:InvalidArgVal``),
-                ``html`` (HTTP 200 with an HTML 404 page).
+                ``unsupported`` (SOAP Fault ``ter:ActionNotSupported``), ``html``
+                (HTTP 200 with an HTML 404 page).
         """
         self._faults.setdefault(operation, deque()).extend([mode] * count)
 
@@ -198,13 +214,23 @@ class SimulatedCamera(StartStop):
         ):  # fmt: skip
             return _answer(fault("ter:NotAuthorized", "Sender not authorized"), 400)
         handler = getattr(self, f"_op_{soap.operation}", None)
-        if handler is None:
+        no_events = not self.options.events_service and (
+            request.match_info.get("service") == "event_service" or "sid" in request.match_info
+        )
+        if handler is None or no_events:
             return _answer(fault("ter:ActionNotSupported", soap.operation, receiver=True), 400)
         result: web.StreamResponse = await handler(soap, request)
         return result
 
     async def _snapshot(self, request: web.Request) -> web.StreamResponse:
-        if not self._auth.accepts(request.method, request.headers.get("Authorization")):
+        fault = self.options.snapshot_fault
+        if fault == "hang":
+            await asyncio.Event().wait()
+        if fault == "http500":
+            return web.Response(status=500)
+        accepted = self._auth.accepts(request.method, request.headers.get("Authorization"))
+        if fault == "http401" or not accepted:
+            self.snapshot_refusals += 1
             return web.Response(status=401, headers={"WWW-Authenticate": self._auth.challenge()})
         self.snapshots += 1
         return web.Response(body=self._picture(), content_type="image/jpeg")
@@ -253,6 +279,7 @@ class SimulatedCamera(StartStop):
             + "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version>"
             "</tds:Service>"
             for ns, path in _SERVICES
+            if self.options.events_service or path != "event_service"
         )
         return _answer(envelope(f"<tds:GetServicesResponse>{services}</tds:GetServicesResponse>"))
 
@@ -388,4 +415,6 @@ def _injected(mode: str) -> web.Response:
         return web.Response(status=500)
     if mode == "html":
         return web.Response(body=_HTML_404, content_type="text/html")
+    if mode == "unsupported":
+        return _answer(fault("ter:ActionNotSupported", "not supported", receiver=True), 400)
     return _answer(fault("ter:InvalidArgVal", f"injected fault ({mode})"), 400)

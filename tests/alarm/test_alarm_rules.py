@@ -237,7 +237,7 @@ async def test_disarming_silences_the_area_siren(tmp_path: Path) -> None:
 
 async def test_an_unusable_state_file_is_a_state_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory", encoding="utf-8")
-    with pytest.raises(StateError, match="cannot open alarm state"):
+    with pytest.raises(StateError, match="cannot open state"):
         async with StateStore(tmp_path / "file" / "state.sqlite"):
             pass
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.camera.rules import CameraRules
 from gateway.config.camera import CameraConfig
 from gateway.events.model import Event, EventFactory
-from gateway.events.observation import CameraSignal, DeviceHealth
+from gateway.events.observation import (
+    CameraCapabilities,
+    CameraObservation,
+    CameraSignal,
+    DeviceHealth,
+)
 from tests.camera_support import Recorder
 from tests.helpers import assert_valid_event
 
@@ -19,10 +26,21 @@ def sig(kind: str, detector: str, state: str, *, initial: bool = False) -> Camer
     return CameraSignal("gate-cam", kind, "VS1", detector, state, initial, detector)  # type: ignore[arg-type]
 
 
-async def run(*observations: CameraSignal | DeviceHealth) -> tuple[Recorder, list[str]]:
+async def run(
+    *observations: CameraObservation, states: list[tuple[str, dict[str, Any]]] | None = None
+) -> tuple[Recorder, list[str]]:
     emitted, asked = Recorder(), []
+
+    def publish(camera_id: str, state: dict[str, Any]) -> None:
+        if states is not None:
+            states.append((camera_id, state))
+
     rules = CameraRules(
-        [CAM], EventFactory("campus/s/g", lambda: True), emitted, lambda cam, e: asked.append(e.id)
+        [CAM],
+        EventFactory("campus/s/g", lambda: True),
+        emitted,
+        lambda cam, e: asked.append(e.id),
+        publish_state=publish,
     )
     for obs in observations:
         await rules.observe(obs)
@@ -109,3 +127,58 @@ async def test_health_and_clock_skew() -> None:
     )  # fmt: skip
     assert online.data["incident"] == offline.id and online.data["clock_skew_s"] == -120.0
     assert offline.data["name"] == "南门摄像机"
+
+
+async def test_capabilities_are_said_once_and_ride_on_online_and_the_retained_state() -> None:
+    states: list[tuple[str, dict[str, Any]]] = []
+    found = CameraCapabilities("gate-cam", ("snapshot", "stream"), ("events", "ptz"))
+    emitted, _ = await run(found, DeviceHealth("gate-cam", "online", "starting"), states=states)
+    status, online = emitted.events()
+    assert (status.type, status.priority, status.state) == ("camera.status", 5, "instant")
+    assert status.data["missing"] == ["events", "ptz"]
+    assert status.data["capabilities"] == ["snapshot", "stream"]
+    assert online.type == "device.online" and online.data["capabilities"] == ["snapshot", "stream"]
+    assert [(c, s["health"], s["missing"]) for c, s in states] == [
+        ("gate-cam", "starting", ["events", "ptz"]),
+        ("gate-cam", "online", ["events", "ptz"]),
+    ]
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_analytics_of_a_camera_bound_to_an_area_follow_its_arming() -> None:
+    wall = CameraConfig(id="wall-cam", name="围墙摄像机", host="127.0.0.1", area="PERIM")
+    arming = {"PERIM": True}
+    emitted = Recorder()
+    rules = CameraRules(
+        [wall], EventFactory("campus/s/g", lambda: True), emitted, armed=arming.__getitem__
+    )
+
+    def on_wall(kind: str, detector: str, state: str) -> CameraSignal:
+        return CameraSignal("wall-cam", kind, "VS1", detector, state, False, detector)  # type: ignore[arg-type]
+
+    await rules.observe(on_wall("camera.line_crossing", "line", "instant"))
+    await rules.observe(on_wall("camera.field_intrusion", "field", "active"))
+    arming["PERIM"] = False  # disarmed while the intrusion is still on
+    await rules.observe(on_wall("camera.field_intrusion", "field", "cleared"))
+    await rules.observe(on_wall("camera.line_crossing", "line", "instant"))
+    await rules.observe(on_wall("camera.motion", "motion", "active"))
+    await rules.observe(on_wall("camera.tamper", "tamper", "active"))
+    seen = [(e.type, e.state, e.priority, e.cidcode, e.siacode) for e in emitted.events()]
+    assert seen == [
+        ("camera.line_crossing", "instant", 2, "131", "BA"),
+        ("camera.field_intrusion", "active", 2, "132", "BA"),
+        ("camera.field_intrusion", "cleared", 2, "132", "BH"),  # the incident keeps its class
+        ("camera.line_crossing", "instant", 4, None, None),
+        ("camera.motion", "active", 4, None, None),
+        ("camera.tamper", "active", 2, "144", "TA"),
+    ]
+    assert [e.data["armed"] for e in emitted.events()] == [True, True, True, False, False, False]
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_analytics_of_a_camera_without_an_area_are_routine() -> None:
+    emitted, _ = await run(sig("camera.line_crossing", "line", "instant"))
+    (crossing,) = emitted.events()
+    assert crossing.priority == 4 and "area" not in crossing.data

@@ -24,6 +24,7 @@ snapshot = { auth = "basic", max_width_px = 960 }
 [[cameras]]
 id = "hall-cam"
 host = "127.0.0.1"
+area = "TEACH"
 
 [[linkage]]
 zone = "Z01"
@@ -48,8 +49,9 @@ def test_cameras_and_linkage_load_with_the_password_file_resolved(tmp_path: Path
     assert gate.password_file == tmp_path / "secrets" / "gate-cam.password"
     assert gate.password() == "pw" and hall.password() == ""
     assert (gate.snapshot.auth, gate.snapshot.max_width_px) == ("basic", 960)
-    assert hall.snapshot.auth == "digest" and hall.subscription_s == 60
+    assert hall.snapshot.auth == "auto" and hall.subscription_s == 60  # digest, then basic
     assert cfg.linkage[0].cameras == ("gate-cam", "hall-cam")
+    assert (gate.area, hall.area) == (None, "TEACH")
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,7 @@ def test_cameras_and_linkage_load_with_the_password_file_resolved(tmp_path: Path
         ('id = "hall-cam"', 'id = "gate-cam"', "cameras.1.id", None),
         ("port = 18080", "port = 0", "cameras.0.port", "port = 0"),
         ('auth = "basic"', 'auth = "ntlm"', "cameras.0.snapshot.auth", None),
+        ('area = "TEACH"', 'area = "ROOF"', "cameras.1.area", 'area = "ROOF"'),
     ],
 )  # fmt: skip
 def test_bad_camera_config_names_file_field_and_line(

@@ -17,7 +17,9 @@ def test_codes_match_realdata_tables(realdata: Path) -> None:
     cid = {r["code"]: r for r in _rows(realdata / "dc09" / "contact_id_event_codes.csv")}
     sia = {r["code"] for r in _rows(realdata / "dc09" / "sia_event_codes.csv")}
     checked = 0
-    for kind in KINDS.values():
+    armed = [k.when_armed for k in KINDS.values() if k.when_armed is not None]
+    assert len(armed) == 2
+    for kind in [*KINDS.values(), *armed]:
         if kind.cid is not None:
             row = cid[kind.cid]
             mapped = row["sia_code_if_Q1_new_event"] or None  # some Contact ID codes have none
@@ -36,3 +38,12 @@ def test_panic_is_life_safety_with_pa_and_120() -> None:
     assert (panic.priority, panic.sia, panic.cid) == (1, "PA", "120")
     assert panic.alarm_class
     assert all(k.priority in range(1, 6) for k in KINDS.values())
+
+
+def test_camera_analytics_alarm_only_when_armed_and_the_command_audit_is_never_shed() -> None:
+    for type_ in ("camera.line_crossing", "camera.field_intrusion"):
+        kind = KINDS[type_]
+        assert kind.in_area(False).priority == 4 and not kind.in_area(False).alarm_class
+        assert kind.in_area(True).priority == 2 and kind.in_area(True).type == type_
+    assert KINDS["camera.tamper"].in_area(False).priority == 2
+    assert KINDS["command.result"].priority == 3

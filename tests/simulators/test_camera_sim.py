@@ -72,8 +72,16 @@ async def test_control_endpoint_triggers_reboots_lies_fails_and_replays() -> Non
         await eventually(lambda: not cam.running)
         assert not cam.events.subscriptions
         await eventually(lambda: cam.running)
-        state = await asyncio.to_thread(_cli, ["ctl", "state", "--control-port", str(ctl.port)])
+        port = str(ctl.port)
+        await asyncio.to_thread(
+            _cli, ["ctl", "snapshot", "gate-cam", "http500", "--control-port", port]
+        )
+        assert cam.options.snapshot_fault == "http500"
+        state = await asyncio.to_thread(_cli, ["ctl", "state", "--control-port", port])
         assert state["cameras"][0]["running"] is True and state["cameras"][0]["boots"] == 2
+        assert state["cameras"][0]["snapshot_fault"] == "http500"
+        await asyncio.to_thread(_cli, ["ctl", "snapshot", "gate-cam", "ok", "--control-port", port])
+        assert cam.options.snapshot_fault is None
         with pytest.raises(ControlError) as refused:
             await control_request("127.0.0.1", ctl.port, "POST", f"{base}/trigger", {"event": "x"})
         assert refused.value.status == 400

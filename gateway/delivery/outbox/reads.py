@@ -92,6 +92,17 @@ class OutboxReads:
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
         ]
 
+    async def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` the outbox holds (stored, delivered or not)."""
+        wanted = list(ids)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):  # below SQLite's variable limit
+            chunk = wanted[start : start + 500]
+            query = f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+            async with self._require_db().execute(query, chunk) as cur:
+                found.update(str(r[0]) for r in await cur.fetchall())
+        return found
+
     async def next_due_in(self) -> float | None:
         """Seconds until the next unacked alarm comes due again, or None when none waits."""
         async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:

@@ -16,6 +16,7 @@ from gateway.camera.rules import CameraRules
 from gateway.config.camera import CameraConfig
 from gateway.errors import DeviceAuthError, DeviceUnavailable
 from gateway.events.model import EventFactory
+from gateway.events.observation import CameraCapabilities
 from simulators.camera.pullpoint import load_capture
 from simulators.camera.server import SimulatedCamera
 from tests.camera_support import Recorder, camera_config, camera_options
@@ -95,6 +96,40 @@ async def test_motion_gives_active_then_cleared_and_initialized_is_state_not_ala
     assert [e.state for e in motion] == ["active", "cleared"]  # nothing for Initialized
     assert motion[1].data["incident"] == motion[0].id
     assert motion[0].data["devicetime"] == first.devicetime
+
+
+async def test_a_camera_without_events_is_online_with_its_capabilities_and_pictures(
+    tmp_path: Path,
+) -> None:
+    async with SimulatedCamera(camera_options("cam-ne", events_service=False)) as cam:
+        cfg = camera_config(cam, tmp_path, pull_timeout_s=0.3, offline_after=2)
+        async with driving(cfg) as (driver, sink):
+            await sink.wait(lambda: sink.health() == ["online"])
+            await sink.wait(lambda: driver.probes >= 2)  # watched, not pulled
+            reboot = asyncio.create_task(cam.reboot(off_seconds=2.0))
+            await sink.wait(lambda: sink.health() == ["online", "offline"])
+            assert driver.media is not None  # the last URIs are kept while it is away
+            await reboot
+            await sink.wait(lambda: sink.health() == ["online", "offline", "online"])
+    (found,) = [o for o in sink.items if isinstance(o, CameraCapabilities)]  # said once
+    assert (found.present, found.missing) == (("snapshot", "stream"), ("events", "ptz"))
+    assert driver.media.snapshot == f"{cam.base_url}/onvif/snapshot.jpg"
+    assert driver.capabilities is not None and driver.capabilities.pictures
+    assert "CreatePullPointSubscription" not in cam.requests
+    assert driver.subscriptions == 0 and driver.pulls == 0
+
+
+async def test_an_events_service_refusing_subscriptions_is_a_missing_capability(
+    tmp_path: Path,
+) -> None:
+    async with SimulatedCamera(camera_options("cam-nx")) as cam:
+        cam.fail_next("CreatePullPointSubscription", "unsupported")
+        cfg = camera_config(cam, tmp_path)
+        async with driving(cfg) as (driver, sink):
+            await sink.wait(lambda: sink.health() == ["online"])
+    (found,) = [o for o in sink.items if isinstance(o, CameraCapabilities)]
+    assert "events" in found.missing and "snapshot" in found.present
+    assert driver.failures == 0
 
 
 async def test_failing_renew_is_retried_then_a_fault_on_renew_resubscribes(

@@ -12,7 +12,7 @@ import pytest
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.snapshot import SnapshotTaker, decode_jpeg, reencode, with_credentials
 from gateway.config.camera import SnapshotConfig
-from gateway.errors import DeviceAuthError, DeviceProtocolError, DeviceUnavailable
+from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
 from simulators.camera.server import SimulatedCamera
 from tests.camera_support import camera_config, camera_options
 
@@ -48,9 +48,59 @@ async def test_snapshot_uri_with_digest_or_basic_auth_is_hashed_and_stamped(
 
 async def test_wrong_password_on_the_snapshot_uri_is_an_auth_error(tmp_path: Path) -> None:
     async with SimulatedCamera(camera_options("cam-p")) as cam:
-        cfg = camera_config(cam, tmp_path, password="wrong")
-        with pytest.raises(DeviceAuthError):
+        cfg = camera_config(cam, tmp_path, password="wrong", snapshot={"rtsp_fallback": False})
+        with pytest.raises(DeviceAuthError, match="basic auth"):  # digest, then basic: refused
             await SnapshotTaker(cfg, lambda: _uris(cam))()
+
+
+@pytest.mark.parametrize("served", ["digest", "basic", "none"])
+async def test_auto_auth_tries_digest_then_basic_and_remembers_what_worked(
+    tmp_path: Path, served: str
+) -> None:
+    async with SimulatedCamera(camera_options("cam-a", snapshot_auth=served)) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
+        assert cfg.snapshot.auth == "auto"
+        taker = SnapshotTaker(cfg, lambda: _uris(cam))
+        first = await taker()
+        refused_first = cam.snapshot_refusals
+        second = await taker()
+        refused_second = cam.snapshot_refusals - refused_first
+    assert first.method == second.method == "snapshot_uri" and cam.snapshots == 2
+    assert taker.auth_works == ("basic" if served == "basic" else "digest")
+    # a Basic camera refuses the unauthenticated Digest probe once, then never again;
+    # a Digest camera challenges every fresh request once (that is Digest)
+    assert (refused_first, refused_second) == {"digest": (1, 1), "basic": (1, 0), "none": (0, 0)}[
+        served
+    ]
+
+
+async def test_a_pinned_auth_is_the_only_one_tried(tmp_path: Path) -> None:
+    async with SimulatedCamera(camera_options("cam-b", snapshot_auth="basic")) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"auth": "digest", "rtsp_fallback": False})
+        with pytest.raises(DeviceAuthError, match="digest auth"):
+            await SnapshotTaker(cfg, lambda: _uris(cam))()
+        assert cam.snapshots == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"), [("http401", "HTTP 401"), ("http500", "HTTP 500"), ("hang", "Timeout")]
+)
+async def test_a_failing_snapshot_uri_falls_back_to_a_stream_frame(
+    tmp_path: Path, fault: str, why: str
+) -> None:
+    async with SimulatedCamera(camera_options("cam-f", snapshot_fault=fault)) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"timeout_s": 2.0})
+        taker = SnapshotTaker(cfg, lambda: _uris(cam))
+        evidence = await taker()
+        with pytest.raises(DeviceError, match=why):
+            await SnapshotTaker(
+                camera_config(cam, tmp_path, snapshot={"timeout_s": 2.0, "rtsp_fallback": False}),
+                lambda: _uris(cam),
+            )()
+    assert evidence.method == "stream" and taker.fallbacks == 1
+    assert evidence.snapshot_error is not None and why in evidence.snapshot_error
+    assert evidence.sha256 == hashlib.sha256(evidence.jpeg).hexdigest()
+    assert cam.snapshots == 0
 
 
 async def test_no_snapshot_uri_grabs_a_frame_from_the_stream_with_opencv(tmp_path: Path) -> None:

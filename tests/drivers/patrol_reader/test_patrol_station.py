@@ -7,19 +7,20 @@ after it recovers.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from drivers.patrol_reader.positions import PositionStore
+from drivers.patrol_reader.positions import POSITION, PositionStore
 from drivers.patrol_reader.station import StationPoller
 from gateway.config.patrol import StationReaderConfig
 from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import ReaderBattery
+from gateway.runtime.state_store import StateStore
 from simulators.patrol_station import SimulatedStation
+from tests.helpers import eventually
 from tests.patrol_support import (
     GUARD_CARD,
     NIGHT,
@@ -126,19 +127,24 @@ async def test_read_position_survives_a_restart(tmp_path: Path) -> None:
         for m in range(3):
             station.read_card(GUARD_CARD, NIGHT + dt.timedelta(minutes=m))
         first, second = Sink(), Sink()
-        path = tmp_path / "positions.json"
-        poller = StationPoller(station_cfg(station.port), first, TZ, positions=PositionStore(path))
-        async with running(poller.run, "station"):
-            await first.wait_for(lambda: len(first.hits()) == 3)
-            for _ in range(200):  # the position is saved once the batch was taken
-                if PositionStore(path).get("cp1-station") == 3:
-                    break
-                await asyncio.sleep(0.01)
+        path = tmp_path / "state.sqlite"
+        async with StateStore(path) as store:
+            poller = StationPoller(
+                station_cfg(station.port), first, TZ, positions=PositionStore(store)
+            )
+            async with running(poller.run, "station"):
+                await first.wait_for(lambda: len(first.hits()) == 3)
+                # the position is committed once the batch was taken
+                await eventually(lambda: store.get(POSITION, "cp1-station") == 3)
         station.read_card(GUARD_CARD, NIGHT + dt.timedelta(minutes=5))
-        again = StationPoller(station_cfg(station.port), second, TZ, positions=PositionStore(path))
-        async with running(again.run, "station"):
-            await second.wait_for(lambda: len(second.hits()) >= 1)
-            await asyncio.sleep(0.1)  # a few more polls: nothing else comes
+        async with StateStore(path) as store:
+            again = StationPoller(
+                station_cfg(station.port), second, TZ, positions=PositionStore(store)
+            )
+            async with running(again.run, "station"):
+                await second.wait_for(lambda: len(second.hits()) >= 1)
+                polled = station.requests
+                await eventually(lambda: station.requests >= polled + 6)  # 3 more polls
         assert [h.record for h in second.hits()] == [3]
 
 
