@@ -61,6 +61,7 @@ def secrets_of(cfg: GatewayConfig) -> list[str]:
     """The secret values ``cfg`` points to (for the log redactor); unreadable ones skipped."""
     paths = [cfg.broker.password_file, cfg.commands.hmac_key_file]
     paths += [c.password_file for c in cfg.cameras]
+    paths += [p.key_file for p in cfg.panels]
     out: list[str] = []
     for path in paths:
         if path is None:
@@ -73,8 +74,7 @@ def secrets_of(cfg: GatewayConfig) -> list[str]:
     return [s for s in out if s]
 
 
-def _check(config: Path) -> int:
-    cfg = load_config(config)
+def _check(config: Path, cfg: GatewayConfig) -> int:
     problems = check_files(cfg, config)
     for problem in problems:
         print(f"config error: {problem}", file=sys.stderr)
@@ -83,6 +83,7 @@ def _check(config: Path) -> int:
     print(
         f"{config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
         f"{len(cfg.modules)} modules, {len(cfg.zones)} zones, {len(cfg.cameras)} cameras"
+        + (f", {len(cfg.panels)} panels" if cfg.panels else "")
     )
     return 0
 
@@ -102,9 +103,11 @@ def _status(cfg: GatewayConfig, raw: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "check-config":
-            return _check(args.config)
         cfg = load_config(args.config)
+        for panel in cfg.panels:
+            panel.key()  # each panel's key is read now: a bad one stops the start here
+        if args.command == "check-config":
+            return _check(args.config, cfg)
         if args.command == "status":
             return _status(cfg, args.json)
         if args.broker:

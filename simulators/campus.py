@@ -3,9 +3,10 @@
 Starts, in order: a private mosquitto (unless ``--broker`` names one), a simulated
 I/O module for every ``[[modules]]`` of the config on its configured address, the
 modules' control endpoint, a simulated ONVIF camera for every ``[[cameras]]`` and
-their control endpoint, the center console, and the gateway itself as a separate
+their control endpoint, a simulated alarm panel for every ``[[panels]]`` (NULL link
+tests every 30 s over DC-09), the center console, and the gateway itself as a separate
 process (``campus-gateway run``, logs to a file in the work directory). Once every
-module and camera is online at the center, the scenario runs; its patrol steps go
+module, camera and panel is online at the center, the scenario runs; its patrol steps go
 through a phone-app bridge to the config's ``network`` patrol reader. Ctrl-C (or
 ``--duration``) stops everything in reverse order.
 """
@@ -28,6 +29,7 @@ from simulators.camera.cli import DEFAULT_CONTROL_PORT as DEFAULT_CAMERA_CONTROL
 from simulators.camera.control import CameraControl
 from simulators.camera.fleet import simulated_cameras
 from simulators.center import CenterConsole
+from simulators.dc09_panel import simulated_panels
 from simulators.modbus_control import ControlServer
 from simulators.modules import simulated_modules
 from simulators.scenario import CampusDevices, Scenario, campus_devices, load_scenario, play
@@ -82,7 +84,8 @@ async def run_campus(
         cameras = await stack.enter_async_context(simulated_cameras(cfg))
         if cameras:
             await stack.enter_async_context(CameraControl(cameras, port=camera_control_port))
-        devices = campus_devices(cfg, modules, cameras)
+        panels = await stack.enter_async_context(simulated_panels(cfg))
+        devices = campus_devices(cfg, modules, cameras, panels)
         if devices.app is not None:
             stack.push_async_callback(devices.app.close)
         center = CenterConsole(host, port, jsonl_path=events_jsonl)
@@ -97,7 +100,7 @@ async def run_campus(
         )
         if cfg.bench.enabled:
             center.say(f"CAMPUS bench page {bench_url(cfg)} (the technician's view)")
-        if cameras or devices.app is not None:
+        if cameras or devices.app is not None or panels:
             center.say(_camera_patrol_line(devices, camera_control_port))
         tasks: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
         if duration is not None:
@@ -135,14 +138,21 @@ def _camera_patrol_line(devices: CampusDevices, camera_control_port: int) -> str
         )
     if devices.app is not None:
         parts.append(f"patrol app → gateway {devices.app.host}:{devices.app.port}")
+    if devices.panels:
+        parts.append(
+            "DC-09 panels "
+            + ", ".join(
+                f"{i} (account {p.account})→{p.host}:{p.port}" for i, p in devices.panels.items()
+            )
+        )
     return "CAMPUS " + " · ".join(parts)
 
 
 async def _scenario(center: CenterConsole, devices: CampusDevices, steps: Scenario) -> None:
-    """Wait until every module and camera is online at the center, then play ``steps``."""
+    """Wait until every module, camera and panel is online at the center, then play ``steps``."""
     await center.wait_for(
         lambda: {e["subject"] for e in center.events if e["type"] == "device.online"}
-        >= set(devices.modules) | set(devices.cameras),
+        >= set(devices.modules) | set(devices.cameras) | set(devices.panels),
         30.0,
     )
     await play(steps, devices, center.say)

@@ -3,7 +3,7 @@
 Subcommands: ``campus`` (everything), ``modbus`` (simulated I/O modules of a
 config with their control endpoint), ``ctl`` (drive those modules), ``center``
 (the duty-center console), ``patrol`` (guards walking tour routes), ``camera``
-(simulated ONVIF cameras).
+(simulated ONVIF cameras), ``panel`` (an alarm panel reporting over SIA DC-09).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import aiomqtt
 
 from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from simulators import center_cli, patrol_cli
+from simulators import center_cli, panel_cli, patrol_cli
 from simulators.camera import cli as camera_cli
 from simulators.camera.cli import DEFAULT_CONTROL_PORT as DEFAULT_CAMERA_CONTROL_PORT
 from simulators.campus import (
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("center", help="the duty-center console (see campus-sim center --help)")
     sub.add_parser("patrol", help="guards walking tour routes (see campus-sim patrol --help)")
     sub.add_parser("camera", help="simulated ONVIF cameras (see campus-sim camera --help)")
+    sub.add_parser("panel", help="an alarm panel over SIA DC-09 (see campus-sim panel --help)")
     return parser
 
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return patrol_cli.main(argv[1:])
     if argv[:1] == ["camera"]:
         return camera_cli.main(argv[1:])
+    if argv[:1] == ["panel"]:
+        return panel_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(encoding="utf-8")

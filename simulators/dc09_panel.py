@@ -21,6 +21,8 @@ Faults are inputs: ``clock_offset_s`` (a panel clock that is off), ``binary_pad`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +30,7 @@ from drivers.dc09 import writer
 from drivers.dc09.content import ContentError, parse_decrypted
 from drivers.dc09.crypto import decrypt
 from drivers.dc09.frame import Frame, FrameError, parse_frame
+from gateway.config.root import GatewayConfig
 from gateway.events.observation import utcnow
 from simulators.dc09_link import PanelLink, Transport
 
@@ -97,6 +100,7 @@ class SimulatedPanel:
     sent: list[bytes] = field(default_factory=list)
     _seq: int = 0
     _link: PanelLink | None = None
+    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def __aenter__(self) -> SimulatedPanel:
         return self
@@ -140,6 +144,10 @@ class SimulatedPanel:
     async def send_packet(self, messages: list[Message]) -> list[Outcome]:
         """Send ``messages`` as consecutive frames in one packet; each is then followed
         up on its own (answers are read in order; a missing one is sent again)."""
+        async with self._busy:  # one exchange at a time, as a panel's transmitter does
+            return await self._exchange(messages)
+
+    async def _exchange(self, messages: list[Message]) -> list[Outcome]:
         seqs = [self._next_seq() for _ in messages]
         frames = [
             self.frame(token, payload, seq)
@@ -232,8 +240,41 @@ def sia_payload(
     return f"N{area_part}{code}{number_part}" + (f"^{text}^" if text else "")
 
 
-async def heartbeat(panel: SimulatedPanel, every_s: float) -> None:
-    """NULL link tests every ``every_s`` seconds until cancelled."""
+async def heartbeat(panel: SimulatedPanel, every_s: float, retry_s: float = 1.0) -> None:
+    """NULL link tests every ``every_s`` seconds until cancelled; while the receiver
+    cannot be reached or does not acknowledge, every ``retry_s`` seconds."""
     while True:
-        await panel.link_test()
-        await asyncio.sleep(every_s)
+        try:
+            acked = (await panel.link_test()).acked
+        except OSError:
+            acked = False
+        await asyncio.sleep(every_s if acked else retry_s)
+
+
+@contextlib.asynccontextmanager
+async def simulated_panels(
+    cfg: GatewayConfig, *, every_s: float = 30.0
+) -> AsyncIterator[dict[str, SimulatedPanel]]:
+    """A simulated panel for every ``[[panels]]`` of ``cfg`` (its account and key),
+    sending NULL link tests to the config's first TCP ``[dc09] listen`` address every
+    ``every_s`` seconds; stopped and closed on exit. None without a TCP listener."""
+    listen = next((a for a in cfg.dc09.listen if a.protocol == "tcp"), None)
+    panels: dict[str, SimulatedPanel] = {}
+    if listen is not None:
+        host = "127.0.0.1" if listen.host in ("0.0.0.0", "::", "") else listen.host
+        panels = {
+            p.id: SimulatedPanel(host, listen.port, p.account, key=p.key()) for p in cfg.panels
+        }
+    tasks = [
+        asyncio.create_task(heartbeat(p, every_s), name=f"panel[{i}]") for i, p in panels.items()
+    ]
+    try:
+        yield panels
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for panel in panels.values():
+            await panel.close()

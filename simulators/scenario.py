@@ -13,7 +13,10 @@ File format (TOML): ``[[steps]]`` with ``at`` (seconds from the scenario start),
 * ``patrol`` — a guard's scan sent live through the phone-app bridge (the
   config's first ``network`` patrol reader): ``checkpoint`` (a checkpoint id: its
   tag is sent) or ``tag`` (any tag, e.g. one no checkpoint has), and ``guard``
-  (a guard id; the config's first guard when omitted).
+  (a guard id; the config's first guard when omitted);
+* ``panel`` — an alarm panel's report over SIA DC-09: ``panel`` (a ``[[panels]]``
+  id), ``cid`` (qualifier and Contact ID code, ``1130``) or ``sia`` (a SIA code),
+  ``zone`` and ``partition``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from gateway.config.patrol import NetworkReaderConfig
 from gateway.config.root import GatewayConfig
 from gateway.events.observation import utcnow
 from simulators.camera.server import SimulatedCamera
+from simulators.dc09_panel import SimulatedPanel
 from simulators.modbus_module import SimulatedModule
 from simulators.patrol_readers import PhoneApp, ReaderLinkError
 
@@ -84,7 +88,29 @@ class PatrolStep(_Step):
         return self
 
 
-Step = Annotated[ModuleStep | CameraStep | PatrolStep, Field(discriminator="action")]
+class PanelStep(_Step):
+    """A report of a simulated DC-09 alarm panel."""
+
+    action: Literal["panel"]
+    panel: str
+    cid: str | None = Field(default=None, pattern=r"^[136]\d{3}$")
+    sia: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    zone: int = Field(default=0, ge=0, le=999)
+    partition: int = Field(default=1, ge=0, le=99)
+
+    @model_validator(mode="after")
+    def _one_code(self) -> PanelStep:
+        if (self.cid is None) == (self.sia is None):
+            raise ValueError("a panel step sends a cid or a sia code, not both")
+        return self
+
+
+AnyStep = ModuleStep | CameraStep | PatrolStep | PanelStep
+Step = Annotated[AnyStep, Field(discriminator="action")]
+
+
+class StepNotDelivered(RuntimeError):
+    """A simulated device's message was not acknowledged by the gateway."""
 
 
 class Scenario(BaseModel):
@@ -124,20 +150,23 @@ class CampusDevices:
     app: PhoneApp | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     guard: str | None = None
+    panels: Mapping[str, SimulatedPanel] = field(default_factory=dict)
 
-    def missing(self, step: ModuleStep | CameraStep | PatrolStep) -> str | None:
+    def missing(self, step: AnyStep) -> str | None:
         """Why ``step`` cannot run here (a device it names is absent), or None."""
         if isinstance(step, ModuleStep):
             return None if step.module in self.modules else f"no module {step.module!r}"
         if isinstance(step, CameraStep):
             return None if step.camera in self.cameras else f"no camera {step.camera!r}"
+        if isinstance(step, PanelStep):
+            return None if step.panel in self.panels else f"no panel {step.panel!r}"
         if self.app is None:
             return "no network patrol reader"
         if step.checkpoint is not None and step.checkpoint not in self.tags:
             return f"no checkpoint {step.checkpoint!r}"
         return None
 
-    def describe(self, step: ModuleStep | CameraStep | PatrolStep) -> str:
+    def describe(self, step: AnyStep) -> str:
         """The step's action and target, as the console prints it."""
         if isinstance(step, ModuleStep):
             kind = "AI" if step.action == "analog" else "DI"
@@ -145,16 +174,18 @@ class CampusDevices:
             return f"{step.action} {step.module}{channel}"
         if isinstance(step, CameraStep):
             return f"camera {step.camera} {step.trigger}" + (" cleared" if step.clear else "")
+        if isinstance(step, PanelStep):
+            code = f"Contact ID {step.cid}" if step.cid else f"SIA {step.sia}"
+            return f"panel {step.panel} {code} zone {step.zone} partition {step.partition}"
         where = step.checkpoint or f"tag {step.tag}"
         return f"patrol {step.guard or self.guard or '-'} scans {where} via the phone app"
 
-    async def apply(
-        self, step: ModuleStep | CameraStep | PatrolStep, tg: asyncio.TaskGroup
-    ) -> None:
+    async def apply(self, step: AnyStep, tg: asyncio.TaskGroup) -> None:
         """Do ``step`` (a power cycle runs on in ``tg``); :meth:`missing` said it can.
 
         Raises:
             ReaderLinkError: a patrol scan was not acknowledged by the gateway.
+            StepNotDelivered: a panel's report was not acknowledged.
         """
         if isinstance(step, ModuleStep):
             module = self.modules[step.module]
@@ -166,6 +197,14 @@ class CampusDevices:
                 module.set_input(step.channel, closed=step.action in ("press", "close"))
         elif isinstance(step, CameraStep):
             self.cameras[step.camera].trigger(step.trigger, not step.clear)
+        elif isinstance(step, PanelStep):
+            panel = self.panels[step.panel]
+            if step.cid is not None:
+                outcome = await panel.cid(step.cid, step.partition, step.zone)
+            else:
+                outcome = await panel.sia(step.sia or "", step.zone, area=step.partition)
+            if not outcome.acked:
+                raise StepNotDelivered(f"panel {step.panel}: {outcome.answer or 'no answer'}")
         elif self.app is not None:
             tag = self.tags[step.checkpoint] if step.checkpoint is not None else step.tag
             assert tag is not None  # PatrolStep's validator: a checkpoint or a tag
@@ -190,11 +229,13 @@ def campus_devices(
     cfg: GatewayConfig,
     modules: Mapping[str, SimulatedModule],
     cameras: Mapping[str, SimulatedCamera],
+    panels: Mapping[str, SimulatedPanel] | None = None,
 ) -> CampusDevices:
     """The scenario's view of a running simulated campus for ``cfg`` (with its phone app)."""
     return CampusDevices(
         modules=modules,
         cameras=cameras,
+        panels=panels or {},
         app=phone_app(cfg),
         tags={c.id: c.tag for c in cfg.patrol.checkpoints},
         guard=cfg.patrol.guards[0].id if cfg.patrol.guards else None,
@@ -216,5 +257,5 @@ async def play(scenario: Scenario, devices: CampusDevices, say: Callable[[str], 
             say(f"SCENARIO t+{step.at:g}s: {devices.describe(step)}  {step.note}".rstrip())
             try:
                 await devices.apply(step, tg)
-            except ReaderLinkError as exc:
+            except (ReaderLinkError, StepNotDelivered) as exc:
                 say(f"SCENARIO t+{step.at:g}s: not delivered: {exc}")

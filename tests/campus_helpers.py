@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.panels import Dc09Config
 from gateway.config.patrol import NetworkReaderConfig, PatrolConfig
 from gateway.config.root import GatewayConfig, load_config
 from gateway.config.views import BenchConfig
@@ -32,13 +33,15 @@ def demo_config_on(
     *,
     cameras: Mapping[str, SimulatedCamera] | None = None,
     patrol_port: int | None = None,
+    panel_port: int | None = None,
 ) -> GatewayConfig:
     """The demo config with its broker and modules moved to the given ports.
 
     Its ``[[cameras]]`` move to the ports of ``cameras`` and its ``network`` patrol
-    reader listens on ``patrol_port``. Without them the config has no cameras (nor
-    ``[[linkage]]``) and no ``[patrol]``: a test of the alarm path neither waits for
-    cameras nor binds the demo's fixed patrol port. The bench page takes a free port.
+    reader listens on ``patrol_port``, its DC-09 receiver on ``panel_port``. Without
+    them the config has no cameras (nor ``[[linkage]]``), no ``[patrol]`` and no
+    ``[[panels]]``: a test of the alarm path neither waits for cameras nor binds the
+    demo's fixed patrol and panel ports. The bench page takes a free port.
     """
     cfg = relocate(
         load_config(DEMO_CONFIG),
@@ -50,6 +53,11 @@ def demo_config_on(
         update.update(cameras=[], linkage=[])
     else:
         update["cameras"] = [c.model_copy(update={"port": cameras[c.id].port}) for c in cfg.cameras]
+    if panel_port is None:
+        update.update(dc09=Dc09Config(), panels=[])
+    else:
+        listen = [a.model_copy(update={"port": panel_port}) for a in cfg.dc09.listen]
+        update["dc09"] = cfg.dc09.model_copy(update={"listen": listen})
     if patrol_port is None:
         update["patrol"] = PatrolConfig()
     else:

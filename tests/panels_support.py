@@ -72,12 +72,14 @@ def key_file(tmp_path: Path, text: str = KEY_TEXT) -> Path:
 
 
 class Sink:
-    """A panel sink that keeps what it is handed; ``hold`` makes it wait (a slow commit)."""
+    """A panel sink that keeps what it is handed; ``hold`` makes it wait (a slow
+    commit), ``fail`` (or ``fail_next`` messages) makes it fail (a commit that failed)."""
 
     def __init__(self) -> None:
         self.seen: list[PanelObservation] = []
         self.hold: asyncio.Event | None = None
         self.fail = False
+        self.fail_next = 0
         self.waiting = 0
         self._changed = asyncio.Condition()
 
@@ -87,7 +89,8 @@ class Sink:
                 self.waiting += 1
                 await self.hold.wait()
                 self.waiting -= 1
-            if self.fail:
+            if self.fail or self.fail_next > 0:
+                self.fail_next = max(0, self.fail_next - 1)
                 raise OSError("disk gone")
         async with self._changed:
             self.seen.append(obs)

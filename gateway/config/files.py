@@ -31,6 +31,9 @@ def referenced_files(cfg: GatewayConfig) -> Iterator[tuple[str, str, Path]]:
                 yield f"broker.tls.{key}", f"broker.tls.{key}", path
     if cfg.commands.hmac_key_file is not None:
         yield "commands.hmac_key_file", "commands.hmac_key_file", cfg.commands.hmac_key_file
+    for i, panel in enumerate(cfg.panels):
+        if panel.key_file is not None:
+            yield f"panels.{i}.key_file", f"panels[{panel.id}].key_file", panel.key_file
     for i, camera in enumerate(cfg.cameras):
         if camera.password_file is not None:
             yield (

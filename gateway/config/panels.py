@@ -39,7 +39,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.config.base import Ident, Strict
+from gateway.config.base import Ident, Strict, read_secret
+from gateway.errors import ConfigError
 
 ACCOUNT_PATTERN = r"^[0-9A-Za-z]{1,16}$"
 """DC-09 §5.5.1.6 wants 3-16 hex digits; FOCUS FC-7688 sends ``foc7688``."""
@@ -129,41 +130,30 @@ class PanelConfig(Strict):
     def key(self) -> bytes | None:
         """The AES key in ``key_file`` (surrounding blanks ignored), or None without one.
 
-        Two conventions are seen in the field
-        (``realdata/dc09/dc09_crc_framing_encryption_notes.md``):
-        ``ascii``, the key text's own bytes (every captured sample that could be
-        decrypted: ``"AAAAAAAAAAAAAAAA"``, ``"aaaaaaaaaaaaaaaa"``, ``"0123456789ABCDEF"``,
-        as pysiaalarm's ``key.encode()``); ``hex``, 32/48/64 hex digits (what a
-        Hikvision AX hub's "32 char HEX" setting means).
-
-        Without ``key_format``, a text of 32/48/64 hex digits is refused as
-        ambiguous (it is both); any other text is ``ascii``.
+        Read when the receiver starts (and by ``campus-gateway check-config``), like
+        every secret. Two conventions are seen in the field
+        (``realdata/dc09/dc09_crc_framing_encryption_notes.md``): ``ascii``, the key
+        text's own bytes (every captured sample that could be decrypted:
+        ``"AAAAAAAAAAAAAAAA"``, ``"aaaaaaaaaaaaaaaa"``, ``"0123456789ABCDEF"``, as
+        pysiaalarm's ``key.encode()``); ``hex``, 32/48/64 hex digits (what a
+        Hikvision AX hub's "32 char HEX" setting means). Without ``key_format``, a
+        text of 32/48/64 hex digits is refused as ambiguous (it is both); any other
+        text is ``ascii``.
 
         Raises:
-            OSError: the file cannot be read.
-            ValueError: not 16/24/32 printable ASCII characters (``ascii``), not
-                32/48/64 hex digits (``hex``), or hex digits without ``key_format``.
+            ConfigError: the file cannot be read or is empty, not 16/24/32 printable
+                ASCII characters (``ascii``), not 32/48/64 hex digits (``hex``), or hex
+                digits without ``key_format``; names the panel and its account, never
+                the key.
         """
         if self.key_file is None:
             return None
-        text = self.key_file.read_text(encoding="utf-8").strip()
-        key_format = self.key_format
-        if key_format is None:
-            if len(text) in (32, 48, 64) and _is_hex(text):
-                raise ValueError(
-                    f'{len(text)} hex digits: say key_format = "hex" (a {len(text) * 4}-bit'
-                    f' key) or key_format = "ascii" (these {len(text)} characters)'
-                )
-            key_format = "ascii"
-        if key_format == "hex":
-            if len(text) not in (32, 48, 64) or not _is_hex(text):
-                raise ValueError(f"a hex key is 32, 48 or 64 hex digits, not {len(text)}")
-            return bytes.fromhex(text)
-        if len(text) not in (16, 24, 32) or not text.isascii() or not text.isprintable():
-            raise ValueError(
-                f"an ascii key is 16, 24 or 32 printable ASCII characters, not {len(text)}"
-            )
-        return text.encode("ascii")
+        who = f"panel {self.id!r} (account {self.account})"
+        raw = read_secret(self.key_file, "key_file", f"the AES key of {who}")
+        try:
+            return _aes_key(raw.decode("ascii"), self.key_format)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"{who}: {exc}", file=str(self.key_file), field="key_file") from exc
 
     def zone_id(self, number: int) -> str:
         """The subject of zone ``number``: its configured id or ``<panel>.z<number>``."""
@@ -171,6 +161,25 @@ class PanelConfig(Strict):
             if zone.number == number and zone.id is not None:
                 return zone.id
         return f"{self.id}.z{number:03d}"
+
+
+def _aes_key(text: str, key_format: Literal["ascii", "hex"] | None) -> bytes:
+    if key_format is None:
+        if len(text) in (32, 48, 64) and _is_hex(text):
+            raise ValueError(
+                f'{len(text)} hex digits: say key_format = "hex" (a {len(text) * 4}-bit'
+                f' key) or key_format = "ascii" (these {len(text)} characters)'
+            )
+        key_format = "ascii"
+    if key_format == "hex":
+        if len(text) not in (32, 48, 64) or not _is_hex(text):
+            raise ValueError(f"a hex key is 32, 48 or 64 hex digits, not {len(text)}")
+        return bytes.fromhex(text)
+    if len(text) not in (16, 24, 32) or not text.isprintable():
+        raise ValueError(
+            f"an ascii key is 16, 24 or 32 printable ASCII characters, not {len(text)}"
+        )
+    return text.encode("ascii")
 
 
 def _is_hex(text: str) -> bool:

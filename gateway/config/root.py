@@ -286,28 +286,7 @@ def load_config(path: str | Path) -> GatewayConfig:
             line=locate_line(text, field),
             label=named_field(field, raw),
         ) from exc
-    cfg = _resolve_paths(cfg, path.parent)
-    _check_keys(cfg, path, text)
-    return cfg
-
-
-def _check_keys(cfg: GatewayConfig, path: Path, text: str) -> None:
-    """Every panel's key file is readable and holds a key of its ``key_format``.
-
-    Raises:
-        ConfigError: naming the ``key_file`` field, its line and the panel's account.
-    """
-    for i, panel in enumerate(cfg.panels):
-        try:
-            panel.key()
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            field = f"panels.{i}.key_file"
-            raise ConfigError(
-                f"panel {panel.id!r} (account {panel.account}): key file {panel.key_file}: {exc}",
-                file=str(path),
-                field=field,
-                line=locate_line(text, field),
-            ) from exc
+    return _resolve_paths(cfg, path.parent)
 
 
 def named_field(field: str, raw: Any) -> str:

@@ -235,6 +235,6 @@ def sia_meaning(code: str) -> Meaning:
         else "other"
     )
     found = SIA_MEANING.get(code)
-    if found is None:
-        return Meaning(UNKNOWN, "active", number, code, None)
+    if found is None:  # most codes concern a zone: put it on the map as one
+        return Meaning(UNKNOWN, "active", "zone", code, None)
     return Meaning(found[0], found[1], number, code, SIA_CID.get(code))

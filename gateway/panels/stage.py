@@ -36,8 +36,7 @@ class PanelStage:
         now: the gateway's clock.
 
     Raises:
-        OSError, ValueError: a panel's key file cannot be read or holds no key
-            (``load_config`` checked it; it changed since).
+        ConfigError: a panel's key file cannot be read or holds no key.
 
     Attributes:
         receiver: the receiver's rules and counters.

@@ -3,13 +3,15 @@ names the file, the line, the field and the panel's account."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gateway.config.root import load_config
 from gateway.errors import ConfigError
-from tests.helpers import line_of
+from tests.helpers import REPO_ROOT, line_of
 
 SITE = """
 [site]
@@ -108,19 +110,35 @@ def test_panel_errors_name_file_line_field_and_account(
     assert error.line is not None
 
 
-def test_a_bad_key_file_is_a_config_error_on_its_line(tmp_path: Path) -> None:
+def test_a_bad_key_file_is_a_config_error_naming_the_panel(tmp_path: Path) -> None:
     path = _write(tmp_path, key="00112233445566778899AABBCCDDEEFF")  # hex or ascii? say which
+    east = load_config(path).panels[0]  # secrets are read when used, as every secret
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.field == "panels.0.key_file"
-    assert caught.value.line == line_of(path, "key_file")
+        east.key()
+    assert caught.value.field == "key_file" and caught.value.file == str(east.key_file)
     assert "account 1234" in str(caught.value) and 'key_format = "hex"' in str(caught.value)
+    assert "00112233" not in str(caught.value)  # the key is never shown
     _write(tmp_path, key="too short")
     with pytest.raises(ConfigError, match="16, 24 or 32 printable ASCII"):
-        load_config(path)
+        east.key()
     (tmp_path / "keys" / "east.key").unlink()
-    with pytest.raises(ConfigError, match="key file"):
-        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read the AES key of panel 'east'"):
+        east.key()
+
+
+def test_check_config_reads_the_panels_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path, key="short")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "account 1234" in done.stderr, done.stderr
+    _write(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "2 panels" in done.stdout, done.stderr
 
 
 def test_panels_need_somewhere_to_listen(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ from simulators.broker import MosquittoBroker
 from simulators.camera.fleet import simulated_cameras
 from simulators.campus import DEFAULT_SCENARIO
 from simulators.center import CenterConsole
+from simulators.dc09_panel import simulated_panels
 from simulators.scenario import (
     CameraStep,
     ModuleStep,
+    PanelStep,
     PatrolStep,
     Scenario,
     campus_devices,
@@ -42,10 +44,13 @@ def test_demo_scenario_names_devices_of_the_demo_config() -> None:
             assert step.module in {m.id for m in cfg.modules}, step
         elif isinstance(step, CameraStep):
             assert step.camera in {c.id for c in cfg.cameras}, step
+        elif isinstance(step, PanelStep):
+            panel = next(p for p in cfg.panels if p.id == step.panel)
+            assert step.zone in {z.number for z in panel.zones}, step
         else:
             assert step.checkpoint in checkpoints or step.tag is not None, step
     kinds = {type(s) for s in steps}
-    assert kinds == {ModuleStep, CameraStep, PatrolStep}
+    assert kinds == {ModuleStep, CameraStep, PatrolStep, PanelStep}
     beam = next(z for z in cfg.zones if z.id == "Z03")
     assert any(
         isinstance(s, ModuleStep) and (s.module, s.channel) == (beam.module, beam.input)
@@ -107,3 +112,36 @@ async def test_demo_cameras_and_guard_tour_reach_the_center(
     assert center.invalid == 0 and not center.gaps
     for event in center.events:
         assert_valid_event(event)
+
+
+async def test_the_demo_panel_reports_over_dc09_to_the_center(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with simulated_campus() as modules:
+        cfg = demo_config_on(mosquitto.port, modules, panel_port=free_port())
+        async with (
+            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway,
+            simulated_panels(cfg, every_s=0.5) as panels,
+        ):
+            assert gateway.panels is not None and set(panels) == {"east-panel"}
+
+            def of(type_: str) -> list[dict]:
+                return [e for e in center.events if e["type"] == type_]
+
+            await center.wait_for(
+                lambda: "east-panel" in {e["subject"] for e in of("device.online")}, 15
+            )
+            steps = load_scenario(DEFAULT_SCENARIO).steps
+            panel_steps = [s for s in steps if isinstance(s, PanelStep)]
+            said: list[str] = []
+            devices = campus_devices(cfg, modules, {}, panels)
+            await play(Scenario(steps=[s.model_copy(update={"at": 0}) for s in panel_steps]),
+                       devices, said.append)  # fmt: skip
+            await center.wait_for(lambda: len(of("alarm.intrusion")) == 2, 10)
+    assert not any("not delivered" in line for line in said), said
+    active, cleared = of("alarm.intrusion")
+    assert (active["subject"], active["data"]["name"]) == ("E03", "东门红外")
+    assert active["source"].endswith("/east-panel") and active["data"]["encrypted"] is True
+    assert cleared["data"]["state"] == "cleared" and cleared["data"]["incident"] == active["id"]
+    assert of("fault.panel_rejected") == [] and center.invalid == 0

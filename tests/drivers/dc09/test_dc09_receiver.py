@@ -220,3 +220,16 @@ async def test_the_ack_echoes_sequence_receiver_line_and_account_exactly() -> No
         "ACK", "0001", "5A", "77", "12ab",
     )  # fmt: skip
     assert answer.endswith(b"[]") and outcome.acked and sim.malformed == 0
+
+
+async def test_the_simulated_panel_sends_again_when_no_answer_comes() -> None:
+    sink = Sink()
+    sink.fail_next = 1  # the first commit fails: no answer
+    async with (
+        receiving([_panel()], sink) as (_, tcp, _),
+        SimulatedPanel("127.0.0.1", tcp.port, ACCOUNT, ack_timeout_s=0.5) as sim,
+    ):
+        outcome = await sim.cid("1120", 1, 3)
+    assert outcome.acked and outcome.attempts == 2
+    assert [parse_frame(f[1:-1]).seq for f in sim.sent] == ["0001", "0001"]  # sent again
+    assert len(sink.messages()) == 1

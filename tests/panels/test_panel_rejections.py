@@ -1,0 +1,53 @@
+"""Refused frames are reported as ``fault.panel_rejected``: at once, then at most one
+per sender and reason every ``reject_report_s``, counting the ones in between."""
+
+from __future__ import annotations
+
+from gateway.events.model import EventFactory
+from gateway.events.panel_observation import PanelRejected
+from gateway.panels.rejections import Rejections
+from tests.patrol_support import EventLog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _refused(
+    reason: str, peer: str = "tcp 10.0.0.5:40000", panel: str | None = None
+) -> PanelRejected:
+    return PanelRejected(
+        reason=reason, detail="d", answer="DUH", raw="r", peer=peer, panel_id=panel
+    )
+
+
+async def test_a_flood_of_refusals_is_one_report_per_sender_reason_and_period() -> None:
+    log, clock = EventLog(), Clock()
+    rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600, clock=clock)
+    for port in range(40000, 40050):  # 50 frames of an unknown account from one host
+        await rejections.rejected(_refused("unknown_account", peer=f"tcp 10.0.0.5:{port}"))
+    await rejections.rejected(_refused("crc"))  # another reason: reported at once
+    await rejections.rejected(_refused("unknown_account", peer="udp 10.0.0.6:5000"))
+    clock.t += 601
+    await rejections.rejected(_refused("unknown_account"))
+    assert rejections.refused == 53
+    events = log.of("fault.panel_rejected")
+    assert [(e.subject, e.data["reason"], e.data["refused_since"]) for e in events] == [
+        ("10.0.0.5", "unknown_account", 0),
+        ("10.0.0.5", "crc", 0),
+        ("10.0.0.6", "unknown_account", 0),
+        ("10.0.0.5", "unknown_account", 49),
+    ]
+    assert all(e.priority == 3 and e.source == "campus/s/gw1/dc09" for e in events)
+
+
+async def test_a_configured_panel_s_refusals_are_its_own() -> None:
+    log = EventLog()
+    rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600)
+    await rejections.rejected(_refused("decrypt", panel="east"))
+    (event,) = log.events
+    assert (event.source, event.subject, event.siacode) == ("campus/s/gw1/east", "east", "YN")
