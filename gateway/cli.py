@@ -1,23 +1,29 @@
-"""``campus-gateway``: run the daemon, or check a configuration file.
+"""``campus-gateway``: run the daemon, check a configuration, or show a running one's status.
 
-Exit codes: 0 ok, 2 bad configuration (the message names file, line and field),
-1 any other start-up failure (outbox locked or unreadable).
+Exit codes: 0 ok, 2 bad configuration (each message names file, line and field),
+1 any other failure (outbox locked or unreadable; ``status``: no daemon answered).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
+from gateway.config.files import check_files
 from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.runtime.logsetup import configure_logging
+from gateway.runtime.version import gateway_version
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="campus-gateway", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"campus-gateway {gateway_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway daemon")
     run.add_argument("config", type=Path, help="TOML configuration file")
@@ -25,8 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--outbox", type=Path, help="override [outbox] path")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-json", action="store_true", default=None, help="force JSON logs")
-    check = sub.add_parser("check-config", help="validate a configuration file")
+    check = sub.add_parser(
+        "check-config", help="validate a configuration file and every file it points to"
+    )
     check.add_argument("config", type=Path)
+    status = sub.add_parser(
+        "status", help="the running daemon's status (from its local [metrics] endpoint)"
+    )
+    status.add_argument("config", type=Path, help="the config the daemon runs with")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
     return parser
 
 
@@ -44,6 +57,49 @@ def with_broker(cfg: GatewayConfig, broker: str) -> GatewayConfig:
     )
 
 
+def secrets_of(cfg: GatewayConfig) -> list[str]:
+    """The secret values ``cfg`` points to (for the log redactor); unreadable ones skipped."""
+    paths = [cfg.broker.password_file, cfg.commands.hmac_key_file]
+    paths += [c.password_file for c in cfg.cameras]
+    paths += [p.key_file for p in cfg.panels]
+    out: list[str] = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        out += [text.strip(), text.rstrip("\r\n")]
+    return [s for s in out if s]
+
+
+def _check(config: Path, cfg: GatewayConfig) -> int:
+    problems = check_files(cfg, config)
+    for problem in problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    print(
+        f"{config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
+        f"{len(cfg.modules)} modules, {len(cfg.zones)} zones, {len(cfg.cameras)} cameras"
+        + (f", {len(cfg.panels)} panels" if cfg.panels else "")
+    )
+    return 0
+
+
+def _status(cfg: GatewayConfig, raw: bool) -> int:
+    from gateway.ops.client import fetch_status, format_status
+
+    try:
+        status = fetch_status(cfg.metrics)
+    except GatewayError as exc:
+        print(f"campus-gateway status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, ensure_ascii=False, indent=2) if raw else format_status(status))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -51,18 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         for panel in cfg.panels:
             panel.key()  # each panel's key is read now: a bad one stops the start here
         if args.command == "check-config":
-            panels = f", {len(cfg.panels)} panels" if cfg.panels else ""
-            print(
-                f"{args.config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
-                f"{len(cfg.modules)} modules, {len(cfg.zones)} zones{panels}"
-            )
-            return 0
+            return _check(args.config, cfg)
+        if args.command == "status":
+            return _status(cfg, args.json)
         if args.broker:
             cfg = with_broker(cfg, args.broker)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level or cfg.logging.level, json=args.log_json)
+    configure_logging(args.log_level or cfg.logging.level, json=args.log_json,
+                      secrets=secrets_of(cfg))  # fmt: skip
     from gateway.daemon import serve
 
     try:

@@ -6,13 +6,17 @@ own and never gives up, so a broker that is down does not stop alarms from being
 recorded), the rules, then the device stages — Modbus I/O modules, cameras,
 patrol readers, DC-09 alarm panels — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
 under the supervisor. systemd is told ``READY=1`` after all of them are started.
+
+Beside them run the local status and metrics endpoint (:mod:`gateway.ops`) and,
+under systemd, the watchdog (:mod:`gateway.runtime.watchdog`): ``WATCHDOG=1``
+only while the loop turns and the critical tasks (:mod:`gateway.ops.watches`)
+make progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ from gateway.camera.commands import camera_handlers
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
+from gateway.delivery.acks import parse_ack
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
@@ -40,13 +45,20 @@ from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
+from gateway.ops.server import OpsServer
+from gateway.ops.status import StatusSources
+from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
+from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.notifier import Notifier
+from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage, start_stages
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
+from gateway.runtime.version import gateway_version
+from gateway.runtime.watchdog import Watchdog, watchdog_period
 
 if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
     from gateway.camera.evidence import BlobSink
@@ -72,6 +84,10 @@ class Gateway:
             once ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
+        metrics: this gateway's Prometheus registry and live counters.
+        progress: the critical tasks the watchdog watches.
+        ops: the local status and metrics endpoint (None with ``[metrics] enabled = false``).
+        watchdog: pings systemd (None when systemd asked for no watchdog).
         notifier: poked after every stored event, applied reading and handled
             command; the local views (dashboard topics, bench page) listen to it.
         dashboard: publishes the retained zone and area states.
@@ -100,6 +116,14 @@ class Gateway:
     # a poller (a stalled poller would miss contact changes altogether).
     observations: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     dropped_observations: int = 0
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    progress: Progress | None = None
+    ops: OpsServer | None = None
+    watchdog: Watchdog | None = None
+    rules_done: int = 0
+    _rules_idle: bool = True
+    _rules_on_disk: int = 0
+    _rules_task: asyncio.Task[None] | None = None
     # What each module's retained ``state/<device>`` last said: it is published on change only.
     _published_states: dict[str, tuple[str, tuple[bool | None, ...]]] = field(
         default_factory=dict, init=False
@@ -119,6 +143,7 @@ class Gateway:
             StateStore(state_path(Path(path))) as store,
         ):
             self.outbox = outbox
+            outbox.on_stored.append(self.metrics.event_stored)
             await append_unreported(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
@@ -144,7 +169,7 @@ class Gateway:
             self.alarm = AlarmSystem(
                 cfg,
                 factory,
-                alarm_emit,
+                self._rules_emit(alarm_emit),
                 store=store,
                 writer=self.modules.write_output,
             )
@@ -172,9 +197,21 @@ class Gateway:
                 on_ack=self._acked,
                 heartbeat=keeper.heartbeat,
                 on_command=self.commands.handle,
+                on_puback=self.metrics.puback_seconds.observe,
             )
             keeper.figures.append(self.uplink.figures)
             refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
+            self.progress = Progress(cfg.watchdog.stall_s)
+            watch_critical(
+                self.progress,
+                rules_done=lambda: self.rules_done,
+                rules_waiting=lambda: self._rules_idle or self._rules_on_disk > 0,
+                outbox=outbox,
+                uplink=self.uplink,
+                lines=self.modules.lines,
+            )
+            if cfg.metrics.enabled:
+                self.ops = self._ops_server(outbox, store, stages)
             self.dashboard = DashboardPublisher(
                 cfg, self.alarm.status, self.uplink.retain, self.notifier.listen()
             )
@@ -207,6 +244,14 @@ class Gateway:
                     self.supervisor.run_forever("rules", self._apply_observations), name="rules"
                 )
                 start_stages(stages, tg, self.supervisor)
+                if self.ops is not None:
+                    tg.create_task(self.supervisor.run_forever("ops", self.ops.run), name="ops")
+                period = watchdog_period()
+                if period is not None:
+                    self.watchdog = Watchdog(self.progress, period)
+                    tg.create_task(
+                        self.supervisor.run_forever("watchdog", self.watchdog.run), name="watchdog"
+                    )
                 self.ready.set()
                 notify("READY=1")
                 log.info(
@@ -217,6 +262,20 @@ class Gateway:
                     zones=len(cfg.zones),
                     stream=outbox.stream,
                 )
+
+    def _ops_server(self, outbox: Outbox, store: StateStore, stages: list[Stage]) -> OpsServer:
+        assert self.uplink is not None and self.progress is not None
+        sources = StatusSources(
+            self.cfg,
+            outbox,
+            self.uplink,
+            store,
+            stages,
+            self.progress,
+            self.supervisor,
+            dropped_observations=lambda: self.dropped_observations,
+        )
+        return OpsServer(self.cfg.metrics, sources, self.metrics)
 
     def _tap(self, append: Emit) -> Emit:
         """``append`` that shows the event on the bench page at once (even while the
@@ -247,7 +306,11 @@ class Gateway:
                 device="gateway",
                 subject=self.cfg.site.gateway,
                 state="instant",
-                data={"name": self.cfg.site.name, "stream": outbox.stream},
+                data={
+                    "name": self.cfg.site.name,
+                    "stream": outbox.stream,
+                    "version": gateway_version(),
+                },
             )
         )
 
@@ -262,8 +325,13 @@ class Gateway:
         counted as dropped, so one bad reading cannot hold up every alarm after it.
         """
         assert self.alarm is not None
+        self._rules_task = asyncio.current_task()
         while True:
-            obs = await self.observations.get()
+            self._rules_idle = True
+            try:
+                obs = await self.observations.get()
+            finally:
+                self._rules_idle = False
             for attempt in range(1, 4):
                 try:
                     await self.alarm.observe(obs)
@@ -276,6 +344,25 @@ class Gateway:
                 log.error("rules.observation_dropped", observation=repr(obs))
             self._publish_state(obs.device_id)
             self.notifier.poke()
+            self.rules_done += 1
+
+    def _rules_emit(self, emit: Emit) -> Emit:
+        """``emit`` that marks the rules task as waiting on the disk, not stuck, meanwhile.
+
+        The outbox writer is watched itself; a slow or failing disk is a storage
+        fault (``fault.storage``), and a watchdog restart would lose the alarms
+        the outbox still holds in memory for its next commit.
+        """
+
+        async def emit_durably(event: Event) -> Event:
+            mine = asyncio.current_task() is self._rules_task
+            self._rules_on_disk += mine
+            try:
+                return await emit(event)
+            finally:
+                self._rules_on_disk -= mine
+
+        return emit_durably
 
     @property
     def pollers(self) -> dict[str, ModulePoller]:
@@ -312,17 +399,14 @@ class Gateway:
             self.uplink.set_state(device_id, state)
 
     async def _acked(self, payload: bytes) -> None:
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            body = None
-        ids = body.get("ids") if isinstance(body, dict) else None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            log.warning("uplink.bad_ack", payload=repr(payload)[:200])
+        ids = parse_ack(payload)
+        if not ids:
             return
         self.feed.note_ack(ids)
         self.notifier.poke()
         if self.outbox is not None:
+            for age in await self.outbox.stored_ages(ids):
+                self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
 
 

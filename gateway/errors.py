@@ -10,20 +10,32 @@ class GatewayError(Exception):
 class ConfigError(GatewayError):
     """The configuration is wrong: a technician must fix the file.
 
+    The message shows the field as ``label`` when given: entries of a list by
+    their id (``zones[Z04].input``) rather than by index, as a technician reads
+    the file.
+
     Attributes:
         file: path of the configuration file.
         field: dotted path of the offending field (``zones.3.input``), or None.
+        label: the field as shown in the message (``zones[Z04].input``), or None.
         line: 1-based line in the file where it can be found, or None.
     """
 
     def __init__(
-        self, message: str, *, file: str, field: str | None = None, line: int | None = None
+        self,
+        message: str,
+        *,
+        file: str,
+        field: str | None = None,
+        line: int | None = None,
+        label: str | None = None,
     ) -> None:
         self.file = file
         self.field = field
+        self.label = label or field
         self.line = line
         where = file + (f":{line}" if line is not None else "")
-        prefix = f"{where}: {field}: " if field else f"{where}: "
+        prefix = f"{where}: {self.label}: " if self.label else f"{where}: "
         super().__init__(prefix + message)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up for scripts/demo.sh and scripts/test.sh: Debian's mosquitto (and
-# Chromium for the bench page's browser test) and a virtualenv in .venv with the
-# project installed (editable) and its pinned deps.
+# Chromium for the bench page's browser test, systemd for systemd-analyze) and a
+# virtualenv in .venv with the project installed (editable) and its pinned deps.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +15,9 @@ fi
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
+# systemd-analyze judges the installed unit (tests/ops/test_install.py); the package
+# is only installed, never started (a container runs without it as PID 1).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""

@@ -20,6 +20,9 @@ minute 61 ``00:61:16Z`` (overflow_minute61)             carried over: ``01:01:16
 ``1970-01-01T00:00:00Z`` (reolink epoch1970)            kept; never used for ordering
 empty Topic and Message (dahua_…_04)                    a :class:`Notification` with topic ""
 tabs inside ``tt:Message`` (dahua_…_05)                 whitespace ignored
+a DOCTYPE (XXE, "billion laughs" entity expansion)      :class:`DeviceProtocolError`, before
+                                                        any parsing: SOAP 1.2 Part 1 §5
+                                                        forbids a DTD in a message
 ======================================================  ==================================
 
 Device times are only ever *kept* (``devicetime``) or used for a subscription's
@@ -46,6 +49,9 @@ TOPIC_NAMESPACES = {
     "http://www.hikvision.com/2011/event/topics": "tnshik",
 }
 """Topic namespace → the prefix the topic tables use, whatever prefix a camera binds."""
+
+# "<!DOCTYPE" or "<!ENTITY" in any case, spaces allowed after "<!" (libxml2 is lenient)
+_DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 _RAW_LIMIT = 4000  # characters of raw XML kept on an error or a notification
 
@@ -108,7 +114,10 @@ def decode_document(
         content_type: the HTTP ``Content-Type`` when known.
 
     Raises:
-        DeviceProtocolError: an HTML page, an empty body or no XML at all.
+        DeviceProtocolError: an HTML page, an empty body, no XML at all, or a
+            document type declaration (SOAP 1.2 Part 1 §5: a SOAP message has
+            none; refused before parsing, so no entity is expanded and no file
+            or URL an entity names is ever read).
         DeviceAuthError: a SOAP Fault whose subcode is ``NotAuthorized``.
         DeviceFault: any other SOAP Fault.
     """
@@ -122,8 +131,19 @@ def decode_document(
             device_id=device_id,
             raw=_clip(raw),
         )
-    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
-    root = etree.fromstring(text, parser) if text else None
+    if _DTD.search(text):
+        raise DeviceProtocolError(
+            "a document type declaration in a SOAP message is refused (SOAP 1.2 Part 1 §5)",
+            device_id=device_id,
+            raw=_clip(raw),
+        )
+    parser = etree.XMLParser(
+        recover=True, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        root = etree.fromstring(text, parser) if text else None
+    except (etree.XMLSyntaxError, ValueError) as exc:  # even recover=True gives up on some
+        raise DeviceProtocolError(f"not XML: {exc}", device_id=device_id, raw=_clip(raw)) from exc
     if root is None:
         raise DeviceProtocolError("no XML in the answer", device_id=device_id, raw=_clip(raw))
     payload = _payload(root)

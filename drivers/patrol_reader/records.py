@@ -120,8 +120,8 @@ def parse_json_line(line: str, tz: ZoneInfo, *, device_id: str) -> JsonLine:
 
     Raises:
         DeviceProtocolError: not a JSON object, an unknown ``type``, a hit
-            without ``tag`` or ``time``, or a field of the wrong type; ``raw``
-            is the line.
+            without ``tag`` or ``time``, a field of the wrong type, nesting too
+            deep to decode or a time out of range; ``raw`` is the line.
     """
     raw = line.rstrip("\r\n")
     try:
@@ -149,8 +149,12 @@ def parse_json_line(line: str, tz: ZoneInfo, *, device_id: str) -> JsonLine:
             raise ValueError("tag must be a string")
         extra = {k: v for k, v in body.items() if k not in JSON_FIELDS}
         return JsonLine(kind, seq, normalize_tag(tag), devicetime, guard, battery, extra, raw)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise DeviceProtocolError(f"bad JSON line: {exc}", device_id=device_id, raw=raw) from exc
+    except (ValueError, RecursionError, OverflowError, OSError) as exc:
+        # JSONDecodeError is a ValueError; a deeply nested line overflows the decoder's
+        # stack (RecursionError); a time beyond the platform's range overflows (OverflowError,
+        # OSError from localtime): each is one bad line, never a crash.
+        why = str(exc)[:200] if isinstance(exc, ValueError) else type(exc).__name__
+        raise DeviceProtocolError(f"bad JSON line: {why}", device_id=device_id, raw=raw) from exc
 
 
 def _json_time(value: object, tz: ZoneInfo) -> dt.datetime:

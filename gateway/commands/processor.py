@@ -246,6 +246,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CommandRefused(f"payload is not JSON: {exc}", reason="invalid") from exc
+    except RecursionError as exc:  # a deeply nested payload overflows the decoder's stack
+        raise CommandRefused("payload is nested too deeply", reason="invalid") from exc
     if not isinstance(body, dict):
         raise CommandRefused("payload is not a JSON object", reason="invalid")
     return body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
@@ -141,6 +141,32 @@ class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MetricsConfig(Strict):
+    """``[metrics]``: the local, read-only HTTP endpoint of :mod:`gateway.ops`.
+
+    ``/metrics`` (Prometheus text format) and ``/status`` (JSON, what
+    ``campus-gateway status`` prints). Bound to the loopback interface unless
+    ``host`` says otherwise: it shows zones in alarm and recent events, so open
+    it to a network only behind a firewall. ``port = 0`` picks a free port (tests).
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9735, ge=0, le=65535)
+
+
+class WatchdogConfig(Strict):
+    """``[watchdog]``: when a critical task counts as stalled (:mod:`gateway.runtime.progress`).
+
+    ``stall_s``: seconds a task may spend inside one unit of work before the
+    daemon stops answering systemd's watchdog (the unit's ``WatchdogSec=``).
+    It must exceed the longest legitimate step: a Modbus timeout (``timeout_ms``,
+    at most 30 s) and the poller's backoff (5 s).
+    """
+
+    stall_s: float = Field(default=60.0, ge=0.5, le=3600)
+
+
 class GatewayConfig(Strict):
     """The whole file. Cross-checks run here (duplicates, references, ranges)."""
 
@@ -148,6 +174,8 @@ class GatewayConfig(Strict):
     broker: BrokerConfig = BrokerConfig()
     outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
     modules: list[ModuleConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
     zone_types: dict[ZoneType, ZoneTypeDefaults] = Field(default_factory=dict)
@@ -245,13 +273,40 @@ def load_config(path: str | Path) -> GatewayConfig:
             for f, m in map(_describe, exc.errors())
         ]
         field, message = problems[0]
-        rest = [f"{f} (line {locate_line(text, f) or '?'}): {m}" for f, m in problems[1:]]
+        rest = [
+            f"{named_field(f, raw)} (line {locate_line(text, f) or '?'}): {m}"
+            for f, m in problems[1:]
+        ]
         if rest:
             message += "; also " + "; ".join(rest)
         raise ConfigError(
-            message, file=str(path), field=field, line=locate_line(text, field)
+            message,
+            file=str(path),
+            field=field,
+            line=locate_line(text, field),
+            label=named_field(field, raw),
         ) from exc
     return _resolve_paths(cfg, path.parent)
+
+
+def named_field(field: str, raw: Any) -> str:
+    """A dotted field with list entries named by their ``id``, as a technician reads it.
+
+    ``zones.3.input`` -> ``zones[Z04].input`` when the fourth ``[[zones]]`` has
+    ``id = "Z04"``; an entry without an id keeps its 0-based index: ``[3]``.
+    """
+    out: list[str] = []
+    node = raw
+    for part in field.split("."):
+        if part.isdigit() and out and isinstance(node, list):
+            index = int(part)
+            node = node[index] if index < len(node) else None
+            ident = node.get("id") if isinstance(node, dict) else None
+            out[-1] += f"[{ident}]" if isinstance(ident, str) and ident else f"[{index}]"
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(out)
 
 
 def _describe(err: ErrorDetails) -> tuple[str, str]:
@@ -311,6 +366,14 @@ def locate_line(text: str, field: str) -> int | None:
     parts = field.split(".")
     if len(parts) > 2 and not parts[1].isdigit() and parts[2].isdigit():
         parts = [f"{parts[0]}.{parts[1]}", *parts[2:]]  # [[patrol.routes]] arrays of tables
+    elif len(parts) > 2 and not parts[1].isdigit():
+        nested = _locate(text, [f"{parts[0]}.{parts[1]}", *parts[2:]])  # [broker.tls] tables
+        if nested is not None:
+            return nested
+    return _locate(text, parts)
+
+
+def _locate(text: str, parts: list[str]) -> int | None:
     lines = text.splitlines()
     if not parts or not parts[0]:
         return None

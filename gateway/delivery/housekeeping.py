@@ -7,7 +7,7 @@
 * ``fault.storage``: a corrupt outbox quarantined at start, or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
 * ``gateway.heartbeat``: made on demand for the uplink (never stored) with the
-  outbox depth and the age of the oldest pending row.
+  outbox depth, the age of the oldest pending row and the gateway's version.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import structlog
 from gateway.config.root import OutboxConfig
 from gateway.delivery.outbox import Outbox
 from gateway.events.model import Emit, Event, EventFactory
+from gateway.runtime.version import gateway_version
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +105,7 @@ class Housekeeping:
                 "shed_total": stats.shed_total,
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "stream": self.outbox.stream,
+                "version": gateway_version(),
                 **extra,
             },
         )

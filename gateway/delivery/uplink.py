@@ -35,6 +35,7 @@ import contextlib
 import functools
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,8 @@ class UplinkStats:
         window: in-flight window in force on the current connection.
         receive_maximum: the broker's Receive Maximum on the current connection.
         heartbeats: heartbeats published.
+        inflight: publishes awaiting their PUBACK now.
+        idle: the send loop is waiting for work (nothing due), not stuck in a step.
     """
 
     attempts: int = 0
@@ -98,6 +101,8 @@ class UplinkStats:
     window: int = 0
     receive_maximum: int = 0
     heartbeats: int = 0
+    inflight: int = 0
+    idle: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -120,6 +125,7 @@ class Uplink:
             concurrently, each in its own task; an exception from the handler becomes
             ``{"status": "error", "error": …}``.
         heartbeat: makes the heartbeat event (not stored); None sends none.
+        on_puback: called with the seconds from publish to PUBACK of each outbox row.
 
     Attributes:
         stats: counters.
@@ -136,6 +142,7 @@ class Uplink:
         on_ack: AckHandler | None = None,
         on_command: CommandHandler | None = None,
         heartbeat: HeartbeatSource | None = None,
+        on_puback: Callable[[float], None] | None = None,
     ) -> None:
         self._cfg = cfg
         self._prefix = prefix
@@ -144,6 +151,7 @@ class Uplink:
         self._on_ack = on_ack
         self._on_command = on_command
         self._heartbeat = heartbeat
+        self._on_puback = on_puback
         self._states: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._state_changed = asyncio.Event()
@@ -340,7 +348,11 @@ class Uplink:
                     waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
                     if inflight:
                         waits.append(slot_free.wait())
-                    await _first(waits, failure, within=due)
+                    self.stats.idle = True
+                    try:
+                        await _first(waits, failure, within=due)
+                    finally:
+                        self.stats.idle = False
                     continue
                 for row in rows:
                     task = asyncio.create_task(self._send_row(conn, row), name=f"pub-{row.n}")
@@ -357,11 +369,17 @@ class Uplink:
         if row.attempts and row.track_ack:
             self.stats.republished_alarms += 1
             log.warning("uplink.not_acked_republishing", id=row.id, attempts=row.attempts)
+        started = time.monotonic()
+        self.stats.inflight += 1
         try:
             await self._publish(conn, row.topic, row.payload, properties=props)
         except PublishRefused:
             return  # stays pending; its topic backs off (gateway.delivery.refusals)
+        finally:
+            self.stats.inflight -= 1
         self.stats.published += 1
+        if self._on_puback is not None:
+            self._on_puback(time.monotonic() - started)
         # The window slot is free at PUBACK; the "sent" mark is committed in the
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)

@@ -10,7 +10,11 @@ import socket
 
 
 def notify(message: str) -> bool:
-    """Send ``message`` (``READY=1``, ``STATUS=…``) to systemd; True when sent."""
+    """Send ``message`` (``READY=1``, ``STATUS=…``) to systemd; True when sent.
+
+    Never blocks: a socket whose queue is full (systemd busy) drops this message
+    (False) rather than stall the event loop, and the next one is tried afresh.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -18,7 +22,7 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         try:
-            sock.sendto(message.encode(), address)
+            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
         except OSError:
             return False
     return True

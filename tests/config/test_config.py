@@ -28,34 +28,39 @@ def test_demo_config_is_valid_and_keeps_chinese_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "field", "needle"),
+    ("old", "new", "field", "label", "needle"),
     [
-        ('type = "panic"', 'type = "panik"', "zones.0.type", 'type = "panik"'),
-        ("input = 2\n", "input = 12\n", "zones.3.input", "input = 12"),
-        ('id = "Z02"', 'id = "Z01"', "zones.1.id", ('id = "Z01"', 2)),
+        ('type = "panic"', 'type = "panik"', "zones.0.type", "zones[Z01].type", 'type = "panik"'),
+        ("input = 2\n", "input = 12\n", "zones.3.input", "zones[Z04].input", "input = 12"),
+        ('id = "Z02"', 'id = "Z01"', "zones.1.id", "zones[Z01].id", ('id = "Z01"', 2)),
         (
             "poll_interval_ms = 100",
             "poll_interval_ms = 1",
             "modules.0.poll_interval_ms",
+            "modules[gate-io].poll_interval_ms",
             "poll_interval_ms = 1",
         ),
-        ('profile = "adam-6050"', 'profile = "adam-9999"', "modules.0", "[[modules]]"),
-        ('module = "admin-io"', 'module = "nowhere"', "zones.1.module", '"nowhere"'),
-        ('contact = "NC"\ndebounce_ms = 100', 'contac = "NC"', "zones.2.contac", "contac ="),
+        ('profile = "adam-6050"', 'profile = "adam-9999"', "modules.0", "modules[gate-io]",
+         "[[modules]]"),
+        ('module = "admin-io"', 'module = "nowhere"', "zones.1.module", "zones[Z02].module",
+         '"nowhere"'),
+        ('contact = "NC"\ndebounce_ms = 100', 'contac = "NC"', "zones.2.contac",
+         "zones[Z03].contac", "contac ="),
     ],
-)
-def test_bad_field_is_named_with_its_line(
-    tmp_path: Path, old: str, new: str, field: str, needle: str
+)  # fmt: skip
+def test_bad_field_is_named_by_id_with_its_line(
+    tmp_path: Path, old: str, new: str, field: str, label: str, needle: str
 ) -> None:
     path = broken_copy(DEMO, tmp_path, old, new)
     with pytest.raises(ConfigError) as info:
         load_config(path)
     err = info.value
     assert err.file == str(path)
-    assert err.field == field
+    assert (err.field, err.label) == (field, label)
     text, occurrence = needle if isinstance(needle, tuple) else (needle, 1)
     assert err.line == line_of(path, text, occurrence)
-    assert field in str(err) and str(path) in str(err)
+    assert f"{path}:{err.line}: {label}: " in str(err)
+    assert field not in str(err)  # a technician reads ids, not list positions
 
 
 def test_input_used_twice_is_refused(tmp_path: Path) -> None:
@@ -93,7 +98,7 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 2
-    assert "zones.0.type" in out.stderr and f"{bad}:{line_of(bad, 'panik')}" in out.stderr
+    assert f"{bad}:{line_of(bad, 'panik')}: zones[Z01].type:" in out.stderr
 
 
 def test_every_problem_is_listed_with_plain_words(tmp_path: Path) -> None:

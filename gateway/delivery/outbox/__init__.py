@@ -6,7 +6,8 @@
 """
 
 from gateway.delivery.outbox.capacity import OutboxStats, ShedReport
+from gateway.delivery.outbox.metrics import StoredEvent
 from gateway.delivery.outbox.reads import PendingRow
 from gateway.delivery.outbox.store import Outbox
 
-__all__ = ["Outbox", "OutboxStats", "PendingRow", "ShedReport"]
+__all__ = ["Outbox", "OutboxStats", "PendingRow", "ShedReport", "StoredEvent"]

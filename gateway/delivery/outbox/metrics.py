@@ -11,9 +11,13 @@ them) with its own thread, and each is indexed (``sql.PENDING_COUNT``,
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -22,6 +26,29 @@ from gateway.errors import OutboxError
 
 # Pages of SQLite's cache per connection, in KiB (negative = KiB); SQLite's own default.
 CACHE_KIB = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the outbox holds it, for the local status (newest first).
+
+    Attributes:
+        seq, id, type, subject, state, priority: from the event.
+        stored_at, sent_at, acked_at: UNIX seconds; sent is the last PUBACK,
+            acked the center's ack (alarms only); None when not yet.
+        track_ack: the center must ack it (priority 1-2).
+    """
+
+    seq: int
+    id: str
+    type: str
+    subject: str
+    state: str
+    priority: int
+    stored_at: float
+    sent_at: float | None
+    acked_at: float | None
+    track_ack: bool
 
 
 class OutboxMetrics:
@@ -51,6 +78,41 @@ class OutboxMetrics:
         created = await self._one(sql.OLDEST_PENDING)
         return None if created is None else time.time() - created
 
+    async def overdue_count(self, ack_timeout: float) -> int:
+        """Alarms PUBACKed ``ack_timeout`` seconds ago or more and still not acked."""
+        rows = await self._rows(sql.OVERDUE_COUNT, (time.time() - ack_timeout,))
+        return int(rows[0][0]) if rows else 0
+
+    async def recent(self, limit: int) -> list[StoredEvent]:
+        """The last ``limit`` events stored, newest first, with their delivery times."""
+        out: list[StoredEvent] = []
+        for seq, payload, created, sent, acked, track in await self._rows(sql.RECENT, (limit,)):
+            body = json.loads(bytes(payload))
+            out.append(
+                StoredEvent(
+                    seq=int(seq),
+                    id=str(body.get("id", "")),
+                    type=str(body.get("type", "")),
+                    subject=str(body.get("subject", "")),
+                    state=str((body.get("data") or {}).get("state", "")),
+                    priority=int(body.get("priority", 0)),
+                    stored_at=float(created),
+                    sent_at=None if sent is None else float(sent),
+                    acked_at=None if acked is None else float(acked),
+                    track_ack=bool(track),
+                )
+            )
+        return out
+
+    async def stored_ages(self, ids: Iterable[str]) -> list[float]:
+        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = await self._rows(sql.STORED_AT.format(marks=",".join("?" * len(wanted))), wanted)
+        now = time.time()
+        return [max(0.0, now - float(r[0])) for r in rows]
+
     async def close(self) -> None:
         """Close the connection (a later read opens it again)."""
         if self._db is not None:
@@ -59,14 +121,17 @@ class OutboxMetrics:
                 await db.close()
 
     async def _one(self, query: str) -> float | None:
+        rows = await self._rows(query, ())
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def _rows(self, query: str, params: Iterable[Any]) -> list[Any]:
         try:
             db = await self._connection()
-            async with db.execute(query) as cur:
-                row = await cur.fetchone()
+            async with db.execute(query, tuple(params)) as cur:
+                return list(await cur.fetchall())
         except sqlite3.Error as exc:
             await self.close()
             raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
-        return None if row is None or row[0] is None else float(row[0])
 
     async def _connection(self) -> aiosqlite.Connection:
         if self._db is None:

@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.delivery.outbox import sql
-from gateway.delivery.outbox.metrics import OutboxMetrics
+from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,19 @@ class OutboxReads:
     async def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest unconfirmed row was stored, or None (on :attr:`metrics`)."""
         return await self.metrics.oldest_pending_age()
+
+    async def overdue_count(self) -> int:
+        """Alarms whose center ack is overdue (on :attr:`metrics`)."""
+        return await self.metrics.overdue_count(self.ack_timeout)
+
+    async def recent(self, limit: int = 10) -> list[StoredEvent]:
+        """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
+        return await self.metrics.recent(limit)
+
+    async def stored_ages(self, ids: Iterable[str]) -> list[float]:
+        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked
+        (on :attr:`metrics`)."""
+        return await self.metrics.stored_ages(ids)
 
 
 def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:

@@ -90,3 +90,15 @@ OLDEST_PENDING = (
     )
     + ") ORDER BY n LIMIT 1"
 )
+# The local status (gateway/ops): overdue alarms on their index, the newest events by n.
+OVERDUE_COUNT = (
+    "SELECT count(*) FROM messages INDEXED BY messages_unacked"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?"
+)
+RECENT = (
+    "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
+    " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?"
+)
+STORED_AT = (
+    "SELECT created_at FROM messages WHERE id IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
+)

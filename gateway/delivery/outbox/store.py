@@ -30,7 +30,7 @@ import contextlib
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -104,11 +104,18 @@ class Outbox(OutboxReads):
         self.quarantined: Path | None = None
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
+        # Called with every event once it is committed (the metrics count them).
+        self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
 
     @property
     def commits(self) -> int:
         return self.stats.commits
+
+    @property
+    def waiting(self) -> int:
+        """Writes queued for the writer and not yet taken into a transaction."""
+        return self._queue.qsize()
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -184,6 +191,8 @@ class Outbox(OutboxReads):
             OutboxError: the outbox is closed.
         """
         stored: Event = await self._submit("append", event)
+        for listener in self.on_stored:
+            listener(stored)
         return stored
 
     async def append_blob(self, topic: str, payload: bytes, priority: int) -> int:

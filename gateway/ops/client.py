@@ -1,0 +1,116 @@
+"""``campus-gateway status``: ask the running daemon's local endpoint, print it at a glance.
+
+Talks to ``http://<[metrics] host>:<port>/status`` on this box only; the uplink
+plays no part, so it works while the broker is down.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config.root import MetricsConfig
+from gateway.errors import GatewayError
+
+_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+class StatusUnavailable(GatewayError):
+    """The daemon's endpoint did not answer (not running, disabled, another port)."""
+
+
+def status_url(cfg: MetricsConfig) -> str:
+    """The ``/status`` URL of the endpoint ``cfg`` describes (a wildcard host → loopback)."""
+    host = _ANY.get(cfg.host, cfg.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{cfg.port}/status"
+
+
+def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
+    """The running daemon's status as JSON data.
+
+    Raises:
+        StatusUnavailable: metrics disabled or on port 0, nothing listening, or a bad
+            answer.
+    """
+    if not cfg.enabled:
+        raise StatusUnavailable("[metrics] enabled = false: the daemon serves no status")
+    if cfg.port == 0:
+        raise StatusUnavailable("[metrics] port = 0: the daemon's port is not known in advance")
+    url = status_url(cfg)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise StatusUnavailable(f"{url}: HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+    except (OSError, ValueError) as exc:
+        raise StatusUnavailable(f"{url}: {exc} (is campus-gateway running?)") from exc
+    return body
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_status(s: dict[str, Any], now: float | None = None) -> str:
+    """The status as a technician reads it: a few lines per part, newest events first."""
+    now = time.time() if now is None else now
+    up, ob = s["uplink"], s["outbox"]
+    lines = [
+        f"campus-gateway {s['version']}  site {s['site']}/{s['gateway']}  up {_age(s['uptime_s'])}",
+        f"uplink   {up['state']} to {up['broker']}  reconnects {up['reconnects']}  "
+        f"in flight {up['inflight']}/{up['window']}  publish failures {up['publish_failures']}",
+        f"outbox   {ob['depth']} pending (oldest {_age(ob['oldest_pending_s'])})  "
+        f"{ob['unacked_alarms']} alarms unacked ({ob['overdue_alarms']} overdue)  "
+        f"{ob['waiting_to_commit']} waiting to commit  shed {ob['shed_total']}",
+    ]
+    faults = []
+    if ob["disk_pressure"]:
+        faults.append("DISK FULL")
+    if ob["commit_failures"]:
+        faults.append(f"{ob['commit_failures']} failed commits")
+    if ob["quarantined"]:
+        faults.append(f"corrupt file quarantined to {ob['quarantined']}")
+    if faults:
+        lines.append("storage  " + "; ".join(faults))
+    if s["stalled"]:
+        lines.append("STALLED  " + ", ".join(s["stalled"]) + " (watchdog withheld)")
+    devices = s["devices"]
+    lines.append(f"devices  {len(devices)}" + ("" if devices else " configured"))
+    lines += [f"  {d['health']:<8} {d['family']:<13} {d['id']}" for d in devices]
+    alarms = s["alarms"]
+    lines.append(f"in alarm {len(alarms)}")
+    lines += [
+        f"  {a['zone']:<10} {a['type']:<22} since {_when(a['since'])}"
+        + (f" ({a['detail']})" if a["detail"] else "")
+        for a in alarms
+    ]
+    lines.append(f"last {len(s['recent'])} events")
+    lines += [
+        f"  {_when(e['stored_at'])}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
+        f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
+        for e in s["recent"]
+    ]
+    return "\n".join(lines)
+
+
+def _delivery(event: dict[str, Any]) -> str:
+    """``acked`` (the center), ``sent`` (the broker's PUBACK) or ``pending``."""
+    if event["acked_at"] is not None:
+        return "acked"
+    return "sent" if event["sent_at"] is not None else "pending"

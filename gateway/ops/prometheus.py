@@ -1,0 +1,118 @@
+"""The status snapshot as Prometheus metrics (levels and the counters kept by the parts).
+
+Registered on the gateway's own registry (:class:`~gateway.runtime.metrics.GatewayMetrics`)
+beside the live counters and histograms. :meth:`StatusCollector.collect` reports
+the snapshot last handed to :meth:`StatusCollector.update`; the endpoint updates
+it just before each scrape, so every figure of one scrape comes from one moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.ops.status import Status
+from gateway.runtime.metrics import PREFIX
+
+
+def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels or {}))
+    family.add_metric(list((labels or {}).values()), value)
+    return family
+
+
+def _counter(name: str, doc: str, value: float) -> Metric:
+    return CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+
+
+class StatusCollector(Collector):
+    """Yields the levels of the last :class:`Status` (nothing before the first update)."""
+
+    def __init__(self) -> None:
+        self.latest: Status | None = None
+
+    def update(self, status: Status) -> None:
+        """Use ``status`` for the next collection."""
+        self.latest = status
+
+    def describe(self) -> list[Metric]:
+        """Nothing to describe ahead of time (the device set comes from the config)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Every level and part counter of the last snapshot."""
+        s = self.latest
+        if s is None:
+            return
+        ob, up = s.outbox, s.uplink
+        yield _gauge("outbox_depth", "Rows not yet confirmed by the broker", ob.depth)
+        yield _gauge(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest row not yet confirmed by the broker (0 when none)",
+            ob.oldest_pending_s or 0.0,
+        )
+        yield _gauge(
+            "outbox_waiting_to_commit", "Writes queued for the outbox writer", ob.waiting_to_commit
+        )
+        yield _gauge(
+            "outbox_unacked_alarms", "Alarms delivered and not yet acked by the center",
+            ob.unacked_alarms,
+        )  # fmt: skip
+        yield _gauge(
+            "outbox_overdue_alarms",
+            "Alarms whose center ack is overdue (ack_timeout_s after the PUBACK)",
+            ob.overdue_alarms,
+        )
+        yield _gauge("outbox_stored_rows", "Rows held in the outbox", ob.stored_rows)
+        yield _gauge("outbox_stored_bytes", "Payload bytes held in the outbox", ob.stored_bytes)
+        yield _gauge("outbox_disk_pressure", "1 while the outbox disk is full", ob.disk_pressure)
+        yield _counter("outbox_shed", "Rows shed for capacity (priority 4-5)", ob.shed_total)
+        storage = CounterMetricFamily(
+            f"{PREFIX}_storage_faults", "Outbox storage faults by kind", labels=["kind"]
+        )
+        storage.add_metric(["commit_failed"], ob.commit_failures)
+        storage.add_metric(["disk_full"], ob.disk_full)
+        storage.add_metric(["quarantined"], 1 if ob.quarantined else 0)
+        yield storage
+        yield _gauge("uplink_connected", "1 while the MQTT uplink is connected", _up(up.state))
+        yield _counter("uplink_reconnects", "Connections to the broker after the first",
+                       up.reconnects)  # fmt: skip
+        yield _counter("uplink_connect_attempts", "Connection attempts", up.attempts)
+        yield _gauge("uplink_inflight", "Publishes awaiting their PUBACK", up.inflight)
+        yield _counter("uplink_published", "Outbox rows confirmed by PUBACK", up.published)
+        yield _counter("uplink_publish_failures", "Publishes whose outcome became unknown",
+                       up.publish_failures)  # fmt: skip
+        yield _counter("uplink_republished_alarms", "Alarms published again for want of an ack",
+                       up.republished_alarms)  # fmt: skip
+        devices = GaugeMetricFamily(
+            f"{PREFIX}_device_up", "1 when the device is online", labels=["family", "device"]
+        )
+        health = GaugeMetricFamily(
+            f"{PREFIX}_device_health",
+            "1 for the device's current health state",
+            labels=["family", "device", "state"],
+        )
+        for d in s.devices:
+            devices.add_metric([d.family, d.id], 1 if d.health == "online" else 0)
+            health.add_metric([d.family, d.id, d.health], 1)
+        yield devices
+        yield health
+        yield _gauge("zones_in_alarm", "Conditions in alarm now (alarm, tamper, line fault)",
+                     len(s.alarms))  # fmt: skip
+        yield _gauge("tasks_stalled", "Critical tasks stalled (the watchdog is withheld)",
+                     len(s.stalled))  # fmt: skip
+        crashes = CounterMetricFamily(
+            f"{PREFIX}_task_crashes", "Supervised task crashes", labels=["task"]
+        )
+        for task, n in sorted(s.task_crashes.items()):
+            crashes.add_metric([task], n)
+        yield crashes
+        yield _counter("observations_dropped", "Observations the rules gave up on",
+                       s.dropped_observations)  # fmt: skip
+        yield _gauge("uptime_seconds", "Seconds since the gateway started", s.uptime_s)
+
+
+def _up(state: str) -> float:
+    return 1.0 if state == "connected" else 0.0

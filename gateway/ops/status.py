@@ -1,0 +1,208 @@
+"""The gateway's status: one snapshot of uplink, outbox, devices, alarms and recent events.
+
+Collected on demand from the running parts (:class:`StatusSources`), never
+stored: what ``/status`` returns, what ``campus-gateway status`` prints and what
+the Prometheus levels in ``/metrics`` are made from. Everything here is local, so
+it works with the uplink down. Times are UNIX seconds; ages are seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.config.root import GatewayConfig
+from gateway.delivery.outbox import Outbox, StoredEvent
+from gateway.delivery.uplink import Uplink
+from gateway.runtime.progress import Progress
+from gateway.runtime.stage import Stage
+from gateway.runtime.state_store import StateStore
+from gateway.runtime.supervisor import Supervisor
+from gateway.runtime.version import gateway_version
+
+RECENT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkStatus:
+    """The MQTT path: ``state`` is ``connected`` or ``disconnected``.
+
+    ``reconnects`` counts connections after the first; ``attempts`` every try.
+    """
+
+    state: str
+    broker: str
+    connects: int
+    reconnects: int
+    attempts: int
+    inflight: int
+    window: int
+    published: int
+    publish_failures: int
+    republished_alarms: int
+    heartbeats: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """The durable store: ``depth`` rows wait for a PUBACK, the oldest for
+    ``oldest_pending_s``; ``waiting_to_commit`` writes wait for the disk;
+    ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
+    ``commit_failures``/``disk_full``/``quarantined`` are the storage faults."""
+
+    path: str
+    stream: str
+    depth: int
+    oldest_pending_s: float | None
+    waiting_to_commit: int
+    unacked_alarms: int
+    overdue_alarms: int
+    shed_total: int
+    stored_rows: int
+    stored_bytes: int
+    commit_failures: int
+    disk_full: int
+    disk_pressure: bool
+    quarantined: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """One device: ``family`` (``modbus_io``, ``onvif_camera``, ``patrol``) and health."""
+
+    family: str
+    id: str
+    health: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAlarm:
+    """A condition in alarm now: ``zone``, its event ``type``, since when (UNIX s)."""
+
+    zone: str
+    condition: str
+    type: str
+    since: float
+    incident: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The whole snapshot (JSON via :meth:`to_dict`)."""
+
+    version: str
+    site: str
+    gateway: str
+    time: float
+    uptime_s: float
+    stalled: list[str]
+    task_crashes: dict[str, int]
+    dropped_observations: int
+    uplink: UplinkStatus
+    outbox: OutboxStatus
+    devices: list[DeviceStatus]
+    alarms: list[ActiveAlarm]
+    recent: list[StoredEvent]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class StatusSources:
+    """The running parts a snapshot is read from (the daemon fills this in).
+
+    Attributes:
+        dropped_observations: how many observations the rules gave up on.
+    """
+
+    cfg: GatewayConfig
+    outbox: Outbox
+    uplink: Uplink
+    store: StateStore
+    stages: Sequence[Stage]
+    progress: Progress
+    supervisor: Supervisor
+    started: float = field(default_factory=time.monotonic)
+    dropped_observations: Callable[[], int] = lambda: 0
+
+
+async def collect(src: StatusSources) -> Status:
+    """One snapshot of the gateway, read now (a few small SQLite reads).
+
+    Raises:
+        OutboxError: the outbox is closed.
+    """
+    cfg, outbox, stats = src.cfg, src.outbox, src.uplink.stats
+    oldest = await outbox.oldest_pending_age()
+    return Status(
+        version=gateway_version(),
+        site=cfg.site.id,
+        gateway=cfg.site.gateway,
+        time=time.time(),
+        uptime_s=round(time.monotonic() - src.started, 1),
+        stalled=src.progress.stalled(),
+        task_crashes=dict(src.supervisor.crashes),
+        dropped_observations=src.dropped_observations(),
+        uplink=UplinkStatus(
+            state="connected" if stats.connected.is_set() else "disconnected",
+            broker=f"{cfg.broker.host}:{cfg.broker.port}",
+            connects=stats.connects,
+            reconnects=max(0, stats.connects - 1),
+            attempts=stats.attempts,
+            inflight=stats.inflight,
+            window=stats.window,
+            published=stats.published,
+            publish_failures=stats.publish_failures,
+            republished_alarms=stats.republished_alarms,
+            heartbeats=stats.heartbeats,
+        ),
+        outbox=OutboxStatus(
+            path=str(outbox.path),
+            stream=outbox.stream,
+            depth=await outbox.pending_count(),
+            oldest_pending_s=None if oldest is None else round(oldest, 3),
+            waiting_to_commit=outbox.waiting,
+            unacked_alarms=await outbox.unacked_count(),
+            overdue_alarms=await outbox.overdue_count(),
+            shed_total=outbox.stats.shed_total,
+            stored_rows=outbox.stats.rows,
+            stored_bytes=outbox.stats.bytes,
+            commit_failures=outbox.stats.commit_failures,
+            disk_full=outbox.stats.disk_full,
+            disk_pressure=outbox.disk_pressure,
+            quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
+        ),
+        devices=_devices(src.stages),
+        alarms=_alarms(src.store),
+        recent=await outbox.recent(RECENT),
+    )
+
+
+def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:
+    out: list[DeviceStatus] = []
+    for stage in stages:
+        health: Mapping[str, str] = stage.health()
+        out.extend(DeviceStatus(stage.family, d, str(h)) for d, h in sorted(health.items()))
+    return out
+
+
+def _alarms(store: StateStore) -> list[ActiveAlarm]:
+    out: list[ActiveAlarm] = []
+    for key, record in sorted(store.alarms.items()):
+        zone, _, condition = key.partition("/")
+        out.append(
+            ActiveAlarm(
+                zone=zone,
+                condition=condition,
+                type=record.type,
+                since=record.since.timestamp(),
+                incident=record.incident,
+                detail=record.detail,
+            )
+        )
+    return out

@@ -1,0 +1,118 @@
+"""``check-config`` checks every file a run needs, naming file and field, never the content."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, line_of
+from tests.tls_support import make_pki
+
+DEMO = REPO_ROOT / "config" / "demo.toml"
+SECRET = "s3cret-Pa55-do-not-print"
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        capture_output=True, text=True, check=False, cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+BASE = """
+[site]
+id = "s"
+gateway = "g"
+
+[broker]
+host = "127.0.0.1"
+password_file = "broker.password"
+username = "gw"
+
+[commands]
+hmac_key_file = "center.key"
+
+[[cameras]]
+id = "gate-cam"
+host = "127.0.0.1"
+port = 18080
+username = "admin"
+password_file = "camera.password"
+"""
+
+
+@pytest.mark.parametrize(
+    ("missing", "field", "label"),
+    [
+        ("broker.password", "broker.password_file", "broker.password_file"),
+        ("camera.password", "cameras.0.password_file", "cameras[gate-cam].password_file"),
+        ("center.key", "commands.hmac_key_file", "commands.hmac_key_file"),
+    ],
+)
+def test_a_missing_secret_file_is_refused_naming_file_and_field(
+    tmp_path: Path, missing: str, field: str, label: str
+) -> None:
+    for name in ("broker.password", "camera.password", "center.key"):
+        if name != missing:
+            (tmp_path / name).write_text(SECRET + "\n")
+    path = _config(tmp_path, BASE)
+    out = _check(path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    line = line_of(path, field.rsplit(".", 1)[-1] + " = " + f'"{missing}"')
+    assert f"{path}:{line}: {label}: {tmp_path / missing}: No such file or directory" in out.stderr
+    assert SECRET not in out.stdout + out.stderr
+
+
+def test_every_file_present_passes(tmp_path: Path) -> None:
+    for name in ("broker.password", "camera.password", "center.key"):
+        (tmp_path / name).write_text(SECRET + "\n")
+    out = _check(_config(tmp_path, BASE))
+    assert out.returncode == 0, out.stderr
+    assert "1 cameras" in out.stdout and SECRET not in out.stdout + out.stderr
+
+
+def test_an_empty_or_unreadable_secret_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "broker.password").write_text("")
+    (tmp_path / "camera.password").mkdir()
+    (tmp_path / "center.key").write_text(SECRET)
+    out = _check(_config(tmp_path, BASE))
+    assert out.returncode == 2
+    assert "broker.password_file: " in out.stderr and "the file is empty" in out.stderr
+    assert "cameras[gate-cam].password_file: " in out.stderr
+    assert "Is a directory" in out.stderr
+
+
+def test_tls_files_must_parse(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text(f"-----BEGIN CERTIFICATE-----\n{SECRET}\n")
+    path = _config(
+        tmp_path,
+        '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\nca_file = "ca.pem"\n',
+    )
+    out = _check(path)
+    assert out.returncode == 2
+    assert f"{path}:6: broker.tls.ca_file: {tmp_path / 'ca.pem'}: not a PEM CA" in out.stderr
+    assert SECRET not in out.stderr
+
+
+def test_a_client_certificate_with_a_foreign_key_is_refused(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    text = (
+        '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\n'
+        f'ca_file = "{pki["ca"]}"\ncert_file = "{pki["server"]}"\n'
+        f'key_file = "{pki["key"].with_name("other-ca.key")}"\n'
+    )
+    out = _check(_config(tmp_path, text))
+    assert out.returncode == 2
+    assert "broker.tls.cert_file: " in out.stderr and "private key" in out.stderr
+    good = text.replace(str(pki["key"].with_name("other-ca.key")), str(pki["key"]))
+    ok = _check(_config(tmp_path, good))
+    assert ok.returncode == 0, ok.stderr

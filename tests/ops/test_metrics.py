@@ -1,0 +1,89 @@
+"""The metrics endpoint follows a broker outage: depth rises, the uplink drops, both recover.
+
+Real parts: mosquitto (stopped and started), the simulated Modbus module, the
+gateway in-process, the center console; the endpoint scraped over HTTP and parsed
+with prometheus-client's own parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.config.root import load_config
+from gateway.daemon import running
+from gateway.runtime.version import gateway_version
+from simulators.broker import MosquittoBroker
+from simulators.center import CenterConsole
+from tests.fault_support import INTRUSION, PANIC, module, toggle, wait_until
+from tests.ops_support import ops_config, scrape, status
+
+pytestmark = pytest.mark.timeout(120)
+
+DEPTH = ("campus_gateway_outbox_depth", ())
+UP = ("campus_gateway_uplink_connected", ())
+IO_UP = ("campus_gateway_device_up", (("device", "io"), ("family", "modbus_io")))
+RECONNECTS = ("campus_gateway_uplink_reconnects_total", ())
+
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+async def _at(port: int, key: Key, op: str, value: float) -> bool:
+    seen = (await scrape(port))[key]
+    return seen == value if op == "==" else seen >= value
+
+
+async def test_metrics_follow_a_broker_outage_and_recovery(tmp_path: Path) -> None:
+    async with (
+        MosquittoBroker(tmp_path / "broker") as broker,
+        module() as sim,
+        CenterConsole(broker.host, broker.port, identifier="center") as center,
+    ):
+        path, port = ops_config(
+            tmp_path,
+            broker_port=broker.port,
+            module_port=sim.port,
+            heartbeat_s=0.5,
+            ack_timeout_s=2.0,  # the console may come back after the backlog went out
+        )
+        async with running(load_config(path)) as gateway:
+            assert gateway.ops is not None
+            await asyncio.wait_for(gateway.ops.listening.wait(), 10)
+            await wait_until(lambda: _at(port, UP, "==", 1), 10, "uplink connected")
+            await wait_until(lambda: _at(port, IO_UP, "==", 1), 10, "module online")
+            await wait_until(lambda: _at(port, DEPTH, "==", 0), 10, "start-up events delivered")
+            first = await scrape(port)
+            assert first[("campus_gateway_build_info", (("version", gateway_version()),))] == 1
+            assert first[RECONNECTS] == 0
+
+            await broker.stop()
+            await wait_until(lambda: _at(port, UP, "==", 0), 10, "uplink seen down")
+            await toggle(sim, INTRUSION[:3], 4, gap=0.1)
+            sim.set_input(PANIC[0], closed=True)
+            await wait_until(lambda: _at(port, DEPTH, ">=", 13), 10, "outbox depth rising")
+            down = await scrape(port)
+            assert down[("campus_gateway_outbox_oldest_pending_seconds", ())] > 0
+            panic = ("campus_gateway_events_total", (("priority", "1"), ("type", "alarm.panic")))
+            assert down[panic] == 1
+            assert (await status(port))["uplink"]["state"] == "disconnected"
+
+            await broker.start()
+            await wait_until(lambda: _at(port, UP, "==", 1), 20, "uplink back")
+            await wait_until(lambda: _at(port, DEPTH, "==", 0), 20, "backlog drained")
+            back = await scrape(port)
+            assert back[RECONNECTS] >= 1
+            assert back[("campus_gateway_puback_seconds_count", ())] >= 13
+            await wait_until(
+                lambda: any(e["type"] == "alarm.panic" for e in center.events), 15, "panic out"
+            )
+            acks = ("campus_gateway_center_ack_seconds_count", ())
+            await wait_until(lambda: _at(port, acks, ">=", 1), 10, "the center's ack timed")
+            unacked = ("campus_gateway_outbox_unacked_alarms", ())
+            # alarms PUBACKed while the console was away are republished, then acked
+            await wait_until(lambda: _at(port, unacked, "==", 0), 20, "every alarm acked")
+    started = [e for e in center.events if e["type"] == "gateway.started"]
+    assert started and started[0]["data"]["version"] == gateway_version()
+    assert center.heartbeats and center.heartbeats[-1]["data"]["version"] == gateway_version()
