@@ -1,7 +1,9 @@
 """The daemon: wires outbox → uplink → devices and runs them for the life of the process.
 
 Stages start in order with a readiness handshake (STYLE.md rule 5): the outbox
-opens (or the daemon refuses to start), the uplink task starts (it connects on its
+opens (a second daemon on it is refused; a file that cannot be read or written is
+not: events are held in memory, sent, and stored once the disk mends, issue 11),
+the uplink task starts (it connects on its
 own and never gives up, so a broker that is down does not stop alarms from being
 recorded), the rules, then the device stages — Modbus I/O modules, cameras,
 patrol readers, DC-09 alarm panels — each a :class:`~gateway.runtime.stage.Stage` whose tasks run
@@ -43,6 +45,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
+from gateway.errors import StateError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
 from gateway.ops.server import OpsServer
@@ -68,6 +71,8 @@ if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
 
 
 log = structlog.get_logger(__name__)
+
+_RETRY_START_S = 1.0  # seconds between tries of a start step the disk refused
 
 
 @dataclass(slots=True)
@@ -144,14 +149,19 @@ class Gateway:
         ):
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
-            await append_unreported(store, outbox)
+            if outbox.writable:
+                await append_unreported(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
-            emit = self._tap(outbox.append)
+            # Alarms, faults and the rest are accepted into the outbox at once and sent
+            # from memory if the disk stalls; the DC-09 ACK and the guard tour's reports
+            # wait for the commit (what they acknowledge or forget must be on disk).
+            emit = self._tap(_holding(outbox))
+            durable = self._tap(outbox.append)
             self.modules = ModuleStage(cfg, self._observe)
-            self.patrol = PatrolStage(cfg, factory, emit, store=store)
+            self.patrol = PatrolStage(cfg, factory, durable, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
             if cfg.panels or cfg.dc09.listen:
-                self.panels = panel_stage(cfg, factory, emit)
+                self.panels = panel_stage(cfg, factory, durable)
                 stages.append(self.panels)
             alarm_emit: Emit = emit
             if cfg.cameras:
@@ -226,12 +236,15 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("uplink-faults", refusals.run), name="uplink-faults"
                 )
+                if not outbox.writable:
+                    tg.create_task(_append_unreported_later(store, outbox), name="unreported")
                 await self._started(factory, outbox, emit)
                 await keeper.report_start()
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
-                await self.alarm.start()
+                if not await self._start_alarm():
+                    tg.create_task(self._start_alarm_later(), name="alarm-start")
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
                 tg.create_task(
                     self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
@@ -262,6 +275,25 @@ class Gateway:
                     zones=len(cfg.zones),
                     stream=outbox.stream,
                 )
+
+    async def _start_alarm(self) -> bool:
+        """The alarm system's start (it persists first-start area states and the
+        schedule's check time); False when the state file refuses the write — the
+        zones and sirens run regardless, and the start is tried again."""
+        assert self.alarm is not None
+        try:
+            await self.alarm.start()
+        except StateError as exc:
+            log.error("alarm.start_not_persisted", error=str(exc), retry_in_s=_RETRY_START_S)
+            return False
+        return True
+
+    async def _start_alarm_later(self) -> None:
+        while True:
+            await asyncio.sleep(_RETRY_START_S)
+            if await self._start_alarm():
+                log.warning("alarm.start_persisted")
+                return
 
     def _ops_server(self, outbox: Outbox, store: StateStore, stages: list[Stage]) -> OpsServer:
         assert self.uplink is not None and self.progress is not None
@@ -300,17 +332,22 @@ class Gateway:
         return blob
 
     async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
+        """``gateway.started``: the stream new events join and, when this start began a
+        new one, the stream before it and why (``Outbox.stream_change``)."""
+        data: dict[str, Any] = {
+            "name": self.cfg.site.name,
+            "stream": outbox.stream,
+            "version": gateway_version(),
+        }
+        if outbox.stream_change is not None:
+            data["previous_stream"], data["new_stream_reason"] = outbox.stream_change
         return await emit(
             factory.make(
                 "gateway.started",
                 device="gateway",
                 subject=self.cfg.site.gateway,
                 state="instant",
-                data={
-                    "name": self.cfg.site.name,
-                    "stream": outbox.stream,
-                    "version": gateway_version(),
-                },
+                data=data,
             )
         )
 
@@ -410,6 +447,23 @@ class Gateway:
             await self.outbox.mark_acked(ids)
 
 
+def _holding(outbox: Outbox) -> Emit:
+    """The outbox's :meth:`~Outbox.hold` as an ``Emit``: accepted and numbered at once,
+    stored with the next commit, never waiting on the disk."""
+
+    async def hold(event: Event) -> Event:
+        return outbox.hold(event)
+
+    return hold
+
+
+async def _append_unreported_later(store: StateStore, outbox: Outbox) -> None:
+    """The state store's unreported events, once the outbox can be written (a start on
+    an unwritable disk must not wait for it)."""
+    await outbox.wait_writable()
+    await append_unreported(store, outbox)
+
+
 def camera_stage(
     cfg: GatewayConfig,
     factory: EventFactory,
@@ -452,14 +506,28 @@ def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> AsyncIterator[Gateway]:
-    """Start a gateway as a task, wait until ready, yield it, cancel it on exit."""
+async def running(
+    cfg: GatewayConfig, *, outbox_path: Path | None = None, stop: asyncio.Event | None = None
+) -> AsyncIterator[Gateway]:
+    """Start a gateway as a task, wait until ready, yield it, cancel it on exit.
+
+    ``stop`` set while it starts ends the wait: the body runs with a gateway not yet
+    ready (and should stop it at once).
+    """
     gateway = Gateway(cfg, outbox_path=outbox_path)
     task = asyncio.create_task(gateway.run(), name="gateway")
-    ready = asyncio.create_task(gateway.ready.wait())
-    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    waits = {task, asyncio.create_task(gateway.ready.wait())}
+    if stop is not None:
+        waits.add(asyncio.create_task(stop.wait()))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        await _stop(task)
+        raise
+    finally:
+        for waiter in waits - {task}:
+            waiter.cancel()
     if task.done():
-        ready.cancel()
         task.result()
     try:
         yield gateway
@@ -483,12 +551,17 @@ def _task_names() -> list[str]:
 
 
 async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
-    """Run the daemon until SIGTERM or SIGINT, then stop cleanly."""
+    """Run the daemon until SIGTERM or SIGINT, then stop cleanly.
+
+    The signal handlers are installed before anything starts, so a stop is obeyed
+    while starting, while the disk stalls and when ready (issue 11), within
+    ``_stop``'s grace time.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running(cfg, outbox_path=outbox_path):
+    async with running(cfg, outbox_path=outbox_path, stop=stop) as gateway:
         await stop.wait()
         notify("STOPPING=1")
-        log.info("gateway.stopping")
+        log.info("gateway.stopping", ready=gateway.ready.is_set())

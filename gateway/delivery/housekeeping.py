@@ -6,8 +6,15 @@
   second at most, with counts per priority and the ``seq`` numbers lost.
 * ``fault.storage``: a corrupt outbox quarantined at start, or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
+  A commit that has not succeeded for ``STALL_FAULT_S`` (a lock held by another
+  process, I/O errors, a read-only or immutable file, also from the start) raises
+  ``active`` with the reason (issue 11), ``cleared`` once every held row is
+  stored. These events are held and sent like any other: they never wait on
+  the disk they report.
 * ``gateway.heartbeat``: made on demand for the uplink (never stored) with the
-  outbox depth, the age of the oldest pending row and the gateway's version.
+  outbox depth (held rows included), ``uncommitted`` (rows held in memory, not
+  yet on disk), the age of the oldest pending row and the gateway's version. A
+  figure the file cannot give now is ``null`` and ``storage_error`` says why.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
 from gateway.config.root import OutboxConfig
 from gateway.delivery.outbox import Outbox
+from gateway.errors import OutboxError
 from gateway.events.model import Emit, Event, EventFactory
 from gateway.runtime.version import gateway_version
 
@@ -30,6 +38,9 @@ log = structlog.get_logger(__name__)
 _SHED_REPORT_S = 1.0
 _BALLAST_CHECK_S = 60.0
 _PURGE_S = 3600.0
+STALL_FAULT_S = 2.0
+"""Seconds without a successful commit (while writes wait) before ``fault.storage``."""
+_STALL_CHECK_S = 0.25
 
 
 @dataclass(slots=True)
@@ -54,6 +65,7 @@ class Housekeeping:
     emit: Emit | None = field(default=None)
     figures: list[Callable[[], Mapping[str, Any]]] = field(default_factory=list)
     _storage_incident: str | None = None
+    _stall_incident: str | None = None
     _started: float = 0.0
 
     async def report_start(self) -> None:
@@ -67,7 +79,56 @@ class Housekeeping:
             )
 
     async def run(self) -> None:
-        """Forever: shed reports every second, disk checks every minute, purge hourly."""
+        """Forever: commit stalls watched every 0.25 s, shed reports every second, disk
+        checks every minute, purge hourly."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._watch_commits(), name="outbox-stall-watch")
+            tg.create_task(self._care(), name="outbox-care")
+
+    async def _watch_commits(self) -> None:
+        """``fault.storage`` while commits stall (see module docstring)."""
+        while True:
+            stalled = self.outbox.stalled_for()
+            if self._stall_incident is None and stalled >= STALL_FAULT_S:
+                reason = self.outbox.last_error or "commit in progress (slow disk)"
+                event = await self._emit(
+                    self._fault("active", f"outbox commit not done for {stalled:.1f} s: {reason}",
+                                uncommitted=len(self.outbox.held), opens=True)
+                )  # fmt: skip
+                log.error("gateway.storage_fault", reason=reason, stalled_s=round(stalled, 1))
+                self._stall_incident = event.id
+            elif self._stall_incident is not None and stalled == 0 and not self.outbox.held:
+                await self._emit(
+                    self._fault("cleared", "outbox commits succeed again; every held event is "
+                                "stored", incident=self._stall_incident)
+                )  # fmt: skip
+                log.warning("gateway.storage_recovered")
+                self._stall_incident = None
+            await asyncio.sleep(_STALL_CHECK_S)
+
+    def _fault(
+        self,
+        state: Literal["active", "cleared"],
+        reason: str,
+        *,
+        uncommitted: int | None = None,
+        opens: bool = False,
+        incident: str | None = None,
+    ) -> Event:
+        data: dict[str, Any] = {"reason": reason, "path": str(self.outbox.path)}
+        if uncommitted is not None:
+            data["uncommitted"] = uncommitted
+        return self.factory.make(
+            "fault.storage",
+            device="gateway",
+            subject=self.subject,
+            state=state,
+            data=data,
+            opens_incident=opens,
+            incident=incident,
+        )
+
+    async def _care(self) -> None:
         last_ballast = last_purge = -float("inf")
         while True:
             await self._report_shed()
@@ -85,10 +146,24 @@ class Housekeeping:
             await asyncio.sleep(_SHED_REPORT_S)
 
     async def heartbeat(self) -> Event:
-        """The heartbeat event for the uplink (not stored)."""
+        """The heartbeat event for the uplink (not stored); it never fails on the disk."""
         stats = self.outbox.stats
-        oldest = await self.outbox.oldest_pending_age()
+        errors: list[str] = []
+
+        async def read(figure: Any) -> Any:
+            try:
+                return await figure
+            except OutboxError as exc:
+                errors.append(str(exc))
+                return None
+
+        oldest = await read(self.outbox.oldest_pending_age())
+        held_age = self.outbox.held.oldest_age()
+        if held_age is not None:
+            oldest = held_age if oldest is None else max(oldest, held_age)
         extra: dict[str, Any] = {}
+        if errors or self.outbox.last_error:
+            extra["storage_error"] = errors[0] if errors else self.outbox.last_error
         for source in self.figures:
             extra.update(source())
         return self.factory.make(
@@ -97,9 +172,10 @@ class Housekeeping:
             subject=self.subject,
             state="instant",
             data={
-                "outbox_depth": await self.outbox.pending_count(),
+                "outbox_depth": await read(self.outbox.pending_count()),
+                "uncommitted": len(self.outbox.held),
                 "oldest_pending_s": None if oldest is None else round(oldest, 3),
-                "unacked_alarms": await self.outbox.unacked_count(),
+                "unacked_alarms": await read(self.outbox.unacked_count()),
                 "stored_rows": stats.rows,
                 "stored_bytes": stats.bytes,
                 "shed_total": stats.shed_total,

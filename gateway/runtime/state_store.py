@@ -2,8 +2,12 @@
 
 GB 50394 (commentary): after power returns the previous arming state is
 restored. The state lives in its own SQLite file beside the outbox
-(``<outbox>-state.sqlite``), WAL journal, ``synchronous=FULL``, one writer task
-committing whatever is queued in one transaction (group commit).
+(``<outbox>-state.sqlite``), rollback journal (``journal_mode=DELETE``: a WAL's
+``-shm`` memory map kills the process with SIGBUS when the file turns unwritable,
+issue 11), ``synchronous=FULL``, one writer task committing whatever is queued in
+one transaction (group commit). A failed commit is retried every second on a fresh
+connection (one opened on a read-only file stays read-only), so a disk that
+mends is written again without a restart.
 
 Schema: one table ``state (kind TEXT, key TEXT, value TEXT, PRIMARY KEY (kind, key))``;
 ``value`` is JSON. The kinds and their value shapes are :class:`~gateway.runtime.state.Kind`
@@ -61,6 +65,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+_BUSY_S = 1.0  # seconds a write waits for another process's lock
+_RETRY_S = 1.0  # seconds between attempts while commits fail
+
 REPORT: Kind[tuple[int, Event]] = Kind(
     "report",
     lambda r: {"order": r[0], "event": r[1].to_dict()},
@@ -116,15 +123,16 @@ class StateStore:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._last_order = 0
+        self._reconnect = False
         self.commits = 0
 
     async def __aenter__(self) -> Self:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=FULL")
-            await self._db.executescript(_SCHEMA)
+            await self._connect()
+            assert self._db is not None
+            with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
+                await self._db.executescript(_SCHEMA)
             async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
                 rows = await cursor.fetchall()
             for kind, key, value in rows:
@@ -316,17 +324,33 @@ class StateStore:
                 for future in waiters:
                     if not future.done():
                         future.set_exception(exc)
+                asyncio.get_running_loop().call_later(_RETRY_S, self._wake.set)
                 continue
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
 
+    async def _connect(self) -> None:
+        self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
+        with contextlib.suppress(sqlite3.OperationalError):  # read-only: keeps its mode
+            await db.execute("PRAGMA journal_mode=DELETE")
+        await db.execute("PRAGMA synchronous=FULL")
+
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
+        if not batch:
+            return
+        try:
+            if self._reconnect:
+                await self._close()
+                await self._connect()
+                assert self._db is not None
+                await self._db.executescript(_SCHEMA)
+                self._reconnect = False
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open state {self.path}: {exc}") from exc
         db = self._db
         if db is None:
             raise StateError(f"state {self.path} is not open")
-        if not batch:
-            return
         try:
             await db.execute("BEGIN IMMEDIATE")
             for (kind, key), text in batch.items():
@@ -338,9 +362,10 @@ class StateStore:
                         (kind, key, text),
                     )
             await db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
+            self._reconnect = True
             raise StateError(f"cannot write state {self.path}: {exc}") from exc
         self.commits += 1
 

@@ -140,8 +140,15 @@ async def test_sigkilled_daemon_delivers_its_100_unconfirmed_events_after_restar
         ):
             await wait_until(lambda: len(alarms(center)) >= 100, 30, "100 delivered")
             assert [e["id"] for e in alarms(center)] == before
-            streams = {e["stream"] for e in center.events}
-            assert len(streams) == 1  # the same outbox, the same stream, seq carried on
+            # The alarms keep the stream they were stored with; the restart after a
+            # SIGKILL begins a new stream (the old run may have sent seqs it never
+            # stored) and says so in gateway.started.
+            assert len({e["stream"] for e in alarms(center)}) == 1
+            await wait_until(lambda: len(alarms(center, "gateway.started")) == 2, 10, "2 starts")
+            first, second = alarms(center, "gateway.started")
+            assert second["stream"] != first["stream"] == alarms(center)[0]["stream"]
+            assert second["data"]["previous_stream"] == first["stream"]
+            assert second["data"]["new_stream_reason"] == "unclean stop"
             # gateway.started and device.online (priority 4) follow the alarms (priority 2)
             await wait_until(lambda: not center.gaps, 10, f"no seq missing: {center.gaps}")
         await broker.stop()

@@ -22,13 +22,25 @@ from pathlib import Path
 from gateway.errors import OutboxError
 
 
-def lock(path: Path) -> int:
+def lock(path: Path) -> int | None:
     """Take the exclusive lock of the database at ``path``; returns the descriptor.
+
+    On a disk that refuses writes the lock file is opened read-only (``flock``
+    needs no write access); when it does not exist and cannot be made, None is
+    returned: nothing can be written there by anyone, and the start goes on
+    (issue 11: the daemon still starts its devices).
 
     Raises:
         OutboxError: another process holds it.
     """
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+    name = f"{path}.lock"
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError:
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:

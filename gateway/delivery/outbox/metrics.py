@@ -3,9 +3,12 @@
 The writer's connection (``store.py``) carries every commit; a heartbeat read on it
 would queue panics behind it (issue 14: with 1,000,000 rows the old reads took
 0.4 s every 10 s, and a panic waited 543 ms for its commit). These reads use a
-second, read-only connection (WAL: readers never block the writer, nor the writer
-them) with its own thread, and each is indexed (``sql.PENDING_COUNT``,
-``sql.UNACKED_COUNT``, ``sql.OLDEST_PENDING``). They see committed rows only.
+second, read-only connection with its own thread, and each is indexed
+(``sql.PENDING_COUNT``, ``sql.UNACKED_COUNT``, ``sql.OLDEST_PENDING``). They see
+committed rows only. The outbox keeps a rollback journal (``store.py`` says why):
+a read holds a shared lock for its few milliseconds and may delay a commit by as
+much, and it waits ``READ_BUSY_S`` at most for a commit in progress, then fails
+(the heartbeat reports the figure as unknown; it never waits on a stalled disk).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from gateway.errors import OutboxError
 
 # Pages of SQLite's cache per connection, in KiB (negative = KiB); SQLite's own default.
 CACHE_KIB = 2048
+# Seconds a read waits for the writer's lock before it fails.
+READ_BUSY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +134,13 @@ class OutboxMetrics:
             db = await self._connection()
             async with db.execute(query, tuple(params)) as cur:
                 return list(await cur.fetchall())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             await self.close()
             raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
 
     async def _connection(self) -> aiosqlite.Connection:
         if self._db is None:
-            db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+            db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, timeout=READ_BUSY_S)
             try:
                 await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             except BaseException:

@@ -1,21 +1,34 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
 What is due is read on the writer's aiosqlite connection (one thread), so it sees
-every committed row and nothing uncommitted. The heartbeat's counts are read on a
-read-only connection of their own (``metrics.py``) so they never queue a commit.
+every committed row and nothing uncommitted; the rows not yet committed are added
+from memory (``held.py``), and when the file cannot be read, those alone are due.
+The heartbeat's counts are read on a read-only connection of their own
+(``metrics.py``) so they never queue a commit.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
+import structlog
 
 from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
+from gateway.errors import OutboxError
+
+if TYPE_CHECKING:
+    from gateway.delivery.outbox.held import HeldRows
+
+log = structlog.get_logger(__name__)
+
+# Seconds the uplink waits before it reads a file that failed to read again.
+_REREAD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,8 @@ class OutboxReads:
 
     ack_timeout: float
     metrics: OutboxMetrics
+    held: HeldRows
+    _failing: bool
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -62,6 +77,10 @@ class OutboxReads:
     ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
         re-sends, then creation.
+
+        Held rows (not committed yet) are among them once they have waited the
+        outbox's ``offer_after``, or at once while commits fail; when the file
+        cannot be read, only held rows are returned (the failure is logged).
 
         Due: never confirmed by the broker, or an event the center has not acked
         within ``ack_timeout`` of its last PUBACK. A re-send never goes before a
@@ -74,8 +93,23 @@ class OutboxReads:
             skip_topics: topics whose rows wait (the broker refused them); a topic
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
         """
+        excluded, skips = list(exclude), list(skip_topics)
+        try:
+            stored = await self._stored_pending(limit, excluded, skips)
+        except (OutboxError, sqlite3.Error, OSError) as exc:
+            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
+            stored = []
+        found = {r.n for r in stored}
+        held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
+        rows = [*stored, *(r for r in held if r.n not in found)]
+        # (priority, already PUBACKed at least once, n)
+        return sorted(rows, key=lambda r: (r.priority, r.attempts > 0, r.n))[:limit]
+
+    async def _stored_pending(
+        self, limit: int, exclude: list[int], skip_topics: list[str]
+    ) -> list[PendingRow]:
         db = self._require_db()
-        clause, skip = _skip_clause(list(exclude), list(skip_topics))
+        clause, skip = _skip_clause(exclude, skip_topics)
         due_before = time.time() - self.ack_timeout
         async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
             fresh = await cur.fetchall()
@@ -86,34 +120,49 @@ class OutboxReads:
             query = sql.OVERDUE.format(skip=clause)
             async with db.execute(query, (due_before, *skip, limit)) as cur:
                 overdue = list(await cur.fetchall())
-        # (priority, already PUBACKed at least once, n)
-        rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[6] > 0, r[0]))[:limit]
         return [
-            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
+            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7]))
+            for r in [*fresh, *overdue]
         ]
 
-    async def known_ids(self, ids: Iterable[str]) -> set[str]:
-        """Those of ``ids`` the outbox holds (stored, delivered or not)."""
+    async def known_ids(self, ids: Iterable[str], *, held: bool = True) -> set[str]:
+        """Those of ``ids`` the outbox holds (stored, delivered or not; held in memory
+        too unless ``held`` is False).
+
+        Raises:
+            OutboxError: the file cannot be read.
+        """
         wanted = list(ids)
-        found: set[str] = set()
+        found: set[str] = self.held.ids() & set(wanted) if held else set()
         for start in range(0, len(wanted), 500):  # below SQLite's variable limit
             chunk = wanted[start : start + 500]
             query = f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
-            async with self._require_db().execute(query, chunk) as cur:
-                found.update(str(r[0]) for r in await cur.fetchall())
+            try:
+                async with self._require_db().execute(query, chunk) as cur:
+                    found.update(str(r[0]) for r in await cur.fetchall())
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot read outbox: {exc}") from exc
         return found
 
     async def next_due_in(self) -> float | None:
-        """Seconds until the next unacked alarm comes due again, or None when none waits."""
-        async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:
-            row = await cur.fetchone()
+        """Seconds until the next unacked alarm comes due again, or None when none waits
+        (``_REREAD_S`` when the file cannot be read: the uplink looks again then)."""
+        try:
+            async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:
+                row = await cur.fetchone()
+        except (OutboxError, sqlite3.Error, OSError):
+            return _REREAD_S
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]) + self.ack_timeout - time.time())
 
     async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker (read on :attr:`metrics`)."""
-        return await self.metrics.pending_count()
+        """Rows not yet confirmed by the broker, held ones included (read on :attr:`metrics`).
+
+        Raises:
+            OutboxError: the file cannot be read.
+        """
+        return await self.metrics.pending_count() + len(self.held)
 
     async def unacked_count(self) -> int:
         """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""

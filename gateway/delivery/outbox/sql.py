@@ -3,8 +3,10 @@
 Table ``messages``, one row per MQTT message to deliver:
 
 * ``n`` INTEGER PRIMARY KEY — send order within a priority (creation order);
-* ``seq`` — the event's gap-free sequence number; NULL for non-event messages
-  (snapshot bytes), which therefore never make a hole in ``seq``;
+* ``seq`` — the event's gap-free sequence number within its ``stream``; NULL for
+  non-event messages (snapshot bytes), which therefore never make a hole in ``seq``;
+* ``stream`` — the stream the event's ``seq`` belongs to (a file holds rows of the
+  streams before it until they are delivered); NULL for non-event messages;
 * ``id`` — event id (ULID) or a ULID of its own for other messages;
 * ``type``, ``priority`` (1..5), ``topic`` (suffix under the gateway prefix),
   ``payload`` (exact bytes to publish), ``size`` (bytes of payload);
@@ -12,14 +14,21 @@ Table ``messages``, one row per MQTT message to deliver:
 * ``created_at``, ``sent_at`` (last PUBACK), ``acked_at`` — UNIX seconds;
 * ``attempts`` — PUBACKs seen (a re-publish of an unacked alarm adds one).
 
-Table ``meta``: ``stream`` (this database's stream id), ``last_seq``.
+Table ``meta``: ``stream`` (the stream new events join), ``last_seq`` (its last
+committed seq), ``running`` (``1`` from a start until a clean stop: found at a start,
+the last run stopped uncleanly and may have sent seqs it never stored, so a new
+stream begins).
+
+A file of an older version (``seq`` unique on its own, no ``stream`` column) is
+rebuilt by :data:`MIGRATE_STREAM` in the first write transaction.
 """
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     n INTEGER PRIMARY KEY,
-    seq INTEGER UNIQUE,
+    seq INTEGER,
+    stream TEXT,
     id TEXT NOT NULL UNIQUE,
     type TEXT NOT NULL,
     priority INTEGER NOT NULL,
@@ -30,7 +39,8 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL,
     sent_at REAL,
     acked_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (stream, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_unacked ON messages (sent_at)
@@ -41,9 +51,22 @@ CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, n);
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
 """
 
+# The table of a file before streams were a column: rebuilt with its rows, each event
+# row given the file's stream (``?``). Run statement by statement in one transaction.
+MIGRATE_STREAM = [
+    "ALTER TABLE messages RENAME TO messages_v1",
+    *(s.strip() for s in SCHEMA.split(";") if "CREATE TABLE IF NOT EXISTS messages" in s),
+    "INSERT INTO messages (n, seq, stream, id, type, priority, topic, payload, size, track_ack,"
+    " created_at, sent_at, acked_at, attempts) SELECT n, seq, CASE WHEN seq IS NULL THEN NULL"
+    " ELSE ? END, id, type, priority, topic, payload, size, track_ack, created_at, sent_at,"
+    " acked_at, attempts FROM messages_v1",
+    "DROP TABLE messages_v1",
+]
+SCHEMA_STATEMENTS = [s.strip() for s in SCHEMA.split(";") if s.strip()]
+
 INSERT = (
-    "INSERT INTO messages (n, seq, id, type, priority, topic, payload, size, track_ack,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO messages (n, seq, stream, id, type, priority, topic, payload, size, track_ack,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 MARK_SENT = "UPDATE messages SET sent_at = ?, attempts = attempts + 1 WHERE n = ?"
 MARK_ACKED = "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL"
@@ -102,3 +125,4 @@ RECENT = (
 STORED_AT = (
     "SELECT created_at FROM messages WHERE id IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
 )
+PUT_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"

@@ -1,18 +1,41 @@
 """The outbox store: one writer with group commit, reads in send order, faults survived.
 
-SQLite through aiosqlite, WAL journal, ``synchronous=FULL``. Every write goes
-through one writer task that commits whatever is queued in one transaction, so
-``append`` returns only once its row is on disk. ``seq`` is gap-free per
-``stream``: assigned in the transaction that stores the event, from a counter
-kept in the same database. A row is sent only when the uplink saw its PUBACK;
-priority 1-2 events stay open until the center acks them and come due again
-``ack_timeout`` after each PUBACK.
+SQLite through aiosqlite, rollback journal (``journal_mode=DELETE``),
+``synchronous=FULL``. Every write goes through one writer task that commits
+whatever is queued in one transaction. An event is numbered when it is accepted
+(:meth:`Outbox.hold`): its row key ``n`` and its ``seq``, gap-free per ``stream``,
+are taken from counters in memory, and the commit stores it with exactly those.
+Until that commit succeeds the row is *held* (``held.py``): the uplink may send
+it from memory after ``offer_after`` seconds, at once while commits fail, so an
+alarm never waits on the disk (issue 11). :meth:`Outbox.append` returns only once
+the row is on disk (the DC-09 ACK, the guard tour's reports wait for that). A row
+is marked sent only when the uplink saw its PUBACK; priority 1-2 events stay open
+until the center acks them and come due again ``ack_timeout`` after each PUBACK.
+
+Streams: a seq sent from memory and then lost in a crash must never be given to
+another event. ``meta.running`` is ``1`` from a start until a clean stop; a start
+that finds it set (a crash, a power cut, a stop with rows still held), or that
+cannot write the file at all, begins a new stream (:attr:`Outbox.stream_change`
+says why; the daemon announces it in ``gateway.started``). Rows of the old stream
+are still delivered with their own stream and seq.
+
+Why not WAL: its ``-shm`` index is a shared memory map, and a write into that map
+on an unwritable file (``chattr +i``) kills the process with SIGBUS (issue 11). A
+rollback journal only uses ``write()``, whose errors are ordinary errors. The cost:
+a reader blocks the writer's commit while it reads, so the heartbeat's reads
+(``metrics.py``) are single indexed seeks and time out after ``_READ_BUSY_S``.
 
 Faults (GB 50394 §5.2.2: no alarm may be lost):
 
 * Full: when rows or bytes pass their caps, priority 5 then 4 rows are shed,
   oldest first; priority 1-3 never are, and ``alarm_reserve_rows`` of the cap is
   kept for them. Shed counts are reported through :meth:`Outbox.take_shed`.
+* Stalled or failing commits (a lock held by another process, I/O errors, a
+  read-only or immutable file, also at start): the held rows wait in memory and
+  are offered to the uplink; the commit is retried every second on a fresh
+  connection, the lock waited for ``_BUSY_S`` at most so reads are never queued
+  behind it. :meth:`Outbox.stalled_for` and :attr:`Outbox.last_error` tell the
+  housekeeping when to raise ``fault.storage``.
 * Disk full (``SQLITE_FULL``/ENOSPC): the ballast is given up and the outbox
   enters disk pressure: new priority 4-5 messages are shed at the door (counted,
   never stored, so they take no ``seq``), while alarms and faults are committed
@@ -30,8 +53,9 @@ import contextlib
 import shutil
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -43,16 +67,24 @@ from ulid import ULID
 from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
+from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
-from gateway.delivery.outbox.reads import OutboxReads
+from gateway.delivery.outbox.reads import OutboxReads, PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
 
 log = structlog.get_logger(__name__)
 
 # What SQLite raises for I/O, corruption and lock failures.
-_DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+_DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, OutboxError)
 _SQLITE_FULL = 13
+_SQLITE_BUSY = (5, 6)  # BUSY, LOCKED: another connection's lock; the connection is fine
+# Seconds a statement waits for another process's lock before it fails (and is retried).
+_BUSY_S = 0.1
+# Seconds between attempts while commits fail.
+_RETRY_S = 1.0
+# Seconds a clean stop tries to store what is still held.
+_CLOSE_S = 2.0
 
 
 @dataclass(slots=True)
@@ -60,6 +92,8 @@ class _Op:
     kind: str
     arg: Any
     future: asyncio.Future[Any]
+    insert: tuple[Any, ...] | None = None  # the row of an append or a blob
+    at: float = field(default_factory=time.monotonic)
 
 
 class Outbox(OutboxReads):
@@ -72,10 +106,21 @@ class Outbox(OutboxReads):
         max_rows, max_bytes: capacity caps (see module docstring).
         alarm_reserve_rows: part of ``max_rows`` only priority 1-3 may use.
         ballast_bytes: disk space reserved for a disk-full emergency; 0 = none.
+        offer_after: seconds a held (uncommitted) row waits before the uplink may
+            send it from memory; while commits fail, held rows are offered at once.
+
+    Attributes:
+        stream: the stream new events join.
+        stream_change: ``(previous stream or None, reason)`` when this start began a
+            new stream: ``"first start"``, ``"unclean stop"``, ``"unwritable at
+            start"`` or ``"quarantined"``; None when the stream carried on.
+        last_error: the last commit or open error, None once a commit succeeded.
+        held: rows accepted and numbered but not yet committed.
 
     Raises:
-        OutboxError: from ``__aenter__`` when the file cannot be opened or is
-            locked by another daemon.
+        OutboxError: from ``__aenter__`` when another daemon holds the file. A file
+            that cannot be read or written does not stop the start: events are held
+            in memory and the commit is retried (see module docstring).
     """
 
     def __init__(
@@ -88,6 +133,7 @@ class Outbox(OutboxReads):
         max_bytes: int = 1 << 30,
         alarm_reserve_rows: int = 10_000,
         ballast_bytes: int = 0,
+        offer_after: float = 0.1,
     ) -> None:
         self.path = Path(path)
         self.ack_timeout = ack_timeout
@@ -96,14 +142,25 @@ class Outbox(OutboxReads):
         self._db: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
+        self._submitted: deque[float] = deque()  # submit times of ops not yet committed
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self._last_seq = 0
-        self._last_n = 0
+        self._offer_timer: asyncio.TimerHandle | None = None
+        self._seq = 0  # last seq given out in ``stream``
+        self._stored_seq = 0  # last seq of ``stream`` committed
+        self._batch: list[_Op] = []  # the writer's ops in the commit being tried
+        self._n = 0  # last row key given out
+        self._schema_ready = False  # tables current (created, migrated) in the file
+        self._meta_due = True  # ``stream``/``running`` still to be written
+        self._failing = False
+        self._writable = asyncio.Event()
         self.stream = ""
+        self.stream_change: tuple[str | None, str] | None = None
+        self.last_error: str | None = None
         self.quarantined: Path | None = None
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
+        self.held = HeldRows(offer_after)
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
@@ -117,48 +174,109 @@ class Outbox(OutboxReads):
         """Writes queued for the writer and not yet taken into a transaction."""
         return self._queue.qsize()
 
+    @property
+    def writable(self) -> bool:
+        """True once a write to the file succeeded, until one fails."""
+        return self._writable.is_set()
+
+    async def wait_writable(self) -> None:
+        """Wait until a write to the file has succeeded."""
+        await self._writable.wait()
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest write not yet committed has waited (0 when none waits)."""
+        return time.monotonic() - self._submitted[0] if self._submitted else 0.0
+
     # -- lifetime -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = lock(self.path)
         try:
-            try:
-                await self._open()
-            except sqlite3.DatabaseError as exc:
-                await self._close_db()
-                self.quarantined = quarantine(self.path)
-                log.error("outbox.quarantined", error=str(exc), moved_to=str(self.quarantined))
-                await self._open()
-        except _DB_ERRORS as exc:
-            await self._close_db()
-            unlock(self._lock_fd)
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
-        self._ballast.ensure()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error("outbox.unwritable", path=str(self.path), error=str(exc))
+        self._lock_fd = lock(self.path)
+        previous, running = await self._open_first()
+        if self._db is None:
+            self._new_stream(None, "unreadable at start")
+        elif previous is None:
+            self._new_stream(None, "quarantined" if self.quarantined else "first start")
+        elif running:
+            self._new_stream(previous, "unclean stop")
+        else:
+            self.stream = previous
+        await self._store_start(previous)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         self._changed.set()
         log.info(
-            "outbox.open", path=str(self.path), stream=self.stream, last_seq=self._last_seq,
-            rows=self.stats.rows, bytes=self.stats.bytes,
+            "outbox.open", path=str(self.path), stream=self.stream, last_seq=self._seq,
+            rows=self.stats.rows, bytes=self.stats.bytes, stream_change=self.stream_change,
         )  # fmt: skip
         return self
 
-    async def _open(self) -> None:
-        self._db = db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    async def _open_first(self) -> tuple[str | None, bool]:
+        """Open the file, quarantining a corrupt one; ``(stream, running)`` as it says.
+
+        A file that cannot be opened or read leaves the outbox without a connection
+        (the writer keeps trying); its row keys then start from the clock, above any
+        the file can hold.
+        """
+        try:
+            try:
+                return await self._open_and_read()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                await self._close_db()
+                self.quarantined = quarantine(self.path)
+                log.error("outbox.quarantined", error=str(exc), moved_to=str(self.quarantined))
+                return await self._open_and_read()
+        except _DB_ERRORS as exc:
+            await self._close_db()
+            self.last_error = f"cannot open outbox {self.path}: {exc}"
+            log.error("outbox.unreadable", path=str(self.path), error=str(exc))
+            self._n = time.time_ns() // 1000
+            return None, True
+
+    async def _open_and_read(self) -> tuple[str | None, bool]:
+        db = await self._connect()
         async with db.execute("PRAGMA quick_check") as cur:
             row = await cur.fetchone()
         if row is None or row[0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
-        await db.executescript(sql.SCHEMA)
-        self.stream = await self._meta("stream") or await self._new_stream()
-        self._last_seq = int(await self._meta("last_seq") or 0)
+        async with db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('meta', 'messages')"
+        ) as cur:
+            tables = await cur.fetchone()
+        if tables is None or tables[0] < 2:
+            return None, False
+        stream = await self._meta("stream")
+        running = await self._meta("running") == "1"
+        self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
         async with db.execute("SELECT coalesce(max(n), 0) FROM messages") as cur:
             row = await cur.fetchone()
-        self._last_n = int(row[0]) if row else 0
-        await self.capacity.recount(self._require_db())
+        self._n = int(row[0]) if row else 0
+        await self.capacity.recount(db)
+        return stream, running
+
+    def _new_stream(self, previous: str | None, reason: str) -> None:
+        self.stream, self._seq, self._stored_seq = str(ULID()), 0, 0
+        self.stream_change = (previous, reason)
+
+    async def _store_start(self, previous: str | None) -> None:
+        """Write ``running`` (and a new stream) now; when the file refuses, go on in
+        memory on a new stream (a crash now would leave no mark of what was sent)."""
+        try:
+            await self._commit([])
+        except _DB_ERRORS as exc:
+            self.last_error = str(exc)
+            if self.stream_change is None:
+                self._new_stream(previous, "unwritable at start")
+            log.error(
+                "outbox.unwritable", path=str(self.path), error=str(exc), stream=self.stream,
+                note="events are held in memory and sent; the write is retried every second",
+            )  # fmt: skip
+            return
+        self._ballast.ensure()
 
     async def __aexit__(
         self,
@@ -170,41 +288,115 @@ class Outbox(OutboxReads):
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self._offer_timer is not None:
+            self._offer_timer.cancel()
+        ops, self._batch = self._batch, []
         while not self._queue.empty():
-            op = self._queue.get_nowait()
-            if not op.future.done():
-                op.future.set_exception(OutboxError("outbox closed before commit"))
+            ops.append(self._queue.get_nowait())
+        await self._last_commit(ops)
         await self.metrics.close()
         await self._close_db()
         unlock(self._lock_fd)
         self._lock_fd = None
 
+    async def _last_commit(self, ops: list[_Op]) -> None:
+        """Store what is still queued and mark the stop clean, within ``_CLOSE_S``; what
+        cannot be stored is logged (it was offered to the uplink) and the next start
+        begins a new stream."""
+        try:
+            async with asyncio.timeout(_CLOSE_S):
+                if self._db is None:
+                    await self._reconnect()
+                # A stop that cancelled the writer during its COMMIT: those rows are in.
+                ids = [op.insert[3] for op in ops if op.insert is not None]
+                present = await self.known_ids(ids, held=False) if ids else set()
+                for op in ops:
+                    if op.insert is not None and op.insert[3] in present:
+                        self.held.committed([op.insert[0]])
+                        op.future.set_result(op.arg)
+                ops = [op for op in ops if not op.future.done()]
+                await self._commit(ops, clean_stop=True)
+        except (sqlite3.Error, OSError, OutboxError, TimeoutError) as exc:
+            lost = [op for op in ops if op.insert is not None]
+            log.error(
+                "outbox.closed_with_held_rows", error=str(exc) or type(exc).__name__,
+                held=len(lost), ids=[op.insert[3] for op in lost if op.insert is not None][:50],
+            )  # fmt: skip
+            for op in ops:
+                if not op.future.done():
+                    op.future.set_exception(OutboxError("outbox closed before commit"))
+
     # -- writes (all through the single writer) -------------------------------------------
+
+    def hold(self, event: Event) -> Event:
+        """Accept ``event``: number it and queue it for the next commit; returns it with
+        its ``seq`` and ``stream`` at once, without waiting for the disk.
+
+        Until committed it is held in memory and offered to the uplink (see module
+        docstring). Under disk pressure a priority 4-5 event is shed at the door and
+        returned without a ``seq``.
+
+        Raises:
+            OutboxError: the outbox is closed.
+        """
+        return self._hold(event)[0]
 
     async def append(self, event: Event) -> Event:
         """Store ``event`` durably; returns it with its ``seq`` and ``stream``.
 
         Returns only after the transaction holding it has committed; while the
-        disk refuses the commit it waits (it is never dropped).
+        disk refuses the commit it waits (it is never dropped, and meanwhile it is
+        held and offered to the uplink like :meth:`hold`).
 
         Raises:
-            OutboxError: the outbox is closed.
+            OutboxError: the outbox closed before the commit.
         """
-        stored: Event = await self._submit("append", event)
-        for listener in self.on_stored:
-            listener(stored)
+        stored, future = self._hold(event)
+        await asyncio.shield(future)
         return stored
+
+    def _hold(self, event: Event) -> tuple[Event, asyncio.Future[Any]]:
+        self._require_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.capacity.refuse(event.priority):
+            future.set_result(event)
+            return event, future
+        self._n += 1
+        self._seq += 1
+        stored = event.stored(self._seq, self.stream)
+        payload = stored.to_json()
+        track = stored.priority <= 2
+        row = PendingRow(self._n, self._seq, stored.id, stored.priority,
+                         stored.topic_suffix, payload, 0, track)  # fmt: skip
+        insert = (
+            self._n, self._seq, self.stream, stored.id, stored.type, stored.priority,
+            stored.topic_suffix, payload, len(payload), track, time.time(),
+        )  # fmt: skip
+        self.held.add(row)
+        future.add_done_callback(_retrieve)
+        self._put(_Op("append", stored, future, insert))
+        self._offer_later()
+        return stored, future
 
     async def append_blob(self, topic: str, payload: bytes, priority: int) -> int:
         """Store a non-event message (e.g. ``snapshots/<event id>`` JPEG bytes) durably.
 
         It is delivered like events (priority, then creation order) but takes no
-        ``seq`` and is not acked by the center. Returns its row key.
+        ``seq`` and is not acked by the center. Returns its row key (0 when shed at
+        the door under disk pressure). It is never sent before it is stored.
 
         Raises:
-            OutboxError: the outbox is closed.
+            OutboxError: the outbox closed before the commit.
         """
-        n: int = await self._submit("blob", (topic, payload, priority))
+        self._require_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.capacity.refuse(priority):
+            return 0
+        self._n += 1
+        insert = (self._n, None, None, str(ULID()), "blob", priority, topic, payload,
+                  len(payload), False, time.time())  # fmt: skip
+        self._put(_Op("blob", self._n, future, insert))
+        n: int = await asyncio.shield(future)
         return n
 
     async def mark_sent(self, ns: Iterable[int]) -> None:
@@ -247,12 +439,35 @@ class Outbox(OutboxReads):
         """True from a disk-full commit until :meth:`relieve_pressure` succeeds."""
         return self.capacity.disk_pressure
 
-    async def _submit(self, kind: str, arg: Any) -> Any:
+    def _require_open(self) -> None:
         if self._writer is None or self._writer.done():
             raise OutboxError("outbox is not open")
+
+    def _put(self, op: _Op) -> None:
+        self._submitted.append(op.at)
+        self._queue.put_nowait(op)
+
+    async def _submit(self, kind: str, arg: Any) -> Any:
+        self._require_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(kind, arg, future))
+        self._put(_Op(kind, arg, future))
         return await future
+
+    def _offer_later(self) -> None:
+        """Wake the uplink once a held row has waited ``offer_after`` (or at once while
+        commits fail), and again while rows stay held."""
+        if self._failing:
+            self._changed.set()
+        if self._offer_timer is None:
+            loop = asyncio.get_running_loop()
+            self._offer_timer = loop.call_later(self.held.offer_after, self._offer_tick)
+
+    def _offer_tick(self) -> None:
+        self._offer_timer = None
+        if self.held.waiting_offer():
+            self._changed.set()
+        if len(self.held):
+            self._offer_later()
 
     async def _write_loop(self) -> None:
         while True:
@@ -261,13 +476,19 @@ class Outbox(OutboxReads):
                 await asyncio.sleep(self._linger)
             while not self._queue.empty():
                 ops.append(self._queue.get_nowait())
+            self._batch = ops
             await self._commit_until_done(ops)
+            self._batch = []
 
     async def _commit_until_done(self, ops: list[_Op]) -> None:
-        """Commit ``ops``; on a full disk free room and retry; never drop them."""
+        """Commit ``ops``; on a full disk free room, on any failure reconnect and retry
+        every second; never drop them."""
         failures = 0
+        busy = False
         while True:
             try:
+                if self._db is None or (failures and not busy):
+                    await self._reconnect()
                 await self._commit(ops)
                 if failures:
                     log.warning("outbox.commit_recovered", after_failures=failures)
@@ -275,13 +496,21 @@ class Outbox(OutboxReads):
             except _DB_ERRORS as exc:
                 failures += 1
                 self.stats.commit_failures += 1
+                self.last_error = str(exc) or type(exc).__name__
+                self._writable.clear()
+                if not self._failing:
+                    self._failing = True
+                    self._changed.set()  # held rows are offered at once from now on
                 full = _is_disk_full(exc)
+                busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY
                 if failures == 1 or failures % 60 == 0:
-                    log.error("outbox.commit_failed", error=str(exc), disk_full=full, ops=len(ops))
+                    log.error(
+                        "outbox.commit_failed", error=self.last_error, disk_full=full,
+                        ops=len(ops), held=len(self.held),
+                    )  # fmt: skip
                 if full:
                     await self._make_room()
-                if failures > 1:
-                    await asyncio.sleep(1.0)
+                await asyncio.sleep(_RETRY_S if failures > 1 or not full else 0)
 
     async def _make_room(self) -> None:
         self.stats.disk_full += 1
@@ -290,54 +519,40 @@ class Outbox(OutboxReads):
             released = self._ballast.release()
             log.error("outbox.disk_full", ballast_released=released, path=str(self.path))
 
-    async def _commit(self, ops: list[_Op]) -> None:
+    async def _commit(self, ops: list[_Op], *, clean_stop: bool = False) -> None:
         """One transaction for ``ops``; on failure it is rolled back and counters re-read."""
         db = self._require_db()
         try:
-            await self._commit_ops(db, ops)
+            await self._commit_ops(db, ops, clean_stop)
         except BaseException:
             with contextlib.suppress(*_DB_ERRORS):
                 await db.execute("ROLLBACK")
             with contextlib.suppress(*_DB_ERRORS):
-                await self.capacity.recount(self._require_db())
+                await self.capacity.recount(db)
             raise
+        done = len(ops)
+        while done and self._submitted:
+            self._submitted.popleft()
+            done -= 1
+        self.last_error = None
+        self._failing = False
+        self._writable.set()
 
-    async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op]) -> None:
+    async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op], clean: bool) -> None:
         """All ops in one transaction, each kind in one statement where it can be."""
         results: list[Any] = [None] * len(ops)
-        seq, n = self._last_seq, self._last_n
         now = time.time()
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
         for i, op in enumerate(ops):
-            if op.kind in ("append", "blob"):
-                if self.capacity.refuse(op.arg.priority if op.kind == "append" else op.arg[2]):
-                    results[i] = op.arg if op.kind == "append" else 0
-                    continue
-                n += 1
-                if op.kind == "append":
-                    seq += 1
-                    event = op.arg.stored(seq, self.stream)
-                    payload = event.to_json()
-                    row: tuple[Any, ...] = (
-                        n,
-                        seq,
-                        event.id,
-                        event.type,
-                        event.priority,
-                        event.topic_suffix,
-                    )
-                    results[i] = event
-                else:
-                    topic, payload, priority = op.arg
-                    row = (n, None, str(ULID()), "blob", priority, topic)
-                    results[i] = n
-                inserts.append(
-                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 2, now)
-                )
+            if op.insert is not None:
+                inserts.append(op.insert)
+                results[i] = op.arg
             elif op.kind == "sent":
                 sent.extend((now, s) for s in op.arg)
         await db.execute("BEGIN IMMEDIATE")
+        if not self._schema_ready:
+            await self._prepare(db)
         if inserts:
             await db.executemany(sql.INSERT, inserts)
         if sent:
@@ -349,21 +564,47 @@ class Outbox(OutboxReads):
                 results[i] = db.total_changes - before
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
-        if seq != self._last_seq:
-            await db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
-            )
-        for values in inserts:  # (n, seq, id, type, priority, topic, payload, size, …)
-            self.capacity.added(values[4], values[7])
+        last_seq = max((r[1] for r in inserts if r[2] == self.stream), default=self._stored_seq)
+        meta: list[tuple[str, str]] = []
+        if self._meta_due:
+            meta += [("stream", self.stream), ("running", "1")]
+        if self._meta_due or last_seq != self._stored_seq:
+            meta.append(("last_seq", str(last_seq)))
+        if clean and len(self.held) == len([op for op in ops if op.kind == "append"]):
+            meta.append(("running", "0"))  # nothing held is left out of this commit
+        if meta:
+            await db.executemany(sql.PUT_META, meta)
+        for values in inserts:  # (n, seq, stream, id, type, priority, topic, payload, size, …)
+            self.capacity.added(values[5], values[8])
         await self.capacity.shed(db)
         await db.execute("COMMIT")
-        self._last_seq, self._last_n = seq, n
+        self._meta_due = False
+        self._stored_seq = last_seq
         self.stats.commits += 1
+        self.held.committed(r[0] for r in inserts)
         for op, result in zip(ops, results, strict=True):
+            if op.kind == "append":
+                for listener in self.on_stored:
+                    listener(result)
             if not op.future.done():
                 op.future.set_result(result)
         if inserts:
             self._changed.set()
+
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        """Create the tables, or rebuild an older file's (inside the open transaction)."""
+        async with db.execute("PRAGMA table_info(messages)") as cur:
+            columns = {str(r[1]) for r in await cur.fetchall()}
+        if columns and "stream" not in columns:
+            async with db.execute("SELECT value FROM meta WHERE key = 'stream'") as cur:
+                row = await cur.fetchone()
+            old = str(row[0]) if row else self.stream
+            for statement in sql.MIGRATE_STREAM:
+                await db.execute(statement, (old,) if "?" in statement else ())
+            log.warning("outbox.migrated", path=str(self.path), stream_column=old)
+        for statement in sql.SCHEMA_STATEMENTS:
+            await db.execute(statement)
+        self._schema_ready = True
 
     async def _purge(self, db: aiosqlite.Connection, before: float) -> int:
         async with db.execute(sql.PURGE, (before,)) as cur:
@@ -374,7 +615,8 @@ class Outbox(OutboxReads):
         return len(purged)
 
     async def wait_for_new(self) -> None:
-        """Wait until rows may have been appended since the last call."""
+        """Wait until rows may have been appended (or held rows became due) since the
+        last call."""
         await self._changed.wait()
         self._changed.clear()
 
@@ -386,26 +628,43 @@ class Outbox(OutboxReads):
 
     def _require_db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise OutboxError("outbox is not open")
+            raise OutboxError(f"outbox {self.path} is not open: {self.last_error}")
         return self._db
+
+    async def _connect(self) -> aiosqlite.Connection:
+        self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
+        async with db.execute("PRAGMA journal_mode") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]).lower() != "delete":
+            with contextlib.suppress(sqlite3.Error):  # a read-only file keeps its mode
+                await db.execute("PRAGMA journal_mode=DELETE")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        return db
+
+    async def _reconnect(self) -> None:
+        """A fresh connection: SQLite opens a file it cannot write read-only and never
+        tries again, so after a failure only a new connection sees a mended disk."""
+        await self._close_db()
+        await self._connect()
+        self._schema_ready = False
 
     async def _meta(self, key: str) -> str | None:
         async with self._require_db().execute("SELECT value FROM meta WHERE key = ?", (key,)) as c:
             row = await c.fetchone()
         return None if row is None else str(row[0])
 
-    async def _new_stream(self) -> str:
-        stream = str(ULID())
-        await self._require_db().execute(
-            "INSERT INTO meta (key, value) VALUES ('stream', ?)", (stream,)
-        )
-        return stream
-
     async def _close_db(self) -> None:
         if self._db is not None:
+            db, self._db = self._db, None
             with contextlib.suppress(*_DB_ERRORS):
-                await self._db.close()
-            self._db = None
+                await db.close()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a held event's outcome as seen (nobody may be awaiting it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _is_disk_full(exc: BaseException) -> bool:

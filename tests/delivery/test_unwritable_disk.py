@@ -1,0 +1,184 @@
+"""An outbox on a disk that refuses every write, for root too (issue 11).
+
+The outbox lives on a small ext4 image, loop-mounted; ``chattr +i`` on the
+directory and every file in it makes them immutable (a read-only remount is
+refused while SQLite holds the files). Real parts: the daemon as its own process,
+Debian's mosquitto, the pymodbus module simulator with a siren on coil 0, the
+center console. Root only (mount, chattr); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators.broker import MosquittoBroker
+from simulators.center import CenterConsole
+from simulators.modbus_module import SimulatedModule
+from tests.fault_support import PANIC, alarms, module, stored_ids, wait_until, write_config
+from tests.power_cut_support import Daemon
+
+pytestmark = pytest.mark.timeout(240)
+
+SIREN = """
+[[outputs]]
+id = "S1"
+name = "门卫室警号"
+kind = "siren"
+module = "io"
+channel = 0
+zones = ["P10"]
+duration_s = 60
+"""
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (mount -o loop, chattr +i)"
+    for tool in ("mkfs.ext4", "chattr", "losetup", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (e2fsprogs, util-linux)"
+    found = subprocess.run(["losetup", "-f"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        return f"no free loop device: {found.stderr.strip()}"
+    return None
+
+
+pytestmark = [pytestmark, pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))]
+
+
+def _run(*args: str | Path) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def ext4_image(tmp_path: Path) -> Any:
+    """A 32 MiB ext4 image mounted on ``tmp_path/disk``; yields the mount point."""
+    image, mount = tmp_path / "disk.img", tmp_path / "disk"
+    mount.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(32 << 20)
+    _run("mkfs.ext4", "-q", "-F", image)
+    _run("mount", "-o", "loop", image, mount)
+    try:
+        yield mount
+    finally:
+        immutable(mount, False)
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+def immutable(directory: Path, on: bool) -> None:
+    """``chattr +i`` (or ``-i``) on ``directory`` and every file in it."""
+    paths = [directory, *(p for p in directory.iterdir() if p.name != "lost+found")]
+    _run("chattr", "+i" if on else "-i", *paths)
+
+
+@contextlib.asynccontextmanager
+async def campus(
+    tmp_path: Path, disk: Path
+) -> AsyncIterator[tuple[SimulatedModule, CenterConsole, Daemon]]:
+    async with (
+        MosquittoBroker(tmp_path / "broker") as broker,
+        module() as sim,
+        CenterConsole(broker.host, broker.port) as center,
+    ):
+        config = write_config(
+            tmp_path, broker_port=broker.port, module_port=sim.port, heartbeat_s=1.0,
+            outbox=disk / "outbox.sqlite",
+        )  # fmt: skip
+        with config.open("a", encoding="utf-8") as fh:
+            fh.write(SIREN)
+        async with Daemon(config, tmp_path) as daemon:
+            yield sim, center, daemon
+
+
+def faults(center: CenterConsole, state: str) -> list[dict[str, Any]]:
+    return [
+        e for e in center.events if e["type"] == "fault.storage" and e["data"]["state"] == state
+    ]
+
+
+async def _panic_while_unwritable(
+    sim: SimulatedModule, center: CenterConsole, daemon: Daemon
+) -> float:
+    """Press the panic: it reaches the center and the siren sounds within 2 s,
+    ``fault.storage`` is raised within 5 s. Returns when it was pressed."""
+    loop = asyncio.get_running_loop()
+    pressed = loop.time()
+    sim.press(PANIC[0])
+    try:
+        await center.wait_for(lambda: bool(alarms(center, "alarm.panic")), 2.0)
+    finally:
+        assert daemon.alive(), f"the daemon died: {daemon.process and daemon.process.returncode}"
+    await wait_until(lambda: sim.output(0), 2.0 - (loop.time() - pressed), "siren coil on")
+    await center.wait_for(lambda: bool(faults(center, "active")), 5.0)
+    return pressed
+
+
+async def _mended(disk: Path, center: CenterConsole) -> None:
+    """``chattr -i``: without a restart every held event is stored and at the center,
+    with no seq missing, and the fault clears."""
+    immutable(disk, False)
+    outbox = disk / "outbox.sqlite"
+    await center.wait_for(lambda: bool(faults(center, "cleared")), 15)
+    await center.wait_for(
+        lambda: set(stored_ids(outbox, "")) == set(center.ids()) and not center.gaps, 15
+    )
+    panic = alarms(center, "alarm.panic")[0]
+    assert panic["id"] in stored_ids(outbox, "alarm.panic")
+    assert center.seq_conflicts == 0
+
+
+async def _stops_while_unwritable(disk: Path, daemon: Daemon) -> None:
+    """``chattr +i`` again, then SIGTERM: the daemon is gone within 10 s, cleanly."""
+    immutable(disk, True)
+    assert daemon.process is not None
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    daemon.process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(daemon.process.wait(), 10)
+    assert loop.time() - asked < 10
+    assert code == 0, daemon.log.read_text(errors="replace")[-3000:]
+
+
+async def test_an_outbox_made_unwritable_while_running(tmp_path: Path) -> None:
+    with ext4_image(tmp_path) as disk:
+        async with campus(tmp_path, disk) as (sim, center, daemon):
+            await daemon.start()
+            await center.wait_for(lambda: bool(alarms(center, "device.online")), 30)
+            immutable(disk, True)
+            await _panic_while_unwritable(sim, center, daemon)
+            [fault] = faults(center, "active")
+            assert "not permitted" in fault["data"]["reason"] or "readonly" in str(fault), fault
+            await _mended(disk, center)
+            await _stops_while_unwritable(disk, daemon)
+
+
+async def test_an_outbox_unwritable_at_start(tmp_path: Path) -> None:
+    with ext4_image(tmp_path) as disk:
+        async with campus(tmp_path, disk) as (sim, center, daemon):
+            await daemon.start()  # a first run makes the files, then stops cleanly
+            await center.wait_for(lambda: bool(alarms(center, "device.online")), 30)
+            await daemon.stop()
+            [first] = alarms(center, "gateway.started")
+            immutable(disk, True)
+            await daemon.start()
+            await center.wait_for(lambda: len(alarms(center, "gateway.started")) == 2, 30)
+            second = alarms(center, "gateway.started")[1]
+            assert second["stream"] != first["stream"]
+            assert second["data"]["new_stream_reason"] == "unwritable at start"
+            await center.wait_for(lambda: len(alarms(center, "device.online")) == 2, 10)
+            await _panic_while_unwritable(sim, center, daemon)
+            log = daemon.log.read_text(errors="replace")
+            assert '"event": "outbox.unwritable"' in log
+            await _mended(disk, center)
+            await _stops_while_unwritable(disk, daemon)
