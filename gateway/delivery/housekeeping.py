@@ -6,8 +6,10 @@
   second at most, with counts per priority and the ``seq`` numbers lost.
 * ``fault.storage``: a corrupt outbox quarantined at start, or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
-  A commit that has not succeeded for ``STALL_FAULT_S`` (a lock held by another
-  process, I/O errors, a read-only or immutable file, also from the start) raises
+  A write that has waited ``STALL_FAULT_S`` while commits fail (a lock held by
+  another process, I/O errors, a read-only or immutable file, also from the
+  start), or ``SLOW_FAULT_S`` for a commit that neither fails nor ends (a disk
+  that hangs; a loaded box can take a few seconds without being faulty), raises
   ``active`` with the reason (issue 11), ``cleared`` once every held row is
   stored. These events are held and sent like any other: they never wait on
   the disk they report.
@@ -39,7 +41,9 @@ _SHED_REPORT_S = 1.0
 _BALLAST_CHECK_S = 60.0
 _PURGE_S = 3600.0
 STALL_FAULT_S = 2.0
-"""Seconds without a successful commit (while writes wait) before ``fault.storage``."""
+"""Seconds a write waits while commits fail before ``fault.storage``."""
+SLOW_FAULT_S = 10.0
+"""Seconds a write waits on a commit that has not failed before ``fault.storage``."""
 _STALL_CHECK_S = 0.25
 
 
@@ -89,7 +93,8 @@ class Housekeeping:
         """``fault.storage`` while commits stall (see module docstring)."""
         while True:
             stalled = self.outbox.stalled_for()
-            if self._stall_incident is None and stalled >= STALL_FAULT_S:
+            limit = SLOW_FAULT_S if self.outbox.last_error is None else STALL_FAULT_S
+            if self._stall_incident is None and stalled >= limit:
                 reason = self.outbox.last_error or "commit in progress (slow disk)"
                 event = await self._emit(
                     self._fault("active", f"outbox commit not done for {stalled:.1f} s: {reason}",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.delivery.outbox.reads import PendingRow
+from gateway.delivery.outbox.rows import PendingRow
 
 
 @dataclass(slots=True)

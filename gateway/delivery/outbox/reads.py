@@ -12,48 +12,21 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosqlite
 import structlog
 
 from gateway.delivery.outbox import sql
+from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
+from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
-
-if TYPE_CHECKING:
-    from gateway.delivery.outbox.held import HeldRows
 
 log = structlog.get_logger(__name__)
 
 # Seconds the uplink waits before it reads a file that failed to read again.
 _REREAD_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A stored message due for publishing.
-
-    Attributes:
-        n: row key (send order within a priority).
-        seq: event sequence number, None for non-event messages (snapshots).
-        id: event id (ULID).
-        priority: 1..5.
-        topic: topic suffix under the gateway prefix (``events/alarm/panic``).
-        payload: the exact bytes to publish.
-        attempts: PUBACKs seen before; > 0 means this is a re-publish.
-        track_ack: the center must ack it (priority 1-2 events).
-    """
-
-    n: int
-    seq: int | None
-    id: str
-    priority: int
-    topic: str
-    payload: bytes
-    attempts: int = 0
-    track_ack: bool = False
 
 
 class OutboxReads:

@@ -69,7 +69,8 @@ from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
-from gateway.delivery.outbox.reads import OutboxReads, PendingRow
+from gateway.delivery.outbox.reads import OutboxReads
+from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
 

@@ -1,0 +1,30 @@
+"""A row due for publishing, as the uplink gets it from the file or from memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A stored message due for publishing.
+
+    Attributes:
+        n: row key (send order within a priority).
+        seq: event sequence number, None for non-event messages (snapshots).
+        id: event id (ULID).
+        priority: 1..5.
+        topic: topic suffix under the gateway prefix (``events/alarm/panic``).
+        payload: the exact bytes to publish.
+        attempts: PUBACKs seen before; > 0 means this is a re-publish.
+        track_ack: the center must ack it (priority 1-2 events).
+    """
+
+    n: int
+    seq: int | None
+    id: str
+    priority: int
+    topic: str
+    payload: bytes
+    attempts: int = 0
+    track_ack: bool = False
