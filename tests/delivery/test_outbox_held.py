@@ -1,0 +1,151 @@
+"""Held rows and streams on a real SQLite file (issue 11).
+
+A write lock held by a real second connection, a process that dies without
+closing the outbox (``os._exit``), and a file of the previous version's schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import sys
+from pathlib import Path
+
+from gateway.delivery.outbox import Outbox
+from gateway.events.model import EventFactory
+from tests.fault_support import wait_until
+from tests.helpers import REPO_ROOT
+
+FACTORY = EventFactory("campus/s1/gw1", lambda: True)
+
+
+def _panic(n: int):  # type: ignore[no-untyped-def]
+    return FACTORY.make("alarm.panic", device="io", subject=f"P{n}", state="active")
+
+
+def _file_rows(path: Path) -> list[tuple[int, str, str]]:
+    """(seq, stream, id) of every event row in the file, in ``n`` order."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT seq, stream, id FROM messages WHERE seq IS NOT NULL ORDER BY n"
+        ).fetchall()
+    return [(int(s), str(st), str(i)) for s, st, i in rows]
+
+
+async def test_a_held_event_is_due_from_memory_and_stored_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        first = await outbox.append(_panic(1))
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process's write lock
+        try:
+            held = outbox.hold(_panic(2))
+            assert held.seq == 2 and held.stream == outbox.stream
+            await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+            assert "locked" in str(outbox.last_error)
+            due = await outbox.pending(10)
+            assert [(r.id, r.seq) for r in due] == [(first.id, 1), (held.id, 2)]
+            assert outbox.stalled_for() > 0 and len(outbox.held) == 1
+            assert await outbox.pending_count() == 2  # the held row is counted
+            assert [r[2] for r in _file_rows(path)] == [first.id]  # not in the file
+            # Its PUBACK: recorded by a commit queued behind its own.
+            marking = asyncio.create_task(outbox.mark_sent([due[1].n]))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(marking, 5)
+        assert outbox.last_error is None and not outbox.held and outbox.stalled_for() == 0
+        assert _file_rows(path) == [(1, outbox.stream, first.id), (2, outbox.stream, held.id)]
+        assert [r.id for r in await outbox.pending(10)] == [first.id]  # sent is recorded
+
+
+async def test_mark_sent_of_a_held_row_waits_for_its_commit(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            held = outbox.hold(_panic(1))
+            await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+            [row] = await outbox.pending(10)
+            marking = asyncio.create_task(outbox.mark_sent([row.n]))
+            await wait_until(lambda: outbox.stalled_for() > 0.3, 5, "the commit waits")
+            assert not marking.done() and row.id == held.id
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(marking, 5)
+        assert await outbox.pending(10) == []
+
+
+_CRASH = """
+import asyncio, os, sys
+from gateway.delivery.outbox import Outbox
+from gateway.events.model import EventFactory
+
+async def main() -> None:
+    outbox = await Outbox(sys.argv[1]).__aenter__()
+    factory = EventFactory("campus/s1/gw1", lambda: True)
+    event = await outbox.append(factory.make("alarm.panic", device="io", subject="P1",
+                                             state="active"))
+    print(outbox.stream, event.id, flush=True)
+    os._exit(0)  # dies without closing the outbox: a crash
+
+asyncio.run(main())
+"""
+
+
+async def test_a_start_after_an_unclean_stop_begins_a_new_stream(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    crash = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASH, str(path), stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT
+    )
+    out, _ = await crash.communicate()
+    assert crash.returncode == 0
+    old_stream, old_id = out.decode().splitlines()[-1].split()
+    async with Outbox(path) as outbox:
+        assert outbox.stream != old_stream
+        assert outbox.stream_change == (old_stream, "unclean stop")
+        new = await outbox.append(_panic(2))
+        assert new.seq == 1  # the new stream begins at 1
+        assert [r.id for r in await outbox.pending(10)] == [old_id, new.id]
+        stream = outbox.stream
+    assert _file_rows(path) == [(1, old_stream, old_id), (1, stream, new.id)]
+    async with Outbox(path) as outbox:  # after a clean stop the stream carries on
+        assert outbox.stream == stream and outbox.stream_change is None
+        assert (await outbox.append(_panic(3))).seq == 2
+
+
+_V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE messages (
+    n INTEGER PRIMARY KEY, seq INTEGER UNIQUE, id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL, priority INTEGER NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, size INTEGER NOT NULL, track_ack INTEGER NOT NULL,
+    created_at REAL NOT NULL, sent_at REAL, acked_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
+INSERT INTO meta VALUES ('stream', 'OLDSTREAM'), ('last_seq', '2');
+INSERT INTO messages (n, seq, id, type, priority, topic, payload, size, track_ack, created_at)
+VALUES (1, 1, 'A', 'alarm.panic', 1, 'events/alarm/panic', X'7B7D', 2, 1, 1.0),
+       (2, NULL, 'B', 'blob', 3, 'snapshots/A', X'FFD8', 2, 0, 1.0),
+       (3, 2, 'C', 'alarm.panic', 1, 'events/alarm/panic', X'7B7D', 2, 1, 1.0);
+"""
+
+
+async def test_a_file_of_the_previous_version_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(_V1_SCHEMA)
+    async with Outbox(path) as outbox:
+        assert outbox.stream == "OLDSTREAM" and outbox.stream_change is None
+        event = await outbox.append(_panic(4))
+        assert event.seq == 3
+        assert [r.id for r in await outbox.pending(10)][:3] == ["A", "C", event.id]
+    assert _file_rows(path) == [(1, "OLDSTREAM", "A"), (2, "OLDSTREAM", "C"),
+                                (3, "OLDSTREAM", event.id)]  # fmt: skip
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        [(blob_stream,)] = db.execute("SELECT stream FROM messages WHERE n = 2").fetchall()
+    assert blob_stream is None
