@@ -45,7 +45,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
-from gateway.errors import StateError
+from gateway.errors import OutboxError, StateError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
 from gateway.ops.server import OpsServer
@@ -442,8 +442,9 @@ class Gateway:
         self.feed.note_ack(ids)
         self.notifier.poke()
         if self.outbox is not None:
-            for age in await self.outbox.stored_ages(ids):
-                self.metrics.center_ack_seconds.observe(age)
+            with contextlib.suppress(OutboxError):  # a figure only; the ack itself counts
+                for age in await self.outbox.stored_ages(ids):
+                    self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
 
 

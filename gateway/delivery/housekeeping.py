@@ -11,12 +11,14 @@
   start), or ``SLOW_FAULT_S`` for a commit that neither fails nor ends (a disk
   that hangs; a loaded box can take a few seconds without being faulty), raises
   ``active`` with the reason (issue 11), ``cleared`` once every held row is
-  stored. These events are held and sent like any other: they never wait on
-  the disk they report.
+  stored (a full disk is reported by its own fault above, not twice). These
+  events are held and sent like any other: they never wait on the disk they
+  report.
 * ``gateway.heartbeat``: made on demand for the uplink (never stored) with the
   outbox depth (held rows included), ``uncommitted`` (rows held in memory, not
-  yet on disk), the age of the oldest pending row and the gateway's version. A
-  figure the file cannot give now is ``null`` and ``storage_error`` says why.
+  yet on disk), the age of the oldest pending row and the gateway's version. While
+  the file cannot be read a figure is the last one read (``null`` when there is
+  none), and ``storage_error`` says why.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class Housekeeping:
         while True:
             stalled = self.outbox.stalled_for()
             limit = SLOW_FAULT_S if self.outbox.last_error is None else STALL_FAULT_S
-            if self._stall_incident is None and stalled >= limit:
+            # A full disk has its own fault (``_check_disk``): one fault per cause.
+            if self._stall_incident is None and stalled >= limit and not self.outbox.disk_pressure:
                 reason = self.outbox.last_error or "commit in progress (slow disk)"
                 event = await self._emit(
                     self._fault("active", f"outbox commit not done for {stalled:.1f} s: {reason}",
@@ -167,8 +170,9 @@ class Housekeeping:
         if held_age is not None:
             oldest = held_age if oldest is None else max(oldest, held_age)
         extra: dict[str, Any] = {}
-        if errors or self.outbox.last_error:
-            extra["storage_error"] = errors[0] if errors else self.outbox.last_error
+        problem = errors[0] if errors else self.outbox.metrics.last_error or self.outbox.last_error
+        if problem:
+            extra["storage_error"] = problem
         for source in self.figures:
             extra.update(source())
         return self.factory.make(

@@ -7,8 +7,10 @@ second, read-only connection with its own thread, and each is indexed
 (``sql.PENDING_COUNT``, ``sql.UNACKED_COUNT``, ``sql.OLDEST_PENDING``). They see
 committed rows only. The outbox keeps a rollback journal (``store.py`` says why):
 a read holds a shared lock for its few milliseconds and may delay a commit by as
-much, and it waits ``READ_BUSY_S`` at most for a commit in progress, then fails
-(the heartbeat reports the figure as unknown; it never waits on a stalled disk).
+much, and it waits ``READ_BUSY_S`` at most for a commit in progress or another
+process's exclusive lock. A read that fails then answers with the last figure it
+read (:attr:`OutboxMetrics.last_error` says why it is not fresh), so a heartbeat,
+the status and the bench page never wait on a stalled disk nor fail with it.
 """
 
 from __future__ import annotations
@@ -62,13 +64,19 @@ class OutboxMetrics:
     Args:
         path: the outbox's SQLite file (the writer has created it).
 
+    Attributes:
+        last_error: why the last read failed (its answer was the figure before), None
+            once a read succeeds.
+
     Raises:
-        OutboxError: from every read, when the file cannot be opened or read.
+        OutboxError: from a read that fails and has no earlier figure to give.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.last_error: str | None = None
         self._db: aiosqlite.Connection | None = None
+        self._last: dict[str, list[Any]] = {}  # query -> its last rows
 
     async def pending_count(self) -> int:
         """Rows not yet confirmed by the broker (a count over the pending index)."""
@@ -114,7 +122,8 @@ class OutboxMetrics:
         wanted = list(ids)
         if not wanted:
             return []
-        rows = await self._rows(sql.STORED_AT.format(marks=",".join("?" * len(wanted))), wanted)
+        query = sql.STORED_AT.format(marks=",".join("?" * len(wanted)))
+        rows = await self._rows(query, wanted, keep=False)
         now = time.time()
         return [max(0.0, now - float(r[0])) for r in rows]
 
@@ -129,14 +138,21 @@ class OutboxMetrics:
         rows = await self._rows(query, ())
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
-    async def _rows(self, query: str, params: Iterable[Any]) -> list[Any]:
+    async def _rows(self, query: str, params: Iterable[Any], *, keep: bool = True) -> list[Any]:
         try:
             db = await self._connection()
             async with db.execute(query, tuple(params)) as cur:
-                return list(await cur.fetchall())
-        except (sqlite3.Error, OSError) as exc:
+                rows = list(await cur.fetchall())
+        except (sqlite3.Error, OSError, ValueError) as exc:
             await self.close()
-            raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+            self.last_error = f"cannot read outbox {self.path}: {exc}"
+            if keep and query in self._last:
+                return self._last[query]
+            raise OutboxError(self.last_error) from exc
+        self.last_error = None
+        if keep:
+            self._last[query] = rows
+        return rows
 
     async def _connection(self) -> aiosqlite.Connection:
         if self._db is None:

@@ -69,7 +69,7 @@ class OutboxReads:
         excluded, skips = list(exclude), list(skip_topics)
         try:
             stored = await self._stored_pending(limit, excluded, skips)
-        except (OutboxError, sqlite3.Error, OSError) as exc:
+        except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
             log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
             stored = []
         found = {r.n for r in stored}
@@ -113,7 +113,7 @@ class OutboxReads:
             try:
                 async with self._require_db().execute(query, chunk) as cur:
                     found.update(str(r[0]) for r in await cur.fetchall())
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:  # ValueError: closed to reconnect
                 raise OutboxError(f"cannot read outbox: {exc}") from exc
         return found
 
@@ -123,7 +123,7 @@ class OutboxReads:
         try:
             async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:
                 row = await cur.fetchone()
-        except (OutboxError, sqlite3.Error, OSError):
+        except (OutboxError, sqlite3.Error, OSError, ValueError):
             return _REREAD_S
         if row is None or row[0] is None:
             return None
