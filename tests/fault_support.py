@@ -49,6 +49,12 @@ ballast_mb = {ballast_mb}
 
 [logging]
 level = "warning"
+
+[metrics]
+port = {metrics_port}
+
+[bench]
+port = 0
 """
     + MODULE
 )
@@ -65,7 +71,11 @@ input = {input}
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
     """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
-    (``keepalive`` is left to its default unless given)."""
+    (``keepalive`` is left to its default unless given) and ``metrics_port``.
+
+    The local endpoints take free ports (``[metrics]`` and ``[bench]`` port 0) unless
+    ``metrics_port`` is given: tests running side by side, or beside a demo, never fight
+    over the fixed default ports."""
     values: dict[str, Any] = {
         "window": 20,
         "publish_timeout": 5.0,
@@ -77,6 +87,7 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "max_rows": 1_000_000,
         "alarm_reserve_rows": 1000,
         "ballast_mb": 0,
+        "metrics_port": 0,
     }
     values.update(overrides)
     keepalive = values["keepalive"]

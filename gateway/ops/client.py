@@ -68,7 +68,9 @@ def _when(ts: float) -> str:
 
 
 def format_status(s: dict[str, Any], now: float | None = None) -> str:
-    """The status as a technician reads it: a few lines per part, newest events first."""
+    """The status as a technician reads it: a few lines per part, newest events first,
+    then the running walk test and the last walk test's report (zones tripped with their
+    first and last trip, zones never tripped). Times in the box's local time."""
     now = time.time() if now is None else now
     up, ob = s["uplink"], s["outbox"]
     lines = [
@@ -106,7 +108,67 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
         for e in s["recent"]
     ]
+    lines += _walk_lines(s.get("walk_test"))
     return "\n".join(lines)
+
+
+def _walk_lines(walk: dict[str, Any] | None) -> list[str]:
+    """The running walk test and the last report: zones tripped (first and last trip,
+    how often, by what), zones never tripped, and the times, in the box's local time."""
+    if walk is None:
+        return []
+    names: dict[str, str] = walk.get("names", {})
+    lines: list[str] = []
+    active, report = walk.get("active"), walk.get("last_report")
+    if active is None:
+        lines.append("walk test  none running")
+    else:
+        lines.append(
+            f"walk test  RUNNING {_scope(active)} by {active['by']}  "
+            f"since {_stamp(active['started'])} until {_stamp(active['until'])}"
+        )
+        lines += _trip_lines(active, names, "not yet tripped")
+    if report is None:
+        lines.append("last walk test  none")
+    else:
+        lines.append(
+            f"last walk test  {_scope(report)} by {report['by']}  "
+            f"{_stamp(report['started'])} to {_stamp(report['ended'])}  "
+            f"ended: {report['reason']}"
+            + (f" by {report['ended_by']}" if report.get("ended_by") else "")
+        )
+        lines += _trip_lines(report, names, "never tripped")
+    return lines
+
+
+def _scope(test: dict[str, Any]) -> str:
+    what = f"area {test['area']}" if test.get("area") else "zones"
+    return f"{what} ({len(test['zones'])} zones)"
+
+
+def _trip_lines(test: dict[str, Any], names: dict[str, str], missing: str) -> list[str]:
+    tripped: dict[str, dict[str, Any]] = test.get("tripped", {})
+    untripped: list[str] = test.get("untripped", [])
+    lines = [f"  tripped {len(tripped)} of {len(test['zones'])}"]
+    for zone in test["zones"]:
+        trip = tripped.get(zone)
+        if trip is not None:
+            lines.append(
+                f"    {zone:<10} first {_stamp(trip['first'])}  last {_stamp(trip['last'])}  "
+                f"{trip['count']}x {','.join(trip.get('conditions', []))}  {names.get(zone, '')}"
+            )
+    lines.append(f"  {missing} {len(untripped)}")
+    lines += [f"    {zone:<10} {names.get(zone, '')}" for zone in untripped]
+    if test.get("kept_live"):
+        lines.append("  kept live (panic): " + ", ".join(test["kept_live"]))
+    return lines
+
+
+def _stamp(text: str | None) -> str:
+    """An RFC 3339 time from the daemon, in the box's local time."""
+    if not text:
+        return "-"
+    return _when(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 def _delivery(event: dict[str, Any]) -> str:

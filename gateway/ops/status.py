@@ -91,7 +91,13 @@ class ActiveAlarm:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The whole snapshot (JSON via :meth:`to_dict`)."""
+    """The whole snapshot (JSON via :meth:`to_dict`).
+
+    ``walk_test`` is ``{"active", "last_report", "names"}``: the running walk test
+    (or None) and the last finished one's report as the alarm system keeps them
+    (:mod:`gateway.alarm.walk_record`, RFC 3339 UTC times), and the name of each
+    zone they list.
+    """
 
     version: str
     site: str
@@ -106,6 +112,7 @@ class Status:
     devices: list[DeviceStatus]
     alarms: list[ActiveAlarm]
     recent: list[StoredEvent]
+    walk_test: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -118,6 +125,8 @@ class StatusSources:
 
     Attributes:
         dropped_observations: how many observations the rules gave up on.
+        walk_test: the running walk test and the last report
+            (``WalkTests.snapshot``: ``{"active", "last_report"}``).
     """
 
     cfg: GatewayConfig
@@ -129,6 +138,7 @@ class StatusSources:
     supervisor: Supervisor
     started: float = field(default_factory=time.monotonic)
     dropped_observations: Callable[[], int] = lambda: 0
+    walk_test: Callable[[], dict[str, Any]] = lambda: {"active": None, "last_report": None}
 
 
 async def collect(src: StatusSources) -> Status:
@@ -180,7 +190,18 @@ async def collect(src: StatusSources) -> Status:
         devices=_devices(src.stages),
         alarms=_alarms(src.store),
         recent=await outbox.recent(RECENT),
+        walk_test=_walk_test(cfg, src.walk_test()),
     )
+
+
+def _walk_test(cfg: GatewayConfig, snap: dict[str, Any]) -> dict[str, Any]:
+    """The walk test snapshot with the names of the zones it lists."""
+    listed: set[str] = set()
+    for record in (snap.get("active"), snap.get("last_report")):
+        if record is not None:
+            listed.update(record.get("zones", []), record.get("kept_live", []))
+    names = {z.id: z.name for z in cfg.zones if z.id in listed}
+    return {"active": snap.get("active"), "last_report": snap.get("last_report"), "names": names}
 
 
 def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:
