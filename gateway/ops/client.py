@@ -95,6 +95,7 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     devices = s["devices"]
     lines.append(f"devices  {len(devices)}" + ("" if devices else " configured"))
     lines += [f"  {d['health']:<8} {d['family']:<13} {d['id']}" for d in devices]
+    lines += _receiver_lines(s.get("dc09"))
     alarms = s["alarms"]
     lines.append(f"in alarm {len(alarms)}")
     lines += [
@@ -110,6 +111,20 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     ]
     lines += _walk_lines(s.get("walk_test"))
     return "\n".join(lines)
+
+
+def _receiver_lines(r: dict[str, Any] | None) -> list[str]:
+    """The DC-09 receiver's counters (none without a receiver)."""
+    if r is None:
+        return []
+    c: dict[str, int] = r["counts"]
+    refused = sum(n for k, n in c.items() if k.startswith("refused."))
+    return [
+        f"dc09     {c.get('frames', 0)} frames: {c.get('accepted', 0)} accepted, "
+        f"{c.get('null', 0)} link tests, {c.get('duplicates', 0)} repeats, {refused} refused; "
+        f"answered ACK {c.get('ack', 0)} NAK {c.get('nak', 0)} DUH {c.get('duh', 0)}, "
+        f"none {c.get('unanswered', 0)}  connections {r['connections']}"
+    ]
 
 
 def _walk_lines(walk: dict[str, Any] | None) -> list[str]:

@@ -21,6 +21,7 @@ from simulators.center import CenterConsole
 from simulators.dc09_panel import SimulatedPanel
 from tests.fault_support import stored_ids, wait_until
 from tests.helpers import assert_valid_event, free_port
+from tests.ops_support import scrape
 from tests.panels_support import (
     ACCOUNT,
     KEY_TEXT,
@@ -219,17 +220,30 @@ async def test_a_frame_outside_the_window_gets_a_nak_and_the_corrected_retry_is_
     cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp)
     async with (
         CenterConsole(mosquitto.host, mosquitto.port) as center,
-        listening(cfg, tmp_path / "outbox.sqlite"),
+        listening(cfg, tmp_path / "outbox.sqlite") as gateway,
         SimulatedPanel("127.0.0.1", tcp, ACCOUNT, clock_offset_s=-300) as sim,
     ):
         outcome = await sim.cid("1120", partition=1, zone=3)
         await center.wait_for(lambda: bool(_of(center, "alarm.panic")), 3)
+        assert gateway.ops is not None
+        await asyncio.wait_for(gateway.ops.listening.wait(), 10)
+        assert gateway.ops.address is not None
+        metrics = await scrape(gateway.ops.address[1])
     nak, _ = outcome.frames
     assert nak[8:13] == b'"NAK"' and outcome.answer == "ACK" and outcome.attempts == 2
     assert abs(sim.clock_offset_s) < 3  # the panel took the gateway's time from the NAK
     (rejected,) = _of(center, "fault.panel_rejected")
     assert rejected["data"]["reason"] == "timestamp" and rejected["data"]["answer"] == "NAK"
     assert len(_of(center, "alarm.panic")) == 1
+    # The receiver's counters in Prometheus /metrics: one NAK (timestamp), then one ACK.
+    prefix = "campus_gateway_dc09"
+    assert metrics[(f"{prefix}_frames_total", ())] == 2
+    assert metrics[(f"{prefix}_answers_total", (("answer", "nak"),))] == 1
+    assert metrics[(f"{prefix}_answers_total", (("answer", "ack"),))] == 1
+    assert metrics[(f"{prefix}_answers_total", (("answer", "duh"),))] == 0
+    assert metrics[(f"{prefix}_refused_total", (("reason", "timestamp"),))] == 1
+    assert metrics[(f"{prefix}_outcomes_total", (("outcome", "accepted"),))] == 1
+    assert metrics[(f"{prefix}_connections", ())] == 1
 
 
 async def test_with_the_broker_down_panel_events_are_stored_acked_and_delivered_gap_free(
