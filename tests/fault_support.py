@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from drivers.modbus_io.poller import ModulePoller
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
@@ -125,6 +126,28 @@ async def toggle(sim: SimulatedModule, channels: list[int], times: int, gap: flo
             state[channel] = not state[channel]
             sim.set_input(channel, closed=state[channel])
         await asyncio.sleep(gap)
+    return times * len(channels)
+
+
+async def toggle_polled(
+    sim: SimulatedModule, poller: ModulePoller, channels: list[int], times: int
+) -> int:
+    """Flip each channel ``times`` times, each round only once ``poller`` has reported the
+    last (as fast as the gateway reads, and no flip lost to a late poll on a loaded
+    machine); returns transitions made.
+
+    Raises:
+        AssertionError: a round not reported within 10 s.
+    """
+    for _ in range(times):
+        want = {c: not sim.inputs[c] for c in channels}
+        for channel, closed in want.items():
+            sim.set_input(channel, closed=closed)
+        await wait_until(
+            lambda want=want: all(poller.inputs[c] is v for c, v in want.items()),
+            10,
+            "flips polled",
+        )
     return times * len(channels)
 
 
