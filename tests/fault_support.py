@@ -136,9 +136,12 @@ async def toggle_polled(
     last (as fast as the gateway reads, and no flip lost to a late poll on a loaded
     machine); returns transitions made.
 
+    The first flip waits for the poller's first read (a flip before it is no transition).
+
     Raises:
-        AssertionError: a round not reported within 10 s.
+        AssertionError: the module not read, or a round not reported, within 10 s.
     """
+    await wait_until(lambda: None not in poller.inputs, 10, "module read")
     for _ in range(times):
         want = {c: not sim.inputs[c] for c in channels}
         for channel, closed in want.items():

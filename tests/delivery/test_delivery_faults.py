@@ -29,6 +29,7 @@ from tests.fault_support import (
     module,
     stored_ids,
     toggle,
+    toggle_polled,
     wait_until,
     write_config,
 )
@@ -66,7 +67,7 @@ async def test_broker_restart_with_500_events_in_flight_loses_none(tmp_path: Pat
             assert gateway.outbox is not None
             await wait_until(lambda: len(center.events) >= 2, 10, "gateway and module online")
             await broker.stop()
-            made = await toggle(sim, INTRUSION, 50, gap=0.15)
+            made = await toggle_polled(sim, gateway.pollers["io"], INTRUSION, 50)
             assert made == 500
             await wait_until(
                 lambda: len(stored_ids(tmp_path / "outbox.sqlite", "alarm.intrusion")) == 500,
@@ -92,9 +93,8 @@ async def test_twelve_toggles_while_broker_down_all_arrive_in_order(tmp_path: Pa
             pass  # the center's session exists before the gateway ever connects
         await broker.stop()
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
-        async with running(cfg, outbox_path=tmp_path / "outbox.sqlite"):
-            await asyncio.sleep(0.3)
-            await toggle(sim, [3], 12, gap=0.15)
+        async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
+            await toggle_polled(sim, gateway.pollers["io"], [3], 12)
             await wait_until(
                 lambda: len(stored_ids(tmp_path / "outbox.sqlite", "alarm.")) == 12,
                 10,
@@ -169,6 +169,8 @@ async def test_broker_restarted_without_persistence_every_unacked_alarm_is_sent_
         )
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
             assert gateway.outbox is not None and gateway.uplink is not None
+            poller = gateway.pollers["io"]
+            await wait_until(lambda: None not in poller.inputs, 10, "module read")
             for channel in PANIC:
                 sim.press(channel)
             await wait_until(
