@@ -31,12 +31,18 @@ def status_url(cfg: MetricsConfig) -> str:
     return f"http://{host}:{cfg.port}/status"
 
 
-def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(
+    cfg: MetricsConfig, timeout: float = 5.0, *, expect: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """The running daemon's status as JSON data.
 
+    Args:
+        expect: ``(site id, gateway)`` the answer must come from; another gateway on
+            that port (a second config, a test, a demo) is refused rather than shown.
+
     Raises:
-        StatusUnavailable: metrics disabled or on port 0, nothing listening, or a bad
-            answer.
+        StatusUnavailable: metrics disabled or on port 0, nothing listening, a bad
+            answer, or an answer from a gateway other than ``expect``.
     """
     if not cfg.enabled:
         raise StatusUnavailable("[metrics] enabled = false: the daemon serves no status")
@@ -50,6 +56,13 @@ def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
         raise StatusUnavailable(f"{url}: HTTP {exc.code}: {exc.read()[:200]!r}") from exc
     except (OSError, ValueError) as exc:
         raise StatusUnavailable(f"{url}: {exc} (is campus-gateway running?)") from exc
+    if expect is not None:
+        found = (str(body.get("site")), str(body.get("gateway")))
+        if found != expect:
+            raise StatusUnavailable(
+                f"{url} is the status of {found[0]}/{found[1]}, not of {expect[0]}/{expect[1]}: "
+                "another gateway holds that [metrics] port (is this config's daemon running?)"
+            )
     return body
 
 
