@@ -10,8 +10,9 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.config.root import MetricsConfig
 from gateway.errors import GatewayError
@@ -76,18 +77,33 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def _when(ts: float, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _site_zone(name: str | None) -> tzinfo | None:
+    """The site's time zone (``[site] timezone``), or None (the box's own) when unknown."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def format_status(s: dict[str, Any], now: float | None = None) -> str:
     """The status as a technician reads it: a few lines per part, newest events first,
     then the running walk test and the last walk test's report (zones tripped with their
-    first and last trip, zones never tripped). Times in the box's local time."""
+    first and last trip, zones never tripped). Times in the site's time zone (``timezone``
+    of the answer; the box's own when absent), named with its UTC offset on the first line."""
     now = time.time() if now is None else now
     up, ob = s["uplink"], s["outbox"]
+    tz = _site_zone(s.get("timezone"))
+    offset = datetime.fromtimestamp(now, UTC).astimezone(tz).strftime("%z")
     lines = [
-        f"campus-gateway {s['version']}  site {s['site']}/{s['gateway']}  up {_age(s['uptime_s'])}",
+        f"campus-gateway {s['version']}  site {s['site']}/{s['gateway']}  up {_age(s['uptime_s'])}"
+        f"  (times in {s.get('timezone') if tz is not None else 'local time'}, "
+        f"UTC{offset[:3]}:{offset[3:]})",
         f"uplink   {up['state']} to {up['broker']}  reconnects {up['reconnects']}  "
         f"in flight {up['inflight']}/{up['window']}  publish failures {up['publish_failures']}",
         f"outbox   {ob['depth']} pending (oldest {_age(ob['oldest_pending_s'])})  "
@@ -112,17 +128,17 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     alarms = s["alarms"]
     lines.append(f"in alarm {len(alarms)}")
     lines += [
-        f"  {a['zone']:<10} {a['type']:<22} since {_when(a['since'])}"
+        f"  {a['zone']:<10} {a['type']:<22} since {_when(a['since'], tz)}"
         + (f" ({a['detail']})" if a["detail"] else "")
         for a in alarms
     ]
     lines.append(f"last {len(s['recent'])} events")
     lines += [
-        f"  {_when(e['stored_at'])}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
+        f"  {_when(e['stored_at'], tz)}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
         f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
         for e in s["recent"]
     ]
-    lines += _walk_lines(s.get("walk_test"))
+    lines += _walk_lines(s.get("walk_test"), tz)
     return "\n".join(lines)
 
 
@@ -140,9 +156,9 @@ def _receiver_lines(r: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _walk_lines(walk: dict[str, Any] | None) -> list[str]:
+def _walk_lines(walk: dict[str, Any] | None, tz: tzinfo | None) -> list[str]:
     """The running walk test and the last report: zones tripped (first and last trip,
-    how often, by what), zones never tripped, and the times, in the box's local time."""
+    how often, by what), zones never tripped, and the times, in the site's time."""
     if walk is None:
         return []
     names: dict[str, str] = walk.get("names", {})
@@ -153,19 +169,19 @@ def _walk_lines(walk: dict[str, Any] | None) -> list[str]:
     else:
         lines.append(
             f"walk test  RUNNING {_scope(active)} by {active['by']}  "
-            f"since {_stamp(active['started'])} until {_stamp(active['until'])}"
+            f"since {_stamp(active['started'], tz)} until {_stamp(active['until'], tz)}"
         )
-        lines += _trip_lines(active, names, "not yet tripped")
+        lines += _trip_lines(active, names, "not yet tripped", tz)
     if report is None:
         lines.append("last walk test  none")
     else:
         lines.append(
             f"last walk test  {_scope(report)} by {report['by']}  "
-            f"{_stamp(report['started'])} to {_stamp(report['ended'])}  "
+            f"{_stamp(report['started'], tz)} to {_stamp(report['ended'], tz)}  "
             f"ended: {report['reason']}"
             + (f" by {report['ended_by']}" if report.get("ended_by") else "")
         )
-        lines += _trip_lines(report, names, "never tripped")
+        lines += _trip_lines(report, names, "never tripped", tz)
     return lines
 
 
@@ -174,16 +190,20 @@ def _scope(test: dict[str, Any]) -> str:
     return f"{what} ({len(test['zones'])} zones)"
 
 
-def _trip_lines(test: dict[str, Any], names: dict[str, str], missing: str) -> list[str]:
+def _trip_lines(
+    test: dict[str, Any], names: dict[str, str], missing: str, tz: tzinfo | None
+) -> list[str]:
     tripped: dict[str, dict[str, Any]] = test.get("tripped", {})
     untripped: list[str] = test.get("untripped", [])
     lines = [f"  tripped {len(tripped)} of {len(test['zones'])}"]
     for zone in test["zones"]:
         trip = tripped.get(zone)
         if trip is not None:
+            by = ",".join(trip.get("conditions", []))
+            first, last = _stamp(trip["first"], tz), _stamp(trip["last"], tz)
             lines.append(
-                f"    {zone:<10} first {_stamp(trip['first'])}  last {_stamp(trip['last'])}  "
-                f"{trip['count']}x {','.join(trip.get('conditions', []))}  {names.get(zone, '')}"
+                f"    {zone:<10} first {first}  last {last}  {trip['count']}x {by}  "
+                + names.get(zone, "")
             )
     lines.append(f"  {missing} {len(untripped)}")
     lines += [f"    {zone:<10} {names.get(zone, '')}" for zone in untripped]
@@ -192,11 +212,11 @@ def _trip_lines(test: dict[str, Any], names: dict[str, str], missing: str) -> li
     return lines
 
 
-def _stamp(text: str | None) -> str:
-    """An RFC 3339 time from the daemon, in the box's local time."""
+def _stamp(text: str | None, tz: tzinfo | None) -> str:
+    """An RFC 3339 time from the daemon, in the site's time."""
     if not text:
         return "-"
-    return _when(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    return _when(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), tz)
 
 
 def _delivery(event: dict[str, Any]) -> str:

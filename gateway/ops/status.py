@@ -116,12 +116,14 @@ class Status:
     ``walk_test`` is ``{"active", "last_report", "names"}``: the running walk test
     (or None) and the last finished one's report as the alarm system keeps them
     (:mod:`gateway.alarm.walk_record`, RFC 3339 UTC times), and the name of each
-    zone they list. ``dc09`` is None without a DC-09 receiver.
+    zone they list. ``dc09`` is None without a DC-09 receiver. ``timezone`` is the
+    site's (``[site] timezone``), which ``campus-gateway status`` prints times in.
     """
 
     version: str
     site: str
     gateway: str
+    timezone: str
     time: float
     uptime_s: float
     stalled: list[str]
@@ -174,6 +176,7 @@ async def collect(src: StatusSources) -> Status:
         version=gateway_version(),
         site=cfg.site.id,
         gateway=cfg.site.gateway,
+        timezone=cfg.site.timezone,
         time=time.time(),
         uptime_s=round(time.monotonic() - src.started, 1),
         stalled=src.progress.stalled(),

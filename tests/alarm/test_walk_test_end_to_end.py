@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -85,6 +86,10 @@ async def test_a_walk_test_of_one_area_reports_trips_as_tests_and_ends_at_its_ti
     assert never == report["untripped"]
     assert ended_status["walk_test"]["last_report"]["untripped"] == report["untripped"]
     assert ended_status["walk_test"]["names"]["Z06"] == "财务室红外探测器"
+    # In the school's time, said so once (the box itself may well run on UTC).
+    assert "(times in Asia/Shanghai, UTC+08:00)" in shown.splitlines()[0]
+    site_time = _t(report["tripped"]["Z06"]["first"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"Z06        first {site_time:%Y-%m-%d %H:%M:%S}" in shown
 
 
 async def _status(campus: Campus) -> dict[str, Any]:
