@@ -124,7 +124,7 @@ async def test_sigkilled_daemon_delivers_its_100_unconfirmed_events_after_restar
         await broker.stop()
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with daemon_process(config, tmp_path / "daemon1.log") as daemon:
-            await wait_until(outbox.exists, 20, "daemon started")
+            await wait_until(outbox.exists, 30, "daemon started")
             await wait_until(
                 lambda: stored_ids(outbox, "device.online"), 20, "the daemon reads the module"
             )
@@ -303,7 +303,7 @@ async def test_a_second_daemon_on_the_same_outbox_is_refused(tmp_path: Path) -> 
     async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with daemon_process(config, tmp_path / "first.log") as first:
-            await wait_until((tmp_path / "outbox.sqlite").exists, 10, "first daemon started")
+            await wait_until((tmp_path / "outbox.sqlite").exists, 30, "first daemon started")
             async with daemon_process(config, tmp_path / "second.log") as second:
                 assert await asyncio.wait_for(second.wait(), 20) == 1
             assert (

@@ -41,7 +41,7 @@ async def test_status_works_with_the_broker_down(tmp_path: Path) -> None:
         path, _ = ops_config(tmp_path, broker_port=free_port(), module_port=sim.port)
         outbox = tmp_path / "outbox.sqlite"
         async with daemon_process(path, tmp_path / "gateway.log"):
-            await wait_until(lambda: stored_ids(outbox, "gateway.started"), 15, "daemon up")
+            await wait_until(lambda: stored_ids(outbox, "gateway.started"), 30, "daemon up")
             sim.press(PANIC[0])
             await wait_until(lambda: stored_ids(outbox, "alarm.panic"), 10, "panic stored")
 
