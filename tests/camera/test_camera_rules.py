@@ -223,7 +223,7 @@ async def test_an_incident_open_before_a_restart_is_cleared_with_its_id_after_it
     await rules.observe(sig("camera.tamper", "t", "active"))
     await rules.observe(sig("camera.tamper", "t2", "active"))  # joins: kept too
     kept = {key: INCIDENT.decode(data) for kind, key, data in before.kept if data is not None}
-    assert kept["[\"gate-cam\", \"camera.tamper\", \"VS1\"]"].detectors == {"t", "t2"}
+    assert kept['["gate-cam", "camera.tamper", "VS1"]'].detectors == {"t", "t2"}
     assert kept and all(kind == "camera.incident" for kind, _, _ in before.kept)
     # the restart: new rules from what was kept, the camera says it is quiet now
     after = Recorder()
