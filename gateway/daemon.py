@@ -265,7 +265,7 @@ class Gateway:
                 )
 
     def _ops_server(self, outbox: Outbox, store: StateStore, stages: list[Stage]) -> OpsServer:
-        assert self.uplink is not None and self.progress is not None
+        assert self.uplink is not None and self.progress is not None and self.alarm is not None
         sources = StatusSources(
             self.cfg,
             outbox,
@@ -275,6 +275,7 @@ class Gateway:
             self.progress,
             self.supervisor,
             dropped_observations=lambda: self.dropped_observations,
+            walk_test=self.alarm.walk.snapshot,
         )
         return OpsServer(self.cfg.metrics, sources, self.metrics)
 
