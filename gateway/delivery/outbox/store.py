@@ -54,17 +54,17 @@ import shutil
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import structlog
 from ulid import ULID
 
-from gateway.delivery.outbox import sql
+from gateway.delivery.outbox import kept, sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
@@ -73,6 +73,7 @@ from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
+from gateway.runtime.state import Kind, StateWrite
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,8 @@ _RETRY_S = 1.0
 # Seconds a clean stop tries to store what is still held.
 _CLOSE_S = 2.0
 
+T = TypeVar("T")
+
 
 @dataclass(slots=True)
 class _Op:
@@ -95,6 +98,8 @@ class _Op:
     future: asyncio.Future[Any]
     insert: tuple[Any, ...] | None = None  # the row of an append or a blob
     at: float = field(default_factory=time.monotonic)
+    keep: Sequence[StateWrite] = ()  # state kept with it (``kept.py``)
+    blob: tuple[Any, ...] | None = None  # a blob row stored with the event, before it
 
 
 class Outbox(OutboxReads):
@@ -165,6 +170,7 @@ class Outbox(OutboxReads):
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
+        self._kept: dict[str, dict[str, Any]] = {}
 
     @property
     def commits(self) -> int:
@@ -250,6 +256,10 @@ class Outbox(OutboxReads):
             tables = await cur.fetchone()
         if tables is None or tables[0] < 2:
             return None, False
+        async with db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'kept'") as cur:
+            has_kept = await cur.fetchone()
+        if has_kept is not None and has_kept[0]:
+            self._kept = await kept.load(db)
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
@@ -329,9 +339,16 @@ class Outbox(OutboxReads):
 
     # -- writes (all through the single writer) -------------------------------------------
 
-    def hold(self, event: Event) -> Event:
+    def hold(
+        self,
+        event: Event,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Event:
         """Accept ``event``: number it and queue it for the next commit; returns it with
-        its ``seq`` and ``stream`` at once, without waiting for the disk.
+        its ``seq`` and ``stream`` at once, without waiting for the disk. ``keep`` and
+        ``blob`` are committed with it, as by :meth:`append`.
 
         Until committed it is held in memory and offered to the uplink (see module
         docstring). Under disk pressure a priority 4-5 event is shed at the door and
@@ -340,27 +357,49 @@ class Outbox(OutboxReads):
         Raises:
             OutboxError: the outbox is closed.
         """
-        return self._hold(event)[0]
+        return self._hold(event, keep, blob)[0]
 
-    async def append(self, event: Event) -> Event:
+    async def append(
+        self,
+        event: Event,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Event:
         """Store ``event`` durably; returns it with its ``seq`` and ``stream``.
 
         Returns only after the transaction holding it has committed; while the
         disk refuses the commit it waits (it is never dropped, and meanwhile it is
-        held and offered to the uplink like :meth:`hold`).
+        held and offered to the uplink like :meth:`hold`). ``keep`` (state kept
+        with the event, :mod:`gateway.delivery.outbox.kept`) and ``blob``
+        (``(topic, bytes)``: a non-event message stored just before it, as by
+        :meth:`append_blob`, at the event's priority) commit in the same
+        transaction: a power cut keeps all of them or none.
 
         Raises:
             OutboxError: the outbox closed before the commit.
         """
-        stored, future = self._hold(event)
+        stored, future = self._hold(event, keep, blob)
         await asyncio.shield(future)
         return stored
 
-    def _hold(self, event: Event) -> tuple[Event, asyncio.Future[Any]]:
+    def _hold(
+        self, event: Event, keep: Sequence[StateWrite], blob: tuple[str, bytes] | None
+    ) -> tuple[Event, asyncio.Future[Any]]:
         self._require_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        blob_row: tuple[Any, ...] | None = None
+        if blob is not None and not self.capacity.refuse(event.priority):
+            self._n += 1
+            topic, data = blob
+            blob_row = (self._n, None, None, str(ULID()), "blob", event.priority, topic, data,
+                        len(data), False, time.time())  # fmt: skip
         if self.capacity.refuse(event.priority):
-            future.set_result(event)
+            if keep or blob_row is not None:  # the state (and picture) still go in
+                future.add_done_callback(_retrieve)
+                self._put(_Op("keep", None, future, None, keep=tuple(keep), blob=blob_row))
+            else:
+                future.set_result(event)
             return event, future
         self._n += 1
         self._seq += 1
@@ -375,7 +414,7 @@ class Outbox(OutboxReads):
         )  # fmt: skip
         self.held.add(row)
         future.add_done_callback(_retrieve)
-        self._put(_Op("append", stored, future, insert))
+        self._put(_Op("append", stored, future, insert, keep=tuple(keep), blob=blob_row))
         self._offer_later()
         return stored, future
 
@@ -399,6 +438,33 @@ class Outbox(OutboxReads):
         self._put(_Op("blob", self._n, future, insert))
         n: int = await asyncio.shield(future)
         return n
+
+    async def keep(self, writes: Sequence[StateWrite]) -> None:
+        """Commit kept state without an event (on disk when this returns).
+
+        Raises:
+            OutboxError: the outbox is closed.
+        """
+        self._require_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._put(_Op("keep", None, future, keep=tuple(writes)))
+        await asyncio.shield(future)
+
+    def kept(self, kind: Kind[T]) -> Mapping[str, T]:
+        """The values of ``kind`` kept in this outbox (as last committed), by key.
+
+        Raises:
+            OutboxError: a value ``kind`` cannot read (names the file, kind and key).
+        """
+        out: dict[str, T] = {}
+        for key, data in self._kept.get(kind.name, {}).items():
+            try:
+                out[key] = kind.decode(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise OutboxError(
+                    f"outbox {self.path}: kept {kind.name}/{key} cannot be read: {exc!r}"
+                ) from exc
+        return out
 
     async def mark_sent(self, ns: Iterable[int]) -> None:
         """Record the broker's PUBACK for these rows (by row key ``n``)."""
@@ -546,6 +612,8 @@ class Outbox(OutboxReads):
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
         for i, op in enumerate(ops):
+            if op.blob is not None:
+                inserts.append(op.blob)
             if op.insert is not None:
                 inserts.append(op.insert)
                 results[i] = op.arg
@@ -565,6 +633,9 @@ class Outbox(OutboxReads):
                 results[i] = db.total_changes - before
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
+        keeps = [w for op in ops for w in op.keep]
+        if keeps:
+            await kept.write(db, keeps)
         last_seq = max((r[1] for r in inserts if r[2] == self.stream), default=self._stored_seq)
         meta: list[tuple[str, str]] = []
         if self._meta_due:
@@ -581,6 +652,7 @@ class Outbox(OutboxReads):
         await db.execute("COMMIT")
         self._meta_due = False
         self._stored_seq = last_seq
+        kept.remember(self._kept, keeps)
         self.stats.commits += 1
         self.held.committed(r[0] for r in inserts)
         for op, result in zip(ops, results, strict=True):
@@ -603,7 +675,7 @@ class Outbox(OutboxReads):
             for statement in sql.MIGRATE_STREAM:
                 await db.execute(statement, (old,) if "?" in statement else ())
             log.warning("outbox.migrated", path=str(self.path), stream_column=old)
-        for statement in sql.SCHEMA_STATEMENTS:
+        for statement in [*sql.SCHEMA_STATEMENTS, kept.SCHEMA]:
             await db.execute(statement)
         self._schema_ready = True
 
