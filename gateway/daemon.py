@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from gateway.camera.commands import camera_handlers
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
-from gateway.delivery.acks import parse_ack
+from gateway.delivery.acks import parse_ack, parse_stream_ack
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
@@ -399,15 +400,24 @@ class Gateway:
             self.uplink.set_state(device_id, state)
 
     async def _acked(self, payload: bytes) -> None:
+        """The center's ack (``gateway/delivery/acks.py``): by ids, by stream up to a seq."""
         ids = parse_ack(payload)
-        if not ids:
+        through = parse_stream_ack(payload)
+        if self.outbox is None or (not ids and through is None):
             return
-        self.feed.note_ack(ids)
-        self.notifier.poke()
-        if self.outbox is not None:
+        if ids:
             for age in await self.outbox.stored_ages(ids):
                 self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
+        if through is not None:
+            acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
+            now = time.time()
+            for _, stored_at in acked:
+                self.metrics.center_ack_seconds.observe(now - stored_at)
+            ids = [*ids, *(event_id for event_id, _ in acked)]
+        if ids:
+            self.feed.note_ack(ids)
+            self.notifier.poke()
 
 
 def camera_stage(

@@ -86,7 +86,7 @@ class BrokerConfig(Strict):
 class OutboxConfig(Strict):
     """``[outbox]``: the durable SQLite store (path relative to the config file).
 
-    ``ack_timeout_s``: an alarm (priority 1-2) the center has not acked this long
+    ``ack_timeout_s``: an event (priority 1-3) the center has not acked this long
     after its PUBACK is published again, with the same id, forever.
     ``retention_days``: delivered rows are kept this long as the alarm record
     (GB/T 29315: >= 30 days), then purged. ``max_rows``/``max_bytes``: caps; when

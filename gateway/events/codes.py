@@ -41,7 +41,8 @@ class EventKind:
 
     @property
     def alarm_class(self) -> bool:
-        """Priority 1-2: stays open until the center acks it; never shed."""
+        """Priority 1-2: an alarm; escalated when the center does not ack it in time
+        (priority 1-3 all stay open until acked and are never shed)."""
         return self.priority <= 2
 
 

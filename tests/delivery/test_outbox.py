@@ -137,3 +137,34 @@ async def test_heartbeat_counts_are_read_beside_the_writer(tmp_path: Path) -> No
         await outbox.mark_acked([panic.id])
         assert await outbox.oldest_pending_age() is None
         assert (await outbox.pending_count(), await outbox.unacked_count()) == (0, 0)
+
+
+def _fault(n: int):  # type: ignore[no-untyped-def]
+    return FACTORY.make("fault.device_offline", device="io", subject=f"M{n}", state="active")
+
+
+async def test_priority_3_stays_open_until_acked_and_a_stream_ack_closes_up_to_its_seq(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 item 4: a fault is acked end to end like an alarm; a center may ack a
+    whole stream up to a seq, and only what the broker confirmed in that stream."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1) as outbox:
+        fault = await outbox.append(_fault(1))  # seq 1, P3
+        beat = await outbox.append(_beat(2))  # seq 2, P5: never acked
+        panic = await outbox.append(_panic(3))  # seq 3, P1
+        late = await outbox.append(_fault(4))  # seq 4, not yet published
+        assert await outbox.acked_up_to() == 0 and outbox.last_seq == 4
+        rows = {r.id: r for r in await outbox.pending(10)}
+        assert rows[fault.id].track_ack and not rows[beat.id].track_ack
+        await outbox.mark_sent([rows[fault.id].n, rows[beat.id].n, rows[panic.id].n])
+        await asyncio.sleep(0.15)
+        assert {r.id for r in await outbox.pending(10)} == {fault.id, panic.id, late.id}
+        assert await outbox.mark_acked_through("another-stream", 4) == []
+        acked = await outbox.mark_acked_through(outbox.stream, 4)
+        assert {event_id for event_id, _ in acked} == {fault.id, panic.id}  # not the unsent
+        assert await outbox.acked_up_to() == 3
+        await asyncio.sleep(0.15)
+        assert [r.id for r in await outbox.pending(10)] == [late.id]
+        await outbox.mark_sent([rows[late.id].n])
+        assert await outbox.mark_acked([late.id]) == 1
+        assert await outbox.acked_up_to() == 4

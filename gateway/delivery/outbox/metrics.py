@@ -36,7 +36,7 @@ class StoredEvent:
         seq, id, type, subject, state, priority: from the event.
         stored_at, sent_at, acked_at: UNIX seconds; sent is the last PUBACK,
             acked the center's ack (alarms only); None when not yet.
-        track_ack: the center must ack it (priority 1-2).
+        track_ack: the center must ack it (priority 1-3).
     """
 
     seq: int
@@ -72,6 +72,11 @@ class OutboxMetrics:
     async def unacked_count(self) -> int:
         """Alarms the broker confirmed but the center has not acked yet."""
         return int(await self._one(sql.UNACKED_COUNT) or 0)
+
+    async def first_open_seq(self) -> int | None:
+        """The lowest ``seq`` of an event (priority 1-3) the center has not acked, or None."""
+        seq = await self._one(sql.FIRST_OPEN_SEQ)
+        return None if seq is None else int(seq)
 
     async def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest unconfirmed row was stored, or None when none is."""

@@ -8,7 +8,7 @@ Table ``messages``, one row per MQTT message to deliver:
 * ``id`` — event id (ULID) or a ULID of its own for other messages;
 * ``type``, ``priority`` (1..5), ``topic`` (suffix under the gateway prefix),
   ``payload`` (exact bytes to publish), ``size`` (bytes of payload);
-* ``track_ack`` — 1 for priority 1-2 events, which stay open until the center acks;
+* ``track_ack`` — 1 for priority 1-3 events, which stay open until the center acks;
 * ``created_at``, ``sent_at`` (last PUBACK), ``acked_at`` — UNIX seconds;
 * ``attempts`` — PUBACKs seen (a re-publish of an unacked alarm adds one).
 
@@ -38,6 +38,7 @@ CREATE INDEX IF NOT EXISTS messages_unacked ON messages (sent_at)
 CREATE INDEX IF NOT EXISTS messages_unacked_order ON messages (priority, n, sent_at)
     WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, n);
+CREATE INDEX IF NOT EXISTS messages_open ON messages (seq) WHERE track_ack = 1 AND acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
 """
 
@@ -47,6 +48,12 @@ INSERT = (
 )
 MARK_SENT = "UPDATE messages SET sent_at = ?, attempts = attempts + 1 WHERE n = ?"
 MARK_ACKED = "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL"
+# A stream ack: every confirmed event up to a seq (an unpublished one cannot have arrived).
+MARK_ACKED_THROUGH = (
+    "UPDATE messages INDEXED BY messages_open SET acked_at = ?"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND seq <= ? AND sent_at IS NOT NULL"
+    " RETURNING id, created_at"
+)
 COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack"
 PENDING = (
     f"SELECT {COLUMNS} FROM messages WHERE sent_at IS NULL {{skip}} ORDER BY priority, n LIMIT ?"
@@ -75,6 +82,11 @@ LOW_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE priori
 # Reads of the heartbeat and metrics (``metrics.py``), each on an index: the first is
 # a count over the partial index of pending rows, the others seek.
 PENDING_COUNT = "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE sent_at IS NULL"
+# The lowest seq still waiting for the center's ack (the heartbeat's ``acked_up_to``).
+FIRST_OPEN_SEQ = (
+    "SELECT min(seq) FROM messages INDEXED BY messages_open"
+    " WHERE track_ack = 1 AND acked_at IS NULL"
+)
 UNACKED_COUNT = (
     "SELECT count(*) FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"

@@ -5,8 +5,8 @@ through one writer task that commits whatever is queued in one transaction, so
 ``append`` returns only once its row is on disk. ``seq`` is gap-free per
 ``stream``: assigned in the transaction that stores the event, from a counter
 kept in the same database. A row is sent only when the uplink saw its PUBACK;
-priority 1-2 events stay open until the center acks them and come due again
-``ack_timeout`` after each PUBACK.
+priority 1-3 events stay open until the center acks them (by id, or by a stream
+ack up to a ``seq``) and come due again ``ack_timeout`` after each PUBACK.
 
 Faults (GB 50394 §5.2.2: no alarm may be lost):
 
@@ -216,6 +216,31 @@ class Outbox(OutboxReads):
         matched: int = await self._submit("acked", list(ids))
         return matched
 
+    async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
+        """Record the center's ack of every confirmed event of ``stream`` with ``seq`` <=
+        ``up_to_seq``; returns ``(id, stored at)`` of each event it newly acked.
+
+        An ack for another stream (an outbox that was quarantined and replaced) acks
+        nothing here: its events are not ours any more.
+        """
+        if stream != self.stream:
+            log.warning("outbox.ack_other_stream", stream=stream, ours=self.stream)
+            return []
+        acked: list[tuple[str, float]] = await self._submit("acked_through", up_to_seq)
+        return acked
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event committed (0 before the first)."""
+        return self._last_seq
+
+    async def acked_up_to(self) -> int:
+        """The highest ``seq`` up to which the center has acked every event that needs its
+        ack (priority 1-3); :attr:`last_seq` when none waits (read on :attr:`metrics`)."""
+        last = self._last_seq
+        first_open = await self.metrics.first_open_seq()
+        return last if first_open is None else min(last, first_open - 1)
+
     async def purge(self, retention: float) -> int:
         """Delete delivered rows (acked, for alarms) older than ``retention`` seconds."""
         purged: int = await self._submit("purge", retention)
@@ -333,7 +358,7 @@ class Outbox(OutboxReads):
                     row = (n, None, str(ULID()), "blob", priority, topic)
                     results[i] = n
                 inserts.append(
-                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 2, now)
+                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 3, now)
                 )
             elif op.kind == "sent":
                 sent.extend((now, s) for s in op.arg)
@@ -347,6 +372,9 @@ class Outbox(OutboxReads):
                 before = db.total_changes
                 await db.executemany(sql.MARK_ACKED, [(now, e) for e in op.arg])
                 results[i] = db.total_changes - before
+            elif op.kind == "acked_through":
+                async with db.execute(sql.MARK_ACKED_THROUGH, (now, op.arg)) as cur:
+                    results[i] = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
         if seq != self._last_seq:
