@@ -39,6 +39,7 @@ from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.acks import parse_ack, parse_stream_ack
+from gateway.delivery.escalation import Escalation
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
@@ -94,6 +95,8 @@ class Gateway:
         dashboard: publishes the retained zone and area states.
         feed: recent events, pictures and the center's last ack, for the bench page.
         bench: the bench page (None when ``[bench] enabled = false``).
+        escalation: alarms the center has not acked in time (``alarm.unacknowledged``,
+            the ``escalate_output``).
     """
 
     cfg: GatewayConfig
@@ -120,6 +123,7 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     progress: Progress | None = None
     ops: OpsServer | None = None
+    escalation: Escalation | None = None
     watchdog: Watchdog | None = None
     rules_done: int = 0
     _rules_idle: bool = True
@@ -148,6 +152,12 @@ class Gateway:
             await append_unreported(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
+            self.escalation = Escalation(
+                outbox, factory, emit, cfg.site.gateway, cfg.outbox.escalate_after_s,
+                switch=self._escalation_switch if cfg.outbox.escalate_output else None,
+            )  # fmt: skip
+            outbox.on_stored.append(self.escalation.stored)
+            await self.escalation.load()
             self.modules = ModuleStage(cfg, self._observe)
             self.patrol = PatrolStage(cfg, factory, emit, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
@@ -234,6 +244,10 @@ class Gateway:
                 )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                tg.create_task(
+                    self.supervisor.run_forever("escalation", self.escalation.run),
+                    name="escalation",
+                )
                 tg.create_task(
                     self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
                 )
@@ -418,6 +432,14 @@ class Gateway:
         if ids:
             self.feed.note_ack(ids)
             self.notifier.poke()
+            if self.escalation is not None:
+                self.escalation.acked(ids)
+
+    async def _escalation_switch(self, on: bool, reason: str) -> None:
+        """Switch ``[outbox] escalate_output`` (a write that fails is retried by the outputs)."""
+        output = self.cfg.outbox.escalate_output
+        if output is not None and self.alarm is not None:
+            await self.alarm.outputs.switch(output, on, reason=reason)
 
 
 def camera_stage(

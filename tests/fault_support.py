@@ -46,6 +46,7 @@ ack_timeout_s = {ack_timeout_s}
 max_rows = {max_rows}
 alarm_reserve_rows = {alarm_reserve_rows}
 ballast_mb = {ballast_mb}
+{outbox_extra}
 
 [logging]
 level = "warning"
@@ -65,7 +66,8 @@ input = {input}
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
     """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
-    (``keepalive`` is left to its default unless given)."""
+    (``keepalive`` is left to its default unless given; ``outbox_extra`` is more TOML
+    for ``[outbox]``, ``extra`` more TOML at the end)."""
     values: dict[str, Any] = {
         "window": 20,
         "publish_timeout": 5.0,
@@ -77,6 +79,8 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "max_rows": 1_000_000,
         "alarm_reserve_rows": 1000,
         "ballast_mb": 0,
+        "outbox_extra": "",
+        "extra": "",
     }
     values.update(overrides)
     keepalive = values["keepalive"]
@@ -90,6 +94,7 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         text += _ZONE.format(
             id=f"P{channel}", name=f"报警按钮{channel}", type="panic", input=channel
         )
+    text += values["extra"]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "gateway.toml"
     path.write_text(text, encoding="utf-8")
@@ -178,7 +183,10 @@ def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``campus-gateway run CONFIG`` as a real process; SIGTERM (then SIGKILL) on exit."""
-    async with Daemon(config, log.parent) as daemon:
+async def daemon_process(
+    config: Path, log: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``campus-gateway run CONFIG`` as a real process (``env`` added to its environment);
+    SIGTERM (then SIGKILL) on exit."""
+    async with Daemon(config, log.parent, env) as daemon:
         yield await daemon.start(log)

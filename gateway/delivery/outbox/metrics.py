@@ -83,11 +83,6 @@ class OutboxMetrics:
         created = await self._one(sql.OLDEST_PENDING)
         return None if created is None else time.time() - created
 
-    async def overdue_count(self, ack_timeout: float) -> int:
-        """Alarms PUBACKed ``ack_timeout`` seconds ago or more and still not acked."""
-        rows = await self._rows(sql.OVERDUE_COUNT, (time.time() - ack_timeout,))
-        return int(rows[0][0]) if rows else 0
-
     async def recent(self, limit: int) -> list[StoredEvent]:
         """The last ``limit`` events stored, newest first, with their delivery times."""
         out: list[StoredEvent] = []

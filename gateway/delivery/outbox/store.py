@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sqlite3
 import time
@@ -42,6 +43,7 @@ from ulid import ULID
 
 from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
+from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
@@ -53,6 +55,22 @@ log = structlog.get_logger(__name__)
 # What SQLite raises for I/O, corruption and lock failures.
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 _SQLITE_FULL = 13
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRow:
+    """An event stored and not yet acked by the center.
+
+    Attributes:
+        id, type, subject, seq: the event's.
+        stored_at: UNIX seconds it was stored (wall clock).
+    """
+
+    id: str
+    type: str
+    subject: str
+    seq: int | None
+    stored_at: float
 
 
 @dataclass(slots=True)
@@ -107,6 +125,7 @@ class Outbox(OutboxReads):
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
+        self.resends = ResendSchedule(ack_timeout)
 
     @property
     def commits(self) -> int:
@@ -159,6 +178,10 @@ class Outbox(OutboxReads):
             row = await cur.fetchone()
         self._last_n = int(row[0]) if row else 0
         await self.capacity.recount(self._require_db())
+        wall_now = time.time()
+        async with db.execute(sql.OPEN_SENT) as cur:
+            for n, priority, sent_at in await cur.fetchall():
+                self.resends.restore(int(n), int(priority), float(sent_at), wall_now)
 
     async def __aexit__(
         self,
@@ -228,6 +251,15 @@ class Outbox(OutboxReads):
             return []
         acked: list[tuple[str, float]] = await self._submit("acked_through", up_to_seq)
         return acked
+
+    async def open_alarms(self) -> list[OpenRow]:
+        """Alarms (priority 1-2) the center has not acked yet, in ``seq`` order."""
+        async with self._require_db().execute(sql.OPEN_ALARMS) as cur:
+            rows = await cur.fetchall()
+        return [
+            OpenRow(str(r[0]), str(r[1]), json.loads(r[4]).get("subject", ""), r[2], float(r[3]))
+            for r in rows
+        ]
 
     @property
     def last_seq(self) -> int:
@@ -334,6 +366,8 @@ class Outbox(OutboxReads):
         now = time.time()
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
+        opened: list[tuple[int, int]] = []  # (n, priority) sent and waiting for the center
+        closed: list[int] = []  # row keys the center acked
         for i, op in enumerate(ops):
             if op.kind in ("append", "blob"):
                 if self.capacity.refuse(op.arg.priority if op.kind == "append" else op.arg[2]):
@@ -367,14 +401,17 @@ class Outbox(OutboxReads):
             await db.executemany(sql.INSERT, inserts)
         if sent:
             await db.executemany(sql.MARK_SENT, sent)
+            opened = await _select_chunks(db, sql.SENT_OPEN, [n for _, n in sent])
         for i, op in enumerate(ops):
             if op.kind == "acked":
-                before = db.total_changes
-                await db.executemany(sql.MARK_ACKED, [(now, e) for e in op.arg])
-                results[i] = db.total_changes - before
+                keys = await _select_chunks(db, sql.MARK_ACKED, op.arg, now)
+                closed += [int(r[0]) for r in keys]
+                results[i] = len(keys)
             elif op.kind == "acked_through":
                 async with db.execute(sql.MARK_ACKED_THROUGH, (now, op.arg)) as cur:
-                    results[i] = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
+                    acked = list(await cur.fetchall())
+                closed += [int(r[2]) for r in acked]
+                results[i] = [(str(r[0]), float(r[1])) for r in acked]
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
         if seq != self._last_seq:
@@ -387,6 +424,9 @@ class Outbox(OutboxReads):
         await db.execute("COMMIT")
         self._last_seq, self._last_n = seq, n
         self.stats.commits += 1
+        self.resends.forget(closed)
+        for key, priority in opened:
+            self.resends.sent(int(key), int(priority))
         for op, result in zip(ops, results, strict=True):
             if not op.future.done():
                 op.future.set_result(result)
@@ -434,6 +474,20 @@ class Outbox(OutboxReads):
             with contextlib.suppress(*_DB_ERRORS):
                 await self._db.close()
             self._db = None
+
+
+async def _select_chunks(
+    db: aiosqlite.Connection, query: str, keys: list[Any], *first: Any
+) -> list[Any]:
+    """Rows of ``query`` (with ``{marks}`` for an ``IN`` list) over ``keys`` in chunks below
+    SQLite's variable limit; ``first`` are parameters before the list."""
+    rows: list[Any] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(query.format(marks=marks), (*first, *chunk)) as cur:
+            rows += list(await cur.fetchall())
+    return rows
 
 
 def _is_disk_full(exc: BaseException) -> bool:
