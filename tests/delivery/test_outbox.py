@@ -168,3 +168,36 @@ async def test_priority_3_stays_open_until_acked_and_a_stream_ack_closes_up_to_i
         await outbox.mark_sent([rows[late.id].n])
         assert await outbox.mark_acked([late.id]) == 1
         assert await outbox.acked_up_to() == 4
+
+
+def _of(type_: str, n: int):  # type: ignore[no-untyped-def]
+    return FACTORY.make(type_, device="io", subject=f"S{n}", state="active")
+
+
+async def test_a_full_outbox_of_alarms_and_faults_sheds_only_priority_4_and_5(
+    tmp_path: Path,
+) -> None:
+    """The capacity rule (GB 50394 §5.2.2): past the caps only priority 5, then 4, are
+    shed; priority 1-3 stay, however far past the cap they go."""
+    types = ["alarm.panic", "alarm.intrusion", "fault.line", "output.switched", "camera.status"]
+    async with Outbox(tmp_path / "o.sqlite", max_rows=100, alarm_reserve_rows=50) as outbox:
+        stored = await asyncio.gather(*(outbox.append(_of(types[i % 5], i)) for i in range(250)))
+        kept = {e.id for e in stored if e.priority <= 3}
+        assert len(kept) == 150 and outbox.stats.rows >= 150  # 1.5 x the cap: none shed
+        assert await outbox.known_ids(e.id for e in stored) >= kept
+        report = outbox.take_shed()
+        assert report is not None and set(report.by_priority) == {4, 5}
+        assert outbox.stats.rows == 150  # every priority 4-5 row went to make room
+
+
+async def test_seq_has_no_gap_after_any_event_type(tmp_path: Path) -> None:
+    """Every type the gateway emits takes exactly the next seq, whatever came before."""
+    from gateway.events.codes import KINDS
+
+    types = sorted(KINDS)
+    order = [*types, *reversed(types), *types]  # every type after every neighbour
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        stored = [await outbox.append(_of(t, i)) for i, t in enumerate(order)]
+        stored += await asyncio.gather(*(outbox.append(_of(t, i)) for i, t in enumerate(types)))
+    assert sorted(e.seq for e in stored if e.seq is not None) == list(range(1, len(stored) + 1))
+    assert [e.seq for e in stored[: len(order)]] == list(range(1, len(order) + 1))
