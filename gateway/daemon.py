@@ -43,6 +43,7 @@ from gateway.delivery.escalation import Escalation
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
+from gateway.delivery.replay import replay_handlers
 from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
@@ -192,6 +193,7 @@ class Gateway:
                 handlers={
                     **command_handlers(self.alarm),
                     **(camera_handlers(self.cameras) if self.cameras is not None else {}),
+                    **replay_handlers(outbox),
                 },
                 factory=factory,
                 emit=emit,

@@ -16,6 +16,7 @@ import pytest
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
+from simulators.center_commands import CommandSender
 from tests.fault_support import PANIC, alarms, campus_config, module, row_states, wait_until
 from tests.helpers import assert_valid_event
 
@@ -96,3 +97,35 @@ async def test_a_stream_ack_closes_every_event_up_to_its_seq_and_the_heartbeat_s
             seen = deaf.deliveries
             await deaf.wait_for(lambda: deaf.deliveries >= seen + 15, 10)  # 3 s of beats
             assert gateway.uplink.stats.republished_alarms == settled
+
+
+async def test_a_center_that_was_away_catches_up_with_a_signed_replay(tmp_path: Path) -> None:
+    """Issue 10 item 4: ``replay`` from a seq re-sends what the outbox holds, priority 4
+    events too (they are never re-sent by themselves), so the center has no gap."""
+    outbox = tmp_path / "outbox.sqlite"
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with running(cfg, outbox_path=outbox) as gateway:
+            assert gateway.outbox is not None
+            await wait_until(lambda: _sent(outbox, "device.online"), 10, "module online, sent")
+            await wait_until(
+                lambda: all(sent for _, _, sent, _ in row_states(outbox)), 10, "all sent"
+            )
+            held = [i for _, i, _, _ in row_states(outbox)]
+            stream, last = gateway.outbox.stream, gateway.outbox.last_seq
+            async with (
+                CenterConsole(broker.host, broker.port) as center,
+                CommandSender(
+                    broker.host, broker.port, "fault-school", "gw1", key=cfg.commands.key()
+                ) as sender,
+            ):
+                result = await sender.send("replay", {"stream": stream, "from_seq": 1})
+                assert result["status"] == "ok", result
+                assert result["data"]["to_seq"] >= last and result["data"]["not_held"] == []
+                assert result["data"]["resent"] >= len(held)
+                await center.wait_for(lambda: set(held) <= set(center.ids()), 10)
+                assert center.gaps == {} and center.invalid == 0
+                refused = await sender.send("replay", {"stream": "01OTHER", "from_seq": 1})
+                assert refused["status"] == "error" and "stream" in refused["error"]
+                beyond = await sender.send("replay", {"stream": stream, "from_seq": last + 99})
+                assert beyond["status"] == "error"

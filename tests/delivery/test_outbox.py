@@ -201,3 +201,17 @@ async def test_seq_has_no_gap_after_any_event_type(tmp_path: Path) -> None:
         stored += await asyncio.gather(*(outbox.append(_of(t, i)) for i, t in enumerate(types)))
     assert sorted(e.seq for e in stored if e.seq is not None) == list(range(1, len(stored) + 1))
     assert [e.seq for e in stored[: len(order)]] == list(range(1, len(order) + 1))
+
+
+async def test_replay_makes_what_is_held_due_again_and_names_what_is_not(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        stored = [await outbox.append(_beat(i)) for i in range(3)]
+        await outbox.mark_sent([r.n for r in await outbox.pending(10)])
+        await asyncio.sleep(0.05)
+        assert await outbox.purge(retention=0.01) == 3  # delivered and old: purged
+        later = [await outbox.append(_beat(i)) for i in range(3)]
+        await outbox.mark_sent([r.n for r in await outbox.pending(1)])  # seq 4 sent
+        assert await outbox.replay(1, 6) == (1, [1, 2, 3])
+        # seq 4 again, after the first sends of its priority (it was sent once)
+        assert [r.seq for r in await outbox.pending(10)] == [5, 6, 4]
+        assert [e.seq for e in [*stored, *later]] == [1, 2, 3, 4, 5, 6]

@@ -84,6 +84,13 @@ PURGE = (
     "DELETE FROM messages WHERE created_at < ? AND sent_at IS NOT NULL"
     " AND (track_ack = 0 OR acked_at IS NOT NULL) RETURNING size, priority"
 )
+# A center's replay: the events of a seq range the outbox holds, sent before, due again
+# (pending, so they go out in priority order after the first sends of their priority).
+REPLAY = (
+    "UPDATE messages SET sent_at = NULL WHERE seq BETWEEN ? AND ? AND sent_at IS NOT NULL"
+    " RETURNING n"
+)
+HELD_SEQS = "SELECT seq FROM messages WHERE seq BETWEEN ? AND ? ORDER BY seq"
 TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages"
 LOW_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE priority >= 4"
 

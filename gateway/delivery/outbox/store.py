@@ -261,6 +261,18 @@ class Outbox(OutboxReads):
             for r in rows
         ]
 
+    async def replay(self, from_seq: int, to_seq: int) -> tuple[int, list[int]]:
+        """Make every event with ``from_seq`` <= ``seq`` <= ``to_seq`` that the outbox still
+        holds and has sent before due again (a center that was away catches up).
+
+        Returns:
+            (events due again, the seqs of the range the outbox no longer holds:
+            purged after ``retention_days`` or shed). Events of the range never
+            sent yet are on their way anyway.
+        """
+        result: tuple[int, list[int]] = await self._submit("replay", (from_seq, to_seq))
+        return result
+
     @property
     def last_seq(self) -> int:
         """The ``seq`` of the last event committed (0 before the first)."""
@@ -367,6 +379,7 @@ class Outbox(OutboxReads):
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
         opened: list[tuple[int, int]] = []  # (n, priority) sent and waiting for the center
+        replayed = False
         closed: list[int] = []  # row keys the center acked
         for i, op in enumerate(ops):
             if op.kind in ("append", "blob"):
@@ -414,6 +427,15 @@ class Outbox(OutboxReads):
                 results[i] = [(str(r[0]), float(r[1])) for r in acked]
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
+            elif op.kind == "replay":
+                async with db.execute(sql.REPLAY, op.arg) as cur:
+                    again = [int(r[0]) for r in await cur.fetchall()]
+                async with db.execute(sql.HELD_SEQS, op.arg) as cur:
+                    held = {int(r[0]) for r in await cur.fetchall()}
+                closed += again  # off the resend schedule: pending now, on it at the PUBACK
+                replayed = replayed or bool(again)
+                gone = [s for s in range(op.arg[0], op.arg[1] + 1) if s not in held]
+                results[i] = (len(again), gone)
         if seq != self._last_seq:
             await db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
@@ -430,7 +452,7 @@ class Outbox(OutboxReads):
         for op, result in zip(ops, results, strict=True):
             if not op.future.done():
                 op.future.set_result(result)
-        if inserts:
+        if inserts or replayed:
             self._changed.set()
 
     async def _purge(self, db: aiosqlite.Connection, before: float) -> int:
