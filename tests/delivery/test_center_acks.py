@@ -41,19 +41,19 @@ async def test_a_fault_the_broker_took_while_no_center_listened_reaches_a_later_
         )
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
-            await wait_until(lambda: _sent(outbox, "device.online"), 10, "module online, sent")
+            await wait_until(lambda: _sent(outbox, "device.online"), 30, "module online, sent")
             sim.silent = True
-            await wait_until(lambda: _sent(outbox, "fault.device_offline"), 15, "fault sent")
+            await wait_until(lambda: _sent(outbox, "fault.device_offline"), 30, "fault sent")
             sim.silent = False
-            await wait_until(lambda: len(_sent(outbox, "device.online")) >= 2, 15, "back")
+            await wait_until(lambda: len(_sent(outbox, "device.online")) >= 2, 30, "back")
             faults = {i for _, i, _, _ in row_states(outbox, "fault.")}
             # The broker accepted them (PUBACK) while nobody was subscribed: they are gone
             # from the broker. Only the gateway's re-sends can bring them to a center.
             async with CenterConsole(broker.host, broker.port) as center:
-                await center.wait_for(lambda: faults <= set(center.ids()), 10)
+                await center.wait_for(lambda: faults <= set(center.ids()), 20)
                 await wait_until(
                     lambda: all(acked for _, _, _, acked in row_states(outbox, "fault.")),
-                    5,
+                    10,
                     "the fault acked by the center",
                 )
             for event in alarms(center, "fault."):
@@ -107,9 +107,9 @@ async def test_a_center_that_was_away_catches_up_with_a_signed_replay(tmp_path: 
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.outbox is not None
-            await wait_until(lambda: _sent(outbox, "device.online"), 10, "module online, sent")
+            await wait_until(lambda: _sent(outbox, "device.online"), 30, "module online, sent")
             await wait_until(
-                lambda: all(sent for _, _, sent, _ in row_states(outbox)), 10, "all sent"
+                lambda: all(sent for _, _, sent, _ in row_states(outbox)), 30, "all sent"
             )
             held = [i for _, i, _, _ in row_states(outbox)]
             stream, last = gateway.outbox.stream, gateway.outbox.last_seq
