@@ -214,6 +214,14 @@ def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool
     return [(t, i, bool(s), bool(a)) for t, i, s, a in rows]
 
 
+def puback_counts(outbox: Path) -> dict[str, int]:
+    """Event id → how many PUBACKs its row has seen (more than one: published again after
+    its ack timeout), read-only."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT id, attempts FROM messages WHERE seq IS NOT NULL").fetchall()
+    return {str(i): int(n) for i, n in rows}
+
+
 def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]:
     """The center's accepted events whose type starts with ``type_``."""
     return [e for e in center.events if e["type"].startswith(type_)]
