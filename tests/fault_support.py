@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -181,6 +182,16 @@ async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> 
 def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
     """Event ids in an outbox file, in seq order (read-only; the daemon may be running)."""
     return _stored(outbox, type_prefix, "id")
+
+
+def stored_states(outbox: Path, type_prefix: str = "") -> list[str]:
+    """``data.state`` of the events in an outbox file, in seq order (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT payload FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            (type_prefix + "%",),
+        ).fetchall()
+    return [str(json.loads(bytes(p))["data"].get("state")) for (p,) in rows]
 
 
 def stored_types(outbox: Path, type_prefix: str = "") -> list[str]:
