@@ -119,7 +119,8 @@ def _quantiles(values: list[float]) -> str:
     if len(values) < 2:
         return "n/a"
     q = statistics.quantiles(values, n=100)
-    return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(values):.1f} ms"
+    mean = statistics.fmean(values)
+    return f"mean {mean:.1f} ms, p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(values):.1f} ms"
 
 
 async def main(args: argparse.Namespace) -> None:
