@@ -59,6 +59,12 @@ hmac_key_file = "{key}"
 
 [logging]
 level = "info"
+
+[metrics]
+port = 0
+
+[bench]
+port = 0
 """
 
 
