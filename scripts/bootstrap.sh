@@ -19,9 +19,14 @@ dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
 # systemd-analyze judges the installed unit (tests/ops/test_install.py); the package
 # is only installed, never started (a container runs without it as PID 1).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+<<<<<<< HEAD
 # faketime (libfaketime) steps the daemon's wall clock in the clock-step test
 # (tests/system/test_clock_step.py); only that test uses it.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+=======
+# libfaketime steps a daemon's wall clock in the clock-step tests (tests/delivery/test_clock_step.py).
+dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
+>>>>>>> main
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""

@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -87,10 +87,10 @@ class Daemon:
         log: the log file of the current (or last) process.
     """
 
-    def __init__(self, config: Path, directory: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, directory: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.directory = directory
-        self.env = env or {}
+        self.env = dict(env or {})
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log = directory / "daemon-0.log"

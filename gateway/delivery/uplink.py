@@ -181,8 +181,10 @@ class Uplink:
         self._state_changed.set()
 
     def figures(self) -> dict[str, Any]:
-        """The uplink's part of the heartbeat: refusals per PUBACK reason, the window."""
+        """The uplink's part of the heartbeat: refusals per PUBACK reason, the window, and
+        ``heartbeat_s`` (a center declares the path down after 3 heartbeats missed)."""
         return {
+            "heartbeat_s": self._cfg.heartbeat_s,
             "puback_failures": self.refusals.figures(),
             "window": self.stats.window,
             "receive_maximum": self.stats.receive_maximum,
