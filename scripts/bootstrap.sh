@@ -21,7 +21,7 @@ dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 <<<<<<< HEAD
 # faketime (libfaketime) steps the daemon's wall clock in the clock-step test
-# (tests/system/test_clock_step.py); only that test uses it.
+# (tests/system/test_wall_clock_steps.py, tests/delivery/test_clock_step.py).
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 =======
 # libfaketime steps a daemon's wall clock in the clock-step tests (tests/delivery/test_clock_step.py).

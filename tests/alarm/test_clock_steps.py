@@ -3,7 +3,7 @@ neither lengthens nor shortens a zone's hold or a siren's sounding, and swallows
 transition (issue 11: after a −120 s step a 3 s hold lasted 62.6 s and the
 violations meanwhile were not reported). The manual clock's ``step`` moves the
 wall clock only, as a real step does; the process-level test under libfaketime is
-``tests/system/test_clock_step.py``."""
+``tests/system/test_wall_clock_steps.py``."""
 
 from __future__ import annotations
 
