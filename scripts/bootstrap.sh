@@ -19,14 +19,10 @@ dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
 # systemd-analyze judges the installed unit (tests/ops/test_install.py); the package
 # is only installed, never started (a container runs without it as PID 1).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-<<<<<<< HEAD
-# faketime (libfaketime) steps the daemon's wall clock in the clock-step test
+# faketime (with libfaketime) steps a daemon's wall clock in the clock-step tests
 # (tests/system/test_wall_clock_steps.py, tests/delivery/test_clock_step.py).
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
-=======
-# libfaketime steps a daemon's wall clock in the clock-step tests (tests/delivery/test_clock_step.py).
 dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
->>>>>>> main
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""
