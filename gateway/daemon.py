@@ -215,6 +215,7 @@ class Gateway:
                 on_puback=self.metrics.puback_seconds.observe,
             )
             keeper.figures.append(self.uplink.figures)
+            keeper.figures.append(self.escalation.figures)
             refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
             self.progress = Progress(cfg.watchdog.stall_s)
             watch_critical(

@@ -65,6 +65,7 @@ class Escalation:
 
     Attributes:
         escalated: alarm id -> id of its ``alarm.unacknowledged`` ``active`` event.
+        escalations: alarms escalated since start (a counter; the heartbeat shows it).
     """
 
     outbox: Outbox
@@ -75,6 +76,7 @@ class Escalation:
     switch: Switch | None = None
     clock: Callable[[], float] = time.monotonic
     escalated: dict[str, str] = field(default_factory=dict)
+    escalations: int = 0
     _open: dict[str, OpenAlarm] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -121,6 +123,10 @@ class Escalation:
         heapq.heappush(self._heap, (alarm.due, alarm.id))
         self._changed.set()
 
+    def figures(self) -> dict[str, int]:
+        """The heartbeat's part: alarms escalated now, and since start."""
+        return {"escalated_alarms": len(self.escalated), "escalations": self.escalations}
+
     def _next_in(self) -> float | None:
         while self._heap and self._heap[0][1] not in self._open:
             heapq.heappop(self._heap)
@@ -151,6 +157,7 @@ class Escalation:
         )
         first = not self.escalated
         self.escalated[alarm.id] = event.id
+        self.escalations += 1
         if first and self.switch is not None:
             await self.switch(True, f"alarm {alarm.id} not acked by the center")
 

@@ -76,6 +76,7 @@ async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_re
             seen = deaf.duplicates
             await deaf.wait_for(lambda: deaf.duplicates >= seen + 8, 15)
             assert len(_states(deaf, "active")) == 1
+            assert gateway.escalation.figures() == {"escalated_alarms": 1, "escalations": 1}
             assert [acked for _, i, _, acked in row_states(outbox) if i == panic["id"]] == [False]
             async with CenterConsole(broker.host, broker.port):  # a center that acks
                 await deaf.wait_for(lambda: bool(_states(deaf, "cleared")), 10)
