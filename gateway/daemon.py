@@ -53,6 +53,7 @@ from gateway.ops.status import StatusSources
 from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
+from gateway.runtime.clock_step import ClockStepWatch
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.notifier import Notifier
 from gateway.runtime.progress import Progress
@@ -245,6 +246,10 @@ class Gateway:
                 await keeper.report_start()
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
+                )
+                steps = ClockStepWatch(factory, emit, cfg.site.gateway)
+                tg.create_task(
+                    self.supervisor.run_forever("clock-step", steps.run), name="clock-step"
                 )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")

@@ -79,7 +79,8 @@ class Daemon:
     """``campus-gateway run CONFIG`` as a process: start, SIGKILL, start again.
 
     ``async with Daemon(config, tmp_path) as daemon`` starts nothing; call
-    :meth:`start`. On exit a running daemon gets SIGTERM (then SIGKILL).
+    :meth:`start`. On exit a running daemon gets SIGTERM (then SIGKILL). ``env``
+    adds to the process' environment (``LD_PRELOAD`` of libfaketime).
 
     Attributes:
         starts: processes started so far.

@@ -254,11 +254,17 @@ def _unique(section: str, ids: list[str]) -> None:
         seen.add(ident)
 
 
+_BOM = "\ufeff"
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a TOML config file.
 
     Relative paths in ``[outbox]``, ``[broker]``, ``[commands]``, ``[bench]`` and
-    ``[[cameras]]`` are resolved against the file's directory.
+    ``[[cameras]]`` are resolved against the file's directory. A UTF-8 byte order
+    mark at the start (Windows Notepad saves one) is accepted: it marks the
+    encoding and is not part of the TOML (issue 11: it was refused as "Invalid
+    statement (line 1, column 1)").
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, or a field that fails
@@ -269,6 +275,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=str(path)) from exc
+    text = text.removeprefix(_BOM)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

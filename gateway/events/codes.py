@@ -65,6 +65,9 @@ KINDS: dict[str, EventKind] = {
         # CID 305 System reset -> SIA YW.
         EventKind("gateway.started", 4, cid="305", sia="YW"),
         EventKind("gateway.heartbeat", 5),
+        # CID 625 Time/Date reset -> SIA JT Time Changed: the wall clock was stepped
+        # (gateway/runtime/clock_step.py); durations are unaffected, event times jump.
+        EventKind("gateway.clock_step", 5, cid="625", sia="JT"),
         EventKind("gateway.buffer_shed", 3),
         # CID 350 Communication trouble -> SIA YC / YK: the broker refuses our publishes
         # (a PUBACK with a failure reason, e.g. an ACL denying a topic).
