@@ -16,9 +16,12 @@
   report.
 * ``gateway.heartbeat``: made on demand for the uplink (never stored) with the
   outbox depth (held rows included), ``uncommitted`` (rows held in memory, not
-  yet on disk), the age of the oldest pending row and the gateway's version. While
-  the file cannot be read a figure is the last one read (``null`` when there is
-  none), and ``storage_error`` says why.
+  yet on disk), the age of the oldest pending row, the gateway's version, and the
+  outbox ``stream`` with its ``last_seq`` and ``acked_up_to`` (every event that
+  needs the center's ack, priority 1-3, is acked up to that seq): a center compares
+  them with what it holds and sees a gap at the tail of a stream. While the file
+  cannot be read a figure is the last one read (``null`` when there is none), and
+  ``storage_error`` says why.
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ class Housekeeping:
         held_age = self.outbox.held.oldest_age()
         if held_age is not None:
             oldest = held_age if oldest is None else max(oldest, held_age)
+        last_seq = self.outbox.last_seq
+        acked_up_to = await read(self.outbox.acked_up_to())
         extra: dict[str, Any] = {}
         problem = errors[0] if errors else self.outbox.metrics.last_error or self.outbox.last_error
         if problem:
@@ -190,6 +195,8 @@ class Housekeeping:
                 "shed_total": stats.shed_total,
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "stream": self.outbox.stream,
+                "last_seq": last_seq,
+                "acked_up_to": acked_up_to,
                 "version": gateway_version(),
                 **extra,
             },

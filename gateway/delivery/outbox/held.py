@@ -53,6 +53,14 @@ class HeldRows:
         """Ids of every held event."""
         return {h.row.id for h in self._rows.values()}
 
+    def seqs(self) -> set[int]:
+        """Seqs of every held event (all of the outbox's current stream)."""
+        return {h.row.seq for h in self._rows.values() if h.row.seq is not None}
+
+    def first_seq(self) -> int | None:
+        """The lowest seq held, or None."""
+        return min(self.seqs(), default=None)
+
     def oldest_age(self) -> float | None:
         """Seconds the oldest held row has waited for its commit, or None when none waits."""
         if not self._rows:

@@ -17,7 +17,7 @@ class PendingRow:
         topic: topic suffix under the gateway prefix (``events/alarm/panic``).
         payload: the exact bytes to publish.
         attempts: PUBACKs seen before; > 0 means this is a re-publish.
-        track_ack: the center must ack it (priority 1-2 events).
+        track_ack: the center must ack it (priority 1-3 events).
     """
 
     n: int

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sqlite3
 import time
@@ -66,6 +67,7 @@ from ulid import ULID
 
 from gateway.delivery.outbox import kept, sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
+from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
@@ -89,6 +91,22 @@ _RETRY_S = 1.0
 _CLOSE_S = 2.0
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRow:
+    """An event stored and not yet acked by the center.
+
+    Attributes:
+        id, type, subject, seq: the event's.
+        stored_at: UNIX seconds it was stored (wall clock).
+    """
+
+    id: str
+    type: str
+    subject: str
+    seq: int | None
+    stored_at: float
 
 
 @dataclass(slots=True)
@@ -170,6 +188,7 @@ class Outbox(OutboxReads):
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
+        self.resends = ResendSchedule(ack_timeout)
         self._kept: dict[str, dict[str, Any]] = {}
 
     @property
@@ -267,6 +286,10 @@ class Outbox(OutboxReads):
             row = await cur.fetchone()
         self._n = int(row[0]) if row else 0
         await self.capacity.recount(db)
+        wall_now = time.time()
+        async with db.execute(sql.OPEN_SENT) as cur:
+            for n, priority, sent_at in await cur.fetchall():
+                self.resends.restore(int(n), int(priority), float(sent_at), wall_now)
         return stream, running
 
     def _new_stream(self, previous: str | None, reason: str) -> None:
@@ -405,7 +428,7 @@ class Outbox(OutboxReads):
         self._seq += 1
         stored = event.stored(self._seq, self.stream)
         payload = stored.to_json()
-        track = stored.priority <= 2
+        track = stored.priority <= 3
         row = PendingRow(self._n, self._seq, stored.id, stored.priority,
                          stored.topic_suffix, payload, 0, track)  # fmt: skip
         insert = (
@@ -474,6 +497,65 @@ class Outbox(OutboxReads):
         """Record the center's acknowledgement of these event ids; returns rows matched."""
         matched: int = await self._submit("acked", list(ids))
         return matched
+
+    async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
+        """Record the center's ack of every confirmed event of ``stream`` with ``seq`` <=
+        ``up_to_seq``; returns ``(id, stored at)`` of each event it newly acked.
+
+        Any stream the file still holds rows of may be acked (an unclean stop leaves
+        the rows of the stream before it); one it holds none of acks nothing.
+        """
+        acked: list[tuple[str, float]] = await self._submit("acked_through", (stream, up_to_seq))
+        return acked
+
+    async def open_alarms(self) -> list[OpenRow]:
+        """Alarms (priority 1-2) the center has not acked yet, in ``seq`` order.
+
+        Raises:
+            OutboxError: the file cannot be read.
+        """
+        try:
+            async with self._require_db().execute(sql.OPEN_ALARMS) as cur:
+                rows = await cur.fetchall()
+        except (sqlite3.Error, ValueError) as exc:
+            raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+        return [
+            OpenRow(str(r[0]), str(r[1]), json.loads(r[4]).get("subject", ""), r[2], float(r[3]))
+            for r in rows
+        ]
+
+    async def replay(self, from_seq: int, to_seq: int) -> tuple[int, list[int]]:
+        """Make every event of the current stream with ``from_seq`` <= ``seq`` <= ``to_seq``
+        that the outbox still holds and has sent before due again (a center that was
+        away catches up).
+
+        Returns:
+            (events due again, the seqs of the range the outbox no longer holds:
+            purged after ``retention_days`` or shed). Events of the range never
+            sent yet are on their way anyway.
+        """
+        result: tuple[int, list[int]] = await self._submit("replay", (from_seq, to_seq))
+        return result
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event of :attr:`stream` committed (0 before the first)."""
+        return self._stored_seq
+
+    async def acked_up_to(self) -> int:
+        """The highest ``seq`` of :attr:`stream` up to which the center has acked every
+        event that needs its ack (priority 1-3); :attr:`last_seq` when none waits (read on
+        :attr:`metrics`; an event held in memory is not acked).
+
+        Raises:
+            OutboxError: the file cannot be read and no earlier figure is known.
+        """
+        last = self._stored_seq
+        first_open = await self.metrics.first_open_seq(self.stream)
+        held = self.held.first_seq()
+        if held is not None:
+            first_open = held if first_open is None else min(first_open, held)
+        return last if first_open is None else min(last, first_open - 1)
 
     async def purge(self, retention: float) -> int:
         """Delete delivered rows (acked, for alarms) older than ``retention`` seconds."""
@@ -611,6 +693,9 @@ class Outbox(OutboxReads):
         now = time.time()
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
+        opened: list[tuple[int, int]] = []  # (n, priority) sent and waiting for the center
+        replayed = False
+        closed: list[int] = []  # row keys the center acked
         for i, op in enumerate(ops):
             if op.blob is not None:
                 inserts.append(op.blob)
@@ -626,13 +711,33 @@ class Outbox(OutboxReads):
             await db.executemany(sql.INSERT, inserts)
         if sent:
             await db.executemany(sql.MARK_SENT, sent)
+            opened = await _select_chunks(db, sql.SENT_OPEN, [n for _, n in sent])
         for i, op in enumerate(ops):
             if op.kind == "acked":
-                before = db.total_changes
-                await db.executemany(sql.MARK_ACKED, [(now, e) for e in op.arg])
-                results[i] = db.total_changes - before
+                keys = await _select_chunks(db, sql.MARK_ACKED, op.arg, now)
+                closed += [int(r[0]) for r in keys]
+                results[i] = len(keys)
+            elif op.kind == "acked_through":
+                async with db.execute(sql.MARK_ACKED_THROUGH, (now, *op.arg)) as cur:
+                    acked = list(await cur.fetchall())
+                closed += [int(r[2]) for r in acked]
+                results[i] = [(str(r[0]), float(r[1])) for r in acked]
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
+            elif op.kind == "replay":
+                span = (self.stream, *op.arg)
+                async with db.execute(sql.REPLAY, span) as cur:
+                    again = [int(r[0]) for r in await cur.fetchall()]
+                async with db.execute(sql.HELD_SEQS, span) as cur:
+                    kept_seqs = {int(r[0]) for r in await cur.fetchall()}
+                closed += again  # off the resend schedule: pending now, on it at the PUBACK
+                replayed = replayed or bool(again)
+                in_memory = self.held.seqs()  # numbered, not committed yet: not gone
+                gone = [
+                    q for q in range(op.arg[0], op.arg[1] + 1)
+                    if q not in kept_seqs and q not in in_memory
+                ]  # fmt: skip
+                results[i] = (len(again), gone)
         keeps = [w for op in ops for w in op.keep]
         if keeps:
             await kept.write(db, keeps)
@@ -655,13 +760,16 @@ class Outbox(OutboxReads):
         kept.remember(self._kept, keeps)
         self.stats.commits += 1
         self.held.committed(r[0] for r in inserts)
+        self.resends.forget(closed)
+        for key, priority in opened:
+            self.resends.sent(int(key), int(priority))
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
                 for listener in self.on_stored:
                     listener(result)
             if not op.future.done():
                 op.future.set_result(result)
-        if inserts:
+        if inserts or replayed:
             self._changed.set()
 
     async def _prepare(self, db: aiosqlite.Connection) -> None:
@@ -732,6 +840,20 @@ class Outbox(OutboxReads):
             db, self._db = self._db, None
             with contextlib.suppress(*_DB_ERRORS):
                 await db.close()
+
+
+async def _select_chunks(
+    db: aiosqlite.Connection, query: str, keys: list[Any], *first: Any
+) -> list[Any]:
+    """Rows of ``query`` (with ``{marks}`` for an ``IN`` list) over ``keys`` in chunks below
+    SQLite's variable limit; ``first`` are parameters before the list."""
+    rows: list[Any] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(query.format(marks=marks), (*first, *chunk)) as cur:
+            rows += list(await cur.fetchall())
+    return rows
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
