@@ -127,6 +127,12 @@ CREATE TABLE messages (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
+CREATE INDEX messages_unacked ON messages (sent_at)
+    WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
+CREATE INDEX messages_unacked_order ON messages (priority, n, sent_at)
+    WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
+CREATE INDEX messages_by_priority ON messages (priority, n);
+CREATE INDEX messages_created ON messages (created_at);
 INSERT INTO meta VALUES ('stream', 'OLDSTREAM'), ('last_seq', '2');
 INSERT INTO messages (n, seq, id, type, priority, topic, payload, size, track_ack, created_at)
 VALUES (1, 1, 'A', 'alarm.panic', 1, 'events/alarm/panic', X'7B7D', 2, 1, 1.0),
