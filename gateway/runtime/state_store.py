@@ -23,9 +23,11 @@ Two ways to write:
   change and its report are never separated: neither lost nor doubled.
 * **Write behind** (``wait=False``): in memory at once, on disk with the next
   commit (open alarms: their events in the outbox are the durable record, so an
-  alarm transition never waits for this file; a crash before the commit at
-  worst repeats an ``active`` or a ``cleared`` after restart). A failed commit
-  is retried with the next one.
+  alarm transition never waits for this file; the outbox keeps each open alarm's
+  record in its event's transaction and ``gateway/delivery/reports.py`` puts back
+  at start what a crash kept from this file; a crash before a ``cleared``'s
+  commit at worst repeats it after restart). A failed commit is retried with the
+  next one.
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ A simulated Modbus module on a real port, real mosquitto, signed commands.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config.modbus_profiles import PROFILES
+from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
@@ -111,3 +114,43 @@ async def test_arm_bypass_and_a_latched_panic_hold_across_a_sigkill_after_each(
             assert daemon.starts == 4
     for event in center.events:
         assert_valid_event(event)
+
+
+async def test_a_panic_the_state_store_never_saw_is_still_latched_after_a_sigkill(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The open alarm is kept with its event in the outbox: a second process holds the
+    state store's write lock (its write-behind commit cannot land) while the panic
+    is pressed and the daemon is killed; after the restart the panic is latched."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
+        )
+        async with (
+            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            state_file = state_path(tmp_path / "outbox.sqlite")
+            with contextlib.closing(sqlite3.connect(state_file, isolation_level=None)) as lock:
+                lock.execute("BEGIN IMMEDIATE")  # the state store cannot commit now
+                module.press(10)
+                await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
+                await daemon.kill()
+                lock.execute("ROLLBACK")
+            with contextlib.closing(sqlite3.connect(state_file)) as db:
+                assert (
+                    db.execute("SELECT count(*) FROM state WHERE kind = 'alarm'").fetchone()[0] == 0
+                )
+            module.release(10)
+            await daemon.start()
+            state = await site.ok("get_state")
+            (active,) = site.of("alarm.panic", "P10", "active")
+            assert state["zones"]["P10"]["latched"] is True
+            assert state["zones"]["P10"]["incident"] == active["id"]
+            assert site.of("alarm.panic", "P10", "cleared") == []
