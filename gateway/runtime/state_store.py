@@ -46,7 +46,7 @@ import aiosqlite
 import structlog
 
 from gateway.errors import StateError
-from gateway.events.model import Event
+from gateway.events.model import Emit, Event
 from gateway.runtime.state import (
     ALARM,
     AREA,
@@ -232,6 +232,28 @@ class StateStore:
         await self._submit(writes, wait=wait)
         if wait:
             self._remember(writes)
+
+    async def report(
+        self, writes: Sequence[StateWrite], events: Sequence[Event], emit: Emit
+    ) -> list[Event]:
+        """Commit ``writes`` with ``events`` (one transaction, :meth:`apply`), then store
+        the events in the outbox through ``emit``, in order, then forget them here.
+
+        A cut anywhere leaves the change and its report together: before the commit
+        neither happened; after it, the events not yet in the outbox are appended at
+        the next start (``gateway/delivery/reports.py``).
+
+        Raises:
+            StateError: the commit failed (nothing changed, nothing reported).
+            OutboxError: the outbox refused an event (it stays here for the next start).
+        """
+        await self.apply(writes, reports=events)
+        stored = [await emit(event) for event in events]
+        try:
+            await self.reported(e.id for e in events)
+        except StateError as exc:  # the next start finds them in the outbox and skips them
+            log.error("state.reports_not_forgotten", error=str(exc))
+        return stored
 
     async def reported(self, ids: Iterable[str]) -> None:
         """Forget reports now stored in the outbox (write-behind)."""

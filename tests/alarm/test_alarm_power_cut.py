@@ -24,7 +24,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
-from tests.helpers import assert_valid_event
+from tests.helpers import assert_valid_event, eventually
 from tests.power_cut_support import CENTER_KEY, Daemon, module_toml, retry, site_toml, write_toml
 
 pytestmark = pytest.mark.timeout(180)
@@ -154,3 +154,50 @@ async def test_a_panic_the_state_store_never_saw_is_still_latched_after_a_sigkil
             assert state["zones"]["P10"]["latched"] is True
             assert state["zones"]["P10"]["incident"] == active["id"]
             assert site.of("alarm.panic", "P10", "cleared") == []
+
+
+def stored_state(path: Path, kind: str) -> dict[str, str]:
+    """key → JSON value of ``kind`` in a state store file (read-only, daemon running)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT key, value FROM state WHERE kind = ?", (kind,)).fetchall()
+    return {str(k): str(v) for k, v in rows}
+
+
+async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_restart(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The arming and its ``area.armed`` commit in one state-store transaction: a second
+    process holds the outbox's write lock, so the event cannot reach the outbox, and
+    the daemon is killed once the arming is on disk; after the restart the area is
+    armed and the center hears of it."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path,
+            site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
+        )
+        async with (
+            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            outbox = tmp_path / "outbox.sqlite"
+            state_file = state_path(outbox)
+            with contextlib.closing(sqlite3.connect(outbox, isolation_level=None)) as lock:
+                lock.execute("BEGIN IMMEDIATE")  # the outbox cannot commit now
+                await sender.publish("arm", {"area": "PERIM"})
+                await eventually(
+                    lambda: '"armed": true' in stored_state(state_file, "area")["PERIM"]
+                )
+                await daemon.kill()
+                lock.execute("ROLLBACK")
+            assert len(stored_state(state_file, "report")) == 1  # area.armed, with the arming
+            assert site.of("area.armed", "PERIM") == []
+            await daemon.start()
+            await center.wait_for(lambda: site.of("area.armed", "PERIM") != [], 30)
+            assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is True
+            assert len(site.of("area.armed", "PERIM")) == 1
