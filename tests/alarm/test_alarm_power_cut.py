@@ -11,6 +11,7 @@ A simulated Modbus module on a real port, real mosquitto, signed commands.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -201,3 +202,56 @@ async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_r
             await center.wait_for(lambda: site.of("area.armed", "PERIM") != [], 30)
             assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is True
             assert len(site.of("area.armed", "PERIM")) == 1
+
+
+def stored_alarms(outbox: Path) -> list[str]:
+    """Ids of the ``alarm.panic`` ``active`` events in an outbox file (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT id FROM messages WHERE type = 'alarm.panic'"
+            " AND json_extract(payload, '$.data.state') = 'active' ORDER BY seq"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.03, 0.1, 0.3])
+async def test_a_sigkill_at_any_moment_of_a_panic_loses_neither_the_alarm_nor_its_latch(
+    mosquitto: MosquittoBroker, tmp_path: Path, delay_s: float
+) -> None:
+    """The daemon is killed ``delay_s`` after the button closes: before it saw the
+    press, while storing the alarm, or after. Whatever the moment, after the restart
+    (the button still pressed, then released) there is exactly one open panic, it is
+    latched, the center has it, and the stream has no gap."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
+        )
+        async with (
+            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            module.press(10)
+            await asyncio.sleep(delay_s)  # the moment of the cut is the test's parameter
+            await daemon.kill()
+            stored_before = stored_alarms(tmp_path / "outbox.sqlite")
+            await daemon.start()
+            await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 30)
+            module.release(10)
+            for _ in range(100):  # until the gateway has read the release
+                state = await site.ok("get_state")
+                if state["zones"]["P10"]["violated"] is False:
+                    break
+            else:
+                raise AssertionError(f"the release of P10 was never read: {state['zones']}")
+            (active,) = site.of("alarm.panic", "P10", "active")
+            assert stored_alarms(tmp_path / "outbox.sqlite") == [active["id"]]
+            assert stored_before in ([], [active["id"]])
+            assert state["zones"]["P10"]["latched"] is True
+            assert state["zones"]["P10"]["incident"] == active["id"]
+            await center.wait_for(lambda: not center.gaps, 10)
