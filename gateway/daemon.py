@@ -46,7 +46,7 @@ from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.replay import replay_handlers
-from gateway.delivery.reports import append_unreported
+from gateway.delivery.reports import append_unreported, restore_alarms
 from gateway.delivery.uplink import Uplink
 from gateway.errors import OutboxError, StateError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
@@ -159,6 +159,10 @@ class Gateway:
             outbox.on_stored.append(self.metrics.event_stored)
             if outbox.writable:
                 await append_unreported(store, outbox)
+            try:
+                await restore_alarms(store, outbox)
+            except StateError as exc:  # kept in the outbox: restored at a later start
+                log.error("state.alarms_not_restored", error=str(exc))
             self.feed = EventFeed(cfg.bench.events)
             # Alarms, faults and the rest are accepted into the outbox at once and sent
             # from memory if the disk stalls; the DC-09 ACK and the guard tour's reports
@@ -180,7 +184,7 @@ class Gateway:
             if cfg.panels or cfg.dc09.listen:
                 self.panels = panel_stage(cfg, factory, durable)
                 stages.append(self.panels)
-            alarm_emit: Emit = emit
+            alarm_emit: StoreWith = emit
             if cfg.cameras:
                 self.cameras = camera_stage(
                     cfg,
@@ -410,7 +414,7 @@ class Gateway:
             self.notifier.poke()
             self.rules_done += 1
 
-    def _rules_emit(self, emit: Emit) -> Emit:
+    def _rules_emit(self, emit: StoreWith) -> StoreWith:
         """``emit`` that marks the rules task as waiting on the disk, not stuck, meanwhile.
 
         The outbox writer is watched itself; a slow or failing disk is a storage
@@ -418,11 +422,16 @@ class Gateway:
         the outbox still holds in memory for its next commit.
         """
 
-        async def emit_durably(event: Event) -> Event:
+        async def emit_durably(
+            event: Event,
+            *,
+            keep: Sequence[StateWrite] = (),
+            blob: tuple[str, bytes] | None = None,
+        ) -> Event:
             mine = asyncio.current_task() is self._rules_task
             self._rules_on_disk += mine
             try:
-                return await emit(event)
+                return await emit(event, keep=keep, blob=blob)
             finally:
                 self._rules_on_disk -= mine
 

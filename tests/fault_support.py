@@ -180,15 +180,15 @@ async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> 
 
 
 def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
-    """Event ids in an outbox file, in seq order (read-only; the daemon may be running)."""
+    """Event ids in an outbox file, in the order stored (seq order within a stream) (read-only; the daemon may be running)."""
     return _stored(outbox, type_prefix, "id")
 
 
 def stored_states(outbox: Path, type_prefix: str = "") -> list[str]:
     """``data.state`` of the events in an outbox file, in seq order (read-only)."""
-    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=rw", uri=True, timeout=5)) as db:
         rows = db.execute(
-            "SELECT payload FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            "SELECT payload FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY n",
             (type_prefix + "%",),
         ).fetchall()
     return [str(json.loads(bytes(p))["data"].get("state")) for (p,) in rows]
@@ -199,14 +199,20 @@ def stored_types(outbox: Path, type_prefix: str = "") -> list[str]:
     return _stored(outbox, type_prefix, "type")
 
 
+ESCALATION = "alarm.unacknowledged"
+"""The gateway's own escalation of an alarm the center has not acked: not an alarm of the
+campus, so the helpers here leave it out unless it is asked for by name."""
+
+
 def _stored(outbox: Path, type_prefix: str, column: str) -> list[str]:
     if not outbox.exists():
         return []
-    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=rw", uri=True, timeout=5)) as db:
         try:
             rows = db.execute(
-                f"SELECT {column} FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
-                (type_prefix + "%",),
+                f"SELECT {column} FROM messages WHERE seq IS NOT NULL AND type LIKE ?"
+                " AND (type != ? OR ? = ?) ORDER BY n",
+                (type_prefix + "%", ESCALATION, type_prefix, ESCALATION),
             ).fetchall()
         except sqlite3.OperationalError:  # created a moment ago, no schema yet
             return []
@@ -216,10 +222,10 @@ def _stored(outbox: Path, type_prefix: str, column: str) -> list[str]:
 def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool, bool]]:
     """(type, id, sent, acked) of every event row whose type starts with ``type_prefix``,
     in seq order (read-only; the daemon may be running)."""
-    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=rw", uri=True, timeout=5)) as db:
         rows = db.execute(
             "SELECT type, id, sent_at IS NOT NULL, acked_at IS NOT NULL FROM messages"
-            " WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            " WHERE seq IS NOT NULL AND type LIKE ? ORDER BY n",
             (type_prefix + "%",),
         ).fetchall()
     return [(t, i, bool(s), bool(a)) for t, i, s, a in rows]
@@ -228,14 +234,19 @@ def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool
 def puback_counts(outbox: Path) -> dict[str, int]:
     """Event id → how many PUBACKs its row has seen (more than one: published again after
     its ack timeout), read-only."""
-    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=rw", uri=True, timeout=5)) as db:
         rows = db.execute("SELECT id, attempts FROM messages WHERE seq IS NOT NULL").fetchall()
     return {str(i): int(n) for i, n in rows}
 
 
 def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]:
-    """The center's accepted events whose type starts with ``type_``."""
-    return [e for e in center.events if e["type"].startswith(type_)]
+    """The center's accepted events whose type starts with ``type_`` (``alarm.unacknowledged``
+    only when ``type_`` names it)."""
+    return [
+        e
+        for e in center.events
+        if e["type"].startswith(type_) and (e["type"] != ESCALATION or type_ == ESCALATION)
+    ]
 
 
 @contextlib.asynccontextmanager

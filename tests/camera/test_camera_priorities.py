@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def ack_state(outbox: Path, event_id: str) -> tuple[bool, bool] | None:
     """``(held until acked, acked)`` of ``event_id`` in the outbox (read-only)."""
-    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=rw", uri=True, timeout=5)) as db:
         query = "SELECT track_ack, acked_at FROM messages WHERE id = ?"
         row = db.execute(query, (event_id,)).fetchone()
     return None if row is None else (bool(row[0]), row[1] is not None)
