@@ -180,7 +180,8 @@ async def wait_until(predicate: Callable[[], Any], within: float, what: str) -> 
 
 
 def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
-    """Event ids in an outbox file, in the order stored (seq order within a stream) (read-only; the daemon may be running)."""
+    """Event ids in an outbox file, in the order stored (seq order within a stream; the
+    daemon may be running)."""
     return _stored(outbox, type_prefix, "id")
 
 

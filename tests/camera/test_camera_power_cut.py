@@ -20,6 +20,7 @@ import pytest
 
 from simulators.broker import MosquittoBroker
 from tests.camera_support import camera_options
+from tests.fault_support import stored_ids
 from tests.helpers import assert_valid_event, eventually
 from tests.power_cut_support import camera_campus
 
@@ -85,6 +86,8 @@ async def test_a_camera_incident_open_at_a_sigkill_is_cleared_with_its_own_id_af
         await c.center.wait_for(c.camera_online, 30)
         c.camera.trigger("tamper", True)  # the camera is covered
         await c.center.wait_for(lambda: c.of("camera.tamper") != [], 15)
+        # Stored with its incident (it may reach the center from memory first, issue 11).
+        await eventually(lambda: stored_ids(c.outbox, "camera.tamper") != [])
         await c.daemon.kill()
         c.camera.trigger("tamper", False)  # uncovered while the gateway is off
         await c.daemon.start()

@@ -6,7 +6,8 @@ whatever is queued in one transaction. An event is numbered when it is accepted
 (:meth:`Outbox.hold`): its row key ``n`` and its ``seq``, gap-free per ``stream``,
 are taken from counters in memory, and the commit stores it with exactly those.
 Until that commit succeeds the row is *held* (``held.py``): the uplink may send
-it from memory after ``offer_after`` seconds, at once while commits fail, so an
+it from memory at once while commits fail, after ``offer_after`` seconds while a
+commit is merely slow, so an
 alarm never waits on the disk (issue 11). :meth:`Outbox.append` returns only once
 the row is on disk (the DC-09 ACK, the guard tour's reports wait for that). A row
 is marked sent only when the uplink saw its PUBACK; priority 1-2 events stay open
@@ -131,7 +132,9 @@ class Outbox(OutboxReads):
         alarm_reserve_rows: part of ``max_rows`` only priority 1-3 may use.
         ballast_bytes: disk space reserved for a disk-full emergency; 0 = none.
         offer_after: seconds a held (uncommitted) row waits before the uplink may
-            send it from memory; while commits fail, held rows are offered at once.
+            send it from memory while its commit is merely slow; while commits fail
+            (a lock, I/O errors, a read-only file) held rows are offered at once.
+            Below it, a row reaches the center only once stored, as before.
 
     Attributes:
         stream: the stream new events join.
@@ -157,7 +160,7 @@ class Outbox(OutboxReads):
         max_bytes: int = 1 << 30,
         alarm_reserve_rows: int = 10_000,
         ballast_bytes: int = 0,
-        offer_after: float = 0.1,
+        offer_after: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.ack_timeout = ack_timeout
