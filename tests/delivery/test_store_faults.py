@@ -22,8 +22,8 @@ from gateway.daemon import running
 from gateway.delivery.outbox import Outbox
 from gateway.events.model import EventFactory
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import PANIC, alarms, campus_config, module, stored_ids, wait_until
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -51,7 +51,7 @@ async def _fill_telemetry(outbox: Outbox, count: int, batch: int = 500) -> None:
 
 async def _center_session_then_broker_down(broker: MosquittoBroker) -> None:
     await broker.start()
-    async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+    async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
         pass
     await broker.stop()
 
@@ -83,7 +83,7 @@ async def test_full_outbox_sheds_telemetry_and_keeps_every_panic(tmp_path: Path)
             await asyncio.sleep(0.5)
             assert gateway.outbox.stats.rows <= 1000
             await broker.start()
-            async with CenterConsole(
+            async with signed_center(
                 broker.host, broker.port, identifier="c", persistent=True
             ) as center:
 
@@ -187,7 +187,7 @@ async def test_disk_full_keeps_alarms_and_raises_a_storage_fault(tmp_path: Path)
             )
             outbox_path = disk / "outbox.sqlite"
             async with (
-                CenterConsole(broker.host, broker.port) as center,
+                signed_center(broker.host, broker.port) as center,
                 running(cfg, outbox_path=outbox_path) as gateway,
             ):
                 assert gateway.outbox is not None
@@ -222,7 +222,7 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with running(cfg, outbox_path=outbox_path) as gateway:
