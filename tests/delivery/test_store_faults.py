@@ -37,9 +37,9 @@ async def _fill_telemetry(outbox: Outbox, count: int, batch: int = 500) -> None:
             *(
                 outbox.append(
                     TELEMETRY.make(
-                        "gateway.heartbeat",
-                        device="gateway",
-                        subject="gw1",
+                        "camera.status",  # priority 5 (a real heartbeat is never stored)
+                        device="cam1",
+                        subject="cam1",
                         state="instant",
                         data={"sample": i},
                     )
