@@ -38,6 +38,7 @@ def make_event(seq: int, type_: str = "alarm.panic") -> Event:
         subject=f"zone-{seq}",
         state="active",
         data={"name": PANIC_NAME, "location": "教学楼1F 东侧走廊"},
+        opens_incident=True,
     )
     return event.stored(seq, STREAM)
 
