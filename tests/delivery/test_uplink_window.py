@@ -27,7 +27,7 @@ from tests.fault_support import (
     toggle,
     wait_until,
 )
-from tests.helpers import signed_center
+from tests.helpers import TEST_KEY, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,8 +45,10 @@ async def test_in_flight_never_exceeds_the_brokers_receive_maximum_of_5(tmp_path
         )  # fmt: skip
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
-            await wait_until(lambda: alarms(center, "device.online"), 10, "module online")
-            async with CommandSender(broker.host, broker.port, "fault-school", "gw1") as cmd:
+            await wait_until(lambda: alarms(center, "device.online"), 30, "module online")
+            async with CommandSender(
+                broker.host, broker.port, "fault-school", "gw1", key=TEST_KEY
+            ) as cmd:
                 # Rows, retained state (every input change), heartbeats every 20 ms and
                 # command results all compete for the same five slots.
                 pings = [asyncio.create_task(cmd.send("ping", timeout_s=30)) for _ in range(20)]
