@@ -98,7 +98,7 @@ def _status(cfg: GatewayConfig, raw: bool) -> int:
     from gateway.ops.client import fetch_status, format_status
 
     try:
-        status = fetch_status(cfg.metrics)
+        status = fetch_status(cfg.metrics, expect=(cfg.site.id, cfg.site.gateway))
     except GatewayError as exc:
         print(f"campus-gateway status: {exc}", file=sys.stderr)
         return 1

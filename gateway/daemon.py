@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.notifier import Notifier
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage, start_stages
+from gateway.runtime.state import Recall, StateWrite, StoreWith
 from gateway.runtime.state_store import StateStore, state_path
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.systemd import notify
@@ -63,7 +64,7 @@ from gateway.runtime.version import gateway_version
 from gateway.runtime.watchdog import Watchdog, watchdog_period
 
 if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
-    from gateway.camera.evidence import BlobSink
+    from gateway.camera.evidence import Keep
     from gateway.camera.rules import StatePublisher
     from gateway.camera.stage import CameraStage
     from gateway.panels.stage import PanelStage
@@ -161,12 +162,12 @@ class Gateway:
                 stages.append(self.panels)
             alarm_emit: Emit = emit
             if cfg.cameras:
-                blob = self._tap_blob(outbox.append_blob)
                 self.cameras = camera_stage(
                     cfg,
                     factory,
                     emit,
-                    blob,
+                    outbox.keep,
+                    outbox.kept,
                     publish_state=self._set_state,
                     armed=self._area_armed,
                 )
@@ -291,7 +292,7 @@ class Gateway:
                 )
 
     def _ops_server(self, outbox: Outbox, store: StateStore, stages: list[Stage]) -> OpsServer:
-        assert self.uplink is not None and self.progress is not None
+        assert self.uplink is not None and self.progress is not None and self.alarm is not None
         sources = StatusSources(
             self.cfg,
             outbox,
@@ -301,30 +302,30 @@ class Gateway:
             self.progress,
             self.supervisor,
             dropped_observations=lambda: self.dropped_observations,
+            walk_test=self.alarm.walk.snapshot,
         )
         return OpsServer(self.cfg.metrics, sources, self.metrics)
 
-    def _tap(self, append: Emit) -> Emit:
-        """``append`` that shows the event on the bench page at once (even while the
-        disk is slow) and pokes the local views once it is stored."""
+    def _tap(self, append: StoreWith) -> StoreWith:
+        """``append`` that shows the event (and a picture stored with it) on the bench
+        page at once (even while the disk is slow) and pokes the local views once it
+        is stored."""
 
-        async def emit(event: Event) -> Event:
+        async def emit(
+            event: Event,
+            *,
+            keep: Sequence[StateWrite] = (),
+            blob: tuple[str, bytes] | None = None,
+        ) -> Event:
+            if blob is not None:
+                self.feed.add_blob(*blob)
             self.feed.add(event)
             try:
-                return await append(event)
+                return await append(event, keep=keep, blob=blob)
             finally:
                 self.notifier.poke()
 
         return emit
-
-    def _tap_blob(self, append_blob: BlobSink) -> BlobSink:
-        """``append_blob`` that keeps the picture for the bench page too."""
-
-        async def blob(topic: str, payload: bytes, priority: int) -> int:
-            self.feed.add_blob(topic, payload)
-            return await append_blob(topic, payload, priority)
-
-        return blob
 
     async def _started(self, factory: EventFactory, outbox: Outbox, emit: Emit) -> Event:
         return await emit(
@@ -443,8 +444,9 @@ class Gateway:
 def camera_stage(
     cfg: GatewayConfig,
     factory: EventFactory,
-    emit: Emit,
-    blob: BlobSink,
+    store: StoreWith,
+    keep: Keep,
+    recall: Recall,
     *,
     publish_state: StatePublisher | None = None,
     armed: Callable[[str], bool] | None = None,
@@ -457,7 +459,7 @@ def camera_stage(
     """
     from gateway.camera.stage import CameraStage
 
-    return CameraStage(cfg, factory, emit, blob, publish_state=publish_state, armed=armed)
+    return CameraStage(cfg, factory, store, keep, recall, publish_state=publish_state, armed=armed)
 
 
 def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit) -> PanelStage:

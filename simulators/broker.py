@@ -5,6 +5,11 @@ Each :class:`MosquittoBroker` owns one ``mosquitto`` process listening on
 log and persistence database in a directory the caller gave. It can be stopped
 cleanly (SIGTERM: mosquitto saves its database), killed (SIGKILL: a real crash,
 anything since the last autosave is lost) and started again on the same port.
+
+While it is down the port stays reserved (:class:`PortGuard`): clients trying to
+reconnect are refused, never connected to themselves (Linux's TCP simultaneous open
+when a client's ephemeral source port equals the empty port it dials), and no other
+process is handed the port, so the broker can always start on it again.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import shutil
 import signal
 import socket
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from simulators.lifetime import StartStop
 
@@ -69,6 +76,46 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class PortGuard:
+    """Holds a TCP port reserved: a socket bound to it with ``SO_REUSEADDR``, never listening.
+
+    A connection to the port is refused while nothing listens (a SYN to a bound,
+    non-listening socket gets a RST); ``connect()`` never picks it as an ephemeral
+    source port (Linux skips ports bound explicitly), so a client dialling the empty
+    port cannot connect to itself; ``bind(port 0)`` elsewhere never returns it. A
+    listener with ``SO_REUSEADDR`` (mosquitto sets it) binds the port all the same.
+
+    ``held`` is False when the port could not be reserved (something listens on it,
+    or holds it without ``SO_REUSEADDR``); :meth:`MosquittoBroker.start` then says why.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._sock: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind((host, port))
+        except OSError:
+            self.release()
+        self.port: int = port if self._sock is None else self._sock.getsockname()[1]
+        self._finalizer = weakref.finalize(self, _close_quietly, self._sock)
+
+    @property
+    def held(self) -> bool:
+        """True while the port is reserved."""
+        return self._sock is not None
+
+    def release(self) -> None:
+        """Give the port up (idempotent)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+def _close_quietly(sock: socket.socket | None) -> None:
+    if sock is not None:
+        sock.close()
+
+
 class MosquittoBroker(StartStop):
     """One private mosquitto process on ``127.0.0.1``.
 
@@ -79,7 +126,9 @@ class MosquittoBroker(StartStop):
     Args:
         workdir: directory for ``mosquitto.conf``, ``mosquitto.log``, the
             captured stdout/stderr and the persistence database (created if missing).
-        port: TCP port to listen on; a free one is picked when omitted.
+        port: TCP port to listen on; a free one is picked when omitted. It is
+            reserved from here until :meth:`close` (or the end of ``async with``),
+            also while the broker is down (:class:`PortGuard`).
         persistence: keep sessions and queued QoS>0 messages in
             ``workdir/mosquitto.db`` across restarts.
         autosave_interval: seconds between database saves (mosquitto's own
@@ -118,7 +167,8 @@ class MosquittoBroker(StartStop):
         acl_file: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
-        self._port = port if port is not None else pick_free_port(self.host)
+        self._guard = PortGuard(self.host, port if port is not None else 0)
+        self._port = self._guard.port or pick_free_port(self.host)
         self.persistence = persistence
         self.autosave_interval = autosave_interval
         self.max_inflight_messages = max_inflight_messages
@@ -129,6 +179,27 @@ class MosquittoBroker(StartStop):
         self.start_timeout = start_timeout
         self.executable = executable or find_mosquitto()
         self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop, and give the reserved port up."""
+        try:
+            await self.stop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the reserved port up (after :meth:`stop`; ``async with`` does both)."""
+        self._guard.release()
+
+    @property
+    def port_reserved(self) -> bool:
+        """True while the port is held for this broker (see :class:`PortGuard`)."""
+        return self._guard.held
 
     @property
     def port(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import aiomqtt
 from gateway.config.camera import CameraConfig
 from gateway.events.model import Event
 from gateway.events.observation import CameraSignal, DeviceHealth
+from gateway.runtime.state import StateWrite
 from simulators.camera.server import CameraOptions, SimulatedCamera
 from tests.helpers import eventually
 
@@ -52,13 +53,24 @@ def camera_config(cam: SimulatedCamera, tmp_path: Path, **overrides: Any) -> Cam
 
 @dataclass
 class Recorder:
-    """A driver sink or an ``emit`` that keeps everything, with a wait."""
+    """A driver sink or an ``emit`` (a ``StoreWith``) that keeps everything, with a wait.
+
+    ``kept``: each stored item's kept-state writes, in order (as ``(kind, key, data)``).
+    """
 
     items: list[Any] = field(default_factory=list)
+    kept: list[tuple[str, str, Any]] = field(default_factory=list)
 
-    async def __call__(self, item: Any) -> Any:
+    async def __call__(
+        self, item: Any, *, keep: Sequence[StateWrite] = (), blob: tuple[str, bytes] | None = None
+    ) -> Any:
         self.items.append(item)
+        self.kept.extend((w.kind, w.key, w.data) for w in keep)
         return item
+
+    async def keep(self, writes: Sequence[StateWrite]) -> None:
+        """Kept state without an event (the outbox's ``keep``)."""
+        self.kept.extend((w.kind, w.key, w.data) for w in writes)
 
     def signals(self, kind: str | None = None) -> list[CameraSignal]:
         return [s for s in self.items if isinstance(s, CameraSignal) and kind in (None, s.kind)]

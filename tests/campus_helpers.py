@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.config.panels import Dc09Config
 from gateway.config.patrol import NetworkReaderConfig, PatrolConfig
-from gateway.config.root import GatewayConfig, load_config
+from gateway.config.root import GatewayConfig, MetricsConfig, load_config
 from gateway.config.views import BenchConfig
 from gateway.daemon import Gateway, running
 from simulators.broker import MosquittoBroker
@@ -41,14 +41,15 @@ def demo_config_on(
     reader listens on ``patrol_port``, its DC-09 receiver on ``panel_port``. Without
     them the config has no cameras (nor ``[[linkage]]``), no ``[patrol]`` and no
     ``[[panels]]``: a test of the alarm path neither waits for cameras nor binds the
-    demo's fixed patrol and panel ports. The bench page takes a free port.
+    demo's fixed patrol and panel ports. The bench page and the metrics endpoint take
+    free ports.
     """
     cfg = relocate(
         load_config(DEMO_CONFIG),
         broker_port=broker_port,
         module_ports={module_id: sim.port for module_id, sim in modules.items()},
     )
-    update: dict[str, object] = {"bench": BenchConfig(port=0)}
+    update: dict[str, object] = {"bench": BenchConfig(port=0), "metrics": MetricsConfig(port=0)}
     if cameras is None:
         update.update(cameras=[], linkage=[])
     else:

@@ -59,6 +59,7 @@ async def mosquitto_factory(tmp_path: Path) -> AsyncIterator[BrokerFactory]:
     yield make
     for broker in brokers:
         await broker.stop()
+        broker.close()
 
 
 @pytest.fixture

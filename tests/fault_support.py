@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from drivers.modbus_io.poller import ModulePoller
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
@@ -53,6 +54,12 @@ ballast_mb = {ballast_mb}
 
 [logging]
 level = "warning"
+
+[metrics]
+port = {metrics_port}
+
+[bench]
+port = 0
 """
     + MODULE
 )
@@ -69,7 +76,11 @@ input = {input}
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
     """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
-    (``keepalive`` is left to its default unless given)."""
+    (``keepalive`` is left to its default unless given) and ``metrics_port``.
+
+    The local endpoints take free ports (``[metrics]`` and ``[bench]`` port 0) unless
+    ``metrics_port`` is given: tests running side by side, or beside a demo, never fight
+    over the fixed default ports."""
     values: dict[str, Any] = {
         "window": 20,
         "publish_timeout": 5.0,
@@ -81,6 +92,7 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "max_rows": 1_000_000,
         "alarm_reserve_rows": 1000,
         "ballast_mb": 0,
+        "metrics_port": 0,
     }
     values.update(overrides)
     keepalive = values["keepalive"]
@@ -120,6 +132,31 @@ async def toggle(sim: SimulatedModule, channels: list[int], times: int, gap: flo
             state[channel] = not state[channel]
             sim.set_input(channel, closed=state[channel])
         await asyncio.sleep(gap)
+    return times * len(channels)
+
+
+async def toggle_polled(
+    sim: SimulatedModule, poller: ModulePoller, channels: list[int], times: int
+) -> int:
+    """Flip each channel ``times`` times, each round only once ``poller`` has reported the
+    last (as fast as the gateway reads, and no flip lost to a late poll on a loaded
+    machine); returns transitions made.
+
+    The first flip waits for the poller's first read (a flip before it is no transition).
+
+    Raises:
+        AssertionError: the module not read, or a round not reported, within 10 s.
+    """
+    await wait_until(lambda: None not in poller.inputs, 10, "module read")
+    for _ in range(times):
+        want = {c: not sim.inputs[c] for c in channels}
+        for channel, closed in want.items():
+            sim.set_input(channel, closed=closed)
+        await wait_until(
+            lambda want=want: all(poller.inputs[c] is v for c, v in want.items()),
+            10,
+            "flips polled",
+        )
     return times * len(channels)
 
 

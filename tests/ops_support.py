@@ -19,10 +19,10 @@ def ops_config(directory: Path, *, extra: str = "", **kwargs: Any) -> tuple[Path
 
     Returns the config path and the metrics port.
     """
-    path = write_config(directory, **kwargs)
     port = free_port()
+    path = write_config(directory, metrics_port=port, **kwargs)
     with path.open("a", encoding="utf-8") as out:
-        out.write(f"\n[metrics]\nport = {port}\n{extra}")
+        out.write(extra)
     return path, port
 
 

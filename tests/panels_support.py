@@ -51,7 +51,8 @@ def site_config(
     panels: list[dict[str, Any]] | None = None,
     **dc09: Any,
 ) -> GatewayConfig:
-    """A site whose ``[dc09]`` listens on 127.0.0.1 at the given ports, with ``panels``."""
+    """A site whose ``[dc09]`` listens on 127.0.0.1 at the given ports, with ``panels``
+    (its metrics endpoint and bench page on free ports)."""
     listen = [{"protocol": "tcp", "host": "127.0.0.1", "port": tcp_port}] if tcp_port else []
     if udp_port:
         listen.append({"protocol": "udp", "host": "127.0.0.1", "port": udp_port})
@@ -63,6 +64,8 @@ def site_config(
             "areas": [{"id": "TEACH", "name": "教学行政区"}],
             "dc09": {"listen": listen, **dc09},
             "panels": panels if panels is not None else [panel()],
+            "metrics": {"port": 0},
+            "bench": {"port": 0},
         }
     )
 

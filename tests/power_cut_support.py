@@ -56,6 +56,12 @@ hmac_key_file = "{key}"
 
 [logging]
 level = "info"
+
+[metrics]
+port = 0
+
+[bench]
+port = 0
 """
 
 

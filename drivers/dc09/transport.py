@@ -115,6 +115,11 @@ class TcpListener(_Listener):
         self.connections += 1
         try:
             await self._serve(reader, writer, peer)
+        except asyncio.CancelledError:
+            # Only run()'s stop cancels this task (and awaits it). It ends normally:
+            # CPython 3.11's start_server done-callback calls exception() on a cancelled
+            # connection task and logs "Exception in callback" at every stop.
+            self.log.info("dc09.connection_closed", peer=peer, why="stopping")
         finally:
             self.connections -= 1
             self._tasks.discard(task)

@@ -1,20 +1,24 @@
 """Alarm linkage: a zone alarm asks its linked cameras for evidence pictures (``[[linkage]]``).
 
-:meth:`Linkage.wrap` wraps the zone engine's ``emit``: after an ``alarm.*``
-event with state ``active`` is stored, every camera linked to its zone (the
-event's ``subject``) gets a request on the :class:`~gateway.camera.evidence.EvidenceCollector`.
-The alarm is stored first, whatever happens to the pictures.
+:meth:`Linkage.wrap` wraps the store of the zone engine's events: an ``alarm.*``
+event with state ``active`` is stored together with one evidence request per
+camera linked to its zone (the event's ``subject``), in one outbox transaction
+(``keep``, :mod:`gateway.camera.memory`); once it is stored the requests are
+queued on the :class:`~gateway.camera.evidence.EvidenceCollector`. The alarm is
+never held up by the pictures, and a power cut right after it loses none of
+them: the requests are served after the restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from gateway.camera.evidence import Pictures
 from gateway.config.camera import LinkageConfig
 from gateway.events.model import Event
+from gateway.runtime.state import StoreWith
 
 Emit = Callable[[Event], Awaitable[Event]]
-Request = Callable[[str, Event], object]
 
 
 class Linkage:
@@ -22,25 +26,27 @@ class Linkage:
 
     Args:
         links: the ``[[linkage]]`` entries (checked by the config).
-        request: ``request(camera_id, alarm_event)`` asks for one picture.
+        pictures: plans and queues evidence requests (the collector).
     """
 
-    def __init__(self, links: Sequence[LinkageConfig], request: Request) -> None:
+    def __init__(self, links: Sequence[LinkageConfig], pictures: Pictures) -> None:
         self._cameras = {link.zone: link.cameras for link in links}
-        self._request = request
+        self._pictures = pictures
 
     def cameras_for(self, zone_id: str) -> tuple[str, ...]:
         """The cameras linked to ``zone_id`` (none when it has no linkage)."""
         return self._cameras.get(zone_id, ())
 
-    def wrap(self, emit: Emit) -> Emit:
-        """``emit`` that also asks the linked cameras for evidence of new zone alarms."""
+    def wrap(self, store: StoreWith) -> Emit:
+        """An ``emit`` that stores each new zone alarm with its linked cameras' requests."""
 
         async def linked(event: Event) -> Event:
-            stored = await emit(event)
-            if stored.type.startswith("alarm.") and stored.state == "active":
-                for camera_id in self.cameras_for(stored.subject):
-                    self._request(camera_id, stored)
+            requests = []
+            if event.type.startswith("alarm.") and event.state == "active":
+                requests = [self._pictures.plan(c, event) for c in self.cameras_for(event.subject)]
+            stored = await store(event, keep=[r.kept() for r in requests])
+            for request in requests:
+                self._pictures.submit(request)
             return stored
 
         return linked

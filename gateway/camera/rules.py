@@ -33,8 +33,14 @@ Rules (the driver has already normalized every vendor topic):
   ``data.armed`` say which. An incident keeps the priority it opened with until
   it is cleared. Camera tamper is priority 2 in every state.
 * A new alarm (``active``, or a one-off ``instant`` such as a line crossing) of a
-  kind in the camera's ``snapshot.on_events`` asks
-  ``on_alarm(camera_id, event)`` for an evidence picture.
+  kind in the camera's ``snapshot.on_events`` asks for an evidence picture: the
+  request is stored with the alarm, then queued (``pictures``,
+  :class:`~gateway.camera.evidence.Pictures`).
+* **Incidents survive a restart**: an incident is kept in the outbox with its
+  ``active`` event, changed when a detector joins or leaves it, and ended with
+  its ``cleared`` event (:mod:`gateway.camera.memory`); the rules start with the
+  incidents that were open, so a camera that comes back with an inactive
+  ``Initialized`` message clears the incident opened before the cut.
 
 Every event carries the gateway's receive time; the camera's claim is
 ``data.devicetime`` exactly as sent (captures with 1970 and MM-DD-YYYY times).
@@ -42,14 +48,15 @@ Every event carries the gateway's receive time; the camera's claim is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
+from gateway.camera.evidence import EvidenceRequest, Keep, Pictures
+from gateway.camera.memory import Incident, IncidentKey, incident_write
 from gateway.config.camera import CameraConfig
-from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.events.model import Event, EventFactory, State, rfc3339
 from gateway.events.observation import (
     CameraCapabilities,
     CameraObservation,
@@ -59,22 +66,12 @@ from gateway.events.observation import (
     utcnow,
 )
 from gateway.runtime.device_health import HealthEvents
+from gateway.runtime.state import StateWrite, StoreWith
 
 log = structlog.get_logger(__name__)
 
-AlarmHook = Callable[[str, Event], object]
 StatePublisher = Callable[[str, dict[str, Any]], None]
 """``publish(camera_id, state)``: the camera's retained ``…/state/<camera id>``."""
-
-
-@dataclass(slots=True)
-class Incident:
-    """An open camera incident: the id of its ``active`` event, who holds it open,
-    and whether its camera's area was armed when it opened."""
-
-    id: str
-    detectors: set[str] = field(default_factory=set)
-    armed: bool = False
 
 
 class CameraRules:
@@ -83,10 +80,14 @@ class CameraRules:
     Args:
         cameras: the configured cameras.
         factory: makes events.
-        emit: stores an event durably (the outbox's ``append``) and returns it.
-        on_alarm: called with ``(camera_id, stored event)`` when evidence is wanted.
+        store: stores an event durably with kept state (the outbox's ``append``)
+            and returns it.
+        pictures: plans and queues evidence requests (None: no pictures).
         publish_state: called with each camera's state when it changes.
         armed: tells whether an area is armed now (the alarm system's areas).
+        keep: commits kept state without an event (the outbox's ``keep``; None:
+            a detector joining or leaving an open incident is kept in memory only).
+        incidents: the incidents open before a restart (kept in the outbox).
 
     Attributes:
         incidents: open incidents by ``(camera, kind, source)``.
@@ -99,22 +100,26 @@ class CameraRules:
         self,
         cameras: Sequence[CameraConfig],
         factory: EventFactory,
-        emit: Emit,
-        on_alarm: AlarmHook | None = None,
+        store: StoreWith,
+        pictures: Pictures | None = None,
         publish_state: StatePublisher | None = None,
         armed: Callable[[str], bool] | None = None,
+        *,
+        keep: Keep | None = None,
+        incidents: Mapping[IncidentKey, Incident] | None = None,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
         self._factory = factory
-        self._emit = emit
-        self._on_alarm = on_alarm
-        self.incidents: dict[tuple[str, str, str], Incident] = {}
+        self._emit = store
+        self._pictures = pictures
+        self._keep = keep
+        self.incidents: dict[IncidentKey, Incident] = dict(incidents or {})
         self.clock_skew_s: dict[str, float] = {}
         self.capabilities: dict[str, CameraCapabilities] = {}
         self.health: dict[str, HealthState] = {}
         self._publish_state = publish_state
         self._armed = armed
-        self._health_events = HealthEvents(factory, emit)
+        self._health_events = HealthEvents(factory, store)
 
     async def observe(self, obs: CameraObservation) -> None:
         """Handle one observation from a camera driver."""
@@ -169,21 +174,46 @@ class CameraRules:
             if sig.detector == "clock":
                 self.clock_skew_s[sig.device_id] = float(dict(sig.fields)["clock_skew_s"])
             if not sig.initial:
-                armed = self._area_armed(sig.device_id)
-                self._want_evidence(sig, await self._event(sig, "instant", armed=armed))
+                event = self._make(sig, "instant", armed=self._area_armed(sig.device_id))
+                await self._store_alarm(sig, event, [])
         elif sig.state == "active":
             if incident is not None:
-                incident.detectors.add(sig.detector)
+                if sig.detector not in incident.detectors:
+                    incident.detectors.add(sig.detector)
+                    await self._keep_incident(key, incident)
                 return
             armed = self._area_armed(sig.device_id)
-            event = await self._event(sig, "active", armed=armed)
-            self.incidents[key] = Incident(event.id, {sig.detector}, armed)
-            self._want_evidence(sig, event)
-        elif incident is not None:
+            event = self._make(sig, "active", armed=armed)
+            opened = Incident(event.id, {sig.detector}, armed)
+            await self._store_alarm(sig, event, [incident_write(key, opened)])
+            self.incidents[key] = opened
+        elif incident is not None and sig.detector in incident.detectors:
             incident.detectors.discard(sig.detector)
-            if not incident.detectors:
-                del self.incidents[key]
-                await self._event(sig, "cleared", incident.id, armed=incident.armed)
+            if incident.detectors:
+                await self._keep_incident(key, incident)
+                return
+            del self.incidents[key]
+            event = self._make(sig, "cleared", incident.id, armed=incident.armed)
+            await self._store(event, [incident_write(key, None)])
+
+    async def _keep_incident(self, key: IncidentKey, incident: Incident) -> None:
+        if self._keep is not None:
+            await self._keep([incident_write(key, incident)])
+
+    async def _store_alarm(self, sig: CameraSignal, event: Event, keep: list[StateWrite]) -> None:
+        """Store a new alarm with its evidence request (when one is wanted), then queue it."""
+        request = self._evidence_for(sig, event)
+        if request is not None:
+            keep.append(request.kept())
+        await self._store(event, keep)
+        if request is not None and self._pictures is not None:
+            self._pictures.submit(request)
+
+    async def _store(self, event: Event, keep: list[StateWrite]) -> Event:
+        stored = await self._emit(event, keep=keep)
+        log.info("camera.event", camera=event.data.get("camera"), type=event.type,
+                 state=event.state, id=event.id)  # fmt: skip
+        return stored
 
     def _area_armed(self, camera_id: str) -> bool:
         """Is the area this camera watches armed now (False without an area)?"""
@@ -192,16 +222,17 @@ class CameraRules:
             return False
         return self._armed(camera.area)
 
-    def _want_evidence(self, sig: CameraSignal, event: Event) -> None:
-        """Ask for a picture for a new alarm (an ``active`` one, or a one-off such as a
+    def _evidence_for(self, sig: CameraSignal, event: Event) -> EvidenceRequest | None:
+        """A picture request for a new alarm (an ``active`` one, or a one-off such as a
         line crossing) of a kind the camera's ``snapshot.on_events`` lists."""
         camera = self._cameras.get(sig.device_id)
-        if camera is None or not camera.snapshot.enabled or self._on_alarm is None:
-            return
-        if sig.kind in camera.snapshot.on_events:
-            self._on_alarm(sig.device_id, event)
+        if camera is None or not camera.snapshot.enabled or self._pictures is None:
+            return None
+        if sig.kind not in camera.snapshot.on_events:
+            return None
+        return self._pictures.plan(sig.device_id, event)
 
-    async def _event(
+    def _make(
         self, sig: CameraSignal, state: State, incident: str | None = None, *, armed: bool = False
     ) -> Event:
         camera = self._cameras.get(sig.device_id)
@@ -218,7 +249,7 @@ class CameraRules:
         }
         if camera is not None and camera.area is not None:
             data.update(area=camera.area, armed=armed)
-        event = self._factory.make(
+        return self._factory.make(
             sig.kind,
             device=sig.device_id,
             subject=f"{sig.device_id}/{sig.source}" if sig.source else sig.device_id,
@@ -229,9 +260,6 @@ class CameraRules:
             opens_incident=state == "active",
             armed=armed,
         )
-        stored = await self._emit(event)
-        log.info("camera.event", camera=sig.device_id, type=sig.kind, state=state, id=event.id)
-        return stored
 
     async def _health(self, obs: DeviceHealth) -> None:
         camera = self._cameras.get(obs.device_id)

@@ -2,7 +2,10 @@
 
 A :class:`~gateway.runtime.stage.Stage`: one supervised task per camera
 (``driver[onvif_camera:<id>]``) and one for the evidence collector, started in
-the daemon's task group after the Modbus pollers.
+the daemon's task group after the Modbus pollers. It starts from what the
+outbox kept across a restart (:mod:`gateway.camera.memory`): the incidents that
+were open, and the evidence requests whose pictures were not stored yet
+(served again first, late or reported as not taken).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from datetime import datetime
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.snapshot import SnapshotTaker
-from gateway.camera.evidence import BlobSink, EvidenceCollector, EvidenceRequest
+from gateway.camera.evidence import EvidenceCollector, EvidenceRequest, Keep
 from gateway.camera.linkage import Linkage
+from gateway.camera.memory import EVIDENCE, INCIDENT, open_incidents
 from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
-from gateway.events.model import Emit, Event, EventFactory
-from gateway.events.observation import HealthState
+from gateway.events.model import Event, EventFactory
+from gateway.events.observation import HealthState, utcnow
 from gateway.runtime.stage import StageTask, device_task
+from gateway.runtime.state import Recall, StoreWith
 
 
 class CameraStage:
@@ -28,13 +33,19 @@ class CameraStage:
     Args:
         cfg: the gateway config (``cameras``, ``linkage``).
         factory: makes events.
-        emit: stores an event (the outbox's ``append``).
-        blob: stores picture bytes (the outbox's ``append_blob``).
+        store: stores an event with kept state and picture bytes in one
+            transaction (the outbox's ``append``).
+        keep: commits kept state alone (the outbox's ``keep``).
+        recall: reads kept state (the outbox's ``kept``).
         publish_state: publishes a camera's retained state (health, capabilities).
         armed: tells whether an area is armed (cameras bound to an area follow it).
 
     Attributes:
         drivers: by camera id; rules, evidence, linkage: the stages.
+        resumed: evidence requests found pending at start.
+
+    Raises:
+        OutboxError: kept state the outbox cannot read.
     """
 
     family = "onvif_camera"
@@ -43,8 +54,9 @@ class CameraStage:
         self,
         cfg: GatewayConfig,
         factory: EventFactory,
-        emit: Emit,
-        blob: BlobSink,
+        store: StoreWith,
+        keep: Keep,
+        recall: Recall,
         *,
         publish_state: StatePublisher | None = None,
         armed: Callable[[str], bool] | None = None,
@@ -52,17 +64,20 @@ class CameraStage:
         self.rules = CameraRules(
             cfg.cameras,
             factory,
-            emit,
-            on_alarm=self._request,
+            store,
+            pictures=self,
             publish_state=publish_state,
             armed=armed,
+            keep=keep,
+            incidents=open_incidents(dict(recall(INCIDENT))),
         )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         takers = {c.id: SnapshotTaker(c, self._media_of(c.id)) for c in cfg.cameras}
         self.evidence = EvidenceCollector(
-            {c.id: c for c in cfg.cameras}, takers, factory, emit, blob
+            {c.id: c for c in cfg.cameras}, takers, factory, store, keep
         )
-        self.linkage = Linkage(cfg.linkage, self._request)
+        self.linkage = Linkage(cfg.linkage, self)
+        self.resumed = self.evidence.resume(recall(EVIDENCE).values(), utcnow())
 
     def tasks(self) -> Sequence[StageTask]:
         """The evidence collector and one task per camera (none without cameras)."""
@@ -86,8 +101,17 @@ class CameraStage:
         return lambda: driver.media
 
     async def request(self, request: EvidenceRequest) -> None:
-        """Queue a picture request (the ``snapshot`` command's)."""
-        self.evidence.submit(request)
+        """Keep a picture request (the ``snapshot`` command's), then queue it.
 
-    def _request(self, camera_id: str, trigger: Event) -> None:
-        self.evidence.request(camera_id, trigger)
+        Raises:
+            OutboxError: the outbox is closed.
+        """
+        await self.evidence.request_now(request)
+
+    def plan(self, camera_id: str, alarm: Event) -> EvidenceRequest:
+        """An evidence request for ``alarm`` (see :class:`~gateway.camera.evidence.Pictures`)."""
+        return self.evidence.plan(camera_id, alarm)
+
+    def submit(self, request: EvidenceRequest) -> EvidenceRequest:
+        """Queue a request kept with its alarm."""
+        return self.evidence.submit(request)

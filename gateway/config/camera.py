@@ -47,7 +47,10 @@ class SnapshotConfig(Strict):
     The picture is re-encoded to at most ``max_width_px`` wide and ``max_bytes``
     (JPEG quality lowered step by step from ``jpeg_quality`` until it fits).
     ``on_events``: camera alarms that take a picture of their own (zone alarms
-    take one through ``[[linkage]]``).
+    take one through ``[[linkage]]``). ``late_within_s``: after a restart, a
+    picture asked for before it is still taken when the request is at most this
+    old (seconds; its ``camera.snapshot`` says ``late = true``), and otherwise
+    reported as not taken, with the reason (``gateway/camera/evidence.py``).
     """
 
     enabled: bool = True
@@ -59,6 +62,7 @@ class SnapshotConfig(Strict):
     jpeg_quality: int = Field(default=85, ge=30, le=100)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     attempts: int = Field(default=3, ge=1, le=10)
+    late_within_s: float = Field(default=300.0, ge=0, le=86_400)
 
 
 class CameraConfig(Strict):

@@ -10,8 +10,9 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.config.root import MetricsConfig
 from gateway.errors import GatewayError
@@ -31,12 +32,18 @@ def status_url(cfg: MetricsConfig) -> str:
     return f"http://{host}:{cfg.port}/status"
 
 
-def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(
+    cfg: MetricsConfig, timeout: float = 5.0, *, expect: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """The running daemon's status as JSON data.
 
+    Args:
+        expect: ``(site id, gateway)`` the answer must come from; another gateway on
+            that port (a second config, a test, a demo) is refused rather than shown.
+
     Raises:
-        StatusUnavailable: metrics disabled or on port 0, nothing listening, or a bad
-            answer.
+        StatusUnavailable: metrics disabled or on port 0, nothing listening, a bad
+            answer, or an answer from a gateway other than ``expect``.
     """
     if not cfg.enabled:
         raise StatusUnavailable("[metrics] enabled = false: the daemon serves no status")
@@ -50,6 +57,13 @@ def fetch_status(cfg: MetricsConfig, timeout: float = 5.0) -> dict[str, Any]:
         raise StatusUnavailable(f"{url}: HTTP {exc.code}: {exc.read()[:200]!r}") from exc
     except (OSError, ValueError) as exc:
         raise StatusUnavailable(f"{url}: {exc} (is campus-gateway running?)") from exc
+    if expect is not None:
+        found = (str(body.get("site")), str(body.get("gateway")))
+        if found != expect:
+            raise StatusUnavailable(
+                f"{url} is the status of {found[0]}/{found[1]}, not of {expect[0]}/{expect[1]}: "
+                "another gateway holds that [metrics] port (is this config's daemon running?)"
+            )
     return body
 
 
@@ -63,16 +77,33 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def _when(ts: float, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _site_zone(name: str | None) -> tzinfo | None:
+    """The site's time zone (``[site] timezone``), or None (the box's own) when unknown."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def format_status(s: dict[str, Any], now: float | None = None) -> str:
-    """The status as a technician reads it: a few lines per part, newest events first."""
+    """The status as a technician reads it: a few lines per part, newest events first,
+    then the running walk test and the last walk test's report (zones tripped with their
+    first and last trip, zones never tripped). Times in the site's time zone (``timezone``
+    of the answer; the box's own when absent), named with its UTC offset on the first line."""
     now = time.time() if now is None else now
     up, ob = s["uplink"], s["outbox"]
+    tz = _site_zone(s.get("timezone"))
+    offset = datetime.fromtimestamp(now, UTC).astimezone(tz).strftime("%z")
     lines = [
-        f"campus-gateway {s['version']}  site {s['site']}/{s['gateway']}  up {_age(s['uptime_s'])}",
+        f"campus-gateway {s['version']}  site {s['site']}/{s['gateway']}  up {_age(s['uptime_s'])}"
+        f"  (times in {s.get('timezone') if tz is not None else 'local time'}, "
+        f"UTC{offset[:3]}:{offset[3:]})",
         f"uplink   {up['state']} to {up['broker']}  reconnects {up['reconnects']}  "
         f"in flight {up['inflight']}/{up['window']}  publish failures {up['publish_failures']}",
         f"outbox   {ob['depth']} pending (oldest {_age(ob['oldest_pending_s'])})  "
@@ -93,20 +124,99 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     devices = s["devices"]
     lines.append(f"devices  {len(devices)}" + ("" if devices else " configured"))
     lines += [f"  {d['health']:<8} {d['family']:<13} {d['id']}" for d in devices]
+    lines += _receiver_lines(s.get("dc09"))
     alarms = s["alarms"]
     lines.append(f"in alarm {len(alarms)}")
     lines += [
-        f"  {a['zone']:<10} {a['type']:<22} since {_when(a['since'])}"
+        f"  {a['zone']:<10} {a['type']:<22} since {_when(a['since'], tz)}"
         + (f" ({a['detail']})" if a["detail"] else "")
         for a in alarms
     ]
     lines.append(f"last {len(s['recent'])} events")
     lines += [
-        f"  {_when(e['stored_at'])}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
+        f"  {_when(e['stored_at'], tz)}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
         f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
         for e in s["recent"]
     ]
+    lines += _walk_lines(s.get("walk_test"), tz)
     return "\n".join(lines)
+
+
+def _receiver_lines(r: dict[str, Any] | None) -> list[str]:
+    """The DC-09 receiver's counters (none without a receiver)."""
+    if r is None:
+        return []
+    c: dict[str, int] = r["counts"]
+    refused = sum(n for k, n in c.items() if k.startswith("refused."))
+    return [
+        f"dc09     {c.get('frames', 0)} frames: {c.get('accepted', 0)} accepted, "
+        f"{c.get('null', 0)} link tests, {c.get('duplicates', 0)} repeats, {refused} refused; "
+        f"answered ACK {c.get('ack', 0)} NAK {c.get('nak', 0)} DUH {c.get('duh', 0)}, "
+        f"none {c.get('unanswered', 0)}  connections {r['connections']}"
+    ]
+
+
+def _walk_lines(walk: dict[str, Any] | None, tz: tzinfo | None) -> list[str]:
+    """The running walk test and the last report: zones tripped (first and last trip,
+    how often, by what), zones never tripped, and the times, in the site's time."""
+    if walk is None:
+        return []
+    names: dict[str, str] = walk.get("names", {})
+    lines: list[str] = []
+    active, report = walk.get("active"), walk.get("last_report")
+    if active is None:
+        lines.append("walk test  none running")
+    else:
+        lines.append(
+            f"walk test  RUNNING {_scope(active)} by {active['by']}  "
+            f"since {_stamp(active['started'], tz)} until {_stamp(active['until'], tz)}"
+        )
+        lines += _trip_lines(active, names, "not yet tripped", tz)
+    if report is None:
+        lines.append("last walk test  none")
+    else:
+        lines.append(
+            f"last walk test  {_scope(report)} by {report['by']}  "
+            f"{_stamp(report['started'], tz)} to {_stamp(report['ended'], tz)}  "
+            f"ended: {report['reason']}"
+            + (f" by {report['ended_by']}" if report.get("ended_by") else "")
+        )
+        lines += _trip_lines(report, names, "never tripped", tz)
+    return lines
+
+
+def _scope(test: dict[str, Any]) -> str:
+    what = f"area {test['area']}" if test.get("area") else "zones"
+    return f"{what} ({len(test['zones'])} zones)"
+
+
+def _trip_lines(
+    test: dict[str, Any], names: dict[str, str], missing: str, tz: tzinfo | None
+) -> list[str]:
+    tripped: dict[str, dict[str, Any]] = test.get("tripped", {})
+    untripped: list[str] = test.get("untripped", [])
+    lines = [f"  tripped {len(tripped)} of {len(test['zones'])}"]
+    for zone in test["zones"]:
+        trip = tripped.get(zone)
+        if trip is not None:
+            by = ",".join(trip.get("conditions", []))
+            first, last = _stamp(trip["first"], tz), _stamp(trip["last"], tz)
+            lines.append(
+                f"    {zone:<10} first {first}  last {last}  {trip['count']}x {by}  "
+                + names.get(zone, "")
+            )
+    lines.append(f"  {missing} {len(untripped)}")
+    lines += [f"    {zone:<10} {names.get(zone, '')}" for zone in untripped]
+    if test.get("kept_live"):
+        lines.append("  kept live (panic): " + ", ".join(test["kept_live"]))
+    return lines
+
+
+def _stamp(text: str | None, tz: tzinfo | None) -> str:
+    """An RFC 3339 time from the daemon, in the site's time."""
+    if not text:
+        return "-"
+    return _when(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), tz)
 
 
 def _delivery(event: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.ops.status import Status
+from gateway.ops.status import ReceiverStatus, Status
 from gateway.runtime.metrics import PREFIX
 
 
@@ -112,6 +112,46 @@ class StatusCollector(Collector):
         yield _counter("observations_dropped", "Observations the rules gave up on",
                        s.dropped_observations)  # fmt: skip
         yield _gauge("uptime_seconds", "Seconds since the gateway started", s.uptime_s)
+        if s.dc09 is not None:
+            yield from _receiver(s.dc09)
+
+
+ANSWERS = ("ack", "nak", "duh", "unanswered")
+"""What the DC-09 receiver answered a frame (``unanswered``: nothing, as for a bad CRC)."""
+
+
+def _receiver(r: ReceiverStatus) -> Iterator[Metric]:
+    """The DC-09 receiver's counters: frames, answers, outcomes, refusals, connections."""
+    yield _counter("dc09_frames", "DC-09 frames received from panels", r.counts.get("frames", 0))
+    answers = CounterMetricFamily(
+        f"{PREFIX}_dc09_answers", "DC-09 frames by the answer sent", labels=["answer"]
+    )
+    for answer in ANSWERS:
+        answers.add_metric([answer], r.counts.get(answer, 0))
+    yield answers
+    outcomes = CounterMetricFamily(
+        f"{PREFIX}_dc09_outcomes",
+        "DC-09 frames by what became of them (accepted, null, duplicates, junk, ...)",
+        labels=["outcome"],
+    )
+    refused = CounterMetricFamily(
+        f"{PREFIX}_dc09_refused", "DC-09 frames refused, by reason", labels=["reason"]
+    )
+    for key, n in r.counts.items():
+        if key.startswith("refused."):
+            refused.add_metric([key.removeprefix("refused.")], n)
+        elif key != "frames" and key not in ANSWERS:
+            outcomes.add_metric([key], n)
+    for outcome in ("accepted", "null", "duplicates"):
+        if outcome not in r.counts:
+            outcomes.add_metric([outcome], 0)
+    yield outcomes
+    yield refused
+    yield _gauge("dc09_connections", "Panel TCP connections open now", r.connections)
+    yield _counter("dc09_connections_refused", "Panel TCP connections closed for max_connections",
+                   r.refused_connections)  # fmt: skip
+    yield _counter("dc09_udp_dropped", "Panel UDP datagrams dropped (too many being taken)",
+                   r.udp_dropped)  # fmt: skip
 
 
 def _up(state: str) -> float:

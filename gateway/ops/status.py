@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from drivers.dc09.transport import TcpListener, UdpListener
 from gateway.config.root import GatewayConfig
 from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
+from gateway.panels.stage import PanelStage
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage
 from gateway.runtime.state_store import StateStore
@@ -78,6 +80,24 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiverStatus:
+    """The SIA DC-09 receiver (:mod:`drivers.dc09`): what its panels sent and got back.
+
+    ``counts`` are frames by outcome since start (the receiver's ``counts``:
+    ``frames``, ``accepted``, ``null``, ``duplicates``, ``ack``, ``nak``, ``duh``,
+    ``unanswered``, ``answers_ignored``, ``junk``, ``sink_failed``, ``errors``,
+    ``refused.<reason>``); ``connections`` are TCP connections open now,
+    ``refused_connections`` those closed for ``max_connections``, ``udp_dropped``
+    datagrams dropped while too many were being taken.
+    """
+
+    counts: dict[str, int]
+    connections: int
+    refused_connections: int
+    udp_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveAlarm:
     """A condition in alarm now: ``zone``, its event ``type``, since when (UNIX s)."""
 
@@ -91,11 +111,19 @@ class ActiveAlarm:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The whole snapshot (JSON via :meth:`to_dict`)."""
+    """The whole snapshot (JSON via :meth:`to_dict`).
+
+    ``walk_test`` is ``{"active", "last_report", "names"}``: the running walk test
+    (or None) and the last finished one's report as the alarm system keeps them
+    (:mod:`gateway.alarm.walk_record`, RFC 3339 UTC times), and the name of each
+    zone they list. ``dc09`` is None without a DC-09 receiver. ``timezone`` is the
+    site's (``[site] timezone``), which ``campus-gateway status`` prints times in.
+    """
 
     version: str
     site: str
     gateway: str
+    timezone: str
     time: float
     uptime_s: float
     stalled: list[str]
@@ -106,6 +134,8 @@ class Status:
     devices: list[DeviceStatus]
     alarms: list[ActiveAlarm]
     recent: list[StoredEvent]
+    walk_test: dict[str, Any]
+    dc09: ReceiverStatus | None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -118,6 +148,8 @@ class StatusSources:
 
     Attributes:
         dropped_observations: how many observations the rules gave up on.
+        walk_test: the running walk test and the last report
+            (``WalkTests.snapshot``: ``{"active", "last_report"}``).
     """
 
     cfg: GatewayConfig
@@ -129,6 +161,7 @@ class StatusSources:
     supervisor: Supervisor
     started: float = field(default_factory=time.monotonic)
     dropped_observations: Callable[[], int] = lambda: 0
+    walk_test: Callable[[], dict[str, Any]] = lambda: {"active": None, "last_report": None}
 
 
 async def collect(src: StatusSources) -> Status:
@@ -143,6 +176,7 @@ async def collect(src: StatusSources) -> Status:
         version=gateway_version(),
         site=cfg.site.id,
         gateway=cfg.site.gateway,
+        timezone=cfg.site.timezone,
         time=time.time(),
         uptime_s=round(time.monotonic() - src.started, 1),
         stalled=src.progress.stalled(),
@@ -180,7 +214,34 @@ async def collect(src: StatusSources) -> Status:
         devices=_devices(src.stages),
         alarms=_alarms(src.store),
         recent=await outbox.recent(RECENT),
+        walk_test=_walk_test(cfg, src.walk_test()),
+        dc09=_receiver(src.stages),
     )
+
+
+def _receiver(stages: Sequence[Stage]) -> ReceiverStatus | None:
+    """The DC-09 receiver's counters, or None when the gateway has none."""
+    stage = next((s for s in stages if isinstance(s, PanelStage)), None)
+    if stage is None:
+        return None
+    tcp = [x for x in stage.listeners if isinstance(x, TcpListener)]
+    udp = [x for x in stage.listeners if isinstance(x, UdpListener)]
+    return ReceiverStatus(
+        counts=dict(sorted(stage.receiver.counts.items())),
+        connections=sum(x.connections for x in tcp),
+        refused_connections=sum(x.refused_connections for x in tcp),
+        udp_dropped=sum(x.dropped for x in udp),
+    )
+
+
+def _walk_test(cfg: GatewayConfig, snap: dict[str, Any]) -> dict[str, Any]:
+    """The walk test snapshot with the names of the zones it lists."""
+    listed: set[str] = set()
+    for record in (snap.get("active"), snap.get("last_report")):
+        if record is not None:
+            listed.update(record.get("zones", []), record.get("kept_live", []))
+    names = {z.id: z.name for z in cfg.zones if z.id in listed}
+    return {"active": snap.get("active"), "last_report": snap.get("last_report"), "names": names}
 
 
 def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:

@@ -10,21 +10,22 @@ delete). Writes go to one of two places:
   change (arming, bypasses, patrol rounds), optionally together with those
   events (:meth:`~gateway.runtime.state_store.StateStore.apply`);
 * the **outbox**, in the same transaction as one event (``append(event,
-  state=[...])`` of :mod:`gateway.delivery.outbox`): evidence requests stored
-  with their alarm, camera incidents with their ``active``/``cleared`` event.
+  keep=[...])`` of :mod:`gateway.delivery.outbox`, a :class:`StoreWith`):
+  evidence requests stored with their alarm, camera incidents with their
+  ``active``/``cleared`` event.
 
 The kinds of the alarm system are here; each domain defines its own beside its
-rules (``gateway/patrol/memory.py``, ``gateway/camera/incidents.py``).
+rules (``gateway/patrol/memory.py``, ``gateway/camera/memory.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from gateway.events.model import rfc3339
+from gateway.events.model import Event, rfc3339
 
 T = TypeVar("T")
 
@@ -56,6 +57,30 @@ class StateWrite:
     kind: str
     key: str
     data: Any
+
+
+class StoreWith(Protocol):
+    """Stores an event with the state kept beside it, in one transaction (the outbox's
+    ``append(event, keep=..., blob=...)``); returns the stored event.
+
+    ``keep``: writes of kept state; ``blob``: ``(topic suffix, bytes)`` of a
+    non-event message stored just before the event (a picture and its
+    ``camera.snapshot``). Called as a plain ``emit(event)`` it is one.
+    """
+
+    async def __call__(
+        self,
+        event: Event,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Event: ...
+
+
+class Recall(Protocol):
+    """Reads state kept with the events (the outbox's ``kept(kind)``): key → value."""
+
+    def __call__(self, kind: Kind[T]) -> Mapping[str, T]: ...
 
 
 def json_kind(name: str) -> Kind[Any]:

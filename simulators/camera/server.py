@@ -107,6 +107,7 @@ class SimulatedCamera(StartStop):
     Attributes:
         requests: SOAP operations received (also refused ones), by name.
         snapshots: pictures served on the snapshot URI.
+        snapshot_requests: requests on the snapshot URI (also refused or left hanging).
         snapshot_refusals: snapshot requests answered 401 (a challenge, or refused).
         boots: how many times it (re)started.
         events: the event source (subscriptions, properties).
@@ -119,6 +120,7 @@ class SimulatedCamera(StartStop):
         self.events = EventSource()
         self.requests: Counter[str] = Counter()
         self.snapshots = 0
+        self.snapshot_requests = 0
         self.snapshot_refusals = 0
         self.boots = 0
         self._frame = 0
@@ -223,6 +225,7 @@ class SimulatedCamera(StartStop):
         return result
 
     async def _snapshot(self, request: web.Request) -> web.StreamResponse:
+        self.snapshot_requests += 1
         fault = self.options.snapshot_fault
         if fault == "hang":
             await asyncio.Event().wait()

@@ -3,13 +3,18 @@ signed command: what the center receives, and what it does not."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.config.root import MetricsConfig
+from gateway.ops.client import fetch_status, format_status
 from simulators.broker import MosquittoBroker
-from tests.campus_helpers import demo_gateway, simulated_campus
+from tests.campus_helpers import Campus, demo_gateway, simulated_campus
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -32,6 +37,7 @@ async def test_a_walk_test_of_one_area_reports_trips_as_tests_and_ends_at_its_ti
         assert result["data"]["kept_live"] == ["Z02"]
         assert result["data"]["zones"] == [z for z in TEACH if z != "Z02"]
         started = await campus.wait("maintenance.started", "TEACH", "active")
+        running_status = await _status(campus)
         admin.set_input(2, closed=False)  # Z06, the finance-room detector
         store.set_input(0, closed=False)  # Z13, the storeroom door (siren S3 is linked)
         await campus.center.wait_for(
@@ -45,6 +51,7 @@ async def test_a_walk_test_of_one_area_reports_trips_as_tests_and_ends_at_its_ti
         await campus.wait("alarm.panic", "Z02", "active", within=2.0)
         ended = await campus.wait("maintenance.ended", "TEACH", "cleared", within=10)
         state = (await campus.ok("get_state"))["data"]
+        ended_status = await _status(campus)
     alarms = [
         (e["type"], e["subject"]) for e in campus.center.events if e["type"].startswith("alarm.")
     ]
@@ -63,3 +70,33 @@ async def test_a_walk_test_of_one_area_reports_trips_as_tests_and_ends_at_its_ti
     assert state["walk_test"]["last_report"]["untripped"] == report["untripped"]
     assert modules["store-relay"].output(0) is False  # S3 never sounded for a test trip
     assert not campus.of("output.switched", "S3")
+
+    # What `campus-gateway status` prints: the running test, then the stored report.
+    shown = format_status(running_status)
+    assert "walk test  RUNNING area TEACH (6 zones) by duty-officer" in shown
+    assert "  not yet tripped 6" in shown and "kept live (panic): Z02" in shown
+    shown = format_status(ended_status)
+    assert "walk test  none running" in shown
+    assert "last walk test  area TEACH (6 zones) by duty-officer" in shown
+    assert "ended: time_up" in shown
+    tripped = shown.split("  tripped 2 of 6\n")[1].split("\n  never tripped 4\n")
+    assert [line.split()[0] for line in tripped[0].splitlines()] == ["Z06", "Z13"]
+    assert all(" first " in line and " last " in line for line in tripped[0].splitlines())
+    never = [line.split()[0] for line in tripped[1].splitlines()[:4]]
+    assert never == report["untripped"]
+    assert ended_status["walk_test"]["last_report"]["untripped"] == report["untripped"]
+    assert ended_status["walk_test"]["names"]["Z06"] == "财务室红外探测器"
+    # In the school's time, said so once (the box itself may well run on UTC).
+    assert "(times in Asia/Shanghai, UTC+08:00)" in shown.splitlines()[0]
+    site_time = _t(report["tripped"]["Z06"]["first"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"Z06        first {site_time:%Y-%m-%d %H:%M:%S}" in shown
+
+
+async def _status(campus: Campus) -> dict[str, Any]:
+    """The daemon's ``/status`` over HTTP, as ``campus-gateway status`` fetches it."""
+    ops = campus.gateway.ops
+    assert ops is not None
+    await asyncio.wait_for(ops.listening.wait(), 10)
+    assert ops.address is not None
+    cfg = MetricsConfig(port=ops.address[1])
+    return await asyncio.to_thread(fetch_status, cfg)

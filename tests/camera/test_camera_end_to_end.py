@@ -45,6 +45,8 @@ def bare_config(broker_port: int, cameras: Sequence[CameraConfig]) -> GatewayCon
             "commands": SIGNED_COMMANDS,
             "site": {"id": "cam-school", "gateway": "gw1"},
             "broker": {"port": broker_port},
+            "metrics": {"port": 0},
+            "bench": {"port": 0},
             "cameras": [c.model_dump() for c in cameras],
         }
     )

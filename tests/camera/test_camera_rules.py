@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.camera.evidence import EvidenceRequest
+from gateway.camera.memory import INCIDENT, open_incidents
 from gateway.camera.rules import CameraRules
 from gateway.config.camera import CameraConfig
 from gateway.events.model import Event, EventFactory
@@ -26,10 +28,28 @@ def sig(kind: str, detector: str, state: str, *, initial: bool = False) -> Camer
     return CameraSignal("gate-cam", kind, "VS1", detector, state, initial, detector)  # type: ignore[arg-type]
 
 
+class Asked:
+    """Evidence requests planned and queued (the collector's :class:`Pictures` side)."""
+
+    def __init__(self) -> None:
+        self.planned: list[EvidenceRequest] = []
+        self.ids: list[str] = []  # the alarms whose requests were queued
+
+    def plan(self, camera_id: str, alarm: Event) -> EvidenceRequest:
+        request = EvidenceRequest.for_alarm(camera_id, alarm)
+        self.planned.append(request)
+        return request
+
+    def submit(self, request: EvidenceRequest) -> EvidenceRequest:
+        assert request.for_event is not None
+        self.ids.append(request.for_event)
+        return request
+
+
 async def run(
     *observations: CameraObservation, states: list[tuple[str, dict[str, Any]]] | None = None
 ) -> tuple[Recorder, list[str]]:
-    emitted, asked = Recorder(), []
+    emitted, asked = Recorder(), Asked()
 
     def publish(camera_id: str, state: dict[str, Any]) -> None:
         if states is not None:
@@ -39,12 +59,12 @@ async def run(
         [CAM],
         EventFactory("campus/s/g", lambda: True),
         emitted,
-        lambda cam, e: asked.append(e.id),
+        asked,
         publish_state=publish,
     )
     for obs in observations:
         await rules.observe(obs)
-    return emitted, asked
+    return emitted, asked.ids
 
 
 def states(events: list[Event]) -> list[tuple[str, str, bool]]:
@@ -101,14 +121,12 @@ async def test_a_line_crossing_takes_a_picture_too_but_not_its_initial_state() -
         id="gate-cam", name="南门摄像机", host="127.0.0.1",
         snapshot={"on_events": ["camera.line_crossing"]},
     )  # fmt: skip
-    emitted, asked = Recorder(), []
-    rules = CameraRules(
-        [cam], EventFactory("campus/s/g", lambda: True), emitted, lambda c, e: asked.append(e.id)
-    )
+    emitted, asked = Recorder(), Asked()
+    rules = CameraRules([cam], EventFactory("campus/s/g", lambda: True), emitted, asked)
     await rules.observe(sig("camera.line_crossing", "line", "instant", initial=True))
     await rules.observe(sig("camera.line_crossing", "line", "instant"))
     (crossing,) = emitted.events("camera.line_crossing")
-    assert asked == [crossing.id]
+    assert asked.ids == [crossing.id]
 
 
 async def test_health_and_clock_skew() -> None:
@@ -182,3 +200,38 @@ async def test_analytics_of_a_camera_without_an_area_are_routine() -> None:
     emitted, _ = await run(sig("camera.line_crossing", "line", "instant"))
     (crossing,) = emitted.events()
     assert crossing.priority == 4 and "area" not in crossing.data
+
+
+async def test_a_request_and_an_incident_are_kept_with_their_alarm() -> None:
+    emitted, asked = Recorder(), Asked()
+    rules = CameraRules([CAM], EventFactory("campus/s/g", lambda: True), emitted, asked)
+    await rules.observe(sig("camera.tamper", "t", "active"))
+    (tamper,) = emitted.events()
+    (request,) = asked.planned
+    key = '["gate-cam", "camera.tamper", "VS1"]'
+    assert emitted.kept == [
+        ("camera.incident", key, {"id": tamper.id, "detectors": ["t"], "armed": False}),
+        ("camera.evidence", request.snapshot_id, request.kept().data),
+    ]
+    assert request.kept().data["for_event"] == tamper.id and asked.ids == [tamper.id]
+
+
+async def test_an_incident_open_before_a_restart_is_cleared_with_its_id_after_it() -> None:
+    before = Recorder()
+    factory = EventFactory("campus/s/g", lambda: True)
+    rules = CameraRules([CAM], factory, before, keep=before.keep)
+    await rules.observe(sig("camera.tamper", "t", "active"))
+    await rules.observe(sig("camera.tamper", "t2", "active"))  # joins: kept too
+    kept = {key: INCIDENT.decode(data) for kind, key, data in before.kept if data is not None}
+    assert kept['["gate-cam", "camera.tamper", "VS1"]'].detectors == {"t", "t2"}
+    assert kept and all(kind == "camera.incident" for kind, _, _ in before.kept)
+    # the restart: new rules from what was kept, the camera says it is quiet now
+    after = Recorder()
+    rules = CameraRules([CAM], factory, after, keep=after.keep, incidents=open_incidents(kept))
+    await rules.observe(sig("camera.tamper", "t", "cleared", initial=True))
+    assert after.events() == []  # t2 still holds it open
+    await rules.observe(sig("camera.tamper", "t2", "cleared", initial=True))
+    (cleared,) = after.events()
+    (opened,) = before.events()
+    assert (cleared.state, cleared.data["incident"]) == ("cleared", opened.id)
+    assert after.kept[-1] == ("camera.incident", '["gate-cam", "camera.tamper", "VS1"]', None)

@@ -251,14 +251,18 @@ async def test_a_stalled_disk_does_not_make_the_poller_miss_contact_changes(
         outbox_path = tmp_path / "outbox.sqlite"
         async with running(cfg, outbox_path=outbox_path) as gateway:
             assert gateway.outbox is not None
-            await wait_until(lambda: len(gateway.pollers["io"].inputs) == 16, 5, "module read")
-            await asyncio.sleep(0.3)
+            poller = gateway.pollers["io"]
+            await wait_until(lambda: None not in poller.inputs, 5, "module read")
+            await wait_until(lambda: stored_ids(outbox_path, "device.online"), 10, "online")
             blocker = sqlite3.connect(outbox_path, timeout=5)
             blocker.execute("BEGIN IMMEDIATE")  # the write lock, held
             try:
-                for _ in range(8):  # 8 transitions, 150 ms apart, while commits cannot happen
-                    sim.set_input(4, closed=not sim.inputs[4])
-                    await asyncio.sleep(0.15)
+                for _ in range(8):  # 8 transitions while commits cannot happen
+                    closed = not sim.inputs[4]
+                    sim.set_input(4, closed=closed)
+                    # The poller goes on reading and reports each one (a poller waiting
+                    # for the disk would not): the next flip only once this one is seen.
+                    await wait_until(lambda c=closed: poller.inputs[4] is c, 5, "flip polled")
             finally:
                 blocker.rollback()
                 blocker.close()

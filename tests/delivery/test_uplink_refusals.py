@@ -55,7 +55,7 @@ async def test_a_denied_topic_stays_pending_raises_one_fault_and_arrives_once_al
         )  # fmt: skip
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
-            await wait_until(lambda: alarms(center, "device.online"), 10, "module online")
+            await wait_until(lambda: alarms(center, "device.online"), 30, "module online")
             sim.set_input(0, closed=True)  # intrusion zone Z00
             await wait_until(lambda: gateway.uplink.stats.refused >= 3, 15, "refused, retried")
             intrusions = row_states(outbox, "alarm.intrusion")
@@ -107,7 +107,7 @@ async def test_every_event_topic_denied_shows_in_the_log_and_counters_and_nothin
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
-            await wait_until(lambda: stored_ids(outbox, "device.online"), 10, "module online")
+            await wait_until(lambda: stored_ids(outbox, "device.online"), 30, "module online")
             sim.press(PANIC[0])
             await wait_until(lambda: stored_ids(outbox, "fault.uplink"), 10, "fault.uplink stored")
             await wait_until(

@@ -25,6 +25,7 @@ from tests.fault_support import (
     row_states,
     stored_ids,
     toggle,
+    toggle_polled,
     wait_until,
 )
 from tests.helpers import TEST_KEY, signed_center
@@ -52,7 +53,7 @@ async def test_in_flight_never_exceeds_the_brokers_receive_maximum_of_5(tmp_path
                 # Rows, retained state (every input change), heartbeats every 20 ms and
                 # command results all compete for the same five slots.
                 pings = [asyncio.create_task(cmd.send("ping", timeout_s=30)) for _ in range(20)]
-                await toggle(sim, INTRUSION, 8, gap=0.05)
+                await toggle_polled(sim, gateway.pollers["io"], INTRUSION, 8)
                 results = await asyncio.gather(*pings)
             assert all(r["status"] == "ok" for r in results)
             await wait_until(lambda: len(stored_ids(outbox)) >= 80, 10, "transitions stored")

@@ -41,7 +41,7 @@ async def test_status_works_with_the_broker_down(tmp_path: Path) -> None:
         path, _ = ops_config(tmp_path, broker_port=free_port(), module_port=sim.port)
         outbox = tmp_path / "outbox.sqlite"
         async with daemon_process(path, tmp_path / "gateway.log"):
-            await wait_until(lambda: stored_ids(outbox, "gateway.started"), 15, "daemon up")
+            await wait_until(lambda: stored_ids(outbox, "gateway.started"), 30, "daemon up")
             sim.press(PANIC[0])
             await wait_until(lambda: stored_ids(outbox, "alarm.panic"), 10, "panic stored")
 
@@ -51,6 +51,11 @@ async def test_status_works_with_the_broker_down(tmp_path: Path) -> None:
             await wait_until(answered, 15, "status answers")
             shown = await asyncio.to_thread(_cli, "status", str(path))
             raw = json.loads((await asyncio.to_thread(_cli, "status", str(path), "--json")).stdout)
+            # Another site's config on the same [metrics] port: refused, not shown as its own.
+            other = tmp_path / "other.toml"
+            text = path.read_text(encoding="utf-8")
+            other.write_text(text.replace('id = "fault-school"', 'id = "other-school"', 1))
+            foreign = await asyncio.to_thread(_cli, "status", str(other))
     text = shown.stdout
     assert f"campus-gateway {gateway_version()}" in text
     assert "uplink   disconnected" in text
@@ -62,6 +67,8 @@ async def test_status_works_with_the_broker_down(tmp_path: Path) -> None:
     assert raw["alarms"][0]["zone"] == "P10"
     assert [e["type"] for e in raw["recent"]].count("alarm.panic") == 1
     assert len(raw["recent"]) <= 10
+    assert foreign.returncode == 1 and foreign.stdout == ""
+    assert "the status of fault-school/gw1, not of other-school/gw1" in foreign.stderr
 
 
 def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ def _config(broker: int, station: int, app: int, start: dt.datetime) -> GatewayC
             "site": {"id": "e2e-school", "gateway": "gw1", "timezone": "Asia/Shanghai"},
             "broker": {"host": "127.0.0.1", "port": broker},
             "patrol": patrol,
+            "metrics": {"port": 0},
+            "bench": {"port": 0},
         }
     )
 
@@ -78,7 +80,7 @@ async def test_a_walked_round_reaches_the_center(
             running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway,
         ):
             assert gateway.patrol is not None
-            await center.wait_for(lambda: _of(center, "device.online") != [], 10)
+            await center.wait_for(lambda: _of(center, "device.online") != [], 30)
             app = PhoneApp("127.0.0.1", app_port)
             devices = PatrolDevices(stations={"CP1": station}, app=app)
             walk = Walk.of(cfg, "day", pace_s=0.2)
@@ -121,6 +123,10 @@ id = "cli-school"
 gateway = "gw1"
 [broker]
 port = {mosquitto.port}
+[metrics]
+port = 0
+[bench]
+port = 0
 [[patrol.checkpoints]]
 id = "CP1"
 tag = "{TAGS["CP1"]}"

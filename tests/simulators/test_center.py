@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -308,6 +309,31 @@ async def test_broker_start_fails_clearly_when_the_port_is_taken(
     with pytest.raises(BrokerError, match="Address already in use"):
         await second.start()
     assert not second.running
+
+
+async def test_a_stopped_brokers_port_stays_reserved_and_refuses_clients(tmp_path: Path) -> None:
+    """While the broker is down, a reconnecting client is refused (never connected to
+    itself, never to a stranger) and nobody else can take the port; the broker starts on
+    it again; the port is given up at the end."""
+    broker = MosquittoBroker(tmp_path / "b")  # not started
+    port = broker.port
+
+    def down() -> None:
+        with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+            client.connect((broker.host, port))
+        with socket.socket() as stranger, pytest.raises(OSError, match="in use"):
+            stranger.bind((broker.host, port))  # as bind(0) elsewhere, or a self-connect's
+
+    down()
+    async with broker:
+        async with mqtt_client(broker):
+            pass
+        await broker.stop()
+        down()
+        await broker.start()
+        async with mqtt_client(broker):
+            pass
+    assert not broker.port_reserved
 
 
 def test_missing_mosquitto_names_the_package(

@@ -22,6 +22,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
 from tests.campus_helpers import demo_config_on, simulated_campus
+from tests.fault_support import stored_types, wait_until
 from tests.helpers import assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(90)
@@ -162,19 +163,24 @@ async def test_events_recorded_while_broker_down_arrive_without_gap(tmp_path: Pa
         ):
             pass
         await broker.stop()
-        async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
+        outbox = tmp_path / "outbox.sqlite"
+        async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.outbox is not None
+            online = len(cfg.modules)
+            await wait_until(  # every module read and reported: a change now is a transition
+                lambda: stored_types(outbox).count("device.online") == online, 20, "online"
+            )
             modules["gate-io"].press(0)
             modules["admin-io"].set_input(2, closed=False)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: "alarm.intrusion" in stored_types(outbox), 10, "active")
             modules["admin-io"].set_input(2, closed=True)
-            recorded = -1
-            for _ in range(50):  # until everything the actions caused is recorded
-                count = await gateway.outbox.pending_count()
-                if count >= 6 and count == recorded:
-                    break
-                recorded = count
-                await asyncio.sleep(0.2)
+            await wait_until(
+                lambda: stored_types(outbox, "alarm.").count("alarm.intrusion") == 2
+                and "alarm.panic" in stored_types(outbox),
+                10,
+                "panic, intrusion active and cleared stored",
+            )
+            recorded = await gateway.outbox.pending_count()
             assert recorded >= 6  # started, online per module, panic, intrusion active+cleared
             await broker.start()
             async with signed_center(

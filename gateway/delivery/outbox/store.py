@@ -30,23 +30,24 @@ import contextlib
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 import structlog
 from ulid import ULID
 
-from gateway.delivery.outbox import sql
+from gateway.delivery.outbox import kept, sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
 from gateway.errors import OutboxError
 from gateway.events.model import Event
+from gateway.runtime.state import Kind, StateWrite
 
 log = structlog.get_logger(__name__)
 
@@ -54,12 +55,16 @@ log = structlog.get_logger(__name__)
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 _SQLITE_FULL = 13
 
+T = TypeVar("T")
+
 
 @dataclass(slots=True)
 class _Op:
     kind: str
     arg: Any
     future: asyncio.Future[Any]
+    keep: Sequence[StateWrite] = ()
+    blob: tuple[str, bytes] | None = None
 
 
 class Outbox(OutboxReads):
@@ -107,6 +112,7 @@ class Outbox(OutboxReads):
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
+        self._kept: dict[str, dict[str, Any]] = {}
 
     @property
     def commits(self) -> int:
@@ -153,6 +159,8 @@ class Outbox(OutboxReads):
         if row is None or row[0] != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
         await db.executescript(sql.SCHEMA)
+        await db.executescript(kept.SCHEMA)
+        self._kept = await kept.load(db)
         self.stream = await self._meta("stream") or await self._new_stream()
         self._last_seq = int(await self._meta("last_seq") or 0)
         async with db.execute("SELECT coalesce(max(n), 0) FROM messages") as cur:
@@ -181,16 +189,26 @@ class Outbox(OutboxReads):
 
     # -- writes (all through the single writer) -------------------------------------------
 
-    async def append(self, event: Event) -> Event:
+    async def append(
+        self,
+        event: Event,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Event:
         """Store ``event`` durably; returns it with its ``seq`` and ``stream``.
 
         Returns only after the transaction holding it has committed; while the
-        disk refuses the commit it waits (it is never dropped).
+        disk refuses the commit it waits (it is never dropped). ``keep`` (state
+        kept with the event, :mod:`gateway.delivery.outbox.kept`) and ``blob``
+        (``(topic, bytes)``: a non-event message stored just before it, as by
+        :meth:`append_blob`, at the event's priority) commit in the same
+        transaction: a power cut keeps all of them or none.
 
         Raises:
             OutboxError: the outbox is closed.
         """
-        stored: Event = await self._submit("append", event)
+        stored: Event = await self._submit("append", event, keep=keep, blob=blob)
         for listener in self.on_stored:
             listener(stored)
         return stored
@@ -206,6 +224,30 @@ class Outbox(OutboxReads):
         """
         n: int = await self._submit("blob", (topic, payload, priority))
         return n
+
+    async def keep(self, writes: Sequence[StateWrite]) -> None:
+        """Commit kept state without an event (on disk when this returns).
+
+        Raises:
+            OutboxError: the outbox is closed.
+        """
+        await self._submit("keep", None, keep=writes)
+
+    def kept(self, kind: Kind[T]) -> Mapping[str, T]:
+        """The values of ``kind`` kept in this outbox (as last committed), by key.
+
+        Raises:
+            OutboxError: a value ``kind`` cannot read (names the file, kind and key).
+        """
+        out: dict[str, T] = {}
+        for key, data in self._kept.get(kind.name, {}).items():
+            try:
+                out[key] = kind.decode(data)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise OutboxError(
+                    f"outbox {self.path}: kept {kind.name}/{key} cannot be read: {exc!r}"
+                ) from exc
+        return out
 
     async def mark_sent(self, ns: Iterable[int]) -> None:
         """Record the broker's PUBACK for these rows (by row key ``n``)."""
@@ -247,11 +289,18 @@ class Outbox(OutboxReads):
         """True from a disk-full commit until :meth:`relieve_pressure` succeeds."""
         return self.capacity.disk_pressure
 
-    async def _submit(self, kind: str, arg: Any) -> Any:
+    async def _submit(
+        self,
+        kind: str,
+        arg: Any,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Any:
         if self._writer is None or self._writer.done():
             raise OutboxError("outbox is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(kind, arg, future))
+        self._queue.put_nowait(_Op(kind, arg, future, tuple(keep), blob))
         return await future
 
     async def _write_loop(self) -> None:
@@ -310,6 +359,13 @@ class Outbox(OutboxReads):
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
         for i, op in enumerate(ops):
+            if op.blob is not None and not self.capacity.refuse(op.arg.priority):
+                n += 1
+                topic, payload = op.blob
+                inserts.append(
+                    (n, None, str(ULID()), "blob", op.arg.priority, topic, payload,
+                     len(payload), False, now)
+                )  # fmt: skip
             if op.kind in ("append", "blob"):
                 if self.capacity.refuse(op.arg.priority if op.kind == "append" else op.arg[2]):
                     results[i] = op.arg if op.kind == "append" else 0
@@ -349,6 +405,9 @@ class Outbox(OutboxReads):
                 results[i] = db.total_changes - before
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
+        keeps = [w for op in ops for w in op.keep]
+        if keeps:
+            await kept.write(db, keeps)
         if seq != self._last_seq:
             await db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
@@ -358,6 +417,7 @@ class Outbox(OutboxReads):
         await self.capacity.shed(db)
         await db.execute("COMMIT")
         self._last_seq, self._last_n = seq, n
+        kept.remember(self._kept, keeps)
         self.stats.commits += 1
         for op, result in zip(ops, results, strict=True):
             if not op.future.done():

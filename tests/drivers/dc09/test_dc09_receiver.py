@@ -233,3 +233,23 @@ async def test_the_simulated_panel_sends_again_when_no_answer_comes() -> None:
     assert outcome.acked and outcome.attempts == 2
     assert [parse_frame(f[1:-1]).seq for f in sim.sent] == ["0001", "0001"]  # sent again
     assert len(sink.messages()) == 1
+
+
+async def test_stopping_with_a_panel_connected_logs_no_error() -> None:
+    """The listener stops (the gateway's Ctrl-C or SIGTERM) while a panel's connection is
+    open: the connection ends quietly, not as asyncio's "Exception in callback"."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        async with receiving([_panel()], Sink()) as (_, tcp, _):
+            link = PanelLink("127.0.0.1", tcp.port)
+            await link.send(writer.message("NULL", 1, ACCOUNT, None))
+            assert await link.next_answer(5) is not None  # the connection is being served
+        await link.close()
+        await asyncio.sleep(0)  # the stream's done-callbacks run on the next turn
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == []

@@ -1,0 +1,58 @@
+"""State kept in the outbox database, committed in the same transaction as an event.
+
+Table ``kept (kind, key, value)``, ``value`` JSON, as in the state store
+(:mod:`gateway.runtime.state_store`). It holds what must never be separated from
+an event by a power cut: an evidence request and the alarm it documents, a
+camera incident and its ``active``/``cleared`` event, a request and the
+``camera.snapshot`` event that fulfils it (which deletes it). Kinds are
+:class:`~gateway.runtime.state.Kind` objects of the domain that owns them
+(``gateway/camera/memory.py``); the outbox only stores their JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from gateway.runtime.state import StateWrite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kept (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+_PUT = "INSERT OR REPLACE INTO kept (kind, key, value) VALUES (?, ?, ?)"
+_DELETE = "DELETE FROM kept WHERE kind = ? AND key = ?"
+
+
+async def load(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
+    """Every kept value: kind → key → JSON data."""
+    out: dict[str, dict[str, Any]] = {}
+    async with db.execute("SELECT kind, key, value FROM kept") as cursor:
+        for kind, key, value in await cursor.fetchall():
+            out.setdefault(str(kind), {})[str(key)] = json.loads(value)
+    return out
+
+
+async def write(db: aiosqlite.Connection, writes: Iterable[StateWrite]) -> None:
+    """Apply ``writes`` in the caller's open transaction, in order."""
+    for w in writes:
+        if w.data is None:
+            await db.execute(_DELETE, (w.kind, w.key))
+        else:
+            await db.execute(_PUT, (w.kind, w.key, json.dumps(w.data, ensure_ascii=False)))
+
+
+def remember(memory: dict[str, dict[str, Any]], writes: Iterable[StateWrite]) -> None:
+    """Apply committed ``writes`` to the copy in memory."""
+    for w in writes:
+        if w.data is None:
+            memory.get(w.kind, {}).pop(w.key, None)
+        else:
+            memory.setdefault(w.kind, {})[w.key] = w.data
