@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,12 @@ from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.ack_auth import AckGate
-from gateway.delivery.acks import parse_ack
+from gateway.delivery.acks import parse_ack, parse_stream_ack
+from gateway.delivery.escalation import Escalation
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
+from gateway.delivery.replay import replay_handlers
 from gateway.delivery.reports import append_unreported
 from gateway.delivery.uplink import Uplink
 from gateway.errors import ConfigError
@@ -52,6 +55,7 @@ from gateway.ops.status import StatusSources
 from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
 from gateway.runtime.clock import ClockSync
+from gateway.runtime.clock_step import ClockStepWatch
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.notifier import Notifier
 from gateway.runtime.progress import Progress
@@ -97,6 +101,8 @@ class Gateway:
         dashboard: publishes the retained zone and area states.
         feed: recent events, pictures and the center's last ack, for the bench page.
         bench: the bench page (None when ``[bench] enabled = false``).
+        escalation: alarms the center has not acked in time (``alarm.unacknowledged``,
+            the ``escalate_output``).
     """
 
     cfg: GatewayConfig
@@ -124,6 +130,7 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     progress: Progress | None = None
     ops: OpsServer | None = None
+    escalation: Escalation | None = None
     watchdog: Watchdog | None = None
     rules_done: int = 0
     _rules_idle: bool = True
@@ -154,6 +161,12 @@ class Gateway:
             await append_unreported(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
+            self.escalation = Escalation(
+                outbox, factory, emit, cfg.site.gateway, cfg.outbox.escalate_after_s,
+                switch=self._escalation_switch if cfg.outbox.escalate_output else None,
+            )  # fmt: skip
+            outbox.on_stored.append(self.escalation.stored)
+            await self.escalation.load()
             self.modules = ModuleStage(cfg, self._observe)
             self.patrol = PatrolStage(cfg, factory, emit, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
@@ -207,6 +220,7 @@ class Gateway:
                 handlers={
                     **command_handlers(self.alarm),
                     **(camera_handlers(self.cameras) if self.cameras is not None else {}),
+                    **replay_handlers(outbox),
                 },
                 factory=factory,
                 emit=emit,
@@ -228,6 +242,7 @@ class Gateway:
             keeper.figures.append(self.uplink.figures)
             if cfg.commands.insecure:
                 keeper.figures.append(lambda: {"insecure": cfg.commands.insecure})
+            keeper.figures.append(self.escalation.figures)
             refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
             self.progress = Progress(cfg.watchdog.stall_s)
             watch_critical(
@@ -259,8 +274,16 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
+                steps = ClockStepWatch(factory, emit, cfg.site.gateway)
+                tg.create_task(
+                    self.supervisor.run_forever("clock-step", steps.run), name="clock-step"
+                )
                 await self.alarm.start()
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
+                tg.create_task(
+                    self.supervisor.run_forever("escalation", self.escalation.run),
+                    name="escalation",
+                )
                 tg.create_task(
                     self.supervisor.run_forever("dashboard", self.dashboard.run), name="dashboard"
                 )
@@ -428,17 +451,37 @@ class Gateway:
             self.uplink.set_state(device_id, state)
 
     async def _acked(self, payload: bytes) -> None:
-        if self.ack_gate is None or not self.ack_gate.admit(payload):  # unsigned or forged
+        """The center's ack (``gateway/delivery/acks.py``): by ids, by stream up to a seq.
+
+        Only a signed ack counts (``gateway/delivery/ack_auth.py``): an unsigned or
+        forged one is ignored, so its events stay open and are re-sent."""
+        if self.ack_gate is None or not self.ack_gate.admit(payload):
             return
         ids = parse_ack(payload)
-        if not ids:
+        through = parse_stream_ack(payload)
+        if self.outbox is None or (not ids and through is None):
             return
-        self.feed.note_ack(ids)
-        self.notifier.poke()
-        if self.outbox is not None:
+        if ids:
             for age in await self.outbox.stored_ages(ids):
                 self.metrics.center_ack_seconds.observe(age)
             await self.outbox.mark_acked(ids)
+        if through is not None:
+            acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
+            now = time.time()
+            for _, stored_at in acked:
+                self.metrics.center_ack_seconds.observe(now - stored_at)
+            ids = [*ids, *(event_id for event_id, _ in acked)]
+        if ids:
+            self.feed.note_ack(ids)
+            self.notifier.poke()
+            if self.escalation is not None:
+                self.escalation.acked(ids)
+
+    async def _escalation_switch(self, on: bool, reason: str) -> None:
+        """Switch ``[outbox] escalate_output`` (a write that fails is retried by the outputs)."""
+        output = self.cfg.outbox.escalate_output
+        if output is not None and self.alarm is not None:
+            await self.alarm.outputs.switch(output, on, reason=reason)
 
 
 def camera_stage(

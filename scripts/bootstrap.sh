@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages, each only when missing: mosquitto (the demo's and the tests' broker);
 # mosquitto-clients and openssl for the shell center of docs/center-protocol.md;
-# chromium, chromium-driver and a CJK font for the bench page's browser test.
+# chromium, chromium-driver and a CJK font for the bench page's browser test;
+# faketime for the clock-step test.
 missing=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     missing+=(mosquitto)
@@ -21,6 +22,10 @@ dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
 # systemd-analyze judges the installed unit (tests/ops/test_install.py); the package
 # is only installed, never started (a container runs without it as PID 1).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# faketime (with libfaketime) steps a daemon's wall clock in the clock-step tests
+# (tests/system/test_wall_clock_steps.py, tests/delivery/test_clock_step.py).
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian's ${missing[*]}" >&2
     SUDO=""

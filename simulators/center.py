@@ -2,9 +2,13 @@
 
 :class:`CenterConsole` subscribes (MQTT 5, QoS 1) to every gateway's events and
 status, validates each event against ``gateway/events/event.schema.json``, prints one
-readable line per event, tracks ``seq`` per ``stream`` to report gaps, dedupes by
+readable line per event, tracks ``seq`` per ``stream`` to report gaps (from where
+it joined the stream: :class:`~simulators.center_report.SeqTracker`), dedupes by
 ``id`` and acks every received id on ``campus/v1/<site>/<gateway>/ack``
-(DESIGN.md "Delivery: at least once, end to end"). It reconnects with backoff
+(DESIGN.md "Delivery: at least once, end to end"); a console started to ``watch``
+never acks. It supervises each gateway's path: ``PATH down`` after 3 ×
+``heartbeat_s`` (the heartbeat says its period; 30 s by default) without a
+heartbeat, ``PATH up`` when one comes. It reconnects with backoff
 for as long as it runs. Tests await :meth:`CenterConsole.wait_for`; technicians
 run it from the command line (``simulators.center_cli``).
 """
@@ -12,11 +16,13 @@ run it from the command line (``simulators.center_cli``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +41,10 @@ from simulators.center_report import SeqTracker, format_event
 
 EVENTS_FILTER = "campus/v1/+/+/events/#"
 STATUS_FILTER = "campus/v1/+/+/status"
+HEARTBEATS_MISSED = 3
+"""A path is down after this many heartbeat periods without one (EN 50136 SP6 is 20 s,
+SOS Access v4 offers 90 s and 180 s; 3 × the default 10 s is 30 s)."""
+DEFAULT_HEARTBEAT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,7 @@ class CenterConsole:
         port: broker port.
         identifier: MQTT client id; random when omitted.
         ack: publish acks; False plays a center that never acks.
+        watch: a second console beside the real center: never acks, whatever ``ack`` says.
         persistent: keep the MQTT session (clean_start False, ``session_expiry``),
             so QoS 1 events published while the console is away are delivered later.
         session_expiry: session expiry interval in seconds for ``persistent``.
@@ -90,6 +101,7 @@ class CenterConsole:
         seq_conflicts: accepted events whose (stream, seq) another id already had.
         status: last payload per ``…/status`` topic (``online``/``offline``).
         acked_ids: every id in an ack the broker confirmed, in order (repeats kept).
+        paths: ``<site>/<gateway>`` -> ``up``/``down``, from the heartbeats.
     """
 
     def __init__(
@@ -99,6 +111,7 @@ class CenterConsole:
         *,
         identifier: str | None = None,
         ack: bool = True,
+        watch: bool = False,
         persistent: bool = False,
         session_expiry: int = 3600,
         out: TextIO | None = None,
@@ -111,8 +124,9 @@ class CenterConsole:
     ) -> None:
         self.host = host
         self.port = port
-        self.identifier = identifier or f"center-{secrets.token_hex(4)}"
-        self.ack = ack
+        self.identifier = identifier or f"{'watch' if watch else 'center'}-{secrets.token_hex(4)}"
+        self.watch = watch
+        self.ack = ack and not watch
         self.persistent = persistent
         self.session_expiry = session_expiry
         self.out = out if out is not None else sys.stdout
@@ -131,6 +145,9 @@ class CenterConsole:
         self.seq_conflicts = 0
         self.status: dict[str, str] = {}
         self.acked_ids: list[str] = []
+        self.paths: dict[str, str] = {}
+        self._beats: dict[str, tuple[float, float]] = {}  # gateway -> (last heard, period)
+        self._beat_seen = asyncio.Event()
 
         self._ids: set[str] = set()
         self._seq = SeqTracker()
@@ -211,7 +228,17 @@ class CenterConsole:
     # -- lifetime --------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, subscribe, receive and ack until cancelled; reconnect on any broker loss."""
+        """Connect, subscribe, receive and ack until cancelled; reconnect on any broker loss.
+        Paths are supervised all the while, connected or not."""
+        paths = asyncio.create_task(self._supervise_paths(), name=f"paths[{self.identifier}]")
+        try:
+            await self._connect_forever()
+        finally:
+            paths.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await paths
+
+    async def _connect_forever(self) -> None:
         delay = self.backoff_initial
         while True:
             try:
@@ -343,6 +370,7 @@ class CenterConsole:
         self._ids.add(event["id"])
         if event["type"] == "gateway.heartbeat":  # link supervision: kept apart, not printed
             self.heartbeats.append(event)
+            self._heartbeat(event)
             return
         self.events.append(event)
         self.say(format_event(event))
@@ -353,6 +381,43 @@ class CenterConsole:
         if self.jsonl_path is not None:
             with self.jsonl_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+    def _heartbeat(self, event: dict[str, Any]) -> None:
+        """A heartbeat: the path is up; the stream's figures feed the seq tracking."""
+        data = event.get("data") or {}
+        gateway = "/".join(str(event["source"]).split("/")[1:3])
+        period = data.get("heartbeat_s")
+        if not isinstance(period, int | float) or isinstance(period, bool) or period <= 0:
+            period = DEFAULT_HEARTBEAT_S
+        self._beats[gateway] = (time.monotonic(), float(period))
+        self._beat_seen.set()
+        if self.paths.get(gateway) != "up":
+            self.paths[gateway] = "up"
+            self.say(f"PATH up {gateway} (heartbeat every {period:g} s)")
+        stream, last, acked = data.get("stream"), data.get("last_seq"), data.get("acked_up_to")
+        if isinstance(stream, str) and isinstance(last, int) and isinstance(acked, int):
+            for note in self._seq.heartbeat(stream, last, acked):
+                self.say(note)
+
+    async def _supervise_paths(self) -> None:
+        """``PATH down`` for every gateway silent for ``HEARTBEATS_MISSED`` periods."""
+        while True:
+            self._beat_seen.clear()
+            now = time.monotonic()
+            due: list[float] = []
+            for gateway, (heard, period) in self._beats.items():
+                deadline = heard + HEARTBEATS_MISSED * period
+                if self.paths.get(gateway) != "up":
+                    continue
+                if now >= deadline:
+                    self.paths[gateway] = "down"
+                    self.say(f"PATH down {gateway} (no heartbeat for {now - heard:.1f} s)")
+                    await self._notify()
+                else:
+                    due.append(deadline - now)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(due, default=None)):
+                    await self._beat_seen.wait()
 
     def _reject(self, topic: str, payload: bytes, reason: str) -> None:
         text = payload.decode("utf-8", errors="replace")

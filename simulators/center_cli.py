@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     parser.add_argument("--no-ack", action="store_true", help="never ack (a center that is down)")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="a second console beside the real center: prints and checks, never acks",
+    )
     parser.add_argument("--jsonl", type=Path, metavar="FILE", help="append accepted events here")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--identifier", help="MQTT client id (default: random)")
@@ -63,6 +68,7 @@ async def run_center_cli(args: argparse.Namespace) -> int:
         args.port,
         identifier=args.identifier,
         ack=not args.no_ack,
+        watch=args.watch,
         persistent=args.persistent,
         jsonl_path=args.jsonl,
         key=key,

@@ -12,16 +12,35 @@ def _seq_range(first: int, last: int) -> str:
 class SeqTracker:
     """The ``seq`` numbers seen per ``stream``: holes, late fills, reused numbers.
 
-    Every stream starts at ``seq`` 1 (DESIGN.md: a new stream means seq
-    restarted), so a first event with ``seq`` 5 leaves 1-4 missing. Events may
-    arrive out of ``seq`` order (priority lanes), so a hole is filled when its
-    event arrives late.
+    A console may join a stream late (it started after the gateway, or was away):
+    it tracks a stream from the first thing it hears of it, never from ``seq`` 1
+    (issue 10 item 12: no false gaps). That is the first event's ``seq`` (what is
+    before it is before our time), or, when a heartbeat comes first, its
+    ``acked_up_to`` (everything up to it was acked by some center; what is after
+    it is expected here). Events may arrive out of ``seq`` order (priority lanes),
+    so a hole is filled when its event arrives late. A heartbeat's ``last_seq``
+    beyond the highest seq received, twice running, is a gap at the tail.
     """
 
     def __init__(self) -> None:
         self._highest: dict[str, int] = {}
+        self._floor: dict[str, int] = {}
         self._missing: dict[str, set[int]] = {}
         self._ids: dict[tuple[str, int], str] = {}
+        self._tail: dict[str, int] = {}
+        self._told: dict[str, int] = {}
+
+    def heartbeat(self, stream: str, last_seq: int, acked_up_to: int) -> list[str]:
+        """Record a heartbeat's figures; return the report lines it causes (may be none)."""
+        if stream not in self._highest:
+            self._highest[stream] = self._floor[stream] = acked_up_to
+            return [f"JOIN stream={stream} after seq {acked_up_to} (acked up to there)"]
+        highest, before = self._highest[stream], self._tail.get(stream, 0)
+        self._tail[stream] = last_seq
+        if before > highest and self._told.get(stream) != before:
+            self._told[stream] = before
+            return [f"TAIL stream={stream} missing seq {_seq_range(highest + 1, before)}"]
+        return []
 
     def add(self, stream: str, seq: int, event_id: str) -> list[str]:
         """Record one first delivery; return the report lines it causes (may be none)."""
@@ -30,7 +49,13 @@ class SeqTracker:
         if known != event_id:
             notes.append(f"SEQ REUSED stream={stream} seq={seq} by id {event_id} (was {known})")
             return notes
-        highest = self._highest.get(stream, 0)
+        if stream not in self._highest:
+            self._highest[stream] = self._floor[stream] = seq - 1
+            if seq > 1:
+                notes.append(f"JOIN stream={stream} at seq {seq}")
+        if seq <= self._floor[stream]:
+            return notes  # before this console joined the stream: not tracked
+        highest = self._highest[stream]
         missing = self._missing.setdefault(stream, set())
         if seq > highest + 1:
             missing.update(range(highest + 1, seq))

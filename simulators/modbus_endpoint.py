@@ -59,6 +59,8 @@ class ModbusEndpoint(StartStop):
         self.serial_port = serial_port
         self.baudrate = baudrate
         self._server: ModbusBaseServer | None = None
+        self.connections = 0
+        """Connections accepted since construction (TCP: a master's every (re)connect)."""
 
     @property
     def port(self) -> int:
@@ -91,6 +93,7 @@ class ModbusEndpoint(StartStop):
             serial_port=self.serial_port,
             baudrate=self.baudrate,
             trace_pdu=self._trace_pdu,
+            trace_connect=self._trace_connect,
         )
 
     async def stop(self) -> None:
@@ -109,6 +112,11 @@ class ModbusEndpoint(StartStop):
         await asyncio.sleep(off_seconds)
         self._reset_at_power_on()
         await self.start()
+
+    def _trace_connect(self, connected: bool) -> None:
+        """pymodbus ``trace_connect`` hook: count accepted connections."""
+        if connected:
+            self.connections += 1
 
     # -- what a subclass says ------------------------------------------------------
 
@@ -139,6 +147,7 @@ async def serve_modbus(
     serial_port: str | None,
     baudrate: int,
     trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU],
+    trace_connect: Callable[[bool], None] | None = None,
 ) -> tuple[ModbusBaseServer, int]:
     """Start a pymodbus server (RTU on ``serial_port``, else TCP on ``host:port``).
 
@@ -159,10 +168,15 @@ async def serve_modbus(
             baudrate=baudrate,
             ignore_missing_devices=True,
             trace_pdu=trace_pdu,
+            trace_connect=trace_connect,
         )
     else:
         server = ModbusTcpServer(
-            context, address=(host, port), ignore_missing_devices=True, trace_pdu=trace_pdu
+            context,
+            address=(host, port),
+            ignore_missing_devices=True,
+            trace_pdu=trace_pdu,
+            trace_connect=trace_connect,
         )
     try:
         await server.serve_forever(background=True)

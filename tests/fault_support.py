@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -51,6 +52,7 @@ ack_timeout_s = {ack_timeout_s}
 max_rows = {max_rows}
 alarm_reserve_rows = {alarm_reserve_rows}
 ballast_mb = {ballast_mb}
+{outbox_extra}
 
 [logging]
 level = "warning"
@@ -76,7 +78,8 @@ input = {input}
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
     """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
-    (``keepalive`` is left to its default unless given) and ``metrics_port``.
+    (``keepalive`` is left to its default unless given) and ``metrics_port``;
+    ``outbox_extra`` is more TOML for ``[outbox]``, ``extra`` more TOML at the end.
 
     The local endpoints take free ports (``[metrics]`` and ``[bench]`` port 0) unless
     ``metrics_port`` is given: tests running side by side, or beside a demo, never fight
@@ -92,6 +95,8 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "max_rows": 1_000_000,
         "alarm_reserve_rows": 1000,
         "ballast_mb": 0,
+        "outbox_extra": "",
+        "extra": "",
         "metrics_port": 0,
     }
     values.update(overrides)
@@ -108,6 +113,7 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         text += _ZONE.format(
             id=f"P{channel}", name=f"报警按钮{channel}", type="panic", input=channel
         )
+    text += values["extra"]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "gateway.toml"
     path.write_text(text, encoding="utf-8")
@@ -184,6 +190,16 @@ def stored_ids(outbox: Path, type_prefix: str = "alarm.") -> list[str]:
     return _stored(outbox, type_prefix, "id")
 
 
+def stored_states(outbox: Path, type_prefix: str = "") -> list[str]:
+    """``data.state`` of the events in an outbox file, in seq order (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT payload FROM messages WHERE seq IS NOT NULL AND type LIKE ? ORDER BY seq",
+            (type_prefix + "%",),
+        ).fetchall()
+    return [str(json.loads(bytes(p))["data"].get("state")) for (p,) in rows]
+
+
 def stored_types(outbox: Path, type_prefix: str = "") -> list[str]:
     """Event types in an outbox file, in seq order (read-only)."""
     return _stored(outbox, type_prefix, "type")
@@ -215,13 +231,24 @@ def row_states(outbox: Path, type_prefix: str = "") -> list[tuple[str, str, bool
     return [(t, i, bool(s), bool(a)) for t, i, s, a in rows]
 
 
+def puback_counts(outbox: Path) -> dict[str, int]:
+    """Event id → how many PUBACKs its row has seen (more than one: published again after
+    its ack timeout), read-only."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT id, attempts FROM messages WHERE seq IS NOT NULL").fetchall()
+    return {str(i): int(n) for i, n in rows}
+
+
 def alarms(center: CenterConsole, type_: str = "alarm.") -> list[dict[str, Any]]:
     """The center's accepted events whose type starts with ``type_``."""
     return [e for e in center.events if e["type"].startswith(type_)]
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``campus-gateway run CONFIG`` as a real process; SIGTERM (then SIGKILL) on exit."""
-    async with Daemon(config, log.parent) as daemon:
+async def daemon_process(
+    config: Path, log: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``campus-gateway run CONFIG`` as a real process (``env`` added to its environment);
+    SIGTERM (then SIGKILL) on exit."""
+    async with Daemon(config, log.parent, env) as daemon:
         yield await daemon.start(log)

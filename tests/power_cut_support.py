@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -76,16 +76,18 @@ class Daemon:
     """``campus-gateway run CONFIG`` as a process: start, SIGKILL, start again.
 
     ``async with Daemon(config, tmp_path) as daemon`` starts nothing; call
-    :meth:`start`. On exit a running daemon gets SIGTERM (then SIGKILL).
+    :meth:`start`. On exit a running daemon gets SIGTERM (then SIGKILL). ``env``
+    adds to the process' environment (``LD_PRELOAD`` of libfaketime).
 
     Attributes:
         starts: processes started so far.
         log: the log file of the current (or last) process.
     """
 
-    def __init__(self, config: Path, directory: Path) -> None:
+    def __init__(self, config: Path, directory: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.directory = directory
+        self.env = dict(env or {})
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log = directory / "daemon-0.log"
@@ -107,7 +109,7 @@ class Daemon:
         assert self.process is None or self.process.returncode is not None
         self.starts += 1
         self.log = log or self.directory / f"daemon-{self.starts}.log"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env}
         with self.log.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.cli", "run", str(self.config), "--log-json",

@@ -37,10 +37,17 @@ pymodbus 3.11.4 quirks handled here (read in ``client/base.py``,
 * ``TransactionManager.execute`` turns a ``CancelledError`` into
   ``ModbusIOException("Request cancelled outside pymodbus.")``; we turn it back
   into ``CancelledError`` when our task is being cancelled;
-* after any timeout or lost connection we close the transport, and the next call
-  reconnects: a late answer can then never be taken for the answer to the next
-  request (RTU frames carry no transaction id, and pymodbus' own server stamps a
-  delayed answer with the newest transaction id of the connection).
+* a silent unit costs only its own time: one unit's timeout leaves the shared
+  connection open for its neighbours. pymodbus' ``FramerBase.handleFrame`` skips a
+  frame whose unit id (and, for MBAP, transaction id) is not the request's, so a
+  late answer of the silent unit can never be taken for a neighbour's answer; the
+  unit's own breaker (:meth:`~drivers.modbus_io.poller.ModulePoller.next_start`)
+  keeps its next request one backoff window away;
+* the line itself is taken for failed, and the transport closed so the next call
+  reconnects, when the connection is lost, when ``min(2, units)`` *different*
+  units time out with no good answer in between (a dead converter or bus, or a
+  line of one unit), or when bytes arrived that never formed a frame (the stream
+  is out of step). Counted in :attr:`ModbusLine.opens`.
 
 Addresses are 0-based PDU addresses from :mod:`gateway.config.modbus_profiles`
 (sources: ``../shared/realdata/modbus/*.json``, see that module).
@@ -99,24 +106,46 @@ class ModbusLine:
     the wire. The connection opens on the first request and reopens on demand
     after it was lost or closed after a timeout.
 
+    One unit's timeout does not close the connection the other units use; it is
+    closed when the line itself fails (see the module docstring).
+
     Args:
         transport: where the line is (``[[modules]] transport``).
         timeout_ms: how long one request waits for its answer.
         name: for logs and pymodbus (the line or module id).
+        units: how many units share the line (1 for a module's own socket); with
+            two or more, the connection is closed only when two different units
+            time out in a row.
     """
 
-    def __init__(self, transport: TcpTransport | RtuTransport, *, timeout_ms: int, name: str):
+    def __init__(
+        self,
+        transport: TcpTransport | RtuTransport,
+        *,
+        timeout_ms: int,
+        name: str,
+        units: int = 1,
+    ):
         self._transport = transport
         self._timeout_ms = timeout_ms
         self._name = name
         self._lock = asyncio.Lock()
         self._client: _PymodbusClient | None = None
         self._rx = b""
+        self._silent_to_fail = min(2, max(1, units))
+        self._silent_units: set[int] = set()
+        self._opens = 0
 
     @property
     def name(self) -> str:
         """The line's name."""
         return self._name
+
+    @property
+    def opens(self) -> int:
+        """How many times the connection was opened (1 on a healthy line; each reopen
+        after a line failure adds one)."""
+        return self._opens
 
     @property
     def connected(self) -> bool:
@@ -302,13 +331,15 @@ class ModbusLine:
             client.close()
             raise DeviceUnavailable(f"cannot connect to {self._where()}", device_id=device_id)
         self._client = client
+        self._opens += 1
+        self._silent_units.clear()
         return client
 
     async def _execute(self, call: Awaitable[ModbusPDU], device_id: str, unit: int) -> ModbusPDU:
         """Await one pymodbus request and translate what it raises."""
         self._rx = b""
         try:
-            return await call
+            reply = await call
         except ConnectionException as exc:
             self._drop()
             raise DeviceUnavailable(f"connection lost: {exc}", device_id=device_id) from exc
@@ -319,18 +350,25 @@ class ModbusLine:
                 self._drop()
                 raise asyncio.CancelledError from exc
             received = self._rx
-            self._drop()
             if received:
+                self._drop()
                 raise DeviceProtocolError(
                     f"no valid answer within {self._timeout_ms} ms, only undecodable "
                     f"or foreign bytes ({exc})",
                     device_id=device_id,
                     raw=received.hex(" "),
                 ) from exc
+            self._silent_units.add(unit)
+            line_failed = len(self._silent_units) >= self._silent_to_fail
+            if line_failed:
+                self._drop()
             raise DeviceUnavailable(
-                f"no answer within {self._timeout_ms} ms from {self._where()} unit {unit}",
+                f"no answer within {self._timeout_ms} ms from {self._where()} unit {unit}"
+                + ("; line closed" if line_failed else ""),
                 device_id=device_id,
             ) from exc
+        self._silent_units.clear()
+        return reply
 
     def _check(self, reply: ModbusPDU, function: int, what: str, device_id: str) -> ModbusPDU:
         """Turn an exception response or a wrong reply into an exception."""

@@ -85,7 +85,9 @@ def build_lines(
     for members in groups.values():
         first = members[0]
         name = first.id if len(members) == 1 else "line:" + "+".join(m.id for m in members)
-        line = ModbusLine(first.transport, timeout_ms=first.timeout_ms, name=name)
+        line = ModbusLine(
+            first.transport, timeout_ms=first.timeout_ms, name=name, units=len(members)
+        )
         pollers = [
             ModulePoller(
                 m,

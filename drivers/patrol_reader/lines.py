@@ -118,6 +118,12 @@ class LineReader(ABC, Generic[Cfg]):
             self.log.warning("patrol.bad_line", error=str(exc), raw=exc.raw)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection (a task asyncio's server made for it).
+
+        Cancellation (the daemon stopping, Ctrl-C) ends it quietly: the task is
+        asyncio's, whose done-callback calls ``task.exception()`` and so logged a
+        cancelled connection as an 18-line ``CancelledError`` traceback (issue 11).
+        """
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -127,6 +133,8 @@ class LineReader(ABC, Generic[Cfg]):
             await self.serve(self._lines(reader), writer)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.info("patrol.connection_lost", peer=str(peer), error=str(exc))
+        except asyncio.CancelledError:
+            self.log.info("patrol.connection_closed", peer=str(peer), reason="stopping")
         except Exception:
             self.errors += 1
             self.log.exception("patrol.connection_error", peer=str(peer))

@@ -14,6 +14,9 @@ the coil is made to follow it:
 
 An alarm while the output is already on extends it to the later end; ``ack``
 and ``disarm`` silence it early; the ``output`` command drives it by hand.
+Durations and retries run on the monotonic clock (:meth:`Timers.set_after`): a
+step of the wall clock neither cuts a siren short nor keeps it sounding; the
+wall ``until`` is only what events and ``get_state`` show.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ class OutputState:
         confirmed: what the module last confirmed (None: never written, or to be
             written again).
         reported: the state last reported in an ``output.switched`` event.
-        until: when it switches off by itself (None: stays as it is).
+        until: when it switches off by itself, as a wall time for reports (None:
+            stays as it is).
+        until_mono: the same end on the clock's monotonic seconds (what counts).
         reason: why it is in its desired state.
         incident: id of its last ``output.switched`` ``active`` event.
         failures: writes that failed since the last confirmed one.
@@ -56,6 +61,7 @@ class OutputState:
     confirmed: bool | None = None
     reported: bool = False
     until: datetime | None = None
+    until_mono: float | None = None
     reason: str = ""
     incident: str | None = None
     failures: int = 0
@@ -91,7 +97,7 @@ class Outputs:
         self._writer = writer
         self._timers = timers
         self._clock = clock
-        self._retry = timedelta(seconds=retry_s)
+        self._retry_s = retry_s
 
     def linked(self, zone: ZoneConfig) -> list[str]:
         """Ids of the outputs an alarm in ``zone`` switches on."""
@@ -112,7 +118,7 @@ class Outputs:
         for output_id in self.linked(zone):
             duration = self.config[output_id].duration_s
             self._desire(output_id, True, duration, f"alarm {zone.id}")
-            self._timers.set(f"output-retry:{output_id}", self._clock.now(), self._retry_write)
+            self._timers.set_after(f"output-retry:{output_id}", 0.0, self._retry_write)
 
     async def switch(
         self, output_id: str, on: bool, *, duration_s: float | None = None, reason: str
@@ -137,14 +143,15 @@ class Outputs:
     def _desire(self, output_id: str, on: bool, duration_s: float | None, reason: str) -> None:
         """Record the desired state and its end (a longer end already set is kept)."""
         state = self.states[output_id]
-        now = self._clock.now()
-        until = now + timedelta(seconds=duration_s) if on and duration_s is not None else None
-        if on and state.desired and state.until is not None and until is not None:
-            until = max(until, state.until)
-        state.desired, state.until, state.reason = on, until, reason
+        mono = self._clock.monotonic()
+        end = mono + duration_s if on and duration_s is not None else None
+        if on and state.desired and state.until_mono is not None and end is not None:
+            end = max(end, state.until_mono)
+        state.desired, state.until_mono, state.reason = on, end, reason
+        state.until = None if end is None else self._clock.now() + timedelta(seconds=end - mono)
         self._timers.cancel(f"output-off:{output_id}")
-        if until is not None:
-            self._timers.set(f"output-off:{output_id}", until, self._off(output_id))
+        if end is not None:
+            self._timers.set_after(f"output-off:{output_id}", end - mono, self._off(output_id))
 
     async def silence(self, output_ids: list[str], reason: str) -> list[str]:
         """Switch off those of ``output_ids`` that are on; returns the ones switched."""
@@ -193,9 +200,7 @@ class Outputs:
             log.warning(
                 "output.write_failed", output=output_id, on=wanted, error=str(exc), n=state.failures
             )
-            self._timers.set(
-                f"output-retry:{output_id}", self._clock.now() + self._retry, self._retry_write
-            )
+            self._timers.set_after(f"output-retry:{output_id}", self._retry_s, self._retry_write)
             return False
         state.confirmed, state.failures = wanted, 0
         self._timers.cancel(f"output-retry:{output_id}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -55,13 +55,16 @@ class Condition:
     Attributes:
         active: the ``active`` event was sent and no ``cleared`` yet.
         incident: id of that ``active`` event.
-        since: when it became active (clock time).
+        since: when it became active (wall time, as stored and reported).
+        since_mono: when it became active on the clock's monotonic seconds (None
+            for a condition restored from the state file at start).
         detail: for the line: ``cut`` or ``short``.
     """
 
     active: bool = False
     incident: str | None = None
     since: datetime | None = None
+    since_mono: float | None = None
     detail: str = ""
 
 
@@ -294,14 +297,26 @@ class ZoneEngine:
             line = {"line": reading.line} if reading is not None and reading.line != "ok" else {}
             await self._start(zone, "alarm", None, received_at, line)
         elif not state.violated and state.alarm.active and not rule.latch:
-            since = state.alarm.since or self._clock.now()
-            hold_end = since + timedelta(milliseconds=rule.hold_ms)
-            if self._clock.now() < hold_end:
-                self._timers.set(f"hold:{zone.id}", hold_end, lambda _t: self.evaluate(zone.id))
+            left = self._hold_left(state.alarm, rule.hold_ms / 1000)
+            if left > 0:
+                self._timers.set_after(f"hold:{zone.id}", left, lambda _t: self.evaluate(zone.id))
                 return
             await self._end(zone, "alarm", None, received_at, {"restored": True})
         elif not state.violated and state.alarm.active:
             log.info("zone.restored_still_latched", zone=zone.id)
+
+    def _hold_left(self, alarm: Condition, hold_s: float) -> float:
+        """Seconds the alarm must still stay active, on the monotonic clock (a step of
+        the wall clock lengthens or shortens no hold; issue 11). An alarm restored
+        from the state file at start has only its wall ``since``: its time served
+        is taken from that, never below 0 nor above the hold."""
+        if alarm.since_mono is not None:
+            served = self._clock.monotonic() - alarm.since_mono
+        elif alarm.since is not None:
+            served = min(max((self._clock.now() - alarm.since).total_seconds(), 0.0), hold_s)
+        else:
+            served = 0.0
+        return hold_s - served
 
     async def _start(
         self,
@@ -319,6 +334,7 @@ class ZoneEngine:
         stored = await self.emit(event)
         now = self._clock.now()
         condition.active, condition.incident, condition.since = True, event.id, now
+        condition.since_mono = self._clock.monotonic()
         condition.detail = detail
         record = AlarmRecord(event.type, event.id, now, detail)
         await self._store.put_alarm(f"{zone.id}/{name}", record)
@@ -345,6 +361,7 @@ class ZoneEngine:
             None,
             "",
         )
+        condition.since_mono = None
         await self._store.put_alarm(f"{zone.id}/{name}", None)
         log.info("zone.cleared", zone=zone.id, type=event.type, condition=name, id=event.id)
 

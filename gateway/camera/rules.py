@@ -6,8 +6,17 @@ Rules (the driver has already normalized every vendor topic):
   ``(camera, kind, source)``. The first detector that goes ``active`` opens it
   (``active`` event; its id is ``data.incident``); further detectors on the same
   key (a CellMotion *and* a MotionAlarm message for one movement, capture
-  ``cellmotion_03``) join it silently; it is ``cleared`` (same incident id) when
-  the last of them clears.
+  ``cellmotion_03``) join it silently; when the last of them clears, the
+  incident is *closing*: its ``cleared`` (same incident id) is sent only once the
+  camera's ``merge_window_s`` (default 3 s) has passed with no detector active again.
+* **Flicker merges**: a signal that returns while its incident is closing
+  continues that incident: one ``active`` event with ``data.incident`` = the
+  incident's id and ``data.update = true``, no new incident, and a picture only
+  while the incident has taken fewer than ``snapshot.per_incident`` (default 1;
+  issue 11: motion on → off → on within 2 s gave a final ``cleared``, a new
+  unlinked incident and a picture per flicker). Windows run on the monotonic
+  clock; :meth:`CameraRules.run` sends the ``cleared`` of each incident whose
+  window has passed.
 * ``Initialized`` messages (``initial``) are **state, not alarms**: an inactive
   one only clears an incident still open (a camera that rebooted during an
   alarm); an active one opens an incident once (``data.initial = true``: found
@@ -48,6 +57,9 @@ Every event carries the gateway's receive time; the camera's claim is
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -87,7 +99,9 @@ class CameraRules:
         armed: tells whether an area is armed now (the alarm system's areas).
         keep: commits kept state without an event (the outbox's ``keep``; None:
             a detector joining or leaving an open incident is kept in memory only).
-        incidents: the incidents open before a restart (kept in the outbox).
+        incidents: the incidents open before a restart (kept in the outbox); one
+            kept with no detector left was closing: its window starts again.
+        monotonic: the clock of the merge windows (seconds; tests may give their own).
 
     Attributes:
         incidents: open incidents by ``(camera, kind, source)``.
@@ -107,6 +121,7 @@ class CameraRules:
         *,
         keep: Keep | None = None,
         incidents: Mapping[IncidentKey, Incident] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
         self._factory = factory
@@ -120,6 +135,48 @@ class CameraRules:
         self._publish_state = publish_state
         self._armed = armed
         self._health_events = HealthEvents(factory, store)
+        self._monotonic = monotonic
+        # incidents whose last detector cleared -> when their window ends (monotonic)
+        self._closing: dict[IncidentKey, float] = {}
+        self._last_signal: dict[IncidentKey, CameraSignal] = {}
+        self._pictures_taken: dict[IncidentKey, int] = {}
+        self._closing_changed = asyncio.Event()
+        for key, incident in self.incidents.items():
+            if not incident.detectors:
+                self._closing[key] = monotonic() + self._window(key[0])
+
+    async def run(self) -> None:
+        """Send the ``cleared`` of each closing incident when its window ends; runs
+        until cancelled (the camera stage's ``camera-incidents`` task)."""
+        while True:
+            self._closing_changed.clear()
+            await self.close_due()
+            if self._closing:
+                left = min(self._closing.values()) - self._monotonic()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(left, 0.0)):
+                        await self._closing_changed.wait()
+            else:
+                await self._closing_changed.wait()
+
+    async def close_due(self) -> None:
+        """Send the ``cleared`` of every incident whose merge window has passed."""
+        now = self._monotonic()
+        for key in [k for k, end in self._closing.items() if end <= now]:
+            del self._closing[key]
+            incident = self.incidents.pop(key)
+            self._pictures_taken.pop(key, None)
+            sig = self._last_signal.pop(key, None)
+            event = (
+                self._make(sig, "cleared", incident.id, armed=incident.armed)
+                if sig is not None
+                else self._make_restored(key, incident)
+            )
+            await self._store(event, [incident_write(key, None)])
+
+    def _window(self, camera_id: str) -> float:
+        camera = self._cameras.get(camera_id)
+        return camera.merge_window_s if camera is not None else 0.0
 
     async def observe(self, obs: CameraObservation) -> None:
         """Handle one observation from a camera driver."""
@@ -177,6 +234,9 @@ class CameraRules:
                 event = self._make(sig, "instant", armed=self._area_armed(sig.device_id))
                 await self._store_alarm(sig, event, [])
         elif sig.state == "active":
+            if incident is not None and key in self._closing:
+                await self._returned(key, incident, sig)
+                return
             if incident is not None:
                 if sig.detector not in incident.detectors:
                     incident.detectors.add(sig.detector)
@@ -185,29 +245,57 @@ class CameraRules:
             armed = self._area_armed(sig.device_id)
             event = self._make(sig, "active", armed=armed)
             opened = Incident(event.id, {sig.detector}, armed)
-            await self._store_alarm(sig, event, [incident_write(key, opened)])
+            if await self._store_alarm(sig, event, [incident_write(key, opened)]):
+                self._pictures_taken[key] = 1
             self.incidents[key] = opened
         elif incident is not None and sig.detector in incident.detectors:
             incident.detectors.discard(sig.detector)
-            if incident.detectors:
+            if not incident.detectors and self._window(sig.device_id) > 0:
+                # closing: cleared only if the window passes with no return
+                self._closing[key] = self._monotonic() + self._window(sig.device_id)
+                self._last_signal[key] = sig
+                self._closing_changed.set()
+            if incident.detectors or key in self._closing:
                 await self._keep_incident(key, incident)
                 return
             del self.incidents[key]
+            self._pictures_taken.pop(key, None)
             event = self._make(sig, "cleared", incident.id, armed=incident.armed)
             await self._store(event, [incident_write(key, None)])
+
+    async def _returned(self, key: IncidentKey, incident: Incident, sig: CameraSignal) -> None:
+        """A signal came back within the merge window: the incident goes on, as an update."""
+        del self._closing[key]
+        self._last_signal.pop(key, None)
+        self._closing_changed.set()
+        incident.detectors.add(sig.detector)
+        event = self._make(sig, "active", incident.id, armed=incident.armed, update=True)
+        keep = [incident_write(key, incident)]
+        camera = self._cameras.get(sig.device_id)
+        taken = self._pictures_taken.get(key, 0)
+        if camera is not None and taken < camera.snapshot.per_incident:
+            if await self._store_alarm(sig, event, keep):
+                self._pictures_taken[key] = taken + 1
+            return
+        await self._store(event, keep)
 
     async def _keep_incident(self, key: IncidentKey, incident: Incident) -> None:
         if self._keep is not None:
             await self._keep([incident_write(key, incident)])
 
-    async def _store_alarm(self, sig: CameraSignal, event: Event, keep: list[StateWrite]) -> None:
-        """Store a new alarm with its evidence request (when one is wanted), then queue it."""
+    async def _store_alarm(self, sig: CameraSignal, event: Event, keep: list[StateWrite]) -> bool:
+        """Store a new alarm with its evidence request (when one is wanted), then queue it.
+
+        Returns:
+            True when a picture was asked for.
+        """
         request = self._evidence_for(sig, event)
         if request is not None:
             keep.append(request.kept())
         await self._store(event, keep)
         if request is not None and self._pictures is not None:
             self._pictures.submit(request)
+        return request is not None
 
     async def _store(self, event: Event, keep: list[StateWrite]) -> Event:
         stored = await self._emit(event, keep=keep)
@@ -232,8 +320,20 @@ class CameraRules:
             return None
         return self._pictures.plan(sig.device_id, event)
 
+    def _make_restored(self, key: IncidentKey, incident: Incident) -> Event:
+        """The ``cleared`` of an incident that was closing when the gateway stopped."""
+        camera_id, kind, source = key
+        sig = CameraSignal(camera_id, kind, source, "merge-window", "cleared", False, "")
+        return self._make(sig, "cleared", incident.id, armed=incident.armed)
+
     def _make(
-        self, sig: CameraSignal, state: State, incident: str | None = None, *, armed: bool = False
+        self,
+        sig: CameraSignal,
+        state: State,
+        incident: str | None = None,
+        *,
+        armed: bool = False,
+        update: bool = False,
     ) -> Event:
         camera = self._cameras.get(sig.device_id)
         data: dict[str, Any] = {
@@ -249,6 +349,8 @@ class CameraRules:
         }
         if camera is not None and camera.area is not None:
             data.update(area=camera.area, armed=armed)
+        if update:
+            data["update"] = True
         return self._factory.make(
             sig.kind,
             device=sig.device_id,
@@ -257,7 +359,7 @@ class CameraRules:
             data=data,
             received_at=sig.received_at,
             incident=incident,
-            opens_incident=state == "active",
+            opens_incident=state == "active" and not update,
             armed=armed,
         )
 

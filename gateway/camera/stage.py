@@ -85,6 +85,7 @@ class CameraStage:
             return []
         return [
             StageTask("evidence", self.evidence.run),
+            StageTask("camera-incidents", self.rules.run),
             *(device_task(self.family, cid, d.run) for cid, d in self.drivers.items()),
         ]
 

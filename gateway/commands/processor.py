@@ -6,8 +6,10 @@ A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
 
 1. came as a retained message (``retained``: a command must never act again
    because a broker replays it to a new subscription);
-2. is not a JSON object of at most 16 KiB with a non-empty ``correlation_id``,
-   or names a member twice (``invalid``);
+2. is not a JSON object of at most 16 KiB, nested at most 16 deep (objects and
+   arrays), with a non-empty ``correlation_id``, naming no member twice
+   (``invalid``; the depth is checked on the bytes before decoding, so a hostile
+   payload can never overflow the decoder's or the event writer's stack);
 3. has no valid HMAC-SHA256 ``signature`` (``bad_signature``;
    :mod:`gateway.commands.signing`; not checked only when the config says
    ``[commands] allow_unsigned = true``, a bench);
@@ -46,6 +48,8 @@ from gateway.runtime.timebase import Clock
 log = structlog.get_logger(__name__)
 
 MAX_PAYLOAD = 16 * 1024
+MAX_DEPTH = 16
+"""Deepest nesting of objects/arrays a command may have (the real ones use 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +246,41 @@ class CommandProcessor:
 def _decode(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD:
         raise CommandRefused(f"payload over {MAX_PAYLOAD} bytes", reason="invalid")
+    depth = _nesting(payload)
+    if depth > MAX_DEPTH:
+        raise CommandRefused(
+            f"payload nested {depth} deep, more than {MAX_DEPTH}", reason="invalid"
+        )
     try:
         body = loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:  # DuplicateKeyError too
         raise CommandRefused(f"payload is not JSON: {exc}", reason="invalid") from exc
-    except RecursionError as exc:  # a deeply nested payload overflows the decoder's stack
-        raise CommandRefused("payload is nested too deeply", reason="invalid") from exc
     if not isinstance(body, dict):
         raise CommandRefused("payload is not a JSON object", reason="invalid")
     return body
+
+
+def _nesting(payload: bytes) -> int:
+    """The deepest nesting of ``{``/``[`` in ``payload`` outside JSON strings (bytes, so
+    before any decoding; an unbalanced payload is left for the decoder to refuse)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):  # } ]
+            depth -= 1
+    return deepest
 
 
 def _time(body: Mapping[str, Any], field: str, name: str) -> datetime:

@@ -51,9 +51,12 @@ class SnapshotConfig(Strict):
     picture asked for before it is still taken when the request is at most this
     old (seconds; its ``camera.snapshot`` says ``late = true``), and otherwise
     reported as not taken, with the reason (``gateway/camera/evidence.py``).
+    ``per_incident``: pictures one incident takes (the first when it opens, the
+    next ones when its signal returns within the camera's ``merge_window_s``).
     """
 
     enabled: bool = True
+    per_incident: int = Field(default=1, ge=1, le=20)
     auth: Literal["auto", "digest", "basic", "none"] = "auto"
     rtsp_fallback: bool = True
     on_events: tuple[CameraAlarmKind, ...] = ALARM_KINDS
@@ -80,7 +83,11 @@ class CameraConfig(Strict):
     ``[[areas]]`` entry the camera watches: its line crossings and field
     intrusions then follow that area's arming like a zone (priority 2 while armed,
     4 while disarmed); without it they are priority 4. Its tamper is priority 2
-    in every state.
+    in every state. ``merge_window_s``: a signal that returns within this many
+    seconds after its last detector cleared continues the same incident (one
+    ``active`` update, no new incident); the incident's ``cleared`` is sent only
+    when the window has passed quietly (0: at once). Motion flickers on and off
+    on most firmware (issue 11), so the default is 3 s; set it per camera.
     """
 
     id: CameraIdent
@@ -100,6 +107,7 @@ class CameraConfig(Strict):
     offline_after: int = Field(default=3, ge=1, le=1000)
     backoff_cap_s: float = Field(default=30.0, gt=0, le=3600)
     area: CameraIdent | None = None
+    merge_window_s: float = Field(default=3.0, ge=0, le=600)
     snapshot: SnapshotConfig = SnapshotConfig()
 
     def resolved(self, base: Path) -> CameraConfig:

@@ -86,7 +86,7 @@ class BrokerConfig(Strict):
 class OutboxConfig(Strict):
     """``[outbox]``: the durable SQLite store (path relative to the config file).
 
-    ``ack_timeout_s``: an alarm (priority 1-2) the center has not acked this long
+    ``ack_timeout_s``: an event (priority 1-3) the center has not acked this long
     after its PUBACK is published again, with the same id, forever.
     ``retention_days``: delivered rows are kept this long as the alarm record
     (GB/T 29315: >= 30 days), then purged. ``max_rows``/``max_bytes``: caps; when
@@ -94,6 +94,11 @@ class OutboxConfig(Strict):
     of the cap is kept for priority 1-3, which are never shed.
     ``ballast_mb``: a file of this size beside the database, given up when the
     disk fills so alarms can still be committed.
+    ``escalate_after_s``: an alarm (priority 1-2) the center has not acked this long
+    after it was stored raises ``alarm.unacknowledged`` once and switches on
+    ``escalate_output`` (the id of an ``[[outputs]]``, e.g. a buzzer in the guard
+    house; none when omitted) until the center acks; it is re-sent as before and
+    never expires (issue 10 item 7). Counted on the monotonic clock.
     """
 
     path: Path = Path("var/outbox.sqlite")
@@ -104,6 +109,8 @@ class OutboxConfig(Strict):
     max_bytes: int = Field(default=1 << 30, ge=1 << 16)
     alarm_reserve_rows: int = Field(default=10_000, ge=0)
     ballast_mb: float = Field(default=16.0, ge=0)
+    escalate_after_s: float = Field(default=60.0, gt=0)
+    escalate_output: Ident | None = None
 
 
 class ModuleConfig(Strict):
@@ -203,6 +210,9 @@ class GatewayConfig(Strict):
         alarm = check_alarm(self.zones, self.modules, self.areas, self.schedules, self.outputs)
         for field, message in [*check_lines(self.modules), *alarm][:1]:
             raise _FieldError(field, message)
+        escalate = self.outbox.escalate_output
+        if escalate is not None and escalate not in {o.id for o in self.outputs}:
+            raise _FieldError("outbox.escalate_output", f"no output with id {escalate!r}")
         zone_ids, area_ids = {z.id for z in self.zones}, {a.id for a in self.areas}
         for field, message in check_cameras(self.cameras, self.linkage, zone_ids, area_ids)[:1]:
             raise _FieldError(field, message)
@@ -247,11 +257,17 @@ def _unique(section: str, ids: list[str]) -> None:
         seen.add(ident)
 
 
+_BOM = "\ufeff"
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a TOML config file.
 
     Relative paths in ``[outbox]``, ``[broker]``, ``[commands]``, ``[bench]`` and
-    ``[[cameras]]`` are resolved against the file's directory.
+    ``[[cameras]]`` are resolved against the file's directory. A UTF-8 byte order
+    mark at the start (Windows Notepad saves one) is accepted: it marks the
+    encoding and is not part of the TOML (issue 11: it was refused as "Invalid
+    statement (line 1, column 1)").
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, or a field that fails
@@ -262,6 +278,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=str(path)) from exc
+    text = text.removeprefix(_BOM)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

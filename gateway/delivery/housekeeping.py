@@ -7,7 +7,10 @@
 * ``fault.storage``: a corrupt outbox quarantined at start, or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
 * ``gateway.heartbeat``: made on demand for the uplink (never stored) with the
-  outbox depth, the age of the oldest pending row and the gateway's version.
+  outbox depth, the age of the oldest pending row, the gateway's version, and the
+  outbox ``stream`` with its ``last_seq`` and ``acked_up_to`` (every event that
+  needs the center's ack, priority 1-3, is acked up to that seq): a center compares
+  them with what it holds and sees a gap at the tail of a stream.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class Housekeeping:
         """The heartbeat event for the uplink (not stored)."""
         stats = self.outbox.stats
         oldest = await self.outbox.oldest_pending_age()
+        last_seq = self.outbox.last_seq
+        acked_up_to = await self.outbox.acked_up_to()
         extra: dict[str, Any] = {}
         for source in self.figures:
             extra.update(source())
@@ -105,6 +110,8 @@ class Housekeeping:
                 "shed_total": stats.shed_total,
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "stream": self.outbox.stream,
+                "last_seq": last_seq,
+                "acked_up_to": acked_up_to,
                 "version": gateway_version(),
                 **extra,
             },

@@ -23,9 +23,10 @@ comes due again ``ack_timeout`` after its PUBACK and is re-published with the
 same id, forever.
 
 ``gateway.heartbeat`` is published every ``heartbeat_s`` while connected, with a
-message expiry, and never stored. Reconnects use capped exponential backoff with
-full jitter (tenacity) and never give up, whatever the error; a session that got
-connected starts the backoff afresh.
+message expiry, and never stored. Reconnects never give up, whatever the error:
+for ``reconnect_max`` seconds after a lost connection every ``reconnect_min``
+seconds (a flapping broker's short up-windows are used), else with capped
+exponential backoff and full jitter (:mod:`gateway.delivery.reconnect`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never
 
 from gateway.config.root import BrokerConfig
 from gateway.delivery.mqtt_client import (
@@ -51,6 +52,7 @@ from gateway.delivery.mqtt_client import (
     subscribe_options,
 )
 from gateway.delivery.outbox import Outbox, PendingRow
+from gateway.delivery.reconnect import ReconnectWait
 from gateway.delivery.refusals import Refusals
 from gateway.errors import GatewayError, PublishRefused, UplinkError
 from gateway.events.model import Event
@@ -159,6 +161,7 @@ class Uplink:
         self._settling: set[int] = set()
         self.stats = UplinkStats()
         self.refusals = Refusals(cfg.reconnect_min, cfg.reconnect_max)
+        self._reconnect_wait = ReconnectWait(cfg.reconnect_min, cfg.reconnect_max)
 
     def set_state(self, device: str, state: dict[str, Any]) -> None:
         """Record a device's current state for the retained ``<prefix>/state/<device>``.
@@ -178,8 +181,10 @@ class Uplink:
         self._state_changed.set()
 
     def figures(self) -> dict[str, Any]:
-        """The uplink's part of the heartbeat: refusals per PUBACK reason, the window."""
+        """The uplink's part of the heartbeat: refusals per PUBACK reason, the window, and
+        ``heartbeat_s`` (a center declares the path down after 3 heartbeats missed)."""
         return {
+            "heartbeat_s": self._cfg.heartbeat_s,
             "puback_failures": self.refusals.figures(),
             "window": self.stats.window,
             "receive_maximum": self.stats.receive_maximum,
@@ -194,9 +199,7 @@ class Uplink:
         """Connect, send, reconnect; forever. Only cancellation ends it."""
         while True:
             retrying = AsyncRetrying(
-                wait=wait_random_exponential(
-                    multiplier=self._cfg.reconnect_min, max=self._cfg.reconnect_max
-                ),
+                wait=self._reconnect_wait,
                 retry=retry_if_exception_type((OSError, GatewayError)),
                 stop=stop_never,
                 before_sleep=self._log_retry,
@@ -209,6 +212,7 @@ class Uplink:
             except _SessionLost as exc:
                 log.warning("uplink.connection_lost", error=str(exc.__cause__ or exc))
                 raise_if_cancelling()  # a stop that came with the loss is still a stop
+                self._reconnect_wait.connection_lost()
                 await asyncio.sleep(random.uniform(0, self._cfg.reconnect_min))
 
     @staticmethod

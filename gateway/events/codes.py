@@ -41,7 +41,8 @@ class EventKind:
 
     @property
     def alarm_class(self) -> bool:
-        """Priority 1-2: stays open until the center acks it; never shed."""
+        """Priority 1-2: an alarm; escalated when the center does not ack it in time
+        (priority 1-3 all stay open until acked and are never shed)."""
         return self.priority <= 2
 
 
@@ -64,12 +65,19 @@ KINDS: dict[str, EventKind] = {
         # CID 305 System reset -> SIA YW.
         EventKind("gateway.started", 4, cid="305", sia="YW"),
         EventKind("gateway.heartbeat", 5),
+        # CID 625 Time/Date reset -> SIA JT Time Changed: the wall clock was stepped
+        # (gateway/runtime/clock_step.py); durations are unaffected, event times jump.
+        EventKind("gateway.clock_step", 5, cid="625", sia="JT"),
         EventKind("gateway.buffer_shed", 3),
         # CID 350 Communication trouble -> SIA YC / YK: the broker refuses our publishes
         # (a PUBACK with a failure reason, e.g. an ACL denying a topic).
         EventKind("fault.uplink", 3, cid="350", sia="YC", sia_restore="YK"),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
+        # CID 354 Failure to communicate event -> SIA YC / YK: an alarm the center has not
+        # acked within escalate_after_s (gateway/delivery/escalation.py). 3 like the
+        # uplink's own faults: acked, never shed, and never escalated itself.
+        EventKind("alarm.unacknowledged", 3, cid="354", sia="YC", sia_restore="YK"),
         # Cameras (drivers/onvif_camera). Analytics follow the campus, not the source:
         # on a camera bound to an armed area they are intrusion alarms (priority 2,
         # acked), like a zone; otherwise 4. A line crossing is a boundary crossed: CID

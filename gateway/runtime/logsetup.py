@@ -7,8 +7,12 @@ as the entry's ``PRIORITY`` and strips (sd-daemon(3), ``SyslogLevelPrefix=``,
 on by default): ``journalctl -p warning -u campus-gateway`` then shows warnings
 and errors only, and each entry's message stays one JSON object.
 
-The standard-library loggers (paho, aiomqtt, zeep, httpx) go through the same
-renderer, so ``--log-json`` gives one JSON object per line whoever logs. Every
+The standard-library loggers (paho, aiomqtt, pymodbus, aiohttp, zeep, httpx,
+asyncio), Python's :mod:`warnings` (``logging.captureWarnings``: the
+``py.warnings`` logger) and an exception that ends a thread
+(:data:`threading.excepthook`) go through the same renderer, so ``--log-json``
+gives one JSON object per line whoever logs (issue 11: aiomqtt's plain-text
+warnings broke the JSON log). Every
 line passes a redactor that replaces the configured secrets (passwords, keys;
 also percent-encoded, as in a URL) with ``***``: a secret never reaches a log.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -57,6 +62,16 @@ class Redactor:
             if form in text:
                 text = text.replace(form, "***")
         return text
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ended a thread (paho's connect thread, an executor's): one
+    structured error line, not the interpreter's plain-text traceback."""
+    if args.exc_type is SystemExit:
+        return
+    thread = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    structlog.get_logger(__name__).error("thread.crashed", thread=thread, exc_info=exc_info)
 
 
 def configure_logging(
@@ -112,6 +127,8 @@ def configure_logging(
         )
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    logging.captureWarnings(True)  # warnings.warn(...) -> the "py.warnings" logger
+    threading.excepthook = _log_thread_exception
     # pymodbus logs every failed connect; the driver reports health transitions itself.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     # onvif-zeep-async, zeep and httpx log every SOAP/HTTP exchange at INFO.

@@ -20,6 +20,7 @@ from gateway.daemon import running
 from simulators.broker import MosquittoBroker
 from simulators.center_commands import CommandSender
 from tests.campus_helpers import KEY, Campus, demo_config_on, demo_gateway, simulated_campus
+from tests.fault_support import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -150,7 +151,9 @@ async def test_siren_coil_sounds_for_its_duration_while_the_broker_is_down(
         cfg = _siren_config(demo_config_on(broker.port, modules), 1.5)
         gate = modules["gate-io"]
         async with running(cfg, outbox_path=tmp_path / "o.sqlite") as gateway:
-            await asyncio.sleep(0.5)  # every module polled once
+            await wait_until(  # every module read once: a change now is a transition
+                lambda: all(None not in p.inputs for p in gateway.pollers.values()), 10, "read"
+            )
             loop = asyncio.get_running_loop()
             gate.set_input(1, closed=False)  # Z03: the south perimeter beam is broken
             broken = loop.time()

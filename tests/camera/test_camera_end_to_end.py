@@ -182,3 +182,32 @@ async def test_zone_alarm_linked_to_two_cameras_delivers_two_hashed_pictures(
     methods = {e["data"]["camera"]: e["data"]["method"] for e in snapshots}
     assert methods == {"cam-a": "snapshot_uri", "cam-b": "stream"}
     assert not center.gaps
+
+
+async def test_motion_flicker_within_the_merge_window_is_one_incident_with_one_picture(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Issue 11: motion on → off → on within 2 s gave a final ``cleared``, a new
+    unlinked incident and a picture per flicker. Now one incident (an ``active``
+    update), one picture, and the ``cleared`` only after the 3 s window."""
+    subject = "gate-cam/VideoSourceConfig_1"
+    async with one_camera(mosquitto, tmp_path) as (cam, center):
+        cam.trigger("motion", True)
+        active = await wait_event(center, "camera.motion", subject, "active")
+        flicker = time.monotonic()
+        cam.trigger("motion", False)
+        await asyncio.sleep(0.5)  # the flicker's schedule, not a wait for a result
+        cam.trigger("motion", True)
+        await wait_event(center, "camera.motion", subject, "active", update=True)
+        assert time.monotonic() - flicker < 2.0
+        cam.trigger("motion", False)
+        quiet = time.monotonic()
+        cleared = await wait_event(center, "camera.motion", subject, "cleared", within=15)
+        assert time.monotonic() - quiet >= 3.0  # not final before the window passed
+        await wait_event(center, "camera.snapshot", "gate-cam", "instant", within=15)
+    motions = [e for e in center.events if e["type"] == "camera.motion"]
+    assert [e["data"]["state"] for e in motions] == ["active", "active", "cleared"]
+    assert {e["data"]["incident"] for e in motions} == {active["id"]}
+    assert cleared["data"]["incident"] == active["id"]
+    pictures = [e for e in center.events if e["type"] == "camera.snapshot"]
+    assert len(pictures) == 1 and pictures[0]["data"]["incident"] == active["id"], pictures

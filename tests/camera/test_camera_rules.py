@@ -49,7 +49,9 @@ class Asked:
 async def run(
     *observations: CameraObservation, states: list[tuple[str, dict[str, Any]]] | None = None
 ) -> tuple[Recorder, list[str]]:
+    """Feed ``observations`` in order, then let every merge window pass."""
     emitted, asked = Recorder(), Asked()
+    now = [0.0]
 
     def publish(camera_id: str, state: dict[str, Any]) -> None:
         if states is not None:
@@ -61,9 +63,12 @@ async def run(
         emitted,
         asked,
         publish_state=publish,
+        monotonic=lambda: now[0],
     )
     for obs in observations:
         await rules.observe(obs)
+    now[0] += CAM.merge_window_s
+    await rules.close_due()
     return emitted, asked.ids
 
 
@@ -165,7 +170,9 @@ async def test_capabilities_are_said_once_and_ride_on_online_and_the_retained_st
 
 
 async def test_analytics_of_a_camera_bound_to_an_area_follow_its_arming() -> None:
-    wall = CameraConfig(id="wall-cam", name="围墙摄像机", host="127.0.0.1", area="PERIM")
+    wall = CameraConfig(
+        id="wall-cam", name="围墙摄像机", host="127.0.0.1", area="PERIM", merge_window_s=0
+    )  # cleared at once: this test is about arming, not flicker
     arming = {"PERIM": True}
     emitted = Recorder()
     rules = CameraRules(
@@ -226,12 +233,75 @@ async def test_an_incident_open_before_a_restart_is_cleared_with_its_id_after_it
     assert kept['["gate-cam", "camera.tamper", "VS1"]'].detectors == {"t", "t2"}
     assert kept and all(kind == "camera.incident" for kind, _, _ in before.kept)
     # the restart: new rules from what was kept, the camera says it is quiet now
-    after = Recorder()
-    rules = CameraRules([CAM], factory, after, keep=after.keep, incidents=open_incidents(kept))
+    after, now = Recorder(), [0.0]
+    rules = CameraRules(
+        [CAM], factory, after, keep=after.keep, incidents=open_incidents(kept),
+        monotonic=lambda: now[0],
+    )  # fmt: skip
     await rules.observe(sig("camera.tamper", "t", "cleared", initial=True))
     assert after.events() == []  # t2 still holds it open
     await rules.observe(sig("camera.tamper", "t2", "cleared", initial=True))
+    assert after.events() == []  # closing: the merge window has not passed
+    now[0] += CAM.merge_window_s
+    await rules.close_due()
     (cleared,) = after.events()
     (opened,) = before.events()
     assert (cleared.state, cleared.data["incident"]) == ("cleared", opened.id)
     assert after.kept[-1] == ("camera.incident", '["gate-cam", "camera.tamper", "VS1"]', None)
+
+
+def _flicker_rules(**camera: Any) -> tuple[CameraRules, Recorder, Asked, list[float]]:
+    cam = CameraConfig(id="gate-cam", name="南门摄像机", host="127.0.0.1", **camera)
+    emitted, asked, now = Recorder(), Asked(), [100.0]
+    factory = EventFactory("campus/s/g", lambda: True)
+    rules = CameraRules([cam], factory, emitted, asked, keep=emitted.keep, monotonic=lambda: now[0])
+    return rules, emitted, asked, now
+
+
+async def test_motion_on_off_on_within_the_window_is_one_incident_with_one_picture() -> None:
+    """Issue 11: on → off → on within 2 s gave a final cleared, a new unlinked
+    incident 0.1-0.5 s later, and a picture per flicker."""
+    rules, emitted, asked, now = _flicker_rules()
+    await rules.observe(sig("camera.motion", CELL, "active"))
+    now[0] += 0.8
+    await rules.observe(sig("camera.motion", CELL, "cleared"))
+    now[0] += 1.0
+    await rules.close_due()  # 1 s into the 3 s window: no cleared yet
+    assert [e.state for e in emitted.events()] == ["active"]
+    await rules.observe(sig("camera.motion", CELL, "active"))  # back within 2 s
+    now[0] += 0.5
+    await rules.observe(sig("camera.motion", CELL, "cleared"))
+    now[0] += 2.9
+    await rules.close_due()
+    assert [e.state for e in emitted.events()] == ["active", "active"]
+    now[0] += 0.2  # 3 s after the last clear: the window has passed
+    await rules.close_due()
+    opened, update, cleared = emitted.events()
+    assert [e.state for e in emitted.events()] == ["active", "active", "cleared"]
+    assert opened.data["incident"] == opened.id
+    assert update.data["incident"] == cleared.data["incident"] == opened.id
+    assert update.data["update"] is True and "update" not in opened.data
+    assert asked.ids == [opened.id]  # one picture for the one incident
+    assert emitted.kept[-1] == ("camera.incident", '["gate-cam", "camera.motion", "VS1"]', None)
+    for event in emitted.events():
+        assert_valid_event(event.stored(1, "s").to_dict())
+
+
+async def test_a_return_after_the_window_is_a_new_incident_and_more_pictures_when_asked() -> None:
+    rules, emitted, asked, now = _flicker_rules(snapshot={"per_incident": 2})
+    for _ in range(3):  # three flickers within the window: the third takes no picture
+        await rules.observe(sig("camera.motion", CELL, "active"))
+        now[0] += 0.5
+        await rules.observe(sig("camera.motion", CELL, "cleared"))
+        now[0] += 1.0
+        await rules.close_due()
+    now[0] += 2.0
+    await rules.close_due()  # the window passed: cleared
+    await rules.observe(sig("camera.motion", CELL, "active"))  # later: a new incident
+    states_ = [(e.state, e.data.get("update", False)) for e in emitted.events()]
+    assert states_ == [
+        ("active", False), ("active", True), ("active", True), ("cleared", False), ("active", False)
+    ]  # fmt: skip
+    first, second = emitted.events()[0], emitted.events()[4]
+    assert second.data["incident"] == second.id != first.id
+    assert asked.ids == [first.id, emitted.events()[1].id, second.id]

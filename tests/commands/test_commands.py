@@ -185,3 +185,31 @@ async def test_every_command_acts(tmp_path: Path) -> None:
         "get_state",
         "ping",
     ]
+
+
+@pytest.mark.parametrize("depth", [17, 200, 1000], ids=["one-too-deep", "200", "2KB-1000"])
+async def test_a_command_nested_deeper_than_the_limit_is_refused_and_audited(
+    tmp_path: Path, depth: int
+) -> None:
+    """Issue 11: a 2 KB payload nested 1000 deep raised RecursionError ("internal
+    error", a traceback, no audit event). Now: a clear refusal, audited, for any
+    nesting over MAX_DEPTH (16), checked before decoding."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)
+    payload = f'{{"correlation_id": "deep", "params": {{"a": {inner}}}}}'.encode()
+    async with rig(tmp_path) as r:
+        result = await r.commands.handle("ping", payload, False)
+    assert result["status"] == "error" and result["data"] == {"reason": "invalid"}
+    assert f"nested {depth} deep, more than 16" in result["error"], result
+    (audit,) = _audits(r)
+    assert (audit["status"], audit["reason"], audit["command"]) == ("error", "invalid", "ping")
+    assert "nested" in audit["error"]
+
+
+async def test_a_command_nested_up_to_the_limit_is_checked_as_usual(tmp_path: Path) -> None:
+    """16 levels pass the depth check; brackets inside strings do not count."""
+    deep: Any = "[[[{{ not structure"
+    for _ in range(14):  # the body and params make 16 with these 14
+        deep = [deep]
+    async with rig(tmp_path) as r:
+        result = await _send(r, "ping", {"deep": deep}, key=None, correlation_id="c-16")
+    assert result["status"] == "ok", result

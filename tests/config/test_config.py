@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,26 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.line == line_of(path, 'name = "南围墙红外对射')
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Issue 11: Notepad's UTF-8 BOM was refused as "Invalid statement (line 1, column 1)".
+    The real ``check-config`` accepts it, and a bad field still gets its own line."""
+    shutil.copytree(DEMO.parent, tmp_path / "config")  # with the key files it names
+    good = tmp_path / "config" / "bom.toml"
+    good.write_bytes(b"\xef\xbb\xbf" + DEMO.read_bytes())
+    assert load_config(good).zones[0].name == "门卫室一键报警"
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = broken_copy(good, tmp_path, "input = 2\n", "input = 12\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert info.value.line == line_of(bad, "input = 12")
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from tests.fault_support import (
     campus_config,
     daemon_process,
     module,
+    puback_counts,
     stored_ids,
     toggle,
     toggle_polled,
@@ -38,15 +39,20 @@ from tests.helpers import assert_valid_event, signed_center
 pytestmark = pytest.mark.timeout(180)
 
 
-def _assert_zone_order(center: CenterConsole) -> None:
-    """Per zone, first deliveries come in seq order and alternate active/cleared."""
+def _assert_zone_order(center: CenterConsole, outbox: Path) -> None:
+    """Per zone, the states alternate active/cleared in seq order (none collapsed or
+    repeated), and first deliveries come in seq order, except for alarms published again
+    after their ack timeout: a broker restart can lose what it PUBACKed, and a re-send
+    never goes before a first send (``Outbox.pending``, issue 14), so those arrive late
+    by design. The center orders by ``seq``."""
+    resent = {i for i, n in puback_counts(outbox).items() if n > 1}
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for event in alarms(center, "alarm.intrusion"):
         by_zone[event["subject"]].append(event)
     for zone, events in by_zone.items():
-        seqs = [e["seq"] for e in events]
+        seqs = [e["seq"] for e in events if e["id"] not in resent]
         assert seqs == sorted(seqs), f"{zone} out of order: {seqs}"
-        states = [e["data"]["state"] for e in events]
+        states = [e["data"]["state"] for e in sorted(events, key=lambda e: e["seq"])]
         assert states == ["active", "cleared"] * (len(states) // 2) + ["active"] * (
             len(states) % 2
         ), f"{zone} states collapsed or repeated: {states}"
@@ -81,7 +87,7 @@ async def test_broker_restart_with_500_events_in_flight_loses_none(tmp_path: Pat
             ids = {e["id"] for e in alarms(center)}
             assert len(ids) == 500
             assert ids == set(stored_ids(tmp_path / "outbox.sqlite", "alarm.intrusion"))
-            _assert_zone_order(center)
+            _assert_zone_order(center, tmp_path / "outbox.sqlite")
             assert not center.gaps
 
 
@@ -231,7 +237,7 @@ async def test_five_flaps_in_twenty_seconds_lose_nothing_and_respect_the_window(
             )
             assert gateway.uplink.stats.connects >= 6
             assert 1 <= gateway.uplink.stats.max_inflight_seen <= window
-            _assert_zone_order(center)
+            _assert_zone_order(center, tmp_path / "outbox.sqlite")
             for event in center.events[:50]:
                 assert_valid_event(event)
 

@@ -137,3 +137,81 @@ async def test_heartbeat_counts_are_read_beside_the_writer(tmp_path: Path) -> No
         await outbox.mark_acked([panic.id])
         assert await outbox.oldest_pending_age() is None
         assert (await outbox.pending_count(), await outbox.unacked_count()) == (0, 0)
+
+
+def _fault(n: int):  # type: ignore[no-untyped-def]
+    return FACTORY.make("fault.device_offline", device="io", subject=f"M{n}", state="active")
+
+
+async def test_priority_3_stays_open_until_acked_and_a_stream_ack_closes_up_to_its_seq(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 item 4: a fault is acked end to end like an alarm; a center may ack a
+    whole stream up to a seq, and only what the broker confirmed in that stream."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1) as outbox:
+        fault = await outbox.append(_fault(1))  # seq 1, P3
+        beat = await outbox.append(_beat(2))  # seq 2, P5: never acked
+        panic = await outbox.append(_panic(3))  # seq 3, P1
+        late = await outbox.append(_fault(4))  # seq 4, not yet published
+        assert await outbox.acked_up_to() == 0 and outbox.last_seq == 4
+        rows = {r.id: r for r in await outbox.pending(10)}
+        assert rows[fault.id].track_ack and not rows[beat.id].track_ack
+        await outbox.mark_sent([rows[fault.id].n, rows[beat.id].n, rows[panic.id].n])
+        await asyncio.sleep(0.15)
+        assert {r.id for r in await outbox.pending(10)} == {fault.id, panic.id, late.id}
+        assert await outbox.mark_acked_through("another-stream", 4) == []
+        acked = await outbox.mark_acked_through(outbox.stream, 4)
+        assert {event_id for event_id, _ in acked} == {fault.id, panic.id}  # not the unsent
+        assert await outbox.acked_up_to() == 3
+        await asyncio.sleep(0.15)
+        assert [r.id for r in await outbox.pending(10)] == [late.id]
+        await outbox.mark_sent([rows[late.id].n])
+        assert await outbox.mark_acked([late.id]) == 1
+        assert await outbox.acked_up_to() == 4
+
+
+def _of(type_: str, n: int):  # type: ignore[no-untyped-def]
+    return FACTORY.make(type_, device="io", subject=f"S{n}", state="active")
+
+
+async def test_a_full_outbox_of_alarms_and_faults_sheds_only_priority_4_and_5(
+    tmp_path: Path,
+) -> None:
+    """The capacity rule (GB 50394 §5.2.2): past the caps only priority 5, then 4, are
+    shed; priority 1-3 stay, however far past the cap they go."""
+    types = ["alarm.panic", "alarm.intrusion", "fault.line", "output.switched", "camera.status"]
+    async with Outbox(tmp_path / "o.sqlite", max_rows=100, alarm_reserve_rows=50) as outbox:
+        stored = await asyncio.gather(*(outbox.append(_of(types[i % 5], i)) for i in range(250)))
+        kept = {e.id for e in stored if e.priority <= 3}
+        assert len(kept) == 150 and outbox.stats.rows >= 150  # 1.5 x the cap: none shed
+        assert await outbox.known_ids(e.id for e in stored) >= kept
+        report = outbox.take_shed()
+        assert report is not None and set(report.by_priority) == {4, 5}
+        assert outbox.stats.rows == 150  # every priority 4-5 row went to make room
+
+
+async def test_seq_has_no_gap_after_any_event_type(tmp_path: Path) -> None:
+    """Every type the gateway emits takes exactly the next seq, whatever came before."""
+    from gateway.events.codes import KINDS
+
+    types = sorted(KINDS)
+    order = [*types, *reversed(types), *types]  # every type after every neighbour
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        stored = [await outbox.append(_of(t, i)) for i, t in enumerate(order)]
+        stored += await asyncio.gather(*(outbox.append(_of(t, i)) for i, t in enumerate(types)))
+    assert sorted(e.seq for e in stored if e.seq is not None) == list(range(1, len(stored) + 1))
+    assert [e.seq for e in stored[: len(order)]] == list(range(1, len(order) + 1))
+
+
+async def test_replay_makes_what_is_held_due_again_and_names_what_is_not(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        stored = [await outbox.append(_beat(i)) for i in range(3)]
+        await outbox.mark_sent([r.n for r in await outbox.pending(10)])
+        await asyncio.sleep(0.05)
+        assert await outbox.purge(retention=0.01) == 3  # delivered and old: purged
+        later = [await outbox.append(_beat(i)) for i in range(3)]
+        await outbox.mark_sent([r.n for r in await outbox.pending(1)])  # seq 4 sent
+        assert await outbox.replay(1, 6) == (1, [1, 2, 3])
+        # seq 4 again, after the first sends of its priority (it was sent once)
+        assert [r.seq for r in await outbox.pending(10)] == [5, 6, 4]
+        assert [e.seq for e in [*stored, *later]] == [1, 2, 3, 4, 5, 6]

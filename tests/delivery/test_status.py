@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -23,10 +24,12 @@ import pytest
 
 from simulators.broker import MosquittoBroker
 from tests.fault_support import daemon_process, module, wait_until, write_config
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
 STATUS = "campus/v1/fault-school/gw1/status"
+GATEWAY = "fault-school/gw1"
 
 
 @dataclass
@@ -134,3 +137,30 @@ async def test_a_frozen_gateway_is_declared_offline_within_15_s(tmp_path: Path) 
             assert dropped + 1 - frozen_wall <= 15.0, dropped - frozen_wall
             # Woken up, it finds its connection gone, reconnects and says so.
             await wait_until(lambda: watch.last == "online", 30, "online again")
+
+
+async def test_the_console_declares_a_frozen_gateways_path_down_within_30_s_and_up_after(
+    tmp_path: Path,
+) -> None:
+    """Issue 10 item 6: 3 x heartbeat_s (10 s by default) without a heartbeat is a path
+    down at the center, whatever the broker says; the next heartbeat brings it up."""
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with (
+            signed_center(broker.host, broker.port, out=io.StringIO()) as console,
+            daemon_process(config, tmp_path / "daemon.log") as daemon,
+        ):
+            await console.wait_for(lambda: console.paths.get(GATEWAY) == "up", 30)
+            frozen = time.monotonic()
+            daemon.send_signal(signal.SIGSTOP)
+            try:
+                await console.wait_for(lambda: console.paths[GATEWAY] == "down", 40)
+                down_after = time.monotonic() - frozen
+            finally:
+                daemon.send_signal(signal.SIGCONT)
+            # The last heartbeat may reach the console a moment after the freeze.
+            assert 20.0 <= down_after <= 30.5
+            await console.wait_for(lambda: console.paths[GATEWAY] == "up", 30)
+        assert isinstance(console.out, io.StringIO)
+        text = console.out.getvalue()
+        assert text.count(f"PATH down {GATEWAY}") == 1 and text.count(f"PATH up {GATEWAY}") == 2

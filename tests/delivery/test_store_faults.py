@@ -22,7 +22,15 @@ from gateway.daemon import running
 from gateway.delivery.outbox import Outbox
 from gateway.events.model import EventFactory
 from simulators.broker import MosquittoBroker
-from tests.fault_support import PANIC, alarms, campus_config, module, stored_ids, wait_until
+from tests.fault_support import (
+    PANIC,
+    alarms,
+    campus_config,
+    module,
+    stored_ids,
+    stored_states,
+    wait_until,
+)
 from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(240)
@@ -69,18 +77,27 @@ async def test_full_outbox_sheds_telemetry_and_keeps_every_panic(tmp_path: Path)
         )
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
             assert gateway.outbox is not None and gateway.engine is not None
+            outbox, poller = tmp_path / "outbox.sqlite", gateway.pollers["io"]
+
+            def panics(state: str) -> int:
+                return stored_states(outbox, "alarm.panic").count(state)
+
+            await wait_until(lambda: None not in poller.inputs, 10, "module read")
             await _fill_telemetry(gateway.outbox, 2500)
             for channel in PANIC:  # six panics
                 sim.press(channel)
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: panics("active") == 6, 10, "six panics stored")
             await _fill_telemetry(gateway.outbox, 2500)
             for channel in PANIC:
                 sim.release(channel)
-            await asyncio.sleep(0.3)
+            await wait_until(
+                lambda: not any(poller.inputs[c] for c in PANIC), 10, "releases polled"
+            )
             for channel in PANIC[:4]:  # reset, then four more panics: ten in all
                 assert await gateway.engine.reset(f"P{channel}")
                 sim.press(channel)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: panics("active") == 10, 10, "ten panics stored")
+            assert panics("cleared") == 4
             assert gateway.outbox.stats.rows <= 1000
             await broker.start()
             async with signed_center(

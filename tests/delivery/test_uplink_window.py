@@ -80,10 +80,13 @@ async def test_no_row_is_marked_sent_until_its_puback_arrives(tmp_path: Path) ->
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
             await toggle(sim, INTRUSION[:2], 3, gap=0.3)
-            # The broker takes every message (the center has them) but its PUBACKs are lost.
-            await center.wait_for(lambda: len(alarms(center, "alarm.intrusion")) >= 6, 10)
+            await wait_until(lambda: stored_ids(outbox), 10, "alarms stored")
+            # The broker takes every message (the center has them) but its PUBACKs are
+            # lost. Under load the poller may see fewer toggles: wait for every stored id.
+            await center.wait_for(lambda: set(stored_ids(outbox)) <= set(center.ids()), 20)
             await wait_until(lambda: gateway.uplink.stats.connects >= 2, 10, "timed out, again")
-            assert proxy.dropped >= 6
+            stored = stored_ids(outbox)
+            assert proxy.dropped >= len(stored) >= 1
             assert not any(sent for _, _, sent, _ in row_states(outbox, "alarm."))
             proxy.drop_pubacks = None
             await wait_until(
@@ -91,4 +94,4 @@ async def test_no_row_is_marked_sent_until_its_puback_arrives(tmp_path: Path) ->
                 15,
                 "PUBACKs seen",
             )
-        assert center.duplicates >= 6  # sent again, same ids: at least once, never lost
+        assert center.duplicates >= len(stored)  # sent again, same ids: at least once, never lost

@@ -40,6 +40,39 @@ except ZeroDivisionError:
 """
 
 
+_LIBRARIES = """
+import asyncio, threading, warnings
+from gateway.runtime.logsetup import configure_logging
+configure_logging("info", json=True)
+warnings.warn("a library's warning", RuntimeWarning)
+loop = asyncio.new_event_loop()
+loop.call_exception_handler({"message": "an asyncio complaint"})
+loop.close()
+t = threading.Thread(target=lambda: 1 / 0, name="paho-connect")
+t.start()
+t.join()
+"""
+
+
+def test_library_warnings_asyncio_and_thread_crashes_are_json_lines(tmp_path: Path) -> None:
+    """Issue 11: aiomqtt's warnings.warn(...) wrote plain text into the JSON log."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LIBRARIES],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=True,
+    )
+    bodies = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    assert len(bodies) == 3, done.stderr
+    warning, complaint, crash = bodies
+    assert warning["level"] == "warning" and "a library's warning" in warning["event"]
+    assert "RuntimeWarning" in warning["event"]
+    assert complaint["level"] == "error" and complaint["event"] == "an asyncio complaint"
+    assert (crash["event"], crash["thread"]) == ("thread.crashed", "paho-connect")
+    assert "ZeroDivisionError" in crash["exception"]
+
+
 def _emit(tmp_path: Path, journal: bool) -> list[str]:
     out = tmp_path / "journal.stream"
     with out.open("w") as stream:

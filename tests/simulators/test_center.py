@@ -240,12 +240,13 @@ async def test_command_line_runs_for_a_duration_and_reports_gaps(
             await asyncio.sleep(0.02)
             seen += capsys.readouterr().out
     async with mqtt_client(mosquitto) as gateway:
-        await publish(gateway, make_event(2))
-    assert await cli == 1  # seq 1 never came
+        await publish(gateway, make_event(1))
+        await publish(gateway, make_event(3))
+    assert await cli == 1  # seq 2 never came
     seen += capsys.readouterr().out
-    assert f"GAP stream={STREAM} missing seq 1" in seen
-    assert "SUMMARY events=1" in seen
-    assert len((tmp_path / "c.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    assert f"GAP stream={STREAM} missing seq 2" in seen
+    assert "SUMMARY events=2" in seen
+    assert len((tmp_path / "c.jsonl").read_text(encoding="utf-8").splitlines()) == 2
 
 
 # -- the private mosquitto ------------------------------------------------------------
@@ -343,3 +344,67 @@ def test_missing_mosquitto_names_the_package(
     monkeypatch.setattr(simulators.broker, "DEBIAN_MOSQUITTO", str(tmp_path / "mosquitto"))
     with pytest.raises(BrokerNotInstalled, match="apt-get install mosquitto"):
         MosquittoBroker(tmp_path)
+
+
+def make_heartbeat(last_seq: int, acked_up_to: int, heartbeat_s: float = 10.0) -> Event:
+    """A heartbeat of gw-1 (unstored: no seq) saying where its stream stands."""
+    factory = EventFactory("campus/school-1/gw-1", clock_synced=lambda: True)
+    return factory.make(
+        "gateway.heartbeat",
+        device="gateway",
+        subject="gw-1",
+        state="instant",
+        data={
+            "stream": STREAM,
+            "last_seq": last_seq,
+            "acked_up_to": acked_up_to,
+            "heartbeat_s": heartbeat_s,
+        },
+    )
+
+
+async def test_a_console_that_joins_late_reports_no_false_gap_and_a_watcher_never_acks(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """Issue 10 item 12: a console tracks a stream from its first seq, or from the
+    heartbeat's acked-up-to; a real gap after that is still a gap."""
+    async with (
+        AckListener(mosquitto) as acks,
+        console_for(mosquitto) as from_event,
+        console_for(mosquitto, watch=True) as watcher,
+        mqtt_client(mosquitto) as gateway,
+    ):
+        for seq in (41, 42, 44):  # joined at 41; 43 is missing
+            await publish(gateway, make_event(seq))
+        await from_event.wait_for(lambda: len(from_event.events) == 3)
+        await watcher.wait_for(lambda: len(watcher.events) == 3)
+        assert from_event.gaps == {STREAM: [43]}  # not 1-40
+        async with console_for(mosquitto) as from_beat:
+            await publish(gateway, make_heartbeat(last_seq=47, acked_up_to=45))
+            await from_beat.wait_for(lambda: len(from_beat.heartbeats) == 1)
+            for seq in (46, 47):
+                await publish(gateway, make_event(seq))
+            await from_beat.wait_for(lambda: len(from_beat.events) == 2)
+            assert from_beat.gaps == {}
+            await publish(gateway, make_event(49))
+            await from_beat.wait_for(lambda: len(from_beat.events) == 3)
+            assert from_beat.gaps == {STREAM: [48]}
+        await from_event.wait_for(lambda: len(from_event.acked_ids) >= 6)
+    assert watcher.acked_ids == [] and watcher.ack is False
+    assert set(acks.ids()) == set(from_event.acked_ids)  # every ack came from the others
+    assert "JOIN stream=" in output_of(watcher)
+
+
+async def test_the_path_goes_down_after_three_missed_heartbeats_and_up_with_the_next(
+    mosquitto: MosquittoBroker,
+) -> None:
+    async with console_for(mosquitto) as console, mqtt_client(mosquitto) as gateway:
+        await publish(gateway, make_heartbeat(0, 0, heartbeat_s=0.2))
+        await console.wait_for(lambda: console.paths.get("school-1/gw-1") == "up")
+        up = asyncio.get_running_loop().time()
+        await console.wait_for(lambda: console.paths["school-1/gw-1"] == "down", 5)
+        assert asyncio.get_running_loop().time() - up >= 0.55  # 3 x 0.2 s, not sooner
+        await publish(gateway, make_heartbeat(0, 0, heartbeat_s=0.2))
+        await console.wait_for(lambda: console.paths["school-1/gw-1"] == "up")
+    text = output_of(console)
+    assert text.count("PATH up school-1/gw-1") == 2 and text.count("PATH down") == 1

@@ -36,7 +36,7 @@ class StoredEvent:
         seq, id, type, subject, state, priority: from the event.
         stored_at, sent_at, acked_at: UNIX seconds; sent is the last PUBACK,
             acked the center's ack (alarms only); None when not yet.
-        track_ack: the center must ack it (priority 1-2).
+        track_ack: the center must ack it (priority 1-3).
     """
 
     seq: int
@@ -73,15 +73,15 @@ class OutboxMetrics:
         """Alarms the broker confirmed but the center has not acked yet."""
         return int(await self._one(sql.UNACKED_COUNT) or 0)
 
+    async def first_open_seq(self) -> int | None:
+        """The lowest ``seq`` of an event (priority 1-3) the center has not acked, or None."""
+        seq = await self._one(sql.FIRST_OPEN_SEQ)
+        return None if seq is None else int(seq)
+
     async def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest unconfirmed row was stored, or None when none is."""
         created = await self._one(sql.OLDEST_PENDING)
         return None if created is None else time.time() - created
-
-    async def overdue_count(self, ack_timeout: float) -> int:
-        """Alarms PUBACKed ``ack_timeout`` seconds ago or more and still not acked."""
-        rows = await self._rows(sql.OVERDUE_COUNT, (time.time() - ack_timeout,))
-        return int(rows[0][0]) if rows else 0
 
     async def recent(self, limit: int) -> list[StoredEvent]:
         """The last ``limit`` events stored, newest first, with their delivery times."""

@@ -1,13 +1,14 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
 What is due is read on the writer's aiosqlite connection (one thread), so it sees
-every committed row and nothing uncommitted. The heartbeat's counts are read on a
-read-only connection of their own (``metrics.py``) so they never queue a commit.
+every committed row and nothing uncommitted. When an open event comes due again is
+kept in memory on the monotonic clock (``due.py``), never read from the wall clock.
+The heartbeat's counts are read on a read-only connection of their own
+(``metrics.py``) so they never queue a commit.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.delivery.outbox import sql
+from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
 
 
@@ -30,7 +32,7 @@ class PendingRow:
         topic: topic suffix under the gateway prefix (``events/alarm/panic``).
         payload: the exact bytes to publish.
         attempts: PUBACKs seen before; > 0 means this is a re-publish.
-        track_ack: the center must ack it (priority 1-2 events).
+        track_ack: the center must ack it (priority 1-3 events).
     """
 
     n: int
@@ -47,12 +49,14 @@ class OutboxReads:
     """Read methods of :class:`~gateway.delivery.outbox.Outbox` (a mixin: it gives the connection).
 
     Attributes:
-        ack_timeout: seconds after a PUBACK an unacked alarm is due again.
+        ack_timeout: seconds after a PUBACK an unacked event is due again.
         metrics: the read-only connection for counts.
+        resends: when each open event is due again (monotonic clock).
     """
 
     ack_timeout: float
     metrics: OutboxMetrics
+    resends: ResendSchedule
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -64,9 +68,10 @@ class OutboxReads:
         re-sends, then creation.
 
         Due: never confirmed by the broker, or an event the center has not acked
-        within ``ack_timeout`` of its last PUBACK. A re-send never goes before a
-        first send of its priority: a slow center must not turn old alarms into a
-        storm that holds back new ones (issue 14).
+        within ``ack_timeout`` of its last PUBACK (monotonic: a wall-clock step
+        re-sends nothing early). A re-send never goes before a first send of its
+        priority: a slow center must not turn old alarms into a storm that holds
+        back new ones (issue 14).
 
         Args:
             limit: maximum rows.
@@ -75,22 +80,32 @@ class OutboxReads:
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
         """
         db = self._require_db()
-        clause, skip = _skip_clause(list(exclude), list(skip_topics))
-        due_before = time.time() - self.ack_timeout
+        excluded, topics = list(exclude), list(skip_topics)
+        clause, skip = _skip_clause(excluded, topics)
         async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
             fresh = await cur.fetchall()
-        overdue: list[Any] = []
-        async with db.execute(sql.OLDEST_UNACKED) as cur:  # O(1) on its index
-            oldest = await cur.fetchone()
-        if oldest is not None and oldest[0] is not None and oldest[0] <= due_before:
-            query = sql.OVERDUE.format(skip=clause)
-            async with db.execute(query, (due_before, *skip, limit)) as cur:
-                overdue = list(await cur.fetchall())
+        overdue = await self._overdue_rows(limit, excluded, topics)
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue], key=lambda r: (r[3], r[6] > 0, r[0]))[:limit]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7])) for r in rows
         ]
+
+    async def _overdue_rows(self, limit: int, exclude: list[int], topics: list[str]) -> list[Any]:
+        """The best ``limit`` open events due again, as rows (chunks in send order)."""
+        due = self.resends.overdue(exclude)
+        rows: list[Any] = []
+        for start in range(0, len(due), 500):  # below SQLite's variable limit
+            chunk = due[start : start + 500]
+            query = sql.OPEN_ROWS.format(marks=",".join("?" * len(chunk)))
+            async with self._require_db().execute(query, chunk) as cur:
+                found = list(await cur.fetchall())
+            keys = {r[0] for r in found}
+            self.resends.forget(n for n in chunk if n not in keys)  # acked or purged
+            rows += [r for r in found if not _skipped(str(r[4]), topics)]
+            if len(rows) >= limit:
+                break
+        return rows
 
     async def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` the outbox holds (stored, delivered or not)."""
@@ -104,12 +119,9 @@ class OutboxReads:
         return found
 
     async def next_due_in(self) -> float | None:
-        """Seconds until the next unacked alarm comes due again, or None when none waits."""
-        async with self._require_db().execute(sql.OLDEST_UNACKED) as cur:
-            row = await cur.fetchone()
-        if row is None or row[0] is None:
-            return None
-        return max(0.0, float(row[0]) + self.ack_timeout - time.time())
+        """Seconds until the next unacked event comes due again, or None when none waits
+        (on the monotonic clock)."""
+        return self.resends.next_due_in()
 
     async def pending_count(self) -> int:
         """Rows not yet confirmed by the broker (read on :attr:`metrics`)."""
@@ -124,8 +136,8 @@ class OutboxReads:
         return await self.metrics.oldest_pending_age()
 
     async def overdue_count(self) -> int:
-        """Alarms whose center ack is overdue (on :attr:`metrics`)."""
-        return await self.metrics.overdue_count(self.ack_timeout)
+        """Events whose center ack is overdue (due again now; monotonic clock)."""
+        return self.resends.overdue_count()
 
     async def recent(self, limit: int = 10) -> list[StoredEvent]:
         """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
@@ -135,6 +147,11 @@ class OutboxReads:
         """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked
         (on :attr:`metrics`)."""
         return await self.metrics.stored_ages(ids)
+
+
+def _skipped(topic: str, topics: list[str]) -> bool:
+    """Does ``topic`` wait (see ``skip_topics`` of :meth:`OutboxReads.pending`)?"""
+    return any(topic == t if t and not t.endswith("/") else topic.startswith(t) for t in topics)
 
 
 def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:

@@ -8,7 +8,7 @@ Table ``messages``, one row per MQTT message to deliver:
 * ``id`` — event id (ULID) or a ULID of its own for other messages;
 * ``type``, ``priority`` (1..5), ``topic`` (suffix under the gateway prefix),
   ``payload`` (exact bytes to publish), ``size`` (bytes of payload);
-* ``track_ack`` — 1 for priority 1-2 events, which stay open until the center acks;
+* ``track_ack`` — 1 for priority 1-3 events, which stay open until the center acks;
 * ``created_at``, ``sent_at`` (last PUBACK), ``acked_at`` — UNIX seconds;
 * ``attempts`` — PUBACKs seen (a re-publish of an unacked alarm adds one).
 
@@ -35,9 +35,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (priority, n) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_unacked ON messages (sent_at)
     WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_unacked_order ON messages (priority, n, sent_at)
-    WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL;
+DROP INDEX IF EXISTS messages_unacked_order;
 CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, n);
+CREATE INDEX IF NOT EXISTS messages_open ON messages (seq) WHERE track_ack = 1 AND acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
 """
 
@@ -46,19 +46,34 @@ INSERT = (
     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 MARK_SENT = "UPDATE messages SET sent_at = ?, attempts = attempts + 1 WHERE n = ?"
-MARK_ACKED = "UPDATE messages SET acked_at = ? WHERE id = ? AND acked_at IS NULL"
+MARK_ACKED = (
+    "UPDATE messages SET acked_at = ? WHERE id IN ({marks}) AND acked_at IS NULL RETURNING n"
+)
+# A stream ack: every confirmed event up to a seq (an unpublished one cannot have arrived).
+MARK_ACKED_THROUGH = (
+    "UPDATE messages INDEXED BY messages_open SET acked_at = ?"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND seq <= ? AND sent_at IS NOT NULL"
+    " RETURNING id, created_at, n"
+)
 COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack"
 PENDING = (
     f"SELECT {COLUMNS} FROM messages WHERE sent_at IS NULL {{skip}} ORDER BY priority, n LIMIT ?"
 )
-OVERDUE = (
-    f"SELECT {COLUMNS} FROM messages INDEXED BY messages_unacked_order"
-    " WHERE track_ack = 1 AND acked_at IS NULL"
-    " AND sent_at IS NOT NULL AND sent_at <= ? {skip} ORDER BY priority, n LIMIT ?"
+# Open events (sent, not acked) by row key: those of them the resend schedule says are due.
+OPEN_ROWS = f"SELECT {COLUMNS} FROM messages WHERE n IN ({{marks}}) AND acked_at IS NULL"
+# Which of the rows just marked sent wait for the center's ack (they go on the schedule).
+SENT_OPEN = (
+    "SELECT n, priority FROM messages WHERE n IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
 )
-OLDEST_UNACKED = (
-    "SELECT min(sent_at) FROM messages"
+# At open: every open event a previous process sent, with its wall-clock PUBACK time.
+OPEN_SENT = (
+    "SELECT n, priority, sent_at FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
+)
+# At start, for the escalation of alarms (priority 1-2) a previous process left unacked.
+OPEN_ALARMS = (
+    "SELECT id, type, seq, created_at, payload FROM messages INDEXED BY messages_open"
+    " WHERE track_ack = 1 AND acked_at IS NULL AND priority <= 2 ORDER BY seq"
 )
 SHED = (
     "DELETE FROM messages WHERE n IN"
@@ -69,12 +84,24 @@ PURGE = (
     "DELETE FROM messages WHERE created_at < ? AND sent_at IS NOT NULL"
     " AND (track_ack = 0 OR acked_at IS NOT NULL) RETURNING size, priority"
 )
+# A center's replay: the events of a seq range the outbox holds, sent before, due again
+# (pending, so they go out in priority order after the first sends of their priority).
+REPLAY = (
+    "UPDATE messages SET sent_at = NULL WHERE seq BETWEEN ? AND ? AND sent_at IS NOT NULL"
+    " RETURNING n"
+)
+HELD_SEQS = "SELECT seq FROM messages WHERE seq BETWEEN ? AND ? ORDER BY seq"
 TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages"
 LOW_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE priority >= 4"
 
 # Reads of the heartbeat and metrics (``metrics.py``), each on an index: the first is
 # a count over the partial index of pending rows, the others seek.
 PENDING_COUNT = "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE sent_at IS NULL"
+# The lowest seq still waiting for the center's ack (the heartbeat's ``acked_up_to``).
+FIRST_OPEN_SEQ = (
+    "SELECT min(seq) FROM messages INDEXED BY messages_open"
+    " WHERE track_ack = 1 AND acked_at IS NULL"
+)
 UNACKED_COUNT = (
     "SELECT count(*) FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
@@ -90,11 +117,7 @@ OLDEST_PENDING = (
     )
     + ") ORDER BY n LIMIT 1"
 )
-# The local status (gateway/ops): overdue alarms on their index, the newest events by n.
-OVERDUE_COUNT = (
-    "SELECT count(*) FROM messages INDEXED BY messages_unacked"
-    " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND sent_at <= ?"
-)
+# The local status (gateway/ops): the newest events by n.
 RECENT = (
     "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
     " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?"

@@ -5,8 +5,8 @@ through one writer task that commits whatever is queued in one transaction, so
 ``append`` returns only once its row is on disk. ``seq`` is gap-free per
 ``stream``: assigned in the transaction that stores the event, from a counter
 kept in the same database. A row is sent only when the uplink saw its PUBACK;
-priority 1-2 events stay open until the center acks them and come due again
-``ack_timeout`` after each PUBACK.
+priority 1-3 events stay open until the center acks them (by id, or by a stream
+ack up to a ``seq``) and come due again ``ack_timeout`` after each PUBACK.
 
 Faults (GB 50394 §5.2.2: no alarm may be lost):
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sqlite3
 import time
@@ -42,6 +43,7 @@ from ulid import ULID
 
 from gateway.delivery.outbox import kept, sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
+from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
@@ -56,6 +58,22 @@ _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 _SQLITE_FULL = 13
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRow:
+    """An event stored and not yet acked by the center.
+
+    Attributes:
+        id, type, subject, seq: the event's.
+        stored_at: UNIX seconds it was stored (wall clock).
+    """
+
+    id: str
+    type: str
+    subject: str
+    seq: int | None
+    stored_at: float
 
 
 @dataclass(slots=True)
@@ -112,6 +130,7 @@ class Outbox(OutboxReads):
         # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
         self.metrics = OutboxMetrics(self.path)
+        self.resends = ResendSchedule(ack_timeout)
         self._kept: dict[str, dict[str, Any]] = {}
 
     @property
@@ -167,6 +186,10 @@ class Outbox(OutboxReads):
             row = await cur.fetchone()
         self._last_n = int(row[0]) if row else 0
         await self.capacity.recount(self._require_db())
+        wall_now = time.time()
+        async with db.execute(sql.OPEN_SENT) as cur:
+            for n, priority, sent_at in await cur.fetchall():
+                self.resends.restore(int(n), int(priority), float(sent_at), wall_now)
 
     async def __aexit__(
         self,
@@ -257,6 +280,52 @@ class Outbox(OutboxReads):
         """Record the center's acknowledgement of these event ids; returns rows matched."""
         matched: int = await self._submit("acked", list(ids))
         return matched
+
+    async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
+        """Record the center's ack of every confirmed event of ``stream`` with ``seq`` <=
+        ``up_to_seq``; returns ``(id, stored at)`` of each event it newly acked.
+
+        An ack for another stream (an outbox that was quarantined and replaced) acks
+        nothing here: its events are not ours any more.
+        """
+        if stream != self.stream:
+            log.warning("outbox.ack_other_stream", stream=stream, ours=self.stream)
+            return []
+        acked: list[tuple[str, float]] = await self._submit("acked_through", up_to_seq)
+        return acked
+
+    async def open_alarms(self) -> list[OpenRow]:
+        """Alarms (priority 1-2) the center has not acked yet, in ``seq`` order."""
+        async with self._require_db().execute(sql.OPEN_ALARMS) as cur:
+            rows = await cur.fetchall()
+        return [
+            OpenRow(str(r[0]), str(r[1]), json.loads(r[4]).get("subject", ""), r[2], float(r[3]))
+            for r in rows
+        ]
+
+    async def replay(self, from_seq: int, to_seq: int) -> tuple[int, list[int]]:
+        """Make every event with ``from_seq`` <= ``seq`` <= ``to_seq`` that the outbox still
+        holds and has sent before due again (a center that was away catches up).
+
+        Returns:
+            (events due again, the seqs of the range the outbox no longer holds:
+            purged after ``retention_days`` or shed). Events of the range never
+            sent yet are on their way anyway.
+        """
+        result: tuple[int, list[int]] = await self._submit("replay", (from_seq, to_seq))
+        return result
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event committed (0 before the first)."""
+        return self._last_seq
+
+    async def acked_up_to(self) -> int:
+        """The highest ``seq`` up to which the center has acked every event that needs its
+        ack (priority 1-3); :attr:`last_seq` when none waits (read on :attr:`metrics`)."""
+        last = self._last_seq
+        first_open = await self.metrics.first_open_seq()
+        return last if first_open is None else min(last, first_open - 1)
 
     async def purge(self, retention: float) -> int:
         """Delete delivered rows (acked, for alarms) older than ``retention`` seconds."""
@@ -358,6 +427,9 @@ class Outbox(OutboxReads):
         now = time.time()
         inserts: list[tuple[Any, ...]] = []
         sent: list[tuple[float, int]] = []
+        opened: list[tuple[int, int]] = []  # (n, priority) sent and waiting for the center
+        replayed = False
+        closed: list[int] = []  # row keys the center acked
         for i, op in enumerate(ops):
             if op.blob is not None and not self.capacity.refuse(op.arg.priority):
                 n += 1
@@ -389,7 +461,7 @@ class Outbox(OutboxReads):
                     row = (n, None, str(ULID()), "blob", priority, topic)
                     results[i] = n
                 inserts.append(
-                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 2, now)
+                    (*row, payload, len(payload), op.kind == "append" and row[4] <= 3, now)
                 )
             elif op.kind == "sent":
                 sent.extend((now, s) for s in op.arg)
@@ -398,13 +470,28 @@ class Outbox(OutboxReads):
             await db.executemany(sql.INSERT, inserts)
         if sent:
             await db.executemany(sql.MARK_SENT, sent)
+            opened = await _select_chunks(db, sql.SENT_OPEN, [n for _, n in sent])
         for i, op in enumerate(ops):
             if op.kind == "acked":
-                before = db.total_changes
-                await db.executemany(sql.MARK_ACKED, [(now, e) for e in op.arg])
-                results[i] = db.total_changes - before
+                keys = await _select_chunks(db, sql.MARK_ACKED, op.arg, now)
+                closed += [int(r[0]) for r in keys]
+                results[i] = len(keys)
+            elif op.kind == "acked_through":
+                async with db.execute(sql.MARK_ACKED_THROUGH, (now, op.arg)) as cur:
+                    acked = list(await cur.fetchall())
+                closed += [int(r[2]) for r in acked]
+                results[i] = [(str(r[0]), float(r[1])) for r in acked]
             elif op.kind == "purge":
                 results[i] = await self._purge(db, now - op.arg)
+            elif op.kind == "replay":
+                async with db.execute(sql.REPLAY, op.arg) as cur:
+                    again = [int(r[0]) for r in await cur.fetchall()]
+                async with db.execute(sql.HELD_SEQS, op.arg) as cur:
+                    held = {int(r[0]) for r in await cur.fetchall()}
+                closed += again  # off the resend schedule: pending now, on it at the PUBACK
+                replayed = replayed or bool(again)
+                gone = [s for s in range(op.arg[0], op.arg[1] + 1) if s not in held]
+                results[i] = (len(again), gone)
         keeps = [w for op in ops for w in op.keep]
         if keeps:
             await kept.write(db, keeps)
@@ -419,10 +506,13 @@ class Outbox(OutboxReads):
         self._last_seq, self._last_n = seq, n
         kept.remember(self._kept, keeps)
         self.stats.commits += 1
+        self.resends.forget(closed)
+        for key, priority in opened:
+            self.resends.sent(int(key), int(priority))
         for op, result in zip(ops, results, strict=True):
             if not op.future.done():
                 op.future.set_result(result)
-        if inserts:
+        if inserts or replayed:
             self._changed.set()
 
     async def _purge(self, db: aiosqlite.Connection, before: float) -> int:
@@ -466,6 +556,20 @@ class Outbox(OutboxReads):
             with contextlib.suppress(*_DB_ERRORS):
                 await self._db.close()
             self._db = None
+
+
+async def _select_chunks(
+    db: aiosqlite.Connection, query: str, keys: list[Any], *first: Any
+) -> list[Any]:
+    """Rows of ``query`` (with ``{marks}`` for an ``IN`` list) over ``keys`` in chunks below
+    SQLite's variable limit; ``first`` are parameters before the list."""
+    rows: list[Any] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(query.format(marks=marks), (*first, *chunk)) as cur:
+            rows += list(await cur.fetchall())
+    return rows
 
 
 def _is_disk_full(exc: BaseException) -> bool:

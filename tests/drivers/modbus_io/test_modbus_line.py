@@ -17,6 +17,7 @@ from gateway.config.root import ModuleConfig
 from gateway.errors import DeviceUnavailable
 from simulators.modbus_line import SimulatedLine
 from simulators.modbus_module import SimulatedModule
+from tests.fault_support import wait_until
 from tests.modbus_support import PtyLink, Recorder, change, health, tcp_module
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,3 +148,60 @@ def test_a_line_refuses_broadcast_units_and_modules_already_mounted() -> None:
     SimulatedLine({1: module})
     with pytest.raises(ValueError, match="already on a line"):
         SimulatedLine({2: module})
+
+
+async def test_a_silent_unit_behind_a_mute_converter_costs_its_neighbours_nothing() -> None:
+    """Issue 11: a converter that answers nothing for a silent unit (no 0x0B); the
+    other seven units' short contact changes all arrive on the one connection."""
+    recorder = Recorder()
+    units = _units()
+    async with SimulatedLine(units, converter_timeout_s=0.08, gateway_exceptions=False) as sim:
+        modules = _modules({"type": "tcp", "host": "127.0.0.1", "port": sim.port})
+        (line,) = build_lines(modules, recorder)
+        async with _polling(line):
+            for unit in range(1, 9):
+                await recorder.wait_for(health(f"u{unit}", "online"))
+            assert sim.connections == 1
+            sim.units[5].silent = True
+            await recorder.wait_for(health("u5", "offline"), within=5)
+            others = [u for u in units if u != 5]
+            asked = sim.units[5].requests
+            pulses = 4
+            for _ in range(pulses):
+                # a pulse of three poll periods: seen by a poller that keeps its period
+                for unit in others:
+                    sim.units[unit].press(0)
+                await asyncio.sleep(3 * PERIOD_S)
+                for unit in others:
+                    sim.units[unit].release(0)
+                await asyncio.sleep(3 * PERIOD_S)
+            for unit in others:
+                await recorder.wait_for(
+                    lambda o, u=unit: (
+                        sum(1 for c in recorder.inputs(f"u{u}") if not c.initial) >= 2 * pulses
+                    ),
+                    within=5,
+                )
+            silent_asks = sim.units[5].requests - asked
+    for unit in others:
+        states = [c.closed for c in recorder.inputs(f"u{unit}") if not c.initial and c.channel == 0]
+        assert states == [True, False] * pulses, (unit, states)
+    assert silent_asks >= 2  # the silent unit was tried (and timed out) during the pulses
+    assert sim.connections == 1, f"the shared connection was reopened {sim.connections - 1} times"
+    assert line.line.opens == 1
+
+
+async def test_the_line_is_reopened_when_several_units_fall_silent() -> None:
+    """Two units silent one after the other is taken for a line failure (a converter
+    losing its bus): close and reconnect, though the other units still answer (so
+    pymodbus' own count of unanswered requests never closes it)."""
+    recorder = Recorder()
+    async with SimulatedLine(_units(), converter_timeout_s=0.08, gateway_exceptions=False) as sim:
+        modules = _modules({"type": "tcp", "host": "127.0.0.1", "port": sim.port})
+        (line,) = build_lines(modules, recorder)
+        async with _polling(line):
+            for unit in range(1, 9):
+                await recorder.wait_for(health(f"u{unit}", "online"))
+            sim.units[2].silent = sim.units[3].silent = True
+            await wait_until(lambda: line.line.opens >= 2, 5, "the line reopened")
+    assert sim.connections >= 2

@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +26,7 @@ from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.events.patrol_observation import ReaderBattery
 from simulators.patrol_guard import PatrolDevices, Walk, walk_round
 from simulators.patrol_readers import Handheld, PhoneApp
-from tests.helpers import free_port
+from tests.helpers import REPO_ROOT, free_port
 from tests.patrol_support import (
     GUARD_CARD,
     NIGHT,
@@ -183,3 +187,52 @@ async def test_overlong_and_non_utf8_lines_are_answered_and_skipped() -> None:
     assert b'"error"' in answers[0] and b"not UTF-8" in answers[-2]
     assert answers[-1] == b'{"ack": null}\n'
     assert len(sink.hits()) == 1 and reader.bad_lines == len(answers) - 1
+
+
+_CTRL_C = """
+import asyncio, signal, sys
+from zoneinfo import ZoneInfo
+from drivers.patrol_reader.network import NetworkReader
+from gateway.config.patrol import NetworkReaderConfig
+from gateway.runtime.logsetup import configure_logging
+
+async def sink(_obs):
+    return None
+
+async def main() -> None:
+    cfg = NetworkReaderConfig.model_validate(
+        {"id": "app", "type": "network", "listen": {"host": "127.0.0.1", "port": int(sys.argv[1])}}
+    )
+    reader = NetworkReader(cfg, sink, ZoneInfo("Asia/Shanghai"))
+    task = asyncio.create_task(reader.run())
+    await reader.ready.wait()
+    _r, w = await asyncio.open_connection("127.0.0.1", reader.port)
+    while not reader._connections:  # served: the connection task runs
+        await asyncio.sleep(0.01)
+    signal.raise_signal(signal.SIGINT)  # Ctrl-C
+    await task
+
+configure_logging("info", json=True)
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+"""
+
+
+def test_ctrl_c_with_a_reader_connected_leaves_no_traceback() -> None:
+    """Issue 11: Ctrl-C left an 18-line CancelledError traceback from ``_connection``
+    (asyncio's done-callback of the connection task). A real SIGINT, a real socket."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C, str(free_port())],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=30,
+        check=True,
+    )
+    *lines, last = done.stderr.splitlines()
+    assert last == "interrupted", done.stderr
+    events = [json.loads(line)["event"] for line in lines]  # every line JSON
+    assert events == ["patrol.listening", "patrol.connected", "patrol.connection_closed"]
+    assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr

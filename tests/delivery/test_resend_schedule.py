@@ -1,0 +1,46 @@
+"""When an open event is due again, on a clock the test turns (the monotonic clock in use)."""
+
+from __future__ import annotations
+
+from gateway.delivery.outbox.due import ResendSchedule
+
+
+class Turned:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_due_after_the_ack_timeout_in_send_order_and_never_after_an_ack() -> None:
+    clock = Turned()
+    schedule = ResendSchedule(30.0, clock)
+    schedule.sent(7, 3)
+    clock.now += 1
+    schedule.sent(5, 1)
+    schedule.sent(9, 1)
+    assert schedule.overdue() == [] and schedule.next_due_in() == 29.0
+    clock.now += 30
+    assert schedule.overdue() == [5, 9, 7]  # priority, then creation
+    assert schedule.overdue(exclude=[5]) == [9, 7]
+    schedule.forget([9])  # acked
+    schedule.sent(5, 1)  # re-sent: due again a timeout later
+    assert schedule.overdue() == [7] and schedule.overdue_count() == 1
+    schedule.forget([7])
+    assert schedule.next_due_in() == 30.0 and len(schedule) == 1
+
+
+def test_rows_from_an_earlier_process_wait_at_most_one_timeout_whatever_the_wall_clock() -> None:
+    clock = Turned()
+    schedule = ResendSchedule(30.0, clock)
+    schedule.restore(1, 1, sent_at=5000.0, wall_now=5010.0)  # 20 s left
+    schedule.restore(2, 1, sent_at=9000.0, wall_now=5010.0)  # sent "in the future": 30 s
+    schedule.restore(3, 2, sent_at=10.0, wall_now=5010.0)  # long overdue: now
+    assert schedule.overdue() == [3]
+    clock.now += 20
+    assert schedule.overdue() == [1, 3]
+    clock.now += 10
+    assert schedule.overdue() == [1, 2, 3]
