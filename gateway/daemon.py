@@ -45,7 +45,7 @@ from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.replay import replay_handlers
-from gateway.delivery.reports import append_unreported
+from gateway.delivery.reports import append_unreported, restore_alarms
 from gateway.delivery.uplink import Uplink
 from gateway.errors import ConfigError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
@@ -159,6 +159,7 @@ class Gateway:
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
             await append_unreported(store, outbox)
+            await restore_alarms(store, outbox)
             self.feed = EventFeed(cfg.bench.events)
             emit = self._tap(outbox.append)
             self.escalation = Escalation(
@@ -173,7 +174,7 @@ class Gateway:
             if cfg.panels or cfg.dc09.listen:
                 self.panels = panel_stage(cfg, factory, emit)
                 stages.append(self.panels)
-            alarm_emit: Emit = emit
+            alarm_emit: StoreWith = emit
             if cfg.cameras:
                 self.cameras = camera_stage(
                     cfg,
@@ -398,7 +399,7 @@ class Gateway:
             self.notifier.poke()
             self.rules_done += 1
 
-    def _rules_emit(self, emit: Emit) -> Emit:
+    def _rules_emit(self, emit: StoreWith) -> StoreWith:
         """``emit`` that marks the rules task as waiting on the disk, not stuck, meanwhile.
 
         The outbox writer is watched itself; a slow or failing disk is a storage
@@ -406,11 +407,16 @@ class Gateway:
         the outbox still holds in memory for its next commit.
         """
 
-        async def emit_durably(event: Event) -> Event:
+        async def emit_durably(
+            event: Event,
+            *,
+            keep: Sequence[StateWrite] = (),
+            blob: tuple[str, bytes] | None = None,
+        ) -> Event:
             mine = asyncio.current_task() is self._rules_task
             self._rules_on_disk += mine
             try:
-                return await emit(event)
+                return await emit(event, keep=keep, blob=blob)
             finally:
                 self._rules_on_disk -= mine
 

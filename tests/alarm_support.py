@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from gateway.config.root import GatewayConfig
 from gateway.errors import DeviceUnavailable
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import AnalogChanged, DeviceHealth, InputChanged
+from gateway.runtime.state import StateWrite
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import ManualClock
 from tests.helpers import SIGNED_COMMANDS_TOML, assert_valid_event
@@ -184,6 +185,8 @@ class Rig:
     events: list[Event] = field(default_factory=list)
     writes: list[tuple[str, int, bool]] = field(default_factory=list)
     failing_modules: set[str] = field(default_factory=set)
+    kept: list[tuple[str, StateWrite]] = field(default_factory=list)
+    """State kept with an event (``emit(event, keep=...)``): (event id, write)."""
 
     def of(self, type_: str, subject: str | None = None) -> list[Event]:
         """Events of one type (and subject), in order."""
@@ -247,11 +250,15 @@ async def rig(
     clock = clock or ManualClock(start or local("2026-11-30 10:00"))  # a Monday
     cfg = cfg or school()
     events: list[Event] = []
+    kept: list[tuple[str, StateWrite]] = []
 
-    async def emit(event: Event) -> Event:
+    async def emit(
+        event: Event, *, keep: Sequence[StateWrite] = (), blob: tuple[str, bytes] | None = None
+    ) -> Event:
         stored = event.stored(len(events) + 1, "test-stream")
         assert_valid_event(stored.to_dict())
         events.append(stored)
+        kept.extend((event.id, w) for w in keep)
         return stored
 
     async with StateStore(tmp_path / "state.sqlite") as store:
@@ -274,7 +281,7 @@ async def rig(
             clock=clock,
             store=store,
         )
-        result = Rig(system, commands, clock, events)
+        result = Rig(system, commands, clock, events, kept=kept)
         await system.start()
         task = asyncio.create_task(system.run(), name="alarm-timers")
         try:

@@ -91,6 +91,7 @@ class CameraDriver:
         media: the media profile and URIs of the last connection that gave them,
             or None; kept while reconnecting (the snapshot URI and the stream do
             not need the SOAP session).
+        media_known: set once ``media`` is (a picture asked for before that waits on it).
         capabilities: what the camera could do at the last connection, or None.
         clock_skew_s: camera clock minus gateway clock at the last connection.
         last_seen: gateway UTC time the camera last answered (a subscription or a pull).
@@ -110,6 +111,7 @@ class CameraDriver:
         self._rng = random.Random()
         self.health: HealthState = "starting"
         self.media: MediaUris | None = None
+        self.media_known = asyncio.Event()
         self.capabilities: Capabilities | None = None
         self.clock_skew_s: float | None = None
         self.last_seen: datetime | None = None
@@ -134,6 +136,7 @@ class CameraDriver:
                     self.connects += 1
                     if device.media is not None:
                         self.media = device.media
+                        self.media_known.set()
                     await self._skew(device.clock_skew_s)
                     await self._serve(device)
             except asyncio.CancelledError:

@@ -17,6 +17,7 @@ import structlog
 from gateway.config.alarm import AreaConfig
 from gateway.config.root import GatewayConfig
 from gateway.events.model import Emit, EventFactory, rfc3339
+from gateway.runtime.state import AREA
 from gateway.runtime.state_store import AreaRecord, StateStore
 from gateway.runtime.timebase import Clock
 
@@ -81,8 +82,10 @@ class AreaBook:
         at: datetime | None = None,
         data: dict[str, Any] | None = None,
     ) -> bool:
-        """Arm or disarm ``area_id``: persist, then report. Returns False when it
-        already was in that state (nothing is written or reported).
+        """Arm or disarm ``area_id``: persist with its report in one state-store
+        transaction, then store the report in the outbox (a cut between them: it is
+        appended at the next start). Returns False when it already was in that
+        state (nothing is written or reported).
 
         Raises:
             KeyError: unknown area.
@@ -92,7 +95,6 @@ class AreaBook:
         if self.armed(area_id) == armed:
             return False
         when = at or self._clock.now()
-        await self._store.put_area(area_id, AreaRecord(armed, when, by))
         event = self._factory.make(
             "area.armed" if armed else "area.disarmed",
             device="gateway",
@@ -101,7 +103,8 @@ class AreaBook:
             data={"name": area.name, "location": area.location, "by": by, **(data or {})},
             received_at=when,
         )
-        await self._emit(event)
+        await self._store.report([AREA.write(area_id, AreaRecord(armed, when, by))], [event],
+                                 self._emit)  # fmt: skip
         log.info("area.changed", area=area_id, armed=armed, by=by)
         return True
 

@@ -3,8 +3,10 @@
 A bypass lasts until its expiry time, until an ``unbypass``, or — with no expiry
 — until the zone's area is disarmed (how a forced arming leaves an open window
 out). Panic zones are never bypassed (GB 50394 §5.2.3). Each bypass is persisted
-before it is reported (``zone.bypassed`` ``active``, SIA BB) and its end is
-reported as ``zone.bypassed`` ``cleared`` (SIA BU) with the same ``incident``.
+together with its report (``zone.bypassed`` ``active``, SIA BB; one state-store
+transaction, :meth:`~gateway.runtime.state_store.StateStore.report`), and its end
+with ``zone.bypassed`` ``cleared`` (SIA BU, the same ``incident``): a power cut
+never leaves a bypass the center was not told of.
 When a bypass ends, the zone is evaluated again: a zone still open in an armed
 area alarms at once.
 """
@@ -20,6 +22,7 @@ import structlog
 from gateway.config.alarm import ZoneConfig, ZoneRule
 from gateway.errors import CommandRefused
 from gateway.events.model import Emit, Event, EventFactory, State, rfc3339
+from gateway.runtime.state import BYPASS
 from gateway.runtime.state_store import BypassRecord, StateStore
 from gateway.runtime.timebase import Clock, Timers
 
@@ -96,12 +99,12 @@ class Bypasses:
         previous = self._store.bypasses.get(zone_id)
         data = {"until": rfc3339(until) if until else "disarm", "by": by, "reason": reason}
         event = self._event(zone_id, "active", None, data)
-        await self._store.put_bypass(zone_id, BypassRecord(until, by, reason, event.id))
+        events = [event]
         if previous is not None:
-            await self._report(
-                zone_id, "cleared", previous.incident, {"by": by, "reason": "renewed"}
-            )
-        await self._engine_emit(event)
+            renewed = {"by": by, "reason": "renewed"}
+            events.insert(0, self._event(zone_id, "cleared", previous.incident, renewed))
+        record = BypassRecord(until, by, reason, event.id)
+        await self._store.report([BYPASS.write(zone_id, record)], events, self._engine.emit)
         self._timers.cancel(f"bypass:{zone_id}")
         if until is not None:
             self._arm_timer(zone_id, until)
@@ -119,8 +122,8 @@ class Bypasses:
         if record is None:
             return False
         self._timers.cancel(f"bypass:{zone_id}")
-        await self._store.put_bypass(zone_id, None)
-        await self._report(zone_id, "cleared", record.incident, {"by": by, "reason": reason})
+        ended = self._event(zone_id, "cleared", record.incident, {"by": by, "reason": reason})
+        await self._store.report([BYPASS.write(zone_id, None)], [ended], self._engine.emit)
         log.info("zone.unbypassed", zone=zone_id, by=by, reason=reason)
         await self._engine.evaluate(zone_id)
         return True
@@ -138,11 +141,6 @@ class Bypasses:
 
         self._timers.set(f"bypass:{zone_id}", until, expire)
 
-    async def _report(
-        self, zone_id: str, state: State, incident: str | None, data: dict[str, Any]
-    ) -> None:
-        await self._engine_emit(self._event(zone_id, state, incident, data))
-
     def _event(
         self, zone_id: str, state: State, incident: str | None, data: dict[str, Any]
     ) -> Event:
@@ -157,6 +155,3 @@ class Bypasses:
             incident=incident,
             opens_incident=state == "active",
         )
-
-    async def _engine_emit(self, event: Event) -> None:
-        await self._engine.emit(event)

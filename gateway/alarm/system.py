@@ -31,8 +31,9 @@ from gateway.alarm.zones import ZoneEngine
 from gateway.config.alarm import ZoneConfig
 from gateway.config.root import GatewayConfig
 from gateway.errors import CommandRefused
-from gateway.events.model import Emit, Event, EventFactory
+from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth, Observation
+from gateway.runtime.state import StoreWith
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import Clock, SystemClock, Timers
 
@@ -48,7 +49,8 @@ class AlarmSystem:
     Args:
         cfg: the gateway config.
         factory: makes events.
-        emit: stores an event durably (the outbox's ``append``) and returns it.
+        emit: stores an event durably with kept state (the outbox's ``append``) and
+            returns it.
         store: the persisted alarm state (opened by the caller).
         writer: switches a module's coil (module id, channel, on).
         clock: the rules' time; the system clock when omitted.
@@ -63,7 +65,7 @@ class AlarmSystem:
         self,
         cfg: GatewayConfig,
         factory: EventFactory,
-        emit: Emit,
+        emit: StoreWith,
         *,
         store: StateStore,
         writer: Writer,

@@ -38,8 +38,9 @@ from gateway.alarm.supervision import ZoneInputs, ZoneReading, read_zone, update
 from gateway.alarm.walk_test import WalkTests
 from gateway.config.alarm import EolLine, PairedLine, ZoneConfig, ZoneRule, zone_rule
 from gateway.config.root import GatewayConfig, ModuleConfig
-from gateway.events.model import Emit, Event, EventFactory, State
+from gateway.events.model import Event, EventFactory, State
 from gateway.events.observation import AnalogChanged, DeviceHealth, InputChanged, Observation
+from gateway.runtime.state import ALARM, StoreWith
 from gateway.runtime.state_store import AlarmRecord, StateStore
 from gateway.runtime.timebase import Clock, SystemClock, Timers
 
@@ -99,7 +100,8 @@ class ZoneEngine:
     Args:
         cfg: the gateway config (zones, zone types, modules).
         factory: makes events.
-        emit: stores an event durably (the outbox's ``append``) and returns it.
+        emit: stores an event durably (the outbox's ``append``) and returns it; an
+            alarm, tamper or line condition is kept with its event (``keep``).
         store: the persisted alarm state (open conditions, bypasses).
         timers: runs hold and bypass-expiry timers (its task is run by the owner).
         clock: the rules' time.
@@ -111,7 +113,7 @@ class ZoneEngine:
         self,
         cfg: GatewayConfig,
         factory: EventFactory,
-        emit: Emit,
+        emit: StoreWith,
         *,
         store: StateStore,
         timers: Timers,
@@ -328,16 +330,19 @@ class ZoneEngine:
         *,
         detail: str = "",
     ) -> None:
-        """Raise one condition: event first (the durable record), then persisted state."""
+        """Raise one condition: the event and its record in one outbox transaction (the
+        durable record: a cut right after it leaves the condition open), then the
+        state store, write-behind."""
         condition: Condition = getattr(self.zones[zone.id], name)
         event = self._event(zone, name, type_, "active", received_at, None, extra)
-        stored = await self.emit(event)
         now = self._clock.now()
+        key = f"{zone.id}/{name}"
+        record = AlarmRecord(event.type, event.id, now, detail)
+        stored = await self.emit(event, keep=[ALARM.write(key, record)])
         condition.active, condition.incident, condition.since = True, event.id, now
         condition.since_mono = self._clock.monotonic()
         condition.detail = detail
-        record = AlarmRecord(event.type, event.id, now, detail)
-        await self._store.put_alarm(f"{zone.id}/{name}", record)
+        await self._store.put_alarm(key, record)
         log.info("zone.raised", zone=zone.id, type=event.type, condition=name, id=event.id)
         if name == "alarm":
             self.zones[zone.id].acknowledged = False
@@ -354,7 +359,7 @@ class ZoneEngine:
     ) -> None:
         condition: Condition = getattr(self.zones[zone.id], name)
         event = self._event(zone, name, type_, "cleared", received_at, condition.incident, extra)
-        await self.emit(event)
+        await self.emit(event, keep=[ALARM.write(f"{zone.id}/{name}", None)])
         condition.active, condition.incident, condition.since, condition.detail = (
             False,
             None,

@@ -11,14 +11,12 @@ them: the requests are served after the restart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from gateway.camera.evidence import Pictures
 from gateway.config.camera import LinkageConfig
 from gateway.events.model import Event
-from gateway.runtime.state import StoreWith
-
-Emit = Callable[[Event], Awaitable[Event]]
+from gateway.runtime.state import StateWrite, StoreWith
 
 
 class Linkage:
@@ -37,14 +35,19 @@ class Linkage:
         """The cameras linked to ``zone_id`` (none when it has no linkage)."""
         return self._cameras.get(zone_id, ())
 
-    def wrap(self, store: StoreWith) -> Emit:
-        """An ``emit`` that stores each new zone alarm with its linked cameras' requests."""
+    def wrap(self, store: StoreWith) -> StoreWith:
+        """``store`` that also keeps each new zone alarm's requests of its linked cameras."""
 
-        async def linked(event: Event) -> Event:
+        async def linked(
+            event: Event,
+            *,
+            keep: Sequence[StateWrite] = (),
+            blob: tuple[str, bytes] | None = None,
+        ) -> Event:
             requests = []
             if event.type.startswith("alarm.") and event.state == "active":
                 requests = [self._pictures.plan(c, event) for c in self.cameras_for(event.subject)]
-            stored = await store(event, keep=[r.kept() for r in requests])
+            stored = await store(event, keep=[*keep, *(r.kept() for r in requests)], blob=blob)
             for request in requests:
                 self._pictures.submit(request)
             return stored

@@ -5,24 +5,28 @@ A :class:`~gateway.runtime.stage.Stage`: one supervised task per camera
 the daemon's task group after the Modbus pollers. It starts from what the
 outbox kept across a restart (:mod:`gateway.camera.memory`): the incidents that
 were open, and the evidence requests whose pictures were not stored yet
-(served again first, late or reported as not taken).
+(served again first, late or reported as not taken). A picture asked for
+before its camera first connected (at start, just after a restart) waits for the
+camera's media URIs, at most ``snapshot.timeout_s``, before it is taken.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.snapshot import SnapshotTaker
-from gateway.camera.evidence import EvidenceCollector, EvidenceRequest, Keep
+from gateway.camera.evidence import EvidenceCollector, EvidenceRequest, Keep, Taker
 from gateway.camera.linkage import Linkage
 from gateway.camera.memory import EVIDENCE, INCIDENT, open_incidents
 from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
 from gateway.events.model import Event, EventFactory
-from gateway.events.observation import HealthState, utcnow
+from gateway.events.observation import Evidence, HealthState, utcnow
 from gateway.runtime.stage import StageTask, device_task
 from gateway.runtime.state import Recall, StoreWith
 
@@ -72,7 +76,8 @@ class CameraStage:
             incidents=open_incidents(dict(recall(INCIDENT))),
         )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
-        takers = {c.id: SnapshotTaker(c, self._media_of(c.id)) for c in cfg.cameras}
+        takers = {c.id: self._taker(c.id, SnapshotTaker(c, self._media_of(c.id)))
+                  for c in cfg.cameras}  # fmt: skip
         self.evidence = EvidenceCollector(
             {c.id: c for c in cfg.cameras}, takers, factory, store, keep
         )
@@ -100,6 +105,18 @@ class CameraStage:
     def _media_of(self, camera_id: str) -> Callable[[], MediaUris | None]:
         driver = self.drivers[camera_id]
         return lambda: driver.media
+
+    def _taker(self, camera_id: str, take: SnapshotTaker) -> Taker:
+        """``take`` once the camera's media URIs are known (waiting at most
+        ``snapshot.timeout_s``; then ``take`` says they are not)."""
+        known = self.drivers[camera_id].media_known
+
+        async def when_known() -> Evidence:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(known.wait(), take.cfg.snapshot.timeout_s)
+            return await take()
+
+        return when_known
 
     async def request(self, request: EvidenceRequest) -> None:
         """Keep a picture request (the ``snapshot`` command's), then queue it.

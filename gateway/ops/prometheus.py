@@ -99,8 +99,11 @@ class StatusCollector(Collector):
             health.add_metric([d.family, d.id, d.health], 1)
         yield devices
         yield health
-        yield _gauge("zones_in_alarm", "Conditions in alarm now (alarm, tamper, line fault)",
-                     len(s.alarms))  # fmt: skip
+        yield _gauge(
+            "zones_in_alarm",
+            "Conditions in alarm now (alarm, tamper, line fault; what panels report active)",
+            len(s.alarms),
+        )
         yield _gauge("tasks_stalled", "Critical tasks stalled (the watchdog is withheld)",
                      len(s.stalled))  # fmt: skip
         crashes = CounterMetricFamily(

@@ -99,7 +99,11 @@ class ReceiverStatus:
 
 @dataclass(frozen=True, slots=True)
 class ActiveAlarm:
-    """A condition in alarm now: ``zone``, its event ``type``, since when (UNIX s)."""
+    """A condition in alarm now: ``zone``, its event ``type``, since when (UNIX s).
+
+    ``condition`` is the gateway zone's (the part of its alarm key after ``/``), or ``panel``
+    for what a DC-09 panel reports active (``detail`` names the panel).
+    """
 
     zone: str
     condition: str
@@ -212,7 +216,7 @@ async def collect(src: StatusSources) -> Status:
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
         ),
         devices=_devices(src.stages),
-        alarms=_alarms(src.store),
+        alarms=_alarms(src.store) + _panel_alarms(src.stages),
         recent=await outbox.recent(RECENT),
         walk_test=_walk_test(cfg, src.walk_test()),
         dc09=_receiver(src.stages),
@@ -249,6 +253,28 @@ def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:
     for stage in stages:
         health: Mapping[str, str] = stage.health()
         out.extend(DeviceStatus(stage.family, d, str(h)) for d, h in sorted(health.items()))
+    return out
+
+
+def _panel_alarms(stages: Sequence[Stage]) -> list[ActiveAlarm]:
+    """The alarms and faults the DC-09 panels report active and have not restored
+    (condition ``panel``; a bypass or other open state is not an alarm)."""
+    out: list[ActiveAlarm] = []
+    for stage in stages:
+        if isinstance(stage, PanelStage):
+            for (panel, type_, subject), event in sorted(stage.reports.open.items()):
+                if not type_.startswith(("alarm.", "fault.")):
+                    continue
+                out.append(
+                    ActiveAlarm(
+                        zone=subject,
+                        condition="panel",
+                        type=event.type,
+                        since=event.time.timestamp(),
+                        incident=event.id,
+                        detail=f"panel {panel}",
+                    )
+                )
     return out
 
 

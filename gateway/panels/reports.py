@@ -48,6 +48,9 @@ class PanelReports:
 
     Attributes:
         unknown_codes: (panel id, code) of every unknown code seen.
+        open: the event that opened each incident not restored yet, by (panel id,
+            type, subject): what the panels report active now. Kept in memory only:
+            after a gateway restart it fills again as the panels report.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class PanelReports:
         self._factory = factory
         self._emit = emit
         self._incidents: dict[tuple[str, str, str], str] = {}
+        self.open: dict[tuple[str, str, str], Event] = {}
         self.unknown_codes: set[tuple[str, str]] = set()
 
     async def message(self, msg: PanelMessage) -> list[Event]:
@@ -177,6 +181,9 @@ class PanelReports:
         )
         if opens:
             self._incidents[key] = event.id
+            self.open[key] = event
+        elif meaning.state == "cleared":
+            self.open.pop(key, None)
         return event
 
     def _unparsed(self, panel: PanelConfig, msg: PanelMessage) -> Event:

@@ -23,9 +23,11 @@ Two ways to write:
   change and its report are never separated: neither lost nor doubled.
 * **Write behind** (``wait=False``): in memory at once, on disk with the next
   commit (open alarms: their events in the outbox are the durable record, so an
-  alarm transition never waits for this file; a crash before the commit at
-  worst repeats an ``active`` or a ``cleared`` after restart). A failed commit
-  is retried with the next one.
+  alarm transition never waits for this file; the outbox keeps each open alarm's
+  record in its event's transaction and ``gateway/delivery/reports.py`` puts back
+  at start what a crash kept from this file; a crash before a ``cleared``'s
+  commit at worst repeats it after restart). A failed commit is retried with the
+  next one.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import aiosqlite
 import structlog
 
 from gateway.errors import StateError
-from gateway.events.model import Event
+from gateway.events.model import Emit, Event
 from gateway.runtime.state import (
     ALARM,
     AREA,
@@ -230,6 +232,28 @@ class StateStore:
         await self._submit(writes, wait=wait)
         if wait:
             self._remember(writes)
+
+    async def report(
+        self, writes: Sequence[StateWrite], events: Sequence[Event], emit: Emit
+    ) -> list[Event]:
+        """Commit ``writes`` with ``events`` (one transaction, :meth:`apply`), then store
+        the events in the outbox through ``emit``, in order, then forget them here.
+
+        A cut anywhere leaves the change and its report together: before the commit
+        neither happened; after it, the events not yet in the outbox are appended at
+        the next start (``gateway/delivery/reports.py``).
+
+        Raises:
+            StateError: the commit failed (nothing changed, nothing reported).
+            OutboxError: the outbox refused an event (it stays here for the next start).
+        """
+        await self.apply(writes, reports=events)
+        stored = [await emit(event) for event in events]
+        try:
+            await self.reported(e.id for e in events)
+        except StateError as exc:  # the next start finds them in the outbox and skips them
+            log.error("state.reports_not_forgotten", error=str(exc))
+        return stored
 
     async def reported(self, ids: Iterable[str]) -> None:
         """Forget reports now stored in the outbox (write-behind)."""

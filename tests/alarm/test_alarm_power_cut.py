@@ -11,17 +11,21 @@ A simulated Modbus module on a real port, real mosquitto, signed commands.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config.modbus_profiles import PROFILES
+from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
-from tests.helpers import TEST_KEY, assert_valid_event, signed_center
+from tests.helpers import TEST_KEY, assert_valid_event, eventually, signed_center
 from tests.power_cut_support import Daemon, module_toml, retry, site_toml, write_toml
 
 pytestmark = pytest.mark.timeout(180)
@@ -111,3 +115,143 @@ async def test_arm_bypass_and_a_latched_panic_hold_across_a_sigkill_after_each(
             assert daemon.starts == 4
     for event in center.events:
         assert_valid_event(event)
+
+
+async def test_a_panic_the_state_store_never_saw_is_still_latched_after_a_sigkill(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The open alarm is kept with its event in the outbox: a second process holds the
+    state store's write lock (its write-behind commit cannot land) while the panic
+    is pressed and the daemon is killed; after the restart the panic is latched."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
+        )
+        async with (
+            signed_center(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            state_file = state_path(tmp_path / "outbox.sqlite")
+            with contextlib.closing(sqlite3.connect(state_file, isolation_level=None)) as lock:
+                lock.execute("BEGIN IMMEDIATE")  # the state store cannot commit now
+                module.press(10)
+                await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
+                await daemon.kill()
+                lock.execute("ROLLBACK")
+            with contextlib.closing(sqlite3.connect(state_file)) as db:
+                assert (
+                    db.execute("SELECT count(*) FROM state WHERE kind = 'alarm'").fetchone()[0] == 0
+                )
+            module.release(10)
+            await daemon.start()
+            state = await site.ok("get_state")
+            (active,) = site.of("alarm.panic", "P10", "active")
+            assert state["zones"]["P10"]["latched"] is True
+            assert state["zones"]["P10"]["incident"] == active["id"]
+            assert site.of("alarm.panic", "P10", "cleared") == []
+
+
+def stored_state(path: Path, kind: str) -> dict[str, str]:
+    """key → JSON value of ``kind`` in a state store file (read-only, daemon running)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT key, value FROM state WHERE kind = ?", (kind,)).fetchall()
+    return {str(k): str(v) for k, v in rows}
+
+
+async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_restart(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The arming and its ``area.armed`` commit in one state-store transaction: a second
+    process holds the outbox's write lock, so the event cannot reach the outbox, and
+    the daemon is killed once the arming is on disk; after the restart the area is
+    armed and the center hears of it."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path,
+            site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
+        )
+        async with (
+            signed_center(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            outbox = tmp_path / "outbox.sqlite"
+            state_file = state_path(outbox)
+            with contextlib.closing(sqlite3.connect(outbox, isolation_level=None)) as lock:
+                lock.execute("BEGIN IMMEDIATE")  # the outbox cannot commit now
+                await sender.publish("arm", {"area": "PERIM"})
+                await eventually(
+                    lambda: '"armed": true' in stored_state(state_file, "area")["PERIM"]
+                )
+                await daemon.kill()
+                lock.execute("ROLLBACK")
+            assert len(stored_state(state_file, "report")) == 1  # area.armed, with the arming
+            assert site.of("area.armed", "PERIM") == []
+            await daemon.start()
+            await center.wait_for(lambda: site.of("area.armed", "PERIM") != [], 30)
+            assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is True
+            assert len(site.of("area.armed", "PERIM")) == 1
+
+
+def stored_alarms(outbox: Path) -> list[str]:
+    """Ids of the ``alarm.panic`` ``active`` events in an outbox file (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT id FROM messages WHERE type = 'alarm.panic'"
+            " AND json_extract(payload, '$.data.state') = 'active' ORDER BY seq"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.03, 0.1, 0.3])
+async def test_a_sigkill_at_any_moment_of_a_panic_loses_neither_the_alarm_nor_its_latch(
+    mosquitto: MosquittoBroker, tmp_path: Path, delay_s: float
+) -> None:
+    """The daemon is killed ``delay_s`` after the button closes: before it saw the
+    press, while storing the alarm, or after. Whatever the moment, after the restart
+    (the button still pressed, then released) there is exactly one open panic, it is
+    latched, the center has it, and the stream has no gap."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(
+            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
+        )
+        async with (
+            signed_center(mosquitto.host, mosquitto.port) as center,
+            CommandSender(
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
+            ) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            site = Site(module, center, sender, daemon)
+            await daemon.start()
+            await site.ok("get_state")
+            module.press(10)
+            await asyncio.sleep(delay_s)  # the moment of the cut is the test's parameter
+            await daemon.kill()
+            stored_before = stored_alarms(tmp_path / "outbox.sqlite")
+            await daemon.start()
+            await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 30)
+            module.release(10)
+            for _ in range(100):  # until the gateway has read the release
+                state = await site.ok("get_state")
+                if state["zones"]["P10"]["violated"] is False:
+                    break
+            else:
+                raise AssertionError(f"the release of P10 was never read: {state['zones']}")
+            (active,) = site.of("alarm.panic", "P10", "active")
+            assert stored_alarms(tmp_path / "outbox.sqlite") == [active["id"]]
+            assert stored_before in ([], [active["id"]])
+            assert state["zones"]["P10"]["latched"] is True
+            assert state["zones"]["P10"]["incident"] == active["id"]
+            await center.wait_for(lambda: not center.gaps, 10)

@@ -43,6 +43,22 @@ async def test_panic_stays_active_after_release_until_reset(tmp_path: Path) -> N
     assert cleared.data["incident"] == active.id and cleared.data["reset"] is True
 
 
+async def test_an_alarm_is_kept_with_its_event_and_forgotten_with_its_end(tmp_path: Path) -> None:
+    """The outbox holds an open alarm's record in the event's own transaction, so a cut
+    right after the event cannot unlatch it (``gateway/delivery/reports.py``)."""
+    async with rig(tmp_path) as r:
+        await r.at_rest()
+        await r.contact("io", 0, True)
+        await r.contact("io", 0, False)
+        assert await r.system.zones.reset("P1")
+    active, cleared = r.of("alarm.panic", "P1")
+    assert [(i, w.kind, w.key, w.data is None) for i, w in r.kept] == [
+        (active.id, "alarm", "P1/alarm", False),
+        (cleared.id, "alarm", "P1/alarm", True),
+    ]
+    assert r.kept[0][1].data["incident"] == active.id
+
+
 async def test_panic_zone_can_be_neither_bypassed_nor_unlatched_by_config(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
         with pytest.raises(CommandRefused, match="cannot be bypassed"):

@@ -72,3 +72,21 @@ async def test_sigkill_right_after_a_linked_alarm_its_picture_arrives_late_after
         assert "sha256" not in data and snapshot["id"] not in c.pictures.pictures
     for event in c.center.events:
         assert_valid_event(event)
+
+
+async def test_a_camera_incident_open_at_a_sigkill_is_cleared_with_its_own_id_after_it(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with camera_campus(mosquitto, tmp_path, camera_options("gate-cam")) as c:
+        await c.daemon.start()
+        await c.center.wait_for(c.camera_online, 30)
+        c.camera.trigger("tamper", True)  # the camera is covered
+        await c.center.wait_for(lambda: c.of("camera.tamper") != [], 15)
+        await c.daemon.kill()
+        c.camera.trigger("tamper", False)  # uncovered while the gateway is off
+        await c.daemon.start()
+        await c.center.wait_for(lambda: len(c.of("camera.tamper")) == 2, 40)
+    active, cleared = c.of("camera.tamper")
+    assert (active["data"]["state"], cleared["data"]["state"]) == ("active", "cleared")
+    assert cleared["data"]["incident"] == active["id"] and cleared["data"]["initial"] is True
+    assert (cleared["priority"], cleared["siacode"]) == (2, "TR")

@@ -45,7 +45,8 @@ async def test_no_connack_for_30_s_then_recovery_within_one_backoff_period(
         )
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
             assert gateway.uplink is not None
-            await asyncio.sleep(1.0)
+            poller = gateway.pollers["io"]
+            await wait_until(lambda: None not in poller.inputs, 10, "module read")
             sim.press(PANIC[0])  # an alarm while the broker is mute
             await asyncio.sleep(STALL_S - 1.0)
             assert gateway.uplink.stats.connects == 0

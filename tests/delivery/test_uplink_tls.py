@@ -7,7 +7,6 @@ TLS listener with them.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,15 @@ async def test_alarm_goes_over_tls_only_to_a_verified_broker(tmp_path: Path, tru
         cfg = cfg.model_copy(update={"broker": broker_cfg})
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
             assert gateway.uplink is not None and gateway.outbox is not None
+            poller = gateway.pollers["io"]
+            await wait_until(lambda: None not in poller.inputs, 10, "module read")
             sim.press(PANIC[0])
             if trusted:
                 await wait_until(lambda: alarms(center, "alarm.panic"), 10, "panic over TLS")
                 assert gateway.uplink.stats.connects >= 1
             else:
-                await asyncio.sleep(3)
+                uplink = gateway.uplink
+                await wait_until(lambda: uplink.stats.attempts >= 3, 15, "TLS tried, again")
                 assert gateway.uplink.stats.connects == 0  # the broker's cert was refused
                 assert alarms(center, "alarm.panic") == []
                 assert await gateway.outbox.pending_count() >= 1  # kept for a good link

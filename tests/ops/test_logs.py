@@ -146,3 +146,27 @@ password_file = "camera.password"
     assert "uplink.connect_failed" in written
     for name, value in secrets.items():
         assert value not in written, f"{name} leaked into the log"
+
+
+def test_console_tracebacks_are_plain_python_ones() -> None:
+    """A console log (``run`` without ``--log-json``) renders a crash as Python's plain
+    traceback, never rich's with each frame's locals: that costs the event loop
+    hundreds of milliseconds per crash on a loaded box, and shows every local."""
+    import io
+
+    import structlog
+
+    from gateway.runtime.logsetup import configure_logging
+
+    out = io.StringIO()
+    configure_logging("info", json=False, stream=out)
+    marker = "a-local-value-never-shown"
+    try:
+        local = marker
+        raise OSError(f"bind failed ({len(local)})")
+    except OSError:
+        structlog.get_logger("t").exception("task.crashed")
+    text = out.getvalue()
+    assert "Traceback (most recent call last):" in text and "OSError: bind failed" in text
+    assert marker not in text  # no frame's local variables
+    assert "╭" not in text and "│" not in text  # no rich panels

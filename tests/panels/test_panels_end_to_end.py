@@ -22,7 +22,7 @@ from simulators.center import CenterConsole
 from simulators.dc09_panel import SimulatedPanel
 from tests.fault_support import stored_ids, wait_until
 from tests.helpers import assert_valid_event, free_port, signed_center
-from tests.ops_support import scrape
+from tests.ops_support import scrape, status
 from tests.panels_support import (
     ACCOUNT,
     KEY_TEXT,
@@ -153,7 +153,7 @@ async def test_an_ajax_packet_of_three_frames_gives_three_events_and_three_acks(
     ])  # fmt: skip
     async with (
         signed_center(mosquitto.host, mosquitto.port) as center,
-        listening(cfg, tmp_path / "outbox.sqlite"),
+        listening(cfg, tmp_path / "outbox.sqlite") as gateway,
         SimulatedPanel(
             "127.0.0.1", tcp, ACCOUNT, key=KEY_TEXT.encode(), binary_pad=True, ack_timeout_s=PATIENT
         ) as sim,
@@ -163,6 +163,14 @@ async def test_an_ajax_packet_of_three_frames_gives_three_events_and_three_acks(
         )
         await center.wait_for(lambda: len(_of(center, "alarm.intrusion")) == 2, 3)
         await center.wait_for(lambda: len(_of(center, "alarm.panic")) == 1, 3)
+        assert gateway.ops is not None
+        await asyncio.wait_for(gateway.ops.listening.wait(), 10)
+        assert gateway.ops.address is not None
+        shown = await status(gateway.ops.address[1])
+    # What the panel reports active now is in the status: the panic, not the restored zone.
+    assert [(a["zone"], a["type"], a["condition"], a["detail"]) for a in shown["alarms"]] == [
+        ("E03", "alarm.panic", "panel", "panel east")
+    ]
     assert [o.answer for o in outcomes] == ["ACK", "ACK", "ACK"]
     assert [o.attempts for o in outcomes] == [1, 1, 1] and sim.malformed == 0
     assert len(sim.sent) == 3  # one packet, nothing sent again

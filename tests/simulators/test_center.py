@@ -416,3 +416,21 @@ async def test_the_path_goes_down_after_three_missed_heartbeats_and_up_with_the_
         await console.wait_for(lambda: console.paths["school-1/gw-1"] == "up")
     text = output_of(console)
     assert text.count("PATH up school-1/gw-1") == 2 and text.count("PATH down") == 1
+
+
+def test_a_tail_gap_is_reported_once_it_outlives_a_heartbeat() -> None:
+    """The heartbeat's ``last_seq`` beyond what arrived may be in flight; still missing at
+    the next heartbeat, it is a gap at the tail (said once)."""
+    from simulators.center_report import SeqTracker
+
+    tracker = SeqTracker()
+    assert tracker.heartbeat("s", last_seq=5, acked_up_to=3) == [
+        "JOIN stream=s after seq 3 (acked up to there)"
+    ]
+    assert tracker.add("s", 4, "id-4") == []
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == ["TAIL stream=s missing seq 5"]
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == ["TAIL stream=s missing seq 5-6"]
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == []  # said already
+    assert tracker.add("s", 2, "id-2") == []  # before this console joined: not tracked
+    assert tracker.add("s", 6, "id-6") == ["GAP stream=s missing seq 5"]
+    assert tracker.gaps() == {"s": [5]}

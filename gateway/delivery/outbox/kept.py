@@ -2,11 +2,13 @@
 
 Table ``kept (kind, key, value)``, ``value`` JSON, as in the state store
 (:mod:`gateway.runtime.state_store`). It holds what must never be separated from
-an event by a power cut: an evidence request and the alarm it documents, a
+an event by a power cut: an open alarm's record and its ``active`` event, an
+evidence request and the alarm it documents, a
 camera incident and its ``active``/``cleared`` event, a request and the
 ``camera.snapshot`` event that fulfils it (which deletes it). Kinds are
 :class:`~gateway.runtime.state.Kind` objects of the domain that owns them
-(``gateway/camera/memory.py``); the outbox only stores their JSON.
+(``gateway/camera/memory.py``, ``alarm`` of ``gateway/runtime/state.py``); the
+outbox only stores their JSON.
 """
 
 from __future__ import annotations
