@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import statistics
 import sys
@@ -137,6 +138,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  {name:18} {_quantiles(latencies)}; lost {lost}; connections {connections}")
     p99 = [statistics.quantiles(r[0], n=100)[98] for r in (healthy, one_silent)]
     print(f"  p99 ratio silent/healthy: {p99[1] / p99[0]:.2f}")
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class SeqTracker:
         """Record a heartbeat's figures; return the report lines it causes (may be none)."""
         if stream not in self._highest:
             self._highest[stream] = self._floor[stream] = acked_up_to
+            self._tail[stream] = last_seq
             return [f"JOIN stream={stream} after seq {acked_up_to} (acked up to there)"]
         highest, before = self._highest[stream], self._tail.get(stream, 0)
         self._tail[stream] = last_seq

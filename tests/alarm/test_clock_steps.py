@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.events.model import Event, EventFactory
+from gateway.runtime.clock_step import ClockStepWatch
 from tests.alarm_support import rig
+from tests.helpers import assert_valid_event
 
 
 @pytest.mark.parametrize("step_s", [-120.0, 60.0], ids=["back-120s", "forward-60s"])
@@ -48,3 +51,33 @@ async def test_a_siren_sounds_for_its_duration_across_a_step(tmp_path: Path, ste
     assert r.writes == [("io", 0, True), ("io", 0, False)]
     on, off = r.of("output.switched", "S1")
     assert off.data["reason"] == "duration over" and off.data["incident"] == on.id
+
+
+async def test_a_step_is_reported_once_with_its_size_and_a_slew_is_not() -> None:
+    """``ClockStepWatch`` compares the wall and monotonic clocks between two looks:
+    a difference of a second or more is a step (one event, its size), less is a
+    slew or jitter (nothing)."""
+    emitted: list[Event] = []
+
+    async def emit(event: Event) -> Event:
+        emitted.append(event)
+        return event
+
+    wall, mono = [1_796_200_000.0], [50.0]
+    watch = ClockStepWatch(
+        EventFactory("campus/s1/gw1", lambda: True), emit, "gw1",
+        wall=lambda: wall[0], monotonic=lambda: mono[0],
+    )  # fmt: skip
+    seen = (wall[0], mono[0])
+    for wall_moves, mono_moves in [(1.0, 1.0), (1.4, 1.0), (-119.0, 1.0), (1.0, 1.0), (61.0, 1.0)]:
+        wall[0] += wall_moves
+        mono[0] += mono_moves
+        seen = await watch.look(*seen)
+    assert [e.data["step_s"] for e in emitted] == [-120.0, 60.0]  # the 0.4 s slew: nothing
+    back = emitted[0]
+    assert (back.type, back.priority, back.cidcode, back.siacode) == (
+        "gateway.clock_step", 5, "625", "JT"
+    )  # fmt: skip
+    assert back.data["before"] > back.data["after"] and watch.steps == 2
+    for event in emitted:
+        assert_valid_event(event.stored(1, "s").to_dict())

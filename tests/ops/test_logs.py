@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_support import daemon_process, module, wait_until
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, TEST_KEY_FILE, free_port
 from tests.ops_support import ops_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -107,16 +107,13 @@ def test_without_journald_lines_are_bare_json(tmp_path: Path) -> None:
 async def test_no_secret_in_the_log_of_a_run_with_failed_connects(tmp_path: Path) -> None:
     secrets = {
         "broker.password": "Br0ker-pa55word-XYZ",
-        "center.key": "hmac-key-0123456789abcdef",
+        "center.key": "c0ffee5ec7e7" * 5 + "abcd",  # 32 bytes in hex
         "camera.password": "Cam3ra-secret-pw",
     }
     for name, value in secrets.items():
         (tmp_path / name).write_text(value + "\n")
     cam_port = free_port()
     extra = f"""
-[commands]
-hmac_key_file = "center.key"
-
 [[cameras]]
 id = "gate-cam"
 host = "127.0.0.1"
@@ -129,6 +126,8 @@ password_file = "camera.password"
         text = path.read_text().replace('[broker]\n', '[broker]\nusername = "gw"\n'
                                         'password_file = "broker.password"\n', 1)  # fmt: skip
         text = text.replace('level = "warning"', 'level = "debug"')
+        text = text.replace(f'hmac_key_file = "{TEST_KEY_FILE}"', 'hmac_key_file = "center.key"')
+        assert 'hmac_key_file = "center.key"' in text
         path.write_text(text)
         log = tmp_path / "gateway.log"
         async with daemon_process(path, log):
@@ -147,3 +146,27 @@ password_file = "camera.password"
     assert "uplink.connect_failed" in written
     for name, value in secrets.items():
         assert value not in written, f"{name} leaked into the log"
+
+
+def test_console_tracebacks_are_plain_python_ones() -> None:
+    """A console log (``run`` without ``--log-json``) renders a crash as Python's plain
+    traceback, never rich's with each frame's locals: that costs the event loop
+    hundreds of milliseconds per crash on a loaded box, and shows every local."""
+    import io
+
+    import structlog
+
+    from gateway.runtime.logsetup import configure_logging
+
+    out = io.StringIO()
+    configure_logging("info", json=False, stream=out)
+    marker = "a-local-value-never-shown"
+    try:
+        local = marker
+        raise OSError(f"bind failed ({len(local)})")
+    except OSError:
+        structlog.get_logger("t").exception("task.crashed")
+    text = out.getvalue()
+    assert "Traceback (most recent call last):" in text and "OSError: bind failed" in text
+    assert marker not in text  # no frame's local variables
+    assert "╭" not in text and "│" not in text  # no rich panels

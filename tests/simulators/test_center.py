@@ -39,6 +39,7 @@ def make_event(seq: int, type_: str = "alarm.panic") -> Event:
         subject=f"zone-{seq}",
         state="active",
         data={"name": PANIC_NAME, "location": "教学楼1F 东侧走廊"},
+        opens_incident=True,
     )
     return event.stored(seq, STREAM)
 
@@ -354,6 +355,14 @@ def make_heartbeat(last_seq: int, acked_up_to: int, heartbeat_s: float = 10.0) -
         subject="gw-1",
         state="instant",
         data={
+            "outbox_depth": 0,
+            "oldest_pending_s": None,
+            "unacked_alarms": 0,
+            "stored_rows": last_seq,
+            "stored_bytes": 0,
+            "shed_total": 0,
+            "uptime_s": 1.0,
+            "version": "test",
             "stream": STREAM,
             "last_seq": last_seq,
             "acked_up_to": acked_up_to,
@@ -407,3 +416,21 @@ async def test_the_path_goes_down_after_three_missed_heartbeats_and_up_with_the_
         await console.wait_for(lambda: console.paths["school-1/gw-1"] == "up")
     text = output_of(console)
     assert text.count("PATH up school-1/gw-1") == 2 and text.count("PATH down") == 1
+
+
+def test_a_tail_gap_is_reported_once_it_outlives_a_heartbeat() -> None:
+    """The heartbeat's ``last_seq`` beyond what arrived may be in flight; still missing at
+    the next heartbeat, it is a gap at the tail (said once)."""
+    from simulators.center_report import SeqTracker
+
+    tracker = SeqTracker()
+    assert tracker.heartbeat("s", last_seq=5, acked_up_to=3) == [
+        "JOIN stream=s after seq 3 (acked up to there)"
+    ]
+    assert tracker.add("s", 4, "id-4") == []
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == ["TAIL stream=s missing seq 5"]
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == ["TAIL stream=s missing seq 5-6"]
+    assert tracker.heartbeat("s", last_seq=6, acked_up_to=3) == []  # said already
+    assert tracker.add("s", 2, "id-2") == []  # before this console joined: not tracked
+    assert tracker.add("s", 6, "id-6") == ["GAP stream=s missing seq 5"]
+    assert tracker.gaps() == {"s": [5]}
