@@ -78,6 +78,7 @@ class CenterProcess:
         ack: publish acks (False plays a center that never acks).
         detail: event types whose arrivals are kept one by one.
         ack_every_s: acks are gathered this long into one message.
+        key: the site key the acks are signed with (a gateway ignores unsigned acks).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class CenterProcess:
         ack: bool = True,
         detail: frozenset[str] = frozenset(),
         ack_every_s: float = 0.01,
+        key: bytes | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")
         self._first: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
@@ -99,7 +101,7 @@ class CenterProcess:
         self._out, child_end = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=_run,
-            args=(port, prefix, ack, detail, ack_every_s),
+            args=(port, prefix, ack, detail, ack_every_s, key),
             kwargs={
                 "first": self._first,
                 "dups": self._dups,
@@ -165,6 +167,7 @@ def _run(
     ack: bool,
     detail: frozenset[str],
     ack_every_s: float,
+    key: bytes | None,
     *,
     first: Synchronized[int],
     dups: Synchronized[int],
@@ -176,6 +179,8 @@ def _run(
 ) -> None:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
+
+    from gateway.commands.signing import sign
 
     seen: set[str] = set()
     arrivals: list[Arrival] = []
@@ -238,7 +243,10 @@ def _run(
         with lock:
             batch, pending[:] = list(pending), []
         if ack and batch:
-            info = client.publish(f"{prefix}/ack", json.dumps({"ids": batch}), qos=1)
+            body: dict[str, Any] = {"ids": batch}
+            if key is not None:
+                body["signature"] = sign(key, f"{prefix}/ack", body)
+            info = client.publish(f"{prefix}/ack", json.dumps(body), qos=1)
             unconfirmed[info.mid] = len(batch)
         for mid in [m for m in unconfirmed if m in confirmed]:
             acked.value += unconfirmed.pop(mid)

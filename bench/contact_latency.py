@@ -43,12 +43,16 @@ sys.path.insert(0, str(BENCH))
 
 from acking_center import Arrival, CenterProcess  # noqa: E402
 
+from gateway.config.keys import read_key  # noqa: E402
 from gateway.config.modbus_profiles import PROFILES  # noqa: E402
 from simulators.broker import MosquittoBroker  # noqa: E402
 from simulators.modbus_module import SimulatedModule  # noqa: E402
 
 PREFIX = "campus/v1/bench/gw1"
+DEMO_KEY = BENCH.parent / "config" / "demo-center.key"
 CONFIG = """
+[commands]
+hmac_key_file = "{key_file}"
 [site]
 id = "bench"
 gateway = "gw1"
@@ -135,7 +139,12 @@ async def run(args: argparse.Namespace) -> None:
         MosquittoBroker(work / "mosquitto") as broker,
         SimulatedModule(PROFILES["adam-6050"]) as module,
     ):
-        center = CenterProcess(broker.port, PREFIX, detail=frozenset({"alarm.intrusion"}))
+        center = CenterProcess(
+            broker.port,
+            PREFIX,
+            detail=frozenset({"alarm.intrusion"}),
+            key=read_key(DEMO_KEY, "hex", "commands.hmac_key_file"),
+        )
         center.start()
         cfg = work / "gateway.toml"
         cfg.write_text(
@@ -144,6 +153,7 @@ async def run(args: argparse.Namespace) -> None:
                 module_port=module.port,
                 poll_ms=args.poll_ms,
                 outbox=work / "outbox.sqlite",
+                key_file=DEMO_KEY,
             )
         )
         log = (work / "gateway.log").open("wb")

@@ -37,6 +37,7 @@ from gateway.runtime.logsetup import configure_logging  # noqa: E402
 from simulators.dc09_link import PanelLink  # noqa: E402
 
 KEY = b"0123456789ABCDEF"
+DEMO_KEY = Path(__file__).resolve().parents[1] / "config" / "demo-center.key"
 
 
 def _config(port: int, connections: int, key_file: Path | None) -> GatewayConfig:
@@ -52,6 +53,8 @@ def _config(port: int, connections: int, key_file: Path | None) -> GatewayConfig
     return GatewayConfig.model_validate(
         {
             "site": {"id": "bench-school", "gateway": "gw1"},
+            # The receiver bench sends no commands; the demo key keeps the config valid.
+            "commands": {"hmac_key_file": str(DEMO_KEY)},
             "broker": {"host": "127.0.0.1", "port": 1, "reconnect_max": 30},
             "dc09": {"listen": [{"protocol": "tcp", "host": "127.0.0.1", "port": port}]},
             "panels": panels,

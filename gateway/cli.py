@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.config.files import check_files
+from gateway.config.files import center_key, check_files
 from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.runtime.logsetup import configure_logging
@@ -80,6 +80,12 @@ def _check(config: Path, cfg: GatewayConfig) -> int:
         print(f"config error: {problem}", file=sys.stderr)
     if problems:
         return 2
+    if cfg.commands.insecure:
+        print(
+            f"warning: {config}: [commands] allow_unsigned = true: commands and acks are not "
+            "authenticated (a bench only)",
+            file=sys.stderr,
+        )
     print(
         f"{config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
         f"{len(cfg.modules)} modules, {len(cfg.zones)} zones, {len(cfg.cameras)} cameras"
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         for panel in cfg.panels:
             panel.key()  # each panel's key is read now: a bad one stops the start here
+        if args.command == "run":
+            center_key(cfg, args.config)  # the center's key too (its encoding and length)
         if args.command == "check-config":
             return _check(args.config, cfg)
         if args.command == "status":

@@ -40,6 +40,7 @@ from gateway.camera.commands import camera_handlers
 from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
+from gateway.delivery.ack_auth import AckGate
 from gateway.delivery.acks import parse_ack, parse_stream_ack
 from gateway.delivery.escalation import Escalation
 from gateway.delivery.housekeeping import Housekeeping
@@ -48,7 +49,7 @@ from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.replay import replay_handlers
 from gateway.delivery.reports import append_unreported, restore_alarms
 from gateway.delivery.uplink import Uplink
-from gateway.errors import OutboxError, StateError
+from gateway.errors import ConfigError, OutboxError, StateError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
 from gateway.events.observation import Observation, utcnow
 from gateway.ops.server import OpsServer
@@ -94,6 +95,7 @@ class Gateway:
             once ``ready``; ``pollers`` are the modules' pollers by module id.
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
+        ack_gate: admits only signed acks (counts and logs the others).
         metrics: this gateway's Prometheus registry and live counters.
         progress: the critical tasks the watchdog watches.
         ops: the local status and metrics endpoint (None with ``[metrics] enabled = false``).
@@ -115,6 +117,7 @@ class Gateway:
     engine: ZoneEngine | None = None
     alarm: AlarmSystem | None = None
     commands: CommandProcessor | None = None
+    ack_gate: AckGate | None = None
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
@@ -147,6 +150,8 @@ class Gateway:
 
         Raises:
             OutboxError: the outbox cannot be opened (locked, unreadable).
+            ConfigError: the center's key cannot be read, or there is none and the
+                config does not say ``allow_unsigned`` (a config built in code).
         """
         cfg = self.cfg
         path = self.outbox_path or cfg.outbox.path
@@ -205,10 +210,29 @@ class Gateway:
                 writer=self.modules.write_output,
             )
             self.engine = self.alarm.zones
+            key = cfg.commands.key()
+            if key is None and not cfg.commands.allow_unsigned:  # never unsigned by accident
+                raise ConfigError(
+                    "no key: commands and acks must be signed",
+                    file="(config)",
+                    field="commands.hmac_key_file",
+                )
+            if key is None:
+                log.warning(
+                    "commands.unsigned_allowed",
+                    insecure=cfg.commands.insecure,
+                    hint="[commands] allow_unsigned = true: anyone on the broker can send "
+                    "commands and acks; a bench only",
+                )
+            self.ack_gate = AckGate(
+                key,
+                f"{cfg.topic_prefix}/ack",
+                lambda reason: self.metrics.acks_refused.labels(reason).inc(),
+            )
             self.commands = CommandProcessor(
                 prefix=cfg.topic_prefix,
                 cfg=cfg.commands,
-                key=cfg.commands.key(),
+                key=key,
                 handlers={
                     **command_handlers(self.alarm),
                     **(camera_handlers(self.cameras) if self.cameras is not None else {}),
@@ -232,6 +256,8 @@ class Gateway:
                 on_puback=self.metrics.puback_seconds.observe,
             )
             keeper.figures.append(self.uplink.figures)
+            if cfg.commands.insecure:
+                keeper.figures.append(lambda: {"insecure": cfg.commands.insecure})
             keeper.figures.append(self.escalation.figures)
             refusals = UplinkFaultReporter(self.uplink.refusals, factory, emit, cfg.site.gateway)
             self.progress = Progress(cfg.watchdog.stall_s)
@@ -372,6 +398,8 @@ class Gateway:
         }
         if outbox.stream_change is not None:
             data["previous_stream"], data["new_stream_reason"] = outbox.stream_change
+        if insecure := self.cfg.commands.insecure:
+            data["insecure"] = insecure
         return await emit(
             factory.make(
                 "gateway.started",
@@ -472,7 +500,12 @@ class Gateway:
             self.uplink.set_state(device_id, state)
 
     async def _acked(self, payload: bytes) -> None:
-        """The center's ack (``gateway/delivery/acks.py``): by ids, by stream up to a seq."""
+        """The center's ack (``gateway/delivery/acks.py``): by ids, by stream up to a seq.
+
+        Only a signed ack counts (``gateway/delivery/ack_auth.py``): an unsigned or
+        forged one is ignored, so its events stay open and are re-sent."""
+        if self.ack_gate is None or not self.ack_gate.admit(payload):
+            return
         ids = parse_ack(payload)
         through = parse_stream_ack(payload)
         if self.outbox is None or (not ids and through is None):

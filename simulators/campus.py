@@ -88,7 +88,7 @@ async def run_campus(
         devices = campus_devices(cfg, modules, cameras, panels)
         if devices.app is not None:
             stack.push_async_callback(devices.app.close)
-        center = CenterConsole(host, port, jsonl_path=events_jsonl)
+        center = CenterConsole(host, port, jsonl_path=events_jsonl, key=cfg.commands.key())
         await stack.enter_async_context(center)
         log_path = work / "gateway.log"
         gateway = await _start_gateway(config, f"{host}:{port}", work / "outbox.sqlite", log_path)

@@ -35,6 +35,7 @@ from jsonschema.exceptions import best_match
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.commands.signing import SIGNATURE_FIELD, sign
 from gateway.events.model import event_json_schema
 from simulators.center_report import SeqTracker, format_event
 
@@ -70,7 +71,8 @@ class CenterConsole:
 
     Every message on an events topic with a string ``id`` is acked, valid or not
     and first delivery or not (a re-send means our last ack was lost). Acks for
-    one gateway are batched for ``ack_delay`` seconds into ``{"ids": [...]}``.
+    one gateway are batched for ``ack_delay`` seconds into ``{"ids": [...], "center":
+    <identifier>}``, signed with ``key`` (the gateway ignores unsigned acks).
 
     Args:
         host: broker host.
@@ -87,6 +89,8 @@ class CenterConsole:
         backoff_initial: first reconnect delay in seconds; doubled up to ``backoff_max``.
         backoff_max: longest reconnect delay in seconds.
         connect_timeout: seconds ``async with`` waits for the first subscription.
+        key: the site key the acks are signed with (HMAC-SHA256 over RFC 8785 JSON);
+            None sends unsigned acks (a gateway with ``allow_unsigned`` only).
 
     Attributes:
         events: every accepted (schema-valid) event, first delivery only, in arrival order.
@@ -116,6 +120,7 @@ class CenterConsole:
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
         connect_timeout: float = 10.0,
+        key: bytes | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -130,6 +135,7 @@ class CenterConsole:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.connect_timeout = connect_timeout
+        self.key = key
 
         self.events: list[dict[str, Any]] = []
         self.heartbeats: list[dict[str, Any]] = []
@@ -434,13 +440,21 @@ class CenterConsole:
             self._acks_in_flight = True
             try:
                 for topic, ids in list(batch.items()):
-                    await client.publish(topic, json.dumps({"ids": ids}), qos=1)
+                    await client.publish(topic, self._ack_payload(topic, ids), qos=1)
                     del batch[topic]
                     self.acked_ids.extend(ids)
             finally:
                 self._acks_in_flight = False
                 self._requeue_acks(batch)
             await self._notify()
+
+    def _ack_payload(self, topic: str, ids: list[str]) -> bytes:
+        """``{"ids": [...], "center": <client id>[, "signature"]}``, signed with the site
+        key when the console has one (``docs/center-protocol.md`` "Acks")."""
+        body: dict[str, Any] = {"ids": ids, "center": self.identifier}
+        if self.key is not None:
+            body[SIGNATURE_FIELD] = sign(self.key, topic, body)
+        return json.dumps(body, ensure_ascii=False).encode()
 
     def _acks_unsent(self) -> bool:
         """True while some ack is pending or being published."""

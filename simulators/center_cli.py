@@ -8,6 +8,8 @@ import io
 import sys
 from pathlib import Path
 
+from gateway.config.keys import read_key
+from gateway.errors import ConfigError
 from simulators.center import CenterConsole
 
 
@@ -29,6 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--identifier", help="MQTT client id (default: random)")
     parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="the site key the acks are signed with (a gateway ignores unsigned acks "
+        "unless its config says allow_unsigned = true)",
+    )
+    parser.add_argument(
+        "--key-encoding",
+        choices=["hex", "base64", "raw"],
+        default="hex",
+        help="how FILE holds the key, as [commands] hmac_key_encoding (default hex)",
+    )
+    parser.add_argument(
         "--persistent", action="store_true", help="keep the MQTT session across restarts"
     )
     return parser
@@ -39,7 +54,15 @@ async def run_center_cli(args: argparse.Namespace) -> int:
 
     Returns:
         0 when every event was valid and no ``seq`` is missing, else 1.
+
+    Raises:
+        ConfigError: ``--key-file`` cannot be read or is not in ``--key-encoding``.
     """
+    key = None
+    if args.key_file is not None:
+        key = read_key(args.key_file, args.key_encoding, "--key-file")
+    else:
+        print("campus-sim center: no --key-file: acks are unsigned", file=sys.stderr)
     console = CenterConsole(
         args.host,
         args.port,
@@ -48,6 +71,7 @@ async def run_center_cli(args: argparse.Namespace) -> int:
         watch=args.watch,
         persistent=args.persistent,
         jsonl_path=args.jsonl,
+        key=key,
     )
     console.start()
     try:
@@ -68,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(encoding="utf-8")
     try:
         return asyncio.run(run_center_cli(args))
+    except ConfigError as exc:
+        print(f"campus-sim center: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

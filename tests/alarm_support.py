@@ -27,11 +27,13 @@ from gateway.events.observation import AnalogChanged, DeviceHealth, InputChanged
 from gateway.runtime.state import StateWrite
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import ManualClock
-from tests.helpers import assert_valid_event
+from tests.helpers import SIGNED_COMMANDS_TOML, assert_valid_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-SCHOOL = """
+SCHOOL = (
+    SIGNED_COMMANDS_TOML
+    + """
 [site]
 id = "s1"
 gateway = "gw1"
@@ -155,6 +157,7 @@ zones = ["I1"]
 areas = ["PERIM"]
 duration_s = 60
 """
+)
 
 REST = {"io": {1: True, 2: True, 3: True, 5: True, 6: True, 7: True}, "ai": {0: 12000}}
 """Every input at rest: NC loops closed, EOL in its normal band."""

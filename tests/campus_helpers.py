@@ -20,10 +20,10 @@ from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
 from simulators.modules import relocate, simulated_modules
-from tests.helpers import REPO_ROOT, assert_valid_event
+from tests.helpers import REPO_ROOT, TEST_KEY, assert_valid_event, signed_center
 
 DEMO_CONFIG = REPO_ROOT / "config" / "demo.toml"
-KEY = (REPO_ROOT / "config" / "demo-center.key").read_bytes().strip()
+KEY = TEST_KEY
 """The demo site's command key (``config/demo-center.key``)."""
 
 
@@ -122,7 +122,7 @@ async def demo_gateway(
     online at the center; every event the center got is checked against the schema."""
     cfg = cfg or demo_config_on(broker.port, modules)
     async with (
-        CenterConsole(host=broker.host, port=broker.port) as center,
+        signed_center(host=broker.host, port=broker.port) as center,
         CommandSender(broker.host, broker.port, "demo-school", "gw1", key=KEY) as commands,
         running(cfg, outbox_path=outbox) as gateway,
     ):

@@ -6,16 +6,32 @@ package belong in that package's tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from simulators.broker import MosquittoBroker
-from tests.helpers import REALDATA_PATH, BrokerFactory, assert_valid_event, free_port
+from tests.helpers import (
+    REALDATA_PATH,
+    BrokerFactory,
+    assert_valid_event,
+    free_port,
+    take_consoles,
+)
 
 __all__ = ["BrokerFactory", "assert_valid_event", "free_port"]
+
+
+@pytest.fixture(autouse=True)
+def every_event_validates() -> Iterator[None]:
+    """Every event a test's center console received validates against the strict schema
+    (``gateway/events/event.schema.json``): the console rejects any that does not."""
+    take_consoles()
+    yield
+    rejected = [r for console in take_consoles() for r in console.rejected]
+    assert not rejected, f"events the schema refused: {rejected[:3]}"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from gateway.config.modbus_profiles import PROFILES
 from gateway.config.root import GatewayConfig, load_config
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
+from tests.helpers import TEST_KEY_FILE
 from tests.power_cut_support import MODULE, Daemon
 
 INTRUSION = list(range(10))
@@ -27,6 +28,9 @@ PANIC = list(range(10, 16))
 
 _TEMPLATE = (
     """
+[commands]
+hmac_key_file = "{key_file}"
+
 [site]
 id = "fault-school"
 gateway = "gw1"
@@ -98,7 +102,9 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
     values.update(overrides)
     keepalive = values["keepalive"]
     values["keepalive"] = "" if keepalive is None else f"keepalive = {keepalive}"
-    text = _TEMPLATE.format(broker_port=broker_port, module_port=module_port, **values)
+    text = _TEMPLATE.format(
+        broker_port=broker_port, module_port=module_port, key_file=TEST_KEY_FILE, **values
+    )
     for channel in INTRUSION:
         text += _ZONE.format(
             id=f"Z{channel:02d}", name=f"教室{channel}", type="intrusion", input=channel

@@ -17,14 +17,46 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from simulators.broker import MosquittoBroker
+from simulators.center import CenterConsole
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENT_SCHEMA_PATH = REPO_ROOT / "gateway" / "events" / "event.schema.json"
 REALDATA_PATH = REPO_ROOT.parent / "shared" / "realdata"
 FIXTURES_PATH = REPO_ROOT / "tests" / "fixtures"
+TEST_KEY_FILE = REPO_ROOT / "config" / "demo-center.key"
+"""The site key of the demo and of every test config (hex): one key, so a test's
+center console acks any gateway the tests start."""
+TEST_KEY = bytes.fromhex(TEST_KEY_FILE.read_text(encoding="ascii"))
+SIGNED_COMMANDS: dict[str, Any] = {"hmac_key_file": str(TEST_KEY_FILE)}
+"""``[commands]`` of a test config: signed with :data:`TEST_KEY`."""
+SIGNED_COMMANDS_TOML = f'[commands]\nhmac_key_file = "{TEST_KEY_FILE}"\n'
 
 BrokerFactory = Callable[..., Awaitable[MosquittoBroker]]
 """What the ``mosquitto_factory`` fixture yields: ``await factory(persistence=True)``."""
+
+
+_CONSOLES: list[CenterConsole] = []
+"""The consoles made by :func:`signed_center` in the running test (``conftest.py``
+checks after each test that none of them rejected an event, then forgets them)."""
+
+
+def signed_center(*args: Any, **kwargs: Any) -> CenterConsole:
+    """A :class:`CenterConsole` whose acks are signed with :data:`TEST_KEY`.
+
+    Every event it receives is validated against ``gateway/events/event.schema.json``;
+    the ``every_event_validates`` fixture fails the test when one was rejected.
+    """
+    kwargs.setdefault("key", TEST_KEY)
+    console = CenterConsole(*args, **kwargs)
+    _CONSOLES.append(console)
+    return console
+
+
+def take_consoles() -> list[CenterConsole]:
+    """The consoles :func:`signed_center` made since the last call (and forget them)."""
+    consoles = list(_CONSOLES)
+    _CONSOLES.clear()
+    return consoles
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -7,13 +7,20 @@ from typing import Any
 from hypothesis import strategies as st
 
 
-def json_values(*, allow_nan: bool = True, max_leaves: int = 12) -> st.SearchStrategy[Any]:
-    """Any JSON value: scalars, lists and objects nested a few levels."""
+def json_values(
+    *, allow_nan: bool = True, max_leaves: int = 12, i_json: bool = False
+) -> st.SearchStrategy[Any]:
+    """Any JSON value: scalars, lists and objects nested a few levels.
+
+    ``i_json``: only what RFC 7493 I-JSON (so RFC 8785, so a signature) can carry:
+    integers within ±(2^53 - 1), finite numbers.
+    """
+    limit = 2**53 - 1
     scalars = (
         st.none()
         | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=allow_nan)
+        | (st.integers(-limit, limit) if i_json else st.integers())
+        | st.floats(allow_nan=allow_nan and not i_json, allow_infinity=not i_json)
         | st.text(max_size=20)
     )
     return st.recursive(

@@ -17,6 +17,7 @@ from gateway.config.root import GatewayConfig
 from gateway.daemon import Gateway, running
 from gateway.events.observation import DeviceHealth, utcnow
 from gateway.events.panel_observation import PanelMessage, PanelObservation, PanelRejected
+from tests.helpers import SIGNED_COMMANDS
 
 PANIC_ZONE_NAME = "东门红外"
 ACCOUNT = "1234"
@@ -57,6 +58,7 @@ def site_config(
         listen.append({"protocol": "udp", "host": "127.0.0.1", "port": udp_port})
     return GatewayConfig.model_validate(
         {
+            "commands": SIGNED_COMMANDS,
             "site": {"id": "dc09-school", "gateway": "gw1"},
             "broker": {"host": "127.0.0.1", "port": broker_port},
             "areas": [{"id": "TEACH", "name": "教学行政区"}],

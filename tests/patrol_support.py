@@ -17,7 +17,7 @@ from gateway.events.patrol_observation import PatrolHit, PatrolObservation
 from gateway.patrol.engine import TourEngine
 from gateway.patrol.plan import Plan
 from gateway.runtime.state_store import StateStore
-from tests.helpers import assert_valid_event
+from tests.helpers import SIGNED_COMMANDS, assert_valid_event
 
 TZ = ZoneInfo("Asia/Shanghai")
 NIGHT = dt.datetime(2026, 11, 29, 20, 0, tzinfo=TZ)
@@ -62,7 +62,11 @@ def night_config(**patrol: Any) -> GatewayConfig:
     }
     raw_patrol.update(patrol)
     return GatewayConfig.model_validate(
-        {"site": {"id": "test-school", "gateway": "gw1"}, "patrol": raw_patrol}
+        {
+            "commands": SIGNED_COMMANDS,
+            "site": {"id": "test-school", "gateway": "gw1"},
+            "patrol": raw_patrol,
+        }
     )
 
 

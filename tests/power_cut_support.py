@@ -27,17 +27,14 @@ from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
 from tests.camera_support import PictureReceiver, picture_receiver
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, TEST_KEY, TEST_KEY_FILE, signed_center
 
 T = TypeVar("T")
-
-CENTER_KEY = "power-cut-test-key-0123456789abcdef"
 
 
 def site_toml(tmp_path: Path, broker_port: int, *, site: str = "cut-school") -> str:
     """``[site]``, ``[broker]``, ``[outbox]`` (in ``tmp_path``), ``[commands]`` (signed)."""
-    key = tmp_path / "center.key"
-    key.write_text(CENTER_KEY, encoding="utf-8")
+    key = TEST_KEY_FILE
     return f"""
 [site]
 id = "{site}"
@@ -322,11 +319,9 @@ async def camera_campus(
             text += f'\n[[linkage]]\nzone = "{linked}"\ncameras = ["{cam_id}"]\n'
         config = write_toml(tmp_path, text)
         async with (
-            CenterConsole(broker.host, broker.port) as center,
+            signed_center(broker.host, broker.port) as center,
             picture_receiver(broker.host, broker.port, f"pictures-{cam_id}") as pictures,
-            CommandSender(
-                broker.host, broker.port, "cut-school", "gw1", key=CENTER_KEY.encode()
-            ) as sender,
+            CommandSender(broker.host, broker.port, "cut-school", "gw1", key=TEST_KEY) as sender,
             Daemon(config, tmp_path) as daemon,
         ):
             yield Campus(module, cam, center, pictures, sender, daemon, tmp_path / "outbox.sqlite")

@@ -7,12 +7,13 @@ A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
 1. came as a retained message (``retained``: a command must never act again
    because a broker replays it to a new subscription);
 2. is not a JSON object of at most 16 KiB, nested at most 16 deep (objects and
-   arrays), with a non-empty ``correlation_id`` (``invalid``; the depth is
-   checked on the bytes before decoding, so a hostile payload can never
-   overflow the decoder's or the event writer's stack);
-3. has no valid HMAC-SHA256 ``signature`` while ``[commands] hmac_key_file`` is
-   set (``bad_signature``; :mod:`gateway.commands.signing`);
-4. has bad times: not RFC 3339 with a zone, ``issued_at`` later than
+   arrays), with a non-empty ``correlation_id``, naming no member twice
+   (``invalid``; the depth is checked on the bytes before decoding, so a hostile
+   payload can never overflow the decoder's or the event writer's stack);
+3. has no valid HMAC-SHA256 ``signature`` (``bad_signature``;
+   :mod:`gateway.commands.signing`; not checked only when the config says
+   ``[commands] allow_unsigned = true``, a bench);
+4. has bad times: not RFC 3339 with a zone (``T``/``Z`` in either case), ``issued_at`` later than
    ``clock_skew_s`` ahead, ``expires_at`` not after ``issued_at`` or more than
    ``max_ttl_s`` after it (``invalid``), or ``expires_at`` already past (``expired``);
 5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay);
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,10 +38,10 @@ from typing import Any
 
 import structlog
 
-from gateway.commands.signing import SIGNATURE_FIELD, verify
+from gateway.commands.signing import SIGNATURE_FIELD, loads, verify
 from gateway.config.alarm import CommandsConfig
 from gateway.errors import CommandRefused, GatewayError
-from gateway.events.model import Emit, EventFactory, rfc3339
+from gateway.events.model import Emit, EventFactory, parse_rfc3339, rfc3339
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import Clock
 
@@ -82,7 +82,7 @@ class CommandProcessor:
     Args:
         prefix: the topic prefix ``campus/v1/<site>/<gateway>`` (signatures cover the topic).
         cfg: ``[commands]``.
-        key: the HMAC key, or None when commands are not signed.
+        key: the HMAC key, or None when commands are not signed (``allow_unsigned``).
         handlers: command name → handler.
         factory, emit: make and store the ``command.result`` audit events.
         clock: the rules' time.
@@ -252,8 +252,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
             f"payload nested {depth} deep, more than {MAX_DEPTH}", reason="invalid"
         )
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:  # DuplicateKeyError too
         raise CommandRefused(f"payload is not JSON: {exc}", reason="invalid") from exc
     if not isinstance(body, dict):
         raise CommandRefused("payload is not a JSON object", reason="invalid")
@@ -286,14 +286,13 @@ def _nesting(payload: bytes) -> int:
 def _time(body: Mapping[str, Any], field: str, name: str) -> datetime:
     text = body.get(field)
     try:
-        value = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+        if not isinstance(text, str):
+            raise ValueError(field)
+        return parse_rfc3339(text)
+    except ValueError as exc:
         raise CommandRefused(
             f"{field} must be an RFC 3339 time with a zone", command=name, reason="invalid"
-        )
-    return value
+        ) from exc
 
 
 _SEEN_KEY = "commands_seen"

@@ -28,7 +28,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Ident, Strict, read_secret
+from gateway.config.base import Ident, Strict
+from gateway.config.keys import KeyEncoding, read_key
 
 ZoneType = Literal["panic", "intrusion", "perimeter", "tamper", "technical"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -272,25 +273,59 @@ class WalkTestConfig(Strict):
 
 
 class CommandsConfig(Strict):
-    """``[commands]``: what the center may send on ``<prefix>/cmd/<name>``.
+    """``[commands]``: what the center may send on ``<prefix>/cmd/<name>`` and ``<prefix>/ack``.
 
-    ``hmac_key_file``: the per-site key; when set, every command must carry a
-    valid HMAC-SHA256 ``signature`` (see :mod:`gateway.commands.signing`). Relative
-    paths are resolved against the config file; the key never reaches a log.
+    ``hmac_key_file``: the per-site key. Every command and every ack must carry a
+    valid HMAC-SHA256 ``signature`` under it (:mod:`gateway.commands.signing`).
+    Relative paths are resolved against the config file; the key never reaches a log.
+    A config without it is refused (field ``commands.hmac_key_file``) unless
+    ``allow_unsigned = true`` is written.
+    ``hmac_key_encoding``: how the file holds the key: ``"hex"`` (default),
+    ``"base64"`` or ``"raw"`` (rules in :mod:`gateway.config.keys`; nothing is
+    stripped silently).
+    ``allow_unsigned``: bench only. Commands and acks are taken unsigned; the
+    gateway warns at start and says ``"insecure"`` in ``gateway.started`` and
+    every heartbeat. Refused together with a key file (one or the other).
     ``max_ttl_s``: longest ``expires_at - issued_at`` accepted. ``clock_skew_s``:
     how far in the future ``issued_at`` may be.
     """
 
     hmac_key_file: Path | None = None
+    hmac_key_encoding: KeyEncoding = "hex"
+    allow_unsigned: bool = False
     max_ttl_s: float = Field(default=600.0, gt=0, le=86_400)
     clock_skew_s: float = Field(default=30.0, ge=0, le=3600)
 
+    def problem(self) -> tuple[str, str] | None:
+        """(field, message) when the signing settings are not usable, else None."""
+        if self.hmac_key_file is None and not self.allow_unsigned:
+            return (
+                "commands.hmac_key_file",
+                "required: the center's commands and acks must be signed; make a key with "
+                "'openssl rand -hex 32 > center.key' and set [commands] hmac_key_file, or "
+                "write allow_unsigned = true (a bench only: anyone on the broker can disarm)",
+            )
+        if self.hmac_key_file is not None and self.allow_unsigned:
+            return (
+                "commands.allow_unsigned",
+                "allow_unsigned = true with an hmac_key_file: choose one "
+                "(remove allow_unsigned to sign, or the key file for a bench)",
+            )
+        return None
+
+    @property
+    def insecure(self) -> list[str]:
+        """What this config leaves unauthenticated (``gateway.started`` and the heartbeat
+        say so): ``["unsigned_commands", "unsigned_acks"]`` or ``[]``."""
+        return ["unsigned_commands", "unsigned_acks"] if self.allow_unsigned else []
+
     def key(self) -> bytes | None:
-        """The HMAC key (file content, surrounding whitespace stripped), or None.
+        """The HMAC key, decoded as ``hmac_key_encoding`` says; None with ``allow_unsigned``.
 
         Raises:
-            ConfigError: the file cannot be read or is empty (the key is never shown).
+            ConfigError: the file cannot be read, is not in its encoding, or the key is
+                under 32 bytes (the key is never shown).
         """
         if self.hmac_key_file is None:
             return None
-        return read_secret(self.hmac_key_file, "commands.hmac_key_file", "the HMAC key")
+        return read_key(self.hmac_key_file, self.hmac_key_encoding, "commands.hmac_key_file")

@@ -49,7 +49,8 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
     Each error names the config file, the line and field that point to the file,
     and the file's path. Checks: the file exists, is a regular file, can be read
     by this user and is not empty; TLS files load with :mod:`ssl` (CA bundle,
-    certificate with its key).
+    certificate with its key); the center's key decodes as ``hmac_key_encoding``
+    says (:func:`center_key`).
     """
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -60,6 +61,11 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
         problem = _readable(path)
         if problem is not None:
             problems.append(_error(config_path, text, field, shown, f"{path}: {problem}"))
+    if not problems:
+        try:
+            center_key(cfg, config_path)
+        except ConfigError as exc:
+            problems.append(exc)
     tls = cfg.broker.tls
     if tls is not None and not problems:
         bad_tls = _tls_problem(tls.ca_file, tls.cert_file, tls.key_file)
@@ -67,6 +73,26 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
             field, message = bad_tls
             problems.append(_error(config_path, text, field, field, message))
     return problems
+
+
+def center_key(cfg: GatewayConfig, config_path: Path) -> bytes | None:
+    """The center's site key (None with ``allow_unsigned``), read as ``run`` reads it.
+
+    Raises:
+        ConfigError: the key file cannot be read, is not in its encoding or is too
+            short; the error names the config file, the line of ``hmac_key_file``
+            and the key file (never the key).
+    """
+    try:
+        return cfg.commands.key()
+    except ConfigError as exc:
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        message = str(exc).split(": commands.hmac_key_file: ", 1)[-1]
+        field = "commands.hmac_key_file"
+        raise _error(config_path, text, field, field, f"{exc.file}: {message}") from exc
 
 
 def _readable(path: Path) -> str | None:

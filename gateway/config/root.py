@@ -201,6 +201,9 @@ class GatewayConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_check(self) -> GatewayConfig:
+        signing = self.commands.problem()
+        if signing is not None:
+            raise _FieldError(*signing)
         _unique("modules", [m.id for m in self.modules])
         _unique("zones", [z.id for z in self.zones])
         modules = {m.id: m for m in self.modules}
@@ -359,9 +362,12 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         )
         broker = broker.model_copy(update={"tls": tls})
     cameras = [camera.resolved(base) for camera in cfg.cameras]
-    commands = cfg.commands.model_copy(update={"hmac_key_file": fix(cfg.commands.hmac_key_file)})
+    # An absolute path stays as written (fix() gives None for it: never lose a key file).
+    key_file = cfg.commands.hmac_key_file
+    commands = cfg.commands.model_copy(update={"hmac_key_file": fix(key_file) or key_file})
     panels = [panel.resolved(base) for panel in cfg.panels]
-    bench = cfg.bench.model_copy(update={"password_file": fix(cfg.bench.password_file)})
+    password_file = cfg.bench.password_file
+    bench = cfg.bench.model_copy(update={"password_file": fix(password_file) or password_file})
     return cfg.model_copy(
         update={
             "outbox": outbox,

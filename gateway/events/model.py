@@ -8,9 +8,10 @@ that stores it. ``gateway/events/event.schema.json`` is the JSON Schema every te
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Literal
 
@@ -29,6 +30,38 @@ Emit = Callable[["Event"], Awaitable["Event"]]
 def rfc3339(t: datetime) -> str:
     """UTC time as RFC 3339 with milliseconds and ``Z`` (``2026-11-29T07:00:00.123Z``)."""
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An RFC 3339 ``date-time`` (§5.6) as an aware datetime.
+
+    ``T`` and ``Z`` may be written in either case (§5.6 NOTE); the offset is
+    required (``Z`` or ``±hh:mm``); a fraction is kept to the microsecond. A leap
+    second (``:60``) is refused: Python has no such time.
+
+    Raises:
+        ValueError: ``text`` is not an RFC 3339 date-time (a space for ``T``, no
+            zone, a basic ISO 8601 form, an impossible date).
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 date-time: {text[:40]!r}")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    if match.group(8):
+        zone = UTC
+    else:
+        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+        if offset >= timedelta(hours=24):
+            raise ValueError(f"offset out of range: {text[:40]!r}")
+        zone = timezone(-offset if match.group(9) == "-" else offset)
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ class GatewayMetrics:
         events: ``campus_gateway_events_total{type, priority}``: events stored.
         commands: ``campus_gateway_commands_total{result, reason}``: ``result`` is
             ``accepted`` or ``refused``.
+        acks_refused: ``campus_gateway_acks_refused_total{reason}``: acks ignored as
+            ``malformed``, ``unsigned`` or ``bad_signature`` (:mod:`gateway.delivery.ack_auth`).
         puback_seconds: publish → PUBACK, per outbox row.
         center_ack_seconds: alarm stored → the center's ack (end to end, so an
             outage shows as long acks).
@@ -57,6 +59,12 @@ class GatewayMetrics:
             f"{PREFIX}_commands",
             "Commands from the center, accepted or refused, by reason",
             ["result", "reason"],
+            registry=reg,
+        )
+        self.acks_refused = Counter(
+            f"{PREFIX}_acks_refused",
+            "Acks from the center ignored: malformed, unsigned or badly signed",
+            ["reason"],
             registry=reg,
         )
         self.puback_seconds = Histogram(

@@ -25,8 +25,8 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
-from tests.helpers import assert_valid_event, eventually
-from tests.power_cut_support import CENTER_KEY, Daemon, module_toml, retry, site_toml, write_toml
+from tests.helpers import TEST_KEY, assert_valid_event, eventually, signed_center
+from tests.power_cut_support import Daemon, module_toml, retry, site_toml, write_toml
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -72,9 +72,9 @@ async def test_arm_bypass_and_a_latched_panic_hold_across_a_sigkill_after_each(
             site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
         )
         async with (
-            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            signed_center(mosquitto.host, mosquitto.port) as center,
             CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
             ) as sender,
             Daemon(config, tmp_path) as daemon,
         ):
@@ -128,9 +128,9 @@ async def test_a_panic_the_state_store_never_saw_is_still_latched_after_a_sigkil
             tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
         )
         async with (
-            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            signed_center(mosquitto.host, mosquitto.port) as center,
             CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
             ) as sender,
             Daemon(config, tmp_path) as daemon,
         ):
@@ -177,9 +177,9 @@ async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_r
             site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
         )
         async with (
-            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            signed_center(mosquitto.host, mosquitto.port) as center,
             CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
             ) as sender,
             Daemon(config, tmp_path) as daemon,
         ):
@@ -227,9 +227,9 @@ async def test_a_sigkill_at_any_moment_of_a_panic_loses_neither_the_alarm_nor_it
             tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
         )
         async with (
-            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            signed_center(mosquitto.host, mosquitto.port) as center,
             CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=CENTER_KEY.encode()
+                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
             ) as sender,
             Daemon(config, tmp_path) as daemon,
         ):

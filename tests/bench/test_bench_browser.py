@@ -19,13 +19,12 @@ from gateway.config.root import load_config
 from gateway.daemon import Gateway, running
 from simulators.broker import MosquittoBroker
 from simulators.camera.fleet import simulated_cameras
-from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
 from simulators.scenario import CameraStep, PatrolStep, Scenario, campus_devices, play
 from tests.browser_support import Browser, browser
 from tests.campus_helpers import DEMO_CONFIG, KEY, demo_config_on, simulated_campus
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, free_port, signed_center
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,7 +81,7 @@ async def test_the_bench_page_in_chromium(mosquitto: MosquittoBroker, tmp_path: 
             cfg = demo_config_on(mosquitto.port, modules, cameras=cameras, patrol_port=free_port())
             devices = campus_devices(cfg, modules, cameras)
             async with (
-                CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+                signed_center(host=mosquitto.host, port=mosquitto.port) as center,
                 running(cfg, outbox_path=tmp_path / "o.sqlite") as gateway,
             ):
                 online = {*modules, *cameras}

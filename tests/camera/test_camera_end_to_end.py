@@ -25,7 +25,7 @@ from simulators.camera.server import SimulatedCamera
 from simulators.center import CenterConsole
 from tests.camera_support import camera_config, camera_options, eventually, picture_receiver
 from tests.campus_helpers import demo_config_on, simulated_campus
-from tests.helpers import assert_valid_event
+from tests.helpers import SIGNED_COMMANDS, assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,6 +42,7 @@ def with_cameras(
 def bare_config(broker_port: int, cameras: Sequence[CameraConfig]) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
+            "commands": SIGNED_COMMANDS,
             "site": {"id": "cam-school", "gateway": "gw1"},
             "broker": {"port": broker_port},
             "metrics": {"port": 0},
@@ -73,7 +74,7 @@ async def one_camera(
     async with SimulatedCamera(camera_options("gate-cam", clock_offset_s=-120)) as cam:
         cfg = bare_config(mosquitto.port, [camera_config(cam, tmp_path)])
         async with (
-            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            signed_center(host=mosquitto.host, port=mosquitto.port) as center,
             running(cfg, outbox_path=tmp_path / "outbox.sqlite"),
         ):
             await wait_event(center, "device.online", "gate-cam", "instant")
@@ -131,7 +132,7 @@ async def test_zone_alarm_linked_to_two_cameras_delivers_two_hashed_pictures(
     await broker.start()
     # The center's and the picture receiver's sessions exist before the alarm.
     async with (
-        CenterConsole(host=broker.host, port=broker.port, identifier="center-1", persistent=True),
+        signed_center(host=broker.host, port=broker.port, identifier="center-1", persistent=True),
         picture_receiver(broker.host, broker.port, "pictures-1"),
     ):
         pass
@@ -157,7 +158,7 @@ async def test_zone_alarm_linked_to_two_cameras_delivers_two_hashed_pictures(
             if broker_down:
                 await broker.start()
             async with (
-                CenterConsole(
+                signed_center(
                     host=broker.host, port=broker.port, identifier="center-1", persistent=True
                 ) as center,
                 picture_receiver(broker.host, broker.port, "pictures-1") as pictures,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, line_of
+from tests.helpers import REPO_ROOT, SIGNED_COMMANDS_TOML, line_of
 from tests.tls_support import make_pki
 
 DEMO = REPO_ROOT / "config" / "demo.toml"
-SECRET = "s3cret-Pa55-do-not-print"
+SECRET = "s3cret-Pa55-do-not-print-0123456789"  # 35 bytes: a raw HMAC key needs 32
 
 
 def _config(tmp_path: Path, text: str) -> Path:
@@ -40,6 +40,7 @@ username = "gw"
 
 [commands]
 hmac_key_file = "center.key"
+hmac_key_encoding = "raw"
 
 [[cameras]]
 id = "gate-cam"
@@ -95,7 +96,8 @@ def test_tls_files_must_parse(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text(f"-----BEGIN CERTIFICATE-----\n{SECRET}\n")
     path = _config(
         tmp_path,
-        '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\nca_file = "ca.pem"\n',
+        '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\nca_file = "ca.pem"\n'
+        + SIGNED_COMMANDS_TOML,
     )
     out = _check(path)
     assert out.returncode == 2
@@ -108,7 +110,7 @@ def test_a_client_certificate_with_a_foreign_key_is_refused(tmp_path: Path) -> N
     text = (
         '[site]\nid = "s"\ngateway = "g"\n\n[broker.tls]\n'
         f'ca_file = "{pki["ca"]}"\ncert_file = "{pki["server"]}"\n'
-        f'key_file = "{pki["key"].with_name("other-ca.key")}"\n'
+        f'key_file = "{pki["key"].with_name("other-ca.key")}"\n' + SIGNED_COMMANDS_TOML
     )
     out = _check(_config(tmp_path, text))
     assert out.returncode == 2

@@ -21,7 +21,7 @@ def _variant(tmp_path: Path, old: str, new: str) -> Path:
     assert old in text, old
     path = tmp_path / "variant.toml"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    (tmp_path / "demo-center.key").write_text("k\n", encoding="utf-8")
+    (tmp_path / "demo-center.key").write_text("00" * 32 + "\n", encoding="utf-8")
     return path
 
 
@@ -66,10 +66,11 @@ def test_the_hmac_key_file_is_read_relative_to_the_config_and_never_shown(
         cfg.commands.key()
     assert info.value.field == "commands.hmac_key_file"
     (tmp_path / "k.key").write_text("  \n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="empty"):
+    with pytest.raises(ConfigError, match="only hex digits") as info:
         cfg.commands.key()
-    (tmp_path / "k.key").write_text("s3cret-site-key\n", encoding="utf-8")
-    assert cfg.commands.key() == b"s3cret-site-key"
+    (tmp_path / "k.key").write_text("ab" * 32 + "\n", encoding="utf-8")
+    assert cfg.commands.key() == b"\xab" * 32
+    assert "ab" * 32 not in str(info.value)
 
 
 def test_driver_settings_come_from_zones_and_their_type_defaults() -> None:

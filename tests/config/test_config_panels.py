@@ -11,9 +11,11 @@ import pytest
 
 from gateway.config.root import load_config
 from gateway.errors import ConfigError
-from tests.helpers import REPO_ROOT, line_of
+from tests.helpers import REPO_ROOT, SIGNED_COMMANDS_TOML, line_of
 
-SITE = """
+SITE = (
+    SIGNED_COMMANDS_TOML
+    + """
 [site]
 id = "dc09-school"
 gateway = "gw1"
@@ -51,6 +53,7 @@ id = "west"
 account = "ABCD"
 supervision_s = 90
 """
+)
 
 
 def _write(tmp_path: Path, text: str = SITE, key: str = "0123456789ABCDEF") -> Path:

@@ -13,12 +13,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from gateway.commands.signing import sign
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from tests.fault_support import PANIC, alarms, campus_config, module, row_states, wait_until
-from tests.helpers import assert_valid_event
+from tests.helpers import TEST_KEY, assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,7 +49,7 @@ async def test_a_fault_the_broker_took_while_no_center_listened_reaches_a_later_
             faults = {i for _, i, _, _ in row_states(outbox, "fault.")}
             # The broker accepted them (PUBACK) while nobody was subscribed: they are gone
             # from the broker. Only the gateway's re-sends can bring them to a center.
-            async with CenterConsole(broker.host, broker.port) as center:
+            async with signed_center(broker.host, broker.port) as center:
                 await center.wait_for(lambda: faults <= set(center.ids()), 20)
                 await wait_until(
                     lambda: all(acked for _, _, _, acked in row_states(outbox, "fault.")),
@@ -68,7 +68,7 @@ async def test_a_stream_ack_closes_every_event_up_to_its_seq_and_the_heartbeat_s
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, ack=False) as deaf,
+        signed_center(broker.host, broker.port, ack=False) as deaf,
     ):
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=1.0,
@@ -89,7 +89,8 @@ async def test_a_stream_ack_closes_every_event_up_to_its_seq_and_the_heartbeat_s
             assert isinstance(beat()["acked_up_to"], int) and beat()["acked_up_to"] < last
             assert beat()["heartbeat_s"] == 0.2
             async with aiomqtt.Client(broker.host, broker.port) as center:
-                ack = {"stream": stream, "up_to_seq": last}
+                ack: dict[str, object] = {"stream": stream, "up_to_seq": last}
+                ack["signature"] = sign(TEST_KEY, ACK, ack)
                 await center.publish(ACK, json.dumps(ack), qos=1)
             await deaf.wait_for(lambda: beat()["acked_up_to"] == last, 5)
             assert all(acked for _, _, _, acked in row_states(outbox, "alarm."))
@@ -114,7 +115,7 @@ async def test_a_center_that_was_away_catches_up_with_a_signed_replay(tmp_path: 
             held = [i for _, i, _, _ in row_states(outbox)]
             stream, last = gateway.outbox.stream, gateway.outbox.last_seq
             async with (
-                CenterConsole(broker.host, broker.port) as center,
+                signed_center(broker.host, broker.port) as center,
                 CommandSender(
                     broker.host, broker.port, "fault-school", "gw1", key=cfg.commands.key()
                 ) as sender,

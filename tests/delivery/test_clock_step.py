@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import (
     INTRUSION,
     PANIC,
@@ -23,6 +22,7 @@ from tests.fault_support import (
     module,
     write_config,
 )
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,7 +61,7 @@ async def test_a_60_s_wall_step_neither_resends_nor_escalates_an_unacked_alarm_e
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, ack=False) as deaf,
+        signed_center(broker.host, broker.port, ack=False) as deaf,
     ):
         config = write_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=30.0,

@@ -34,7 +34,7 @@ from tests.fault_support import (
     wait_until,
     write_config,
 )
-from tests.helpers import assert_valid_event
+from tests.helpers import assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,7 +62,7 @@ async def test_broker_restart_with_500_events_in_flight_loses_none(tmp_path: Pat
     async with (
         MosquittoBroker(tmp_path / "broker", persistence=True) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, identifier="center", persistent=True) as center,
+        signed_center(broker.host, broker.port, identifier="center", persistent=True) as center,
     ):
         # A restart can swallow what was PUBACKed but not yet handed to the center;
         # those alarms come back when their ack is overdue.
@@ -95,7 +95,7 @@ async def test_twelve_toggles_while_broker_down_all_arrive_in_order(tmp_path: Pa
     broker = MosquittoBroker(tmp_path / "broker", persistence=True)
     async with module() as sim:
         await broker.start()
-        async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+        async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
             pass  # the center's session exists before the gateway ever connects
         await broker.stop()
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
@@ -107,7 +107,7 @@ async def test_twelve_toggles_while_broker_down_all_arrive_in_order(tmp_path: Pa
                 "12 transitions stored",
             )
             await broker.start()
-            async with CenterConsole(
+            async with signed_center(
                 broker.host, broker.port, identifier="c", persistent=True
             ) as center:
                 await wait_until(lambda: len(alarms(center)) >= 12, 20, "12 transitions")
@@ -125,7 +125,7 @@ async def test_sigkilled_daemon_delivers_its_100_unconfirmed_events_after_restar
     outbox = tmp_path / "outbox.sqlite"
     async with module() as sim:
         await broker.start()
-        async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+        async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
             pass
         await broker.stop()
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
@@ -148,7 +148,7 @@ async def test_sigkilled_daemon_delivers_its_100_unconfirmed_events_after_restar
         before = stored_ids(outbox)
         await broker.start()
         async with (
-            CenterConsole(broker.host, broker.port, identifier="c", persistent=True) as center,
+            signed_center(broker.host, broker.port, identifier="c", persistent=True) as center,
             daemon_process(config, tmp_path / "daemon2.log"),
         ):
             await wait_until(lambda: len(alarms(center)) >= 100, 30, "100 delivered")
@@ -175,7 +175,7 @@ async def test_broker_restarted_without_persistence_every_unacked_alarm_is_sent_
         module() as sim,
     ):
         # The center subscribed once (persistent session), then went away.
-        async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+        async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
             pass
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=2.0
@@ -197,7 +197,7 @@ async def test_broker_restarted_without_persistence_every_unacked_alarm_is_sent_
                 "panics PUBACKed by the broker (queued for the absent center)",
             )
             await broker.restart()  # the queued messages and the session are gone
-            async with CenterConsole(broker.host, broker.port, identifier="c2") as center:
+            async with signed_center(broker.host, broker.port, identifier="c2") as center:
                 await wait_until(
                     lambda: len(alarms(center, "alarm.panic")) >= 6, 15, "panics re-sent"
                 )
@@ -220,7 +220,7 @@ async def test_five_flaps_in_twenty_seconds_lose_nothing_and_respect_the_window(
     async with (
         MosquittoBroker(tmp_path / "broker", persistence=True) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, identifier="c", persistent=True) as center,
+        signed_center(broker.host, broker.port, identifier="c", persistent=True) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port, window=window)
         async with running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway:
@@ -255,7 +255,7 @@ async def test_unacked_alarm_is_republished_with_its_id_until_the_center_acks(
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, ack=False) as deaf,
+        signed_center(broker.host, broker.port, ack=False) as deaf,
     ):
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=1.0
@@ -268,7 +268,7 @@ async def test_unacked_alarm_is_republished_with_its_id_until_the_center_acks(
             await wait_until(lambda: deaf.duplicates >= 2, 10, "re-published twice")
             assert {e["id"] for e in alarms(deaf, "alarm.panic")} == {panic["id"]}
             assert gateway.uplink.stats.republished_alarms >= 2
-            async with CenterConsole(broker.host, broker.port) as center:
+            async with signed_center(broker.host, broker.port) as center:
                 await wait_until(
                     lambda: panic["id"] in center.acked_ids, 5, "the real center acks it"
                 )
@@ -284,7 +284,7 @@ async def test_heartbeat_is_never_stored_and_state_is_republished_after_reconnec
     async with (
         MosquittoBroker(tmp_path / "broker", persistence=False) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, heartbeat_s=0.5

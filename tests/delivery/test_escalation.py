@@ -26,7 +26,7 @@ from tests.fault_support import (
     wait_until,
     write_config,
 )
-from tests.helpers import assert_valid_event
+from tests.helpers import assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,7 +54,7 @@ async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_re
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, ack=False) as deaf,
+        signed_center(broker.host, broker.port, ack=False) as deaf,
     ):
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=0.5,
@@ -78,7 +78,7 @@ async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_re
             assert len(_states(deaf, "active")) == 1
             assert gateway.escalation.figures() == {"escalated_alarms": 1, "escalations": 1}
             assert [acked for _, i, _, acked in row_states(outbox) if i == panic["id"]] == [False]
-            async with CenterConsole(broker.host, broker.port):  # a center that acks
+            async with signed_center(broker.host, broker.port):  # a center that acks
                 await deaf.wait_for(lambda: bool(_states(deaf, "cleared")), 10)
             [cleared] = _states(deaf, "cleared")
             assert cleared["data"]["incident"] == raised["data"]["incident"]

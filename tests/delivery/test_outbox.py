@@ -22,7 +22,7 @@ def _panic(n: int):  # type: ignore[no-untyped-def]
 
 
 def _beat(n: int):  # type: ignore[no-untyped-def]
-    return FACTORY.make("gateway.heartbeat", device="gateway", subject="gw1", state="instant")
+    return FACTORY.make("camera.status", device="cam1", subject="cam1", state="instant")
 
 
 async def test_concurrent_appends_get_gap_free_seq_in_few_commits(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ import aiomqtt
 import pytest
 
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import daemon_process, module, wait_until, write_config
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,7 +147,7 @@ async def test_the_console_declares_a_frozen_gateways_path_down_within_30_s_and_
     async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with (
-            CenterConsole(broker.host, broker.port, out=io.StringIO()) as console,
+            signed_center(broker.host, broker.port, out=io.StringIO()) as console,
             daemon_process(config, tmp_path / "daemon.log") as daemon,
         ):
             await console.wait_for(lambda: console.paths.get(GATEWAY) == "up", 30)

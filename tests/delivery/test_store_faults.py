@@ -22,7 +22,6 @@ from gateway.daemon import running
 from gateway.delivery.outbox import Outbox
 from gateway.events.model import EventFactory
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import (
     PANIC,
     alarms,
@@ -32,6 +31,7 @@ from tests.fault_support import (
     stored_states,
     wait_until,
 )
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,9 +45,9 @@ async def _fill_telemetry(outbox: Outbox, count: int, batch: int = 500) -> None:
             *(
                 outbox.append(
                     TELEMETRY.make(
-                        "gateway.heartbeat",
-                        device="gateway",
-                        subject="gw1",
+                        "camera.status",  # priority 5 (a real heartbeat is never stored)
+                        device="cam1",
+                        subject="cam1",
                         state="instant",
                         data={"sample": i},
                     )
@@ -59,7 +59,7 @@ async def _fill_telemetry(outbox: Outbox, count: int, batch: int = 500) -> None:
 
 async def _center_session_then_broker_down(broker: MosquittoBroker) -> None:
     await broker.start()
-    async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+    async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
         pass
     await broker.stop()
 
@@ -100,7 +100,7 @@ async def test_full_outbox_sheds_telemetry_and_keeps_every_panic(tmp_path: Path)
             assert panics("cleared") == 4
             assert gateway.outbox.stats.rows <= 1000
             await broker.start()
-            async with CenterConsole(
+            async with signed_center(
                 broker.host, broker.port, identifier="c", persistent=True
             ) as center:
 
@@ -204,7 +204,7 @@ async def test_disk_full_keeps_alarms_and_raises_a_storage_fault(tmp_path: Path)
             )
             outbox_path = disk / "outbox.sqlite"
             async with (
-                CenterConsole(broker.host, broker.port) as center,
+                signed_center(broker.host, broker.port) as center,
                 running(cfg, outbox_path=outbox_path) as gateway,
             ):
                 assert gateway.outbox is not None
@@ -239,7 +239,7 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with running(cfg, outbox_path=outbox_path) as gateway:

@@ -31,7 +31,7 @@ async def test_backlog_is_sent_priority_first_within_the_window(
         await sub.subscribe(f"{PREFIX}/events/#", qos=1)
         for _ in range(300):
             await outbox.append(
-                FACTORY.make("gateway.heartbeat", device="gateway", subject="gw1", state="instant")
+                FACTORY.make("camera.status", device="cam1", subject="cam1", state="instant")
             )
         panic = await outbox.append(
             FACTORY.make("alarm.panic", device="io", subject="Z01", state="active")
@@ -57,7 +57,7 @@ async def test_backlog_is_sent_priority_first_within_the_window(
                 await task
     position = [e["id"] for e in received].index(panic.id)
     assert position < window, f"the panic came {position + 1}th behind the backlog"
-    beats = [e["seq"] for e in received if e["type"] == "gateway.heartbeat"]
+    beats = [e["seq"] for e in received if e["type"] == "camera.status"]
     assert beats == sorted(beats) == list(range(1, 301))
     assert 1 <= uplink.stats.max_inflight_seen <= window
     assert uplink.stats.window == window

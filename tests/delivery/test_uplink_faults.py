@@ -16,9 +16,9 @@ import pytest
 
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from simulators.mqtt_faults import StallingProxy
 from tests.fault_support import PANIC, alarms, campus_config, module, wait_until
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,7 @@ async def test_no_connack_for_30_s_then_recovery_within_one_backoff_period(
         MosquittoBroker(tmp_path / "broker") as broker,
         StallingProxy(broker.host, broker.port, stalled=True) as proxy,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(
             tmp_path,

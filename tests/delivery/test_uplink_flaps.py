@@ -15,8 +15,8 @@ from tenacity import AsyncRetrying, RetryCallState
 from gateway.daemon import running
 from gateway.delivery.reconnect import ReconnectWait
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import PANIC, alarms, campus_config, module, wait_until
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,7 +30,7 @@ async def test_a_flapping_broker_s_up_windows_are_all_used_and_a_panic_arrives(
     async with (
         MosquittoBroker(tmp_path / "broker", persistence=True) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, identifier="c", persistent=True) as center,
+        signed_center(broker.host, broker.port, identifier="c", persistent=True) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         defaults = {"reconnect_min": 0.5, "reconnect_max": 30.0}  # BrokerConfig's defaults

@@ -23,6 +23,7 @@ from tests.fault_support import (
     stored_ids,
     wait_until,
 )
+from tests.helpers import signed_center
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,7 +48,7 @@ async def test_a_denied_topic_stays_pending_raises_one_fault_and_arrives_once_al
     async with (
         MosquittoBroker(tmp_path / "broker", acl_file=acl) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(
             tmp_path, broker_port=broker.port, module_port=sim.port, heartbeat_s=0.5,
@@ -101,7 +102,7 @@ async def test_every_event_topic_denied_shows_in_the_log_and_counters_and_nothin
     async with (
         MosquittoBroker(tmp_path / "broker", acl_file=acl) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=broker.port, module_port=sim.port)
         async with running(cfg, outbox_path=outbox) as gateway:

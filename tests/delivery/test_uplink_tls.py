@@ -14,9 +14,8 @@ import pytest
 from gateway.config.root import TlsConfig
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker, TlsListener
-from simulators.center import CenterConsole
 from tests.fault_support import PANIC, alarms, campus_config, module, wait_until
-from tests.helpers import free_port
+from tests.helpers import free_port, signed_center
 from tests.tls_support import make_pki as _make_pki
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,7 +28,7 @@ async def test_alarm_goes_over_tls_only_to_a_verified_broker(tmp_path: Path, tru
     async with (
         MosquittoBroker(tmp_path / "broker", tls=tls) as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(tmp_path, broker_port=tls.port, module_port=sim.port)
         ca = pki["ca"] if trusted else pki["other-ca"]

@@ -15,7 +15,6 @@ import pytest
 
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.mqtt_inflight import InflightProxy
 from tests.fault_support import (
@@ -29,6 +28,7 @@ from tests.fault_support import (
     toggle_polled,
     wait_until,
 )
+from tests.helpers import TEST_KEY, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,15 +39,17 @@ async def test_in_flight_never_exceeds_the_brokers_receive_maximum_of_5(tmp_path
         MosquittoBroker(tmp_path / "broker", max_inflight_messages=5) as broker,
         InflightProxy(broker.host, broker.port, puback_delay=0.01) as proxy,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(
             tmp_path, broker_port=proxy.port, module_port=sim.port, window=20, heartbeat_s=0.02,
         )  # fmt: skip
         async with running(cfg, outbox_path=outbox) as gateway:
             assert gateway.uplink is not None
-            await wait_until(lambda: alarms(center, "device.online"), 10, "module online")
-            async with CommandSender(broker.host, broker.port, "fault-school", "gw1") as cmd:
+            await wait_until(lambda: alarms(center, "device.online"), 30, "module online")
+            async with CommandSender(
+                broker.host, broker.port, "fault-school", "gw1", key=TEST_KEY
+            ) as cmd:
                 # Rows, retained state (every input change), heartbeats every 20 ms and
                 # command results all compete for the same five slots.
                 pings = [asyncio.create_task(cmd.send("ping", timeout_s=30)) for _ in range(20)]
@@ -70,7 +72,7 @@ async def test_no_row_is_marked_sent_until_its_puback_arrives(tmp_path: Path) ->
         MosquittoBroker(tmp_path / "broker") as broker,
         InflightProxy(broker.host, broker.port, drop_pubacks="/events/alarm/") as proxy,
         module() as sim,
-        CenterConsole(broker.host, broker.port) as center,
+        signed_center(broker.host, broker.port) as center,
     ):
         cfg = campus_config(
             tmp_path, broker_port=proxy.port, module_port=sim.port, publish_timeout=2.0,

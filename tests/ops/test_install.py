@@ -81,8 +81,8 @@ def test_the_install_ran_check_config_and_said_what_is_missing(installed: Path) 
     assert "NOT READY" in log
     exe = installed / "opt/campus-gateway/bin/campus-gateway"
     secrets = conf.parent / "secrets"
-    for name in ("broker.password", "center.key"):
-        (secrets / name).write_text("a-real-secret-value\n")
+    (secrets / "broker.password").write_text("a-real-secret-value\n")
+    (secrets / "center.key").write_text("5e" * 32 + "\n")  # openssl rand -hex 32
     shutil.copy(make_pki(installed / "pki")["ca"], secrets / "center-ca.pem")
     ok = subprocess.run([exe, "check-config", conf], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr

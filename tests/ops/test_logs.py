@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_support import daemon_process, module, wait_until
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, TEST_KEY_FILE, free_port
 from tests.ops_support import ops_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -107,16 +107,13 @@ def test_without_journald_lines_are_bare_json(tmp_path: Path) -> None:
 async def test_no_secret_in_the_log_of_a_run_with_failed_connects(tmp_path: Path) -> None:
     secrets = {
         "broker.password": "Br0ker-pa55word-XYZ",
-        "center.key": "hmac-key-0123456789abcdef",
+        "center.key": "c0ffee5ec7e7" * 5 + "abcd",  # 32 bytes in hex
         "camera.password": "Cam3ra-secret-pw",
     }
     for name, value in secrets.items():
         (tmp_path / name).write_text(value + "\n")
     cam_port = free_port()
     extra = f"""
-[commands]
-hmac_key_file = "center.key"
-
 [[cameras]]
 id = "gate-cam"
 host = "127.0.0.1"
@@ -129,6 +126,8 @@ password_file = "camera.password"
         text = path.read_text().replace('[broker]\n', '[broker]\nusername = "gw"\n'
                                         'password_file = "broker.password"\n', 1)  # fmt: skip
         text = text.replace('level = "warning"', 'level = "debug"')
+        text = text.replace(f'hmac_key_file = "{TEST_KEY_FILE}"', 'hmac_key_file = "center.key"')
+        assert 'hmac_key_file = "center.key"' in text
         path.write_text(text)
         log = tmp_path / "gateway.log"
         async with daemon_process(path, log):

@@ -16,8 +16,8 @@ from gateway.config.root import load_config
 from gateway.daemon import running
 from gateway.runtime.version import gateway_version
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
 from tests.fault_support import INTRUSION, PANIC, module, toggle, wait_until
+from tests.helpers import signed_center
 from tests.ops_support import ops_config, scrape, status
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,7 +40,7 @@ async def test_metrics_follow_a_broker_outage_and_recovery(tmp_path: Path) -> No
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
-        CenterConsole(broker.host, broker.port, identifier="center") as center,
+        signed_center(broker.host, broker.port, identifier="center") as center,
     ):
         path, port = ops_config(
             tmp_path,

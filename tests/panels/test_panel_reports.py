@@ -6,6 +6,7 @@ from gateway.config.root import GatewayConfig
 from gateway.events.model import EventFactory
 from gateway.events.panel_observation import PanelMessage, PanelReport
 from gateway.panels.reports import PanelReports
+from tests.helpers import SIGNED_COMMANDS
 from tests.panels_support import panel
 from tests.patrol_support import EventLog
 
@@ -13,6 +14,7 @@ from tests.patrol_support import EventLog
 def _reports(log: EventLog) -> PanelReports:
     cfg = GatewayConfig.model_validate(
         {
+            "commands": SIGNED_COMMANDS,
             "site": {"id": "s", "gateway": "gw1"},
             "areas": [{"id": "TEACH", "name": "教学行政区"}, {"id": "LAB", "name": "实验楼"}],
             "dc09": {"listen": [{"protocol": "tcp", "port": 15030}]},

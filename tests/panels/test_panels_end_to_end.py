@@ -21,7 +21,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.dc09_panel import SimulatedPanel
 from tests.fault_support import stored_ids, wait_until
-from tests.helpers import assert_valid_event, free_port
+from tests.helpers import assert_valid_event, free_port, signed_center
 from tests.ops_support import scrape, status
 from tests.panels_support import (
     ACCOUNT,
@@ -59,7 +59,7 @@ async def test_contact_id_panic_over_tcp_reaches_the_center_within_1_s(
     tcp, udp = _ports()
     cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp)
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite"),
         SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=PATIENT) as sim,
     ):
@@ -119,7 +119,7 @@ async def test_panic_over_udp_and_encrypted(
     key = KEY_TEXT.encode() if encrypted else None
     port = udp if transport == "udp" else tcp
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite"),
         SimulatedPanel(
             "127.0.0.1",
@@ -152,7 +152,7 @@ async def test_an_ajax_packet_of_three_frames_gives_three_events_and_three_acks(
         panel(key_file=str(key_file(tmp_path)))
     ])  # fmt: skip
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite") as gateway,
         SimulatedPanel(
             "127.0.0.1", tcp, ACCOUNT, key=KEY_TEXT.encode(), binary_pad=True, ack_timeout_s=PATIENT
@@ -187,7 +187,7 @@ async def test_an_unknown_code_is_acked_reported_and_the_link_goes_on(
     tcp, udp = _ports()
     cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp)
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite"),
         SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=PATIENT) as sim,
     ):
@@ -214,7 +214,7 @@ async def test_a_silent_panel_goes_offline_and_its_next_null_brings_it_online(
         broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp, panels=[panel(supervision_s=1.5)]
     )
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite") as gateway,
         SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=PATIENT) as sim,
     ):
@@ -248,7 +248,7 @@ async def test_a_frame_outside_the_window_gets_a_nak_and_the_corrected_retry_is_
     tcp, udp = _ports()
     cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp)
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         listening(cfg, tmp_path / "outbox.sqlite") as gateway,
         SimulatedPanel(
             "127.0.0.1", tcp, ACCOUNT, clock_offset_s=-300, ack_timeout_s=PATIENT
@@ -282,7 +282,7 @@ async def test_with_the_broker_down_panel_events_are_stored_acked_and_delivered_
 ) -> None:
     broker = MosquittoBroker(tmp_path / "broker", persistence=True)
     await broker.start()
-    async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True):
+    async with signed_center(broker.host, broker.port, identifier="c", persistent=True):
         pass  # the center's session exists before the gateway ever connects
     await broker.stop()
     tcp, udp = _ports()
@@ -297,7 +297,7 @@ async def test_with_the_broker_down_panel_events_are_stored_acked_and_delivered_
         assert all(o.acked and o.attempts == 1 for o in outcomes)
         assert len(stored_ids(outbox, "alarm.")) == 11
         await broker.start()
-        async with CenterConsole(broker.host, broker.port, identifier="c", persistent=True) as c:
+        async with signed_center(broker.host, broker.port, identifier="c", persistent=True) as c:
             # 11 alarms, gateway.started and device.online: every seq, none missing
             await c.wait_for(lambda: len(c.events) == 13 and not c.gaps, 20)
             alarms = [e for e in c.events if e["type"].startswith("alarm.")]

@@ -19,7 +19,13 @@ from simulators.center import CenterConsole
 from simulators.patrol_guard import PatrolDevices, Walk, walk_round
 from simulators.patrol_readers import PhoneApp
 from simulators.patrol_station import SimulatedStation
-from tests.helpers import assert_valid_event, free_port
+from tests.helpers import (
+    SIGNED_COMMANDS,
+    SIGNED_COMMANDS_TOML,
+    assert_valid_event,
+    free_port,
+    signed_center,
+)
 from tests.patrol_support import GUARD_CARD, TAGS, TZ
 
 pytestmark = pytest.mark.timeout(90)
@@ -52,6 +58,7 @@ def _config(broker: int, station: int, app: int, start: dt.datetime) -> GatewayC
     }
     return GatewayConfig.model_validate(
         {
+            "commands": SIGNED_COMMANDS,
             "site": {"id": "e2e-school", "gateway": "gw1", "timezone": "Asia/Shanghai"},
             "broker": {"host": "127.0.0.1", "port": broker},
             "patrol": patrol,
@@ -69,7 +76,7 @@ async def test_a_walked_round_reaches_the_center(
     async with SimulatedStation(tz=TZ) as station:
         cfg = _config(mosquitto.port, station.port, app_port, start)
         async with (
-            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            signed_center(host=mosquitto.host, port=mosquitto.port) as center,
             running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway,
         ):
             assert gateway.patrol is not None
@@ -109,7 +116,8 @@ async def test_campus_sim_patrol_walks_a_round_through_a_handheld(
     wand = free_port()
     config = tmp_path / "patrol.toml"
     config.write_text(
-        f"""
+        SIGNED_COMMANDS_TOML
+        + f"""
 [site]
 id = "cli-school"
 gateway = "gw1"
@@ -145,7 +153,7 @@ listen = {{ host = "127.0.0.1", port = {wand} }}
     )
     cfg = load_config(config)
     async with (
-        CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+        signed_center(host=mosquitto.host, port=mosquitto.port) as center,
         running(cfg, outbox_path=tmp_path / "outbox.sqlite"),
     ):
         sim = await asyncio.create_subprocess_exec(

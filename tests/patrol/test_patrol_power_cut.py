@@ -19,7 +19,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.patrol_readers import Handheld, PhoneApp, ReaderLinkError
 from tests.fault_support import stored_types, wait_until
-from tests.helpers import assert_valid_event, free_port
+from tests.helpers import assert_valid_event, free_port, signed_center
 from tests.patrol_support import GUARD_CARD, TAGS, TZ
 from tests.power_cut_support import Daemon, retry, site_toml, write_toml
 
@@ -108,7 +108,7 @@ async def test_a_round_survives_a_sigkill_between_its_scans_with_no_false_miss(
     config = tour.write()
     app = PhoneApp("127.0.0.1", tour.app_port)
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         Daemon(config, tmp_path) as daemon,
     ):
         await daemon.start()
@@ -138,7 +138,7 @@ async def test_deadlines_passed_while_the_daemon_was_down_are_reported_judged_la
     config = tour.write()
     app = PhoneApp("127.0.0.1", tour.app_port)
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         Daemon(config, tmp_path) as daemon,
     ):
         await daemon.start()
@@ -183,7 +183,7 @@ async def test_a_handheld_batch_uploaded_again_after_a_sigkill_gives_its_checkpo
         )
 
     async with (
-        CenterConsole(mosquitto.host, mosquitto.port) as center,
+        signed_center(mosquitto.host, mosquitto.port) as center,
         Daemon(config, tmp_path) as daemon,
     ):
         await daemon.start()

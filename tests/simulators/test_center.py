@@ -39,6 +39,7 @@ def make_event(seq: int, type_: str = "alarm.panic") -> Event:
         subject=f"zone-{seq}",
         state="active",
         data={"name": PANIC_NAME, "location": "教学楼1F 东侧走廊"},
+        opens_incident=True,
     )
     return event.stored(seq, STREAM)
 
@@ -354,6 +355,14 @@ def make_heartbeat(last_seq: int, acked_up_to: int, heartbeat_s: float = 10.0) -
         subject="gw-1",
         state="instant",
         data={
+            "outbox_depth": 0,
+            "oldest_pending_s": None,
+            "unacked_alarms": 0,
+            "stored_rows": last_seq,
+            "stored_bytes": 0,
+            "shed_total": 0,
+            "uptime_s": 1.0,
+            "version": "test",
             "stream": STREAM,
             "last_seq": last_seq,
             "acked_up_to": acked_up_to,

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from gateway.config.root import load_config
-from tests.helpers import REPO_ROOT, free_port
+from tests.helpers import REPO_ROOT, SIGNED_COMMANDS_TOML, free_port
 from tests.panels_support import KEY_TEXT, listening
 
 pytestmark = pytest.mark.timeout(90)
 
-CONFIG = """
+CONFIG = (
+    SIGNED_COMMANDS_TOML.replace("{", "{{").replace("}", "}}")
+    + """
 [site]
 id = "cli-school"
 gateway = "gw1"
@@ -47,6 +49,7 @@ id = "eldes"
 account = "9999"
 supervision_s = 600
 """
+)
 
 
 async def _sim(*args: str) -> tuple[int, str]:

@@ -14,7 +14,6 @@ from gateway.daemon import running
 from simulators.broker import MosquittoBroker
 from simulators.camera.fleet import simulated_cameras
 from simulators.campus import DEFAULT_SCENARIO
-from simulators.center import CenterConsole
 from simulators.dc09_panel import simulated_panels
 from simulators.scenario import (
     CameraStep,
@@ -28,7 +27,7 @@ from simulators.scenario import (
 )
 from tests.camera_support import eventually, picture_receiver
 from tests.campus_helpers import DEMO_CONFIG, demo_config_on, simulated_campus
-from tests.helpers import assert_valid_event, free_port
+from tests.helpers import assert_valid_event, free_port, signed_center
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -72,7 +71,7 @@ async def test_demo_cameras_and_guard_tour_reach_the_center(
         devices = campus_devices(cfg, modules, cameras)
         assert devices.app is not None and devices.guard == "G1"
         async with (
-            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            signed_center(host=mosquitto.host, port=mosquitto.port) as center,
             picture_receiver(mosquitto.host, mosquitto.port, "demo-pictures") as pictures,
             running(cfg, outbox_path=tmp_path / "outbox.sqlite"),
         ):
@@ -120,7 +119,7 @@ async def test_the_demo_panel_reports_over_dc09_to_the_center(
     async with simulated_campus() as modules:
         cfg = demo_config_on(mosquitto.port, modules, panel_port=free_port())
         async with (
-            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            signed_center(host=mosquitto.host, port=mosquitto.port) as center,
             running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway,
             simulated_panels(cfg, every_s=0.5) as panels,
         ):

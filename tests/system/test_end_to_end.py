@@ -23,7 +23,7 @@ from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
 from tests.campus_helpers import demo_config_on, simulated_campus
 from tests.fault_support import stored_types, wait_until
-from tests.helpers import assert_valid_event
+from tests.helpers import assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,7 +54,7 @@ async def campus(mosquitto: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Ca
     async with simulated_campus() as modules:
         cfg = demo_config_on(mosquitto.port, modules)
         async with (
-            CenterConsole(host=mosquitto.host, port=mosquitto.port) as center,
+            signed_center(host=mosquitto.host, port=mosquitto.port) as center,
             running(cfg, outbox_path=tmp_path / "outbox.sqlite") as gateway,
         ):
             result = Campus(gateway, center, modules)
@@ -158,7 +158,7 @@ async def test_events_recorded_while_broker_down_arrive_without_gap(tmp_path: Pa
         cfg = demo_config_on(broker.port, modules)
         await broker.start()
         # The center's persistent session exists before the gateway ever connects.
-        async with CenterConsole(
+        async with signed_center(
             host=broker.host, port=broker.port, identifier="center-1", persistent=True
         ):
             pass
@@ -183,7 +183,7 @@ async def test_events_recorded_while_broker_down_arrive_without_gap(tmp_path: Pa
             recorded = await gateway.outbox.pending_count()
             assert recorded >= 6  # started, online per module, panic, intrusion active+cleared
             await broker.start()
-            async with CenterConsole(
+            async with signed_center(
                 host=broker.host, port=broker.port, identifier="center-1", persistent=True
             ) as center:
                 await center.wait_for(lambda: len(center.events) >= recorded, 15.0)

@@ -30,6 +30,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
 from tests.fault_support import INTRUSION, module, wait_until, write_config
+from tests.helpers import signed_center
 from tests.power_cut_support import Daemon
 
 pytestmark = pytest.mark.timeout(150)
@@ -97,7 +98,7 @@ async def test_steps_of_the_wall_clock_change_no_hold_and_swallow_no_transition(
             encoding="utf-8",
         )
         async with (
-            CenterConsole(mosquitto.host, mosquitto.port) as center,
+            signed_center(mosquitto.host, mosquitto.port) as center,
             Daemon(config, tmp_path, env=env) as daemon,
         ):
             await daemon.start()

@@ -43,12 +43,20 @@ async def load(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
 
 
 async def write(db: aiosqlite.Connection, writes: Iterable[StateWrite]) -> None:
-    """Apply ``writes`` in the caller's open transaction, in order."""
-    for w in writes:
-        if w.data is None:
-            await db.execute(_DELETE, (w.kind, w.key))
-        else:
-            await db.execute(_PUT, (w.kind, w.key, json.dumps(w.data, ensure_ascii=False)))
+    """Apply ``writes`` in the caller's open transaction, as if in order (the last write
+    of a key wins), in two statements whatever their number (one commit may hold the
+    alarms of a whole burst)."""
+    last = {(w.kind, w.key): w.data for w in writes}
+    puts = [
+        (kind, key, json.dumps(data, ensure_ascii=False))
+        for (kind, key), data in last.items()
+        if data is not None
+    ]
+    deletes = [(kind, key) for (kind, key), data in last.items() if data is None]
+    if deletes:
+        await db.executemany(_DELETE, deletes)
+    if puts:
+        await db.executemany(_PUT, puts)
 
 
 def remember(memory: dict[str, dict[str, Any]], writes: Iterable[StateWrite]) -> None:

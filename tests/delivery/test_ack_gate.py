@@ -1,0 +1,55 @@
+"""The ack gate alone: what it admits, how it counts, and that a flood of forged acks
+makes one log line per reason and claimed source, within a bound."""
+
+from __future__ import annotations
+
+import json
+
+from structlog.testing import capture_logs
+
+from gateway.commands.signing import sign
+from gateway.delivery.ack_auth import MAX_SOURCES, AckGate
+
+KEY = bytes(range(32))
+TOPIC = "campus/v1/s1/gw1/ack"
+ID = "01KBFQ4X8Q5P0Z8V6M2N3R4S5T"
+
+
+def _signed(body: dict[str, object]) -> bytes:
+    return json.dumps({**body, "signature": sign(KEY, TOPIC, body)}).encode()
+
+
+def test_only_a_signed_ack_is_admitted_and_each_refusal_is_counted() -> None:
+    reasons: list[str] = []
+    gate = AckGate(KEY, TOPIC, reasons.append)
+    assert gate.admit(_signed({"ids": [ID]}))
+    assert gate.admit(_signed({"stream": "s", "up_to_seq": 3, "center": "王"}))
+    assert not gate.admit(json.dumps({"ids": [ID]}).encode())
+    assert not gate.admit(json.dumps({"ids": [ID], "signature": "0" * 64}).encode())
+    assert not gate.admit(b"\xff not json")
+    assert not gate.admit(b'{"ids": ["a"], "ids": ["b"], "signature": "00"}')  # named twice
+    assert not gate.admit(b"[" * 100_000)  # deeper than the decoder's stack
+    assert reasons == ["unsigned", "bad_signature", "malformed", "malformed", "malformed"]
+    assert gate.refused == {"malformed": 3, "unsigned": 1, "bad_signature": 1}
+
+
+def test_without_a_key_every_ack_is_admitted() -> None:
+    assert AckGate(None, TOPIC).admit(b'{"ids": []}')
+
+
+def test_refusals_are_logged_once_per_reason_and_source_and_the_sources_are_bounded() -> None:
+    gate = AckGate(KEY, TOPIC)
+    with capture_logs() as logs:
+        for _ in range(3):
+            gate.admit(json.dumps({"ids": [ID], "center": "c1"}).encode())
+            gate.admit(json.dumps({"ids": [ID], "center": "c2"}).encode())
+            gate.admit(json.dumps({"ids": [ID]}).encode())
+    lines = [(e["reason"], e["source"]) for e in logs if e["event"] == "uplink.ack_refused"]
+    assert lines == [("unsigned", "c1"), ("unsigned", "c2"), ("unsigned", "-")]
+    with capture_logs() as logs:
+        for n in range(MAX_SOURCES + 50):
+            gate.admit(json.dumps({"ids": [ID], "center": f"x{n}"}).encode())
+    refused = [e for e in logs if e["event"] == "uplink.ack_refused"]
+    full = [e for e in logs if e["event"] == "uplink.ack_refused_sources_full"]
+    assert len(refused) == MAX_SOURCES - 3 and len(full) == 1
+    assert gate.refused["unsigned"] == 9 + MAX_SOURCES + 50
