@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.config.root import MetricsConfig
 from gateway.errors import GatewayError
+from gateway.events.model import parse_rfc3339
 
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -216,7 +217,7 @@ def _stamp(text: str | None, tz: tzinfo | None) -> str:
     """An RFC 3339 time from the daemon, in the site's time."""
     if not text:
         return "-"
-    return _when(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(), tz)
+    return _when(parse_rfc3339(text).timestamp(), tz)
 
 
 def _delivery(event: dict[str, Any]) -> str:
