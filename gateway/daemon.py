@@ -162,6 +162,7 @@ class Gateway:
         ):
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
+            outbox.on_stored.append(store.stored)  # reports forgotten once committed
             if outbox.writable:
                 await append_unreported(store, outbox)
             try:

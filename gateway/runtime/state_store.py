@@ -21,7 +21,9 @@ Two ways to write:
   the change (an ``area.armed`` event never describes a state a power cut can
   undo). :meth:`StateStore.apply` may commit, in the same transaction, the
   events that report the change (kind ``report``): they are appended to the
-  outbox next and forgotten once stored there (:meth:`StateStore.reported`).
+  outbox next and forgotten once *committed* there (:meth:`StateStore.stored`, an
+  ``Outbox.on_stored`` listener; :meth:`StateStore.reported` for a caller that
+  waited for the commit itself).
   Events a crash left in between are found by :meth:`StateStore.unreported` at
   the next start and appended then (``gateway/delivery/reports.py``), so the
   change and its report are never separated: neither lost nor doubled.
@@ -245,27 +247,44 @@ class StateStore:
         self, writes: Sequence[StateWrite], events: Sequence[Event], emit: Emit
     ) -> list[Event]:
         """Commit ``writes`` with ``events`` (one transaction, :meth:`apply`), then store
-        the events in the outbox through ``emit``, in order, then forget them here.
+        the events in the outbox through ``emit``, in order. They are forgotten here
+        once the outbox has committed them (:meth:`stored`, which the daemon adds to
+        ``Outbox.on_stored``), not when ``emit`` returns: ``emit`` may only hold them.
 
         A cut anywhere leaves the change and its report together: before the commit
-        neither happened; after it, the events not yet in the outbox are appended at
-        the next start (``gateway/delivery/reports.py``).
+        neither happened; after it, the events the outbox has not committed are
+        appended at the next start (``gateway/delivery/reports.py``).
 
         Raises:
             StateError: the commit failed (nothing changed, nothing reported).
             OutboxError: the outbox refused an event (it stays here for the next start).
         """
         await self.apply(writes, reports=events)
-        stored = [await emit(event) for event in events]
-        try:
-            await self.reported(e.id for e in events)
-        except StateError as exc:  # the next start finds them in the outbox and skips them
-            log.error("state.reports_not_forgotten", error=str(exc))
-        return stored
+        return [await emit(event) for event in events]
 
     async def reported(self, ids: Iterable[str]) -> None:
-        """Forget reports now stored in the outbox (write-behind)."""
+        """Forget reports now committed in the outbox (write-behind).
+
+        Raises:
+            StateError: the store is closed.
+        """
         await self.apply([REPORT.write(i, None) for i in ids], wait=False)
+
+    def stored(self, event: Event) -> None:
+        """An ``Outbox.on_stored`` listener: forget ``event``'s report, if it is one, now
+        that the outbox has *committed* it (write-behind).
+
+        Not when the outbox merely holds it: ``emit`` may return before the commit
+        (``Outbox.hold``), and a report forgotten then, with a cut before the
+        outbox's commit, would lose the event (issue 12). A closed store forgets
+        nothing; the next start finds the event in the outbox and skips it.
+        """
+        if event.id not in self._data.get(REPORT.name, {}):
+            return
+        writes = [REPORT.write(event.id, None)]
+        self._remember(writes)
+        if self._writer is not None and not self._writer.done():
+            self._queue(writes)
 
     async def put_area(self, area_id: str, record: AreaRecord) -> None:
         """Persist an area's arming state (on disk when this returns).
@@ -323,15 +342,19 @@ class StateStore:
         """Queue writes and, with ``wait``, return once a commit holding them is on disk."""
         if self._writer is None or self._writer.done():
             raise StateError(f"state {self.path} is not open")
+        self._queue(writes)
+        if wait:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            await future
+
+    def _queue(self, writes: Sequence[StateWrite]) -> None:
+        """Queue writes for the next commit (a later write of a key replaces an earlier)."""
         for write in writes:
             text = None if write.data is None else json.dumps(write.data, ensure_ascii=False)
             self._queued.pop((write.kind, write.key), None)
             self._queued[(write.kind, write.key)] = text
         self._wake.set()
-        if wait:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
-            await future
 
     async def _write_loop(self) -> None:
         while True:

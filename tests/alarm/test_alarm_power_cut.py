@@ -164,13 +164,6 @@ def stored_state(path: Path, kind: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in rows}
 
 
-@pytest.mark.xfail(
-    reason="known regression from joining held rows (issue 11) with reports kept in the state "
-    "store (issue 12): StateStore.report forgets the report once the outbox *holds* the "
-    "event, not once it is committed, so a SIGKILL while the outbox is locked can lose "
-    "area.armed; the fix is to forget only after the commit",
-    strict=False,
-)
 async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_restart(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
