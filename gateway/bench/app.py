@@ -152,20 +152,20 @@ class BenchRoutes:
 
     async def state(self, request: web.Request) -> web.StreamResponse:
         live = self.ctx.live
-        if live.document is None:
-            await live.refresh()
+        await live.refresh()  # built on demand: nothing is kept current unwatched
         return _json_response(live.document)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         live = self.ctx.live
         async with sse_response(request) as response:
-            version = 0  # nothing built yet: the first document is version 1
-            while response.is_connected():
-                newer = await live.newer_than(version, _STREAM_WAIT_S)
-                if newer is None:
-                    continue  # quiet: aiohttp-sse's own pings keep the line checked
-                version, document = newer
-                await response.send(json.dumps(document, ensure_ascii=False), event="state")
+            with live.watching():
+                version = 0  # nothing built yet: the first document is version 1
+                while response.is_connected():
+                    newer = await live.newer_than(version, _STREAM_WAIT_S)
+                    if newer is None:
+                        continue  # quiet: aiohttp-sse's own pings keep the line checked
+                    version, document = newer
+                    await response.send(json.dumps(document, ensure_ascii=False), event="state")
         return response
 
     async def picture(self, request: web.Request) -> web.StreamResponse:

@@ -6,13 +6,18 @@ the backlog and device health change without a poke), and gives it a new
 version only when it differs. Each server-sent-events client waits for a
 version newer than the one it sent last, so a burst of changes costs one build
 and one message per client, and a quiet gateway costs nothing but the rebuild.
+
+Only while a page is open (:meth:`LiveDocument.watching`): a build formats every
+shown event, and building on every poke with nobody watching was a fifth of the
+daemon's CPU per contact change (issue 14, py-spy on ``bench/contact_latency.py``).
+A one-off read (``GET /api/state``) builds on demand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import structlog
@@ -40,10 +45,15 @@ class LiveDocument:
         self._changed = asyncio.Condition()
         self.version = 0
         self.document: dict[str, Any] | None = None
+        self.builds = 0
+        self._watchers = 0
+        self._watched = asyncio.Event()
 
     async def run(self) -> None:
-        """Rebuild on every poke and every ``period`` seconds, until cancelled."""
+        """While a page is open, rebuild on every poke and every ``period`` seconds;
+        until cancelled."""
         while True:
+            await self._watched.wait()
             await self.refresh()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._listener.wait(), self._period)
@@ -51,6 +61,7 @@ class LiveDocument:
     async def refresh(self) -> None:
         """Build the document now; publish it when it changed."""
         document = await self._build()
+        self.builds += 1
         if document != self.document:
             async with self._changed:
                 self.document = document
@@ -68,3 +79,15 @@ class LiveDocument:
                 return None
             assert self.document is not None
             return self.version, self.document
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Keep the document current while the block runs (an open page's stream)."""
+        self._watchers += 1
+        self._watched.set()
+        try:
+            yield
+        finally:
+            self._watchers -= 1
+            if not self._watchers:
+                self._watched.clear()

@@ -47,6 +47,11 @@ class BenchServer:
         self.serving = asyncio.Event()
 
     @property
+    def live(self) -> LiveDocument:
+        """The page document (built only while a page is open)."""
+        return self._ctx.live
+
+    @property
     def url(self) -> str | None:
         """``http://<host>:<port>/`` once serving."""
         return None if self.port is None else f"http://{self._cfg.host}:{self.port}/"

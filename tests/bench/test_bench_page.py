@@ -92,6 +92,27 @@ async def test_the_page_shows_the_campus_and_follows_a_panic_live(
             assert last_ack is not None and LOCAL_TIME.match(last_ack)
 
 
+async def test_nothing_is_built_for_a_page_nobody_has_open(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A build formats every shown event; with no page open a contact change costs none
+    (issue 14), and an open page follows the campus again."""
+    async with (
+        simulated_campus() as modules,
+        demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as campus,
+        bench_session(campus.gateway) as (base, http),
+    ):
+        assert campus.gateway.bench is not None
+        live = campus.gateway.bench.live
+        before = live.builds
+        modules["admin-io"].press(0)  # Z02: a panic, then its events reach the center
+        await campus.wait("alarm.panic", "Z02", "active", 10)
+        assert live.builds == before
+        async with state_stream(base, http) as stream:
+            shown = await stream.until(lambda d: zone(d, "Z02")["state"] == "alarm", 5, "Z02")
+            assert shown["events"] and live.builds > before
+
+
 async def test_a_power_cycled_module_shows_offline_then_online(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:

@@ -43,6 +43,7 @@ class OutboxReads:
     ack_timeout: float
     metrics: OutboxMetrics
     held: HeldRows
+    marking: set[int]
     _failing: bool
     resends: ResendSchedule
     _read_failed: bool = False
@@ -144,12 +145,13 @@ class OutboxReads:
         return due
 
     async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker, held ones included (read on :attr:`metrics`).
+        """Rows not yet confirmed by the broker, held ones included, those whose PUBACK
+        came and whose mark waits for the next commit left out (read on :attr:`metrics`).
 
         Raises:
             OutboxError: the file cannot be read.
         """
-        return await self.metrics.pending_count() + len(self.held)
+        return max(0, await self.metrics.pending_count() + len(self.held) - len(self.marking))
 
     async def unacked_count(self) -> int:
         """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""

@@ -201,6 +201,8 @@ class Outbox(OutboxReads):
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
         self._kept: dict[str, dict[str, Any]] = {}
+        # Row keys whose PUBACK came and whose "sent" mark waits for a commit.
+        self.marking: set[int] = set()
 
     @property
     def commits(self) -> int:
@@ -501,8 +503,14 @@ class Outbox(OutboxReads):
         return out
 
     async def mark_sent(self, ns: Iterable[int]) -> None:
-        """Record the broker's PUBACK for these rows (by row key ``n``)."""
-        await self._submit("sent", list(ns))
+        """Record the broker's PUBACK for these rows (by row key ``n``); the mark
+        rides in the next commit (``mark_linger``)."""
+        keys = list(ns)
+        self.marking.update(keys)
+        try:
+            await self._submit("sent", keys)
+        finally:
+            self.marking.difference_update(keys)
 
     async def mark_acked(self, ids: Iterable[str]) -> int:
         """Record the center's acknowledgement of these event ids; returns rows matched."""
