@@ -40,6 +40,9 @@ class HeldRows:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __contains__(self, n: object) -> bool:
+        return n in self._rows
+
     def add(self, row: PendingRow) -> None:
         """Hold ``row`` until :meth:`committed` names it."""
         self._rows[row.n] = _Held(row, time.monotonic())

@@ -145,13 +145,15 @@ class OutboxReads:
         return due
 
     async def pending_count(self) -> int:
-        """Rows not yet confirmed by the broker, held ones included, those whose PUBACK
-        came and whose mark waits for the next commit left out (read on :attr:`metrics`).
+        """Rows not yet confirmed by the broker, held ones included (PUBACKed or not:
+        not stored yet), stored ones whose PUBACK came and whose mark waits for the
+        next commit left out (read on :attr:`metrics`).
 
         Raises:
             OutboxError: the file cannot be read.
         """
-        return max(0, await self.metrics.pending_count() + len(self.held) - len(self.marking))
+        marked = sum(1 for n in self.marking if n not in self.held)
+        return max(0, await self.metrics.pending_count() + len(self.held) - marked)
 
     async def unacked_count(self) -> int:
         """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""
