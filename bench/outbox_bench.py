@@ -47,6 +47,7 @@ sys.path.insert(0, str(BENCH))
 from acking_center import CenterProcess  # noqa: E402
 
 from gateway.config.root import BrokerConfig, OutboxConfig  # noqa: E402
+from gateway.delivery.acks import parse_ack, parse_stream_ack  # noqa: E402
 from gateway.delivery.housekeeping import Housekeeping  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
 from gateway.delivery.uplink import Uplink  # noqa: E402
@@ -125,8 +126,14 @@ class AckCount:
         self.outbox = outbox
         self.rows = 0
 
-    async def __call__(self, ids: list[str]) -> None:
-        self.rows += await self.outbox.mark_acked(ids)
+    async def __call__(self, payload: bytes) -> None:
+        """The uplink hands over the raw ``…/ack`` payload (by ids or by stream)."""
+        ids = parse_ack(payload)
+        if ids:
+            self.rows += await self.outbox.mark_acked(ids)
+        if (through := parse_stream_ack(payload)) is not None:
+            acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
+            self.rows += len(acked)
 
 
 @contextlib.asynccontextmanager
