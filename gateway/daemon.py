@@ -592,6 +592,7 @@ def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:
     return Outbox(
         path,
         commit_linger=cfg.commit_linger_ms / 1000,
+        mark_linger=cfg.mark_linger_ms / 1000,
         ack_timeout=cfg.ack_timeout_s,
         max_rows=cfg.max_rows,
         max_bytes=cfg.max_bytes,

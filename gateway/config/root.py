@@ -94,6 +94,9 @@ class OutboxConfig(Strict):
     of the cap is kept for priority 1-3, which are never shed.
     ``ballast_mb``: a file of this size beside the database, given up when the
     disk fills so alarms can still be committed.
+    ``mark_linger_ms``: how long a PUBACK or center-ack mark waits to ride in the
+    next commit of an event before it is committed alone (marks cost no fsync of
+    their own; a lost one costs a re-send with the same id, issue 14).
     ``escalate_after_s``: an alarm (priority 1-2) the center has not acked this long
     after it was stored raises ``alarm.unacknowledged`` once and switches on
     ``escalate_output`` (the id of an ``[[outputs]]``, e.g. a buzzer in the guard
@@ -103,6 +106,7 @@ class OutboxConfig(Strict):
 
     path: Path = Path("var/outbox.sqlite")
     commit_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+    mark_linger_ms: float = Field(default=250.0, ge=0, le=10_000)
     ack_timeout_s: float = Field(default=30.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
     max_rows: int = Field(default=1_000_000, ge=100)

@@ -37,7 +37,7 @@ import functools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ from gateway.runtime.supervisor import raise_if_cancelling
 
 log = structlog.get_logger(__name__)
 
-AckHandler = Callable[[bytes], Awaitable[None]]
+AckHandler = Callable[[bytes], Coroutine[Any, Any, None]]
 """Called with the payload of every message on ``<prefix>/ack``."""
 # (command name, raw payload, retained flag) -> result body for ``…/cmd/<name>/result``.
 CommandHandler = Callable[[str, bytes, bool], Awaitable[dict[str, Any]]]
@@ -441,8 +441,8 @@ class Uplink:
             while True:
                 message = await conn.messages.get()
                 if message.topic == f"{self._prefix}/ack":
-                    if self._on_ack is not None:
-                        await self._on_ack(message.payload)
+                    if self._on_ack is not None:  # its mark may wait for the next commit
+                        commands.create_task(self._on_ack(message.payload), name="ack")
                 elif message.topic.startswith(cmd_prefix) and self._on_command is not None:
                     if not message.payload:  # a center clearing a retained command
                         continue

@@ -215,3 +215,27 @@ async def test_replay_makes_what_is_held_due_again_and_names_what_is_not(tmp_pat
         # seq 4 again, after the first sends of its priority (it was sent once)
         assert [r.seq for r in await outbox.pending(10)] == [5, 6, 4]
         assert [e.seq for e in [*stored, *later]] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_puback_and_ack_marks_ride_in_the_next_events_commit(tmp_path: Path) -> None:
+    """Marks cost no commit (no fsync) of their own: queued while the writer waits for
+    more, they go in the transaction of the next event (issue 14)."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
+        first = await outbox.append(_panic(1))
+        (row,) = await outbox.pending(10)
+        before = outbox.commits
+        marks = asyncio.gather(outbox.mark_sent([row.n]), outbox.mark_acked([first.id]))
+        await asyncio.sleep(0.2)  # long enough for a commit of their own, were there one
+        assert outbox.commits == before and not marks.done()
+        second = await outbox.append(_beat(2))
+        await marks
+        assert outbox.commits == before + 1  # the event and both marks: one transaction
+        assert [r.id for r in await outbox.pending(10)] == [second.id]
+
+
+async def test_a_mark_alone_is_committed_after_the_mark_linger(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=0.05) as outbox:
+        first = await outbox.append(_panic(1))
+        (row,) = await outbox.pending(10)
+        await asyncio.wait_for(outbox.mark_sent([row.n]), 10)
+        assert first.id not in {r.id for r in await outbox.pending(10)}
