@@ -129,8 +129,11 @@ class AckCount:
     async def __call__(self, payload: bytes) -> None:
         """The uplink hands over the raw ``…/ack`` payload (by ids or by stream)."""
         ids = parse_ack(payload)
+        # ``self.rows += await …`` would read ``rows`` before the await and lose the
+        # counts of acks handled meanwhile (the uplink handles each ack in a task).
         if ids:
-            self.rows += await self.outbox.mark_acked(ids)
+            matched = await self.outbox.mark_acked(ids)
+            self.rows += matched
         if (through := parse_stream_ack(payload)) is not None:
             acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
             self.rows += len(acked)
