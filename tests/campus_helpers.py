@@ -4,13 +4,15 @@ gateway on it with a center console and a command sender (:func:`demo_gateway`).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.config.panels import Dc09Config
-from gateway.config.patrol import NetworkReaderConfig, PatrolConfig
+from gateway.config.patrol import NetworkReaderConfig, PatrolConfig, RouteConfig
 from gateway.config.root import GatewayConfig, MetricsConfig, load_config
 from gateway.config.views import BenchConfig
 from gateway.daemon import Gateway, running
@@ -43,6 +45,12 @@ def demo_config_on(
     ``[[panels]]``: a test of the alarm path neither waits for cameras nor binds the
     demo's fixed patrol and panel ports. The bench page and the metrics endpoint take
     free ports.
+
+    The patrol routes' rounds are moved to start a minute before now (same period,
+    all day): the demo's rounds start every quarter hour, and a scan within a
+    reader's clock skew after a quarter is credited to the round that just ended
+    (``gateway.patrol.rounds.match``: the earliest round wins), so a test scanning
+    CP1 would otherwise pass or fail with the time of day.
     """
     cfg = relocate(
         load_config(DEMO_CONFIG),
@@ -68,8 +76,16 @@ def demo_config_on(
             else r
             for r in cfg.patrol.readers
         ]
-        update["patrol"] = cfg.patrol.model_copy(update={"readers": readers})
+        routes = [_started_a_minute_ago(r, cfg.site.timezone) for r in cfg.patrol.routes]
+        update["patrol"] = cfg.patrol.model_copy(update={"readers": readers, "routes": routes})
     return cfg.model_copy(update=update)
+
+
+def _started_a_minute_ago(route: RouteConfig, timezone: str) -> RouteConfig:
+    """``route`` with rounds all day from a minute before now (site local time)."""
+    start = (dt.datetime.now(ZoneInfo(timezone)) - dt.timedelta(minutes=1)).strftime("%H:%M")
+    schedule = route.schedule.model_copy(update={"start": start, "end": start})
+    return route.model_copy(update={"schedule": schedule})
 
 
 @contextlib.asynccontextmanager
