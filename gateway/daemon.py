@@ -363,6 +363,7 @@ class Gateway:
             stages,
             self.progress,
             self.supervisor,
+            panels=self.panels,
             dropped_observations=lambda: self.dropped_observations,
             walk_test=self.alarm.walk.snapshot,
         )

@@ -11,18 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers.dc09.transport import TcpListener, UdpListener
 from gateway.config.root import GatewayConfig
 from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
-from gateway.panels.stage import PanelStage
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.version import gateway_version
+
+if TYPE_CHECKING:  # the DC-09 stage (and its AES library) only where panels are configured
+    from gateway.panels.stage import PanelStage
 
 RECENT = 10
 
@@ -151,6 +152,7 @@ class StatusSources:
     """The running parts a snapshot is read from (the daemon fills this in).
 
     Attributes:
+        panels: the DC-09 receiver's stage, or None when no panel is configured.
         dropped_observations: how many observations the rules gave up on.
         walk_test: the running walk test and the last report
             (``WalkTests.snapshot``: ``{"active", "last_report"}``).
@@ -163,6 +165,7 @@ class StatusSources:
     stages: Sequence[Stage]
     progress: Progress
     supervisor: Supervisor
+    panels: PanelStage | None = None
     started: float = field(default_factory=time.monotonic)
     dropped_observations: Callable[[], int] = lambda: 0
     walk_test: Callable[[], dict[str, Any]] = lambda: {"active": None, "last_report": None}
@@ -216,25 +219,22 @@ async def collect(src: StatusSources) -> Status:
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
         ),
         devices=_devices(src.stages),
-        alarms=_alarms(src.store) + _panel_alarms(src.stages),
+        alarms=_alarms(src.store) + _panel_alarms(src.panels),
         recent=await outbox.recent(RECENT),
         walk_test=_walk_test(cfg, src.walk_test()),
-        dc09=_receiver(src.stages),
+        dc09=_receiver(src.panels),
     )
 
 
-def _receiver(stages: Sequence[Stage]) -> ReceiverStatus | None:
+def _receiver(stage: PanelStage | None) -> ReceiverStatus | None:
     """The DC-09 receiver's counters, or None when the gateway has none."""
-    stage = next((s for s in stages if isinstance(s, PanelStage)), None)
     if stage is None:
         return None
-    tcp = [x for x in stage.listeners if isinstance(x, TcpListener)]
-    udp = [x for x in stage.listeners if isinstance(x, UdpListener)]
     return ReceiverStatus(
         counts=dict(sorted(stage.receiver.counts.items())),
-        connections=sum(x.connections for x in tcp),
-        refused_connections=sum(x.refused_connections for x in tcp),
-        udp_dropped=sum(x.dropped for x in udp),
+        connections=stage.connections,
+        refused_connections=stage.refused_connections,
+        udp_dropped=stage.udp_dropped,
     )
 
 
@@ -256,26 +256,23 @@ def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:
     return out
 
 
-def _panel_alarms(stages: Sequence[Stage]) -> list[ActiveAlarm]:
+def _panel_alarms(stage: PanelStage | None) -> list[ActiveAlarm]:
     """The alarms and faults the DC-09 panels report active and have not restored
     (condition ``panel``; a bypass or other open state is not an alarm)."""
-    out: list[ActiveAlarm] = []
-    for stage in stages:
-        if isinstance(stage, PanelStage):
-            for (panel, type_, subject), event in sorted(stage.reports.open.items()):
-                if not type_.startswith(("alarm.", "fault.")):
-                    continue
-                out.append(
-                    ActiveAlarm(
-                        zone=subject,
-                        condition="panel",
-                        type=event.type,
-                        since=event.time.timestamp(),
-                        incident=event.id,
-                        detail=f"panel {panel}",
-                    )
-                )
-    return out
+    if stage is None:
+        return []
+    return [
+        ActiveAlarm(
+            zone=subject,
+            condition="panel",
+            type=event.type,
+            since=event.time.timestamp(),
+            incident=event.id,
+            detail=f"panel {panel}",
+        )
+        for (panel, type_, subject), event in sorted(stage.reports.open.items())
+        if type_.startswith(("alarm.", "fault."))
+    ]
 
 
 def _alarms(store: StateStore) -> list[ActiveAlarm]:

@@ -74,6 +74,21 @@ class PanelStage:
         self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
         self._health = HealthEvents(factory, emit)
 
+    @property
+    def connections(self) -> int:
+        """TCP connections open now, over every listener."""
+        return sum(x.connections for x in self.listeners if isinstance(x, TcpListener))
+
+    @property
+    def refused_connections(self) -> int:
+        """TCP connections closed for ``[dc09] max_connections`` since start."""
+        return sum(x.refused_connections for x in self.listeners if isinstance(x, TcpListener))
+
+    @property
+    def udp_dropped(self) -> int:
+        """Datagrams dropped while too many were being taken, since start."""
+        return sum(x.dropped for x in self.listeners if isinstance(x, UdpListener))
+
     def tasks(self) -> Sequence[StageTask]:
         """One task per listen address and the supervision (none when nothing is configured)."""
         found = [

@@ -1,9 +1,11 @@
-"""A gateway without cameras never loads the cameras' libraries (issue 14: memory).
+"""A gateway loads the cameras' libraries only with cameras, and the DC-09 receiver's
+AES library only with panels (issue 14: memory).
 
-OpenCV, numpy and zeep's lxml are shared objects: once imported they are mapped
-into the process (``/proc/<pid>/maps``). The daemon runs as its own process; the
-same daemon with one camera configured maps them, which shows the check can see
-them. The memory figure itself is printed by ``bench/contact_latency.py``.
+OpenCV, numpy, zeep's lxml and cryptography's OpenSSL bindings are shared
+objects: once imported they are mapped into the process (``/proc/<pid>/maps``).
+The daemon runs as its own process; the same daemon with one camera (or one
+panel) configured maps them, which shows the check can see them. The memory
+figure itself is printed by ``bench/contact_latency.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
-HEAVY = ("cv2", "numpy", "lxml")
+CAMERA_LIBRARIES = {"cv2", "numpy", "lxml"}
+PANEL_LIBRARIES = {"cryptography"}
+HEAVY = CAMERA_LIBRARIES | PANEL_LIBRARIES
 
 CAMERA = """
 [[cameras]]
@@ -30,6 +34,18 @@ username = "admin"
 password_file = "camera.password"
 """
 
+PANEL = """
+[dc09]
+listen = [{{ protocol = "tcp", host = "127.0.0.1", port = {port} }}]
+
+[[panels]]
+id = "east-panel"
+account = "1234"
+supervision_s = 180
+key_file = "panel.key"
+key_format = "ascii"
+"""
+
 
 def heavy_libraries(pid: int) -> set[str]:
     """Which of :data:`HEAVY` have a file mapped into process ``pid``."""
@@ -37,20 +53,30 @@ def heavy_libraries(pid: int) -> set[str]:
     return {name for name in HEAVY if f"/{name}/" in maps}
 
 
-@pytest.mark.parametrize("cameras", [0, 1], ids=["no-camera", "one-camera"])
-async def test_camera_libraries_are_loaded_only_with_cameras(tmp_path: Path, cameras: int) -> None:
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("none", set()), ("camera", CAMERA_LIBRARIES), ("panel", PANEL_LIBRARIES)],
+    ids=["no-camera-no-panel", "one-camera", "one-panel"],
+)
+async def test_device_libraries_are_loaded_only_with_their_devices(
+    tmp_path: Path, device: str, expected: set[str]
+) -> None:
     if not Path("/proc/self/maps").exists():
         pytest.skip("needs /proc (Linux)")
     async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
         config = write_config(tmp_path, broker_port=broker.port, module_port=sim.port)
-        if cameras:
+        if device == "camera":
             (tmp_path / "camera.password").write_text("secret\n")
             with config.open("a", encoding="utf-8") as fh:
                 fh.write(CAMERA.format(port=free_port()))
+        elif device == "panel":
+            (tmp_path / "panel.key").write_text("DemoPanelKey2026\n")
+            with config.open("a", encoding="utf-8") as fh:
+                fh.write(PANEL.format(port=free_port()))
         log = tmp_path / "gateway.log"
         async with daemon_process(config, log) as daemon:
             # Polling has begun: every stage (cameras included) was built before it.
             await wait_until(lambda: sim.requests > 5, 30, "the module polled")
             assert daemon.returncode is None, log.read_text()[-2000:]
             loaded = heavy_libraries(daemon.pid)
-    assert loaded == (set(HEAVY) if cameras else set()), f"pid {os.getpid()}: {loaded}"
+    assert loaded == expected, f"pid {os.getpid()}: {loaded}"
