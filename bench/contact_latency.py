@@ -42,6 +42,7 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from acking_center import Arrival, CenterProcess  # noqa: E402
+from as_installed import dev_only_modules  # noqa: E402
 
 from gateway.config.keys import read_key  # noqa: E402
 from gateway.config.modbus_profiles import PROFILES  # noqa: E402
@@ -135,6 +136,13 @@ async def run(args: argparse.Namespace) -> None:
     )
     if args.period_ms % args.poll_ms == 0:
         print("  warning: the period is a multiple of the poll: the phase will not sweep")
+    hidden = [] if args.dev_venv else dev_only_modules()
+    print(
+        "  gateway: the dev venv as is (--dev-venv)"
+        if args.dev_venv
+        else f"  gateway: as scripts/install.sh installs it ({len(hidden)} dev-only modules "
+        "hidden, rich among them: bench/as_installed.py)"
+    )
     async with (
         MosquittoBroker(work / "mosquitto") as broker,
         SimulatedModule(PROFILES["adam-6050"]) as module,
@@ -158,7 +166,13 @@ async def run(args: argparse.Namespace) -> None:
         )
         log = (work / "gateway.log").open("wb")
         gateway = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", str(cfg), stdout=log, stderr=log
+            sys.executable,
+            str(BENCH / "as_installed.py"),
+            ",".join(hidden),
+            "run",
+            str(cfg),
+            stdout=log,
+            stderr=log,
         )
         try:
             # gateway.started and device.online reached the center; the poller runs.
@@ -250,6 +264,9 @@ def main() -> None:
     parser.add_argument("--period-ms", type=int, default=213, help="not a multiple of the poll")
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--settle-s", type=float, default=3.0)
+    parser.add_argument(
+        "--dev-venv", action="store_true", help="keep the dev tools importable (rich: +4.6 MiB)"
+    )
     asyncio.run(run(parser.parse_args()))
 
 
