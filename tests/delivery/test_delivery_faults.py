@@ -16,7 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gateway.daemon import running
+from gateway.daemon import Gateway, running
 from gateway.delivery.outbox import Outbox
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
@@ -39,12 +39,17 @@ from tests.helpers import assert_valid_event, signed_center
 pytestmark = pytest.mark.timeout(180)
 
 
-def _assert_zone_order(center: CenterConsole, outbox: Path) -> None:
-    """Per zone, the states alternate active/cleared in seq order (none collapsed or
-    repeated), and first deliveries come in seq order, except for alarms published again
-    after their ack timeout: a broker restart can lose what it PUBACKed, and a re-send
-    never goes before a first send (``Outbox.pending``, issue 14), so those arrive late
-    by design. The center orders by ``seq``."""
+async def _assert_zone_order(center: CenterConsole, gateway: Gateway, outbox: Path) -> None:
+    """Once the gateway's PUBACK marks are committed (they wait for a commit to ride
+    in, ``mark_linger``: a re-send's second PUBACK may not be in the file yet), per
+    zone, the states alternate active/cleared in seq order (none collapsed or
+    repeated), and first deliveries come in seq order, except for alarms published
+    again after their ack timeout: a broker restart can lose what it PUBACKed, and a
+    re-send never goes before a first send (``Outbox.pending``, issue 14), so those
+    arrive late by design. The center orders by ``seq``."""
+    assert gateway.outbox is not None
+    outbox_of = gateway.outbox
+    await wait_until(lambda: not outbox_of.marking, 5, "PUBACK marks committed")
     resent = {i for i, n in puback_counts(outbox).items() if n > 1}
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for event in alarms(center, "alarm.intrusion"):
@@ -87,7 +92,7 @@ async def test_broker_restart_with_500_events_in_flight_loses_none(tmp_path: Pat
             ids = {e["id"] for e in alarms(center)}
             assert len(ids) == 500
             assert ids == set(stored_ids(tmp_path / "outbox.sqlite", "alarm.intrusion"))
-            _assert_zone_order(center, tmp_path / "outbox.sqlite")
+            await _assert_zone_order(center, gateway, tmp_path / "outbox.sqlite")
             assert not center.gaps
 
 
@@ -244,7 +249,7 @@ async def test_five_flaps_in_twenty_seconds_lose_nothing_and_respect_the_window(
             )
             assert gateway.uplink.stats.connects >= 6
             assert 1 <= gateway.uplink.stats.max_inflight_seen <= window
-            _assert_zone_order(center, tmp_path / "outbox.sqlite")
+            await _assert_zone_order(center, gateway, tmp_path / "outbox.sqlite")
             for event in center.events[:50]:
                 assert_valid_event(event)
 

@@ -10,6 +10,7 @@ itself need space the disk does not have.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,65 @@ class OutboxStats:
     purged_total: int = 0
     disk_full: int = 0
     commit_failures: int = 0
+
+
+@dataclass(slots=True)
+class Counts:
+    """A copy of the counters and caps, for shedding on the connection's thread.
+
+    Attributes:
+        rows, bytes, low_rows, low_bytes: what the file holds (low: priority 4-5).
+        max_rows, max_bytes: the caps; ``low_cap_rows``, ``low_cap_bytes`` the part
+            priority 4-5 may use (the caps less the reserve for priority 1-3).
+    """
+
+    rows: int
+    bytes: int
+    low_rows: int
+    low_bytes: int
+    max_rows: int
+    max_bytes: int
+    low_cap_rows: int
+    low_cap_bytes: int
+
+    def excess(self) -> tuple[int, int]:
+        """(rows, bytes) over their caps; <= 0 when within."""
+        rows = max(self.low_rows - self.low_cap_rows, self.rows - self.max_rows)
+        over = max(self.low_bytes - self.low_cap_bytes, self.bytes - self.max_bytes)
+        return rows, over
+
+    def remove(self, priority: int, size: int) -> None:
+        """Count a row gone."""
+        self.rows -= 1
+        self.bytes -= size
+        if priority >= 4:
+            self.low_rows -= 1
+            self.low_bytes -= size
+
+
+def shed_rows(conn: sqlite3.Connection, counts: Counts) -> list[tuple[int, list[Any]]]:
+    """Shed priority 5, then 4, oldest first, until ``counts`` are within the caps (in
+    the caller's open transaction, on the connection's thread; ``counts`` is a copy
+    and is updated here).
+
+    Returns:
+        ``(priority, [(seq, size, undelivered), …])`` per statement, for
+        :meth:`Capacity.count_shed` on the event loop.
+    """
+    out: list[tuple[int, list[Any]]] = []
+    for priority in (5, 4):
+        while True:
+            excess, over_bytes = counts.excess()
+            if excess <= 0 and over_bytes <= 0:
+                return out
+            chunk = max(excess, 1) + counts.max_rows // 100 if excess > 0 else 64
+            shed = conn.execute(sql.SHED, (priority, chunk)).fetchall()
+            if not shed:
+                break
+            for _seq, size, _undelivered in shed:
+                counts.remove(priority, size)
+            out.append((priority, shed))
+    return out
 
 
 class Capacity:
@@ -103,27 +163,28 @@ class Capacity:
         report, self._shed = self._shed, ShedReport()
         return report
 
-    async def shed(self, db: aiosqlite.Connection) -> None:
-        """Shed priority 5, then 4, oldest first, until within the caps."""
-        low_cap_rows = self.max_rows - self.reserve_rows
-        low_cap_bytes = self.max_bytes - self.reserve_bytes
-        for priority in (5, 4):
-            while True:
-                excess = max(
-                    self.stats.low_rows - low_cap_rows,
-                    self.stats.rows - self.max_rows,
-                )
-                over_bytes = max(
-                    self.stats.low_bytes - low_cap_bytes, self.stats.bytes - self.max_bytes
-                )
-                if excess <= 0 and over_bytes <= 0:
-                    return
-                chunk = max(excess, 1) + self.max_rows // 100 if excess > 0 else 64
-                async with db.execute(sql.SHED, (priority, chunk)) as cur:
-                    shed = await cur.fetchall()
-                if not shed:
-                    break
-                self._count(priority, shed)
+    def counts(self, added: Iterable[tuple[int, int]], purging: bool) -> Counts | None:
+        """The counters with ``added`` ``(priority, size)`` rows, when a commit may have
+        to shed (over a cap now, or purging, which may bring it back under); None
+        when it certainly need not."""
+        c = Counts(
+            self.stats.rows, self.stats.bytes, self.stats.low_rows, self.stats.low_bytes,
+            self.max_rows, self.max_bytes,
+            self.max_rows - self.reserve_rows, self.max_bytes - self.reserve_bytes,
+        )  # fmt: skip
+        for priority, size in added:
+            c.rows += 1
+            c.bytes += size
+            if priority >= 4:
+                c.low_rows += 1
+                c.low_bytes += size
+        excess, over_bytes = c.excess()
+        return c if excess > 0 or over_bytes > 0 or purging else None
+
+    def count_shed(self, shed: Iterable[tuple[int, list[Any]]]) -> None:
+        """Count what :func:`shed_rows` deleted (once its transaction committed)."""
+        for priority, rows in shed:
+            self._count(priority, rows)
 
     def _count(self, priority: int, shed: Iterable[Any]) -> None:
         for seq, size, undelivered in shed:

@@ -14,6 +14,7 @@ outbox only stores their JSON.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,10 +43,12 @@ async def load(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def write(db: aiosqlite.Connection, writes: Iterable[StateWrite]) -> None:
-    """Apply ``writes`` in the caller's open transaction, as if in order (the last write
-    of a key wins), in two statements whatever their number (one commit may hold the
-    alarms of a whole burst)."""
+def statements(
+    writes: Iterable[StateWrite],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """``writes`` as rows to delete and rows to put, as if applied in order (the last
+    write of a key wins), for :func:`apply`. Made on the event loop (the JSON of
+    state the loop owns)."""
     last = {(w.kind, w.key): w.data for w in writes}
     puts = [
         (kind, key, json.dumps(data, ensure_ascii=False))
@@ -53,10 +56,18 @@ async def write(db: aiosqlite.Connection, writes: Iterable[StateWrite]) -> None:
         if data is not None
     ]
     deletes = [(kind, key) for (kind, key), data in last.items() if data is None]
+    return deletes, puts
+
+
+def apply(
+    conn: sqlite3.Connection, deletes: list[tuple[str, str]], puts: list[tuple[str, str, str]]
+) -> None:
+    """Apply :func:`statements` in the caller's open transaction, in two statements
+    whatever their number (one commit may hold the alarms of a whole burst)."""
     if deletes:
-        await db.executemany(_DELETE, deletes)
+        conn.executemany(_DELETE, deletes)
     if puts:
-        await db.executemany(_PUT, puts)
+        conn.executemany(_PUT, puts)
 
 
 def remember(memory: dict[str, dict[str, Any]], writes: Iterable[StateWrite]) -> None:

@@ -1,7 +1,8 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
-What is due is read on the writer's aiosqlite connection (one thread), so it sees
-every committed row and nothing uncommitted; the rows not yet committed are added
+What is due is read on the writer's aiosqlite connection (one thread), in one call
+between its commits (each commit is one call too), so it sees every committed row
+and nothing uncommitted; the rows not yet committed are added
 from memory (``held.py``), and when the file cannot be read, those alone are due.
 When an open event comes due again is kept in memory on the monotonic clock
 (``due.py``), never read from the wall clock.
@@ -22,6 +23,7 @@ from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
+from gateway.delivery.outbox.onthread import run_on
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 
@@ -90,31 +92,33 @@ class OutboxReads:
     async def _stored_pending(
         self, limit: int, exclude: list[int], skip_topics: list[str]
     ) -> list[PendingRow]:
-        db = self._require_db()
+        """First sends, then the open events due again, read in one call on the
+        connection's thread (:mod:`~gateway.delivery.outbox.onthread`)."""
         clause, skip = _skip_clause(exclude, skip_topics)
-        async with db.execute(sql.PENDING.format(skip=clause), (*skip, limit)) as cur:
-            fresh = await cur.fetchall()
-        overdue = await self._overdue_rows(limit, exclude, skip_topics)
+        fresh_query = sql.PENDING.format(skip=clause)
+        due = self.resends.overdue(exclude)
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], set[int]]:
+            fresh = conn.execute(fresh_query, (*skip, limit)).fetchall()
+            overdue: list[Any] = []
+            asked: set[int] = set()
+            for start in range(0, len(due), 500):  # below SQLite's variable limit
+                chunk = due[start : start + 500]
+                query = sql.OPEN_ROWS.format(marks=",".join("?" * len(chunk)))
+                overdue += conn.execute(query, chunk).fetchall()
+                asked.update(chunk)
+                if sum(1 for r in overdue if not _skipped(str(r[4]), skip_topics)) >= limit:
+                    break
+            return fresh, overdue, asked
+
+        fresh, overdue, asked = await run_on(self._require_db(), read)
+        found = {r[0] for r in overdue}
+        self.resends.forget(n for n in asked if n not in found)  # acked or purged
+        overdue = [r for r in overdue if not _skipped(str(r[4]), skip_topics)]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7]))
             for r in [*fresh, *overdue]
         ]
-
-    async def _overdue_rows(self, limit: int, exclude: list[int], topics: list[str]) -> list[Any]:
-        """The best ``limit`` open events due again, as rows (chunks in send order)."""
-        due = self.resends.overdue(exclude)
-        rows: list[Any] = []
-        for start in range(0, len(due), 500):  # below SQLite's variable limit
-            chunk = due[start : start + 500]
-            query = sql.OPEN_ROWS.format(marks=",".join("?" * len(chunk)))
-            async with self._require_db().execute(query, chunk) as cur:
-                found = list(await cur.fetchall())
-            keys = {r[0] for r in found}
-            self.resends.forget(n for n in chunk if n not in keys)  # acked or purged
-            rows += [r for r in found if not _skipped(str(r[4]), topics)]
-            if len(rows) >= limit:
-                break
-        return rows
 
     async def known_ids(self, ids: Iterable[str], *, held: bool = True) -> set[str]:
         """Those of ``ids`` the outbox holds (stored, delivered or not; held in memory

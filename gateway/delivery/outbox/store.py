@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import sqlite3
@@ -66,12 +67,13 @@ import aiosqlite
 import structlog
 from ulid import ULID
 
-from gateway.delivery.outbox import kept, sql
+from gateway.delivery.outbox import commit, kept, sql
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
+from gateway.delivery.outbox.onthread import run_on
 from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
@@ -723,112 +725,96 @@ class Outbox(OutboxReads):
         self._writable.set()
 
     async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op], clean: bool) -> None:
-        """All ops in one transaction, each kind in one statement where it can be."""
-        results: list[Any] = [None] * len(ops)
-        now = time.time()
-        inserts: list[tuple[Any, ...]] = []
-        sent: list[tuple[float, int]] = []
-        opened: list[tuple[int, int]] = []  # (n, priority) sent and waiting for the center
-        replayed = False
-        closed: list[int] = []  # row keys the center acked
+        """All ops in one transaction, as one call on the connection's thread
+        (:mod:`~gateway.delivery.outbox.commit`); results settled here on the loop."""
+        tx = self._transaction(ops, clean)
+        out = await run_on(db, functools.partial(commit.apply, tx=tx))
+        self._settle(ops, tx, out)
+
+    def _transaction(self, ops: list[_Op], clean: bool) -> commit.Transaction:
+        """What ``ops`` write (copies: the transaction runs on another thread)."""
+        tx = commit.Transaction(now=time.time())
+        if not self._schema_ready:
+            tx.prepare_stream = self.stream
         for i, op in enumerate(ops):
             if op.blob is not None:
-                inserts.append(op.blob)
+                tx.inserts.append(op.blob)
             if op.insert is not None:
-                inserts.append(op.insert)
-                results[i] = op.arg
+                tx.inserts.append(op.insert)
             elif op.kind == "sent":
-                sent.extend((now, s) for s in op.arg)
-        await db.execute("BEGIN IMMEDIATE")
-        if not self._schema_ready:
-            await self._prepare(db)
-        if inserts:
-            await db.executemany(sql.INSERT, inserts)
-        if sent:
-            await db.executemany(sql.MARK_SENT, sent)
-            opened = await _select_chunks(db, sql.SENT_OPEN, [n for _, n in sent])
-        for i, op in enumerate(ops):
-            if op.kind == "acked":
-                keys = await _select_chunks(db, sql.MARK_ACKED, op.arg, now)
-                closed += [int(r[0]) for r in keys]
-                results[i] = len(keys)
+                tx.sent.extend((tx.now, n) for n in op.arg)
+            elif op.kind == "acked":
+                tx.acked[i] = list(op.arg)
             elif op.kind == "acked_through":
-                async with db.execute(sql.MARK_ACKED_THROUGH, (now, *op.arg)) as cur:
-                    acked = list(await cur.fetchall())
-                closed += [int(r[2]) for r in acked]
-                results[i] = [(str(r[0]), float(r[1])) for r in acked]
+                tx.acked_through[i] = op.arg
             elif op.kind == "purge":
-                results[i] = await self._purge(db, now - op.arg)
+                tx.purges[i] = tx.now - op.arg
             elif op.kind == "replay":
-                span = (self.stream, *op.arg)
-                async with db.execute(sql.REPLAY, span) as cur:
-                    again = [int(r[0]) for r in await cur.fetchall()]
-                async with db.execute(sql.HELD_SEQS, span) as cur:
-                    kept_seqs = {int(r[0]) for r in await cur.fetchall()}
-                closed += again  # off the resend schedule: pending now, on it at the PUBACK
-                replayed = replayed or bool(again)
-                in_memory = self.held.seqs()  # numbered, not committed yet: not gone
-                gone = [
-                    q for q in range(op.arg[0], op.arg[1] + 1)
-                    if q not in kept_seqs and q not in in_memory
-                ]  # fmt: skip
-                results[i] = (len(again), gone)
-        keeps = [w for op in ops for w in op.keep]
-        if keeps:
-            await kept.write(db, keeps)
-        last_seq = max((r[1] for r in inserts if r[2] == self.stream), default=self._stored_seq)
-        meta: list[tuple[str, str]] = []
+                tx.replays[i] = (self.stream, *op.arg)
+        tx.kept_deletes, tx.kept_puts = kept.statements(w for op in ops for w in op.keep)
+        last_seq = max((r[1] for r in tx.inserts if r[2] == self.stream), default=self._stored_seq)
         if self._meta_due:
-            meta += [("stream", self.stream), ("running", "1")]
+            tx.meta += [("stream", self.stream), ("running", "1")]
         if self._meta_due or last_seq != self._stored_seq:
-            meta.append(("last_seq", str(last_seq)))
+            tx.meta.append(("last_seq", str(last_seq)))
         if clean and len(self.held) == len([op for op in ops if op.kind == "append"]):
-            meta.append(("running", "0"))  # nothing held is left out of this commit
-        if meta:
-            await db.executemany(sql.PUT_META, meta)
-        for values in inserts:  # (n, seq, stream, id, type, priority, topic, payload, size, …)
-            self.capacity.added(values[5], values[8])
-        await self.capacity.shed(db)
-        await db.execute("COMMIT")
+            tx.meta.append(("running", "0"))  # nothing held is left out of this commit
+        # (n, seq, stream, id, type, priority, topic, payload, size, …)
+        added = [(r[5], r[8]) for r in tx.inserts]
+        tx.counts = self.capacity.counts(added, purging=bool(tx.purges))
+        for priority, size in added:
+            self.capacity.added(priority, size)  # re-read from the file if the commit fails
+        return tx
+
+    def _settle(self, ops: list[_Op], tx: commit.Transaction, out: commit.Outcome) -> None:
+        """Counters, schedule, listeners and futures once ``tx`` is committed."""
+        if tx.prepare_stream is not None:
+            self._schema_ready = True
+            if out.migrated_from is not None:
+                log.warning("outbox.migrated", path=str(self.path), stream_column=out.migrated_from)
+        results: list[Any] = [None] * len(ops)
+        closed: list[int] = []  # row keys the center acked (or sent again)
+        for i, op in enumerate(ops):
+            if op.insert is not None:
+                results[i] = op.arg
+        for i, keys in out.acked.items():
+            closed += keys
+            results[i] = len(keys)
+        for i, acked in out.acked_through.items():
+            closed += [n for _, _, n in acked]
+            results[i] = [(event_id, created) for event_id, created, _ in acked]
+        for i, purged in out.purged.items():
+            for size, priority in purged:
+                self.capacity.removed(priority, size)
+            self.stats.purged_total += len(purged)
+            results[i] = len(purged)
+        in_memory = self.held.seqs() if out.replays else set()  # numbered, not committed
+        for i, (again, kept_seqs) in out.replays.items():
+            closed += again  # off the resend schedule: pending now, on it at the PUBACK
+            first, last = ops[i].arg
+            results[i] = (
+                len(again),
+                [q for q in range(first, last + 1) if q not in kept_seqs and q not in in_memory],
+            )
+        self.capacity.count_shed(out.shed)
         self._meta_due = False
-        self._stored_seq = last_seq
-        kept.remember(self._kept, keeps)
+        self._stored_seq = max(
+            (r[1] for r in tx.inserts if r[2] == self.stream), default=self._stored_seq
+        )
+        kept.remember(self._kept, [w for op in ops for w in op.keep])
         self.stats.commits += 1
-        self.held.committed(r[0] for r in inserts)
+        self.held.committed(r[0] for r in tx.inserts)
         self.resends.forget(closed)
-        for key, priority in opened:
-            self.resends.sent(int(key), int(priority))
+        for key, priority in out.opened:
+            self.resends.sent(key, priority)
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
                 for listener in self.on_stored:
                     listener(result)
             if not op.future.done():
                 op.future.set_result(result)
-        if inserts or replayed:
+        if tx.inserts or any(again for again, _ in out.replays.values()):
             self._changed.set()
-
-    async def _prepare(self, db: aiosqlite.Connection) -> None:
-        """Create the tables, or rebuild an older file's (inside the open transaction)."""
-        async with db.execute("PRAGMA table_info(messages)") as cur:
-            columns = {str(r[1]) for r in await cur.fetchall()}
-        if columns and "stream" not in columns:
-            async with db.execute("SELECT value FROM meta WHERE key = 'stream'") as cur:
-                row = await cur.fetchone()
-            old = str(row[0]) if row else self.stream
-            for statement in sql.MIGRATE_STREAM:
-                await db.execute(statement, (old,) if "?" in statement else ())
-            log.warning("outbox.migrated", path=str(self.path), stream_column=old)
-        for statement in [*sql.SCHEMA_STATEMENTS, kept.SCHEMA]:
-            await db.execute(statement)
-        self._schema_ready = True
-
-    async def _purge(self, db: aiosqlite.Connection, before: float) -> int:
-        async with db.execute(sql.PURGE, (before,)) as cur:
-            purged = list(await cur.fetchall())
-        for size, priority in purged:
-            self.capacity.removed(priority, size)
-        self.stats.purged_total += len(purged)
-        return len(purged)
 
     async def wait_for_new(self) -> None:
         """Wait until rows may have been appended (or held rows became due) since the
@@ -875,20 +861,6 @@ class Outbox(OutboxReads):
             db, self._db = self._db, None
             with contextlib.suppress(*_DB_ERRORS):
                 await db.close()
-
-
-async def _select_chunks(
-    db: aiosqlite.Connection, query: str, keys: list[Any], *first: Any
-) -> list[Any]:
-    """Rows of ``query`` (with ``{marks}`` for an ``IN`` list) over ``keys`` in chunks below
-    SQLite's variable limit; ``first`` are parameters before the list."""
-    rows: list[Any] = []
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        async with db.execute(query.format(marks=marks), (*first, *chunk)) as cur:
-            rows += list(await cur.fetchall())
-    return rows
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -1,0 +1,152 @@
+"""One commit of the outbox writer as one call on the connection's thread.
+
+The writer (:class:`~gateway.delivery.outbox.Outbox`) gathers what waits in its
+queue (events, pictures, kept state, PUBACK and ack marks, purges, replays) into
+a :class:`Transaction` on the event loop, :func:`apply` runs every statement of
+it between ``BEGIN IMMEDIATE`` and ``COMMIT`` on the connection's own thread
+(:mod:`gateway.delivery.outbox.onthread`: one hop, not one per statement), and
+the writer reads the :class:`Outcome` back on the loop to settle futures,
+counters and the resend schedule. Nothing here touches the writer's state: the
+transaction carries copies of what it needs.
+
+On any error the transaction is rolled back before the error is raised, so the
+file holds all of a commit or none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.delivery.outbox import kept, sql
+from gateway.delivery.outbox.capacity import Counts, shed_rows
+from gateway.delivery.outbox.onthread import select_chunks
+
+
+@dataclass(slots=True)
+class Transaction:
+    """What one commit writes. Op-indexed maps key results back to the writer's ops.
+
+    Attributes:
+        now: the wall-clock time written as ``sent_at``/``acked_at`` (seconds).
+        prepare_stream: create (or migrate) the schema first, the first commit on a
+            new connection; the stream a pre-stream file's rows join. None: ready.
+        inserts: ``sql.INSERT`` rows (events and pictures).
+        sent: ``(now, n)`` PUBACK marks.
+        acked: op index → event ids the center acked.
+        acked_through: op index → ``(stream, seq)`` of a stream ack.
+        purges: op index → ``created_at`` bound of delivered rows to delete.
+        replays: op index → ``(stream, from_seq, to_seq)`` to send again.
+        kept_deletes, kept_puts: the kept state (``kept.statements``).
+        meta: ``(key, value)`` rows of the meta table.
+        counts: the capacity counters with this commit's inserts, when shedding may
+            be needed (:func:`~gateway.delivery.outbox.capacity.shed_rows`).
+    """
+
+    now: float
+    prepare_stream: str | None = None
+    inserts: list[tuple[Any, ...]] = field(default_factory=list)
+    sent: list[tuple[float, int]] = field(default_factory=list)
+    acked: dict[int, list[str]] = field(default_factory=dict)
+    acked_through: dict[int, tuple[str, int]] = field(default_factory=dict)
+    purges: dict[int, float] = field(default_factory=dict)
+    replays: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    kept_deletes: list[tuple[str, str]] = field(default_factory=list)
+    kept_puts: list[tuple[str, str, str]] = field(default_factory=list)
+    meta: list[tuple[str, str]] = field(default_factory=list)
+    counts: Counts | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a committed :class:`Transaction` found.
+
+    Attributes:
+        migrated_from: the stream a pre-stream file's rows joined, when migrated.
+        opened: ``(n, priority)`` of rows just marked sent that wait for an ack.
+        acked: op index → row keys acked.
+        acked_through: op index → ``(id, created_at, n)`` of each event acked.
+        purged: op index → ``(size, priority)`` of each row deleted.
+        replays: op index → (row keys sent again, seqs still in the file).
+        shed: ``(priority, [(seq, size, undelivered), …])`` per shedding step.
+    """
+
+    migrated_from: str | None = None
+    opened: list[tuple[int, int]] = field(default_factory=list)
+    acked: dict[int, list[int]] = field(default_factory=dict)
+    acked_through: dict[int, list[tuple[str, float, int]]] = field(default_factory=dict)
+    purged: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    replays: dict[int, tuple[list[int], set[int]]] = field(default_factory=dict)
+    shed: list[tuple[int, list[Any]]] = field(default_factory=list)
+
+
+def apply(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
+    """Run ``tx`` in one transaction on ``conn`` (its own thread).
+
+    Raises:
+        sqlite3.Error, OSError: the commit failed; nothing of it is in the file.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = _statements(conn, tx)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the writer reconnects after a failure
+                conn.execute("ROLLBACK")
+        raise
+    return out
+
+
+def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
+    out = Outcome()
+    if tx.prepare_stream is not None:
+        out.migrated_from = prepare(conn, tx.prepare_stream)
+    if tx.inserts:
+        conn.executemany(sql.INSERT, tx.inserts)
+    if tx.sent:
+        conn.executemany(sql.MARK_SENT, tx.sent)
+        opened = select_chunks(conn, sql.SENT_OPEN, [n for _, n in tx.sent])
+        out.opened = [(int(n), int(p)) for n, p in opened]
+    for i, ids in tx.acked.items():
+        out.acked[i] = [int(r[0]) for r in select_chunks(conn, sql.MARK_ACKED, ids, tx.now)]
+    for i, (stream, up_to) in tx.acked_through.items():
+        rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, up_to)).fetchall()
+        out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+    for i, before in tx.purges.items():
+        purged = conn.execute(sql.PURGE, (before,)).fetchall()
+        out.purged[i] = [(int(size), int(priority)) for size, priority in purged]
+    for i, span in tx.replays.items():
+        again = [int(r[0]) for r in conn.execute(sql.REPLAY, span).fetchall()]
+        seqs = {int(r[0]) for r in conn.execute(sql.HELD_SEQS, span).fetchall()}
+        out.replays[i] = (again, seqs)
+    kept.apply(conn, tx.kept_deletes, tx.kept_puts)
+    if tx.meta:
+        conn.executemany(sql.PUT_META, tx.meta)
+    if tx.counts is not None:
+        for rows in out.purged.values():
+            for size, priority in rows:
+                tx.counts.remove(priority, size)
+        out.shed = shed_rows(conn, tx.counts)
+    return out
+
+
+def prepare(conn: sqlite3.Connection, stream: str) -> str | None:
+    """Create the tables, or rebuild an older file's, inside the open transaction.
+
+    Returns:
+        The stream the rows of a file from before streams joined, when it was
+        rebuilt (its ``meta`` stream, else ``stream``); None otherwise.
+    """
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(messages)").fetchall()}
+    migrated = None
+    if columns and "stream" not in columns:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+        migrated = str(row[0]) if row else stream
+        for statement in sql.MIGRATE_STREAM:
+            conn.execute(statement, (migrated,) if "?" in statement else ())
+    for statement in [*sql.SCHEMA_STATEMENTS, kept.SCHEMA]:
+        conn.execute(statement)
+    return migrated
