@@ -133,7 +133,7 @@ class AckCount:
         # counts of acks handled meanwhile (the uplink handles each ack in a task).
         if ids:
             matched = await self.outbox.mark_acked(ids)
-            self.rows += matched
+            self.rows += len(matched)
         if (through := parse_stream_ack(payload)) is not None:
             acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
             self.rows += len(acked)

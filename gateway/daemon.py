@@ -512,17 +512,16 @@ class Gateway:
         through = parse_stream_ack(payload)
         if self.outbox is None or (not ids and through is None):
             return
+        arrived = time.time()  # the mark may wait for a commit (``mark_linger``)
+        acked: list[tuple[str, float]] = []
         if ids:
-            with contextlib.suppress(OutboxError):  # a figure only; the ack itself counts
-                for age in await self.outbox.stored_ages(ids):
-                    self.metrics.center_ack_seconds.observe(age)
-            await self.outbox.mark_acked(ids)
+            acked += await self.outbox.mark_acked(ids)
         if through is not None:
-            acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
-            now = time.time()
-            for _, stored_at in acked:
-                self.metrics.center_ack_seconds.observe(now - stored_at)
-            ids = [*ids, *(event_id for event_id, _ in acked)]
+            through_acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
+            acked += through_acked
+            ids = [*ids, *(event_id for event_id, _ in through_acked)]
+        for _, stored_at in acked:
+            self.metrics.center_ack_seconds.observe(max(0.0, arrived - stored_at))
         if ids:
             self.feed.note_ack(ids)
             self.notifier.poke()

@@ -66,7 +66,7 @@ class Outcome:
     Attributes:
         migrated_from: the stream a pre-stream file's rows joined, when migrated.
         opened: ``(n, priority)`` of rows just marked sent that wait for an ack.
-        acked: op index → row keys acked.
+        acked: op index → ``(id, created_at, n, track_ack)`` of each row acked.
         acked_through: op index → ``(id, created_at, n)`` of each event acked.
         purged: op index → ``(size, priority)`` of each row deleted.
         replays: op index → (row keys sent again, seqs still in the file).
@@ -75,7 +75,7 @@ class Outcome:
 
     migrated_from: str | None = None
     opened: list[tuple[int, int]] = field(default_factory=list)
-    acked: dict[int, list[int]] = field(default_factory=dict)
+    acked: dict[int, list[tuple[str, float, int, bool]]] = field(default_factory=dict)
     acked_through: dict[int, list[tuple[str, float, int]]] = field(default_factory=dict)
     purged: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     replays: dict[int, tuple[list[int], set[int]]] = field(default_factory=dict)
@@ -111,7 +111,8 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         opened = select_chunks(conn, sql.SENT_OPEN, [n for _, n in tx.sent])
         out.opened = [(int(n), int(p)) for n, p in opened]
     for i, ids in tx.acked.items():
-        out.acked[i] = [int(r[0]) for r in select_chunks(conn, sql.MARK_ACKED, ids, tx.now)]
+        rows = select_chunks(conn, sql.MARK_ACKED, ids, tx.now)
+        out.acked[i] = [(str(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
     for i, (stream, up_to) in tx.acked_through.items():
         rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, up_to)).fetchall()
         out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]

@@ -119,16 +119,6 @@ class OutboxMetrics:
             )
         return out
 
-    async def stored_ages(self, ids: Iterable[str]) -> list[float]:
-        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked."""
-        wanted = list(ids)
-        if not wanted:
-            return []
-        query = sql.STORED_AT.format(marks=",".join("?" * len(wanted)))
-        rows = await self._rows(query, wanted, keep=False)
-        now = time.time()
-        return [max(0.0, now - float(r[0])) for r in rows]
-
     async def close(self) -> None:
         """Close the connection (a later read opens it again)."""
         if self._db is not None:

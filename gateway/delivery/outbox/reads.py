@@ -175,11 +175,6 @@ class OutboxReads:
         """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
         return await self.metrics.recent(limit)
 
-    async def stored_ages(self, ids: Iterable[str]) -> list[float]:
-        """Seconds since each of ``ids`` was stored, for the alarms among them not yet acked
-        (on :attr:`metrics`)."""
-        return await self.metrics.stored_ages(ids)
-
 
 def _skipped(topic: str, topics: list[str]) -> bool:
     """Does ``topic`` wait (see ``skip_topics`` of :meth:`OutboxReads.pending`)?"""

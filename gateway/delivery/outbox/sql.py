@@ -70,7 +70,8 @@ INSERT = (
 )
 MARK_SENT = "UPDATE messages SET sent_at = ?, attempts = attempts + 1 WHERE n = ?"
 MARK_ACKED = (
-    "UPDATE messages SET acked_at = ? WHERE id IN ({marks}) AND acked_at IS NULL RETURNING n"
+    "UPDATE messages SET acked_at = ? WHERE id IN ({marks}) AND acked_at IS NULL"
+    " RETURNING id, created_at, n, track_ack"
 )
 # A stream ack: every confirmed event up to a seq (an unpublished one cannot have arrived).
 MARK_ACKED_THROUGH = (
@@ -146,8 +147,5 @@ OLDEST_PENDING = (
 RECENT = (
     "SELECT seq, payload, created_at, sent_at, acked_at, track_ack FROM messages"
     " WHERE seq IS NOT NULL ORDER BY n DESC LIMIT ?"
-)
-STORED_AT = (
-    "SELECT created_at FROM messages WHERE id IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
 )
 PUT_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"

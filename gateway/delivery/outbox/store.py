@@ -514,10 +514,16 @@ class Outbox(OutboxReads):
         finally:
             self.marking.difference_update(keys)
 
-    async def mark_acked(self, ids: Iterable[str]) -> int:
-        """Record the center's acknowledgement of these event ids; returns rows matched."""
-        matched: int = await self._submit("acked", list(ids))
-        return matched
+    async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
+        """Record the center's acknowledgement of these event ids.
+
+        Returns:
+            ``(id, stored_at)`` of each alarm (an event the center acks) it acked
+            now, ``stored_at`` in wall-clock seconds; ids unknown, already acked or
+            of events not awaiting an ack are left out.
+        """
+        acked: list[tuple[str, float]] = await self._submit("acked", list(ids))
+        return acked
 
     async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
         """Record the center's ack of every confirmed event of ``stream`` with ``seq`` <=
@@ -777,9 +783,9 @@ class Outbox(OutboxReads):
         for i, op in enumerate(ops):
             if op.insert is not None:
                 results[i] = op.arg
-        for i, keys in out.acked.items():
-            closed += keys
-            results[i] = len(keys)
+        for i, rows in out.acked.items():
+            closed += [n for _, _, n, _ in rows]
+            results[i] = [(event_id, created) for event_id, created, _, alarm in rows if alarm]
         for i, acked in out.acked_through.items():
             closed += [n for _, _, n in acked]
             results[i] = [(event_id, created) for event_id, created, _ in acked]
