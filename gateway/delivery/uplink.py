@@ -333,13 +333,14 @@ class Uplink:
                 if failure.done():
                     raise failure.result()
                 free = window - len(inflight)
-                if free < max(1, window // 4):
+                if free < (1 if self._outbox.alarm_due else max(1, window // 4)):
                     # Refill in batches (a quarter of the window), not one query per
-                    # PUBACK; a new alarm waits at most a quarter window of PUBACKs.
+                    # PUBACK; a priority 1-2 event just stored waits for one PUBACK.
                     slot_free.clear()
                     await _first([slot_free.wait()], failure)
                     continue
                 slot_free.clear()
+                self._outbox.alarm_due = False  # read now: due rows come by priority
                 rows = await self._outbox.pending(
                     free,
                     exclude=inflight.keys() | self._settling,

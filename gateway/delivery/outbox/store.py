@@ -151,6 +151,8 @@ class Outbox(OutboxReads):
             start"`` or ``"quarantined"``; None when the stream carried on.
         last_error: the last commit or open error, None once a commit succeeded.
         held: rows accepted and numbered but not yet committed.
+        alarm_due: a priority 1-2 event was committed since the uplink last read
+            what is due (it then refills its window at the next free slot).
 
     Raises:
         OutboxError: from ``__aenter__`` when another daemon holds the file. A file
@@ -182,6 +184,7 @@ class Outbox(OutboxReads):
         self._submitted: deque[float] = deque()  # submit times of ops not yet committed
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self.alarm_due = False
         self._offer_timer: asyncio.TimerHandle | None = None
         self._seq = 0  # last seq given out in ``stream``
         self._stored_seq = 0  # last seq of ``stream`` committed
@@ -655,6 +658,12 @@ class Outbox(OutboxReads):
                 await asyncio.sleep(self._linger)
             while not self._queue.empty():
                 ops.append(self._queue.get_nowait())
+            marks = [op for op in ops if op.kind in _MARKS]
+            if marks and any(_is_alarm(op) for op in ops):
+                # An alarm commits in its own transaction, not behind the marks of a
+                # drain (a thousand or more in one commit); the marks follow at once.
+                await self._commit_until_done([op for op in ops if op.kind not in _MARKS])
+                self._batch = ops = marks
             await self._commit_until_done(ops)
             self._batch = []
 
@@ -819,6 +828,8 @@ class Outbox(OutboxReads):
                     listener(result)
             if not op.future.done():
                 op.future.set_result(result)
+        if any(r[5] <= 2 for r in tx.inserts):
+            self.alarm_due = True  # the uplink refills its window at the next free slot
         if tx.inserts or any(again for again, _ in out.replays.values()):
             self._changed.set()
 
@@ -867,6 +878,11 @@ class Outbox(OutboxReads):
             db, self._db = self._db, None
             with contextlib.suppress(*_DB_ERRORS):
                 await db.close()
+
+
+def _is_alarm(op: _Op) -> bool:
+    """Does ``op`` store a priority 1-2 event (``sql.INSERT``'s sixth value)?"""
+    return op.insert is not None and op.insert[5] <= 2
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
