@@ -81,11 +81,16 @@ class Counts:
 
     def remove(self, priority: int, size: int) -> None:
         """Count a row gone."""
-        self.rows -= 1
-        self.bytes -= size
-        if priority >= 4:
-            self.low_rows -= 1
-            self.low_bytes -= size
+        _tally(self, priority, size, -1)
+
+
+def _tally(counters: Counts | OutboxStats, priority: int, size: int, sign: int) -> None:
+    """Count a row of ``priority`` and ``size`` bytes in (``sign`` 1) or out (-1)."""
+    counters.rows += sign
+    counters.bytes += sign * size
+    if priority >= 4:
+        counters.low_rows += sign
+        counters.low_bytes += sign * size
 
 
 def shed_rows(conn: sqlite3.Connection, counts: Counts) -> list[tuple[int, list[Any]]]:
@@ -142,19 +147,11 @@ class Capacity:
 
     def added(self, priority: int, size: int) -> None:
         """Count a stored row."""
-        self.stats.rows += 1
-        self.stats.bytes += size
-        if priority >= 4:
-            self.stats.low_rows += 1
-            self.stats.low_bytes += size
+        _tally(self.stats, priority, size, 1)
 
     def removed(self, priority: int, size: int) -> None:
         """Count a purged row."""
-        self.stats.rows -= 1
-        self.stats.bytes -= size
-        if priority >= 4:
-            self.stats.low_rows -= 1
-            self.stats.low_bytes -= size
+        _tally(self.stats, priority, size, -1)
 
     def take_report(self) -> ShedReport | None:
         """Rows shed since the last call, or None when none were."""
@@ -173,11 +170,7 @@ class Capacity:
             self.max_rows - self.reserve_rows, self.max_bytes - self.reserve_bytes,
         )  # fmt: skip
         for priority, size in added:
-            c.rows += 1
-            c.bytes += size
-            if priority >= 4:
-                c.low_rows += 1
-                c.low_bytes += size
+            _tally(c, priority, size, 1)
         excess, over_bytes = c.excess()
         return c if excess > 0 or over_bytes > 0 or purging else None
 

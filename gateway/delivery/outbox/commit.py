@@ -41,6 +41,7 @@ class Transaction:
         replays: op index → ``(stream, from_seq, to_seq)`` to send again.
         kept_deletes, kept_puts: the kept state (``kept.statements``).
         meta: ``(key, value)`` rows of the meta table.
+        last_seq: the writer's stream's last ``seq`` once this commit is in.
         counts: the capacity counters with this commit's inserts, when shedding may
             be needed (:func:`~gateway.delivery.outbox.capacity.shed_rows`).
     """
@@ -56,6 +57,7 @@ class Transaction:
     kept_deletes: list[tuple[str, str]] = field(default_factory=list)
     kept_puts: list[tuple[str, str, str]] = field(default_factory=list)
     meta: list[tuple[str, str]] = field(default_factory=list)
+    last_seq: int = 0
     counts: Counts | None = None
 
 

@@ -102,12 +102,15 @@ class OutboxReads:
             fresh = conn.execute(fresh_query, (*skip, limit)).fetchall()
             overdue: list[Any] = []
             asked: set[int] = set()
+            sendable = 0
             for start in range(0, len(due), 500):  # below SQLite's variable limit
                 chunk = due[start : start + 500]
                 query = sql.OPEN_ROWS.format(marks=",".join("?" * len(chunk)))
-                overdue += conn.execute(query, chunk).fetchall()
+                found = conn.execute(query, chunk).fetchall()
+                overdue += found
                 asked.update(chunk)
-                if sum(1 for r in overdue if not _skipped(str(r[4]), skip_topics)) >= limit:
+                sendable += sum(1 for r in found if not _skipped(str(r[4]), skip_topics))
+                if sendable >= limit:
                     break
             return fresh, overdue, asked
 

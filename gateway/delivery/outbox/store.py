@@ -725,9 +725,7 @@ class Outbox(OutboxReads):
         db = self._require_db()
         try:
             await self._commit_ops(db, ops, clean_stop)
-        except BaseException:
-            with contextlib.suppress(*_DB_ERRORS):
-                await db.execute("ROLLBACK")
+        except BaseException:  # ``commit.apply`` rolled the transaction back
             with contextlib.suppress(*_DB_ERRORS):
                 await self.capacity.recount(db)
             raise
@@ -767,11 +765,13 @@ class Outbox(OutboxReads):
             elif op.kind == "replay":
                 tx.replays[i] = (self.stream, *op.arg)
         tx.kept_deletes, tx.kept_puts = kept.statements(w for op in ops for w in op.keep)
-        last_seq = max((r[1] for r in tx.inserts if r[2] == self.stream), default=self._stored_seq)
+        tx.last_seq = max(
+            (r[1] for r in tx.inserts if r[2] == self.stream), default=self._stored_seq
+        )
         if self._meta_due:
             tx.meta += [("stream", self.stream), ("running", "1")]
-        if self._meta_due or last_seq != self._stored_seq:
-            tx.meta.append(("last_seq", str(last_seq)))
+        if self._meta_due or tx.last_seq != self._stored_seq:
+            tx.meta.append(("last_seq", str(tx.last_seq)))
         if clean and len(self.held) == len([op for op in ops if op.kind == "append"]):
             tx.meta.append(("running", "0"))  # nothing held is left out of this commit
         # (n, seq, stream, id, type, priority, topic, payload, size, …)
@@ -813,9 +813,7 @@ class Outbox(OutboxReads):
             )
         self.capacity.count_shed(out.shed)
         self._meta_due = False
-        self._stored_seq = max(
-            (r[1] for r in tx.inserts if r[2] == self.stream), default=self._stored_seq
-        )
+        self._stored_seq = tx.last_seq
         kept.remember(self._kept, [w for op in ops for w in op.keep])
         self.stats.commits += 1
         self.held.committed(r[0] for r in tx.inserts)
@@ -828,7 +826,7 @@ class Outbox(OutboxReads):
                     listener(result)
             if not op.future.done():
                 op.future.set_result(result)
-        if any(r[5] <= 2 for r in tx.inserts):
+        if any(_alarm_row(r) for r in tx.inserts):
             self.alarm_due = True  # the uplink refills its window at the next free slot
         if tx.inserts or any(again for again, _ in out.replays.values()):
             self._changed.set()
@@ -880,9 +878,14 @@ class Outbox(OutboxReads):
                 await db.close()
 
 
+def _alarm_row(row: tuple[Any, ...]) -> bool:
+    """Is ``row`` (``sql.INSERT``'s values) a priority 1-2 event?"""
+    return bool(row[5] <= 2)
+
+
 def _is_alarm(op: _Op) -> bool:
-    """Does ``op`` store a priority 1-2 event (``sql.INSERT``'s sixth value)?"""
-    return op.insert is not None and op.insert[5] <= 2
+    """Does ``op`` store a priority 1-2 event?"""
+    return op.insert is not None and _alarm_row(op.insert)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
