@@ -159,15 +159,16 @@ class OutboxReads:
 
     async def pending_count(self) -> int:
         """Rows not yet confirmed by the broker, held ones included (PUBACKed or not:
-        not stored yet), stored ones whose PUBACK came and whose mark waits for the
-        next commit left out. From memory (:attr:`backlog`), never a read: O(1) at any
-        number of rows. While commits fail it is the last committed figure.
+        not stored yet), stored ones whose first PUBACK came and whose mark waits for
+        the next commit left out (a re-send of an open event waiting for its mark was
+        not pending). From memory (:attr:`backlog`), never a read: O(1) in the rows
+        held, O(marks waiting). While commits fail it is the last committed figure.
 
         Raises:
             OutboxError: the file has not been counted (it could not be read at open,
                 and no commit has succeeded since).
         """
-        marked = sum(1 for n in self.marking if n not in self.held)
+        marked = sum(1 for n in self.marking if n not in self.held and n not in self.resends)
         return max(0, self._backlog_figure(self.backlog.pending) + len(self.held) - marked)
 
     async def unacked_count(self) -> int:
