@@ -327,21 +327,18 @@ class Uplink:
         inflight: dict[int, asyncio.Task[None]] = {}
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         slot_free = asyncio.Event()
-        self._outbox.poke()
+        self._outbox.redrive()  # what was in flight on a lost connection is due again
         try:
             while True:
                 if failure.done():
                     raise failure.result()
-                free = window - len(inflight)
-                if free < (1 if self._outbox.alarm_due else max(1, window // 4)):
-                    # Refill in batches (a quarter of the window), not one query per
-                    # PUBACK; a priority 1-2 event just stored waits for one PUBACK.
+                if len(inflight) >= window:
                     slot_free.clear()
-                    await _first([slot_free.wait()], failure)
+                    await slot_free.wait()  # set by every PUBACK and by a failure
                     continue
+                free = window - len(inflight)
                 slot_free.clear()
-                self._outbox.alarm_due = False  # read now: due rows come by priority
-                rows = await self._outbox.pending(
+                rows = await self._outbox.take(
                     free,
                     exclude=inflight.keys() | self._settling,
                     skip_topics=self.refusals.backing_off(),
@@ -379,7 +376,8 @@ class Uplink:
         try:
             await self._publish(conn, row.topic, row.payload, properties=props)
         except PublishRefused:
-            return  # stays pending; its topic backs off (gateway.delivery.refusals)
+            self._outbox.release(row)  # due again once its topic's back-off ends
+            return  # (gateway.delivery.refusals)
         finally:
             self.stats.inflight -= 1
         self.stats.published += 1
@@ -389,16 +387,18 @@ class Uplink:
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)
         task = asyncio.create_task(self._outbox.mark_sent([row.n]))
-        task.add_done_callback(functools.partial(self._settled, row.n, row.track_ack))
+        task.add_done_callback(functools.partial(self._settled, row))
 
-    def _settled(self, n: int, track_ack: bool, task: asyncio.Task[None]) -> None:
-        self._settling.discard(n)
+    def _settled(self, row: PendingRow, task: asyncio.Task[None]) -> None:
+        self._settling.discard(row.n)
         failed = task.cancelled() or task.exception() is not None
-        if failed and not task.cancelled():
-            log.error("uplink.mark_sent_failed", n=n, error=str(task.exception()))
+        if failed:
+            if not task.cancelled():
+                log.error("uplink.mark_sent_failed", n=row.n, error=str(task.exception()))
+            self._outbox.release(row)
         # Wake the send loop only where that can start work: an ack timer starts
         # now, and a row whose mark failed is due again.
-        if failed or track_ack:
+        if failed or row.track_ack:
             self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------
