@@ -60,16 +60,24 @@ class OutboxReads:
         raise NotImplementedError
 
     async def pending(
-        self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
+        self,
+        limit: int,
+        exclude: Iterable[int] = (),
+        skip_topics: Iterable[str] = (),
+        resends: int | None = None,
     ) -> list[PendingRow]:
         """The rows :meth:`take` would return, left due (a look: for tests and status)."""
-        rows = await self.take(limit, exclude, skip_topics)
+        rows = await self.take(limit, exclude, skip_topics, resends)
         for row in rows:
             self.release(row)
         return rows
 
     async def take(
-        self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
+        self,
+        limit: int,
+        exclude: Iterable[int] = (),
+        skip_topics: Iterable[str] = (),
+        resends: int | None = None,
     ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
         re-sends, then creation. The rows returned are the caller's to send: a first
@@ -93,10 +101,14 @@ class OutboxReads:
             exclude: row keys in flight or PUBACKed and not yet marked (never returned).
             skip_topics: topics whose rows wait (the broker refused them); a topic
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
+            resends: the most open events due again to return (the uplink's share of
+                its window for them); None for no limit. The rest stay due.
         """
         excluded, skips = set(exclude), list(skip_topics)
         fresh = self.due.take(limit, excluded, skips)
         overdue_keys = self.resends.overdue(excluded)
+        room = limit if resends is None else max(0, min(limit, resends))
+        overdue_keys = overdue_keys if room else []
         overdue: list[PendingRow] = []
         for _ in range(_PAGES_PER_TAKE):
             short = len(fresh) < limit and self.due.can_page()
@@ -104,7 +116,7 @@ class OutboxReads:
                 break
             try:
                 paging = self.due.can_page()
-                overdue += await self._read_file(paging, overdue_keys, excluded, limit, skips)
+                overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
                 self._read_failed = False
             except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
                 log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
@@ -112,6 +124,7 @@ class OutboxReads:
                 break
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
+        overdue = overdue[:room]
         held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
