@@ -349,7 +349,7 @@ class Uplink:
                 room = share - len(resending)
                 rows = await self._outbox.take(
                     free,
-                    exclude=inflight.keys() | self._settling,
+                    exclude=_Busy(inflight, self._settling),
                     skip_topics=self.refusals.backing_off(),
                     resends=room,
                 )
@@ -482,6 +482,21 @@ class Uplink:
             await self._publish(conn, f"cmd/{name}/result", body, properties=_JSON_PROPS)
         except PublishRefused as exc:
             log.error("uplink.result_refused", command=name, error=str(exc))
+
+
+class _Busy:
+    """Row keys in flight or PUBACKed with their mark not yet committed: a live view of
+    both, asked ``in`` at every refill of the window (a copy would cost one entry per
+    waiting mark, a thousand or more during a drain, per refill)."""
+
+    __slots__ = ("inflight", "settling")
+
+    def __init__(self, inflight: Mapping[int, object], settling: set[int]) -> None:
+        self.inflight = inflight
+        self.settling = settling
+
+    def __contains__(self, n: object) -> bool:
+        return n in self.inflight or n in self.settling
 
 
 def _earliest(*delays: float | None) -> float | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 
 class ResendSchedule:
@@ -53,11 +53,10 @@ class ResendSchedule:
             self._waiting.pop(n, None)
             self._overdue.pop(n, None)
 
-    def overdue(self, exclude: Iterable[int] = ()) -> list[int]:
+    def overdue(self, exclude: Container[int] = ()) -> list[int]:
         """Row keys due again now, in send order (priority, then creation), less ``exclude``."""
         self._promote()
-        skip = set(exclude)
-        return [n for _, n in sorted((p, n) for n, p in self._overdue.items() if n not in skip)]
+        return [n for _, n in sorted((p, n) for n, p in self._overdue.items() if n not in exclude)]
 
     def overdue_count(self) -> int:
         """How many open events are due again now."""

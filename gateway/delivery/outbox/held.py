@@ -12,7 +12,7 @@ re-sent and when it is finally stored: nothing about the message changes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
@@ -80,7 +80,7 @@ class HeldRows:
         limit: int,
         *,
         now: bool,
-        exclude: Iterable[int] = (),
+        exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
     ) -> list[PendingRow]:
         """Up to ``limit`` held rows the uplink may send, in send order (priority, ``n``).
@@ -91,12 +91,11 @@ class HeldRows:
             exclude: row keys already in flight or PUBACKed.
             skip_topics: as :meth:`~gateway.delivery.outbox.reads.OutboxReads.pending`.
         """
-        left_out = set(exclude)
         skips = list(skip_topics)
         ripe = float("inf") if now else time.monotonic() - self.offer_after
         out: list[_Held] = []
         for held in self._rows.values():
-            if held.since > ripe or held.row.n in left_out or topic_waits(held.row.topic, skips):
+            if held.since > ripe or held.row.n in exclude or topic_waits(held.row.topic, skips):
                 continue
             out.append(held)
         out.sort(key=lambda h: (h.row.priority, h.row.n))

@@ -15,8 +15,10 @@ read-only connection of their own (``metrics.py``) so they never queue a commit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 import aiosqlite
@@ -61,6 +63,7 @@ class OutboxReads:
     resends: ResendSchedule
     due: DueQueue
     _read_failed: bool = False
+    _read_ahead: asyncio.Task[None] | None = None
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -68,7 +71,7 @@ class OutboxReads:
     async def pending(
         self,
         limit: int,
-        exclude: Iterable[int] = (),
+        exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
         resends: int | None = None,
     ) -> list[PendingRow]:
@@ -81,7 +84,7 @@ class OutboxReads:
     async def take(
         self,
         limit: int,
-        exclude: Iterable[int] = (),
+        exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
         resends: int | None = None,
     ) -> list[PendingRow]:
@@ -104,13 +107,14 @@ class OutboxReads:
 
         Args:
             limit: maximum rows.
-            exclude: row keys in flight or PUBACKed and not yet marked (never returned).
+            exclude: row keys in flight or PUBACKed and not yet marked (never returned;
+                only asked ``in``, never copied: the uplink gives a live view).
             skip_topics: topics whose rows wait (the broker refused them); a topic
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
             resends: the most open events due again to return (the uplink's share of
                 its window for them); None for no limit. The rest stay due.
         """
-        excluded, skips = set(exclude), list(skip_topics)
+        excluded, skips = exclude, list(skip_topics)
         fresh = self.due.take(limit, excluded, skips)
         overdue_keys = self.resends.overdue(excluded)
         room = limit if resends is None else max(0, min(limit, resends))
@@ -118,8 +122,12 @@ class OutboxReads:
         overdue: list[PendingRow] = []
         for _ in range(_PAGES_PER_TAKE):
             short = len(fresh) < limit and self.due.can_page()
-            if not (short or overdue_keys or self.due.wants_page()):
+            if not (short or overdue_keys):
                 break
+            if self._read_ahead is not None:  # the page it reads may be all this needs
+                await asyncio.shield(self._read_ahead)
+                fresh += self.due.take(limit - len(fresh), excluded, skips)
+                continue
             try:
                 paging = self.due.can_page()
                 overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
@@ -130,6 +138,11 @@ class OutboxReads:
                 break
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
+        if self.due.wants_page() and self._read_ahead is None and not self._read_failed:
+            # Read the next page before the queue runs dry, beside the send: a take
+            # never waits for it while it has rows to give (a live panic does not
+            # wait behind a page of the backlog).
+            self._read_ahead = asyncio.create_task(self._page_ahead(excluded))
         overdue = overdue[:room]
         held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
         # (priority, already PUBACKed at least once, n)
@@ -139,6 +152,24 @@ class OutboxReads:
         self.due.put_back(r for r in rows[limit:] if r.n in first)
         self.due.taken(r.n for r in chosen if r.n in self.held)
         return chosen
+
+    async def _page_ahead(self, exclude: Container[int]) -> None:
+        try:
+            await self._read_file(True, [], exclude, 0, [])
+        except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
+            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
+            self._read_failed = True
+        finally:
+            self._read_ahead = None
+        self.poke()
+
+    async def stop_reading_ahead(self) -> None:
+        """Cancel a page read in progress (the outbox is closing)."""
+        task = self._read_ahead
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def redrive(self) -> None:
         """The uplink connected again: what was in flight on the lost connection is due
@@ -158,7 +189,7 @@ class OutboxReads:
         self,
         page: bool,
         overdue_keys: list[int],
-        exclude: set[int],
+        exclude: Container[int],
         limit: int,
         skip_topics: list[str],
     ) -> list[PendingRow]:

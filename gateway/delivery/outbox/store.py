@@ -350,6 +350,7 @@ class Outbox(OutboxReads):
                 await self._writer
         if self._offer_timer is not None:
             self._offer_timer.cancel()
+        await self.stop_reading_ahead()
         ops, self._batch = self._batch, []
         while not self._queue.empty():
             ops.append(self._queue.get_nowait())
