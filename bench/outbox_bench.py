@@ -299,6 +299,7 @@ async def drain(
     center.start()
     sent_at: dict[str, float] = {}
     commit_waits: list[float] = []
+    lags: list[float] = []
     try:
         async with open_outbox(path, events, ack_timeout) as outbox:
             start = time.monotonic()
@@ -318,8 +319,10 @@ async def drain(
                     return stored + len(sent_at)
 
                 live = asyncio.create_task(panics())
+                lagging = asyncio.create_task(loop_lag(lags))
                 received = await wait_until(lambda: center.first >= total_rows(), 3600)
                 live.cancel()
+                lagging.cancel()
                 pubacked = await wait_until(
                     lambda: stats.published - stats.republished_alarms >= total_rows(), 600
                 )
@@ -351,9 +354,19 @@ async def drain(
             f"{quantiles(latencies)}"
         )
         print(f"  live panic commit (append returns): {quantiles(commit_waits)}")
+        print(f"  event loop lag meanwhile (a 10 ms sleep's overshoot): {quantiles(lags)}")
     else:
         print("  (drained before two live panics were sent: use more --events)")
     print(f"  load average after: {os.getloadavg()[0]:.2f}")
+
+
+async def loop_lag(lags: list[float]) -> None:
+    """How late the event loop wakes a 10 ms sleep, for as long as it runs: every
+    coroutine on the loop (a panic's commit, a poll) waits that long for its turn."""
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(0.01)
+        lags.append(time.monotonic() - t - 0.01)
 
 
 # -- panic commits beside the heartbeat -----------------------------------------------------

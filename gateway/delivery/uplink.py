@@ -332,7 +332,7 @@ class Uplink:
         # Re-sends in flight, and their share of the window: a slow center's overdue
         # alarms never take more, whatever else waits (issue 14).
         resending: set[int] = set()
-        share = max(1, window // 4)
+        share = refill = max(1, window // 4)
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         slot_free = asyncio.Event()
         self._outbox.redrive()  # what was in flight on a lost connection is due again
@@ -340,7 +340,10 @@ class Uplink:
             while True:
                 if failure.done():
                     raise failure.result()
-                if len(inflight) >= window:
+                if window - len(inflight) < (1 if self._outbox.due.urgent else refill):
+                    # Refill a quarter window at a time: one wake-up of this loop per
+                    # PUBACK was most of its cost in a drain. An alarm just stored
+                    # goes at the next free slot.
                     slot_free.clear()
                     await slot_free.wait()  # set by every PUBACK and by a failure
                     continue

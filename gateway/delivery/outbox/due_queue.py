@@ -7,8 +7,8 @@ each read waited behind an fsync'd commit: about 1,600 rows/s reached the broker
 while the writer stored 5,000/s. Now the writer hands every committed row to this
 queue (:meth:`DueQueue.committed`), the uplink takes rows from it without a query
 (:meth:`DueQueue.take`), and SQLite is read only to *page in* a backlog, a page of
-up to ``page_rows`` rows or ``page_bytes`` bytes at a time (read ahead, beside the
-send, once the queue is half empty: ``OutboxReads.take``).
+up to ``page_rows`` rows or ``page_bytes`` bytes at a time (the next one once the
+queue is half empty).
 
 **The frontier.** Rows are ordered by ``(priority, n)``, the order of the
 ``messages_pending`` index. The queue holds every committed first send whose key is
@@ -108,6 +108,8 @@ class DueQueue:
         frontier: rows with a key at or beyond it may be in the file only; None when
             the queue holds every first send the file has.
         pages: pages read from the file so far.
+        urgent: a priority 1-2 row came in since the last :meth:`take` (the uplink
+            then refills its window at the next free slot, not a quarter later).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class DueQueue:
         self.page_bytes = page_bytes
         self.frontier: Key | None = (0, 0)
         self.pages = 0
+        self.urgent = False
         self._rows: dict[int, PendingRow] = {}
         self._heap: list[Key] = []  # entries whose row is not in _rows are stale
         self._bytes = 0
@@ -151,6 +154,7 @@ class DueQueue:
             if row.n in self._out:
                 continue  # sent while held (not committed yet): its mark settles it
             key = (row.priority, row.n)
+            self.urgent = self.urgent or row.priority <= 2
             if self.frontier is not None and key >= self.frontier:
                 continue  # read with its page
             if len(self._rows) >= self.max_rows or self._bytes >= self.max_bytes:
@@ -189,6 +193,7 @@ class DueQueue:
             skip: topics that wait (as ``skip_topics`` of ``Outbox.pending``).
         """
         skips = list(skip)
+        self.urgent = False
         taken: list[PendingRow] = []
         kept: list[Key] = []
         while self._heap and len(taken) < limit:

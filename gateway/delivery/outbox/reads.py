@@ -15,8 +15,6 @@ read-only connection of their own (``metrics.py``) so they never queue a commit.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Container, Iterable
 from typing import Any
@@ -63,7 +61,6 @@ class OutboxReads:
     resends: ResendSchedule
     due: DueQueue
     _read_failed: bool = False
-    _read_ahead: asyncio.Task[None] | None = None
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -122,12 +119,8 @@ class OutboxReads:
         overdue: list[PendingRow] = []
         for _ in range(_PAGES_PER_TAKE):
             short = len(fresh) < limit and self.due.can_page()
-            if not (short or overdue_keys):
+            if not (short or overdue_keys or self.due.wants_page()):
                 break
-            if self._read_ahead is not None:  # the page it reads may be all this needs
-                await asyncio.shield(self._read_ahead)
-                fresh += self.due.take(limit - len(fresh), excluded, skips)
-                continue
             try:
                 paging = self.due.can_page()
                 overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
@@ -138,11 +131,6 @@ class OutboxReads:
                 break
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
-        if self.due.wants_page() and self._read_ahead is None and not self._read_failed:
-            # Read the next page before the queue runs dry, beside the send: a take
-            # never waits for it while it has rows to give (a live panic does not
-            # wait behind a page of the backlog).
-            self._read_ahead = asyncio.create_task(self._page_ahead(excluded))
         overdue = overdue[:room]
         held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
         # (priority, already PUBACKed at least once, n)
@@ -152,24 +140,6 @@ class OutboxReads:
         self.due.put_back(r for r in rows[limit:] if r.n in first)
         self.due.taken(r.n for r in chosen if r.n in self.held)
         return chosen
-
-    async def _page_ahead(self, exclude: Container[int]) -> None:
-        try:
-            await self._read_file(True, [], exclude, 0, [])
-        except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
-            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
-            self._read_failed = True
-        finally:
-            self._read_ahead = None
-        self.poke()
-
-    async def stop_reading_ahead(self) -> None:
-        """Cancel a page read in progress (the outbox is closing)."""
-        task = self._read_ahead
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def redrive(self) -> None:
         """The uplink connected again: what was in flight on the lost connection is due

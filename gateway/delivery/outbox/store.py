@@ -350,7 +350,6 @@ class Outbox(OutboxReads):
                 await self._writer
         if self._offer_timer is not None:
             self._offer_timer.cancel()
-        await self.stop_reading_ahead()
         ops, self._batch = self._batch, []
         while not self._queue.empty():
             ops.append(self._queue.get_nowait())
@@ -663,7 +662,9 @@ class Outbox(OutboxReads):
             self._batch = ops  # a stop meanwhile commits them (``__aexit__``)
             if ops[0].kind in _MARKS:
                 await self._gather_marks(ops)
-            if self._linger:
+            if self._linger and not _is_alarm(ops[-1]):
+                # An alarm does not linger for company: on a busy loop each wait is
+                # a turn of the loop behind everything else that is ready.
                 await asyncio.sleep(self._linger)
             while not self._queue.empty():
                 ops.append(self._queue.get_nowait())
