@@ -153,6 +153,9 @@ class Outbox(OutboxReads):
         held: rows accepted and numbered but not yet committed.
         alarm_due: a priority 1-2 event was committed since the uplink last read
             what is due (it then refills its window at the next free slot).
+        on_stored: called with every event once it is committed.
+        on_kept: called with each commit's kept state writes once it is committed,
+            in commit order (the state store's copy of open alarms follows them).
 
     Raises:
         OutboxError: from ``__aenter__`` when another daemon holds the file. A file
@@ -201,8 +204,8 @@ class Outbox(OutboxReads):
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.held = HeldRows(offer_after)
-        # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
+        self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
         self._kept: dict[str, dict[str, Any]] = {}
@@ -814,7 +817,11 @@ class Outbox(OutboxReads):
         self.capacity.count_shed(out.shed)
         self._meta_due = False
         self._stored_seq = tx.last_seq
-        kept.remember(self._kept, [w for op in ops for w in op.keep])
+        writes = [w for op in ops for w in op.keep]
+        kept.remember(self._kept, writes)
+        if writes:
+            for on_kept in self.on_kept:
+                on_kept(writes)
         self.stats.commits += 1
         self.held.committed(r[0] for r in tx.inserts)
         self.resends.forget(closed)
