@@ -61,7 +61,7 @@ level = "warning"
 port = {metrics_port}
 
 [bench]
-port = 0
+port = {bench_port}
 """
     + MODULE
 )
@@ -78,12 +78,12 @@ input = {input}
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:
     """Write the test campus config; ``overrides`` replace ``[broker]``/``[outbox]`` values
-    (``keepalive`` is left to its default unless given) and ``metrics_port``;
+    (``keepalive`` is left to its default unless given), ``metrics_port`` and ``bench_port``;
     ``outbox_extra`` is more TOML for ``[outbox]``, ``extra`` more TOML at the end.
 
     The local endpoints take free ports (``[metrics]`` and ``[bench]`` port 0) unless
-    ``metrics_port`` is given: tests running side by side, or beside a demo, never fight
-    over the fixed default ports."""
+    ``metrics_port`` or ``bench_port`` is given: tests running side by side, or beside a
+    demo, never fight over the fixed default ports."""
     values: dict[str, Any] = {
         "window": 20,
         "publish_timeout": 5.0,
@@ -98,6 +98,7 @@ def write_config(directory: Path, *, broker_port: int, module_port: int, **overr
         "outbox_extra": "",
         "extra": "",
         "metrics_port": 0,
+        "bench_port": 0,
     }
     values.update(overrides)
     keepalive = values["keepalive"]

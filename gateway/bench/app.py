@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from gateway.alarm.walk_test import WalkTests
-from gateway.bench.auth import COOKIE, SESSION_S, BenchAuth, LockedOut
-from gateway.bench.feed import EventFeed
-from gateway.bench.live import LiveDocument
+from gateway.bench.auth import COOKIE, SESSION_S, LockedOut
+from gateway.bench.context import BenchContext
 from gateway.errors import CommandRefused
 
 STATIC = Path(str(resources.files("gateway.bench").joinpath("static")))
@@ -47,23 +44,6 @@ _CSP = (
 _STREAM_WAIT_S = 15.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class BenchContext:
-    """What the routes work with.
-
-    Attributes:
-        live: the page document, kept current.
-        auth: the password and sessions.
-        walk: the walk test.
-        feed: the pictures.
-    """
-
-    live: LiveDocument
-    auth: BenchAuth
-    walk: WalkTests
-    feed: EventFeed
 
 
 def make_app(ctx: BenchContext) -> web.Application:

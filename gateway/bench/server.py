@@ -1,27 +1,32 @@
 """The bench page as a task of the daemon: bind, serve, keep the document current.
 
 :class:`BenchServer` binds ``[bench] host``/``port`` (localhost by default; port 0
-takes a free one, told by :attr:`BenchServer.port`), serves :mod:`gateway.bench.app`
-and keeps the page document current. It runs beside the alarm path and never
-in it: it reads the gateway's state and writes nothing but walk tests, so a
-page that cannot bind, or a browser that hangs, changes nothing for alarms (the
-supervisor restarts a failed bind with backoff, and says so in the log).
+takes a free one, told by :attr:`BenchServer.port`) when the daemon starts, serves
+:mod:`gateway.bench.app` (aiohttp, loaded at the page's first connection:
+:mod:`gateway.ops.lazy_port`) and keeps the page document current. It runs beside
+the alarm path and never in it: it reads the gateway's state and writes nothing but
+walk tests, so a page that cannot bind, or a browser that hangs, changes nothing for
+alarms (the supervisor restarts a failed bind with backoff, and says so in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
-from gateway.bench.app import BenchContext, make_app
 from gateway.bench.auth import BenchAuth
+from gateway.bench.context import BenchContext
 from gateway.bench.live import LiveDocument
 from gateway.bench.model import BenchModel, BenchSources
 from gateway.config.views import BenchConfig
 from gateway.errors import ConfigError
+from gateway.ops.lazy_port import LazyPort
 from gateway.runtime.notifier import Notifier
+
+if TYPE_CHECKING:  # loaded at the page's first connection (gateway.ops.lazy_port)
+    from aiohttp import web
 
 log = structlog.get_logger(__name__)
 
@@ -62,19 +67,26 @@ class BenchServer:
         Raises:
             OSError: the address cannot be bound (the supervisor retries).
         """
-        runner = web.AppRunner(make_app(self._ctx), access_log=None, shutdown_timeout=_SHUTDOWN_S)
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self._cfg.host, self._cfg.port)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            self.serving.set()
-            log.info("bench.serving", url=self.url, password=self._ctx.auth.enabled)
-            await self._ctx.live.run()
+            async with LazyPort(self._cfg.host, self._cfg.port) as port, asyncio.TaskGroup() as tg:
+                self.port = port.addresses[0][1]
+                self.serving.set()
+                log.info("bench.serving", url=self.url, password=self._ctx.auth.enabled)
+                tg.create_task(port.serve("gateway.bench.app", self._runner), name="bench-http")
+                await self._ctx.live.run()
         finally:
             self.serving.clear()
             self.port = None
-            await runner.cleanup()
+
+    async def _runner(self) -> web.AppRunner:
+        """The page's aiohttp application, set up (aiohttp is loaded by now)."""
+        from aiohttp import web
+
+        from gateway.bench.app import make_app
+
+        runner = web.AppRunner(make_app(self._ctx), access_log=None, shutdown_timeout=_SHUTDOWN_S)
+        await runner.setup()
+        return runner
 
 
 def bench_server(sources: BenchSources, notifier: Notifier) -> BenchServer | None:

@@ -1,6 +1,9 @@
 """The local HTTP endpoint: ``GET /metrics`` (Prometheus) and ``GET /status`` (JSON).
 
-Read-only, bound to ``[metrics] host``/``port`` (loopback by default). Each
+Read-only, bound to ``[metrics] host``/``port`` (loopback by default) when the
+daemon starts; the routes (:mod:`gateway.ops.routes`, aiohttp) are loaded at the
+first connection (:mod:`gateway.ops.lazy_port`: about 10 MiB a box that is never
+scraped does without; the first answer comes a tenth of a second later). Each
 request reads one fresh :class:`~gateway.ops.status.Status` snapshot; nothing
 here touches the uplink, so it answers while the broker is down. A port that
 cannot be bound raises ``OSError`` from :meth:`OpsServer.run`; the daemon runs it
@@ -11,17 +14,18 @@ waits for it.
 from __future__ import annotations
 
 import asyncio
-import json
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.config.root import MetricsConfig
-from gateway.errors import GatewayError
+from gateway.ops.lazy_port import LazyPort
 from gateway.ops.prometheus import StatusCollector
 from gateway.ops.status import Status, StatusSources, collect
 from gateway.runtime.metrics import GatewayMetrics
+
+if TYPE_CHECKING:  # loaded at the endpoint's first connection (gateway.ops.lazy_port)
+    from aiohttp import web
 
 log = structlog.get_logger(__name__)
 
@@ -64,38 +68,24 @@ class OpsServer:
         Raises:
             OSError: the address cannot be bound (in use, not on this host).
         """
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/status", self._status)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self.cfg.host, self.cfg.port, reuse_address=True)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            self.address = (str(host), int(port))
-            self.listening.set()
-            log.info("ops.listening", host=host, port=port)
-            await asyncio.Event().wait()
+            async with LazyPort(self.cfg.host, self.cfg.port) as lazy:
+                host, port = lazy.addresses[0]
+                self.address = (host, port)
+                self.listening.set()
+                log.info("ops.listening", host=host, port=port)
+                await lazy.serve("gateway.ops.routes", self._runner)
         finally:
             self.listening.clear()
-            await runner.cleanup()
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        try:
-            await self.snapshot()
-        except GatewayError as exc:
-            return web.Response(status=503, text=f"status unavailable: {exc}\n")
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _runner(self) -> web.AppRunner:
+        """The endpoint's aiohttp application, set up (aiohttp is loaded by now)."""
+        from aiohttp import web
 
-    async def _status(self, _request: web.Request) -> web.Response:
-        try:
-            status = await self.snapshot()
-        except GatewayError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-        return web.Response(
-            text=json.dumps(status.to_dict(), ensure_ascii=False),
-            content_type="application/json",
-            charset="utf-8",
+        from gateway.ops.routes import make_app
+
+        runner = web.AppRunner(
+            make_app(self.snapshot, self.metrics.registry), access_log=None, handle_signals=False
         )
+        await runner.setup()
+        return runner

@@ -1,16 +1,20 @@
-"""A gateway loads the cameras' libraries only with cameras, and the DC-09 receiver's
-AES library only with panels (issue 14: memory).
+"""A gateway loads the cameras' libraries only with cameras, the DC-09 receiver's
+AES library only with panels, and the local HTTP server only once its port is
+connected to (issue 14: memory).
 
-OpenCV, numpy, zeep's lxml and cryptography's OpenSSL bindings are shared
-objects: once imported they are mapped into the process (``/proc/<pid>/maps``).
-The daemon runs as its own process; the same daemon with one camera (or one
-panel) configured maps them, which shows the check can see them. The memory
-figure itself is printed by ``bench/contact_latency.py``.
+OpenCV, numpy, zeep's lxml, cryptography's OpenSSL bindings and aiohttp (with
+multidict and yarl) have compiled parts: once imported they are mapped into the
+process (``/proc/<pid>/maps``). The daemon runs as its own process; the same
+daemon with one camera (or one panel) configured maps them, and a request to
+``/metrics`` maps aiohttp, which shows the check can see them. The memory figure
+itself is printed by ``bench/contact_latency.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,7 +27,8 @@ pytestmark = pytest.mark.timeout(90)
 
 CAMERA_LIBRARIES = {"cv2", "numpy", "lxml"}
 PANEL_LIBRARIES = {"cryptography"}
-HEAVY = CAMERA_LIBRARIES | PANEL_LIBRARIES
+HTTP_LIBRARIES = {"aiohttp", "multidict", "yarl"}  # the bench page, /metrics; ONVIF's client
+HEAVY = CAMERA_LIBRARIES | PANEL_LIBRARIES | HTTP_LIBRARIES
 
 CAMERA = """
 [[cameras]]
@@ -55,7 +60,7 @@ def heavy_libraries(pid: int) -> set[str]:
 
 @pytest.mark.parametrize(
     ("device", "expected"),
-    [("none", set()), ("camera", CAMERA_LIBRARIES), ("panel", PANEL_LIBRARIES)],
+    [("none", set()), ("camera", CAMERA_LIBRARIES | HTTP_LIBRARIES), ("panel", PANEL_LIBRARIES)],
     ids=["no-camera-no-panel", "one-camera", "one-panel"],
 )
 async def test_device_libraries_are_loaded_only_with_their_devices(
@@ -80,3 +85,40 @@ async def test_device_libraries_are_loaded_only_with_their_devices(
             assert daemon.returncode is None, log.read_text()[-2000:]
             loaded = heavy_libraries(daemon.pid)
     assert loaded == expected, f"pid {os.getpid()}: {loaded}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return int(response.status), response.read().decode()
+
+
+async def test_http_server_is_loaded_at_the_first_connection_and_serves_it(
+    tmp_path: Path,
+) -> None:
+    """The bench page and ``/metrics`` are on by default, yet aiohttp is loaded only
+    when someone connects: their ports listen from the start and answer the first
+    request (``gateway/ops/lazy_port.py``)."""
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("needs /proc (Linux)")
+    metrics_port, bench_port = free_port(), free_port()
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        config = write_config(
+            tmp_path,
+            broker_port=broker.port,
+            module_port=sim.port,
+            metrics_port=metrics_port,
+            bench_port=bench_port,
+        )
+        log = tmp_path / "gateway.log"
+        async with daemon_process(config, log) as daemon:
+            await wait_until(lambda: sim.requests > 5, 30, "the module polled")
+            assert daemon.returncode is None, log.read_text()[-2000:]
+            assert heavy_libraries(daemon.pid) == set(), "aiohttp loaded before any request"
+            metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+            loaded = heavy_libraries(daemon.pid)
+            page = await asyncio.to_thread(_get, f"http://127.0.0.1:{bench_port}/")
+            state = await asyncio.to_thread(_get, f"http://127.0.0.1:{bench_port}/api/state")
+    assert metrics[0] == 200 and "campus_gateway_events_total" in metrics[1]
+    assert loaded == HTTP_LIBRARIES
+    assert page[0] == 200 and "<!doctype html>" in page[1].lower()
+    assert state[0] == 200 and '"Z00"' in state[1]
