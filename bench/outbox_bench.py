@@ -1,7 +1,7 @@
 """Outbox and uplink figures: durable throughput, backlog drain, panic commits beside the
 heartbeat, bytes on disk.
 
-Real parts: the gateway's own Outbox (SQLite WAL, ``synchronous=FULL``) and Uplink
+Real parts: the gateway's own Outbox (SQLite, rollback journal, ``synchronous=FULL``) and Uplink
 (QoS 1) in this process, Debian's mosquitto on a free port, and an acking center in
 a process of its own (``bench/acking_center.py``): it acks every id, so an alarm is
 published again only when the gateway re-sends needlessly, and its CPU is not

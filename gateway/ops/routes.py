@@ -1,48 +1,42 @@
-"""The local endpoint's routes (aiohttp): ``GET /metrics`` and ``GET /status``.
+"""The local endpoint's routes: ``/metrics`` and ``/status`` as :class:`Reply` values.
 
-Loaded by :class:`gateway.ops.server.OpsServer` at the endpoint's first connection
-(:mod:`gateway.ops.lazy_port`), not at the daemon's start.
+Served by :mod:`gateway.ops.plain_http` (no web framework: see there why).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.errors import GatewayError
+from gateway.ops.plain_http import Reply, Route
 from gateway.ops.status import Status
 
 
-def make_app(
+def routes(
     snapshot: Callable[[], Awaitable[Status]], registry: CollectorRegistry
-) -> web.Application:
-    """``/metrics`` (``registry`` in the Prometheus text format, after a fresh ``snapshot``)
-    and ``/status`` (the snapshot as JSON); 503 with the reason while the snapshot
-    cannot be taken (the outbox is closed)."""
+) -> Mapping[str, Route]:
+    """``/metrics`` (``registry`` in the Prometheus text format, after a fresh
+    ``snapshot``) and ``/status`` (the snapshot as JSON); 503 with the reason while
+    the snapshot cannot be taken (the outbox is closed)."""
 
-    async def metrics(_request: web.Request) -> web.Response:
+    async def metrics() -> Reply:
         try:
             await snapshot()
         except GatewayError as exc:
-            return web.Response(status=503, text=f"status unavailable: {exc}\n")
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return Reply(503, f"status unavailable: {exc}\n".encode())
+        return Reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
-    async def status(_request: web.Request) -> web.Response:
+    async def status() -> Reply:
         try:
             shown = await snapshot()
         except GatewayError as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-        return web.Response(
-            text=json.dumps(shown.to_dict(), ensure_ascii=False),
-            content_type="application/json",
-            charset="utf-8",
-        )
+            return Reply(503, json.dumps({"error": str(exc)}).encode(), _JSON)
+        return Reply(200, json.dumps(shown.to_dict(), ensure_ascii=False).encode(), _JSON)
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/status", status)
-    return app
+    return {"/metrics": metrics, "/status": status}
+
+
+_JSON = "application/json; charset=utf-8"

@@ -1,31 +1,27 @@
 """The local HTTP endpoint: ``GET /metrics`` (Prometheus) and ``GET /status`` (JSON).
 
 Read-only, bound to ``[metrics] host``/``port`` (loopback by default) when the
-daemon starts; the routes (:mod:`gateway.ops.routes`, aiohttp) are loaded at the
-first connection (:mod:`gateway.ops.lazy_port`: about 10 MiB a box that is never
-scraped does without; the first answer comes a tenth of a second later). Each
-request reads one fresh :class:`~gateway.ops.status.Status` snapshot; nothing
-here touches the uplink, so it answers while the broker is down. A port that
-cannot be bound raises ``OSError`` from :meth:`OpsServer.run`; the daemon runs it
-under the supervisor, which logs, counts and retries it — the alarm path never
-waits for it.
+daemon starts, and served without a web framework (:mod:`gateway.ops.plain_http`:
+a box is scraped for its whole life, and aiohttp would keep about 10 MiB
+loaded; routes in :mod:`gateway.ops.routes`). Each request reads one fresh
+:class:`~gateway.ops.status.Status` snapshot; nothing here touches the uplink, so
+it answers while the broker is down. A port that cannot be bound raises
+``OSError`` from :meth:`OpsServer.run`; the daemon runs it under the supervisor,
+which logs, counts and retries it — the alarm path never waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.config.root import MetricsConfig
-from gateway.ops.lazy_port import LazyPort
+from gateway.ops.plain_http import serve
 from gateway.ops.prometheus import StatusCollector
+from gateway.ops.routes import routes
 from gateway.ops.status import Status, StatusSources, collect
 from gateway.runtime.metrics import GatewayMetrics
-
-if TYPE_CHECKING:  # loaded at the endpoint's first connection (gateway.ops.lazy_port)
-    from aiohttp import web
 
 log = structlog.get_logger(__name__)
 
@@ -68,24 +64,16 @@ class OpsServer:
         Raises:
             OSError: the address cannot be bound (in use, not on this host).
         """
+        server = await serve(
+            self.cfg.host, self.cfg.port, routes(self.snapshot, self.metrics.registry)
+        )
         try:
-            async with LazyPort(self.cfg.host, self.cfg.port) as lazy:
-                host, port = lazy.addresses[0]
-                self.address = (host, port)
-                self.listening.set()
-                log.info("ops.listening", host=host, port=port)
-                await lazy.serve("gateway.ops.routes", self._runner)
+            host, port = server.sockets[0].getsockname()[:2]
+            self.address = (str(host), int(port))
+            self.listening.set()
+            log.info("ops.listening", host=host, port=port)
+            await asyncio.Event().wait()
         finally:
             self.listening.clear()
-
-    async def _runner(self) -> web.AppRunner:
-        """The endpoint's aiohttp application, set up (aiohttp is loaded by now)."""
-        from aiohttp import web
-
-        from gateway.ops.routes import make_app
-
-        runner = web.AppRunner(
-            make_app(self.snapshot, self.metrics.registry), access_log=None, handle_signals=False
-        )
-        await runner.setup()
-        return runner
+            server.close()
+            await server.wait_closed()

@@ -2,7 +2,8 @@
 
 ``store`` holds :class:`Outbox` (the one writer), ``reads`` what the uplink reads,
 ``held`` the rows not yet committed, ``rows`` the shape of a due row,
-``capacity`` the caps, shedding and counters, ``sql`` the schema and statements,
+``capacity`` the caps, shedding and counters, ``backlog`` the pending and unacked
+counts kept in memory, ``metrics`` the heartbeat's reads, ``sql`` the schema and statements,
 ``files`` the lock, the quarantine of a corrupt file and the disk ballast.
 """
 

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.delivery.outbox import kept, sql
+from gateway.delivery.outbox import backlog, kept, sql
 from gateway.delivery.outbox.capacity import Counts, shed_rows
 from gateway.delivery.outbox.onthread import select_chunks
 
@@ -44,6 +44,8 @@ class Transaction:
         last_seq: the writer's stream's last ``seq`` once this commit is in.
         counts: the capacity counters with this commit's inserts, when shedding may
             be needed (:func:`~gateway.delivery.outbox.capacity.shed_rows`).
+        recount: count pending rows and unacked alarms afresh at the end (the
+            backlog in memory is not exact: ``backlog.py``).
     """
 
     now: float
@@ -59,6 +61,7 @@ class Transaction:
     meta: list[tuple[str, str]] = field(default_factory=list)
     last_seq: int = 0
     counts: Counts | None = None
+    recount: bool = False
 
 
 @dataclass(slots=True)
@@ -73,6 +76,17 @@ class Outcome:
         purged: op index → ``(size, priority)`` of each row deleted.
         replays: op index → (row keys sent again, seqs still in the file).
         shed: ``(priority, [(seq, size, undelivered), …])`` per shedding step.
+        pending: rows this transaction made pending (inserts, replays) less those it
+            took out (first PUBACK marks, undelivered rows shed), for
+            :class:`~gateway.delivery.outbox.backlog.Backlog`.
+        unacked: alarms it made sent-and-unacked (first PUBACK marks of open events)
+            less those it closed (center acks, replays). Each statement's share is
+            taken from what that statement changed, in the transaction; purges delete
+            only delivered, closed rows and shedding only priority 4-5 rows, which
+            never wait for an ack (``track_ack`` is set for priority 1-3), so neither
+            moves an unacked alarm.
+        counted: ``(pending, unacked)`` counted at the end of the transaction, when
+            asked (``Transaction.recount``).
     """
 
     migrated_from: str | None = None
@@ -82,6 +96,9 @@ class Outcome:
     purged: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     replays: dict[int, tuple[list[int], set[int]]] = field(default_factory=dict)
     shed: list[tuple[int, list[Any]]] = field(default_factory=list)
+    pending: int = 0
+    unacked: int = 0
+    counted: tuple[int, int] | None = None
 
 
 def apply(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
@@ -107,24 +124,33 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
     if tx.prepare_stream is not None:
         out.migrated_from = prepare(conn, tx.prepare_stream)
     if tx.inserts:
-        conn.executemany(sql.INSERT, tx.inserts)
+        out.pending += conn.executemany(sql.INSERT, tx.inserts).rowcount
     if tx.sent:
+        keys = list(dict.fromkeys(n for _, n in tx.sent))
+        for first, opened in select_chunks(conn, sql.FIRST_SENT, keys):
+            out.pending -= int(first)
+            out.unacked += int(opened)
         conn.executemany(sql.MARK_SENT, tx.sent)
         opened = select_chunks(conn, sql.SENT_OPEN, [n for _, n in tx.sent])
         out.opened = [(int(n), int(p)) for n, p in opened]
     for i, ids in tx.acked.items():
         rows = select_chunks(conn, sql.MARK_ACKED, ids, tx.now)
         out.acked[i] = [(str(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
+        out.unacked -= sum(1 for r in rows if r[4])
     for i, (stream, up_to) in tx.acked_through.items():
         rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, up_to)).fetchall()
         out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+        out.unacked -= len(rows)  # each one sent and open (the statement's WHERE)
     for i, before in tx.purges.items():
         purged = conn.execute(sql.PURGE, (before,)).fetchall()
         out.purged[i] = [(int(size), int(priority)) for size, priority in purged]
     for i, span in tx.replays.items():
-        again = [int(r[0]) for r in conn.execute(sql.REPLAY, span).fetchall()]
+        replayed = conn.execute(sql.REPLAY, span).fetchall()
+        again = [int(r[0]) for r in replayed]
         seqs = {int(r[0]) for r in conn.execute(sql.HELD_SEQS, span).fetchall()}
         out.replays[i] = (again, seqs)
+        out.pending += len(again)
+        out.unacked -= sum(1 for r in replayed if r[1])
     kept.apply(conn, tx.kept_deletes, tx.kept_puts)
     if tx.meta:
         conn.executemany(sql.PUT_META, tx.meta)
@@ -133,6 +159,9 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
             for size, priority in rows:
                 tx.counts.remove(priority, size)
         out.shed = shed_rows(conn, tx.counts)
+        out.pending -= sum(1 for _, rows in out.shed for _, _, undelivered in rows if undelivered)
+    if tx.recount:
+        out.counted = backlog.count(conn)
     return out
 
 

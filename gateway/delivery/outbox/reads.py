@@ -6,8 +6,10 @@ and nothing uncommitted; the rows not yet committed are added
 from memory (``held.py``), and when the file cannot be read, those alone are due.
 When an open event comes due again is kept in memory on the monotonic clock
 (``due.py``), never read from the wall clock.
-The heartbeat's counts are read on a read-only connection of their own
-(``metrics.py``) so they never queue a commit.
+The heartbeat's depth and unacked count come from memory (``backlog.py``: counted
+once at open, kept exact by every commit), since counting them in the file holds
+its lock for as long as the count takes; its other figures are single seeks on a
+read-only connection of their own (``metrics.py``) so they never queue a commit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiosqlite
 import structlog
 
 from gateway.delivery.outbox import sql
+from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
@@ -38,12 +41,15 @@ class OutboxReads:
 
     Attributes:
         ack_timeout: seconds after a PUBACK an unacked event is due again.
-        metrics: the read-only connection for counts.
+        metrics: the read-only connection for the heartbeat's seeks.
+        backlog: the pending and unacked counts of the file, kept in memory.
         resends: when each open event is due again (monotonic clock).
     """
 
     ack_timeout: float
     metrics: OutboxMetrics
+    backlog: Backlog
+    last_error: str | None
     held: HeldRows
     marking: set[int]
     _failing: bool
@@ -180,17 +186,29 @@ class OutboxReads:
     async def pending_count(self) -> int:
         """Rows not yet confirmed by the broker, held ones included (PUBACKed or not:
         not stored yet), stored ones whose PUBACK came and whose mark waits for the
-        next commit left out (read on :attr:`metrics`).
+        next commit left out. From memory (:attr:`backlog`), never a read: O(1) at any
+        number of rows. While commits fail it is the last committed figure.
 
         Raises:
-            OutboxError: the file cannot be read.
+            OutboxError: the file has not been counted (it could not be read at open,
+                and no commit has succeeded since).
         """
         marked = sum(1 for n in self.marking if n not in self.held)
-        return max(0, await self.metrics.pending_count() + len(self.held) - marked)
+        return max(0, self._backlog_figure(self.backlog.pending) + len(self.held) - marked)
 
     async def unacked_count(self) -> int:
-        """Alarms delivered to the broker but not yet acked by the center (on :attr:`metrics`)."""
-        return await self.metrics.unacked_count()
+        """Events (priority 1-3) delivered to the broker and not yet acked by the center,
+        as committed (from memory, :attr:`backlog`).
+
+        Raises:
+            OutboxError: the file has not been counted (as :meth:`pending_count`).
+        """
+        return self._backlog_figure(self.backlog.unacked)
+
+    def _backlog_figure(self, figure: int | None) -> int:
+        if figure is None:
+            raise OutboxError(f"outbox not counted yet: {self.last_error or 'not open'}")
+        return figure
 
     async def oldest_pending_age(self) -> float | None:
         """Seconds since the oldest unconfirmed row was stored, or None (on :attr:`metrics`)."""

@@ -23,8 +23,10 @@ are still delivered with their own stream and seq.
 Why not WAL: its ``-shm`` index is a shared memory map, and a write into that map
 on an unwritable file (``chattr +i``) kills the process with SIGBUS (issue 11). A
 rollback journal only uses ``write()``, whose errors are ordinary errors. The cost:
-a reader blocks the writer's commit while it reads, so the heartbeat's reads
-(``metrics.py``) are single indexed seeks and time out after ``_READ_BUSY_S``.
+a reader blocks the writer's commit while it reads, so the heartbeat's counts are
+kept in memory (``backlog.py``: counted at open, kept exact by every commit) and
+its other reads (``metrics.py``) are single indexed seeks that time out after
+``READ_BUSY_S``.
 
 Faults (GB 50394 §5.2.2: no alarm may be lost):
 
@@ -67,7 +69,8 @@ import aiosqlite
 import structlog
 from ulid import ULID
 
-from gateway.delivery.outbox import commit, kept, sql
+from gateway.delivery.outbox import backlog, commit, kept, sql
+from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
@@ -151,6 +154,8 @@ class Outbox(OutboxReads):
             start"`` or ``"quarantined"``; None when the stream carried on.
         last_error: the last commit or open error, None once a commit succeeded.
         held: rows accepted and numbered but not yet committed.
+        backlog: pending rows and unacked alarms of the file, counted at open and
+            kept by every commit (``backlog.py``; the heartbeat's depth).
         alarm_due: a priority 1-2 event was committed since the uplink last read
             what is due (it then refills its window at the next free slot).
         on_stored: called with every event once it is committed.
@@ -203,6 +208,7 @@ class Outbox(OutboxReads):
         self.quarantined: Path | None = None
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
+        self.backlog = Backlog()
         self.held = HeldRows(offer_after)
         self.on_stored: list[Callable[[Event], None]] = []
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
@@ -295,6 +301,7 @@ class Outbox(OutboxReads):
         ) as cur:
             tables = await cur.fetchone()
         if tables is None or tables[0] < 2:
+            self.backlog.empty()
             return None, False
         async with db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'kept'") as cur:
             has_kept = await cur.fetchone()
@@ -307,6 +314,7 @@ class Outbox(OutboxReads):
             row = await cur.fetchone()
         self._n = int(row[0]) if row else 0
         await self.capacity.recount(db)
+        self.backlog.set(await run_on(db, backlog.count))  # once: commits keep it exact
         wall_now = time.time()
         async with db.execute(sql.OPEN_SENT) as cur:
             for n, priority, sent_at in await cur.fetchall():
@@ -728,9 +736,11 @@ class Outbox(OutboxReads):
         db = self._require_db()
         try:
             await self._commit_ops(db, ops, clean_stop)
-        except BaseException:  # ``commit.apply`` rolled the transaction back
+        except BaseException as exc:  # ``commit.apply`` rolled the transaction back
             with contextlib.suppress(*_DB_ERRORS):
                 await self.capacity.recount(db)
+            if not isinstance(exc, _DB_ERRORS):  # a stop during COMMIT: it may be in
+                self.backlog.stale = True
             raise
         done = len(ops)
         while done and self._submitted:
@@ -780,6 +790,7 @@ class Outbox(OutboxReads):
         # (n, seq, stream, id, type, priority, topic, payload, size, …)
         added = [(r[5], r[8]) for r in tx.inserts]
         tx.counts = self.capacity.counts(added, purging=bool(tx.purges))
+        tx.recount = not self.backlog.counted
         for priority, size in added:
             self.capacity.added(priority, size)  # re-read from the file if the commit fails
         return tx
@@ -815,6 +826,7 @@ class Outbox(OutboxReads):
                 [q for q in range(first, last + 1) if q not in kept_seqs and q not in in_memory],
             )
         self.capacity.count_shed(out.shed)
+        self.backlog.settle(out.pending, out.unacked, out.counted)
         self._meta_due = False
         self._stored_seq = tx.last_seq
         writes = [w for op in ops for w in op.keep]

@@ -1,0 +1,117 @@
+"""The local endpoint's framework-free HTTP answers like a framework would, over real sockets.
+
+Requests are written byte for byte on a real TCP connection, so malformed ones can be sent
+too; well-formed ones also go through urllib, a real client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.ops import plain_http
+from gateway.ops.plain_http import HEAD_LIMIT, Reply, serve
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def _hello() -> Reply:
+    return Reply(200, "你好\n".encode(), "text/plain; charset=utf-8")
+
+
+async def _broken() -> Reply:
+    raise RuntimeError("a bug in a route")
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    server = await serve("127.0.0.1", 0, {"/hello": _hello, "/broken": _broken})
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as is and read until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+def _status_line(answer: bytes) -> bytes:
+    return answer.split(b"\r\n", 1)[0]
+
+
+async def test_a_get_is_answered_with_length_and_the_connection_closed(port: int) -> None:
+    def get() -> tuple[int, str | None, bytes]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello?x=1", timeout=5) as r:
+            return int(r.status), r.headers["Content-Type"], r.read()
+
+    status, content_type, body = await asyncio.to_thread(get)
+    assert (status, content_type, body) == (200, "text/plain; charset=utf-8", "你好\n".encode())
+    answer = await _exchange(port, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and f"Content-Length: {len(rest)}".encode() in head
+
+
+async def test_head_gets_the_head_only(port: int) -> None:
+    answer = await _exchange(port, b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert _status_line(answer) == b"HTTP/1.1 200 OK"
+    assert b"Content-Length: 7" in head and rest == b""
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status_line"),
+    [
+        (b"GET /nothing HTTP/1.1\r\n\r\n", b"HTTP/1.1 404 Not Found"),
+        (b"POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 405 Method Not Allowed"),
+        (b"GET /hello\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
+        (b"GET /hello SPDY/3\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
+        (b"GET /broken HTTP/1.1\r\n\r\n", b"HTTP/1.1 500 Internal Server Error"),
+        (
+            b"GET /hello HTTP/1.1\r\nX-Big: " + b"a" * HEAD_LIMIT + b"\r\n\r\n",
+            b"HTTP/1.1 431 Request Header Fields Too Large",
+        ),
+    ],
+    ids=["unknown-path", "other-method", "no-version", "not-http", "route-fails", "head-too-big"],
+)
+async def test_what_else_a_client_sends_gets_a_framework_s_answer(
+    port: int, request_bytes: bytes, status_line: bytes
+) -> None:
+    answer = await _exchange(port, request_bytes)
+    assert _status_line(answer) == status_line
+    if status_line.startswith(b"HTTP/1.1 405"):
+        assert b"Allow: GET, HEAD" in answer
+
+
+async def test_a_client_that_sends_no_whole_head_is_disconnected(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plain_http, "READ_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /hello HTTP/1.1\r\n")  # and never the blank line
+        await writer.drain()
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing answered
+        assert time.monotonic() - started < 5
+    finally:
+        writer.close()
+
+
+async def test_the_server_stays_up_after_a_client_vanishes(port: int) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    answer = await _exchange(port, b"GET /hello HTTP/1.1\r\n\r\n")
+    assert _status_line(answer) == b"HTTP/1.1 200 OK"
