@@ -20,7 +20,8 @@ error or timeout means "outcome unknown": the connection is torn down (a link
 that stays up but acks nothing is one) and every unconfirmed row is re-driven
 from SQLite after the next CONNACK. A priority 1-3 event the center has not acked
 comes due again ``ack_timeout`` after its PUBACK and is re-published with the
-same id, forever.
+same id, forever; re-sends hold a quarter of the window at most, so a slow center
+never turns them into a storm.
 
 ``gateway.heartbeat`` is published every ``heartbeat_s`` while connected, with a
 message expiry, and never stored. Reconnects never give up, whatever the error:
@@ -86,6 +87,8 @@ class UplinkStats:
         republished_alarms: priority 1-3 events published again because the center
             did not ack.
         max_inflight_seen: most QoS 1 publishes in flight at once (over all connections).
+        max_resending: most re-sends (rows PUBACKed before) in flight at once; a
+            quarter of the window at most.
         window: in-flight window in force on the current connection.
         receive_maximum: the broker's Receive Maximum on the current connection.
         heartbeats: heartbeats published.
@@ -100,6 +103,7 @@ class UplinkStats:
     refused: int = 0
     republished_alarms: int = 0
     max_inflight_seen: int = 0
+    max_resending: int = 0
     window: int = 0
     receive_maximum: int = 0
     heartbeats: int = 0
@@ -325,31 +329,36 @@ class Uplink:
         """Keep the window full of the best due rows."""
         window = conn.window.size
         inflight: dict[int, asyncio.Task[None]] = {}
+        # Re-sends in flight, and their share of the window: a slow center's overdue
+        # alarms never take more, whatever else waits (issue 14).
+        resending: set[int] = set()
+        share = max(1, window // 4)
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         slot_free = asyncio.Event()
-        self._outbox.poke()
+        self._outbox.redrive()  # what was in flight on a lost connection is due again
         try:
             while True:
                 if failure.done():
                     raise failure.result()
-                free = window - len(inflight)
-                if free < (1 if self._outbox.alarm_due else max(1, window // 4)):
-                    # Refill in batches (a quarter of the window), not one query per
-                    # PUBACK; a priority 1-2 event just stored waits for one PUBACK.
+                if len(inflight) >= window:
                     slot_free.clear()
-                    await _first([slot_free.wait()], failure)
+                    await slot_free.wait()  # set by every PUBACK and by a failure
                     continue
+                free = window - len(inflight)
                 slot_free.clear()
-                self._outbox.alarm_due = False  # read now: due rows come by priority
-                rows = await self._outbox.pending(
+                room = share - len(resending)
+                rows = await self._outbox.take(
                     free,
                     exclude=inflight.keys() | self._settling,
                     skip_topics=self.refusals.backing_off(),
+                    resends=room,
                 )
                 if not rows:
-                    # Wake for new rows, for a PUBACK (it may start an ack timer), when
-                    # the next unacked event comes due again, or a back-off ends.
-                    due = _earliest(await self._outbox.next_due_in(), self.refusals.next_retry_in())
+                    # Wake for new rows, for a PUBACK (it may start an ack timer or free
+                    # a re-send's room), when the next unacked event comes due again,
+                    # or a back-off ends.
+                    again = await self._outbox.next_due_in() if room > 0 else None
+                    due = _earliest(again, self.refusals.next_retry_in())
                     waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
                     if inflight:
                         waits.append(slot_free.wait())
@@ -362,8 +371,11 @@ class Uplink:
                 for row in rows:
                     task = asyncio.create_task(self._send_row(conn, row), name=f"pub-{row.n}")
                     inflight[row.n] = task
+                    if row.attempts:
+                        resending.add(row.n)
+                        self.stats.max_resending = max(self.stats.max_resending, len(resending))
                     task.add_done_callback(
-                        functools.partial(_finish, row.n, inflight, slot_free, failure)
+                        functools.partial(_finish, row.n, inflight, resending, slot_free, failure)
                     )
         finally:
             for task in inflight.values():
@@ -379,7 +391,8 @@ class Uplink:
         try:
             await self._publish(conn, row.topic, row.payload, properties=props)
         except PublishRefused:
-            return  # stays pending; its topic backs off (gateway.delivery.refusals)
+            self._outbox.release(row)  # due again once its topic's back-off ends
+            return  # (gateway.delivery.refusals)
         finally:
             self.stats.inflight -= 1
         self.stats.published += 1
@@ -389,16 +402,18 @@ class Uplink:
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)
         task = asyncio.create_task(self._outbox.mark_sent([row.n]))
-        task.add_done_callback(functools.partial(self._settled, row.n, row.track_ack))
+        task.add_done_callback(functools.partial(self._settled, row))
 
-    def _settled(self, n: int, track_ack: bool, task: asyncio.Task[None]) -> None:
-        self._settling.discard(n)
+    def _settled(self, row: PendingRow, task: asyncio.Task[None]) -> None:
+        self._settling.discard(row.n)
         failed = task.cancelled() or task.exception() is not None
-        if failed and not task.cancelled():
-            log.error("uplink.mark_sent_failed", n=n, error=str(task.exception()))
+        if failed:
+            if not task.cancelled():
+                log.error("uplink.mark_sent_failed", n=row.n, error=str(task.exception()))
+            self._outbox.release(row)
         # Wake the send loop only where that can start work: an ack timer starts
         # now, and a row whose mark failed is due again.
-        if failed or track_ack:
+        if failed or row.track_ack:
             self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------
@@ -477,11 +492,13 @@ def _earliest(*delays: float | None) -> float | None:
 def _finish(
     n: int,
     inflight: dict[int, asyncio.Task[None]],
+    resending: set[int],
     slot_free: asyncio.Event,
     failure: asyncio.Future[BaseException],
     task: asyncio.Task[None],
 ) -> None:
     inflight.pop(n, None)
+    resending.discard(n)
     slot_free.set()
     if task.cancelled():
         return

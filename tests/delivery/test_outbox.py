@@ -125,6 +125,23 @@ async def test_a_resend_never_goes_before_a_first_send_of_its_priority(tmp_path:
         assert [r.id for r in await outbox.pending(1)] == [new.id]
 
 
+async def test_resends_are_paced_to_the_share_asked_and_the_rest_stay_due(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: a slow center's overdue alarms come a share at a time, not as a storm;
+    first sends are not limited by it."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1, mark_linger=0) as outbox:
+        panics = [await outbox.append(_panic(i)) for i in range(6)]
+        await outbox.mark_sent([r.n for r in await outbox.take(10)])
+        await asyncio.sleep(0.15)  # all six are overdue
+        beats = [await outbox.append(_beat(i)) for i in range(3)]
+        first = await outbox.take(10, resends=2)
+        assert [r.id for r in first] == [p.id for p in panics[:2]] + [b.id for b in beats]
+        rest = await outbox.take(10, exclude={r.n for r in first}, resends=10)
+        assert [r.id for r in rest] == [p.id for p in panics[2:]]
+        assert await outbox.take(10, exclude={r.n for r in first + rest}, resends=0) == []
+
+
 async def test_heartbeat_counts_are_read_beside_the_writer(tmp_path: Path) -> None:
     """Depth, oldest pending row and unacked alarms, on the read-only connection."""
     async with Outbox(tmp_path / "o.sqlite") as outbox:
@@ -243,18 +260,16 @@ async def test_an_alarm_commits_alone_and_the_marks_queued_with_it_follow(
     tmp_path: Path,
 ) -> None:
     """A priority 1-2 event does not ride in the marks' transaction (a drain queues a
-    thousand marks or more): it commits alone, they follow at once, and the uplink is
-    told an alarm is due (issue 14: a live panic during a drain)."""
+    thousand marks or more): it commits alone, and they follow at once (issue 14: a
+    live panic during a drain)."""
     async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
         first = await outbox.append(_beat(1))
-        assert not outbox.alarm_due  # priority 5: the uplink refills in batches
         (row,) = await outbox.pending(10)
         before = outbox.commits
         marks = asyncio.gather(outbox.mark_sent([row.n]), outbox.mark_acked([first.id]))
         await asyncio.sleep(0)  # the marks are queued first
         await outbox.append(_panic(2))
         assert outbox.commits == before + 1 and not marks.done()
-        assert outbox.alarm_due
         await marks
         assert outbox.commits == before + 2
 

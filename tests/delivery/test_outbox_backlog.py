@@ -10,6 +10,7 @@ lock held by a second connection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -164,3 +165,28 @@ def test_the_heartbeat_reads_seek_on_their_indexes(tmp_path: Path) -> None:
         )
         assert plan(sql.RECENT, 10) == "SCAN messages"  # backwards by n, LIMIT: stops early
         assert "SCAN messages USING INDEX messages_open_by_stream" in plan(sql.OPEN_ALARMS)
+
+
+async def test_a_mark_waiting_for_its_commit_leaves_the_depth_only_for_a_first_send(
+    tmp_path: Path,
+) -> None:
+    # Marks wait (30 s at most) for a commit that stores something: an append.
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=30, ack_timeout=0.05) as outbox:
+
+        async def mark_then(n: int, *, before: int) -> None:
+            """PUBACK row ``n``; the depth while its mark waits is ``before``."""
+            marking = asyncio.create_task(outbox.mark_sent([n]))
+            await wait_until(lambda: n in outbox.marking, 5, "the mark waits")
+            assert await outbox.pending_count() == before
+            await outbox.append(_event("camera.status", n))  # the mark rides in its commit
+            await marking
+
+        sent = await outbox.append(_event("alarm.panic", 1))
+        first_send = await outbox.append(_event("alarm.panic", 2))
+        rows = {r.id: r.n for r in await outbox.pending(10)}
+        await mark_then(rows[sent.id], before=1)  # a first send: left out at once
+        await wait_until(lambda: outbox.resends.overdue_count() == 1, 5, "due again")
+        assert await outbox.pending_count() == 2  # the other panic and the telemetry
+        await mark_then(rows[sent.id], before=2)  # a re-send: it was not pending
+        await mark_then(rows[first_send.id], before=2)  # 3 pending, one left out
+        assert await _agree(outbox, "the marks") == (3, 2)

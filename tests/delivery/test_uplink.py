@@ -14,6 +14,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.uplink import Uplink
 from gateway.events.model import EventFactory
 from simulators.broker import MosquittoBroker
+from tests.fault_support import wait_until
 
 PREFIX = "campus/v1/s1/gw1"
 FACTORY = EventFactory("campus/s1/gw1", lambda: False)
@@ -61,6 +62,38 @@ async def test_backlog_is_sent_priority_first_within_the_window(
     assert beats == sorted(beats) == list(range(1, 301))
     assert 1 <= uplink.stats.max_inflight_seen <= window
     assert uplink.stats.window == window
+
+
+async def test_resends_for_a_center_that_never_acks_hold_a_quarter_of_the_window(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Issue 14: re-sends of unacked alarms are paced, so a slow center never turns them
+    into more than their share of the window, and a new alarm still goes out at once."""
+    window = 8
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.2, mark_linger=0) as outbox:
+        for i in range(24):
+            await outbox.append(
+                FACTORY.make("alarm.panic", device="io", subject=f"Z{i}", state="active")
+            )
+        cfg = BrokerConfig(host=mosquitto.host, port=mosquitto.port, window=window)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-under-test")
+        task = asyncio.create_task(uplink.run())
+        try:
+            await wait_until(lambda: uplink.stats.republished_alarms >= 72, 30, "re-sends")
+            assert 1 <= uplink.stats.max_resending <= window // 4
+            new = await outbox.append(
+                FACTORY.make("alarm.panic", device="io", subject="Z99", state="active")
+            )
+            for _ in range(100):  # its PUBACK, recorded (marks ride in commits)
+                (newest,) = await outbox.recent(1)
+                if newest.id == new.id and newest.sent_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert newest.sent_at is not None, "the new alarm waited behind re-sends"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_nothing_is_marked_sent_while_the_broker_is_away(tmp_path: Path) -> None:

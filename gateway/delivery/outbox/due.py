@@ -78,6 +78,10 @@ class ResendSchedule:
     def __len__(self) -> int:
         return len(self._waiting) + len(self._overdue)
 
+    def __contains__(self, n: object) -> bool:
+        """Is row ``n`` an open event sent before (waiting for its ack, or due again)?"""
+        return n in self._waiting or n in self._overdue
+
     def _promote(self) -> None:
         now = self._clock()
         while self._heap and self._heap[0][0] <= now:

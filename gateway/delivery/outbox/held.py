@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.delivery.outbox.rows import PendingRow
+from gateway.delivery.outbox.rows import PendingRow, topic_waits
 
 
 @dataclass(slots=True)
@@ -96,18 +96,10 @@ class HeldRows:
         ripe = float("inf") if now else time.monotonic() - self.offer_after
         out: list[_Held] = []
         for held in self._rows.values():
-            if held.since > ripe or held.row.n in left_out or _skipped(held.row.topic, skips):
+            if held.since > ripe or held.row.n in left_out or topic_waits(held.row.topic, skips):
                 continue
             out.append(held)
         out.sort(key=lambda h: (h.row.priority, h.row.n))
         for held in out[:limit]:
             held.offered = True
         return [h.row for h in out[:limit]]
-
-
-def _skipped(topic: str, skips: list[str]) -> bool:
-    """``topic`` is one of ``skips``, or begins with one ending in ``/`` (``""``: all)."""
-    for skip in skips:
-        if not skip or (skip.endswith("/") and topic.startswith(skip)) or topic == skip:
-            return True
-    return False

@@ -1,9 +1,10 @@
 """Reads of the outbox for the uplink and the heartbeat: what is due, how much waits.
 
-What is due is read on the writer's aiosqlite connection (one thread), in one call
-between its commits (each commit is one call too), so it sees every committed row
-and nothing uncommitted; the rows not yet committed are added
-from memory (``held.py``), and when the file cannot be read, those alone are due.
+First sends due are kept in memory (``due_queue.py``), fed by the writer's commits;
+the file is read only to page in a backlog, on the writer's aiosqlite connection
+(one thread), in one call between its commits (each commit is one call too), so a
+page holds every committed row and nothing uncommitted. The rows not yet committed
+are added from memory too (``held.py``).
 When an open event comes due again is kept in memory on the monotonic clock
 (``due.py``), never read from the wall clock.
 The heartbeat's depth and unacked count come from memory (``backlog.py``: counted
@@ -24,16 +25,19 @@ import structlog
 from gateway.delivery.outbox import sql
 from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.due import ResendSchedule
+from gateway.delivery.outbox.due_queue import DueQueue, Page, read_page
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
 from gateway.delivery.outbox.onthread import run_on
-from gateway.delivery.outbox.rows import PendingRow
+from gateway.delivery.outbox.rows import PendingRow, topic_waits
 from gateway.errors import OutboxError
 
 log = structlog.get_logger(__name__)
 
 # Seconds the uplink waits before it reads a file that failed to read again.
 _REREAD_S = 1.0
+# Pages one take may read when the rows paged in are in flight or their topic waits.
+_PAGES_PER_TAKE = 4
 
 
 class OutboxReads:
@@ -44,6 +48,7 @@ class OutboxReads:
         metrics: the read-only connection for the heartbeat's seeks.
         backlog: the pending and unacked counts of the file, kept in memory.
         resends: when each open event is due again (monotonic clock).
+        due: the first sends due, in memory.
     """
 
     ack_timeout: float
@@ -54,20 +59,42 @@ class OutboxReads:
     marking: set[int]
     _failing: bool
     resends: ResendSchedule
+    due: DueQueue
     _read_failed: bool = False
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
 
     async def pending(
-        self, limit: int, exclude: Iterable[int] = (), skip_topics: Iterable[str] = ()
+        self,
+        limit: int,
+        exclude: Iterable[int] = (),
+        skip_topics: Iterable[str] = (),
+        resends: int | None = None,
+    ) -> list[PendingRow]:
+        """The rows :meth:`take` would return, left due (a look: for tests and status)."""
+        rows = await self.take(limit, exclude, skip_topics, resends)
+        for row in rows:
+            self.release(row)
+        return rows
+
+    async def take(
+        self,
+        limit: int,
+        exclude: Iterable[int] = (),
+        skip_topics: Iterable[str] = (),
+        resends: int | None = None,
     ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
-        re-sends, then creation.
+        re-sends, then creation. The rows returned are the caller's to send: a first
+        send stays out of later answers until its PUBACK's mark is committed, or
+        :meth:`release` gives it back.
 
-        Held rows (not committed yet) are among them once they have waited the
-        outbox's ``offer_after``, or at once while commits fail; when the file
-        cannot be read, only held rows are returned (the failure is logged).
+        First sends come from memory (:mod:`~gateway.delivery.outbox.due_queue`), the
+        file is read only to page in a backlog. Held rows (not committed yet) are
+        among them once they have waited the outbox's ``offer_after``, or at once
+        while commits fail; when the file cannot be read, what memory has is
+        returned (the failure is logged).
 
         Due: never confirmed by the broker, or an event the center has not acked
         within ``ack_timeout`` of its last PUBACK (monotonic: a wall-clock step
@@ -77,56 +104,95 @@ class OutboxReads:
 
         Args:
             limit: maximum rows.
-            exclude: row keys already in flight on the current connection.
+            exclude: row keys in flight or PUBACKed and not yet marked (never returned).
             skip_topics: topics whose rows wait (the broker refused them); a topic
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
+            resends: the most open events due again to return (the uplink's share of
+                its window for them); None for no limit. The rest stay due.
         """
-        excluded, skips = list(exclude), list(skip_topics)
-        try:
-            stored = await self._stored_pending(limit, excluded, skips)
-            self._read_failed = False
-        except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
-            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
-            self._read_failed = True
-            stored = []
-        found = {r.n for r in stored}
+        excluded, skips = set(exclude), list(skip_topics)
+        fresh = self.due.take(limit, excluded, skips)
+        overdue_keys = self.resends.overdue(excluded)
+        room = limit if resends is None else max(0, min(limit, resends))
+        overdue_keys = overdue_keys if room else []
+        overdue: list[PendingRow] = []
+        for _ in range(_PAGES_PER_TAKE):
+            short = len(fresh) < limit and self.due.can_page()
+            if not (short or overdue_keys or self.due.wants_page()):
+                break
+            try:
+                paging = self.due.can_page()
+                overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
+                self._read_failed = False
+            except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
+                log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
+                self._read_failed = True
+                break
+            overdue_keys = []
+            fresh += self.due.take(limit - len(fresh), excluded, skips)
+        overdue = overdue[:room]
         held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
-        rows = [*stored, *(r for r in held if r.n not in found)]
         # (priority, already PUBACKed at least once, n)
-        return sorted(rows, key=lambda r: (r.priority, r.attempts > 0, r.n))[:limit]
+        rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
+        chosen = rows[:limit]
+        first = {r.n for r in fresh}
+        self.due.put_back(r for r in rows[limit:] if r.n in first)
+        self.due.taken(r.n for r in chosen if r.n in self.held)
+        return chosen
 
-    async def _stored_pending(
-        self, limit: int, exclude: list[int], skip_topics: list[str]
+    def redrive(self) -> None:
+        """The uplink connected again: what was in flight on the lost connection is due
+        again. The due queue is rebuilt from the file, and the uplink woken."""
+        self.due.rebuild()
+        self.poke()
+
+    def poke(self) -> None:
+        raise NotImplementedError
+
+    def release(self, row: PendingRow) -> None:
+        """``row`` from :meth:`take` was not sent after all (the broker refused it, or
+        its send failed): it is due again."""
+        self.due.release(row, stored=row.n not in self.held)
+
+    async def _read_file(
+        self,
+        page: bool,
+        overdue_keys: list[int],
+        exclude: set[int],
+        limit: int,
+        skip_topics: list[str],
     ) -> list[PendingRow]:
-        """First sends, then the open events due again, read in one call on the
-        connection's thread (:mod:`~gateway.delivery.outbox.onthread`)."""
-        clause, skip = _skip_clause(exclude, skip_topics)
-        fresh_query = sql.PENDING.format(skip=clause)
-        due = self.resends.overdue(exclude)
+        """A page of first sends (into :attr:`due`) and the open events due again, read
+        in one call on the connection's thread (:mod:`~gateway.delivery.outbox.onthread`);
+        returns the sendable open events due again."""
+        start = self.due.frontier if page else None
+        rows, size = self.due.page_rows, self.due.page_bytes
 
-        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], set[int]]:
-            fresh = conn.execute(fresh_query, (*skip, limit)).fetchall()
+        def read(conn: sqlite3.Connection) -> tuple[Page | None, list[Any], set[int]]:
+            fresh = None if start is None else read_page(conn, start, rows, size)
             overdue: list[Any] = []
             asked: set[int] = set()
             sendable = 0
-            for start in range(0, len(due), 500):  # below SQLite's variable limit
-                chunk = due[start : start + 500]
+            for begin in range(0, len(overdue_keys), 500):  # below SQLite's variable limit
+                chunk = overdue_keys[begin : begin + 500]
                 query = sql.OPEN_ROWS.format(marks=",".join("?" * len(chunk)))
                 found = conn.execute(query, chunk).fetchall()
                 overdue += found
                 asked.update(chunk)
-                sendable += sum(1 for r in found if not _skipped(str(r[4]), skip_topics))
+                sendable += sum(1 for r in found if not topic_waits(str(r[4]), skip_topics))
                 if sendable >= limit:
                     break
             return fresh, overdue, asked
 
         fresh, overdue, asked = await run_on(self._require_db(), read)
+        if fresh is not None:
+            self.due.page(fresh, exclude)
         found = {r[0] for r in overdue}
         self.resends.forget(n for n in asked if n not in found)  # acked or purged
-        overdue = [r for r in overdue if not _skipped(str(r[4]), skip_topics)]
         return [
             PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7]))
-            for r in [*fresh, *overdue]
+            for r in overdue
+            if not topic_waits(str(r[4]), skip_topics)
         ]
 
     async def known_ids(self, ids: Iterable[str], *, held: bool = True) -> set[str]:
@@ -185,15 +251,16 @@ class OutboxReads:
 
     async def pending_count(self) -> int:
         """Rows not yet confirmed by the broker, held ones included (PUBACKed or not:
-        not stored yet), stored ones whose PUBACK came and whose mark waits for the
-        next commit left out. From memory (:attr:`backlog`), never a read: O(1) at any
-        number of rows. While commits fail it is the last committed figure.
+        not stored yet), stored ones whose first PUBACK came and whose mark waits for
+        the next commit left out (a re-send of an open event waiting for its mark was
+        not pending). From memory (:attr:`backlog`), never a read: O(1) in the rows
+        held, O(marks waiting). While commits fail it is the last committed figure.
 
         Raises:
             OutboxError: the file has not been counted (it could not be read at open,
                 and no commit has succeeded since).
         """
-        marked = sum(1 for n in self.marking if n not in self.held)
+        marked = sum(1 for n in self.marking if n not in self.held and n not in self.resends)
         return max(0, self._backlog_figure(self.backlog.pending) + len(self.held) - marked)
 
     async def unacked_count(self) -> int:
@@ -221,24 +288,3 @@ class OutboxReads:
     async def recent(self, limit: int = 10) -> list[StoredEvent]:
         """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
         return await self.metrics.recent(limit)
-
-
-def _skipped(topic: str, topics: list[str]) -> bool:
-    """Does ``topic`` wait (see ``skip_topics`` of :meth:`OutboxReads.pending`)?"""
-    return any(topic == t if t and not t.endswith("/") else topic.startswith(t) for t in topics)
-
-
-def _skip_clause(rows: list[int], topics: list[str]) -> tuple[str, list[Any]]:
-    """SQL (``AND …``) and its parameters leaving out row keys and (prefixes of) topics."""
-    clause, params = "", list[Any]()
-    params += rows
-    if rows:
-        clause += f" AND n NOT IN ({','.join('?' * len(rows))})"
-    exact = [t for t in topics if not t.endswith("/") and t]
-    if exact:
-        clause += f" AND topic NOT IN ({','.join('?' * len(exact))})"
-        params += exact
-    for prefix in (t for t in topics if t.endswith("/") or not t):
-        clause += " AND substr(topic, 1, ?) != ?"
-        params += [len(prefix), prefix]
-    return clause, params

@@ -28,3 +28,12 @@ class PendingRow:
     payload: bytes
     attempts: int = 0
     track_ack: bool = False
+
+
+def topic_waits(topic: str, skips: list[str]) -> bool:
+    """Does ``topic`` wait: is it one of ``skips``, or does it begin with one ending in
+    ``/`` (``""`` stands for every topic)? (``skip_topics`` of ``Outbox.pending``.)"""
+    for skip in skips:
+        if not skip or (skip.endswith("/") and topic.startswith(skip)) or topic == skip:
+            return True
+    return False

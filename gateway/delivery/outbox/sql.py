@@ -85,8 +85,11 @@ MARK_ACKED_THROUGH = (
     " RETURNING id, created_at, n"
 )
 COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack"
-PENDING = (
-    f"SELECT {COLUMNS} FROM messages WHERE sent_at IS NULL {{skip}} ORDER BY priority, n LIMIT ?"
+# A page of first sends of one priority from a row key on (``due_queue.py``): one
+# range of ``messages_pending``, read row by row until the page is full.
+PAGE = (
+    f"SELECT {COLUMNS} FROM messages INDEXED BY messages_pending"
+    " WHERE sent_at IS NULL AND priority = ? AND n >= ? ORDER BY n"
 )
 # Open events (sent, not acked) by row key: those of them the resend schedule says are due.
 OPEN_ROWS = f"SELECT {COLUMNS} FROM messages WHERE n IN ({{marks}}) AND acked_at IS NULL"

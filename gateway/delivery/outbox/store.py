@@ -73,6 +73,7 @@ from gateway.delivery.outbox import backlog, commit, kept, sql
 from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.due import ResendSchedule
+from gateway.delivery.outbox.due_queue import DueQueue
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
@@ -156,8 +157,7 @@ class Outbox(OutboxReads):
         held: rows accepted and numbered but not yet committed.
         backlog: pending rows and unacked alarms of the file, counted at open and
             kept by every commit (``backlog.py``; the heartbeat's depth).
-        alarm_due: a priority 1-2 event was committed since the uplink last read
-            what is due (it then refills its window at the next free slot).
+        due: the first sends due, in memory (``due_queue.py``).
         on_stored: called with every event once it is committed.
         on_kept: called with each commit's kept state writes once it is committed,
             in commit order (the state store's copy of open alarms follows them).
@@ -192,7 +192,6 @@ class Outbox(OutboxReads):
         self._submitted: deque[float] = deque()  # submit times of ops not yet committed
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        self.alarm_due = False
         self._offer_timer: asyncio.TimerHandle | None = None
         self._seq = 0  # last seq given out in ``stream``
         self._stored_seq = 0  # last seq of ``stream`` committed
@@ -214,6 +213,7 @@ class Outbox(OutboxReads):
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
+        self.due = DueQueue()
         self._kept: dict[str, dict[str, Any]] = {}
         # Row keys whose PUBACK came and whose "sent" mark waits for a commit.
         self.marking: set[int] = set()
@@ -836,6 +836,14 @@ class Outbox(OutboxReads):
                 on_kept(writes)
         self.stats.commits += 1
         self.held.committed(r[0] for r in tx.inserts)
+        if out.shed or out.replays or out.migrated_from is not None:
+            self.due.rebuild()  # pending rows went or came back: page them afresh
+        else:
+            # (n, seq, stream, id, type, priority, topic, payload, size, track_ack, …)
+            self.due.committed(
+                PendingRow(r[0], r[1], r[3], r[5], r[6], r[7], 0, bool(r[9])) for r in tx.inserts
+            )
+        self.due.sent(n for _, n in tx.sent)
         self.resends.forget(closed)
         for key, priority in out.opened:
             self.resends.sent(key, priority)
@@ -845,10 +853,10 @@ class Outbox(OutboxReads):
                     listener(result)
             if not op.future.done():
                 op.future.set_result(result)
-        if any(_alarm_row(r) for r in tx.inserts):
-            self.alarm_due = True  # the uplink refills its window at the next free slot
         if tx.inserts or any(again for again, _ in out.replays.values()):
             self._changed.set()
+        elif tx.sent and self.due.frontier is not None:
+            self._changed.set()  # the queue has room again for rows still in the file
 
     async def wait_for_new(self) -> None:
         """Wait until rows may have been appended (or held rows became due) since the
