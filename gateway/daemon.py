@@ -163,6 +163,7 @@ class Gateway:
             self.outbox = outbox
             outbox.on_stored.append(self.metrics.event_stored)
             outbox.on_stored.append(store.stored)  # reports forgotten once committed
+            outbox.on_kept.append(store.outbox_kept)  # open alarms follow the outbox
             if outbox.writable:
                 await append_unreported(store, outbox)
             try:

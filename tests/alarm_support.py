@@ -259,6 +259,7 @@ async def rig(
         assert_valid_event(stored.to_dict())
         events.append(stored)
         kept.extend((event.id, w) for w in keep)
+        store.outbox_kept(keep)  # committed at once, as the outbox's listener is told
         return stored
 
     async with StateStore(tmp_path / "state.sqlite") as store:

@@ -219,6 +219,74 @@ def module_toml(module_port: int, *, perim: str = "armed") -> str:
     return MODULE_ZONES.format(module_port=module_port, perim=perim)
 
 
+class Site:
+    """A running module site: the module, the center, signed commands, the daemon process.
+
+    Attributes:
+        module: the simulated 16-input module ``io``.
+        center: the center console (acks every event).
+        sender: signed commands with the site key (site ``cut-school``, gateway ``gw1``).
+        daemon: the gateway process (not started by :func:`module_site`).
+        outbox: the outbox file.
+    """
+
+    def __init__(
+        self,
+        module: SimulatedModule,
+        center: CenterConsole,
+        sender: CommandSender,
+        daemon: Daemon,
+        outbox: Path,
+    ) -> None:
+        self.module, self.center, self.sender, self.daemon = module, center, sender, daemon
+        self.outbox = outbox
+
+    def of(self, type_: str, subject: str, state: str | None = None) -> list[dict[str, Any]]:
+        """The center's events of ``type_`` about ``subject`` (with ``data.state``)."""
+        return [
+            e
+            for e in self.center.events
+            if e["type"] == type_ and e["subject"] == subject
+            and state in (None, e["data"].get("state"))
+        ]  # fmt: skip
+
+    async def result(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A signed command's whole result (retried while the daemon is not subscribed)."""
+        return await retry(
+            lambda: self.sender.send(name, params, timeout_s=2.0), (TimeoutError,), 30, self.daemon
+        )
+
+    async def ok(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A signed command that must succeed; its result's ``data``."""
+        result = await self.result(name, params)
+        assert result["status"] == "ok", result
+        data: dict[str, Any] = result["data"]
+        return data
+
+    async def restart_after_sigkill(self) -> dict[str, Any]:
+        """SIGKILL now, start again; returns ``get_state`` of the new process."""
+        await self.daemon.kill()
+        await self.daemon.start()
+        return await self.ok("get_state")
+
+
+@contextlib.asynccontextmanager
+async def module_site(
+    broker: MosquittoBroker, tmp_path: Path, devices: Callable[[int], str]
+) -> AsyncIterator[Site]:
+    """:func:`site_toml` and ``devices(module port)`` (TOML: the module ``io`` and its
+    zones, e.g. :func:`module_toml`) on a simulated generic module, as a TOML file and
+    a :class:`Daemon` (not started), with the center around it; stopped on exit."""
+    async with SimulatedModule(PROFILES["generic"]) as module:
+        config = write_toml(tmp_path, site_toml(tmp_path, broker.port) + devices(module.port))
+        async with (
+            signed_center(broker.host, broker.port) as center,
+            CommandSender(broker.host, broker.port, "cut-school", "gw1", key=TEST_KEY) as sender,
+            Daemon(config, tmp_path) as daemon,
+        ):
+            yield Site(module, center, sender, daemon, tmp_path / "outbox.sqlite")
+
+
 def camera_toml(
     camera_id: str, port: int, password_file: Path, *, area: str | None = None, **snapshot: Any
 ) -> str:

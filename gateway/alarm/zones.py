@@ -17,9 +17,11 @@ Per zone (rules in :mod:`gateway.config.alarm`, wiring in :mod:`gateway.alarm.su
   paired tamper loop open raises ``alarm.tamper`` for the zone (24 h).
 
 Each condition (alarm, tamper, line) carries one ``incident`` id — the id of its
-``active`` event — on its start and end. Every active condition is persisted
-(:class:`~gateway.runtime.state_store.StateStore`) after its event is stored, so a
-restart neither repeats it nor loses its ``cleared``. Device health transitions
+``active`` event — on its start and end. Every active condition is kept with its
+``active`` event in the outbox (one transaction) and deleted with its ``cleared``;
+the state store (:class:`~gateway.runtime.state_store.StateStore`) follows once the
+outbox has committed, so a restart neither repeats it nor loses its ``cleared``,
+nor keeps one the outbox never stored (issue 14). Device health transitions
 become ``fault.device_offline`` (``active``) and ``device.online`` (``instant``;
 after an outage it carries the outage's ``incident``).
 """
@@ -331,8 +333,8 @@ class ZoneEngine:
         detail: str = "",
     ) -> None:
         """Raise one condition: the event and its record in one outbox transaction (the
-        durable record: a cut right after it leaves the condition open), then the
-        state store, write-behind."""
+        durable record: a cut right after it leaves the condition open); the state
+        store's memory at once, its file once the outbox has committed."""
         condition: Condition = getattr(self.zones[zone.id], name)
         event = self._event(zone, name, type_, "active", received_at, None, extra)
         now = self._clock.now()

@@ -9,10 +9,11 @@ rule, and appends those the outbox does not hold yet (by id), so the change and
 its report are never separated, and nothing is reported twice.
 
 Open alarms go the other way: the zone engine keeps an alarm's record with its
-``active`` event in the outbox (one transaction) and writes the state store
-behind it. :func:`restore_alarms` runs at start, before the alarm system: a
-record the outbox holds and the state store lost to a cut is put back, so a
-latched panic stays latched whatever moment the power went.
+``active`` event in the outbox (one transaction) and the state store's file
+follows the outbox's commits (``StateStore.outbox_kept``). :func:`restore_alarms`
+runs at start, before the alarm system, and brings the state store up to the
+outbox: a latched panic stays latched and an ended alarm stays ended whatever
+moment the power went.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import structlog
 
 from gateway.delivery.outbox import Outbox
+from gateway.errors import OutboxError
 from gateway.runtime.state import ALARM
 from gateway.runtime.state_store import StateStore
 
@@ -47,24 +49,36 @@ async def append_unreported(store: StateStore, outbox: Outbox) -> int:
 
 
 async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
-    """Put back open alarms the outbox kept with their event and the state store lost;
-    returns how many.
+    """Bring the state store's open alarms up to the records the outbox kept with their
+    events; returns how many records changed.
 
-    Only what is missing is added: an alarm the state store still holds open after
-    its ``cleared`` event was stored stays open (a cut between the two commits; the
-    safe side: at worst its end is reported again, or a latched one needs a second
-    reset).
+    The state store's file lags the outbox (it is written once the outbox has
+    committed), so after a cut it may lack a record (put back), hold an older one
+    for the same condition (replaced), or still hold one whose ``cleared`` event
+    the outbox committed (removed). A record the outbox neither keeps nor has seen
+    end stays: an outbox that was quarantined or cannot be read, or one written
+    before alarms were kept in it, knows nothing of it, and forgetting a latched
+    alarm is the unsafe side.
 
     Raises:
         OutboxError: a kept record cannot be read.
         StateError: the state store refused the commit.
     """
-    missing = [
+    kept = outbox.kept(ALARM)
+    writes = [
         ALARM.write(key, record)
-        for key, record in outbox.kept(ALARM).items()
-        if key not in store.alarms
+        for key, record in kept.items()
+        if key not in store.alarms or store.alarms[key].incident != record.incident
     ]
-    if missing:
-        await store.apply(missing)
-        log.warning("state.alarms_restored", keys=[w.key for w in missing])
-    return len(missing)
+    stale = {key: r.incident for key, r in store.alarms.items() if key not in kept}
+    if stale:
+        try:
+            ended = await outbox.ended(stale.values())
+        except OutboxError as exc:
+            log.error("state.alarms_not_checked", keys=sorted(stale), error=str(exc))
+            ended = set()
+        writes += [ALARM.write(key, None) for key, incident in stale.items() if incident in ended]
+    if writes:
+        await store.apply(writes)
+        log.warning("state.alarms_restored", keys=[w.key for w in writes])
+    return len(writes)

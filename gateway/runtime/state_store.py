@@ -28,12 +28,15 @@ Two ways to write:
   the next start and appended then (``gateway/delivery/reports.py``), so the
   change and its report are never separated: neither lost nor doubled.
 * **Write behind** (``wait=False``): in memory at once, on disk with the next
-  commit (open alarms: their events in the outbox are the durable record, so an
-  alarm transition never waits for this file; the outbox keeps each open alarm's
-  record in its event's transaction and ``gateway/delivery/reports.py`` puts back
-  at start what a crash kept from this file; a crash before a ``cleared``'s
-  commit at worst repeats it after restart). A failed commit is retried with the
-  next one.
+  commit. A failed commit is retried with the next one.
+* **Behind the outbox** (open alarms): an alarm transition never waits for this
+  file. The outbox keeps each open alarm's record in its event's transaction (the
+  durable record); :meth:`StateStore.put_alarm` changes memory only, and
+  :meth:`StateStore.outbox_kept` (an ``Outbox.on_kept`` listener) writes the
+  records here once the outbox has committed them, so this file holds a prefix of
+  the outbox's record changes, never one the outbox lacks. At start
+  ``gateway/delivery/reports.py`` brings it up to the outbox: records put back,
+  replaced, and removed where the outbox holds the alarm's ``cleared`` event.
 """
 
 from __future__ import annotations
@@ -303,9 +306,25 @@ class StateStore:
         await self.put(BYPASS, zone_id, record)
 
     async def put_alarm(self, key: str, record: AlarmRecord | None) -> None:
-        """Record an active condition, or its end (None): at once in memory, on disk
-        with the next commit (write-behind)."""
-        await self.put(ALARM, key, record, wait=False)
+        """Record an active condition, or its end (None), in memory at once. The file
+        follows the outbox, not this call: the zone engine keeps the record with its
+        event in the outbox (table ``kept``) and :meth:`outbox_kept` writes it here
+        once the outbox has committed it. So this file never holds an alarm the
+        outbox has not committed (issue 14: before, a kill between the two commits
+        left a latched panic here whose event was never stored, and a button still
+        pressed after the restart raised nothing)."""
+        self._remember([ALARM.write(key, record)])
+
+    def outbox_kept(self, writes: Sequence[StateWrite]) -> None:
+        """An ``Outbox.on_kept`` listener: the open-alarm records (kind ``alarm``) the
+        outbox has just committed with their events go to this file next, in the
+        outbox's commit order (write-behind). Memory is left alone: :meth:`put_alarm`
+        set it when the alarm changed, perhaps again since. A closed store writes
+        nothing; the next start repairs this file from the outbox
+        (``gateway/delivery/reports.py``)."""
+        alarms = [w for w in writes if w.kind == ALARM.name]
+        if alarms and self._writer is not None and not self._writer.done():
+            self._queue(alarms)
 
     async def put_meta(self, key: str, value: Any) -> None:
         """Persist a ``meta`` value (JSON-serialisable); on disk when this returns.

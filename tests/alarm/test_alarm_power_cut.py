@@ -13,106 +13,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.config.modbus_profiles import PROFILES
 from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
-from simulators.center import CenterConsole
-from simulators.center_commands import CommandSender
-from simulators.modbus_module import SimulatedModule
-from tests.helpers import TEST_KEY, assert_valid_event, eventually, signed_center
-from tests.power_cut_support import Daemon, module_toml, retry, site_toml, write_toml
+from tests.helpers import assert_valid_event, eventually
+from tests.power_cut_support import module_site, module_toml
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class Site:
-    """The running test site: module, center, signed commands, the daemon process."""
-
-    def __init__(
-        self, module: SimulatedModule, center: CenterConsole, sender: CommandSender, daemon: Daemon
-    ) -> None:
-        self.module, self.center, self.sender, self.daemon = module, center, sender, daemon
-
-    def of(self, type_: str, subject: str, state: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.center.events
-            if e["type"] == type_ and e["subject"] == subject
-            and state in (None, e["data"].get("state"))
-        ]  # fmt: skip
-
-    async def ok(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A signed command that must succeed (retried while the daemon is not subscribed)."""
-        result = await retry(
-            lambda: self.sender.send(name, params, timeout_s=2.0), (TimeoutError,), 30, self.daemon
-        )
-        assert result["status"] == "ok", result
-        data: dict[str, Any] = result["data"]
-        return data
-
-    async def restart_after_sigkill(self) -> dict[str, Any]:
-        """SIGKILL now, start again; returns ``get_state`` of the new process."""
-        await self.daemon.kill()
-        await self.daemon.start()
-        return await self.ok("get_state")
 
 
 async def test_arm_bypass_and_a_latched_panic_hold_across_a_sigkill_after_each(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    async with SimulatedModule(PROFILES["generic"]) as module:
-        config = write_toml(
-            tmp_path,
-            site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
-        )
-        async with (
-            signed_center(mosquitto.host, mosquitto.port) as center,
-            CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
-            ) as sender,
-            Daemon(config, tmp_path) as daemon,
-        ):
-            site = Site(module, center, sender, daemon)
-            await daemon.start()
-            assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is False
+    async with module_site(
+        mosquitto, tmp_path, functools.partial(module_toml, perim="disarmed")
+    ) as site:
+        module, center, daemon = site.module, site.center, site.daemon
+        await daemon.start()
+        assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is False
 
-            await site.ok("arm", {"area": "PERIM"})  # 1. killed right after the result
-            state = await site.restart_after_sigkill()
-            assert state["areas"]["PERIM"]["armed"] is True
+        await site.ok("arm", {"area": "PERIM"})  # 1. killed right after the result
+        state = await site.restart_after_sigkill()
+        assert state["areas"]["PERIM"]["armed"] is True
 
-            await site.ok("bypass", {"zone": "Z02", "duration_s": 3600})  # 2.
-            state = await site.restart_after_sigkill()
-            assert state["areas"]["PERIM"]["armed"] is True
-            assert state["zones"]["Z02"]["bypassed"]
+        await site.ok("bypass", {"zone": "Z02", "duration_s": 3600})  # 2.
+        state = await site.restart_after_sigkill()
+        assert state["areas"]["PERIM"]["armed"] is True
+        assert state["zones"]["Z02"]["bypassed"]
 
-            module.press(10)  # 3. the gatehouse panic button, killed as its alarm arrives
-            await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
-            await daemon.kill()
-            module.release(10)  # released while the gateway is off: the alarm stays latched
-            await daemon.start()
-            state = await site.ok("get_state")
-            (active,) = site.of("alarm.panic", "P10", "active")
-            assert state["zones"]["P10"]["latched"] is True
-            assert state["zones"]["P10"]["incident"] == active["id"]
-            assert state["areas"]["PERIM"]["armed"] and state["zones"]["Z02"]["bypassed"]
+        module.press(10)  # 3. the gatehouse panic button, killed as its alarm arrives
+        await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
+        await daemon.kill()
+        module.release(10)  # released while the gateway is off: the alarm stays latched
+        await daemon.start()
+        state = await site.ok("get_state")
+        (active,) = site.of("alarm.panic", "P10", "active")
+        assert state["zones"]["P10"]["latched"] is True
+        assert state["zones"]["P10"]["incident"] == active["id"]
+        assert state["areas"]["PERIM"]["armed"] and state["zones"]["Z02"]["bypassed"]
 
-            # and they act: Z02 bypassed, Z01 armed, the panic cleared only by a reset
-            module.set_input(2, closed=True)
-            module.set_input(1, closed=True)
-            await center.wait_for(lambda: site.of("alarm.perimeter", "Z01", "active") != [], 10)
-            assert (await site.ok("reset", {"zone": "P10"}))["cleared"] == ["P10"]
-            await center.wait_for(lambda: site.of("alarm.panic", "P10", "cleared") != [], 10)
-            (cleared,) = site.of("alarm.panic", "P10", "cleared")
-            assert cleared["data"]["incident"] == active["id"]
-            assert site.of("alarm.perimeter", "Z02") == []
-            assert len(site.of("alarm.panic", "P10", "active")) == 1
-            assert daemon.starts == 4
+        # and they act: Z02 bypassed, Z01 armed, the panic cleared only by a reset
+        module.set_input(2, closed=True)
+        module.set_input(1, closed=True)
+        await center.wait_for(lambda: site.of("alarm.perimeter", "Z01", "active") != [], 10)
+        assert (await site.ok("reset", {"zone": "P10"}))["cleared"] == ["P10"]
+        await center.wait_for(lambda: site.of("alarm.panic", "P10", "cleared") != [], 10)
+        (cleared,) = site.of("alarm.panic", "P10", "cleared")
+        assert cleared["data"]["incident"] == active["id"]
+        assert site.of("alarm.perimeter", "Z02") == []
+        assert len(site.of("alarm.panic", "P10", "active")) == 1
+        assert daemon.starts == 4
     for event in center.events:
         assert_valid_event(event)
 
@@ -123,38 +78,26 @@ async def test_a_panic_the_state_store_never_saw_is_still_latched_after_a_sigkil
     """The open alarm is kept with its event in the outbox: a second process holds the
     state store's write lock (its write-behind commit cannot land) while the panic
     is pressed and the daemon is killed; after the restart the panic is latched."""
-    async with SimulatedModule(PROFILES["generic"]) as module:
-        config = write_toml(
-            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
-        )
-        async with (
-            signed_center(mosquitto.host, mosquitto.port) as center,
-            CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
-            ) as sender,
-            Daemon(config, tmp_path) as daemon,
-        ):
-            site = Site(module, center, sender, daemon)
-            await daemon.start()
-            await site.ok("get_state")
-            state_file = state_path(tmp_path / "outbox.sqlite")
-            with contextlib.closing(sqlite3.connect(state_file, isolation_level=None)) as lock:
-                lock.execute("BEGIN IMMEDIATE")  # the state store cannot commit now
-                module.press(10)
-                await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
-                await daemon.kill()
-                lock.execute("ROLLBACK")
-            with contextlib.closing(sqlite3.connect(state_file)) as db:
-                assert (
-                    db.execute("SELECT count(*) FROM state WHERE kind = 'alarm'").fetchone()[0] == 0
-                )
-            module.release(10)
-            await daemon.start()
-            state = await site.ok("get_state")
-            (active,) = site.of("alarm.panic", "P10", "active")
-            assert state["zones"]["P10"]["latched"] is True
-            assert state["zones"]["P10"]["incident"] == active["id"]
-            assert site.of("alarm.panic", "P10", "cleared") == []
+    async with module_site(mosquitto, tmp_path, module_toml) as site:
+        module, center, daemon = site.module, site.center, site.daemon
+        await daemon.start()
+        await site.ok("get_state")
+        state_file = state_path(tmp_path / "outbox.sqlite")
+        with contextlib.closing(sqlite3.connect(state_file, isolation_level=None)) as lock:
+            lock.execute("BEGIN IMMEDIATE")  # the state store cannot commit now
+            module.press(10)
+            await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 10)
+            await daemon.kill()
+            lock.execute("ROLLBACK")
+        with contextlib.closing(sqlite3.connect(state_file)) as db:
+            assert db.execute("SELECT count(*) FROM state WHERE kind = 'alarm'").fetchone()[0] == 0
+        module.release(10)
+        await daemon.start()
+        state = await site.ok("get_state")
+        (active,) = site.of("alarm.panic", "P10", "active")
+        assert state["zones"]["P10"]["latched"] is True
+        assert state["zones"]["P10"]["incident"] == active["id"]
+        assert site.of("alarm.panic", "P10", "cleared") == []
 
 
 def stored_state(path: Path, kind: str) -> dict[str, str]:
@@ -171,37 +114,26 @@ async def test_an_arming_committed_just_before_a_sigkill_is_reported_after_the_r
     process holds the outbox's write lock, so the event cannot reach the outbox, and
     the daemon is killed once the arming is on disk; after the restart the area is
     armed and the center hears of it."""
-    async with SimulatedModule(PROFILES["generic"]) as module:
-        config = write_toml(
-            tmp_path,
-            site_toml(tmp_path, mosquitto.port) + module_toml(module.port, perim="disarmed"),
-        )
-        async with (
-            signed_center(mosquitto.host, mosquitto.port) as center,
-            CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
-            ) as sender,
-            Daemon(config, tmp_path) as daemon,
-        ):
-            site = Site(module, center, sender, daemon)
-            await daemon.start()
-            await site.ok("get_state")
-            outbox = tmp_path / "outbox.sqlite"
-            state_file = state_path(outbox)
-            with contextlib.closing(sqlite3.connect(outbox, isolation_level=None)) as lock:
-                lock.execute("BEGIN IMMEDIATE")  # the outbox cannot commit now
-                await sender.publish("arm", {"area": "PERIM"})
-                await eventually(
-                    lambda: '"armed": true' in stored_state(state_file, "area")["PERIM"]
-                )
-                await daemon.kill()
-                lock.execute("ROLLBACK")
-            assert len(stored_state(state_file, "report")) == 1  # area.armed, with the arming
-            assert site.of("area.armed", "PERIM") == []
-            await daemon.start()
-            await center.wait_for(lambda: site.of("area.armed", "PERIM") != [], 30)
-            assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is True
-            assert len(site.of("area.armed", "PERIM")) == 1
+    async with module_site(
+        mosquitto, tmp_path, functools.partial(module_toml, perim="disarmed")
+    ) as site:
+        center, sender, daemon = site.center, site.sender, site.daemon
+        await daemon.start()
+        await site.ok("get_state")
+        outbox = tmp_path / "outbox.sqlite"
+        state_file = state_path(outbox)
+        with contextlib.closing(sqlite3.connect(outbox, isolation_level=None)) as lock:
+            lock.execute("BEGIN IMMEDIATE")  # the outbox cannot commit now
+            await sender.publish("arm", {"area": "PERIM"})
+            await eventually(lambda: '"armed": true' in stored_state(state_file, "area")["PERIM"])
+            await daemon.kill()
+            lock.execute("ROLLBACK")
+        assert len(stored_state(state_file, "report")) == 1  # area.armed, with the arming
+        assert site.of("area.armed", "PERIM") == []
+        await daemon.start()
+        await center.wait_for(lambda: site.of("area.armed", "PERIM") != [], 30)
+        assert (await site.ok("get_state"))["areas"]["PERIM"]["armed"] is True
+        assert len(site.of("area.armed", "PERIM")) == 1
 
 
 def stored_alarms(outbox: Path) -> list[str]:
@@ -222,36 +154,26 @@ async def test_a_sigkill_at_any_moment_of_a_panic_loses_neither_the_alarm_nor_it
     press, while storing the alarm, or after. Whatever the moment, after the restart
     (the button still pressed, then released) there is exactly one open panic, it is
     latched, the center has it, and the stream has no gap."""
-    async with SimulatedModule(PROFILES["generic"]) as module:
-        config = write_toml(
-            tmp_path, site_toml(tmp_path, mosquitto.port) + module_toml(module.port)
-        )
-        async with (
-            signed_center(mosquitto.host, mosquitto.port) as center,
-            CommandSender(
-                mosquitto.host, mosquitto.port, "cut-school", "gw1", key=TEST_KEY
-            ) as sender,
-            Daemon(config, tmp_path) as daemon,
-        ):
-            site = Site(module, center, sender, daemon)
-            await daemon.start()
-            await site.ok("get_state")
-            module.press(10)
-            await asyncio.sleep(delay_s)  # the moment of the cut is the test's parameter
-            await daemon.kill()
-            stored_before = stored_alarms(tmp_path / "outbox.sqlite")
-            await daemon.start()
-            await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 30)
-            module.release(10)
-            for _ in range(100):  # until the gateway has read the release
-                state = await site.ok("get_state")
-                if state["zones"]["P10"]["violated"] is False:
-                    break
-            else:
-                raise AssertionError(f"the release of P10 was never read: {state['zones']}")
-            (active,) = site.of("alarm.panic", "P10", "active")
-            assert stored_alarms(tmp_path / "outbox.sqlite") == [active["id"]]
-            assert stored_before in ([], [active["id"]])
-            assert state["zones"]["P10"]["latched"] is True
-            assert state["zones"]["P10"]["incident"] == active["id"]
-            await center.wait_for(lambda: not center.gaps, 10)
+    async with module_site(mosquitto, tmp_path, module_toml) as site:
+        module, center, daemon = site.module, site.center, site.daemon
+        await daemon.start()
+        await site.ok("get_state")
+        module.press(10)
+        await asyncio.sleep(delay_s)  # the moment of the cut is the test's parameter
+        await daemon.kill()
+        stored_before = stored_alarms(tmp_path / "outbox.sqlite")
+        await daemon.start()
+        await center.wait_for(lambda: site.of("alarm.panic", "P10", "active") != [], 30)
+        module.release(10)
+        for _ in range(100):  # until the gateway has read the release
+            state = await site.ok("get_state")
+            if state["zones"]["P10"]["violated"] is False:
+                break
+        else:
+            raise AssertionError(f"the release of P10 was never read: {state['zones']}")
+        (active,) = site.of("alarm.panic", "P10", "active")
+        assert stored_alarms(tmp_path / "outbox.sqlite") == [active["id"]]
+        assert stored_before in ([], [active["id"]])
+        assert state["zones"]["P10"]["latched"] is True
+        assert state["zones"]["P10"]["incident"] == active["id"]
+        await center.wait_for(lambda: not center.gaps, 10)

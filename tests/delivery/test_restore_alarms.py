@@ -29,14 +29,20 @@ async def test_an_alarm_the_state_store_lost_is_put_back_and_a_cleared_one_stays
         gone = AlarmRecord(tamper.type, tamper.id, tamper.time)
         await outbox.append(tamper, keep=[ALARM.write("Z09/tamper", gone)])
         await outbox.keep([ALARM.write("Z09/tamper", None)])
+    assert await restored(tmp_path, changes=1) == {"P10/alarm": ALARM.decode(ALARM.encode(record))}
+
+
+async def restored(tmp_path: Path, changes: int) -> dict[str, AlarmRecord]:
+    """Run :func:`restore_alarms` on ``o.sqlite`` and ``s.sqlite`` (it must make
+    ``changes``, then none: idempotent); the state store's alarms read back after."""
     async with (
         Outbox(tmp_path / "o.sqlite") as outbox,
         StateStore(tmp_path / "s.sqlite") as store,
     ):
-        assert await restore_alarms(store, outbox) == 1
-        assert await restore_alarms(store, outbox) == 0  # idempotent
+        assert await restore_alarms(store, outbox) == changes
+        assert await restore_alarms(store, outbox) == 0
     async with StateStore(tmp_path / "s.sqlite") as store:
-        assert dict(store.alarms) == {"P10/alarm": ALARM.decode(ALARM.encode(record))}
+        return dict(store.alarms)
 
 
 async def test_a_report_is_forgotten_only_once_the_outbox_has_committed_its_event(
@@ -68,3 +74,71 @@ async def test_a_report_is_forgotten_only_once_the_outbox_has_committed_its_even
     async with StateStore(tmp_path / "s.sqlite") as store:
         assert store.unreported() == []
         assert store.areas["PERIM"].armed is True
+
+
+async def test_the_state_store_is_brought_up_to_the_records_the_outbox_kept(
+    tmp_path: Path,
+) -> None:
+    """The state store's file lags the outbox: at start a record for a condition the
+    outbox has since re-raised is replaced, one whose ``cleared`` event the outbox
+    committed is removed, and one the outbox knows nothing of stays (an outbox that
+    was quarantined, or written before alarms were kept in it)."""
+    first = FACTORY.make("alarm.intrusion", device="io", subject="Z03", state="active")
+    second = FACTORY.make("alarm.intrusion", device="io", subject="Z03", state="active")
+    panic = FACTORY.make("alarm.panic", device="io", subject="P10", state="active")
+    end = FACTORY.make(
+        "alarm.panic", device="io", subject="P10", state="cleared", incident=panic.id
+    )
+    unknown = FACTORY.make("alarm.panic", device="io", subject="P11", state="active")
+    records = {e.id: AlarmRecord(e.type, e.id, e.time) for e in (first, second, panic, unknown)}
+    async with StateStore(tmp_path / "s.sqlite") as store:  # as the outbox's lagging copy
+        await store.apply(
+            [
+                ALARM.write("Z03/alarm", records[first.id]),
+                ALARM.write("P10/alarm", records[panic.id]),
+                ALARM.write("P11/alarm", records[unknown.id]),
+            ]
+        )
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        await outbox.append(first, keep=[ALARM.write("Z03/alarm", records[first.id])])
+        await outbox.append(second, keep=[ALARM.write("Z03/alarm", records[second.id])])
+        await outbox.append(panic, keep=[ALARM.write("P10/alarm", records[panic.id])])
+        await outbox.append(end, keep=[ALARM.write("P10/alarm", None)])
+    alarms = await restored(tmp_path, changes=2)
+    assert {k: r.incident for k, r in alarms.items()} == {
+        "Z03/alarm": second.id,
+        "P11/alarm": unknown.id,
+    }
+
+
+async def test_the_state_store_never_holds_an_alarm_the_outbox_has_not_committed(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the outbox's write lock: the panic is held in memory, its
+    record in the state store's memory, but not in the state store's file (a cut now
+    must not leave a latched panic whose event was never stored: after the restart a
+    button still pressed would raise nothing). Once the outbox commits, the file
+    follows."""
+    panic = FACTORY.make("alarm.panic", device="io", subject="P10", state="active")
+    record = AlarmRecord(panic.type, panic.id, panic.time)
+    async with (
+        Outbox(tmp_path / "o.sqlite") as outbox,
+        StateStore(tmp_path / "s.sqlite") as store,
+    ):
+        outbox.on_kept.append(store.outbox_kept)
+        with contextlib.closing(sqlite3.connect(tmp_path / "o.sqlite", isolation_level=None)) as db:
+            db.execute("BEGIN IMMEDIATE")  # the outbox cannot commit now
+            outbox.hold(panic, keep=[ALARM.write("P10/alarm", record)])
+            await store.put_alarm("P10/alarm", record)
+            await eventually(lambda: outbox.last_error is not None)  # a commit was tried
+            await store.put_meta("probe", 1)  # a state-store commit after the alarm
+            assert "P10/alarm" in store.alarms
+            assert stored_alarms(tmp_path / "s.sqlite") == []
+            db.execute("ROLLBACK")
+        await eventually(lambda: stored_alarms(tmp_path / "s.sqlite") == ["P10/alarm"])
+
+
+def stored_alarms(path: Path) -> list[str]:
+    """Keys of kind ``alarm`` in a state store file."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [str(r[0]) for r in db.execute("SELECT key FROM state WHERE kind = 'alarm'")]

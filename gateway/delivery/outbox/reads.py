@@ -204,11 +204,37 @@ class OutboxReads:
         """
         wanted = list(ids)
         found: set[str] = self.held.ids() & set(wanted) if held else set()
-        for start in range(0, len(wanted), 500):  # below SQLite's variable limit
-            chunk = wanted[start : start + 500]
-            query = f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+        return found | await self._select_in("SELECT id FROM messages WHERE id IN ({})", wanted)
+
+    async def ended(self, incidents: Iterable[str]) -> set[str]:
+        """Those of ``incidents`` (ids of ``active`` events) whose ``cleared`` event the
+        file holds (``data.incident``). Reads every event row's JSON: for the start's
+        repair of open-alarm records (``gateway/delivery/reports.py``), not a hot path.
+
+        Raises:
+            OutboxError: the file cannot be read.
+        """
+        incident = "json_extract(CAST(payload AS TEXT), '$.data.incident')"
+        return await self._select_in(
+            f"SELECT {incident} FROM messages WHERE seq IS NOT NULL"
+            " AND json_extract(CAST(payload AS TEXT), '$.data.state') = 'cleared'"
+            f" AND {incident} IN ({{}})",
+            list(incidents),
+        )
+
+    async def _select_in(self, query: str, values: list[str]) -> set[str]:
+        """The first column of ``query``'s rows, run for ``values`` in chunks (its
+        ``{}`` becomes their placeholders).
+
+        Raises:
+            OutboxError: the file cannot be read.
+        """
+        found: set[str] = set()
+        for start in range(0, len(values), 500):  # below SQLite's variable limit
+            chunk = values[start : start + 500]
             try:
-                async with self._require_db().execute(query, chunk) as cur:
+                sql_text = query.format(",".join("?" * len(chunk)))
+                async with self._require_db().execute(sql_text, chunk) as cur:
                     found.update(str(r[0]) for r in await cur.fetchall())
             except (sqlite3.Error, ValueError) as exc:  # ValueError: closed to reconnect
                 raise OutboxError(f"cannot read outbox: {exc}") from exc

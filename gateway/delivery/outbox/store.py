@@ -158,6 +158,9 @@ class Outbox(OutboxReads):
         backlog: pending rows and unacked alarms of the file, counted at open and
             kept by every commit (``backlog.py``; the heartbeat's depth).
         due: the first sends due, in memory (``due_queue.py``).
+        on_stored: called with every event once it is committed.
+        on_kept: called with each commit's kept state writes once it is committed,
+            in commit order (the state store's copy of open alarms follows them).
 
     Raises:
         OutboxError: from ``__aenter__`` when another daemon holds the file. A file
@@ -206,8 +209,8 @@ class Outbox(OutboxReads):
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.backlog = Backlog()
         self.held = HeldRows(offer_after)
-        # Called with every event once it is committed (the metrics count them).
         self.on_stored: list[Callable[[Event], None]] = []
+        self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
         self.due = DueQueue()
@@ -826,7 +829,11 @@ class Outbox(OutboxReads):
         self.backlog.settle(out.pending, out.unacked, out.counted)
         self._meta_due = False
         self._stored_seq = tx.last_seq
-        kept.remember(self._kept, [w for op in ops for w in op.keep])
+        writes = [w for op in ops for w in op.keep]
+        kept.remember(self._kept, writes)
+        if writes:
+            for on_kept in self.on_kept:
+                on_kept(writes)
         self.stats.commits += 1
         self.held.committed(r[0] for r in tx.inserts)
         if out.shed or out.replays or out.migrated_from is not None:
