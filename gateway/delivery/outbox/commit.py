@@ -126,13 +126,11 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
     if tx.inserts:
         out.pending += conn.executemany(sql.INSERT, tx.inserts).rowcount
     if tx.sent:
-        keys = list(dict.fromkeys(n for _, n in tx.sent))
-        for first, opened in select_chunks(conn, sql.FIRST_SENT, keys):
-            out.pending -= int(first)
-            out.unacked += int(opened)
+        marking = select_chunks(conn, sql.MARKING, list(dict.fromkeys(n for _, n in tx.sent)))
         conn.executemany(sql.MARK_SENT, tx.sent)
-        opened = select_chunks(conn, sql.SENT_OPEN, [n for _, n in tx.sent])
-        out.opened = [(int(n), int(p)) for n, p in opened]
+        out.opened = [(int(n), int(p)) for n, p, waits, _ in marking if waits]
+        out.pending -= sum(1 for *_, first in marking if first)
+        out.unacked += sum(1 for _, _, waits, first in marking if waits and first)
     for i, ids in tx.acked.items():
         rows = select_chunks(conn, sql.MARK_ACKED, ids, tx.now)
         out.acked[i] = [(str(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]

@@ -93,16 +93,14 @@ PAGE = (
 )
 # Open events (sent, not acked) by row key: those of them the resend schedule says are due.
 OPEN_ROWS = f"SELECT {COLUMNS} FROM messages WHERE n IN ({{marks}}) AND acked_at IS NULL"
-# Which of the rows just marked sent wait for the center's ack (they go on the schedule).
-SENT_OPEN = (
-    "SELECT n, priority FROM messages WHERE n IN ({marks}) AND track_ack = 1 AND acked_at IS NULL"
-)
-# Of the rows about to be marked sent, those still pending, and how many of them
-# wait for the center's ack: the mark takes them out of the pending count and into
-# the unacked one (``backlog.py``). Read before ``MARK_SENT``, in its transaction.
-FIRST_SENT = (
-    "SELECT count(*), coalesce(sum(track_ack = 1 AND acked_at IS NULL), 0) FROM messages"
-    " WHERE n IN ({marks}) AND sent_at IS NULL"
+# The rows about to be marked sent, read before ``MARK_SENT`` in its transaction (the
+# mark changes neither column read): ``n``, ``priority``, whether it waits for the
+# center's ack (it goes on the resend schedule) and whether it was still pending (the
+# mark takes it out of the pending count, and into the unacked one if it waits:
+# ``backlog.py``).
+MARKING = (
+    "SELECT n, priority, track_ack = 1 AND acked_at IS NULL, sent_at IS NULL FROM messages"
+    " WHERE n IN ({marks})"
 )
 # At open: every open event a previous process sent, with its wall-clock PUBACK time.
 OPEN_SENT = (
