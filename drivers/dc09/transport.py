@@ -20,6 +20,7 @@ from structlog.typing import FilteringBoundLogger
 from drivers.dc09.framing import Junk, StreamFramer, split_datagram
 from drivers.dc09.receiver import Receiver
 from gateway.config.panels import ListenConfig
+from gateway.runtime.tasks import cancel_and_wait
 
 UDP_IN_FLIGHT = 1024
 """Datagrams being taken at once; more are dropped (counted): the panel sends again."""
@@ -96,11 +97,7 @@ class TcpListener(_Listener):
                 await server.serve_forever()
         finally:
             self.ready.clear()
-            for task in list(self._tasks):
-                task.cancel()
-            for task in list(self._tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(list(self._tasks))
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -200,11 +197,7 @@ class UdpListener(_Listener):
         finally:
             self.ready.clear()
             transport.close()
-            for task in list(self._tasks):
-                task.cancel()
-            for task in list(self._tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(list(self._tasks))
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(self._tasks) >= UDP_IN_FLIGHT:

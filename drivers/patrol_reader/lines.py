@@ -25,6 +25,7 @@ from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
 from gateway.events.observation import utcnow
 from gateway.events.patrol_observation import PatrolSink
+from gateway.runtime.tasks import cancel_and_wait
 
 MAX_LINE = 4096
 """Longest line accepted, in bytes (a record is well under 200)."""
@@ -90,11 +91,7 @@ class LineReader(ABC, Generic[Cfg]):
                 await self.idle()
         finally:
             self.ready.clear()
-            for task in list(self._connections):
-                task.cancel()
-            for task in list(self._connections):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(list(self._connections))
 
     async def idle(self) -> None:
         """What the listener does while connections are served: wait for ever.

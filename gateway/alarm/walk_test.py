@@ -31,7 +31,6 @@ alarms at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
@@ -52,6 +51,7 @@ from gateway.config.alarm import WalkTestConfig
 from gateway.errors import CommandRefused
 from gateway.events.model import rfc3339
 from gateway.runtime.state_store import StateStore
+from gateway.runtime.tasks import cancel_and_wait
 from gateway.runtime.timebase import Clock
 
 log = structlog.get_logger(__name__)
@@ -303,10 +303,7 @@ class WalkTests:
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in waits:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(waits)
 
     def _before(self, wall: datetime, mono: float) -> bool:
         return self._clock.now() < wall and self._monotonic() < mono

@@ -58,6 +58,7 @@ from gateway.delivery.refusals import Refusals
 from gateway.errors import GatewayError, PublishRefused, UplinkError
 from gateway.events.model import Event
 from gateway.runtime.supervisor import raise_if_cancelling
+from gateway.runtime.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -535,8 +536,4 @@ async def _first(
     try:
         await asyncio.wait({*tasks, failure}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(tasks)

@@ -23,7 +23,6 @@ duration (:meth:`Timers.set_after`), and runs them from one task, in time order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -34,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from gateway.events.observation import utcnow
+from gateway.runtime.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -250,8 +250,4 @@ class Timers:
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in waits:
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            await cancel_and_wait(waits)

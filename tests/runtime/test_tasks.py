@@ -1,0 +1,59 @@
+"""cancel_and_wait: helper tasks end, and the caller's own cancellation is never lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.runtime.tasks import cancel_and_wait
+
+
+async def test_a_caller_cancelled_while_its_helpers_end_stays_cancelled() -> None:
+    """The CI hang of 2026-12-03: a send loop cancelled while it ended its waits went on."""
+    helper_cancelled = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_to_end() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            helper_cancelled.set()
+            await release.wait()  # ends a few steps after it was told to
+
+    async def loop_body() -> str:
+        helper = asyncio.create_task(slow_to_end())
+        await asyncio.sleep(0)  # the helper starts waiting
+        await cancel_and_wait([helper])
+        return "went on waiting"
+
+    caller = asyncio.create_task(loop_body())
+    await helper_cancelled.wait()  # the caller is now waiting for its helper to end
+    caller.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert caller.cancelled()
+
+
+async def test_helpers_are_cancelled_and_have_ended_on_return() -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def raises_when_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise ValueError("while ending")
+
+    async def done_already() -> int:
+        return 7
+
+    finished = asyncio.create_task(done_already())
+    await finished
+    helpers = [asyncio.create_task(forever()), asyncio.create_task(raises_when_cancelled())]
+    await asyncio.sleep(0)
+    await cancel_and_wait([*helpers, finished])
+    assert helpers[0].cancelled()
+    assert isinstance(helpers[1].exception(), ValueError)
+    assert finished.result() == 7  # a finished task is left as it was
