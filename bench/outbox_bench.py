@@ -52,6 +52,7 @@ from gateway.delivery.housekeeping import Housekeeping  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
 from gateway.delivery.uplink import Uplink  # noqa: E402
 from gateway.events.model import Event, EventFactory  # noqa: E402
+from gateway.runtime import heap  # noqa: E402
 from gateway.runtime.logsetup import configure_logging  # noqa: E402
 from simulators.broker import MosquittoBroker  # noqa: E402
 
@@ -144,6 +145,8 @@ async def uplink_running(
     outbox: Outbox, port: int, window: int
 ) -> AsyncIterator[tuple[Uplink, AckCount]]:
     acks = AckCount(outbox)
+    heap.settle()  # as the daemon does once ready
+    print(f"  {heap.describe()} (as the daemon, once ready)")
     uplink = Uplink(
         BrokerConfig(port=port, window=window),
         PREFIX,
@@ -389,6 +392,8 @@ async def heartbeat(rows: int, every: float, panic_every: float, seconds: float)
         took = await fill(outbox, rows, intrusion)
     print(f"  {stored_rows(path):,} rows stored in {took:.1f} s")
     async with open_outbox(path, rows, 30.0) as outbox:
+        heap.settle()  # as the daemon does once ready
+        print(f"  {heap.describe()} (as the daemon, once ready)")
         keeper = Housekeeping(outbox, FACTORY, OutboxConfig(), "gw1")
         await keeper.report_start()
         quiet = await _panic_commits(outbox, panic_every, seconds)

@@ -56,6 +56,7 @@ from gateway.ops.server import OpsServer
 from gateway.ops.status import StatusSources
 from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
+from gateway.runtime import heap
 from gateway.runtime.clock import ClockSync
 from gateway.runtime.clock_step import ClockStepWatch
 from gateway.runtime.metrics import GatewayMetrics
@@ -652,13 +653,18 @@ async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
 
     The signal handlers are installed before anything starts, so a stop is obeyed
     while starting, while the disk stalls and when ready (issue 11), within
-    ``_stop``'s grace time.
+    ``_stop``'s grace time. Once ready, the garbage collector is settled for a long
+    run (:mod:`gateway.runtime.heap`).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(cfg, outbox_path=outbox_path, stop=stop) as gateway:
+        if gateway.ready.is_set():
+            # The process's own policy, not a Gateway's: tests run many in one process.
+            heap.settle()
+            log.info("gateway.heap_settled", gc=heap.describe())
         await stop.wait()
         notify("STOPPING=1")
         log.info("gateway.stopping", ready=gateway.ready.is_set())

@@ -35,7 +35,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 import structlog
@@ -74,13 +74,77 @@ class Message:
 def publish_properties(
     *, content_type: str | None = None, expiry_s: int | None = None
 ) -> Properties:
-    """PUBLISH properties: content type and message expiry interval (seconds)."""
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    """PUBLISH properties: content type and message expiry interval (seconds).
+
+    Packed once, at the first publish that carries them: do not change them after.
+    """
+    props = _PackedOnce(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     if content_type is not None:
         props.ContentType = content_type
     if expiry_s is not None:
         props.MessageExpiryInterval = expiry_s
     return props
+
+
+class _PackedOnce(Properties):
+    """Properties that keep their wire form after the first ``pack``.
+
+    paho packs a message's properties at every publish, walking every property name
+    it knows: about 45 µs, a tenth of a backlog drain's time on the loop (cProfile of
+    ``bench/outbox_bench.py drain``, issue 14). The uplink sends the same few
+    property sets with every message.
+    """
+
+    def pack(self) -> bytes:
+        packed: bytes | None = self.__dict__.get("_packed")
+        if packed is None:
+            packed = bytes(super().pack())  # type: ignore[no-untyped-call]
+            object.__setattr__(self, "_packed", packed)  # paho's __setattr__ allows names only
+        return packed
+
+
+class _Client(paho.Client):
+    """paho's client with a PUBACK that costs no objects of its own (paho 2.1, pinned).
+
+    paho builds a ``ReasonCode`` and a ``Properties`` for every PUBACK, and each fills
+    a table of every name it knows: a fifth of a backlog drain's time on the loop
+    (cProfile of ``bench/outbox_bench.py drain``, issue 14). A PUBACK without
+    properties (MQTT 5.0 §3.4.2: mosquitto sends a bare packet identifier, or with a
+    reason code) gets one shared ``ReasonCode`` per code and one empty
+    ``Properties``; any other PUBACK, PUBCOMP or an unknown reason code goes paho's
+    own way, errors included.
+    """
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        length = self._in_packet["remaining_length"]
+        if cmd != "PUBACK" or self._protocol != paho.MQTTv5 or not 2 <= length <= 3:
+            return super()._handle_pubackcomp(cmd)
+        body = self._in_packet["packet"]
+        reason = _puback_reason(body[2] if length == 3 else 0)
+        if reason is None:
+            return super()._handle_pubackcomp(cmd)
+        mid = (body[0] << 8) | body[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, reason, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+_PUBACK_REASONS: dict[int, ReasonCode] = {}
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
+def _puback_reason(code: int) -> ReasonCode | None:
+    """The shared PUBACK ``ReasonCode`` for ``code``; None for a code MQTT 5 does not
+    define for PUBACK (paho's own path then reports it)."""
+    reason = _PUBACK_REASONS.get(code)
+    if reason is None:
+        try:
+            reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
+        except (KeyError, ValueError):
+            return None
+        _PUBACK_REASONS[code] = reason
+    return reason
 
 
 def reason_text(code: int) -> str:
@@ -299,7 +363,7 @@ class MqttConnection:
 
     def _make_client(self) -> paho.Client:
         cfg = self._cfg
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
             protocol=paho.MQTTv5,
