@@ -29,6 +29,7 @@ library's queue is never trusted); the outbox re-drives whatever was in flight.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import ssl
@@ -50,7 +51,14 @@ from gateway.errors import PublishRefused, UplinkError
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Message", "MqttConnection", "Properties", "Window", "publish_properties"]
+__all__ = [
+    "Message",
+    "MqttConnection",
+    "Properties",
+    "ReasonCode",
+    "Window",
+    "publish_properties",
+]
 
 RECEIVE_MAXIMUM_DEFAULT = 65_535
 """MQTT 5.0 §3.2.2.3.3: a CONNACK without Receive Maximum means 65,535."""
@@ -165,27 +173,53 @@ class Window:
     Attributes:
         in_flight: slots taken now.
         max_seen: most slots taken at once.
+        freed: set whenever a slot is given back (cleared by whoever waits on it).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.in_flight = 0
         self.max_seen = 0
-        self._slots = asyncio.Semaphore(size)
+        self.freed = asyncio.Event()
+        self._waiting = 0
 
     @property
     def free(self) -> int:
-        """Slots free now (waiters not counted)."""
-        return self.size - self.in_flight
+        """Slots free now for :meth:`take` (none while a publisher waits its turn)."""
+        return 0 if self._waiting else self.size - self.in_flight
+
+    def take(self) -> None:
+        """Take a free slot now (the caller checked :attr:`free`).
+
+        Raises:
+            UplinkError: no slot is free.
+        """
+        if self.free <= 0:
+            raise UplinkError("publish window full")
+        self._taken()
 
     async def acquire(self) -> None:
-        await self._slots.acquire()
+        """Take a slot, waiting for one in turn."""
+        if self.free > 0:
+            self._taken()
+            return
+        self._waiting += 1
+        try:
+            while self.in_flight >= self.size:
+                self.freed.clear()
+                await self.freed.wait()
+        finally:
+            self._waiting -= 1
+        self._taken()
+
+    def release(self, _: object = None) -> None:
+        """Give a slot back (also a future's done callback)."""
+        self.in_flight -= 1
+        self.freed.set()
+
+    def _taken(self) -> None:
         self.in_flight += 1
         self.max_seen = max(self.max_seen, self.in_flight)
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._slots.release()
 
 
 class MqttConnection:
@@ -213,6 +247,10 @@ class MqttConnection:
         self._connack: asyncio.Future[int] = self._loop.create_future()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._acks: dict[int, asyncio.Future[ReasonCode]] = {}
+        # (loop time by which the PUBACK is due, its future, topic), in send order.
+        self._deadlines: collections.deque[tuple[float, asyncio.Future[ReasonCode], str]] = (
+            collections.deque()
+        )
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._misc: asyncio.Task[None] | None = None
         self._fd: int | None = None
@@ -301,6 +339,32 @@ class MqttConnection:
         """
         self._check_open()
         await self.window.acquire()
+        reason = await asyncio.shield(self._send(topic, payload, retain, properties))
+        if reason.is_failure:
+            raise PublishRefused(topic=topic, reason_code=int(reason.value))
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, properties: Properties | None = None
+    ) -> asyncio.Future[ReasonCode]:
+        """Publish at QoS 1 in a free slot of the window now (check ``window.free``).
+
+        The uplink's rows go this way: no task, timer or shield per message (issue
+        14). The future gets the PUBACK's reason code, a failure reason included
+        (the caller tells a refusal from a delivery), or :class:`UplinkError` when
+        the connection is lost or no PUBACK came within ``publish_timeout``
+        (checked every second). The slot is given back when the future is done.
+
+        Raises:
+            UplinkError: the connection is lost, no slot is free, or paho refused it.
+        """
+        self._check_open()
+        self.window.take()
+        return self._send(topic, payload, False, properties)
+
+    def _send(
+        self, topic: str, payload: bytes, retain: bool, properties: Properties | None
+    ) -> asyncio.Future[ReasonCode]:
+        """PUBLISH in a slot already taken; the future of its PUBACK."""
         try:
             info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         except BaseException:
@@ -310,17 +374,23 @@ class MqttConnection:
             self.window.release()
             raise UplinkError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
         done: asyncio.Future[ReasonCode] = self._loop.create_future()
-        done.add_done_callback(lambda _: self.window.release())
+        done.add_done_callback(self.window.release)
         self._acks[info.mid] = done
-        try:
-            async with asyncio.timeout(self._cfg.publish_timeout):
-                reason = await asyncio.shield(done)
-        except TimeoutError as exc:
-            raise UplinkError(
-                f"no PUBACK for {topic} within {self._cfg.publish_timeout:g} s"
-            ) from exc
-        if reason.is_failure:
-            raise PublishRefused(topic=topic, reason_code=int(reason.value))
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        deadlines.append((self._loop.time() + self._cfg.publish_timeout, done, topic))
+        return done
+
+    def _expire(self) -> None:
+        """Fail the PUBACK waits older than ``publish_timeout`` (in send order)."""
+        deadlines, now = self._deadlines, self._loop.time()
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
+            _, done, topic = deadlines.popleft()
+            if not done.done():
+                exc = UplinkError(f"no PUBACK for {topic} within {self._cfg.publish_timeout:g} s")
+                done.set_exception(exc)
+                done.exception()  # retrieved here: whoever waits gets it too
 
     async def subscribe(self, filters: list[tuple[str, SubscribeOptions]]) -> None:
         """Subscribe and wait for the SUBACK.
@@ -400,9 +470,11 @@ class MqttConnection:
         )
 
     async def _misc_loop(self) -> None:
-        """paho's keepalive (PINGREQ, and a close when PINGRESP is overdue), every second."""
+        """paho's keepalive (PINGREQ, and a close when PINGRESP is overdue) and overdue
+        PUBACKs, every second."""
         while True:
             await asyncio.sleep(1.0)
+            self._expire()
             if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
 
@@ -431,6 +503,7 @@ class MqttConnection:
                     future.set_exception(exc)
                     future.exception()
         self._acks.clear()
+        self._deadlines.clear()
         self._subacks.clear()
 
     # -- paho callbacks (loop thread, except the socket ones during connect) --------------

@@ -49,6 +49,7 @@ from gateway.config.root import BrokerConfig
 from gateway.delivery.mqtt_client import (
     MqttConnection,
     Properties,
+    ReasonCode,
     publish_properties,
     subscribe_options,
 )
@@ -311,13 +312,22 @@ class Uplink:
         try:
             await conn.publish(topic, payload, retain=retain, properties=properties)
         except PublishRefused as exc:
-            self.stats.refused += 1
-            self.refusals.refused(key, exc.reason_code)
+            self._noted(key, exc.reason_code)
             raise
         except UplinkError:
             self.stats.publish_failures += 1
             raise
-        self.refusals.accepted(key)
+        self._noted(key, None)
+
+    def _noted(self, key: str, refused: int | None) -> bool:
+        """Count a PUBACK under ``key``: ``refused`` is its failure reason code, None
+        for an acceptance. True when accepted."""
+        if refused is None:
+            self.refusals.accepted(key)
+            return True
+        self.stats.refused += 1
+        self.refusals.refused(key, refused)
+        return False
 
     def _key(self, topic: str) -> str:
         """A topic's refusal key: the suffix under our prefix, else the whole topic."""
@@ -327,29 +337,36 @@ class Uplink:
     # -- outbox rows ----------------------------------------------------------------------
 
     async def _send_loop(self, conn: MqttConnection) -> None:
-        """Keep the window full of the best due rows."""
+        """Keep the window full of the best due rows.
+
+        A row is published without a task of its own: its PUBACK future's callback
+        (:meth:`_puback`) notes the outcome and queues the "sent" mark, whose own
+        future's callback (:meth:`_settled`) ends it (issue 14: two tasks, a timer
+        and a shield per row were a fifth of a drain's time on the loop).
+        """
         window = conn.window.size
-        inflight: dict[int, asyncio.Task[None]] = {}
+        inflight: dict[int, asyncio.Future[Any]] = {}
         # Re-sends in flight, and their share of the window: a slow center's overdue
         # alarms never take more, whatever else waits (issue 14).
         resending: set[int] = set()
         share = refill = max(1, window // 4)
         failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-        slot_free = asyncio.Event()
+        freed = conn.window.freed  # set by every PUBACK (and by a lost connection)
+        done = functools.partial(self._puback, inflight, resending, failure)
         self._outbox.redrive()  # what was in flight on a lost connection is due again
         try:
             while True:
                 if failure.done():
                     raise failure.result()
-                if window - len(inflight) < (1 if self._outbox.due.urgent else refill):
+                free = min(window - len(inflight), conn.window.free)
+                if free < (1 if self._outbox.due.urgent else refill):
                     # Refill a quarter window at a time: one wake-up of this loop per
                     # PUBACK was most of its cost in a drain. An alarm just stored
                     # goes at the next free slot.
-                    slot_free.clear()
-                    await slot_free.wait()  # set by every PUBACK and by a failure
+                    freed.clear()
+                    await freed.wait()  # a failed PUBLISH gives its slot back too
                     continue
-                free = window - len(inflight)
-                slot_free.clear()
+                freed.clear()
                 room = share - len(resending)
                 rows = await self._outbox.take(
                     free,
@@ -365,55 +382,96 @@ class Uplink:
                     due = _earliest(again, self.refusals.next_retry_in())
                     waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
                     if inflight:
-                        waits.append(slot_free.wait())
+                        waits.append(freed.wait())
                     self.stats.idle = True
                     try:
                         await _first(waits, failure, within=due)
                     finally:
                         self.stats.idle = False
                     continue
-                for row in rows:
-                    task = asyncio.create_task(self._send_row(conn, row), name=f"pub-{row.n}")
-                    inflight[row.n] = task
-                    if row.attempts:
-                        resending.add(row.n)
-                        self.stats.max_resending = max(self.stats.max_resending, len(resending))
-                    task.add_done_callback(
-                        functools.partial(_finish, row.n, inflight, resending, slot_free, failure)
-                    )
+                for i, row in enumerate(rows):
+                    if conn.window.free <= 0:  # taken meanwhile (states, heartbeats, results)
+                        for later in rows[i:]:
+                            self._outbox.release(later)
+                        break
+                    self._publish_row(conn, row, inflight, resending, done)
         finally:
-            for task in inflight.values():
-                task.cancel()
+            for future in inflight.values():
+                future.cancel()
 
-    async def _send_row(self, conn: MqttConnection, row: PendingRow) -> None:
+    def _publish_row(
+        self,
+        conn: MqttConnection,
+        row: PendingRow,
+        inflight: dict[int, asyncio.Future[Any]],
+        resending: set[int],
+        done: Callable[[PendingRow, float, asyncio.Future[Any]], None],
+    ) -> None:
+        if row.attempts:
+            resending.add(row.n)
+            self.stats.max_resending = max(self.stats.max_resending, len(resending))
+            if row.track_ack:
+                self.stats.republished_alarms += 1
+                log.warning("uplink.not_acked_republishing", id=row.id, attempts=row.attempts)
         props = _EVENT_PROPS if row.seq is not None else _JPEG_PROPS
-        if row.attempts and row.track_ack:
-            self.stats.republished_alarms += 1
-            log.warning("uplink.not_acked_republishing", id=row.id, attempts=row.attempts)
-        started = time.monotonic()
-        self.stats.inflight += 1
         try:
-            await self._publish(conn, row.topic, row.payload, properties=props)
-        except PublishRefused:
-            self._outbox.release(row)  # due again once its topic's back-off ends
-            return  # (gateway.delivery.refusals)
-        finally:
-            self.stats.inflight -= 1
+            puback = conn.publish_nowait(
+                f"{self._prefix}/{row.topic}", row.payload, properties=props
+            )
+        except BaseException:
+            resending.discard(row.n)
+            self._outbox.release(row)
+            raise
+        inflight[row.n] = puback
+        self.stats.inflight += 1
+        puback.add_done_callback(functools.partial(done, row, time.monotonic()))
+
+    def _puback(
+        self,
+        inflight: dict[int, asyncio.Future[Any]],
+        resending: set[int],
+        failure: asyncio.Future[BaseException],
+        row: PendingRow,
+        started: float,
+        puback: asyncio.Future[ReasonCode],
+    ) -> None:
+        """A row's PUBLISH ended: delivered (queue its mark), refused (due again once its
+        topic's back-off ends: ``gateway.delivery.refusals``), or the connection failed."""
+        inflight.pop(row.n, None)
+        resending.discard(row.n)
+        self.stats.inflight -= 1
+        if puback.cancelled():  # the session ended: rows in flight are re-driven
+            return
+        exc = puback.exception()
+        if exc is not None:
+            self.stats.publish_failures += 1
+            if not failure.done():
+                failure.set_result(exc if isinstance(exc, Exception) else UplinkError(str(exc)))
+            return
+        reason = puback.result()
+        if not self._noted(row.topic, int(reason.value) if reason.is_failure else None):
+            self._outbox.release(row)
+            return
         self.stats.published += 1
         if self._on_puback is not None:
             self._on_puback(time.monotonic() - started)
         # The window slot is free at PUBACK; the "sent" mark is committed in the
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)
-        task = asyncio.create_task(self._outbox.mark_sent([row.n]))
-        task.add_done_callback(functools.partial(self._settled, row))
+        try:
+            mark = self._outbox.mark_sent_soon([row.n])
+        except GatewayError as exc:  # the outbox is closing: the row stays pending
+            self._settling.discard(row.n)
+            log.error("uplink.mark_sent_failed", n=row.n, error=str(exc))
+            return
+        mark.add_done_callback(functools.partial(self._settled, row))
 
-    def _settled(self, row: PendingRow, task: asyncio.Task[None]) -> None:
+    def _settled(self, row: PendingRow, mark: asyncio.Future[None]) -> None:
         self._settling.discard(row.n)
-        failed = task.cancelled() or task.exception() is not None
+        failed = mark.cancelled() or mark.exception() is not None
         if failed:
-            if not task.cancelled():
-                log.error("uplink.mark_sent_failed", n=row.n, error=str(task.exception()))
+            if not mark.cancelled():
+                log.error("uplink.mark_sent_failed", n=row.n, error=str(mark.exception()))
             self._outbox.release(row)
         # Wake the send loop only where that can start work: an ack timer starts
         # now, and a row whose mark failed is due again.
@@ -506,24 +564,6 @@ class _Busy:
 def _earliest(*delays: float | None) -> float | None:
     known = [d for d in delays if d is not None]
     return min(known) if known else None
-
-
-def _finish(
-    n: int,
-    inflight: dict[int, asyncio.Task[None]],
-    resending: set[int],
-    slot_free: asyncio.Event,
-    failure: asyncio.Future[BaseException],
-    task: asyncio.Task[None],
-) -> None:
-    inflight.pop(n, None)
-    resending.discard(n)
-    slot_free.set()
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None and not failure.done():
-        failure.set_result(exc if isinstance(exc, Exception) else UplinkError(str(exc)))
 
 
 async def _first(

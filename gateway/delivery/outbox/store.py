@@ -521,12 +521,22 @@ class Outbox(OutboxReads):
     async def mark_sent(self, ns: Iterable[int]) -> None:
         """Record the broker's PUBACK for these rows (by row key ``n``); the mark
         rides in the next commit (``mark_linger``)."""
+        await self.mark_sent_soon(ns)
+
+    def mark_sent_soon(self, ns: Iterable[int]) -> asyncio.Future[None]:
+        """:meth:`mark_sent` without a task: the future is done once the mark is
+        committed (the uplink's callback per PUBACK, issue 14).
+
+        Raises:
+            OutboxError: the outbox is not open.
+        """
+        self._require_open()
         keys = list(ns)
         self.marking.update(keys)
-        try:
-            await self._submit("sent", keys)
-        finally:
-            self.marking.difference_update(keys)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self.marking.difference_update(keys))
+        self._put(_Op("sent", keys, future))
+        return future
 
     async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
         """Record the center's acknowledgement of these event ids.
