@@ -79,6 +79,9 @@ class CenterProcess:
         detail: event types whose arrivals are kept one by one.
         ack_every_s: acks are gathered this long into one message.
         key: the site key the acks are signed with (a gateway ignores unsigned acks).
+        topics: the filter under ``prefix`` it subscribes to, on its own connection
+            (``events/alarm/panic`` plays a center that takes panics on a connection
+            of their own, not queued behind a backlog in the broker).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class CenterProcess:
         detail: frozenset[str] = frozenset(),
         ack_every_s: float = 0.01,
         key: bytes | None = None,
+        topics: str = "events/#",
     ) -> None:
         ctx = mp.get_context("spawn")
         self._first: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
@@ -101,7 +105,7 @@ class CenterProcess:
         self._out, child_end = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=_run,
-            args=(port, prefix, ack, detail, ack_every_s, key),
+            args=(port, prefix, ack, detail, ack_every_s, key, topics),
             kwargs={
                 "first": self._first,
                 "dups": self._dups,
@@ -168,6 +172,7 @@ def _run(
     detail: frozenset[str],
     ack_every_s: float,
     key: bytes | None,
+    topics: str,
     *,
     first: Synchronized[int],
     dups: Synchronized[int],
@@ -221,14 +226,14 @@ def _run(
         confirmed.add(mid)
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(f"{prefix}/events/#", qos=1)
+        client.subscribe(f"{prefix}/{topics}", qos=1)
 
     def on_subscribe(client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         ready.set()
 
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-center-{port}",
+        client_id=f"bench-center-{port}-{topics.replace('/', '-').replace('#', 'all')}",
         protocol=paho.MQTTv5,
     )
     client.max_inflight_messages_set(1000)
