@@ -383,14 +383,18 @@ class MqttConnection:
         return done
 
     def _expire(self) -> None:
-        """Fail the PUBACK waits older than ``publish_timeout`` (in send order)."""
+        """An overdue PUBACK (older than ``publish_timeout``; checked in send order)
+        ends the connection: its outcome is unknown, and its window slot must not be
+        given to another PUBLISH while it may still be unacked on the wire."""
         deadlines, now = self._deadlines, self._loop.time()
-        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
-            _, done, topic = deadlines.popleft()
-            if not done.done():
-                exc = UplinkError(f"no PUBACK for {topic} within {self._cfg.publish_timeout:g} s")
-                done.set_exception(exc)
-                done.exception()  # retrieved here: whoever waits gets it too
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        if deadlines and deadlines[0][0] <= now:
+            topic = deadlines[0][2]
+            self._fail_all(
+                UplinkError(f"no PUBACK for {topic} within {self._cfg.publish_timeout:g} s")
+            )
+            self._abort()  # the socket closes before any freed slot can be used
 
     async def subscribe(self, filters: list[tuple[str, SubscribeOptions]]) -> None:
         """Subscribe and wait for the SUBACK.

@@ -354,50 +354,51 @@ class Uplink:
         freed = conn.window.freed  # set by every PUBACK (and by a lost connection)
         done = functools.partial(self._puback, inflight, resending, failure)
         self._outbox.redrive()  # what was in flight on a lost connection is due again
-        try:
-            while True:
-                if failure.done():
-                    raise failure.result()
-                free = min(window - len(inflight), conn.window.free)
-                if free < (1 if self._outbox.due.urgent else refill):
-                    # Refill a quarter window at a time: one wake-up of this loop per
-                    # PUBACK was most of its cost in a drain. An alarm just stored
-                    # goes at the next free slot.
-                    freed.clear()
-                    await freed.wait()  # a failed PUBLISH gives its slot back too
-                    continue
+        # When this loop ends, rows still in flight keep their window slots until their
+        # PUBACK or the end of the connection (``MqttConnection._fail_all``): freeing
+        # them early would let the goodbye out while they are unacked on the wire,
+        # beyond the broker's Receive Maximum. A PUBACK that still comes queues its
+        # mark; the rest are re-driven next session.
+        while True:
+            if failure.done():
+                raise failure.result()
+            free = min(window - len(inflight), conn.window.free)
+            if free < (1 if self._outbox.due.urgent else refill):
+                # Refill a quarter window at a time: one wake-up of this loop per
+                # PUBACK was most of its cost in a drain. An alarm just stored
+                # goes at the next free slot.
                 freed.clear()
-                room = share - len(resending)
-                rows = await self._outbox.take(
-                    free,
-                    exclude=_Busy(inflight, self._settling),
-                    skip_topics=self.refusals.backing_off(),
-                    resends=room,
-                )
-                if not rows:
-                    # Wake for new rows, for a PUBACK (it may start an ack timer or free
-                    # a re-send's room), when the next unacked event comes due again,
-                    # or a back-off ends.
-                    again = await self._outbox.next_due_in() if room > 0 else None
-                    due = _earliest(again, self.refusals.next_retry_in())
-                    waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
-                    if inflight:
-                        waits.append(freed.wait())
-                    self.stats.idle = True
-                    try:
-                        await _first(waits, failure, within=due)
-                    finally:
-                        self.stats.idle = False
-                    continue
-                for i, row in enumerate(rows):
-                    if conn.window.free <= 0:  # taken meanwhile (states, heartbeats, results)
-                        for later in rows[i:]:
-                            self._outbox.release(later)
-                        break
-                    self._publish_row(conn, row, inflight, resending, done)
-        finally:
-            for future in inflight.values():
-                future.cancel()
+                await freed.wait()  # a failed PUBLISH gives its slot back too
+                continue
+            freed.clear()
+            room = share - len(resending)
+            rows = await self._outbox.take(
+                free,
+                exclude=_Busy(inflight, self._settling),
+                skip_topics=self.refusals.backing_off(),
+                resends=room,
+            )
+            if not rows:
+                # Wake for new rows, for a PUBACK (it may start an ack timer or free
+                # a re-send's room), when the next unacked event comes due again,
+                # or a back-off ends.
+                again = await self._outbox.next_due_in() if room > 0 else None
+                due = _earliest(again, self.refusals.next_retry_in())
+                waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
+                if inflight:
+                    waits.append(freed.wait())
+                self.stats.idle = True
+                try:
+                    await _first(waits, failure, within=due)
+                finally:
+                    self.stats.idle = False
+                continue
+            for i, row in enumerate(rows):
+                if conn.window.free <= 0:  # taken meanwhile (states, heartbeats, results)
+                    for later in rows[i:]:
+                        self._outbox.release(later)
+                    break
+                self._publish_row(conn, row, inflight, resending, done)
 
     def _publish_row(
         self,

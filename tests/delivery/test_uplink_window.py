@@ -9,11 +9,18 @@ more QoS 1 publishes unacknowledged than the broker's Receive Maximum.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
+from gateway.config.root import BrokerConfig
 from gateway.daemon import running
+from gateway.delivery.mqtt_client import MqttConnection
+from gateway.delivery.outbox import Outbox
+from gateway.delivery.uplink import Uplink
+from gateway.errors import UplinkError
+from gateway.events.model import EventFactory
 from simulators.broker import MosquittoBroker
 from simulators.center_commands import CommandSender
 from simulators.mqtt_inflight import InflightProxy
@@ -31,6 +38,9 @@ from tests.fault_support import (
 from tests.helpers import TEST_KEY, signed_center
 
 pytestmark = pytest.mark.timeout(120)
+
+PREFIX = "campus/v1/s1/gw1"
+FACTORY = EventFactory("campus/s1/gw1", lambda: False)
 
 
 async def test_in_flight_never_exceeds_the_brokers_receive_maximum_of_5(tmp_path: Path) -> None:
@@ -95,3 +105,51 @@ async def test_no_row_is_marked_sent_until_its_puback_arrives(tmp_path: Path) ->
                 "PUBACKs seen",
             )
         assert center.duplicates >= len(stored)  # sent again, same ids: at least once, never lost
+
+
+async def test_a_clean_stop_says_goodbye_only_within_the_window(tmp_path: Path) -> None:
+    """Rows unacked on the wire at a stop keep their slots: the retained ``offline``
+    goodbye is never a sixth PUBLISH in flight on a broker that allows five."""
+    async with (
+        MosquittoBroker(tmp_path / "broker", max_inflight_messages=5) as broker,
+        InflightProxy(broker.host, broker.port, drop_pubacks="/events/") as proxy,
+        Outbox(tmp_path / "o.sqlite") as outbox,
+    ):
+        for i in range(50):
+            await outbox.append(
+                FACTORY.make("alarm.panic", device="io", subject=f"Z{i}", state="active")
+            )
+        cfg = BrokerConfig(host=proxy.host, port=proxy.port, window=20, publish_timeout=60.0)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-stop")
+        task = asyncio.create_task(uplink.run())
+        await wait_until(lambda: uplink.stats.inflight == 5, 10, "the window full of rows")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert proxy.dropped == 5
+    assert proxy.max_in_flight == 5
+
+
+async def test_an_overdue_puback_ends_the_connection_before_its_slot_is_reused(
+    tmp_path: Path,
+) -> None:
+    """The outcome of a PUBLISH without PUBACK is unknown: its slot is never handed to
+    a publisher waiting for one; the connection ends and the waiter fails."""
+    async with (
+        MosquittoBroker(tmp_path / "broker", max_inflight_messages=1) as broker,
+        InflightProxy(broker.host, broker.port, drop_pubacks="t/rows") as proxy,
+    ):
+        cfg = BrokerConfig(host=proxy.host, port=proxy.port, window=1, publish_timeout=1.0)
+        conn = MqttConnection(cfg, client_id="gw-overdue", will_topic="t/status")
+        await conn.connect()
+        try:
+            row = conn.publish_nowait("t/rows", b"row")
+            state = asyncio.create_task(conn.publish("t/state", b"state", retain=True))
+            with pytest.raises(UplinkError, match="no PUBACK"):
+                await asyncio.wait_for(row, 5)
+            with pytest.raises(UplinkError):
+                await asyncio.wait_for(state, 5)
+            assert conn.lost
+        finally:
+            await conn.close()
+    assert proxy.max_in_flight == 1
