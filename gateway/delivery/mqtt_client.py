@@ -60,6 +60,9 @@ __all__ = [
     "publish_properties",
 ]
 
+_WITH_WILL = 0x04
+"""MQTT 5.0 §3.14.2.1 DISCONNECT reason: Disconnect with Will Message."""
+
 RECEIVE_MAXIMUM_DEFAULT = 65_535
 """MQTT 5.0 §3.2.2.3.3: a CONNACK without Receive Maximum means 65,535."""
 
@@ -295,17 +298,23 @@ class MqttConnection:
         """Say ``goodbye`` (retained, on the will topic) if connected, DISCONNECT, close.
 
         A normal DISCONNECT (reason 0x00) tells the broker not to publish the Last
-        Will; ``goodbye`` is what a clean stop publishes instead (``offline``).
-        Each step is bounded by ``within`` seconds; nothing here raises.
+        Will; ``goodbye`` is what a clean stop publishes instead (``offline``). When
+        the goodbye cannot be published in time (the window full of unacked rows, a
+        refusal), the DISCONNECT carries 0x04 "Disconnect with Will Message" (MQTT 5.0
+        §3.14.2.1), so the broker publishes the Will and the status still ends
+        ``offline``. Each step is bounded by ``within`` seconds; nothing here raises.
         """
         if not self._lost.done() and self._connack.done() and not self._connack.exception():
+            reason = None
             if goodbye is not None:
                 try:
                     async with asyncio.timeout(within):
                         await self.publish(self._will_topic, goodbye, retain=True)
                 except (TimeoutError, UplinkError) as exc:
-                    log.warning("uplink.goodbye_failed", error=str(exc))
-            self._client.disconnect()  # the packet is written before paho closes the socket
+                    log.warning("uplink.goodbye_failed", error=str(exc), will=True)
+                    reason = ReasonCode(PacketTypes.DISCONNECT, identifier=_WITH_WILL)
+            # The packet is written before paho closes the socket.
+            self._client.disconnect(reasoncode=reason)
             with contextlib.suppress(TimeoutError, UplinkError):
                 async with asyncio.timeout(within):
                     await asyncio.shield(self._lost)

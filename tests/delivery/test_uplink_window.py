@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from gateway.config.root import BrokerConfig
@@ -126,8 +127,12 @@ async def test_a_clean_stop_says_goodbye_only_within_the_window(tmp_path: Path) 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # The goodbye found no slot in time: the DISCONNECT asked for the Will instead
+        # (0x04), so the status still ends offline rather than a stale "online".
+        status = await retained(broker, f"{PREFIX}/status")
     assert proxy.dropped == 5
     assert proxy.max_in_flight == 5
+    assert status == b"offline"
 
 
 async def test_an_overdue_puback_ends_the_connection_before_its_slot_is_reused(
@@ -153,3 +158,14 @@ async def test_an_overdue_puback_ends_the_connection_before_its_slot_is_reused(
         finally:
             await conn.close()
     assert proxy.max_in_flight == 1
+
+
+async def retained(broker: MosquittoBroker, topic: str) -> bytes:
+    """The retained message on ``topic`` (waits for it to be there)."""
+    async with aiomqtt.Client(broker.host, broker.port) as sub:
+        await sub.subscribe(topic, qos=1)
+        async with asyncio.timeout(10):
+            async for message in sub.messages:
+                assert isinstance(message.payload, bytes)
+                return message.payload
+    raise AssertionError("unreachable")
