@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import socket
 import ssl
 import threading
@@ -141,29 +142,23 @@ class _Client(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
-_PUBACK_REASONS: dict[int, ReasonCode] = {}
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
+@functools.cache
 def _puback_reason(code: int) -> ReasonCode | None:
     """The shared PUBACK ``ReasonCode`` for ``code``; None for a code MQTT 5 does not
     define for PUBACK (paho's own path then reports it)."""
-    reason = _PUBACK_REASONS.get(code)
-    if reason is None:
-        try:
-            reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
-        except (KeyError, ValueError):
-            return None
-        _PUBACK_REASONS[code] = reason
-    return reason
+    try:
+        return ReasonCode(PacketTypes.PUBACK, identifier=code)
+    except (KeyError, ValueError):
+        return None
 
 
 def reason_text(code: int) -> str:
     """``0x87 Not authorized``: a PUBACK reason code as hex and its MQTT 5 name."""
-    try:
-        name = ReasonCode(PacketTypes.PUBACK, identifier=code).getName()  # type: ignore[no-untyped-call]
-    except KeyError:
-        name = "unknown reason"
+    reason = _puback_reason(code)
+    name = "unknown reason" if reason is None else reason.getName()  # type: ignore[no-untyped-call]
     return f"0x{code:02X} {name}"
 
 
@@ -385,20 +380,23 @@ class MqttConnection:
         done: asyncio.Future[ReasonCode] = self._loop.create_future()
         done.add_done_callback(self.window.release)
         self._acks[info.mid] = done
+        self._drop_answered()
+        self._deadlines.append((self._loop.time() + self._cfg.publish_timeout, done, topic))
+        return done
+
+    def _drop_answered(self) -> None:
+        """Forget the oldest deadlines whose PUBACK wait is over (in send order)."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][1].done():
             deadlines.popleft()
-        deadlines.append((self._loop.time() + self._cfg.publish_timeout, done, topic))
-        return done
 
     def _expire(self) -> None:
         """An overdue PUBACK (older than ``publish_timeout``; checked in send order)
         ends the connection: its outcome is unknown, and its window slot must not be
         given to another PUBLISH while it may still be unacked on the wire."""
-        deadlines, now = self._deadlines, self._loop.time()
-        while deadlines and deadlines[0][1].done():
-            deadlines.popleft()
-        if deadlines and deadlines[0][0] <= now:
+        self._drop_answered()
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= self._loop.time():
             topic = deadlines[0][2]
             self._fail_all(
                 UplinkError(f"no PUBACK for {topic} within {self._cfg.publish_timeout:g} s")

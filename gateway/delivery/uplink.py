@@ -345,7 +345,7 @@ class Uplink:
         and a shield per row were a fifth of a drain's time on the loop).
         """
         window = conn.window.size
-        inflight: dict[int, asyncio.Future[Any]] = {}
+        inflight: set[int] = set()  # row keys published, PUBACK not seen yet
         # Re-sends in flight, and their share of the window: a slow center's overdue
         # alarms never take more, whatever else waits (issue 14).
         resending: set[int] = set()
@@ -404,7 +404,7 @@ class Uplink:
         self,
         conn: MqttConnection,
         row: PendingRow,
-        inflight: dict[int, asyncio.Future[Any]],
+        inflight: set[int],
         resending: set[int],
         done: Callable[[PendingRow, float, asyncio.Future[Any]], None],
     ) -> None:
@@ -423,13 +423,13 @@ class Uplink:
             resending.discard(row.n)
             self._outbox.release(row)
             raise
-        inflight[row.n] = puback
+        inflight.add(row.n)
         self.stats.inflight += 1
         puback.add_done_callback(functools.partial(done, row, time.monotonic()))
 
     def _puback(
         self,
-        inflight: dict[int, asyncio.Future[Any]],
+        inflight: set[int],
         resending: set[int],
         failure: asyncio.Future[BaseException],
         row: PendingRow,
@@ -438,10 +438,10 @@ class Uplink:
     ) -> None:
         """A row's PUBLISH ended: delivered (queue its mark), refused (due again once its
         topic's back-off ends: ``gateway.delivery.refusals``), or the connection failed."""
-        inflight.pop(row.n, None)
+        inflight.discard(row.n)
         resending.discard(row.n)
         self.stats.inflight -= 1
-        if puback.cancelled():  # the session ended: rows in flight are re-driven
+        if puback.cancelled():  # nothing cancels it (``_fail_all`` fails it); a guard
             return
         exc = puback.exception()
         if exc is not None:
@@ -554,7 +554,7 @@ class _Busy:
 
     __slots__ = ("inflight", "settling")
 
-    def __init__(self, inflight: Mapping[int, object], settling: set[int]) -> None:
+    def __init__(self, inflight: set[int], settling: set[int]) -> None:
         self.inflight = inflight
         self.settling = settling
 
