@@ -118,9 +118,19 @@ async def test_full_outbox_sheds_telemetry_and_keeps_every_panic(tmp_path: Path)
                         break
                     await asyncio.sleep(0.1)
                 assert await gateway.outbox.pending_count() == 0
+
+                def reported() -> int:
+                    return sum(e["data"]["shed"] for e in alarms(center, "gateway.buffer_shed"))
+
+                # A shed is reported within a second of it, so the last report can
+                # be made after the backlog has drained: wait for it.
+                shed_total = gateway.outbox.stats.shed_total
+                await wait_until(
+                    lambda: reported() == shed_total, 10, f"reports of all {shed_total} shed"
+                )
             shed = alarms(center, "gateway.buffer_shed")
             total = sum(e["data"]["shed"] for e in shed)
-            assert total >= 4000
+            assert total == shed_total >= 4000
             assert set().union(*(e["data"]["by_priority"] for e in shed)) <= {"4", "5"}
             assert sum(e["data"]["undelivered"] for e in shed) == total
     await broker.stop()
