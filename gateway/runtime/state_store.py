@@ -28,7 +28,9 @@ Two ways to write:
   the next start and appended then (``gateway/delivery/reports.py``), so the
   change and its report are never separated: neither lost nor doubled.
 * **Write behind** (``wait=False``): in memory at once, on disk with the next
-  commit. A failed commit is retried with the next one.
+  commit, which waits up to :data:`BEHIND_S` for company (a waiting write commits
+  at once, taking what is queued with it). A failed commit is retried with the
+  next one. Only what the outbox can restore at the next start is written so.
 * **Behind the outbox** (open alarms): an alarm transition never waits for this
   file. The outbox keeps each open alarm's record in its event's transaction (the
   durable record); :meth:`StateStore.put_alarm` changes memory only, and
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import time
@@ -56,6 +59,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.events.model import Emit, Event
+from gateway.runtime.onthread import run_on
 from gateway.runtime.state import (
     ALARM,
     AREA,
@@ -74,6 +78,10 @@ T = TypeVar("T")
 
 _BUSY_S = 1.0  # seconds a write waits for another process's lock
 _RETRY_S = 1.0  # seconds between attempts while commits fail
+BEHIND_S = 1.0
+"""Seconds a write-behind change (a forgotten report, an open alarm's copy) waits for
+others before its commit: one fsync a second at most for what the next start can
+rebuild from the outbox (issue 14), unless a waiting write commits it sooner."""
 
 REPORT: Kind[tuple[int, Event]] = Kind(
     "report",
@@ -94,6 +102,26 @@ CREATE TABLE IF NOT EXISTS state (
     PRIMARY KEY (kind, key)
 );
 """
+
+
+def _write(
+    conn: sqlite3.Connection, *, deletes: list[tuple[str, str]], puts: list[tuple[str, str, str]]
+) -> None:
+    """One transaction on the connection's thread (one hop, :mod:`gateway.runtime.onthread`)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if deletes:
+            conn.executemany("DELETE FROM state WHERE kind = ? AND key = ?", deletes)
+        if puts:
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)", puts
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 def _order(report: tuple[int, Event]) -> int:
@@ -127,7 +155,8 @@ class StateStore:
         self._kinds: dict[str, Kind[Any]] = {}
         self._queued: dict[tuple[str, str], str | None] = {}  # (kind, key) -> JSON, None: delete
         self._waiters: list[asyncio.Future[None]] = []
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something is queued
+        self._urgent = asyncio.Event()  # a caller waits for the commit
         self._writer: asyncio.Task[None] | None = None
         self._last_order = 0
         self._reconnect = False
@@ -365,6 +394,7 @@ class StateStore:
         if wait:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(future)
+            self._urgent.set()
             await future
 
     def _queue(self, writes: Sequence[StateWrite]) -> None:
@@ -378,7 +408,12 @@ class StateStore:
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
+            if not self._waiters:  # write-behind only: let the next second's join it
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BEHIND_S):
+                        await self._urgent.wait()
             self._wake.clear()
+            self._urgent.clear()
             batch, self._queued = self._queued, {}
             waiters, self._waiters = self._waiters, []
             try:
@@ -417,20 +452,11 @@ class StateStore:
         db = self._db
         if db is None:
             raise StateError(f"state {self.path} is not open")
+        deletes = [key for key, text in batch.items() if text is None]
+        puts = [(kind, key, text) for (kind, key), text in batch.items() if text is not None]
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            for (kind, key), text in batch.items():
-                if text is None:
-                    await db.execute("DELETE FROM state WHERE kind = ? AND key = ?", (kind, key))
-                else:
-                    await db.execute(
-                        "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)",
-                        (kind, key, text),
-                    )
-            await db.execute("COMMIT")
+            await run_on(db, functools.partial(_write, deletes=deletes, puts=puts))
         except (sqlite3.Error, OSError) as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
             self._reconnect = True
             raise StateError(f"cannot write state {self.path}: {exc}") from exc
         self.commits += 1

@@ -4,7 +4,7 @@ The writer (:class:`~gateway.delivery.outbox.Outbox`) gathers what waits in its
 queue (events, pictures, kept state, PUBACK and ack marks, purges, replays) into
 a :class:`Transaction` on the event loop, :func:`apply` runs every statement of
 it between ``BEGIN IMMEDIATE`` and ``COMMIT`` on the connection's own thread
-(:mod:`gateway.delivery.outbox.onthread`: one hop, not one per statement), and
+(:mod:`gateway.runtime.onthread`: one hop, not one per statement), and
 the writer reads the :class:`Outcome` back on the loop to settle futures,
 counters and the resend schedule. Nothing here touches the writer's state: the
 transaction carries copies of what it needs.
@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.delivery.outbox import backlog, kept, sql
 from gateway.delivery.outbox.capacity import Counts, shed_rows
-from gateway.delivery.outbox.onthread import select_chunks
+from gateway.runtime.onthread import select_chunks
 
 
 @dataclass(slots=True)

@@ -76,7 +76,7 @@ def read_page(
     conn: sqlite3.Connection, start: Key, rows: int = PAGE_ROWS, size: int = PAGE_BYTES
 ) -> Page:
     """Up to ``rows`` first sends (``size`` bytes, at least one row) from key ``start`` on,
-    in send order (on the connection's thread: see :mod:`.onthread`).
+    in send order (on the connection's thread: see :mod:`gateway.runtime.onthread`).
 
     Each priority is one range of the ``messages_pending`` index: rows are fetched one
     at a time and the read stops at the bound, so a page of pictures reads no more

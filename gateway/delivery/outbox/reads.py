@@ -28,9 +28,9 @@ from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.due_queue import DueQueue, Page, read_page
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
-from gateway.delivery.outbox.onthread import run_on
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
 from gateway.errors import OutboxError
+from gateway.runtime.onthread import run_on
 
 log = structlog.get_logger(__name__)
 
@@ -164,7 +164,7 @@ class OutboxReads:
         skip_topics: list[str],
     ) -> list[PendingRow]:
         """A page of first sends (into :attr:`due`) and the open events due again, read
-        in one call on the connection's thread (:mod:`~gateway.delivery.outbox.onthread`);
+        in one call on the connection's thread (:mod:`~gateway.runtime.onthread`);
         returns the sendable open events due again."""
         start = self.due.frontier if page else None
         rows, size = self.due.page_rows, self.due.page_bytes

@@ -77,11 +77,11 @@ from gateway.delivery.outbox.due_queue import DueQueue
 from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
-from gateway.delivery.outbox.onthread import run_on
 from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
+from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
 
 log = structlog.get_logger(__name__)
