@@ -26,6 +26,15 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+ALARM_PATH = (
+    "events/alarm/#",
+    "events/camera/field_intrusion",
+    "events/camera/line_crossing",
+    "events/camera/tamper",
+)
+"""The alarm path's filters under a gateway's prefix (docs/center-protocol.md, "The
+alarm path": every type that can be priority 1-2, on a connection of its own)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
@@ -79,9 +88,10 @@ class CenterProcess:
         detail: event types whose arrivals are kept one by one.
         ack_every_s: acks are gathered this long into one message.
         key: the site key the acks are signed with (a gateway ignores unsigned acks).
-        topics: the filter under ``prefix`` it subscribes to, on its own connection
-            (``events/alarm/panic`` plays a center that takes panics on a connection
-            of their own, not queued behind a backlog in the broker).
+        topics: the filters under ``prefix`` it subscribes to, on its own connection
+            (:data:`ALARM_PATH` plays a center's alarm path, docs/center-protocol.md:
+            alarms on a connection of their own, not queued behind a backlog in the
+            broker).
     """
 
     def __init__(
@@ -93,7 +103,7 @@ class CenterProcess:
         detail: frozenset[str] = frozenset(),
         ack_every_s: float = 0.01,
         key: bytes | None = None,
-        topics: str = "events/#",
+        topics: tuple[str, ...] = ("events/#",),
     ) -> None:
         ctx = mp.get_context("spawn")
         self._first: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
@@ -172,7 +182,7 @@ def _run(
     detail: frozenset[str],
     ack_every_s: float,
     key: bytes | None,
-    topics: str,
+    topics: tuple[str, ...],
     *,
     first: Synchronized[int],
     dups: Synchronized[int],
@@ -226,14 +236,14 @@ def _run(
         confirmed.add(mid)
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(f"{prefix}/{topics}", qos=1)
+        client.subscribe([(f"{prefix}/{t}", 1) for t in topics])
 
     def on_subscribe(client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         ready.set()
 
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-center-{port}-{topics.replace('/', '-').replace('#', 'all')}",
+        client_id=f"bench-center-{port}-{'alarm-path' if topics == ALARM_PATH else 'all'}",
         protocol=paho.MQTTv5,
     )
     client.max_inflight_messages_set(1000)

@@ -19,7 +19,8 @@ deliveries at the center, acks recorded, re-sends. ``drain``: a backlog stored w
 the broker is down, then the broker comes up; the drain rate is rows actually
 stored / time until the center has received every one (and, separately, until each
 is PUBACKed and acked); a live panic every ``--panic-every`` seconds meanwhile, its
-latency = append → first delivery at the center. ``heartbeat``: with ``--rows``
+latency = append → first delivery at the center (on one connection for everything, and
+on its alarm path, docs/center-protocol.md). ``heartbeat``: with ``--rows``
 rows stored, panics committed every ``--panic-every`` seconds, first without and
 then with the heartbeat's reads every ``--every`` seconds: how long a panic's
 commit waits, and how long a heartbeat takes. ``disk``: bytes per stored alarm.
@@ -44,7 +45,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from acking_center import CenterProcess  # noqa: E402
+from acking_center import ALARM_PATH, CenterProcess  # noqa: E402
 
 from gateway.config.root import BrokerConfig, OutboxConfig  # noqa: E402
 from gateway.delivery.acks import parse_ack, parse_stream_ack  # noqa: E402
@@ -300,12 +301,11 @@ async def drain(
     await broker.start()
     center = CenterProcess(broker.port, PREFIX, detail=frozenset({"alarm.panic"}))
     center.start()
-    # The same panics seen by a center that takes them on a connection of its own:
-    # what the gateway adds, without the broker's queue behind a backlog.
+    # The same panics seen on a center's alarm path (docs/center-protocol.md: alarms on
+    # a connection of their own, not queued in the broker behind a backlog).
     own = CenterProcess(
-        broker.port, PREFIX, ack=False, detail=frozenset({"alarm.panic"}),
-        topics="events/alarm/panic",
-    )  # fmt: skip
+        broker.port, PREFIX, ack=False, detail=frozenset({"alarm.panic"}), topics=ALARM_PATH
+    )
     own.start()
     sent_at: dict[str, float] = {}
     commit_waits: list[float] = []
@@ -367,7 +367,7 @@ async def drain(
         direct = [a.mono - sent_at[a.subject] for a in own_report.arrivals if a.subject in sent_at]
         if len(direct) >= 2:
             print(
-                f"  live panic, append -> delivery on a connection for panics only "
+                f"  live panic, append -> first delivery on the center's alarm path "
                 f"({len(direct)}): {quantiles(direct)}"
             )
         print(f"  live panic commit (append returns): {quantiles(commit_waits)}")

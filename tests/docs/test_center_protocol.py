@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from paho.mqtt.client import topic_matches_sub
 
 from gateway.commands.signing import loads, sign, verify
 from gateway.config.root import load_config
 from gateway.daemon import running
+from gateway.events.codes import KINDS
 from simulators.broker import MosquittoBroker
 from tests.fault_support import PANIC, module, row_states, wait_until, write_config
 from tests.helpers import REPO_ROOT, TEST_KEY_FILE
@@ -139,3 +141,23 @@ def _refused(gateway: object) -> float:
         registry.get_sample_value("campus_gateway_acks_refused_total", {"reason": r}) or 0.0
         for r in ("malformed", "unsigned", "bad_signature")
     )
+
+
+def alarm_path() -> list[str]:
+    """The topic filters the page gives for the alarm path."""
+    section = PAGE.read_text(encoding="utf-8").split("the *alarm path*:", 1)[1]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    return block.split()
+
+
+def test_the_alarm_path_takes_every_priority_1_and_2_type() -> None:
+    kinds = [*KINDS.values(), *(k.when_armed for k in KINDS.values() if k.when_armed)]
+    alarms = {k.type for k in kinds if k.priority <= 2}
+    filters = alarm_path()
+    prefix = "campus/v1/a-school/gw1/"
+    assert alarms and filters
+    for event_type in sorted(alarms):
+        topic = prefix + "events/" + event_type.replace(".", "/")
+        assert any(topic_matches_sub(f, topic) for f in filters), event_type
+    # and nothing of the bulk: telemetry stays on the other connection
+    assert not any(topic_matches_sub(f, prefix + "events/camera/status") for f in filters)
