@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-ALARM_PATH = (
-    "events/alarm/#",
-    "events/camera/field_intrusion",
-    "events/camera/line_crossing",
-    "events/camera/tamper",
+LIFE_SAFETY_PATH = (
+    "events/alarm/panic",
+    "events/alarm/fire",
+    "events/alarm/medical",
+    "events/alarm/gas",
 )
-"""The alarm path's filters under a gateway's prefix (docs/center-protocol.md, "The
-alarm path": every type that can be priority 1-2, on a connection of its own)."""
+"""The life-safety path's filters under a gateway's prefix (docs/center-protocol.md:
+the priority 1 types, on a connection of their own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +89,9 @@ class CenterProcess:
         ack_every_s: acks are gathered this long into one message.
         key: the site key the acks are signed with (a gateway ignores unsigned acks).
         topics: the filters under ``prefix`` it subscribes to, on its own connection
-            (:data:`ALARM_PATH` plays a center's alarm path, docs/center-protocol.md:
-            alarms on a connection of their own, not queued behind a backlog in the
-            broker).
+            (:data:`LIFE_SAFETY_PATH` plays a center's life-safety path,
+            docs/center-protocol.md: priority 1 on a connection of its own, not
+            queued behind a backlog in the broker).
     """
 
     def __init__(
@@ -243,7 +243,7 @@ def _run(
 
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-center-{port}-{'alarm-path' if topics == ALARM_PATH else 'all'}",
+        client_id=f"bench-center-{port}-{'life-safety' if topics == LIFE_SAFETY_PATH else 'all'}",
         protocol=paho.MQTTv5,
     )
     client.max_inflight_messages_set(1000)

@@ -20,7 +20,7 @@ the broker is down, then the broker comes up; the drain rate is rows actually
 stored / time until the center has received every one (and, separately, until each
 is PUBACKed and acked); a live panic every ``--panic-every`` seconds meanwhile, its
 latency = append → first delivery at the center (on one connection for everything, and
-on its alarm path, docs/center-protocol.md). ``heartbeat``: with ``--rows``
+on its life-safety path, docs/center-protocol.md). ``heartbeat``: with ``--rows``
 rows stored, panics committed every ``--panic-every`` seconds, first without and
 then with the heartbeat's reads every ``--every`` seconds: how long a panic's
 commit waits, and how long a heartbeat takes. ``disk``: bytes per stored alarm.
@@ -45,7 +45,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-from acking_center import ALARM_PATH, CenterProcess  # noqa: E402
+from acking_center import LIFE_SAFETY_PATH, CenterProcess  # noqa: E402
 
 from gateway.config.root import BrokerConfig, OutboxConfig  # noqa: E402
 from gateway.delivery.acks import parse_ack, parse_stream_ack  # noqa: E402
@@ -301,10 +301,10 @@ async def drain(
     await broker.start()
     center = CenterProcess(broker.port, PREFIX, detail=frozenset({"alarm.panic"}))
     center.start()
-    # The same panics seen on a center's alarm path (docs/center-protocol.md: alarms on
-    # a connection of their own, not queued in the broker behind a backlog).
+    # The same panics seen on a center's life-safety path (docs/center-protocol.md:
+    # priority 1 on a connection of its own, not queued in the broker behind a backlog).
     own = CenterProcess(
-        broker.port, PREFIX, ack=False, detail=frozenset({"alarm.panic"}), topics=ALARM_PATH
+        broker.port, PREFIX, ack=False, detail=frozenset({"alarm.panic"}), topics=LIFE_SAFETY_PATH
     )
     own.start()
     sent_at: dict[str, float] = {}
@@ -367,7 +367,7 @@ async def drain(
         direct = [a.mono - sent_at[a.subject] for a in own_report.arrivals if a.subject in sent_at]
         if len(direct) >= 2:
             print(
-                f"  live panic, append -> first delivery on the center's alarm path "
+                f"  live panic, append -> first delivery on the center's life-safety path "
                 f"({len(direct)}): {quantiles(direct)}"
             )
         print(f"  live panic commit (append returns): {quantiles(commit_waits)}")
