@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from gateway.delivery.outbox import Outbox, PendingRow
 from gateway.delivery.outbox.due_queue import DueQueue
 from gateway.events.model import EventFactory
+from tests.helpers import eventually
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
 # One event type per priority the tests mix.
@@ -140,3 +141,21 @@ async def test_an_alarm_committed_behind_a_full_queue_still_goes_first(tmp_path:
         taken = await outbox.take(2)
         assert taken[0].id == panic.id and taken[0].n == panic_n
         assert taken[1].n == first.n + 1
+
+
+async def test_the_next_page_of_a_backlog_is_read_while_the_take_returns(tmp_path: Path) -> None:
+    """A take that has rows enough in memory returns them at once; the next page is read
+    in the background (a read queues behind the writer's commit, and a live panic
+    waited behind such reads during a drain). A take that runs short waits for it."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=0) as outbox:
+        outbox.due = DueQueue(max_rows=40, page_rows=20)
+        await asyncio.gather(*(outbox.append(_event(5, i)) for i in range(200)))
+        first = await outbox.take(5)  # nothing in memory: this one waits for a page
+        assert outbox.due.pages == 1 and len(outbox.due) == 15  # 15 < 40 // 2: more wanted
+        second = await outbox.take(5)  # from memory, the read still on its way
+        assert outbox.due.pages == 1
+        await eventually(lambda: outbox.due.pages == 2)
+        assert len(outbox.due) == 30
+        rest = await outbox.take(40)  # short: reads (one read at a time) until full
+        sent = [r.n for r in [*first, *second, *rest]]
+        assert sent == list(range(sent[0], sent[0] + 50))

@@ -15,6 +15,7 @@ read-only connection of their own (``metrics.py``) so they never queue a commit.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Container, Iterable
 from typing import Any
@@ -31,6 +32,7 @@ from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
 from gateway.errors import OutboxError
 from gateway.runtime.onthread import run_on
+from gateway.runtime.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +63,7 @@ class OutboxReads:
     resends: ResendSchedule
     due: DueQueue
     _read_failed: bool = False
+    _prefetching: asyncio.Task[None] | None = None
 
     def _require_db(self) -> aiosqlite.Connection:
         raise NotImplementedError
@@ -119,8 +122,11 @@ class OutboxReads:
         overdue: list[PendingRow] = []
         for _ in range(_PAGES_PER_TAKE):
             short = len(fresh) < limit and self.due.can_page()
-            if not (short or overdue_keys or self.due.wants_page()):
+            if not (short or overdue_keys):
                 break
+            if await self._prefetched():  # one read of the file at a time
+                fresh += self.due.take(limit - len(fresh), excluded, skips)
+                continue
             try:
                 paging = self.due.can_page()
                 overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
@@ -139,7 +145,39 @@ class OutboxReads:
         first = {r.n for r in fresh}
         self.due.put_back(r for r in rows[limit:] if r.n in first)
         self.due.taken(r.n for r in chosen if r.n in self.held)
+        if self._prefetching is None and self.due.wants_page() and self.due.can_page():
+            self._prefetching = asyncio.create_task(
+                self._prefetch(excluded, skips), name="outbox-prefetch"
+            )
         return chosen
+
+    async def _prefetch(self, exclude: Container[int], skip_topics: list[str]) -> None:
+        """Page in the next rows of a backlog before the queue runs dry, in the
+        background: a take that has rows enough returns them at once instead of
+        waiting for the read, which queues behind the writer's commit (issue 14: a
+        live panic waited for such reads during a drain). One read at a time: a take
+        that runs short waits for this one first (:meth:`_prefetched`)."""
+        try:
+            await self._read_file(True, [], exclude, 0, skip_topics)
+            self._read_failed = False
+        except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
+            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
+            self._read_failed = True
+        self.poke()  # an uplink with nothing left to send looks again
+
+    async def _prefetched(self) -> bool:
+        """Wait for the page read in the background, if one runs; True when one did."""
+        task, self._prefetching = self._prefetching, None
+        if task is None:
+            return False
+        await task
+        return True
+
+    async def _stop_reads(self) -> None:
+        """End a page read in the background (the outbox is closing)."""
+        task, self._prefetching = self._prefetching, None
+        if task is not None:
+            await cancel_and_wait([task])
 
     def redrive(self) -> None:
         """The uplink connected again: what was in flight on the lost connection is due

@@ -347,6 +347,7 @@ class Outbox(OutboxReads):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._stop_reads()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
