@@ -120,7 +120,8 @@ def parse_json_line(line: str, tz: ZoneInfo, *, device_id: str) -> JsonLine:
 
     Raises:
         DeviceProtocolError: not a JSON object, an unknown ``type``, a hit
-            without ``tag`` or ``time``, a field of the wrong type, nesting too
+            without ``tag`` or ``time``, a field of the wrong type, a lone UTF-16
+            surrogate (``\\ud800``: decodable, never storable), nesting too
             deep to decode or a time out of range; ``raw`` is the line.
     """
     raw = line.rstrip("\r\n")
@@ -128,6 +129,9 @@ def parse_json_line(line: str, tz: ZoneInfo, *, device_id: str) -> JsonLine:
         body = json.loads(raw)
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
+        # A lone surrogate ("\ud800") decodes, but no event, log or database can
+        # carry it (UnicodeEncodeError): the line is bad, not the gateway.
+        json.dumps(body, ensure_ascii=False).encode()
         kind = body.get("type", "hit")
         if kind not in ("hit", "heartbeat"):
             raise ValueError(f"unknown type {kind!r}")

@@ -1,4 +1,6 @@
 """The process around the rules (base layer): ``supervisor`` (restarted tasks),
 ``stage`` (one way to run a device family), ``device_health`` (health events),
-``state_store`` (persisted state), ``clock`` (NTP sync), ``timebase`` (the rules'
-time and timers), ``systemd`` (sd_notify) and ``logsetup`` (structlog)."""
+``state_store`` (persisted state), ``onthread`` (a unit of SQLite work in one
+thread hop: the outbox's and the state store's commits), ``clock`` (NTP sync),
+``timebase`` (the rules' time and timers), ``systemd`` (sd_notify) and
+``logsetup`` (structlog)."""

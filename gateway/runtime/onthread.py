@@ -13,7 +13,9 @@ aiosqlite has no public call for this: ``Connection._execute`` (queue a callable
 on the connection's thread) and ``Connection._conn`` (the ``sqlite3``
 connection, to be touched only from that thread) are what its own methods use
 (aiosqlite/core.py). Both are used here and nowhere else, with the version pinned
-in ``pyproject.toml``; an upgrade that changes them fails every outbox test.
+in ``pyproject.toml``; an upgrade that changes them fails every outbox and state
+store test. Users: the outbox (``gateway/delivery/outbox/``: its commits and page
+reads) and the state store (``gateway/runtime/state_store.py``: its commits).
 
 A function given to :func:`run_on` runs on another thread: it must touch nothing
 but the connection and its arguments (no event-loop objects, no shared state).

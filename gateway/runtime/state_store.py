@@ -14,7 +14,7 @@ Schema: one table ``state (kind TEXT, key TEXT, value TEXT, PRIMARY KEY (kind, k
 objects defined beside the rules that own them (the alarm system's in
 :mod:`gateway.runtime.state`, the guard tour's in :mod:`gateway.patrol.memory`).
 
-Two ways to write:
+Three ways to write:
 
 * **Commit before report** (``wait=True``, the default): the call returns once the
   commit is on disk, and only then does the caller emit the event that reports
@@ -124,6 +124,27 @@ def _write(
         raise
 
 
+def _json(data: Any) -> str:
+    """``data`` as JSON text SQLite can bind: UTF-8 as is, but a lone UTF-16 surrogate
+    (``"\\ud800"`` in a device's JSON) escaped, which reads back the same."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data)
+    return text
+
+
+def _storable(write: StateWrite) -> bool:
+    """Whether the write's kind and key can be bound (no lone surrogate)."""
+    try:
+        write.kind.encode()
+        write.key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _order(report: tuple[int, Event]) -> int:
     return report[0]
 
@@ -157,6 +178,7 @@ class StateStore:
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()  # something is queued
         self._urgent = asyncio.Event()  # a caller waits for the commit
+        self._waited: set[tuple[str, str]] = set()  # queued keys whose callers wait
         self._writer: asyncio.Task[None] | None = None
         self._last_order = 0
         self._reconnect = False
@@ -390,25 +412,58 @@ class StateStore:
         """Queue writes and, with ``wait``, return once a commit holding them is on disk."""
         if self._writer is None or self._writer.done():
             raise StateError(f"state {self.path} is not open")
-        self._queue(writes)
+        if wait:
+            for write in writes:
+                if not _storable(write):
+                    raise StateError(
+                        f"state {self.path}: {write.kind}/{write.key!r} cannot be stored "
+                        "(not valid UTF-8)"
+                    )
+        self._queue(writes, waited=wait)
         if wait:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(future)
             self._urgent.set()
             await future
 
-    def _queue(self, writes: Sequence[StateWrite]) -> None:
-        """Queue writes for the next commit (a later write of a key replaces an earlier)."""
+    def _queue(self, writes: Sequence[StateWrite], *, waited: bool = False) -> None:
+        """Queue writes for the next commit (a later write of a key replaces an earlier).
+        ``waited``: their callers wait for the commit, and are told if it fails."""
         for write in writes:
-            text = None if write.data is None else json.dumps(write.data, ensure_ascii=False)
-            self._queued.pop((write.kind, write.key), None)
-            self._queued[(write.kind, write.key)] = text
+            item = (write.kind, write.key)
+            if not _storable(write):  # a write-behind: nobody to tell but the log
+                log.error("state.unstorable", kind=write.kind, key=repr(write.key))
+                continue
+            self._queued.pop(item, None)
+            self._queued[item] = None if write.data is None else _json(write.data)
+            if waited:
+                self._waited.add(item)
+            else:
+                self._waited.discard(item)
         self._wake.set()
 
+    def _requeue_failed(
+        self, batch: dict[tuple[str, str], str | None], waited: set[tuple[str, str]]
+    ) -> None:
+        """A failed commit's writes, queued again for the next one, unless newer ones are
+        queued. A waiting caller was told its write failed, and its value in memory
+        never changed, so its key is queued with what memory holds: the failed write
+        never reaches the disk later behind the caller's back (a disarm reported as
+        failed must not come true at the next commit, with an ``area.disarmed`` no one
+        sent)."""
+        for item, text in batch.items():
+            if item in waited:
+                kind, key = item
+                data = self._data.get(kind, {}).get(key)
+                text = None if data is None else _json(data)
+            if item not in self._queued:
+                self._queued[item] = text
+
     async def _write_loop(self) -> None:
+        failing = False
         while True:
             await self._wake.wait()
-            if not self._waiters:  # write-behind only: let the next second's join it
+            if not (self._waiters or failing):  # write-behind: let the next second's join
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(BEHIND_S):
                         await self._urgent.wait()
@@ -416,17 +471,19 @@ class StateStore:
             self._urgent.clear()
             batch, self._queued = self._queued, {}
             waiters, self._waiters = self._waiters, []
+            waited, self._waited = self._waited, set()
             try:
                 await self._commit(batch)
             except StateError as exc:
                 log.error("state.commit_failed", error=str(exc), writes=len(batch))
-                for item, text in batch.items():  # retried with the next commit
-                    self._queued.setdefault(item, text)
+                self._requeue_failed(batch, waited)  # retried with the next commit
                 for future in waiters:
                     if not future.done():
                         future.set_exception(exc)
+                failing = True  # retried every _RETRY_S, not _RETRY_S + BEHIND_S
                 asyncio.get_running_loop().call_later(_RETRY_S, self._wake.set)
                 continue
+            failing = False
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
@@ -456,7 +513,7 @@ class StateStore:
         puts = [(kind, key, text) for (kind, key), text in batch.items() if text is not None]
         try:
             await run_on(db, functools.partial(_write, deletes=deletes, puts=puts))
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ValueError) as exc:  # ValueError: a bind refused
             self._reconnect = True
             raise StateError(f"cannot write state {self.path}: {exc}") from exc
         self.commits += 1

@@ -99,6 +99,8 @@ _CSV, _JSON = "bad CSV record", "bad JSON line"
         (_JSON, '{"tag": "1", "time": 0, "battery_v": "lots"}'),
         (_JSON, '{"tag": "1", "time": 0, "seq": "7"}'),
         (_JSON, "not json"),
+        (_JSON, '{"tag": "\\ud800", "time": 0}'),  # a lone surrogate: never storable
+        (_JSON, '{"tag": "1", "time": 0, "note": "\\udfff"}'),
     ],
 )
 def test_bad_records_raise_protocol_errors_with_the_raw_line(kind: str, line: str) -> None:
