@@ -49,6 +49,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config.root import BrokerConfig
 from gateway.errors import PublishRefused, UplinkError
+from gateway.runtime.flag import Flag
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +179,7 @@ class Window:
         self.size = size
         self.in_flight = 0
         self.max_seen = 0
-        self.freed = asyncio.Event()
+        self.freed = Flag()
         self._waiting = 0
 
     @property

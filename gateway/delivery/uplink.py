@@ -58,8 +58,8 @@ from gateway.delivery.reconnect import ReconnectWait
 from gateway.delivery.refusals import Refusals
 from gateway.errors import GatewayError, PublishRefused, UplinkError
 from gateway.events.model import Event
+from gateway.runtime.flag import first_of
 from gateway.runtime.supervisor import raise_if_cancelling
-from gateway.runtime.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -384,14 +384,14 @@ class Uplink:
                 # or a back-off ends.
                 again = await self._outbox.next_due_in() if room > 0 else None
                 due = _earliest(again, self.refusals.next_retry_in())
-                waits: list[Awaitable[Any]] = [self._outbox.wait_for_new()]
-                if inflight:
-                    waits.append(freed.wait())
+                new = self._outbox.changed
                 self.stats.idle = True
                 try:
-                    await _first(waits, failure, within=due)
+                    # One future for every wake source, no task per source (issue 14).
+                    await first_of((new, freed) if inflight else (new,), failure, within=due)
                 finally:
                     self.stats.idle = False
+                new.clear()  # the take below reads whatever it announced
                 continue
             for i, row in enumerate(rows):
                 if conn.window.free <= 0:  # taken meanwhile (states, heartbeats, results)
@@ -565,16 +565,3 @@ class _Busy:
 def _earliest(*delays: float | None) -> float | None:
     known = [d for d in delays if d is not None]
     return min(known) if known else None
-
-
-async def _first(
-    aws: list[Awaitable[Any]],
-    failure: asyncio.Future[BaseException],
-    within: float | None = None,
-) -> None:
-    """Wait for any of ``aws``, for ``failure``, or ``within`` seconds, whichever is first."""
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        await asyncio.wait({*tasks, failure}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        await cancel_and_wait(tasks)

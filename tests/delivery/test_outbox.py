@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox.store import MARKS_RIDING
 from gateway.errors import OutboxError
 from gateway.events.model import EventFactory
 from tests.helpers import assert_valid_event
@@ -259,19 +260,37 @@ async def test_puback_and_ack_marks_ride_in_the_next_events_commit(tmp_path: Pat
 async def test_an_alarm_commits_alone_and_the_marks_queued_with_it_follow(
     tmp_path: Path,
 ) -> None:
-    """A priority 1-2 event does not ride in the marks' transaction (a drain queues a
-    thousand marks or more): it commits alone, and they follow at once (issue 14: a
-    live panic during a drain)."""
+    """A priority 1-2 event does not ride in the transaction of a drain's marks (a
+    thousand or more): it commits alone, and they follow at once (issue 14: a live
+    panic during a drain)."""
     async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
-        first = await outbox.append(_beat(1))
+        for k in range(MARKS_RIDING + 1):
+            await outbox.append(_beat(k + 1))
+        rows = await outbox.pending(100)
+        assert len(rows) == MARKS_RIDING + 1
+        before = outbox.commits
+        marks = asyncio.ensure_future(outbox.mark_sent([row.n for row in rows]))
+        await asyncio.sleep(0)  # the marks are queued first
+        panic = await outbox.append(_panic(99))
+        assert outbox.commits == before + 1 and not marks.done()
+        await marks
+        assert outbox.commits == before + 2
+        assert [r.id for r in await outbox.pending(100)] == [panic.id]
+
+
+async def test_a_few_marks_ride_in_an_alarms_commit(tmp_path: Path) -> None:
+    """A contact change's marks (its PUBACK, the center's ack) cost no fsync of their
+    own: they wait for the next event and share its commit, alarm or not (issue 14)."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
+        first = await outbox.append(_panic(1))
         (row,) = await outbox.pending(10)
         before = outbox.commits
         marks = asyncio.gather(outbox.mark_sent([row.n]), outbox.mark_acked([first.id]))
         await asyncio.sleep(0)  # the marks are queued first
-        await outbox.append(_panic(2))
-        assert outbox.commits == before + 1 and not marks.done()
-        await marks
-        assert outbox.commits == before + 2
+        second = await outbox.append(_panic(2))
+        await asyncio.wait_for(marks, 10)
+        assert outbox.commits == before + 1
+        assert [r.id for r in await outbox.pending(10)] == [second.id]
 
 
 async def test_a_mark_alone_is_committed_after_the_mark_linger(tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
+from gateway.runtime.flag import Flag
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
 
@@ -98,6 +99,7 @@ _RETRY_S = 1.0
 _CLOSE_S = 2.0
 # Writes that need no commit of their own (see ``Outbox._gather_marks``).
 _MARKS = frozenset({"sent", "acked", "acked_through"})
+MARKS_RIDING = 32  # rows named by marks that may share an alarm's transaction
 
 T = TypeVar("T")
 
@@ -191,7 +193,7 @@ class Outbox(OutboxReads):
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
         self._submitted: deque[float] = deque()  # submit times of ops not yet committed
         self._writer: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self._changed = Flag()
         self._offer_timer: asyncio.TimerHandle | None = None
         self._seq = 0  # last seq given out in ``stream``
         self._stored_seq = 0  # last seq of ``stream`` committed
@@ -683,9 +685,10 @@ class Outbox(OutboxReads):
             while not self._queue.empty():
                 ops.append(self._queue.get_nowait())
             marks = [op for op in ops if op.kind in _MARKS]
-            if marks and any(_is_alarm(op) for op in ops):
+            if _marks_hold_up(marks) and any(_is_alarm(op) for op in ops):
                 # An alarm commits in its own transaction, not behind the marks of a
                 # drain (a thousand or more in one commit); the marks follow at once.
+                # A few marks ride with it: a second fsync would cost more than them.
                 await self._commit_until_done([op for op in ops if op.kind not in _MARKS])
                 self._batch = ops = marks
             await self._commit_until_done(ops)
@@ -871,6 +874,12 @@ class Outbox(OutboxReads):
         elif tx.sent and self.due.frontier is not None:
             self._changed.set()  # the queue has room again for rows still in the file
 
+    @property
+    def changed(self) -> Flag:
+        """Set when rows may have been appended (or held rows became due); whoever
+        waits on it clears it before reading what is due (:meth:`wait_for_new`)."""
+        return self._changed
+
     async def wait_for_new(self) -> None:
         """Wait until rows may have been appended (or held rows became due) since the
         last call."""
@@ -921,6 +930,19 @@ class Outbox(OutboxReads):
 def _alarm_row(row: tuple[Any, ...]) -> bool:
     """Is ``row`` (``sql.INSERT``'s values) a priority 1-2 event?"""
     return bool(row[5] <= 2)
+
+
+def _marks_hold_up(marks: list[_Op]) -> bool:
+    """Would ``marks`` hold up an alarm committed with them? A stream ack may close any
+    number of rows; marks naming up to ``MARKS_RIDING`` rows cost an alarm's commit a
+    few index seeks, less than a commit of their own would cost the writer (issue 14:
+    two fsyncs per contact change became one)."""
+    named = 0
+    for op in marks:
+        if op.kind == "acked_through":
+            return True
+        named += len(op.arg)
+    return named > MARKS_RIDING
 
 
 def _is_alarm(op: _Op) -> bool:
