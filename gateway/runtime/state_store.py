@@ -2,9 +2,9 @@
 
 GB 50394 (commentary): after power returns the previous arming state is
 restored. The state lives in its own SQLite file beside the outbox
-(``<outbox>-state.sqlite``), rollback journal (``journal_mode=DELETE``: a WAL's
-``-shm`` memory map kills the process with SIGBUS when the file turns unwritable,
-issue 11), ``synchronous=FULL``, one writer task committing whatever is queued in
+(``<outbox>-state.sqlite``), a persistent rollback journal and ``synchronous=FULL``
+(:mod:`gateway.runtime.durable`: a WAL's ``-shm`` memory map kills the process with
+SIGBUS when the file turns unwritable, issue 11), one writer task committing whatever is queued in
 one transaction (group commit). A failed commit is retried every second on a fresh
 connection (one opened on a read-only file stays read-only), so a disk that
 mends is written again without a restart.
@@ -59,6 +59,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.events.model import Emit, Event
+from gateway.runtime.durable import make_durable
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import (
     ALARM,
@@ -490,9 +491,7 @@ class StateStore:
 
     async def _connect(self) -> None:
         self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        with contextlib.suppress(sqlite3.OperationalError):  # read-only: keeps its mode
-            await db.execute("PRAGMA journal_mode=DELETE")
-        await db.execute("PRAGMA synchronous=FULL")
+        await make_durable(db)
 
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
         if not batch:

@@ -61,6 +61,7 @@ PLAN: dict[str, tuple[str, str, int, str | None, bool]] = {
 INPUTS = {zone: plan[2] for zone, plan in PLAN.items()}
 TYPES = {zone: f"alarm.{plan[1]}" for zone, plan in PLAN.items()}
 LATCHED = frozenset(zone for zone, plan in PLAN.items() if plan[4])
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a hot rollback journal (SQLite file format §4)
 
 
 def devices(module_port: int) -> str:
@@ -145,8 +146,10 @@ def read_after_kill(outbox: Path, copy_dir: Path) -> Committed:
     copy_dir.mkdir()
     journal = outbox.with_name(outbox.name + "-journal")
     shutil.copy2(outbox, copy_dir / outbox.name)
-    hot = journal.exists()
-    if hot:
+    # The journal persists between commits (``gateway.runtime.durable``); it is hot
+    # only while its header is written (zeroed once a commit is done).
+    hot = journal.exists() and journal.read_bytes()[:8] == _JOURNAL_MAGIC
+    if journal.exists():
         shutil.copy2(journal, copy_dir / journal.name)
     with contextlib.closing(sqlite3.connect(copy_dir / outbox.name)) as db:
         committed = read_outbox(db)

@@ -259,6 +259,9 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
     outbox_path = tmp_path / "outbox.sqlite"
     garbage = b"this is not a database, it is what a power cut left behind\n" * 200
     outbox_path.write_bytes(garbage)
+    # The journal a persistent-journal file keeps between commits (header zeroed).
+    journal = bytes(512) + b"pages of the corrupt file, not of a new one\n" * 20
+    Path(f"{outbox_path}-journal").write_bytes(journal)
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
@@ -271,6 +274,7 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
             fault = alarms(center, "fault.storage")[0]
             moved = Path(fault["data"]["moved_to"])
             assert moved.read_bytes() == garbage  # kept for a technician, not deleted
+            assert Path(f"{moved}-journal").read_bytes() == journal  # moved with it
             assert fault["data"]["stream"] == gateway.outbox.stream
             started = next(e for e in center.events if e["type"] == "gateway.started")
             assert started["seq"] == 1 and started["stream"] == gateway.outbox.stream

@@ -58,10 +58,12 @@ def unlock(fd: int | None) -> None:
 
 
 def quarantine(path: Path) -> Path:
-    """Move a corrupt database and its WAL/SHM aside; returns the new database path."""
+    """Move a corrupt database and its journal (or WAL/SHM) aside; returns the new
+    database path. The journal persists between commits (``gateway.runtime.durable``):
+    it belongs with the file a technician examines, not beside the new one."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal", "-wal", "-shm"):
         source = Path(f"{path}{suffix}")
         if source.exists():
             source.rename(Path(f"{target}{suffix}"))

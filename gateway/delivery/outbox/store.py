@@ -1,7 +1,7 @@
 """The outbox store: one writer with group commit, reads in send order, faults survived.
 
-SQLite through aiosqlite, rollback journal (``journal_mode=DELETE``),
-``synchronous=FULL``. Every write goes through one writer task that commits
+SQLite through aiosqlite, a persistent rollback journal, ``synchronous=FULL``
+(:mod:`gateway.runtime.durable` says why). Every write goes through one writer task that commits
 whatever is queued in one transaction. An event is numbered when it is accepted
 (:meth:`Outbox.hold`): its row key ``n`` and its ``seq``, gap-free per ``stream``,
 are taken from counters in memory, and the commit stores it with exactly those.
@@ -81,6 +81,7 @@ from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
+from gateway.runtime.durable import make_durable
 from gateway.runtime.flag import Flag
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
@@ -899,12 +900,7 @@ class Outbox(OutboxReads):
 
     async def _connect(self) -> aiosqlite.Connection:
         self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        async with db.execute("PRAGMA journal_mode") as cur:
-            row = await cur.fetchone()
-        if row is None or str(row[0]).lower() != "delete":
-            with contextlib.suppress(sqlite3.Error):  # a read-only file keeps its mode
-                await db.execute("PRAGMA journal_mode=DELETE")
-        await db.execute("PRAGMA synchronous=FULL")
+        await make_durable(db)
         await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return db
 
