@@ -58,7 +58,7 @@ from gateway.delivery.reconnect import ReconnectWait
 from gateway.delivery.refusals import Refusals
 from gateway.errors import GatewayError, PublishRefused, UplinkError
 from gateway.events.model import Event
-from gateway.runtime.flag import first_of
+from gateway.runtime.flag import Flag, first_of
 from gateway.runtime.supervisor import raise_if_cancelling
 
 log = structlog.get_logger(__name__)
@@ -365,10 +365,16 @@ class Uplink:
             free = min(window - len(inflight), conn.window.free)
             if free < (1 if self._outbox.due.urgent else refill):
                 # Refill a quarter window at a time: one wake-up of this loop per
-                # PUBACK was most of its cost in a drain. An alarm just stored
-                # goes at the next free slot.
+                # PUBACK was most of its cost in a drain. An alarm goes at the next
+                # free slot: while one is free, a commit wakes this wait too (an
+                # alarm stored meanwhile would otherwise wait for the next PUBACK,
+                # seconds on a slow return path).
                 freed.clear()
-                await freed.wait()  # a failed PUBLISH gives its slot back too
+                wakes: tuple[Flag, ...] = (freed,)
+                if free >= 1:
+                    self._outbox.changed.clear()  # the check above saw what it announced
+                    wakes = (freed, self._outbox.changed)
+                await first_of(wakes, failure)  # a failed PUBLISH gives its slot back too
                 continue
             freed.clear()
             room = share - len(resending)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 
 import aiomqtt
@@ -169,3 +170,46 @@ async def retained(broker: MosquittoBroker, topic: str) -> bytes:
                 assert isinstance(message.payload, bytes)
                 return message.payload
     raise AssertionError("unreachable")
+
+
+async def test_an_alarm_stored_while_the_loop_waits_to_refill_goes_at_a_free_slot(
+    tmp_path: Path,
+) -> None:
+    """The send loop refills a quarter window at a time; an alarm stored while it waits
+    for that quarter goes at once through a slot already free, not after the next
+    PUBACK (here 3 s away: a slow return path, PUBACKs held by a real proxy)."""
+    window = 8  # refill 2: with 7 in flight and 1 slot free, the loop waits
+    async with (
+        MosquittoBroker(tmp_path / "broker") as broker,
+        InflightProxy(broker.host, broker.port, puback_delay=3.0) as proxy,
+        Outbox(tmp_path / "o.sqlite") as outbox,
+        aiomqtt.Client(broker.host, broker.port) as sub,
+    ):
+        await sub.subscribe(f"{PREFIX}/events/#", qos=1)
+        for _ in range(window - 1):
+            await outbox.append(
+                FACTORY.make("camera.status", device="cam1", subject="cam1", state="instant")
+            )
+        cfg = BrokerConfig(host=proxy.host, port=proxy.port, window=window)
+        uplink = Uplink(cfg, PREFIX, outbox, client_id="gw-refill")
+        task = asyncio.create_task(uplink.run())
+        try:
+            # The loop publishes the 7 and goes straight to its refill wait.
+            await wait_until(lambda: uplink.stats.inflight == window - 1, 10, "7 in flight")
+            loop = asyncio.get_running_loop()
+            panic = await outbox.append(
+                FACTORY.make("alarm.panic", device="io", subject="Z01", state="active")
+            )
+            stored = loop.time()
+            async with asyncio.timeout(20):
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    if json.loads(message.payload)["id"] == panic.id:
+                        break
+            took = loop.time() - stored
+            assert took < 1.0, f"the panic waited {took:.2f} s with a window slot free"
+            assert proxy.max_in_flight <= window
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
