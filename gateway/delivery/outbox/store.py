@@ -878,17 +878,11 @@ class Outbox(OutboxReads):
     @property
     def changed(self) -> Flag:
         """Set when rows may have been appended (or held rows became due); whoever
-        waits on it clears it before reading what is due (:meth:`wait_for_new`)."""
+        waits on it (the uplink's send loop) clears it before reading what is due."""
         return self._changed
 
-    async def wait_for_new(self) -> None:
-        """Wait until rows may have been appended (or held rows became due) since the
-        last call."""
-        await self._changed.wait()
-        self._changed.clear()
-
     def poke(self) -> None:
-        """Wake :meth:`wait_for_new` (after a reconnect, pending rows are re-driven)."""
+        """Set :attr:`changed` (after a reconnect, pending rows are re-driven)."""
         self._changed.set()
 
     # -- internals ------------------------------------------------------------------------
