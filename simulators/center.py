@@ -37,6 +37,8 @@ from paho.mqtt.properties import Properties
 
 from gateway.commands.signing import SIGNATURE_FIELD, sign
 from gateway.events.model import event_json_schema
+from gateway.runtime.supervisor import raise_if_cancelling
+from gateway.runtime.tasks import cancel_and_wait
 from simulators.center_report import SeqTracker, format_event
 
 EVENTS_FILTER = "campus/v1/+/+/events/#"
@@ -276,12 +278,9 @@ class CenterConsole:
             except TimeoutError:
                 self.say(f"WARNING acks not sent at close: {self._pending_acks}")
         task, self._task = self._task, None
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
+        await cancel_and_wait([task])  # again and again: a PUBACK can swallow a cancel
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -443,6 +442,7 @@ class CenterConsole:
                     await client.publish(topic, self._ack_payload(topic, ids), qos=1)
                     del batch[topic]
                     self.acked_ids.extend(ids)
+                    raise_if_cancelling()  # a stop that came with the PUBACK is a stop
             finally:
                 self._acks_in_flight = False
                 self._requeue_acks(batch)

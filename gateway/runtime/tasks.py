@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+RECANCEL_S = 0.5
+"""Seconds between cancellations of a task that has not ended (see :func:`cancel_and_wait`)."""
+
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     """Cancel every task of ``tasks`` not yet done and wait until each has ended.
@@ -17,13 +20,20 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     just as a PUBACK woke it, kept the outbox's lock, so the restarted daemon could
     not open it). Here the caller's cancellation is raised as usual.
 
+    A task still running :data:`RECANCEL_S` after it was cancelled is cancelled
+    again, until it ends: on Python 3.11 ``asyncio.wait_for`` drops a cancellation
+    that arrives in the same instant as the reply it waits for (gh-86296, fixed in
+    3.12), and the task then goes on as if never told (seen in CI: the center
+    console's ack loop, cancelled as a PUBACK came in, waited for the next ack
+    forever, and the test hung until its 240 s timeout).
+
     What the tasks raised while ending is not re-raised: they were told to stop.
 
     Raises:
         asyncio.CancelledError: the caller was cancelled while it waited.
     """
-    pending = [task for task in tasks if not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -57,3 +58,23 @@ async def test_helpers_are_cancelled_and_have_ended_on_return() -> None:
     assert helpers[0].cancelled()
     assert isinstance(helpers[1].exception(), ValueError)
     assert finished.result() == 7  # a finished task is left as it was
+
+
+async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the reply and drops a cancellation that
+    comes in the same instant (gh-86296): the CI hang of the center console's ack loop."""
+    reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    went_on = asyncio.Event()
+
+    async def ack_loop() -> None:
+        await asyncio.wait_for(reply, 10)
+        went_on.set()  # the cancellation was lost here (3.11)
+        await asyncio.Event().wait()  # the next ack, which never comes
+
+    task = asyncio.create_task(ack_loop())
+    await asyncio.sleep(0)  # waiting for its reply
+    reply.set_result(1)  # the reply and the stop in the same instant
+    async with asyncio.timeout(5):
+        await cancel_and_wait([task])
+    assert task.cancelled()
+    assert went_on.is_set() or sys.version_info >= (3, 12), "the race did not happen"
