@@ -292,7 +292,7 @@ class Gateway:
                 if not outbox.writable:
                     tg.create_task(_append_unreported_later(store, outbox), name="unreported")
                 await self._started(factory, outbox, emit)
-                await keeper.report_start()
+                await keeper.report_start(store)
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )
@@ -300,7 +300,7 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("clock-step", steps.run), name="clock-step"
                 )
-                if not await self._start_alarm():
+                if not await self._start_alarm() and store.unread is None:
                     tg.create_task(self._start_alarm_later(), name="alarm-start")
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
                 tg.create_task(

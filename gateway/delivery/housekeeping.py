@@ -4,7 +4,8 @@
   at start); they are the campus's alarm record until then (GB/T 29315, >= 30 days).
 * ``gateway.buffer_shed``: rows shed for capacity are reported as one event per
   second at most, with counts per priority and the ``seq`` numbers lost.
-* ``fault.storage``: a corrupt outbox quarantined at start, or the disk filling
+* ``fault.storage``: a corrupt outbox quarantined at start, a state file that
+  could not be read at start (``StateStore.unread``), or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
   A write that has waited ``STALL_FAULT_S`` while commits fail (a lock held by
   another process, I/O errors, a read-only or immutable file, also from the
@@ -38,6 +39,7 @@ from gateway.config.root import OutboxConfig
 from gateway.delivery.outbox import Outbox
 from gateway.errors import OutboxError
 from gateway.events.model import Emit, Event, EventFactory
+from gateway.runtime.state_store import StateStore
 from gateway.runtime.version import gateway_version
 
 log = structlog.get_logger(__name__)
@@ -77,9 +79,18 @@ class Housekeeping:
     _stall_incident: str | None = None
     _started: float = 0.0
 
-    async def report_start(self) -> None:
-        """Raise ``fault.storage`` when the outbox had to be quarantined at start."""
+    async def report_start(self, state: StateStore | None = None) -> None:
+        """Raise ``fault.storage`` when the outbox had to be quarantined at start, and
+        when ``state`` could not read its file (it then runs from memory and saves
+        nothing until a restart reads the file, :attr:`StateStore.unread`)."""
         self._started = time.monotonic()
+        if state is not None and state.unread is not None:
+            await self._storage_fault(
+                f"{state.unread}; arming, bypasses and patrol progress start from the "
+                "configuration and no change is saved until a restart reads the file",
+                {"path": str(state.path)},
+                clear_later=False,
+            )
         if self.outbox.quarantined is not None:
             await self._storage_fault(
                 "corrupt outbox quarantined; a new stream began",

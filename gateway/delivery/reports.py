@@ -62,7 +62,7 @@ async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
 
     Raises:
         OutboxError: a kept record cannot be read.
-        StateError: the state store refused the commit.
+        StateError: the state store is closed.
     """
     kept = outbox.kept(ALARM)
     writes = [
@@ -79,6 +79,10 @@ async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
             ended = set()
         writes += [ALARM.write(key, None) for key, incident in stale.items() if incident in ended]
     if writes:
-        await store.apply(writes)
+        # Written behind: the outbox is the durable record they come from, and the
+        # next start brings the file up to it again. So memory holds them even
+        # while the file cannot be written or was not read (a latched panic stays
+        # latched on a read-only disk).
+        await store.apply(writes, wait=False)
         log.warning("state.alarms_restored", keys=[w.key for w in writes])
     return len(writes)

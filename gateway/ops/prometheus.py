@@ -70,11 +70,13 @@ class StatusCollector(Collector):
         yield _gauge("outbox_disk_pressure", "1 while the outbox disk is full", ob.disk_pressure)
         yield _counter("outbox_shed", "Rows shed for capacity (priority 4-5)", ob.shed_total)
         storage = CounterMetricFamily(
-            f"{PREFIX}_storage_faults", "Outbox storage faults by kind", labels=["kind"]
+            f"{PREFIX}_storage_faults", "Outbox and state store faults by kind", labels=["kind"]
         )
         storage.add_metric(["commit_failed"], ob.commit_failures)
         storage.add_metric(["disk_full"], ob.disk_full)
         storage.add_metric(["quarantined"], 1 if ob.quarantined else 0)
+        storage.add_metric(["state_commit_failed"], ob.state_commit_failures)
+        storage.add_metric(["state_unread"], 1 if ob.state_unread else 0)
         yield storage
         yield _gauge("uplink_connected", "1 while the MQTT uplink is connected", _up(up.state))
         yield _counter("uplink_reconnects", "Connections to the broker after the first",

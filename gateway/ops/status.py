@@ -53,7 +53,9 @@ class OutboxStatus:
     """The durable store: ``depth`` rows wait for a PUBACK, the oldest for
     ``oldest_pending_s``; ``waiting_to_commit`` writes wait for the disk;
     ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
-    ``commit_failures``/``disk_full``/``quarantined`` are the storage faults."""
+    ``commit_failures``/``disk_full``/``quarantined`` are the storage faults, with the
+    state store's ``state_commit_failures`` and ``state_unread`` (why its file could
+    not be read at start; nothing is saved there until a restart reads it)."""
 
     path: str
     stream: str
@@ -69,6 +71,8 @@ class OutboxStatus:
     disk_full: int
     disk_pressure: bool
     quarantined: str | None
+    state_commit_failures: int
+    state_unread: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,8 @@ async def collect(src: StatusSources) -> Status:
             disk_full=outbox.stats.disk_full,
             disk_pressure=outbox.disk_pressure,
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
+            state_commit_failures=src.store.commit_failures,
+            state_unread=src.store.unread,
         ),
         devices=_devices(src.stages),
         alarms=_alarms(src.store) + _panel_alarms(src.panels),

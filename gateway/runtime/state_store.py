@@ -162,11 +162,14 @@ class StateStore:
         areas, bypasses, alarms: the alarm system's records (typed views of the
             kinds ``area``, ``bypass`` and ``alarm``).
         commits: transactions committed.
+        commit_failures: commits failed, and waiting writes refused while unread.
+        unread: why the file could not be read at start (the store then runs
+            from memory and writes nothing, see ``__aenter__``), or None.
 
     Raises:
-        StateError: from ``__aenter__`` and from every write, when the file cannot
-            be opened, read or written; from a read of a value its kind cannot
-            decode (the message names the file, kind and key).
+        StateError: from every waiting write, when the file cannot be written or
+            was not read at start; from ``__aenter__`` and from a read, for a value
+            its kind cannot decode (the message names the file, kind and key).
     """
 
     def __init__(self, path: Path) -> None:
@@ -184,8 +187,24 @@ class StateStore:
         self._last_order = 0
         self._reconnect = False
         self.commits = 0
+        self.commit_failures = 0
+        self.unread: str | None = None
 
     async def __aenter__(self) -> Self:
+        """Open the file and load every value.
+
+        A file that cannot be opened or read (an I/O error, a hot journal on a file
+        turned read-only, a lock held past the busy timeout, not a database) does
+        not stop the start: the store runs *unread* (:attr:`unread` says why), with
+        nothing loaded, and refuses every write for the rest of the run, so the
+        values the file holds are never overwritten with the first-start ones the
+        rules then use; the next start reads it. Without this the daemon exited,
+        and systemd restarted it into the same error, with no alarm path at all.
+
+        Raises:
+            StateError: a stored area, bypass or alarm record cannot be decoded
+                (the file reads, but what it says is not understood).
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             await self._connect()
@@ -196,12 +215,15 @@ class StateStore:
                 rows = await cursor.fetchall()
             for kind, key, value in rows:
                 self._data.setdefault(str(kind), {})[str(key)] = json.loads(value)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            await self._close()
+            self._data.clear()
+            self.unread = f"cannot read state {self.path}: {exc}"
+            log.error("state.unread", path=str(self.path), error=str(exc))
+        try:
             alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
             for kind in alarm_kinds:
                 self.values(kind)  # the alarm system's records must read, or nothing starts
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            await self._close()
-            raise StateError(f"cannot open state {self.path}: {exc}") from exc
         except StateError:
             await self._close()
             raise
@@ -413,6 +435,11 @@ class StateStore:
         """Queue writes and, with ``wait``, return once a commit holding them is on disk."""
         if self._writer is None or self._writer.done():
             raise StateError(f"state {self.path} is not open")
+        if self.unread is not None:
+            if not wait:
+                return  # in memory for this run; the file keeps what the next start reads
+            self.commit_failures += 1
+            raise StateError(f"{self.unread}; no change is written until a restart reads it")
         if wait:
             for write in writes:
                 if not _storable(write):
@@ -430,6 +457,8 @@ class StateStore:
     def _queue(self, writes: Sequence[StateWrite], *, waited: bool = False) -> None:
         """Queue writes for the next commit (a later write of a key replaces an earlier).
         ``waited``: their callers wait for the commit, and are told if it fails."""
+        if self.unread is not None:
+            return  # never written over (see __aenter__)
         for write in writes:
             item = (write.kind, write.key)
             if not _storable(write):  # a write-behind: nobody to tell but the log
@@ -476,6 +505,7 @@ class StateStore:
             try:
                 await self._commit(batch)
             except StateError as exc:
+                self.commit_failures += 1
                 log.error("state.commit_failed", error=str(exc), writes=len(batch))
                 self._requeue_failed(batch, waited)  # retried with the next commit
                 for future in waiters:

@@ -3,11 +3,13 @@ observations with a manual clock and a real SQLite state file."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import CommandRefused, StateError
+from gateway.runtime.state import META, AreaRecord
 from gateway.runtime.state_store import StateStore
 from tests.alarm_support import Rig, rig
 
@@ -251,11 +253,20 @@ async def test_disarming_silences_the_area_siren(tmp_path: Path) -> None:
     assert r.of("output.switched", "S1")[1].data["reason"] == "area PERIM disarmed"
 
 
-async def test_an_unusable_state_file_is_a_state_error(tmp_path: Path) -> None:
+async def test_an_unusable_state_file_opens_unread_and_refuses_every_write(
+    tmp_path: Path,
+) -> None:
+    """The start goes on (the alarm path must run); nothing is written to the file."""
     (tmp_path / "file").write_text("not a directory", encoding="utf-8")
-    with pytest.raises(StateError, match="cannot open state"):
-        async with StateStore(tmp_path / "file" / "state.sqlite"):
-            pass
+    async with StateStore(tmp_path / "file" / "state.sqlite") as store:
+        assert store.unread is not None and "file/state.sqlite" in store.unread
+        assert store.areas == {}
+        with pytest.raises(StateError, match="no change is written until a restart"):
+            await store.put_area("PERIM", AreaRecord(True, datetime.now(UTC), "duty-1"))
+        assert "PERIM" not in store.areas
+        await store.put(META, "behind", 1, wait=False)  # kept in memory for this run
+        assert store.meta("behind") == 1
+        assert store.commit_failures == 1
 
 
 async def test_a_line_fault_still_present_after_a_restart_is_not_reported_again(

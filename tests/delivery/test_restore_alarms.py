@@ -32,6 +32,25 @@ async def test_an_alarm_the_state_store_lost_is_put_back_and_a_cleared_one_stays
     assert await restored(tmp_path, changes=1) == {"P10/alarm": ALARM.decode(ALARM.encode(record))}
 
 
+async def test_a_state_store_that_could_not_read_its_file_still_holds_the_open_alarms(
+    tmp_path: Path,
+) -> None:
+    """On a disk that refuses the state file the latch comes from the outbox, in memory:
+    a panic still latched before the cut stays latched (nothing is written)."""
+    panic = FACTORY.make("alarm.panic", device="io", subject="P10", state="active")
+    record = AlarmRecord(panic.type, panic.id, panic.time)
+    async with Outbox(tmp_path / "o.sqlite") as outbox:
+        await outbox.append(panic, keep=[ALARM.write("P10/alarm", record)])
+    (tmp_path / "file").write_text("not a directory", encoding="utf-8")
+    async with (
+        Outbox(tmp_path / "o.sqlite") as outbox,
+        StateStore(tmp_path / "file" / "s.sqlite") as store,
+    ):
+        assert store.unread is not None
+        assert await restore_alarms(store, outbox) == 1
+        assert store.alarms["P10/alarm"].incident == panic.id
+
+
 async def restored(tmp_path: Path, changes: int) -> dict[str, AlarmRecord]:
     """Run :func:`restore_alarms` on ``o.sqlite`` and ``s.sqlite`` (it must make
     ``changes``, then none: idempotent); the state store's alarms read back after."""

@@ -1,4 +1,4 @@
-"""An outbox on a disk that refuses every write, for root too (issue 11).
+"""An outbox and state file on a disk that refuses every write, for root too (issue 11).
 
 The outbox lives on a small ext4 image, loop-mounted; ``chattr +i`` on the
 directory and every file in it makes them immutable (a read-only remount is
@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.errors import StateError
+from gateway.runtime.state import AreaRecord
+from gateway.runtime.state_store import StateStore
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.modbus_module import SimulatedModule
@@ -181,4 +187,83 @@ async def test_an_outbox_unwritable_at_start(tmp_path: Path) -> None:
             log = daemon.log.read_text(errors="replace")
             assert '"event": "outbox.unwritable"' in log
             await _mended(disk, center)
+            await _stops_while_unwritable(disk, daemon)
+
+
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a hot rollback journal (SQLite file format §4)
+
+_KILLED_IN_A_TRANSACTION = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=PERSIST")
+db.execute("PRAGMA cache_size=2")  # spill to the file within the transaction
+db.execute("BEGIN IMMEDIATE")
+db.executemany(
+    "INSERT OR REPLACE INTO state (kind, key, value) VALUES ('meta', ?, ?)",
+    [(str(i), '"' + 'x' * 500 + '"') for i in range(200)],
+)
+os._exit(0)  # killed: no commit, no rollback
+"""
+
+
+def hot_journal(state: Path) -> None:
+    """Leave ``state`` as a kill within a commit does: a hot journal beside it."""
+    subprocess.run([sys.executable, "-c", _KILLED_IN_A_TRANSACTION, str(state)], check=True)
+    journal = state.with_name(state.name + "-journal")
+    assert journal.read_bytes()[:8] == _JOURNAL_MAGIC, "no hot journal was left"
+
+
+def digest(*paths: Path) -> list[str]:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+async def test_a_state_file_with_a_hot_journal_on_an_immutable_disk(tmp_path: Path) -> None:
+    """Reading needs the journal rolled back, which needs a write: the store runs unread,
+    refuses every write, and leaves both files as they were for the next start."""
+    with ext4_image(tmp_path) as disk:
+        state = disk / "outbox-state.sqlite"
+        since = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
+        async with StateStore(state) as store:
+            await store.put_area("PERIM", AreaRecord(True, since, "duty-1"))
+        hot_journal(state)
+        journal = state.with_name(state.name + "-journal")
+        before = digest(state, journal)
+        immutable(disk, True)
+        async with StateStore(state) as store:
+            assert store.unread is not None, "the file was read after all"
+            assert "readonly" in store.unread or "not permitted" in store.unread, store.unread
+            assert store.areas == {}
+            with pytest.raises(StateError, match="until a restart reads it"):
+                await store.put_area("PERIM", AreaRecord(False, since, "cmd"))
+        assert digest(state, journal) == before
+        immutable(disk, False)
+        async with StateStore(state) as store:  # the journal rolled back: armed, as before
+            assert store.unread is None
+            assert store.areas["PERIM"] == AreaRecord(True, since, "duty-1")
+
+
+async def test_a_daemon_whose_state_file_cannot_be_read_still_carries_a_panic(
+    tmp_path: Path,
+) -> None:
+    """Before, the daemon exited at start (systemd restarted it into the same error):
+    no alarm path at all. Now: the panic within 2 s, and ``fault.storage`` naming the
+    state file."""
+    with ext4_image(tmp_path) as disk:
+        async with campus(tmp_path, disk) as (sim, center, daemon):
+            await daemon.start()  # a first run makes the files, then stops cleanly
+            await center.wait_for(lambda: bool(alarms(center, "device.online")), 30)
+            await daemon.stop()
+            state = disk / "outbox-state.sqlite"
+            hot_journal(state)
+            immutable(disk, True)
+            await daemon.start()
+            await center.wait_for(lambda: len(alarms(center, "gateway.started")) == 2, 30)
+            await _panic_while_unwritable(sim, center, daemon)
+            await center.wait_for(
+                lambda: any(f["data"].get("path") == str(state) for f in faults(center, "active")),
+                5,
+            )
+            [fault] = [f for f in faults(center, "active") if f["data"].get("path") == str(state)]
+            assert "until a restart reads the file" in fault["data"]["reason"]
+            assert '"event": "state.unread"' in daemon.log.read_text(errors="replace")
             await _stops_while_unwritable(disk, daemon)
