@@ -247,7 +247,9 @@ class Gateway:
                 clock=self.alarm.clock,
                 store=store,
             )
-            keeper = Housekeeping(outbox, factory, cfg.outbox, cfg.site.gateway, emit=emit)
+            keeper = Housekeeping(
+                outbox, factory, cfg.outbox, cfg.site.gateway, emit=emit, state=store
+            )
             client_id = cfg.broker.client_id or f"campus-gw-{cfg.site.id}-{cfg.site.gateway}"
             self.uplink = Uplink(
                 cfg.broker,
@@ -292,7 +294,7 @@ class Gateway:
                 if not outbox.writable:
                     tg.create_task(_append_unreported_later(store, outbox), name="unreported")
                 await self._started(factory, outbox, emit)
-                await keeper.report_start(store)
+                await keeper.report_start()
                 tg.create_task(
                     self.supervisor.run_forever("housekeeping", keeper.run), name="housekeeping"
                 )

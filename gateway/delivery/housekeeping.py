@@ -5,7 +5,8 @@
 * ``gateway.buffer_shed``: rows shed for capacity are reported as one event per
   second at most, with counts per priority and the ``seq`` numbers lost.
 * ``fault.storage``: a corrupt outbox quarantined at start, a state file that
-  could not be read at start (``StateStore.unread``), or the disk filling
+  could not be read at start (``StateStore.unread``), a file that does not commit
+  in the durable journal mode (checked every second), or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
   A write that has waited ``STALL_FAULT_S`` while commits fail (a lock held by
   another process, I/O errors, a read-only or immutable file, also from the
@@ -67,6 +68,7 @@ class Housekeeping:
             (the uplink's refusal counts …).
         emit: stores its events; the outbox's ``append`` when omitted (the daemon
             passes its own, which also shows them on the bench page).
+        state: the state store, whose storage faults are reported with the outbox's.
     """
 
     outbox: Outbox
@@ -75,20 +77,22 @@ class Housekeeping:
     subject: str
     emit: Emit | None = field(default=None)
     figures: list[Callable[[], Mapping[str, Any]]] = field(default_factory=list)
+    state: StateStore | None = None
     _storage_incident: str | None = None
+    _not_durable: tuple[str, str] | None = None  # (what was reported, its incident)
     _stall_incident: str | None = None
     _started: float = 0.0
 
-    async def report_start(self, state: StateStore | None = None) -> None:
+    async def report_start(self) -> None:
         """Raise ``fault.storage`` when the outbox had to be quarantined at start, and
-        when ``state`` could not read its file (it then runs from memory and saves
-        nothing until a restart reads the file, :attr:`StateStore.unread`)."""
+        when the state store could not read its file (it then runs from memory and
+        saves nothing until a restart reads the file, ``StateStore.unread``)."""
         self._started = time.monotonic()
-        if state is not None and state.unread is not None:
+        if self.state is not None and self.state.unread is not None:
             await self._storage_fault(
-                f"{state.unread}; arming, bypasses and patrol progress start from the "
+                f"{self.state.unread}; arming, bypasses and patrol progress start from the "
                 "configuration and no change is saved until a restart reads the file",
-                {"path": str(state.path)},
+                {"path": str(self.state.path)},
                 clear_later=False,
             )
         if self.outbox.quarantined is not None:
@@ -154,6 +158,7 @@ class Housekeeping:
         last_ballast = last_purge = -float("inf")
         while True:
             await self._report_shed()
+            await self._check_durable()
             now = time.monotonic()
             if now - last_ballast >= _BALLAST_CHECK_S or (
                 self.outbox.disk_pressure and self._storage_incident is None
@@ -257,6 +262,39 @@ class Housekeeping:
                 )
             )
             self._storage_incident = None
+
+    async def _check_durable(self) -> None:
+        """``fault.storage`` while a file does not commit in the durable journal mode
+        (``gateway.runtime.durable``: a WAL file another process keeps open), cleared
+        once a new connection has switched it."""
+        files = [(self.outbox.path, self.outbox.not_durable)]
+        if self.state is not None:
+            files.append((self.state.path, self.state.not_durable))
+        why = "; ".join(f"{path}: {reason}" for path, reason in files if reason is not None)
+        if why and (self._not_durable is None or self._not_durable[0] != why):
+            if self._not_durable is not None:
+                await self._emit(
+                    self._fault(
+                        "cleared", "superseded by the next report", incident=self._not_durable[1]
+                    )
+                )
+            event = await self._emit(
+                self._fault(
+                    "active",
+                    f"not committed durably ({why}); a disk turning unwritable can kill "
+                    "the daemon (SIGBUS on a WAL's -shm): close whatever else has the file "
+                    "open and restart the gateway",
+                    opens=True,
+                )
+            )
+            log.error("gateway.storage_fault", reason=why)
+            self._not_durable = (why, event.id)
+        elif not why and self._not_durable is not None:
+            await self._emit(
+                self._fault("cleared", "every file commits durably again",
+                            incident=self._not_durable[1])
+            )  # fmt: skip
+            self._not_durable = None
 
     async def _storage_fault(
         self, reason: str, extra: dict[str, str], *, clear_later: bool

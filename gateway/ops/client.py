@@ -120,6 +120,8 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         faults.append(f"corrupt file quarantined to {ob['quarantined']}")
     if ob.get("state_unread"):
         faults.append(f"STATE NOT READ, nothing saved until a restart: {ob['state_unread']}")
+    if ob.get("not_durable"):
+        faults.append(f"NOT DURABLE: {ob['not_durable']}")
     if ob.get("state_commit_failures"):
         faults.append(f"{ob['state_commit_failures']} failed state commits")
     if faults:

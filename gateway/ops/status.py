@@ -55,7 +55,8 @@ class OutboxStatus:
     ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
     ``commit_failures``/``disk_full``/``quarantined`` are the storage faults, with the
     state store's ``state_commit_failures`` and ``state_unread`` (why its file could
-    not be read at start; nothing is saved there until a restart reads it)."""
+    not be read at start; nothing is saved there until a restart reads it), and
+    ``not_durable`` (a file left in WAL mode, ``gateway.runtime.durable``)."""
 
     path: str
     stream: str
@@ -73,6 +74,7 @@ class OutboxStatus:
     quarantined: str | None
     state_commit_failures: int
     state_unread: str | None
+    not_durable: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,15 @@ async def collect(src: StatusSources) -> Status:
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
             state_commit_failures=src.store.commit_failures,
             state_unread=src.store.unread,
+            not_durable="; ".join(
+                f"{path}: {why}"
+                for path, why in (
+                    (outbox.path, outbox.not_durable),
+                    (src.store.path, src.store.not_durable),
+                )
+                if why is not None
+            )
+            or None,
         ),
         devices=_devices(src.stages),
         alarms=_alarms(src.store) + _panel_alarms(src.panels),

@@ -30,27 +30,52 @@ aside moves its journal with it (``gateway.delivery.outbox.files.quarantine``).
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
+from pathlib import Path
 
 import aiosqlite
+import structlog
+
+log = structlog.get_logger(__name__)
 
 JOURNAL_MODE = "persist"
 JOURNAL_LIMIT_BYTES = 1 << 20
 
 
-async def make_durable(db: aiosqlite.Connection) -> None:
-    """Set ``db`` to commit durably (module docstring). A file that cannot be written
-    keeps the mode it has (a read-only file in WAL mode cannot leave it); the caller
-    finds out at its first write.
+async def make_durable(db: aiosqlite.Connection, path: Path) -> str | None:
+    """Set ``db``, a connection to ``path``, to commit durably (module docstring).
+
+    Returns:
+        None when the journal mode is :data:`JOURNAL_MODE`; otherwise why not (the
+        mode the file kept, and SQLite's error). A file in WAL mode (written by a
+        version before issue 11) cannot leave it while another connection has it
+        open, or while it cannot be written; it then runs in WAL, with the SIGBUS
+        risk above: logged here (``storage.not_durable``), and the caller must
+        say so (``fault.storage``) rather than carry on as if durable. A read-only
+        file in a rollback mode switches (the rollback modes are per connection),
+        and a write finds the disk's refusal.
 
     Raises:
         sqlite3.Error: the connection cannot run a pragma at all.
     """
-    async with db.execute("PRAGMA journal_mode") as cur:
-        row = await cur.fetchone()
-    if row is None or str(row[0]).lower() != JOURNAL_MODE:
-        with contextlib.suppress(sqlite3.Error):
-            await db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
+    mode = await _journal_mode(db, "PRAGMA journal_mode")
+    error = ""
+    if mode != JOURNAL_MODE:
+        try:
+            mode = await _journal_mode(db, f"PRAGMA journal_mode={JOURNAL_MODE}")
+        except sqlite3.Error as exc:
+            error = f": {exc}"
     await db.execute("PRAGMA synchronous=FULL")
     await db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
+    if mode == JOURNAL_MODE:
+        return None
+    reason = f"journal_mode is {mode}, not {JOURNAL_MODE}{error}"
+    log.error("storage.not_durable", path=str(path), reason=reason)
+    return reason
+
+
+async def _journal_mode(db: aiosqlite.Connection, pragma: str) -> str:
+    """The journal mode ``pragma`` answers (SQLite answers the mode in force after it)."""
+    async with db.execute(pragma) as cur:
+        row = await cur.fetchone()
+    return "" if row is None else str(row[0]).lower()

@@ -165,6 +165,8 @@ class StateStore:
         commit_failures: commits failed, and waiting writes refused while unread.
         unread: why the file could not be read at start (the store then runs
             from memory and writes nothing, see ``__aenter__``), or None.
+        not_durable: why the last connection does not commit in the durable
+            journal mode (``gateway.runtime.durable``), or None.
 
     Raises:
         StateError: from every waiting write, when the file cannot be written or
@@ -189,6 +191,7 @@ class StateStore:
         self.commits = 0
         self.commit_failures = 0
         self.unread: str | None = None
+        self.not_durable: str | None = None
 
     async def __aenter__(self) -> Self:
         """Open the file and load every value.
@@ -521,7 +524,7 @@ class StateStore:
 
     async def _connect(self) -> None:
         self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        await make_durable(db)
+        self.not_durable = await make_durable(db, self.path)
 
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
         if not batch:

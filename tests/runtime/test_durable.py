@@ -8,14 +8,22 @@ back. A real SQLite file is read back by a second connection, as another process
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.config.root import OutboxConfig
+from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
-from gateway.events.model import EventFactory
+from gateway.events.model import Event, EventFactory
 from gateway.runtime.durable import JOURNAL_LIMIT_BYTES
 from gateway.runtime.state_store import StateStore
+from gateway.runtime.tasks import cancel_and_wait
+from tests.helpers import eventually
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
 _HEADER = 28  # bytes of a rollback journal's header (SQLite file format, §4)
@@ -72,3 +80,65 @@ async def test_a_journal_grown_by_a_large_transaction_is_cut_back_to_the_limit(
         # One transaction rewriting every page those rows filled: a journal of megabytes.
         await outbox.mark_sent([row.n for row in await outbox.pending(100)])
         assert len(committed_journal(path)) <= JOURNAL_LIMIT_BYTES
+
+
+_HOLD_OPEN = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+print("open", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def wal_file_held_open(path: Path) -> Iterator[None]:
+    """``path`` in WAL mode, as a version before issue 11 left it, kept open by another
+    process (a technician's ``sqlite3`` shell, a backup tool)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        db.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        db.commit()
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_OPEN, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        try:
+            yield
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.close()
+
+
+async def test_a_wal_file_another_process_keeps_open_is_reported_not_durable(
+    tmp_path: Path,
+) -> None:
+    """The switch out of WAL needs the file to itself. Before, its failure was
+    suppressed and the outbox ran in WAL (SIGBUS on ``-shm`` once the disk turns
+    unwritable) with nothing said; now ``fault.storage`` says so, naming the file."""
+    path = tmp_path / "o.sqlite"
+    raised: list[Event] = []
+
+    async def emit(event: Event) -> Event:
+        raised.append(event)
+        return event
+
+    with wal_file_held_open(path):
+        async with Outbox(path) as outbox, StateStore(tmp_path / "s.sqlite") as state:
+            assert outbox.not_durable is not None and "wal" in outbox.not_durable
+            assert state.not_durable is None
+            keeper = Housekeeping(outbox, FACTORY, OutboxConfig(), "gw1", emit=emit, state=state)
+            care = asyncio.create_task(keeper.run())
+            try:
+                await eventually(lambda: bool(raised), 5)
+            finally:
+                await cancel_and_wait([care])
+    [fault] = [e for e in raised if e.type == "fault.storage"]
+    assert fault.data["state"] == "active"
+    assert str(path) in fault.data["reason"] and "journal_mode is wal" in fault.data["reason"]
+    async with Outbox(path) as outbox:  # alone with the file: switched
+        assert outbox.not_durable is None
+    not_wal(path)

@@ -157,6 +157,8 @@ class Outbox(OutboxReads):
             new stream: ``"first start"``, ``"unclean stop"``, ``"unwritable at
             start"`` or ``"quarantined"``; None when the stream carried on.
         last_error: the last commit or open error, None once a commit succeeded.
+        not_durable: why the last connection does not commit in the durable
+            journal mode (``gateway.runtime.durable``), or None.
         held: rows accepted and numbered but not yet committed.
         backlog: pending rows and unacked alarms of the file, counted at open and
             kept by every commit (``backlog.py``; the heartbeat's depth).
@@ -208,6 +210,7 @@ class Outbox(OutboxReads):
         self.stream_change: tuple[str | None, str] | None = None
         self.last_error: str | None = None
         self.quarantined: Path | None = None
+        self.not_durable: str | None = None
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.backlog = Backlog()
@@ -894,7 +897,7 @@ class Outbox(OutboxReads):
 
     async def _connect(self) -> aiosqlite.Connection:
         self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        await make_durable(db)
+        self.not_durable = await make_durable(db, self.path)
         await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return db
 
