@@ -278,7 +278,9 @@ class CenterConsole:
             except TimeoutError:
                 self.say(f"WARNING acks not sent at close: {self._pending_acks}")
         task, self._task = self._task, None
-        await cancel_and_wait([task])  # again and again: a PUBACK can swallow a cancel
+        # Cancelled again while it runs: a PUBACK can swallow a cancellation (3.11), and
+        # nothing in the console's ending (an MQTT disconnect) must run to its end.
+        await cancel_and_wait([task], again_after=0.5)
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error
 

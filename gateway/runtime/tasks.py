@@ -6,11 +6,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-RECANCEL_S = 0.5
-"""Seconds between cancellations of a task that has not ended (see :func:`cancel_and_wait`)."""
 
-
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Future[Any]], *, again_after: float | None = None
+) -> None:
     """Cancel every task of ``tasks`` not yet done and wait until each has ended.
 
     The usual ``task.cancel()`` then ``with suppress(CancelledError): await task``
@@ -20,12 +19,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     just as a PUBACK woke it, kept the outbox's lock, so the restarted daemon could
     not open it). Here the caller's cancellation is raised as usual.
 
-    A task still running :data:`RECANCEL_S` after it was cancelled is cancelled
-    again, until it ends: on Python 3.11 ``asyncio.wait_for`` drops a cancellation
-    that arrives in the same instant as the reply it waits for (gh-86296, fixed in
-    3.12), and the task then goes on as if never told (seen in CI: the center
-    console's ack loop, cancelled as a PUBACK came in, waited for the next ack
-    forever, and the test hung until its 240 s timeout).
+    With ``again_after``, a task still running that many seconds after it was
+    cancelled is cancelled again, until it ends: on Python 3.11 ``asyncio.wait_for``
+    drops a cancellation that arrives in the same instant as the reply it waits for
+    (gh-86296, fixed in 3.12), and the task then goes on as if never told (seen in
+    CI: the center console's ack loop, cancelled as a PUBACK came in, waited for
+    the next ack forever, and the test hung until its 240 s timeout). Only for
+    tasks whose ending may be cut short: a second cancellation also interrupts a
+    task's own clean-up (an outbox storing what it holds, an aiosqlite connection
+    closing, whose worker thread then outlives the loop and holds the process
+    open at exit), so the default cancels once.
 
     What the tasks raised while ending is not re-raised: they were told to stop.
 
@@ -36,4 +39,4 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        _, pending = await asyncio.wait(pending, timeout=again_after)

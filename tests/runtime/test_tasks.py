@@ -75,6 +75,24 @@ async def test_a_task_that_swallowed_its_cancellation_is_cancelled_again() -> No
     await asyncio.sleep(0)  # waiting for its reply
     reply.set_result(1)  # the reply and the stop in the same instant
     async with asyncio.timeout(5):
-        await cancel_and_wait([task])
+        await cancel_and_wait([task], again_after=0.05)
     assert task.cancelled()
     assert went_on.is_set() or sys.version_info >= (3, 12), "the race did not happen"
+
+
+async def test_by_default_a_task_is_cancelled_once_and_its_clean_up_runs_to_its_end() -> None:
+    """A second cancellation would cut a clean stop short: an outbox storing what it
+    holds, an aiosqlite connection closing (its thread then holds the process open)."""
+    cleaned = asyncio.Event()
+
+    async def slow_clean_up() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.3)  # e.g. the last commit, then close
+            cleaned.set()
+
+    task = asyncio.create_task(slow_clean_up())
+    await asyncio.sleep(0)
+    await cancel_and_wait([task])
+    assert cleaned.is_set()
