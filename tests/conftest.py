@@ -6,6 +6,8 @@ package belong in that package's tests.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,28 @@ def every_event_validates() -> Iterator[None]:
     yield
     rejected = [r for console in take_consoles() for r in console.rejected]
     assert not rejected, f"events the schema refused: {rejected[:3]}"
+
+
+@pytest.fixture(autouse=True)
+def no_sqlite_connection_left_open() -> Iterator[None]:
+    """A test leaves no aiosqlite connection open. Each has a worker thread that is not
+    a daemon: one left running holds the process open at exit, and a CI run that
+    printed its result never ends (seen: a second cancellation cut an outbox's close
+    short). Fails the test that leaked, naming it, instead."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2.0  # a connection's close ends its thread soon after
+
+    def left() -> list[threading.Thread]:
+        return [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and "_connection_worker_thread" in t.name
+        ]
+
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not left(), f"aiosqlite connections left open: {[t.name for t in left()]}"
 
 
 @pytest.fixture
