@@ -137,6 +137,13 @@ class Scheduler:
                 if missed is not None and missed <= now:
                     log.info("schedule.missed_boundary", area=area_id, at=rfc3339(missed))
                     await self._apply(area_id, timetable.armed_at(now), now)
+        elif self._store.unread is not None:
+            # The state file could not be read: its arming and last check are unknown,
+            # so each scheduled area takes what its timetable says now (armed at
+            # night), not its first-start state (review of 2026-12-03).
+            for area_id, timetable in self._timetables.items():
+                log.warning("schedule.applied_unread", area=area_id)
+                await self._apply(area_id, timetable.armed_at(now), now)
         await self._store.put_meta("schedule_checked_at", rfc3339(now))
         for area_id in self._timetables:
             self._plan(area_id, now)

@@ -16,7 +16,10 @@ A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
 4. has bad times: not RFC 3339 with a zone (``T``/``Z`` in either case), ``issued_at`` later than
    ``clock_skew_s`` ahead, ``expires_at`` not after ``issued_at`` or more than
    ``max_ttl_s`` after it (``invalid``), or ``expires_at`` already past (``expired``);
-5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay);
+5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay), or,
+   while the state file could not be read at start (``StateStore.unread``: the
+   replay guard of the runs before is unknown), was issued before this start
+   (``duplicate`` too);
 6. names no command this gateway has (``unknown_command``), or its handler
    refuses it (``rejected`` …).
 
@@ -111,6 +114,7 @@ class CommandProcessor:
         # correlation_id -> expires_at of every command accepted and not yet expired,
         # kept in the state file so a captured command cannot be replayed after a restart.
         self._seen: dict[str, datetime] = _load_seen(store)
+        self._started = clock.now()
         self._one_at_a_time = asyncio.Lock()  # the uplink runs each command in a task
 
     async def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
@@ -175,6 +179,19 @@ class CommandProcessor:
                 f"expired at {rfc3339(expires_at)}", command=name, reason="expired"
             )
         self._seen = {c: t for c, t in self._seen.items() if t > now}
+        if (
+            self._store is not None
+            and self._store.unread is not None
+            and issued_at < self._started - timedelta(seconds=self._cfg.clock_skew_s)
+        ):
+            # The replay guard of the runs before could not be read: a command issued
+            # before this start may have been carried out already (review 2026-12-03).
+            raise CommandRefused(
+                "issued before this start, and the replay guard could not be read "
+                "(state file unread): send it again",
+                command=name,
+                reason="duplicate",
+            )
         if correlation_id in self._seen:
             raise CommandRefused(
                 f"correlation_id {correlation_id!r} was already used",

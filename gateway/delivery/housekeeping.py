@@ -32,6 +32,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -90,8 +91,10 @@ class Housekeeping:
         self._started = time.monotonic()
         if self.state is not None and self.state.unread is not None:
             await self._storage_fault(
-                f"{self.state.unread}; arming, bypasses and patrol progress start from the "
-                "configuration and no change is saved until a restart reads the file",
+                f"{self.state.unread}; arming starts from the configuration (scheduled "
+                "areas from their timetable), bypasses and patrol progress from nothing; "
+                "changes are kept in memory only and nothing is saved to the file in this "
+                "run: mend the disk, or move a file that cannot be read aside, and restart",
                 {"path": str(self.state.path)},
                 clear_later=False,
             )
@@ -140,8 +143,9 @@ class Housekeeping:
         uncommitted: int | None = None,
         opens: bool = False,
         incident: str | None = None,
+        path: Path | None = None,
     ) -> Event:
-        data: dict[str, Any] = {"reason": reason, "path": str(self.outbox.path)}
+        data: dict[str, Any] = {"reason": reason, "path": str(path or self.outbox.path)}
         if uncommitted is not None:
             data["uncommitted"] = uncommitted
         return self.factory.make(
@@ -270,7 +274,8 @@ class Housekeeping:
         files = [(self.outbox.path, self.outbox.not_durable)]
         if self.state is not None:
             files.append((self.state.path, self.state.not_durable))
-        why = "; ".join(f"{path}: {reason}" for path, reason in files if reason is not None)
+        bad = [(path, reason) for path, reason in files if reason is not None]
+        why = "; ".join(f"{path}: {reason}" for path, reason in bad)
         if why and (self._not_durable is None or self._not_durable[0] != why):
             if self._not_durable is not None:
                 await self._emit(
@@ -285,6 +290,7 @@ class Housekeeping:
                     "the daemon (SIGBUS on a WAL's -shm): close whatever else has the file "
                     "open and restart the gateway",
                     opens=True,
+                    path=bad[0][0],
                 )
             )
             log.error("gateway.storage_fault", reason=why)

@@ -119,7 +119,10 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
     if ob["quarantined"]:
         faults.append(f"corrupt file quarantined to {ob['quarantined']}")
     if ob.get("state_unread"):
-        faults.append(f"STATE NOT READ, nothing saved until a restart: {ob['state_unread']}")
+        faults.append(
+            f"STATE NOT READ, {ob.get('state_unsaved', 0)} changes in memory only: "
+            f"{ob['state_unread']}"
+        )
     if ob.get("not_durable"):
         faults.append(f"NOT DURABLE: {ob['not_durable']}")
     if ob.get("state_commit_failures"):

@@ -55,7 +55,8 @@ class OutboxStatus:
     ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
     ``commit_failures``/``disk_full``/``quarantined`` are the storage faults, with the
     state store's ``state_commit_failures`` and ``state_unread`` (why its file could
-    not be read at start; nothing is saved there until a restart reads it), and
+    not be read at start: changes then act in memory only, ``state_unsaved`` of
+    them so far, and nothing is saved there in this run), and
     ``not_durable`` (a file left in WAL mode, ``gateway.runtime.durable``)."""
 
     path: str
@@ -74,6 +75,7 @@ class OutboxStatus:
     quarantined: str | None
     state_commit_failures: int
     state_unread: str | None
+    state_unsaved: int
     not_durable: str | None
 
 
@@ -225,6 +227,7 @@ async def collect(src: StatusSources) -> Status:
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
             state_commit_failures=src.store.commit_failures,
             state_unread=src.store.unread,
+            state_unsaved=src.store.unsaved,
             not_durable="; ".join(
                 f"{path}: {why}"
                 for path, why in (

@@ -162,16 +162,17 @@ class StateStore:
         areas, bypasses, alarms: the alarm system's records (typed views of the
             kinds ``area``, ``bypass`` and ``alarm``).
         commits: transactions committed.
-        commit_failures: commits failed, and waiting writes refused while unread.
+        commit_failures: commits failed.
         unread: why the file could not be read at start (the store then runs
             from memory and writes nothing, see ``__aenter__``), or None.
+        unsaved: changes made in memory only because the store is unread.
         not_durable: why the last connection does not commit in the durable
             journal mode (``gateway.runtime.durable``), or None.
 
     Raises:
-        StateError: from every waiting write, when the file cannot be written or
-            was not read at start; from ``__aenter__`` and from a read, for a value
-            its kind cannot decode (the message names the file, kind and key).
+        StateError: from every waiting write, when the file cannot be written;
+            from a read, for a value its kind cannot decode (the message names the
+            file, kind and key).
     """
 
     def __init__(self, path: Path) -> None:
@@ -191,22 +192,21 @@ class StateStore:
         self.commits = 0
         self.commit_failures = 0
         self.unread: str | None = None
+        self.unsaved = 0
         self.not_durable: str | None = None
 
     async def __aenter__(self) -> Self:
         """Open the file and load every value.
 
         A file that cannot be opened or read (an I/O error, a hot journal on a file
-        turned read-only, a lock held past the busy timeout, not a database) does
-        not stop the start: the store runs *unread* (:attr:`unread` says why), with
-        nothing loaded, and refuses every write for the rest of the run, so the
-        values the file holds are never overwritten with the first-start ones the
-        rules then use; the next start reads it. Without this the daemon exited,
-        and systemd restarted it into the same error, with no alarm path at all.
-
-        Raises:
-            StateError: a stored area, bypass or alarm record cannot be decoded
-                (the file reads, but what it says is not understood).
+        turned read-only, a lock held past the busy timeout, not a database) or
+        whose area, bypass or alarm records cannot be decoded does not stop the
+        start: the store runs *unread* (:attr:`unread` says why). Nothing is
+        loaded; every change is made in memory only, waiting writes included
+        (the rules, the schedule and the center's commands work on), and nothing
+        is written to the file for the rest of the run, so the values it holds are
+        never overwritten with the ones this run started from. Before, the daemon
+        exited, and systemd restarted it into the same error: no alarm path at all.
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,16 +218,16 @@ class StateStore:
                 rows = await cursor.fetchall()
             for kind, key, value in rows:
                 self._data.setdefault(str(kind), {})[str(key)] = json.loads(value)
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            await self._close()
-            self._data.clear()
-            self.unread = f"cannot read state {self.path}: {exc}"
-            log.error("state.unread", path=str(self.path), error=str(exc))
-        try:
             alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
             for kind in alarm_kinds:
-                self.values(kind)  # the alarm system's records must read, or nothing starts
-        except StateError:
+                self.values(kind)  # the alarm system's records must read
+        except (sqlite3.Error, OSError, ValueError, StateError) as exc:
+            await self._close()
+            self._data.clear()
+            self._typed.clear()
+            self.unread = f"cannot read state {self.path}: {exc}"
+            log.error("state.unread", path=str(self.path), error=str(exc))
+        except BaseException:  # a stop while opening: no connection left behind
             await self._close()
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
@@ -439,10 +439,10 @@ class StateStore:
         if self._writer is None or self._writer.done():
             raise StateError(f"state {self.path} is not open")
         if self.unread is not None:
-            if not wait:
-                return  # in memory for this run; the file keeps what the next start reads
-            self.commit_failures += 1
-            raise StateError(f"{self.unread}; no change is written until a restart reads it")
+            # In memory for this run (``apply`` remembers it); the file keeps what it
+            # holds for a start that can read it. Counted, never silent.
+            self.unsaved += len(writes)
+            return
         if wait:
             for write in writes:
                 if not _storable(write):
@@ -523,8 +523,15 @@ class StateStore:
                     future.set_result(None)
 
     async def _connect(self) -> None:
-        self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        self.not_durable = await make_durable(db, self.path)
+        """A connection set up in full, or none (see ``Outbox._connect``)."""
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
+        try:
+            self.not_durable = await make_durable(db, self.path)
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await db.close()
+            raise
+        self._db = db
 
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
         if not batch:

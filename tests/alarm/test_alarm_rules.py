@@ -3,14 +3,15 @@ observations with a manual clock and a real SQLite state file."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.errors import CommandRefused, StateError
+from gateway.errors import CommandRefused
 from gateway.runtime.state import META, AreaRecord
 from gateway.runtime.state_store import StateStore
+from simulators.center_commands import command_payload
 from tests.alarm_support import Rig, rig
 
 
@@ -253,20 +254,21 @@ async def test_disarming_silences_the_area_siren(tmp_path: Path) -> None:
     assert r.of("output.switched", "S1")[1].data["reason"] == "area PERIM disarmed"
 
 
-async def test_an_unusable_state_file_opens_unread_and_refuses_every_write(
+async def test_an_unusable_state_file_opens_unread_and_keeps_changes_in_memory_only(
     tmp_path: Path,
 ) -> None:
-    """The start goes on (the alarm path must run); nothing is written to the file."""
+    """The start goes on (the alarm path must run), changes act in memory and are
+    counted, and nothing is written to the file."""
     (tmp_path / "file").write_text("not a directory", encoding="utf-8")
     async with StateStore(tmp_path / "file" / "state.sqlite") as store:
         assert store.unread is not None and "file/state.sqlite" in store.unread
         assert store.areas == {}
-        with pytest.raises(StateError, match="no change is written until a restart"):
-            await store.put_area("PERIM", AreaRecord(True, datetime.now(UTC), "duty-1"))
-        assert "PERIM" not in store.areas
-        await store.put(META, "behind", 1, wait=False)  # kept in memory for this run
+        await store.put_area("PERIM", AreaRecord(True, datetime.now(UTC), "duty-1"))
+        assert store.areas["PERIM"].armed
+        await store.put(META, "behind", 1, wait=False)
         assert store.meta("behind") == 1
-        assert store.commit_failures == 1
+        assert store.unsaved == 2 and store.commits == 0
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "not a directory"
 
 
 async def test_a_line_fault_still_present_after_a_restart_is_not_reported_again(
@@ -289,3 +291,28 @@ async def test_a_line_fault_still_present_after_a_restart_is_not_reported_again(
     async with rig(tmp_path, clock=first.clock) as fourth:
         await fourth.analog("ai", 0, 120)  # still shorted after another restart
     assert fourth.of("fault.line") == []
+
+
+async def test_with_the_state_file_unread_a_command_issued_before_the_start_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The replay guard of the runs before is in the file that could not be read: a
+    command issued before this start may already have been carried out. One issued
+    after it is obeyed (its guard is kept in memory)."""
+    (tmp_path / "state.sqlite").mkdir()  # a state file SQLite cannot open
+    async with rig(tmp_path) as r:
+        before = r.clock.now() - timedelta(seconds=r.system.cfg.commands.clock_skew_s + 1)
+        _, old = command_payload(
+            f"{r.system.cfg.topic_prefix}/cmd/ping",
+            None,
+            key=None,
+            issued_at=before,
+            expires_at=r.clock.now() + timedelta(seconds=30),  # not expired
+        )
+        refused = await r.commands.handle("ping", old, False)
+        assert refused["data"]["reason"] == "duplicate", refused
+        _, fresh = command_payload(
+            f"{r.system.cfg.topic_prefix}/cmd/ping", None, key=None, issued_at=r.clock.now()
+        )
+        assert (await r.commands.handle("ping", fresh, False))["status"] == "ok"
+        assert (await r.commands.handle("ping", fresh, False))["data"]["reason"] == "duplicate"

@@ -139,3 +139,19 @@ async def test_a_command_after_the_last_boundary_survives_a_restart(tmp_path: Pa
         assert not again.system.areas.armed("PERIM")
         assert again.system.scheduler.next_boundary("PERIM") == local("2026-12-01 06:00")
     assert again.events == []
+
+
+async def test_a_state_file_that_cannot_be_read_leaves_a_scheduled_area_as_its_timetable_says(
+    tmp_path: Path,
+) -> None:
+    """The arming and the last check in the file are unknown: at 23:00 the perimeter is
+    armed by its timetable (and says so), not left at its first-start ``disarmed``; the
+    schedule runs on (review of 2026-12-03: its timers were never set)."""
+    (tmp_path / "state.sqlite").mkdir()  # a state file SQLite cannot open
+    async with rig(tmp_path, start=local("2026-11-30 23:00")) as r:
+        assert r.system.areas.armed("PERIM")
+        assert r.system.scheduler.next_boundary("PERIM") == local("2026-12-01 06:00")
+        await _set(r, "2026-12-01 06:00")
+        await r.wait_for(lambda: not r.system.areas.armed("PERIM"))
+    [armed] = r.of("area.armed", "PERIM")
+    assert armed.data["by"] == "schedule"

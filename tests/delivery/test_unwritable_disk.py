@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import StateError
 from gateway.runtime.state import AreaRecord
 from gateway.runtime.state_store import StateStore
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
+from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
 from tests.fault_support import PANIC, alarms, module, stored_ids, wait_until, write_config
+from tests.helpers import TEST_KEY
 from tests.power_cut_support import Daemon
 
 pytestmark = pytest.mark.timeout(240)
@@ -233,8 +234,8 @@ async def test_a_state_file_with_a_hot_journal_on_an_immutable_disk(tmp_path: Pa
             assert store.unread is not None, "the file was read after all"
             assert "readonly" in store.unread or "not permitted" in store.unread, store.unread
             assert store.areas == {}
-            with pytest.raises(StateError, match="until a restart reads it"):
-                await store.put_area("PERIM", AreaRecord(False, since, "cmd"))
+            await store.put_area("PERIM", AreaRecord(False, since, "cmd"))  # in memory only
+            assert store.unsaved == 1 and not store.areas["PERIM"].armed
         assert digest(state, journal) == before
         immutable(disk, False)
         async with StateStore(state) as store:  # the journal rolled back: armed, as before
@@ -246,8 +247,9 @@ async def test_a_daemon_whose_state_file_cannot_be_read_still_carries_a_panic(
     tmp_path: Path,
 ) -> None:
     """Before, the daemon exited at start (systemd restarted it into the same error):
-    no alarm path at all. Now: the panic within 2 s, and ``fault.storage`` naming the
-    state file."""
+    no alarm path at all. Now: the panic within 2 s, ``fault.storage`` naming the state
+    file, and the center's signed commands obeyed (the latched panic reset): changes
+    act in memory, and the state file is left as it was."""
     with ext4_image(tmp_path) as disk:
         async with campus(tmp_path, disk) as (sim, center, daemon):
             await daemon.start()  # a first run makes the files, then stops cleanly
@@ -264,6 +266,24 @@ async def test_a_daemon_whose_state_file_cannot_be_read_still_carries_a_panic(
                 5,
             )
             [fault] = [f for f in faults(center, "active") if f["data"].get("path") == str(state)]
-            assert "until a restart reads the file" in fault["data"]["reason"]
+            assert "nothing is saved to the file in this run" in fault["data"]["reason"]
             assert '"event": "state.unread"' in daemon.log.read_text(errors="replace")
+            journal = state.with_name(state.name + "-journal")
+            before = digest(state, journal)
+            sim.release(PANIC[0])
+            async with CommandSender(
+                center.host, center.port, "fault-school", "gw1", key=TEST_KEY
+            ) as sender:
+                results: list[dict[str, Any]] = []
+
+                async def reset_done() -> bool:  # "still violated" until the release is polled
+                    results.append(await sender.send("reset", {"zone": f"P{PANIC[0]}"}))
+                    return results[-1]["status"] == "ok"
+
+                await wait_until(reset_done, 5, f"the panic reset: {results[-1:]}")
+            await center.wait_for(
+                lambda: any(e["data"]["state"] == "cleared" for e in alarms(center, "alarm.panic")),
+                5,
+            )
+            assert digest(state, journal) == before
             await _stops_while_unwritable(disk, daemon)

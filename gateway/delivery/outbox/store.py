@@ -896,9 +896,19 @@ class Outbox(OutboxReads):
         return self._db
 
     async def _connect(self) -> aiosqlite.Connection:
-        self._db = db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        self.not_durable = await make_durable(db, self.path)
-        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        """A connection set up in full, or none: one whose set-up failed (a lock held
+        by another process during ``make_durable``) would commit in SQLite's default
+        ``DELETE`` mode, and a busy failure is retried on the same connection
+        (review of 2026-12-03)."""
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
+        try:
+            self.not_durable = await make_durable(db, self.path)
+            await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await db.close()
+            raise
+        self._db = db
         return db
 
     async def _reconnect(self) -> None:
