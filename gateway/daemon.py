@@ -301,7 +301,7 @@ class Gateway:
                 tg.create_task(
                     self.supervisor.run_forever("clock-step", steps.run), name="clock-step"
                 )
-                if not await self._start_alarm() and store.unread is None:
+                if not await self._start_alarm():
                     tg.create_task(self._start_alarm_later(), name="alarm-start")
                 tg.create_task(self.supervisor.run_forever("alarm", self.alarm.run), name="alarm")
                 tg.create_task(

@@ -7,10 +7,13 @@ tests run from the repository root: ``python -m pytest``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
-from collections.abc import Awaitable, Callable
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,30 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> Non
         if loop.time() > deadline:
             raise TimeoutError(f"not true within {within} s")
         await asyncio.sleep(0.02)
+
+
+_LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Another process holds ``path``'s exclusive lock until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOCKER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    try:
+        yield
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)

@@ -48,7 +48,7 @@ from gateway.alarm.walk_record import (
     WalkTest,
 )
 from gateway.config.alarm import WalkTestConfig
-from gateway.errors import CommandRefused
+from gateway.errors import CommandRefused, StateError
 from gateway.events.model import rfc3339
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.tasks import cancel_and_wait
@@ -396,8 +396,12 @@ class WalkTests:
             report = test.report(ended=min(now, test.until), reason=reason, ended_by=by)
             reports = [report, *self.reports()][:KEEP_REPORTS]
             self.active = None
-            await self._store.put_meta(REPORTS_KEY, reports)
-            await self._store.put_meta(ACTIVE_KEY, None)
+            # The test has ended whatever the disk says: its report goes out and its
+            # zones are judged again even when the state file refuses the write
+            # (before, the ending stopped here: no ``maintenance.ended``, the zones
+            # under test stayed silent, and the alarm task's timers died with it).
+            await self._save(REPORTS_KEY, reports)
+            await self._save(ACTIVE_KEY, None)
             await self._engine.emit(
                 self._engine.factory.make(
                     "maintenance.ended",
@@ -426,7 +430,16 @@ class WalkTests:
             test.panic_remaining_s = max(0.0, self._panic_end_at - mono)
         test.checkpoint = self._clock.now()
         self._checkpoint_at = mono
-        await self._store.put_meta(ACTIVE_KEY, test.to_json())
+        await self._save(ACTIVE_KEY, test.to_json())
+
+    async def _save(self, key: str, value: Any) -> None:
+        """Persist a running test's checkpoint or its end; a refusal of the state file
+        is logged (``walk_test.not_saved``), never raised into the loop that runs the
+        alarm system's timers: the test in memory is what holds."""
+        try:
+            await self._store.put_meta(key, value)
+        except StateError as exc:
+            log.error("walk_test.not_saved", key=key, error=str(exc))
 
 
 def _load(store: StateStore) -> WalkTest | None:

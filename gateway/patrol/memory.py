@@ -118,7 +118,11 @@ class PatrolMemory:
         if self.store is None:
             return found
         for round_id, data in self.store.values(ROUND).items():
-            state = restore_round(self._plan, data)
+            try:
+                state = restore_round(self._plan, data)
+            except StateError as exc:  # one bad record must not stop the tour (or the start)
+                log.error("patrol.round_unreadable", round=round_id, error=str(exc))
+                continue
             if state is None or state.id != round_id:
                 log.warning("patrol.round_not_restored", round=round_id, reason="plan changed")
                 continue

@@ -166,13 +166,12 @@ class StateStore:
         unread: why the file could not be read at start (the store then runs
             from memory and writes nothing, see ``__aenter__``), or None.
         unsaved: changes made in memory only because the store is unread.
+        bad_values: stored values left out because their kind cannot decode them.
         not_durable: why the last connection does not commit in the durable
             journal mode (``gateway.runtime.durable``), or None.
 
     Raises:
-        StateError: from every waiting write, when the file cannot be written;
-            from a read, for a value its kind cannot decode (the message names the
-            file, kind and key).
+        StateError: from every waiting write, when the file cannot be written.
     """
 
     def __init__(self, path: Path) -> None:
@@ -193,20 +192,22 @@ class StateStore:
         self.commit_failures = 0
         self.unread: str | None = None
         self.unsaved = 0
+        self.bad_values = 0
         self.not_durable: str | None = None
 
     async def __aenter__(self) -> Self:
         """Open the file and load every value.
 
         A file that cannot be opened or read (an I/O error, a hot journal on a file
-        turned read-only, a lock held past the busy timeout, not a database) or
-        whose area, bypass or alarm records cannot be decoded does not stop the
-        start: the store runs *unread* (:attr:`unread` says why). Nothing is
-        loaded; every change is made in memory only, waiting writes included
-        (the rules, the schedule and the center's commands work on), and nothing
-        is written to the file for the rest of the run, so the values it holds are
-        never overwritten with the ones this run started from. Before, the daemon
-        exited, and systemd restarted it into the same error: no alarm path at all.
+        turned read-only, a lock held past the busy timeout, not a database, a
+        value that is not JSON) does not stop the start (a value that is JSON its
+        kind cannot decode is left out, :meth:`values`): the store runs *unread*
+        (:attr:`unread` says why). Nothing is loaded; every change is made in
+        memory only, waiting writes included (the rules, the schedule and the
+        center's commands work on), and nothing is written to the file for the
+        rest of the run, so the values it holds are never overwritten with the
+        ones this run started from. Before, the daemon exited, and systemd
+        restarted it into the same error: no alarm path at all.
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,8 +221,8 @@ class StateStore:
                 self._data.setdefault(str(kind), {})[str(key)] = json.loads(value)
             alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
             for kind in alarm_kinds:
-                self.values(kind)  # the alarm system's records must read
-        except (sqlite3.Error, OSError, ValueError, StateError) as exc:
+                self.values(kind)  # decoded now: a bad record is logged at start
+        except (sqlite3.Error, OSError, ValueError) as exc:
             await self._close()
             self._data.clear()
             self._typed.clear()
@@ -254,14 +255,22 @@ class StateStore:
     def values(self, kind: Kind[T]) -> Mapping[str, T]:
         """Every value of ``kind`` by key (a live view: do not change it).
 
-        Raises:
-            StateError: a stored value ``kind`` cannot decode.
+        A stored value ``kind`` cannot decode (a file written by hand, or by a
+        version that wrote it differently) is left out: logged once
+        (``state.value_unreadable``, naming the file, kind and key), counted in
+        :attr:`bad_values`, and replaced by the next write of its key. Before, it
+        stopped the start, and systemd restarted the daemon into the same error
+        (review of 2026-12-03): the alarm path must not depend on one record.
         """
         typed = self._typed.get(kind.name)
         if typed is None:
             typed = {}
             for key, data in self._data.get(kind.name, {}).items():
-                typed[key] = self._decode(kind, key, data)
+                try:
+                    typed[key] = self._decode(kind, key, data)
+                except StateError as exc:
+                    self.bad_values += 1
+                    log.error("state.value_unreadable", path=str(self.path), error=str(exc))
             self._typed[kind.name] = typed
             self._kinds[kind.name] = kind
         return typed

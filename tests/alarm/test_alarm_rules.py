@@ -3,6 +3,8 @@ observations with a manual clock and a real SQLite state file."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -316,3 +318,20 @@ async def test_with_the_state_file_unread_a_command_issued_before_the_start_is_r
         )
         assert (await r.commands.handle("ping", fresh, False))["status"] == "ok"
         assert (await r.commands.handle("ping", fresh, False))["data"]["reason"] == "duplicate"
+
+
+async def test_a_record_its_kind_cannot_decode_is_left_out_and_counted(tmp_path: Path) -> None:
+    """One bad record (written by hand, or by another version) stopped the start, and
+    systemd restarted the daemon into the same error; now it is left out and logged,
+    and the area starts as configured."""
+    path = tmp_path / "state.sqlite"
+    async with StateStore(path) as store:
+        await store.put_area("A", AreaRecord(True, datetime.now(UTC), "duty-1"))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("""INSERT INTO state VALUES ('area', 'PERIM', '{"armed": true}')""")
+        db.commit()
+    async with StateStore(path) as store:
+        assert store.unread is None
+        assert set(store.areas) == {"A"} and store.bad_values == 1
+    async with rig(tmp_path) as r:  # the alarm system starts on it
+        assert not r.system.areas.armed("PERIM")  # its configured initial state

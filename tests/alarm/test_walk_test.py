@@ -4,6 +4,7 @@ stay live; the test ends at its time, and neither a restart nor a clock step ext
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from gateway.errors import CommandRefused
 from gateway.events.model import rfc3339
 from simulators.center_commands import command_payload
 from tests.alarm_support import Rig, rig
+from tests.helpers import locked
 
 # Area A of the test school: P1 (panic), T1 (tamper), I1, E1 (EOL), D1 (paired), L1.
 A_TESTABLE = ["T1", "I1", "E1", "D1", "L1"]
@@ -191,3 +193,22 @@ async def _send(r: Rig, name: str, params: dict[str, Any] | None = None) -> dict
         operator="duty-1",
     )
     return await r.commands.handle(name, payload, False)
+
+
+async def test_a_test_that_ends_while_the_state_file_refuses_writes_still_ends(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the state file's lock when the test's time is up: the
+    ending is reported, the zone left open alarms, and the alarm system's timers run
+    on (before, the refused write stopped the ending half-way and killed the timers)."""
+    async with rig(tmp_path) as r:
+        await r.at_rest()
+        await _start(r, duration_s=60.0)
+        await r.contact("io", 7, False)  # L1 left open when the test ends
+        with locked(tmp_path / "state.sqlite"):
+            await r.advance(60)
+            await r.wait_for(lambda: bool(r.of("maintenance.ended")), 10)
+            await r.wait_for(lambda: bool(r.of("alarm.intrusion", "L1")), 5)
+        assert r.system.walk.active is None
+        running = {t.get_name() for t in asyncio.all_tasks()}  # done tasks are not listed
+        assert "alarm-timers" in running, running

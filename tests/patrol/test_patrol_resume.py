@@ -7,7 +7,10 @@ as the daemon does after a power cut (the daemon itself, SIGKILLed, is in
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,29 @@ async def test_a_power_cut_between_state_and_outbox_loses_and_doubles_nothing(
 
 def _z(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def test_a_round_record_that_cannot_be_read_is_left_out_and_the_tour_goes_on(
+    tmp_path: Path,
+) -> None:
+    """One bad ``patrol.round`` record stopped the patrol stage at every start (and so
+    the daemon, under systemd, in a loop): now it is logged and left out."""
+    cfg, log, clock = night_config(), EventLog(), FakeClock(NIGHT - MIN)
+    path = tmp_path / "state.sqlite"
+    async with StateStore(path) as store:
+        engine = make_engine(cfg, clock, log, store=store)
+        await walk(engine, clock, NIGHT, ["CP1", "CP2"])
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT key, value FROM state WHERE kind = 'patrol.round'").fetchall()
+        assert rows, "no round was persisted"
+        for key, value in rows:
+            bad = {**json.loads(value), "start": "not a time"}
+            db.execute(
+                "UPDATE state SET value = ? WHERE kind = 'patrol.round' AND key = ?",
+                (json.dumps(bad), key),
+            )
+        db.commit()
+    async with StateStore(path) as store:
+        engine = make_engine(cfg, clock, log, store=store)
+        await walk(engine, clock, NIGHT + 20 * MIN, ["CP3"])
+    assert [e.subject for e in log.of("patrol.checkpoint")][-1] == "CP3"

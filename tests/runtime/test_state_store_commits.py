@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,34 +19,9 @@ from gateway.events.model import Event, EventFactory
 from gateway.runtime import state_store
 from gateway.runtime.state import AREA, META, AreaRecord
 from gateway.runtime.state_store import StateStore
-from tests.helpers import eventually
+from tests.helpers import eventually, locked
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
-_LOCKER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Another process holds ``path``'s exclusive lock until the block ends."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LOCKER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    try:
-        yield
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(10)
 
 
 def on_disk(path: Path, kind: str = "meta") -> dict[str, str]:
