@@ -199,9 +199,9 @@ class StateStore:
         """Open the file and load every value.
 
         A file that cannot be opened or read (an I/O error, a hot journal on a file
-        turned read-only, a lock held past the busy timeout, not a database, a
-        value that is not JSON) does not stop the start (a value that is JSON its
-        kind cannot decode is left out, :meth:`values`): the store runs *unread*
+        turned read-only, a lock held past the busy timeout, not a database) does
+        not stop the start (a value that is not JSON, or that its kind cannot
+        decode, is left out, :meth:`values`): the store runs *unread*
         (:attr:`unread` says why). Nothing is loaded; every change is made in
         memory only, waiting writes included (the rules, the schedule and the
         center's commands work on), and nothing is written to the file for the
@@ -218,7 +218,16 @@ class StateStore:
             async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
                 rows = await cursor.fetchall()
             for kind, key, value in rows:
-                self._data.setdefault(str(kind), {})[str(key)] = json.loads(value)
+                try:
+                    data = json.loads(value)
+                except (TypeError, ValueError) as exc:  # left out, as in values()
+                    self.bad_values += 1
+                    log.error(
+                        "state.value_unreadable", path=str(self.path), kind=str(kind),
+                        key=str(key), error=f"not JSON: {exc}",
+                    )  # fmt: skip
+                    continue
+                self._data.setdefault(str(kind), {})[str(key)] = data
             alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
             for kind in alarm_kinds:
                 self.values(kind)  # decoded now: a bad record is logged at start

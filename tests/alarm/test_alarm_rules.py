@@ -329,9 +329,11 @@ async def test_a_record_its_kind_cannot_decode_is_left_out_and_counted(tmp_path:
         await store.put_area("A", AreaRecord(True, datetime.now(UTC), "duty-1"))
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("""INSERT INTO state VALUES ('area', 'PERIM', '{"armed": true}')""")
+        db.execute("""INSERT INTO state VALUES ('meta', 'torn', '{"not json')""")
         db.commit()
     async with StateStore(path) as store:
         assert store.unread is None
-        assert set(store.areas) == {"A"} and store.bad_values == 1
+        assert set(store.areas) == {"A"} and store.bad_values == 2
+        assert store.meta("torn") is None
     async with rig(tmp_path) as r:  # the alarm system starts on it
         assert not r.system.areas.armed("PERIM")  # its configured initial state
