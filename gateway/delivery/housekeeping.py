@@ -6,7 +6,8 @@
   second at most, with counts per priority and the ``seq`` numbers lost.
 * ``fault.storage``: a corrupt outbox quarantined at start, a state file that
   could not be read at start (``StateStore.unread``), a file that does not commit
-  in the durable journal mode (checked every second), or the disk filling
+  in the durable journal mode (checked every second, the switch tried again every
+  ``DURABLE_RETRY_S``), or the disk filling
   (the ballast given up), raise ``active``; ``cleared`` once the ballast is back.
   A write that has waited ``STALL_FAULT_S`` while commits fail (a lock held by
   another process, I/O errors, a read-only or immutable file, also from the
@@ -54,6 +55,9 @@ STALL_FAULT_S = 2.0
 SLOW_FAULT_S = 10.0
 """Seconds a write waits on a commit that has not failed before ``fault.storage``."""
 _STALL_CHECK_S = 0.25
+DURABLE_RETRY_S = 60.0
+"""Seconds between attempts to switch a file that is not durable (a WAL file another
+process kept open) to the durable journal mode, on fresh connections."""
 
 
 @dataclass(slots=True)
@@ -81,6 +85,7 @@ class Housekeeping:
     state: StateStore | None = None
     _storage_incident: str | None = None
     _not_durable: tuple[str, str] | None = None  # (what was reported, its incident)
+    _durable_tried: float = 0.0
     _stall_incident: str | None = None
     _started: float = 0.0
 
@@ -276,6 +281,12 @@ class Housekeeping:
             files.append((self.state.path, self.state.not_durable))
         bad = [(path, reason) for path, reason in files if reason is not None]
         why = "; ".join(f"{path}: {reason}" for path, reason in bad)
+        if bad and time.monotonic() - self._durable_tried >= DURABLE_RETRY_S:
+            # The other process may be gone: try the switch again on fresh connections.
+            self._durable_tried = time.monotonic()
+            await self.outbox.retry_durable()
+            if self.state is not None:
+                self.state.retry_durable()
         if why and (self._not_durable is None or self._not_durable[0] != why):
             if self._not_durable is not None:
                 await self._emit(

@@ -429,6 +429,11 @@ class StateStore:
         """
         await self.put(META, key, value)
 
+    def retry_durable(self) -> None:
+        """Try the durable journal mode again (:attr:`not_durable`) on a fresh
+        connection at the next commit."""
+        self._reconnect = self.unread is None
+
     # -- internals ------------------------------------------------------------------------
 
     def _decode(self, kind: Kind[T], key: str, data: Any) -> T:

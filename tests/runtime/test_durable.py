@@ -16,13 +16,17 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from gateway.config.root import OutboxConfig
+from gateway.delivery import housekeeping
 from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.events.model import Event, EventFactory
 from gateway.runtime.durable import JOURNAL_LIMIT_BYTES
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.tasks import cancel_and_wait
+from tests.fault_support import wait_until
 from tests.helpers import eventually
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
@@ -113,12 +117,15 @@ def wal_file_held_open(path: Path) -> Iterator[None]:
             holder.stdin.close()
 
 
-async def test_a_wal_file_another_process_keeps_open_is_reported_not_durable(
-    tmp_path: Path,
+async def test_a_wal_file_another_process_keeps_open_is_reported_then_switched_once_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The switch out of WAL needs the file to itself. Before, its failure was
     suppressed and the outbox ran in WAL (SIGBUS on ``-shm`` once the disk turns
-    unwritable) with nothing said; now ``fault.storage`` says so, naming the file."""
+    unwritable) with nothing said; now ``fault.storage`` says so, naming the file,
+    and once the other process is gone the switch is tried again on a fresh
+    connection (``DURABLE_RETRY_S``, shortened here) and the fault clears."""
+    monkeypatch.setattr(housekeeping, "DURABLE_RETRY_S", 0.2)
     path = tmp_path / "o.sqlite"
     raised: list[Event] = []
 
@@ -126,19 +133,31 @@ async def test_a_wal_file_another_process_keeps_open_is_reported_not_durable(
         raised.append(event)
         return event
 
-    with wal_file_held_open(path):
+    def faults(state: str) -> list[Event]:
+        return [e for e in raised if e.type == "fault.storage" and e.data["state"] == state]
+
+    with contextlib.ExitStack() as holder:
+        holder.enter_context(wal_file_held_open(path))
         async with Outbox(path) as outbox, StateStore(tmp_path / "s.sqlite") as state:
             assert outbox.not_durable is not None and "wal" in outbox.not_durable
             assert state.not_durable is None
             keeper = Housekeeping(outbox, FACTORY, OutboxConfig(), "gw1", emit=emit, state=state)
             care = asyncio.create_task(keeper.run())
             try:
-                await eventually(lambda: bool(raised), 5)
+                await eventually(lambda: bool(faults("active")), 5)
+                holder.close()  # the other process is gone
+
+                async def switched() -> bool:  # the switch is tried at a commit
+                    await outbox.append(
+                        FACTORY.make("alarm.panic", device="io", subject="P1", state="active")
+                    )
+                    return outbox.not_durable is None
+
+                await wait_until(switched, 5, "the outbox switched to the durable journal")
+                await eventually(lambda: bool(faults("cleared")), 5)
             finally:
                 await cancel_and_wait([care])
-    [fault] = [e for e in raised if e.type == "fault.storage"]
-    assert fault.data["state"] == "active"
+    [fault] = faults("active")
+    assert fault.data["path"] == str(path)
     assert str(path) in fault.data["reason"] and "journal_mode is wal" in fault.data["reason"]
-    async with Outbox(path) as outbox:  # alone with the file: switched
-        assert outbox.not_durable is None
     not_wal(path)

@@ -211,6 +211,7 @@ class Outbox(OutboxReads):
         self.last_error: str | None = None
         self.quarantined: Path | None = None
         self.not_durable: str | None = None
+        self._durable_retry = False
         self.stats = OutboxStats()
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.backlog = Backlog()
@@ -719,7 +720,8 @@ class Outbox(OutboxReads):
         busy = False
         while True:
             try:
-                if self._db is None or (failures and not busy):
+                if self._db is None or (failures and not busy) or self._durable_retry:
+                    self._durable_retry = False
                     await self._reconnect()
                 await self._commit(ops)
                 if failures:
@@ -883,6 +885,14 @@ class Outbox(OutboxReads):
         """Set when rows may have been appended (or held rows became due); whoever
         waits on it (the uplink's send loop) clears it before reading what is due."""
         return self._changed
+
+    async def retry_durable(self) -> None:
+        """Try the durable journal mode again (:attr:`not_durable`): the metrics
+        reader is closed (an open connection of our own would keep a WAL file in
+        WAL too) and the next commit runs on a fresh connection, which switches it
+        once no other process has the file open."""
+        await self.metrics.close()
+        self._durable_retry = True
 
     def poke(self) -> None:
         """Set :attr:`changed` (after a reconnect, pending rows are re-driven)."""
