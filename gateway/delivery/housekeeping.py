@@ -116,6 +116,9 @@ class Housekeeping:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._watch_commits(), name="outbox-stall-watch")
             tg.create_task(self._care(), name="outbox-care")
+            # Apart: a purge waits for its commit, which waits as long as commits fail,
+            # and the care loop's reports and checks must not wait with it.
+            tg.create_task(self._purge_hourly(), name="outbox-purge")
 
     async def _watch_commits(self) -> None:
         """``fault.storage`` while commits stall (see module docstring)."""
@@ -163,8 +166,15 @@ class Housekeeping:
             incident=incident,
         )
 
+    async def _purge_hourly(self) -> None:
+        while True:
+            purged = await self.outbox.purge(self.cfg.retention_days * 86400)
+            if purged:
+                log.info("outbox.purged", rows=purged, retention_days=self.cfg.retention_days)
+            await asyncio.sleep(_PURGE_S)
+
     async def _care(self) -> None:
-        last_ballast = last_purge = -float("inf")
+        last_ballast = -float("inf")
         while True:
             await self._report_shed()
             await self._check_durable()
@@ -174,11 +184,6 @@ class Housekeeping:
             ):
                 last_ballast = now
                 await self._check_disk()
-            if now - last_purge >= _PURGE_S:
-                last_purge = now
-                purged = await self.outbox.purge(self.cfg.retention_days * 86400)
-                if purged:
-                    log.info("outbox.purged", rows=purged, retention_days=self.cfg.retention_days)
             await asyncio.sleep(_SHED_REPORT_S)
 
     async def heartbeat(self) -> Event:
