@@ -79,10 +79,6 @@ T = TypeVar("T")
 
 _BUSY_S = 1.0  # seconds a write waits for another process's lock
 _RETRY_S = 1.0  # seconds between attempts while commits fail
-OPEN_ATTEMPTS = 3
-"""Tries to read the file at start while another process holds its lock (each waits
-``_BUSY_S``): a technician's ``sqlite3`` shell holding it a moment must not leave a
-whole run unread (review of 2026-12-03); a longer hold still does, after 3 s."""
 BEHIND_S = 1.0
 """Seconds a write-behind change (a forgotten report, an open alarm's copy) waits for
 others before its commit: one fsync a second at most for what the next start can
@@ -127,12 +123,6 @@ def _write(
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-
-
-def _busy(exc: BaseException) -> bool:
-    """Whether SQLite gave up waiting for another connection's lock (SQLITE_BUSY,
-    SQLITE_LOCKED)."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (5, 6)
 
 
 def _json(data: Any) -> str:
@@ -212,57 +202,46 @@ class StateStore:
         turned read-only, a lock held past the busy timeout, not a database) does
         not stop the start (a value that is not JSON, or that its kind cannot
         decode, is left out, :meth:`values`): the store runs *unread*
-        (:attr:`unread` says why; a lock held by another process is waited for
-        :data:`OPEN_ATTEMPTS` times first). Nothing is loaded; every change is made in
+        (:attr:`unread` says why). Nothing is loaded; every change is made in
         memory only, waiting writes included (the rules, the schedule and the
         center's commands work on), and nothing is written to the file for the
         rest of the run, so the values it holds are never overwritten with the
         ones this run started from. Before, the daemon exited, and systemd
         restarted it into the same error: no alarm path at all.
         """
-        for attempt in range(1, OPEN_ATTEMPTS + 1):
-            try:
-                await self._load()
-                break
-            except (sqlite3.Error, OSError, ValueError) as exc:
-                await self._close()
-                self._data.clear()
-                self._typed.clear()
-                self.bad_values = 0
-                if _busy(exc) and attempt < OPEN_ATTEMPTS:
-                    log.warning("state.busy_at_start", path=str(self.path), attempt=attempt)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await self._connect()
+            assert self._db is not None
+            with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
+                await self._db.executescript(_SCHEMA)
+            async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
+                rows = await cursor.fetchall()
+            for kind, key, value in rows:
+                try:
+                    data = json.loads(value)
+                except (TypeError, ValueError) as exc:  # left out, as in values()
+                    self.bad_values += 1
+                    log.error(
+                        "state.value_unreadable", path=str(self.path), kind=str(kind),
+                        key=str(key), error=f"not JSON: {exc}",
+                    )  # fmt: skip
                     continue
-                self.unread = f"cannot read state {self.path}: {exc}"
-                log.error("state.unread", path=str(self.path), error=str(exc))
-            except BaseException:  # a stop while opening: no connection left behind
-                await self._close()
-                raise
+                self._data.setdefault(str(kind), {})[str(key)] = data
+            alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
+            for kind in alarm_kinds:
+                self.values(kind)  # decoded now: a bad record is logged at start
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            await self._close()
+            self._data.clear()
+            self._typed.clear()
+            self.unread = f"cannot read state {self.path}: {exc}"
+            log.error("state.unread", path=str(self.path), error=str(exc))
+        except BaseException:  # a stop while opening: no connection left behind
+            await self._close()
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
         return self
-
-    async def _load(self) -> None:
-        """Connect and load every value (bad ones left out, :meth:`values`)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self._connect()
-        assert self._db is not None
-        with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
-            await self._db.executescript(_SCHEMA)
-        async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
-            rows = await cursor.fetchall()
-        for kind, key, value in rows:
-            try:
-                data = json.loads(value)
-            except (TypeError, ValueError) as exc:  # left out, as in values()
-                self.bad_values += 1
-                log.error(
-                    "state.value_unreadable", path=str(self.path), kind=str(kind),
-                    key=str(key), error=f"not JSON: {exc}",
-                )  # fmt: skip
-                continue
-            self._data.setdefault(str(kind), {})[str(key)] = data
-        alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
-        for kind in alarm_kinds:
-            self.values(kind)  # decoded now: a bad record is logged at start
 
     async def __aexit__(
         self,

@@ -126,20 +126,3 @@ async def test_a_failed_write_behind_is_retried_a_second_later_not_after_another
             monkeypatch.setattr(state_store, "BEHIND_S", 60.0)
         await eventually(lambda: store.commits > before, 5)  # not 60 s
         assert on_disk(path) == {"behind": "1"}
-
-
-async def test_a_lock_held_a_moment_at_start_is_waited_for_not_a_whole_unread_run(
-    tmp_path: Path,
-) -> None:
-    """Another process (a technician's ``sqlite3`` shell) holds the file's lock for
-    1.5 s as the daemon starts: the store waits and reads the file, where one busy
-    timeout (1 s) had left the whole run unread, nothing saved (review of 2026-12-03)."""
-    path = tmp_path / "state.sqlite"
-    async with StateStore(path) as store:
-        await store.put_meta("armed", True)
-    held = locked(path)
-    held.__enter__()
-    asyncio.get_running_loop().call_later(1.5, held.__exit__, None, None, None)
-    async with StateStore(path) as store:
-        assert store.unread is None, store.unread
-        assert store.meta("armed") is True
