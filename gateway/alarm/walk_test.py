@@ -50,6 +50,7 @@ from gateway.alarm.walk_record import (
 from gateway.config.alarm import WalkTestConfig
 from gateway.errors import CommandRefused, StateError
 from gateway.events.model import rfc3339
+from gateway.runtime.state import META
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.tasks import cancel_and_wait
 from gateway.runtime.timebase import Clock
@@ -194,7 +195,7 @@ class WalkTests:
             self.active = test
             self._arm(test, test.remaining_s, test.panic_remaining_s)
             try:
-                await self._persist()
+                await self._persist(raise_refusal=True)  # saved before it is reported
             except BaseException:
                 self.active = None
                 raise
@@ -400,8 +401,11 @@ class WalkTests:
             # zones are judged again even when the state file refuses the write
             # (before, the ending stopped here: no ``maintenance.ended``, the zones
             # under test stayed silent, and the alarm task's timers died with it).
-            await self._save(REPORTS_KEY, reports)
-            await self._save(ACTIVE_KEY, None)
+            # Written behind, so a refused write is retried with this value until it
+            # lands: a waiting write refused would never land, and the next start
+            # would bring the ended test back, its zones silenced (review 2026-12-03).
+            await self._store.put(META, REPORTS_KEY, reports, wait=False)
+            await self._store.put(META, ACTIVE_KEY, None, wait=False)
             await self._engine.emit(
                 self._engine.factory.make(
                     "maintenance.ended",
@@ -419,8 +423,9 @@ class WalkTests:
             await self._engine.evaluate(zone_id)
         return report
 
-    async def _persist(self) -> None:
-        """Write the running test down, with the monotonic time left now."""
+    async def _persist(self, *, raise_refusal: bool = False) -> None:
+        """Write the running test down, with the monotonic time left now; a refusal of
+        the state file is raised only with ``raise_refusal`` (at the start)."""
         test = self.active
         if test is None:
             return
@@ -430,16 +435,14 @@ class WalkTests:
             test.panic_remaining_s = max(0.0, self._panic_end_at - mono)
         test.checkpoint = self._clock.now()
         self._checkpoint_at = mono
-        await self._save(ACTIVE_KEY, test.to_json())
-
-    async def _save(self, key: str, value: Any) -> None:
-        """Persist a running test's checkpoint or its end; a refusal of the state file
-        is logged (``walk_test.not_saved``), never raised into the loop that runs the
-        alarm system's timers: the test in memory is what holds."""
         try:
-            await self._store.put_meta(key, value)
+            await self._store.put_meta(ACTIVE_KEY, test.to_json())
         except StateError as exc:
-            log.error("walk_test.not_saved", key=key, error=str(exc))
+            if raise_refusal:
+                raise
+            # A checkpoint: logged, never raised into the loop that runs the alarm
+            # system's timers; the test in memory is what holds.
+            log.error("walk_test.not_saved", error=str(exc))
 
 
 def _load(store: StateStore) -> WalkTest | None:

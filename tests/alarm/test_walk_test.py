@@ -212,3 +212,23 @@ async def test_a_test_that_ends_while_the_state_file_refuses_writes_still_ends(
         assert r.system.walk.active is None
         running = {t.get_name() for t in asyncio.all_tasks()}  # done tasks are not listed
         assert "alarm-timers" in running, running
+    async with rig(tmp_path) as again:  # the lock is gone: the end was saved after all
+        assert again.system.walk.active is None
+        assert again.system.walk.reports()[0]["reason"] == "time_up"
+
+
+async def test_a_test_stopped_while_the_state_file_refuses_writes_stays_stopped(
+    tmp_path: Path,
+) -> None:
+    """Stopped with most of its hour left while another process holds the lock: the end
+    is saved once the lock is gone, so a restart never brings the test back with its
+    zones silenced (review of 2026-12-03: a refused waiting write never lands)."""
+    async with rig(tmp_path) as r:
+        await r.at_rest()
+        await _start(r, duration_s=3600.0)
+        with locked(tmp_path / "state.sqlite"):
+            await r.system.walk.stop(by="duty-1")
+            assert r.of("maintenance.ended")
+    async with rig(tmp_path) as again:
+        assert again.system.walk.active is None
+        assert again.system.walk.reports()[0]["reason"] == "stopped"
