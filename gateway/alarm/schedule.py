@@ -18,6 +18,7 @@ import structlog
 
 from gateway.config.alarm import WEEKDAYS, ArmWindow, ScheduleConfig
 from gateway.events.model import rfc3339
+from gateway.runtime.state import AREA
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import Clock, Timers
 
@@ -130,19 +131,25 @@ class Scheduler:
         """
         now = self._clock.now()
         last_text = self._store.meta("schedule_checked_at")
+        last: dt.datetime | None = None
         if isinstance(last_text, str):
-            last = dt.datetime.fromisoformat(last_text)
-            for area_id, timetable in self._timetables.items():
-                missed = timetable.next_change(last)
-                if missed is not None and missed <= now:
-                    log.info("schedule.missed_boundary", area=area_id, at=rfc3339(missed))
-                    await self._apply(area_id, timetable.armed_at(now), now)
-        elif self._store.unread is not None:
-            # The state file could not be read: its arming and last check are unknown,
-            # so each scheduled area takes what its timetable says now (armed at
-            # night), not its first-start state (review of 2026-12-03).
-            for area_id, timetable in self._timetables.items():
-                log.warning("schedule.applied_unread", area=area_id)
+            try:
+                last = dt.datetime.fromisoformat(last_text)
+            except ValueError:
+                log.error("schedule.check_time_unreadable", value=repr(last_text)[:80])
+        # The state file could not be read, or what it says of the schedule or of an
+        # area cannot be: that area's arming is unknown, so it takes what its
+        # timetable says now (armed at night), not its first-start state (reviews of
+        # 2026-12-03; a torn check time had stopped the start in a loop).
+        unknown = self._store.unread is not None or (last_text is not None and last is None)
+        for area_id, timetable in self._timetables.items():
+            if unknown or (AREA.name, area_id) in self._store.left_out:
+                log.warning("schedule.applied_unknown_state", area=area_id)
+                await self._apply(area_id, timetable.armed_at(now), now)
+                continue
+            missed = timetable.next_change(last) if last is not None else None
+            if missed is not None and missed <= now:
+                log.info("schedule.missed_boundary", area=area_id, at=rfc3339(missed))
                 await self._apply(area_id, timetable.armed_at(now), now)
         await self._store.put_meta("schedule_checked_at", rfc3339(now))
         for area_id in self._timetables:

@@ -17,9 +17,9 @@ A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
    ``clock_skew_s`` ahead, ``expires_at`` not after ``issued_at`` or more than
    ``max_ttl_s`` after it (``invalid``), or ``expires_at`` already past (``expired``);
 5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay), or,
-   while the state file could not be read at start (``StateStore.unread``: the
-   replay guard of the runs before is unknown), was issued before this start
-   (``duplicate`` too);
+   while the replay guard of the runs before is unknown (the state file unread at
+   start, or its guard value unreadable), was issued before this start, timed on
+   the monotonic clock (``guard_unknown``: nothing was carried out);
 6. names no command this gateway has (``unknown_command``), or its handler
    refuses it (``rejected`` …).
 
@@ -45,6 +45,7 @@ from gateway.commands.signing import SIGNATURE_FIELD, loads, verify
 from gateway.config.alarm import CommandsConfig
 from gateway.errors import CommandRefused, GatewayError
 from gateway.events.model import Emit, EventFactory, parse_rfc3339, rfc3339
+from gateway.runtime.state import META
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.timebase import Clock
 
@@ -114,7 +115,11 @@ class CommandProcessor:
         # correlation_id -> expires_at of every command accepted and not yet expired,
         # kept in the state file so a captured command cannot be replayed after a restart.
         self._seen: dict[str, datetime] = _load_seen(store)
-        self._started = clock.now()
+        # When the guard of the runs before is unknown, a command issued before this
+        # start may have been carried out already: such commands are refused. The
+        # start is kept on the monotonic clock, so a wall-clock step never moves it.
+        self._guard_unknown = _guard_unknown(store)
+        self._started = clock.monotonic()
         self._one_at_a_time = asyncio.Lock()  # the uplink runs each command in a task
 
     async def handle(self, name: str, payload: bytes, retained: bool) -> dict[str, Any]:
@@ -179,18 +184,14 @@ class CommandProcessor:
                 f"expired at {rfc3339(expires_at)}", command=name, reason="expired"
             )
         self._seen = {c: t for c, t in self._seen.items() if t > now}
-        if (
-            self._store is not None
-            and self._store.unread is not None
-            and issued_at < self._started - timedelta(seconds=self._cfg.clock_skew_s)
-        ):
-            # The replay guard of the runs before could not be read: a command issued
-            # before this start may have been carried out already (review 2026-12-03).
+        started = now - timedelta(seconds=self._clock.monotonic() - self._started)
+        if self._guard_unknown and issued_at < started - timedelta(seconds=self._cfg.clock_skew_s):
             raise CommandRefused(
-                "issued before this start, and the replay guard could not be read "
-                "(state file unread): send it again",
+                "issued before this start, and the replay guard of the runs before could "
+                "not be read: nothing was carried out, send it again with a new "
+                "correlation_id",
                 command=name,
-                reason="duplicate",
+                reason="guard_unknown",
             )
         if correlation_id in self._seen:
             raise CommandRefused(
@@ -313,6 +314,18 @@ def _time(body: Mapping[str, Any], field: str, name: str) -> datetime:
 
 
 _SEEN_KEY = "commands_seen"
+
+
+def _guard_unknown(store: StateStore | None) -> bool:
+    """Whether the replay guard of the runs before could not be read: the state file
+    unread, or its ``commands_seen`` value left out or not an object (review of
+    2026-12-03: a torn value let a replay through)."""
+    if store is None:
+        return False
+    if store.unread is not None or (META.name, _SEEN_KEY) in store.left_out:
+        return True
+    raw = store.meta(_SEEN_KEY)
+    return raw is not None and not isinstance(raw, dict)
 
 
 def _load_seen(store: StateStore | None) -> dict[str, datetime]:

@@ -103,6 +103,15 @@ class Housekeeping:
                 {"path": str(self.state.path)},
                 clear_later=False,
             )
+        if self.state is not None and self.state.left_out:
+            names = ", ".join(f"{kind}/{key}" for kind, key in sorted(self.state.left_out))
+            await self._storage_fault(
+                f"{len(self.state.left_out)} values of the state file could not be read and "
+                f"were left out ({names[:300]}); an area among them starts from its "
+                "timetable or configuration",
+                {"path": str(self.state.path)},
+                clear_later=False,
+            )
         if self.outbox.quarantined is not None:
             await self._storage_fault(
                 "corrupt outbox quarantined; a new stream began",

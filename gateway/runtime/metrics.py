@@ -29,7 +29,7 @@ _ACK_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 COMMAND_REASONS = frozenset(
     {
         "retained", "invalid", "bad_signature", "expired", "duplicate",
-        "unknown_command", "rejected", "failed", "not_ready",
+        "unknown_command", "rejected", "failed", "not_ready", "guard_unknown",
     }
 )  # fmt: skip
 

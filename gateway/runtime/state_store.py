@@ -167,6 +167,7 @@ class StateStore:
             from memory and writes nothing, see ``__aenter__``), or None.
         unsaved: changes made in memory only because the store is unread.
         bad_values: stored values left out because their kind cannot decode them.
+        left_out: ``(kind, key)`` of each value left out.
         not_durable: why the last connection does not commit in the durable
             journal mode (``gateway.runtime.durable``), or None.
 
@@ -193,6 +194,7 @@ class StateStore:
         self.unread: str | None = None
         self.unsaved = 0
         self.bad_values = 0
+        self.left_out: set[tuple[str, str]] = set()  # (kind, key) of bad values
         self.not_durable: str | None = None
 
     async def __aenter__(self) -> Self:
@@ -220,8 +222,9 @@ class StateStore:
             for kind, key, value in rows:
                 try:
                     data = json.loads(value)
-                except (TypeError, ValueError) as exc:  # left out, as in values()
+                except (TypeError, ValueError, RecursionError) as exc:  # as in values()
                     self.bad_values += 1
+                    self.left_out.add((str(kind), str(key)))
                     log.error(
                         "state.value_unreadable", path=str(self.path), kind=str(kind),
                         key=str(key), error=f"not JSON: {exc}",
@@ -279,6 +282,7 @@ class StateStore:
                     typed[key] = self._decode(kind, key, data)
                 except StateError as exc:
                     self.bad_values += 1
+                    self.left_out.add((kind.name, key))
                     log.error("state.value_unreadable", path=str(self.path), error=str(exc))
             self._typed[kind.name] = typed
             self._kinds[kind.name] = kind
@@ -439,7 +443,7 @@ class StateStore:
     def _decode(self, kind: Kind[T], key: str, data: Any) -> T:
         try:
             return kind.decode(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise StateError(
                 f"state {self.path}: {kind.name}/{key} cannot be read: {exc!r}"
             ) from exc

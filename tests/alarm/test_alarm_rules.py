@@ -14,7 +14,7 @@ from gateway.errors import CommandRefused
 from gateway.runtime.state import META, AreaRecord
 from gateway.runtime.state_store import StateStore
 from simulators.center_commands import command_payload
-from tests.alarm_support import Rig, rig
+from tests.alarm_support import Rig, local, rig
 
 
 async def _disarm(r: Rig, area: str = "A") -> None:
@@ -312,7 +312,7 @@ async def test_with_the_state_file_unread_a_command_issued_before_the_start_is_r
             expires_at=r.clock.now() + timedelta(seconds=30),  # not expired
         )
         refused = await r.commands.handle("ping", old, False)
-        assert refused["data"]["reason"] == "duplicate", refused
+        assert refused["data"]["reason"] == "guard_unknown", refused
         _, fresh = command_payload(
             f"{r.system.cfg.topic_prefix}/cmd/ping", None, key=None, issued_at=r.clock.now()
         )
@@ -337,3 +337,42 @@ async def test_a_record_its_kind_cannot_decode_is_left_out_and_counted(tmp_path:
         assert store.meta("torn") is None
     async with rig(tmp_path) as r:  # the alarm system starts on it
         assert not r.system.areas.armed("PERIM")  # its configured initial state
+
+
+async def test_with_a_torn_replay_guard_a_command_issued_before_the_start_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The guard's value left out (not JSON) is as unknown as an unread file: a command
+    accepted before the restart cannot be replayed after it (review of 2026-12-03)."""
+    async with rig(tmp_path) as r:
+        issued = r.clock.now()
+        _, ping = command_payload(
+            f"{r.system.cfg.topic_prefix}/cmd/ping",
+            None,
+            key=None,
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=120),
+        )
+        assert (await r.commands.handle("ping", ping, False))["status"] == "ok"
+        await r.advance(60)  # the restart comes a minute later, the command not expired
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.sqlite")) as db:
+        db.execute("UPDATE state SET value = '{\"torn' WHERE key = 'commands_seen'")
+        db.commit()
+    async with rig(tmp_path, clock=r.clock) as again:
+        replayed = await again.commands.handle("ping", ping, False)
+        assert replayed["data"]["reason"] == "guard_unknown", replayed
+
+
+async def test_a_wall_clock_stepped_back_does_not_refuse_fresh_commands_while_unread(
+    tmp_path: Path,
+) -> None:
+    """The start is kept on the monotonic clock: booted an hour ahead, then corrected
+    by NTP, the gateway still obeys a command issued now (review of 2026-12-03: the
+    center could not reset a panic for an hour)."""
+    (tmp_path / "state.sqlite").mkdir()  # a state file SQLite cannot open
+    async with rig(tmp_path, start=local("2026-11-30 11:00")) as r:
+        await r.clock.step(-3600)  # the correction
+        _, reset = command_payload(
+            f"{r.system.cfg.topic_prefix}/cmd/ping", None, key=None, issued_at=r.clock.now()
+        )
+        assert (await r.commands.handle("ping", reset, False))["status"] == "ok"

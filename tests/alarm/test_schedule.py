@@ -4,6 +4,8 @@ manual clock (no real waiting). Asia/Shanghai, no daylight saving: 22:00 local i
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -155,3 +157,22 @@ async def test_a_state_file_that_cannot_be_read_leaves_a_scheduled_area_as_its_t
         await r.wait_for(lambda: not r.system.areas.armed("PERIM"))
     [armed] = r.of("area.armed", "PERIM")
     assert armed.data["by"] == "schedule"
+
+
+async def test_an_area_record_or_check_time_that_cannot_be_read_takes_the_timetable(
+    tmp_path: Path,
+) -> None:
+    """At 22:30 the schedule has armed PERIM; its record and the last check time are
+    then torn. Before, the torn check time stopped the start (in a loop under
+    systemd); an unreadable record left PERIM disarmed at night. Now PERIM is armed
+    again by its timetable at the restart (review of 2026-12-03)."""
+    async with rig(tmp_path, start=local("2026-11-30 21:00")) as r:
+        await _set(r, "2026-11-30 22:30")
+        await r.wait_for(lambda: r.system.areas.armed("PERIM"))
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.sqlite")) as db:
+        db.execute("""UPDATE state SET value = '{"armed": true}' WHERE kind = 'area'""")
+        db.execute("""UPDATE state SET value = '"garbage"' WHERE key = 'schedule_checked_at'""")
+        db.commit()
+    async with rig(tmp_path, start=local("2026-11-30 22:40")) as again:
+        assert again.system.areas.armed("PERIM")
+        assert again.system.scheduler.next_boundary("PERIM") == local("2026-12-01 06:00")
