@@ -298,8 +298,9 @@ class Housekeeping:
         if bad and time.monotonic() - self._durable_tried >= DURABLE_RETRY_S:
             # The other process may be gone: try the switch again on fresh connections.
             self._durable_tried = time.monotonic()
-            await self.outbox.retry_durable()
-            if self.state is not None:
+            if self.outbox.not_durable is not None:  # only the file that needs it
+                await self.outbox.retry_durable()
+            if self.state is not None and self.state.not_durable is not None:
                 self.state.retry_durable()
         if why and (self._not_durable is None or self._not_durable[0] != why):
             if self._not_durable is not None:

@@ -30,6 +30,7 @@ aside moves its journal with it (``gateway.delivery.outbox.files.quarantine``).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -79,3 +80,26 @@ async def _journal_mode(db: aiosqlite.Connection, pragma: str) -> str:
     async with db.execute(pragma) as cur:
         row = await cur.fetchone()
     return "" if row is None else str(row[0]).lower()
+
+
+async def connect_durable(
+    path: Path, *, busy_s: float, pragmas: tuple[str, ...] = ()
+) -> tuple[aiosqlite.Connection, str | None]:
+    """A connection to ``path`` set up in full (:func:`make_durable`, then ``pragmas``),
+    with why it is not durable (or None); never a half-set-up one: on any failure it
+    is closed and the error raised. One whose set-up failed (a lock held by another
+    process) would commit in SQLite's default ``DELETE`` mode.
+
+    Raises:
+        sqlite3.Error, OSError: the file cannot be opened or set up.
+    """
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_s)
+    try:
+        reason = await make_durable(db, path)
+        for pragma in pragmas:
+            await db.execute(pragma)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await db.close()
+        raise
+    return db, reason

@@ -59,7 +59,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.events.model import Emit, Event
-from gateway.runtime.durable import make_durable
+from gateway.runtime.durable import connect_durable
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import (
     ALARM,
@@ -550,15 +550,7 @@ class StateStore:
                     future.set_result(None)
 
     async def _connect(self) -> None:
-        """A connection set up in full, or none (see ``Outbox._connect``)."""
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        try:
-            self.not_durable = await make_durable(db, self.path)
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
-            raise
-        self._db = db
+        self._db, self.not_durable = await connect_durable(self.path, busy_s=_BUSY_S)
 
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
         if not batch:

@@ -81,7 +81,7 @@ from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
-from gateway.runtime.durable import make_durable
+from gateway.runtime.durable import connect_durable
 from gateway.runtime.flag import Flag
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
@@ -906,20 +906,10 @@ class Outbox(OutboxReads):
         return self._db
 
     async def _connect(self) -> aiosqlite.Connection:
-        """A connection set up in full, or none: one whose set-up failed (a lock held
-        by another process during ``make_durable``) would commit in SQLite's default
-        ``DELETE`` mode, and a busy failure is retried on the same connection
-        (review of 2026-12-03)."""
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=_BUSY_S)
-        try:
-            self.not_durable = await make_durable(db, self.path)
-            await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                await db.close()
-            raise
-        self._db = db
-        return db
+        self._db, self.not_durable = await connect_durable(
+            self.path, busy_s=_BUSY_S, pragmas=(f"PRAGMA cache_size=-{CACHE_KIB}",)
+        )
+        return self._db
 
     async def _reconnect(self) -> None:
         """A fresh connection: SQLite opens a file it cannot write read-only and never
