@@ -370,6 +370,18 @@ async def drain(
                 f"  live panic, append -> first delivery on the center's life-safety path "
                 f"({len(direct)}): {quantiles(direct)}"
             )
+        slowest = sorted(
+            (
+                (a.mono - sent_at[a.subject], sent_at[a.subject] - start, a.subject)
+                for a in report.arrivals
+                if a.subject in sent_at
+            ),
+            reverse=True,
+        )[:5]
+        print(
+            "  slowest live panics (latency at seconds into the drain): "
+            + ", ".join(f"{lat * 1000:.1f} ms at {at:.1f} s" for lat, at, _ in slowest)
+        )
         print(f"  live panic commit (append returns): {quantiles(commit_waits)}")
         print(f"  event loop lag meanwhile (a 10 ms sleep's overshoot): {quantiles(lags)}")
     else:

@@ -165,6 +165,9 @@ class Uplink:
         self._state_changed = asyncio.Event()
         # PUBACKed rows whose "sent" mark is not committed yet: not sent again meanwhile.
         self._settling: set[int] = set()
+        # The rows of each commit's shared "sent" future (``Outbox.mark_sent_soon``):
+        # settled together, one callback per commit rather than one per PUBACK.
+        self._marks: dict[asyncio.Future[None], list[PendingRow]] = {}
         self.stats = UplinkStats()
         self.refusals = Refusals(cfg.reconnect_min, cfg.reconnect_max)
         self._reconnect_wait = ReconnectWait(cfg.reconnect_min, cfg.reconnect_max)
@@ -471,18 +474,28 @@ class Uplink:
             self._settling.discard(row.n)
             log.error("uplink.mark_sent_failed", n=row.n, error=str(exc))
             return
-        mark.add_done_callback(functools.partial(self._settled, row))
+        rows = self._marks.get(mark)
+        if rows is None:
+            rows = self._marks[mark] = []
+            mark.add_done_callback(self._settled)
+        rows.append(row)
 
-    def _settled(self, row: PendingRow, mark: asyncio.Future[None]) -> None:
-        self._settling.discard(row.n)
+    def _settled(self, mark: asyncio.Future[None]) -> None:
+        """The rows whose "sent" marks one commit took: committed, or failed."""
+        rows = self._marks.pop(mark, [])
+        self._settling.difference_update(row.n for row in rows)
         failed = mark.cancelled() or mark.exception() is not None
         if failed:
             if not mark.cancelled():
-                log.error("uplink.mark_sent_failed", n=row.n, error=str(mark.exception()))
-            self._outbox.release(row)
+                log.error(
+                    "uplink.mark_sent_failed", rows=len(rows), n=[row.n for row in rows][:20],
+                    error=str(mark.exception()),
+                )  # fmt: skip
+            for row in rows:
+                self._outbox.release(row)
         # Wake the send loop only where that can start work: an ack timer starts
         # now, and a row whose mark failed is due again.
-        if failed or row.track_ack:
+        if failed or any(row.track_ack for row in rows):
             self._outbox.poke()
 
     # -- state and heartbeat --------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from gateway.delivery.outbox import Outbox, PendingRow
 from gateway.delivery.outbox.due_queue import DueQueue
 from gateway.events.model import EventFactory
+from gateway.runtime.onthread import run_on
 from tests.helpers import eventually
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
@@ -141,6 +143,33 @@ async def test_an_alarm_committed_behind_a_full_queue_still_goes_first(tmp_path:
         taken = await outbox.take(2)
         assert taken[0].id == panic.id and taken[0].n == panic_n
         assert taken[1].n == first.n + 1
+
+
+async def test_an_alarm_in_memory_goes_without_waiting_for_a_read_of_the_file(
+    tmp_path: Path,
+) -> None:
+    """A take that would run short waits for the next page of a backlog, and that read
+    queues on the writer's connection behind whatever it runs. During a drain that is
+    the commit of a thousand marks right after a live panic's own commit: the panic,
+    in memory already, waited 60 ms with nothing in flight (issue 14). An alarm in
+    memory is returned at once; the page comes with the next take."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=0) as outbox:
+        outbox.due = DueQueue(max_rows=40, page_rows=20)
+        await asyncio.gather(*(outbox.append(_event(5, i)) for i in range(200)))
+        await outbox.take(30)  # a page in, the next one read in the background
+        await eventually(lambda: outbox._prefetching is None or outbox._prefetching.done())
+        panic = await outbox.append(_event(1, 999))
+        gate = threading.Event()  # the writer's connection is busy until the test says
+        busy = asyncio.ensure_future(run_on(outbox._require_db(), lambda _: gate.wait(30)))
+        try:
+            rows = await asyncio.wait_for(outbox.take(40), 10)
+        finally:
+            gate.set()
+            await busy
+        assert rows[0].id == panic.id
+        assert all(r.priority == 5 for r in rows[1:])  # what memory held, nothing read
+        more = await outbox.take(40)  # the read, now the connection is free
+        assert more and more[0].n == max(r.n for r in rows[1:]) + 1
 
 
 async def test_the_next_page_of_a_backlog_is_read_while_the_take_returns(tmp_path: Path) -> None:

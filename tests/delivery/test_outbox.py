@@ -259,6 +259,24 @@ async def test_puback_and_ack_marks_ride_in_the_next_events_commit(tmp_path: Pat
         assert [r.id for r in await outbox.pending(10)] == [second.id]
 
 
+async def test_a_row_puback_and_acked_in_one_commit_is_off_the_resend_schedule(
+    tmp_path: Path,
+) -> None:
+    """The usual case while marks linger: the PUBACK's mark and the center's ack of an
+    alarm commit together. The row is closed, so nothing may wait to re-send it (it
+    stayed on the schedule for good: a drain's half a million entries, issue 14)."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
+        first = await outbox.append(_panic(1))
+        (row,) = await outbox.pending(10)
+        marks = asyncio.gather(outbox.mark_sent([row.n]), outbox.mark_acked([first.id]))
+        await asyncio.sleep(0)  # both queued before the next event's commit takes them
+        await outbox.append(_beat(2))
+        _, (acked,) = await asyncio.wait_for(marks, 10)
+        assert acked[0] == first.id  # acked in the commit that recorded its PUBACK
+        assert row.n not in outbox.resends and len(outbox.resends) == 0
+        assert await outbox.next_due_in() is None  # nothing waits to be sent again
+
+
 async def test_an_alarm_commits_alone_and_the_marks_queued_with_it_follow(
     tmp_path: Path,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.delivery.outbox.due import ResendSchedule
+from gateway.delivery.outbox.due import COMPACT_AFTER, ResendSchedule
 
 
 class Turned:
@@ -44,3 +44,22 @@ def test_rows_from_an_earlier_process_wait_at_most_one_timeout_whatever_the_wall
     assert schedule.overdue() == [1, 3]
     clock.now += 10
     assert schedule.overdue() == [1, 2, 3]
+
+
+def test_acked_rows_leave_no_backlog_of_stale_entries_behind() -> None:
+    """A drain PUBACKs and acks a million alarms: the rows acked must not stay in the
+    schedule's heap, or it grows by one entry per event (about 100 MB at a million) and
+    the first look with nothing waiting pops them all in one turn of the loop (480 ms,
+    issue 14). The live ones keep their order and due times through a rebuild."""
+    clock = Turned()
+    schedule = ResendSchedule(30.0, clock)
+    schedule.sent(1, 2)  # stays open throughout
+    for n in range(2, 100_002):
+        schedule.sent(n, 2)
+        clock.now += 0.0001
+        schedule.forget([n])  # acked
+        assert len(schedule._heap) <= 2 * len(schedule) + COMPACT_AFTER + 1
+    assert len(schedule) == 1 and 1 in schedule
+    assert abs(schedule.next_due_in() - (30.0 - 100_000 * 0.0001)) < 1e-6  # type: ignore[operator]
+    clock.now += 30
+    assert schedule.overdue() == [1]

@@ -17,6 +17,9 @@ import heapq
 import time
 from collections.abc import Callable, Container, Iterable
 
+COMPACT_AFTER = 4096
+"""Stale heap entries (acked rows) beyond twice the live ones that trigger a rebuild."""
+
 
 class ResendSchedule:
     """The open events sent to the broker and when each is due again.
@@ -52,6 +55,14 @@ class ResendSchedule:
         for n in ns:
             self._waiting.pop(n, None)
             self._overdue.pop(n, None)
+        if len(self._heap) > 2 * len(self._waiting) + COMPACT_AFTER:
+            # Their heap entries are stale; once they outnumber the live ones the heap is
+            # rebuilt from the live ones (O(live), amortised O(1) per forget). Left to
+            # pop one by one, a drain's million stale entries held about 100 MB and
+            # :meth:`next_due_in` popped them all in one turn of the loop: 480 ms
+            # (``bench/outbox_bench.py drain``, issue 14).
+            self._heap = [(due, n) for n, (due, _) in self._waiting.items()]
+            heapq.heapify(self._heap)
 
     def overdue(self, exclude: Container[int] = ()) -> list[int]:
         """Row keys due again now, in send order (priority, then creation), less ``exclude``."""

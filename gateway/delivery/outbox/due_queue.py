@@ -43,7 +43,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from gateway.delivery.outbox import sql
-from gateway.delivery.outbox.rows import PendingRow, topic_waits
+from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow, topic_waits
 
 Key = tuple[int, int]
 """``(priority, n)``: send order of first sends."""
@@ -154,7 +154,7 @@ class DueQueue:
             if row.n in self._out:
                 continue  # sent while held (not committed yet): its mark settles it
             key = (row.priority, row.n)
-            self.urgent = self.urgent or row.priority <= 2
+            self.urgent = self.urgent or row.priority <= ALARM_PRIORITY
             if self.frontier is not None and key >= self.frontier:
                 continue  # read with its page
             if len(self._rows) >= self.max_rows or self._bytes >= self.max_bytes:

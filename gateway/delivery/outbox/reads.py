@@ -29,7 +29,7 @@ from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.due_queue import DueQueue, Page, read_page
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import OutboxMetrics, StoredEvent
-from gateway.delivery.outbox.rows import PendingRow, topic_waits
+from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow, topic_waits
 from gateway.errors import OutboxError
 from gateway.runtime.onthread import run_on
 from gateway.runtime.tasks import cancel_and_wait
@@ -75,8 +75,9 @@ class OutboxReads:
         skip_topics: Iterable[str] = (),
         resends: int | None = None,
     ) -> list[PendingRow]:
-        """The rows :meth:`take` would return, left due (a look: for tests and status)."""
-        rows = await self.take(limit, exclude, skip_topics, resends)
+        """The rows :meth:`take` would return, left due (a look: for tests and status),
+        read in full: an alarm in memory does not cut the answer short."""
+        rows = await self.take(limit, exclude, skip_topics, resends, alarms_alone=False)
         for row in rows:
             self.release(row)
         return rows
@@ -87,6 +88,8 @@ class OutboxReads:
         exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
         resends: int | None = None,
+        *,
+        alarms_alone: bool = True,
     ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
         re-sends, then creation. The rows returned are the caller's to send: a first
@@ -113,6 +116,9 @@ class OutboxReads:
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
             resends: the most open events due again to return (the uplink's share of
                 its window for them); None for no limit. The rest stay due.
+            alarms_alone: with an alarm (priority 1-2) among the first sends in memory,
+                return what memory has at once, without reading the file (the rest
+                go at the next take); False waits for the reads a full answer needs.
         """
         excluded, skips = exclude, list(skip_topics)
         fresh = self.due.take(limit, excluded, skips)
@@ -120,7 +126,13 @@ class OutboxReads:
         room = limit if resends is None else max(0, min(limit, resends))
         overdue_keys = overdue_keys if room else []
         overdue: list[PendingRow] = []
-        for _ in range(_PAGES_PER_TAKE):
+        # An alarm in memory goes now, never after a read of the file: a read queues
+        # on the writer's connection behind its commit, and during a drain that is the
+        # commit of the marks that follow the alarm's own (a live panic waited 60 ms
+        # with nothing in flight, issue 14). What the read brings goes at the next take.
+        alarm = alarms_alone and any(row.priority <= ALARM_PRIORITY for row in fresh)
+        reads = 0 if alarm else _PAGES_PER_TAKE
+        for _ in range(reads):
             short = len(fresh) < limit and self.due.can_page()
             if not (short or overdue_keys):
                 break

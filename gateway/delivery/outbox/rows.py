@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ALARM_PRIORITY = 2
+"""Priorities 1 to this one are alarms (a panic, an intrusion): they commit alone, go at
+the next free slot of the window and never wait on a read of the file (issue 14)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PendingRow:

@@ -78,7 +78,7 @@ from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
-from gateway.delivery.outbox.rows import PendingRow
+from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
 from gateway.runtime.durable import connect_durable
@@ -224,6 +224,7 @@ class Outbox(OutboxReads):
         self._kept: dict[str, dict[str, Any]] = {}
         # Row keys whose PUBACK came and whose "sent" mark waits for a commit.
         self.marking: set[int] = set()
+        self._open_sent: _Op | None = None  # the "sent" op new marks join (mark_sent_soon)
 
     @property
     def commits(self) -> int:
@@ -535,15 +536,26 @@ class Outbox(OutboxReads):
         """:meth:`mark_sent` without a task: the future is done once the mark is
         committed (the uplink's callback per PUBACK, issue 14).
 
+        Marks join the one "sent" op still waiting for the writer, so every mark a
+        commit takes shares one op and one future: the same future is returned for
+        each of them until the writer builds that commit. During a drain a commit
+        takes about 4,000 marks; an op, a future and two callbacks per mark made
+        its settling on the loop 25-130 ms, which a live panic waited behind.
+
         Raises:
             OutboxError: the outbox is not open.
         """
         self._require_open()
         keys = list(ns)
         self.marking.update(keys)
+        op = self._open_sent
+        if op is not None:
+            op.arg.extend(keys)
+            return op.future
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda _: self.marking.difference_update(keys))
-        self._put(_Op("sent", keys, future))
+        op = self._open_sent = _Op("sent", keys, future)
+        future.add_done_callback(lambda _: self.marking.difference_update(op.arg))
+        self._put(op)
         return future
 
     async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
@@ -790,6 +802,8 @@ class Outbox(OutboxReads):
             if op.insert is not None:
                 tx.inserts.append(op.insert)
             elif op.kind == "sent":
+                if op is self._open_sent:
+                    self._open_sent = None  # taken: later marks join a new op
                 tx.sent.extend((tx.now, n) for n in op.arg)
             elif op.kind == "acked":
                 tx.acked[i] = list(op.arg)
@@ -866,9 +880,14 @@ class Outbox(OutboxReads):
                 PendingRow(r[0], r[1], r[3], r[5], r[6], r[7], 0, bool(r[9])) for r in tx.inserts
             )
         self.due.sent(n for _, n in tx.sent)
-        self.resends.forget(closed)
+        # In the transaction's order (``commit._statements``): the PUBACK marks, then
+        # the acks and replays. A row PUBACKed and acked in one commit (the usual case
+        # while marks linger) is off the schedule; forgotten first, it stayed on it for
+        # good (issue 14: half a million entries in a drain, and each dict resize a
+        # 60-110 ms stall of the loop).
         for key, priority in out.opened:
             self.resends.sent(key, priority)
+        self.resends.forget(closed)
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
                 for listener in self.on_stored:
@@ -932,7 +951,7 @@ class Outbox(OutboxReads):
 
 def _alarm_row(row: tuple[Any, ...]) -> bool:
     """Is ``row`` (``sql.INSERT``'s values) a priority 1-2 event?"""
-    return bool(row[5] <= 2)
+    return bool(row[5] <= ALARM_PRIORITY)
 
 
 def _marks_hold_up(marks: list[_Op]) -> bool:
