@@ -435,8 +435,12 @@ class StateStore:
 
     def retry_durable(self) -> None:
         """Try the durable journal mode again (:attr:`not_durable`) on a fresh
-        connection at the next commit."""
+        connection, now (with an empty commit if nothing waits: the state changes
+        rarely, and the switch waited for the next change)."""
         self._reconnect = self.unread is None
+        if self._reconnect:
+            self._wake.set()
+            self._urgent.set()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -553,7 +557,7 @@ class StateStore:
         self._db, self.not_durable = await connect_durable(self.path, busy_s=_BUSY_S)
 
     async def _commit(self, batch: dict[tuple[str, str], str | None]) -> None:
-        if not batch:
+        if not (batch or self._reconnect):
             return
         try:
             if self._reconnect:

@@ -161,3 +161,47 @@ async def test_a_wal_file_another_process_keeps_open_is_reported_then_switched_o
     assert fault.data["path"] == str(path)
     assert str(path) in fault.data["reason"] and "journal_mode is wal" in fault.data["reason"]
     not_wal(path)
+
+
+async def test_on_a_quiet_site_both_files_switch_once_free_without_waiting_for_a_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch is tried on a fresh connection, at a commit. On a quiet site nothing
+    is written for hours (an alarm, an arming), and the heartbeat's next read opened
+    the outbox's metrics reader again before that commit came, so the file stayed in
+    WAL and the fault stayed up: each retry now commits at once (an empty commit if
+    nothing waits), for the outbox and the state store alike."""
+    monkeypatch.setattr(housekeeping, "DURABLE_RETRY_S", 0.2)
+    path, state_path = tmp_path / "o.sqlite", tmp_path / "s.sqlite"
+    raised: list[Event] = []
+
+    async def emit(event: Event) -> Event:  # kept in memory: nothing is committed
+        raised.append(event)
+        return event
+
+    def faults(state: str) -> list[Event]:
+        return [e for e in raised if e.type == "fault.storage" and e.data["state"] == state]
+
+    def why() -> str:
+        return str(faults("active")[0].data["reason"])
+
+    with contextlib.ExitStack() as holder:
+        holder.enter_context(wal_file_held_open(path))
+        holder.enter_context(wal_file_held_open(state_path))
+        async with Outbox(path) as outbox, StateStore(state_path) as state:
+            assert outbox.not_durable is not None and state.not_durable is not None
+            keeper = Housekeeping(outbox, FACTORY, OutboxConfig(), "gw1", emit=emit, state=state)
+            care = asyncio.create_task(keeper.run())
+            try:
+                await eventually(lambda: bool(faults("active")), 5)
+                assert str(path) in why() and str(state_path) in why()
+                holder.close()  # the other processes are gone; nothing is written
+                await eventually(
+                    lambda: outbox.not_durable is None and state.not_durable is None, 10
+                )
+                # every report raised is cleared (one superseded when one file switched first)
+                await eventually(lambda: len(faults("cleared")) == len(faults("active")), 5)
+            finally:
+                await cancel_and_wait([care])
+    not_wal(path)
+    not_wal(state_path)

@@ -909,9 +909,15 @@ class Outbox(OutboxReads):
         """Try the durable journal mode again (:attr:`not_durable`): the metrics
         reader is closed (an open connection of our own would keep a WAL file in
         WAL too) and the next commit runs on a fresh connection, which switches it
-        once no other process has the file open."""
+        once no other process has the file open. That commit is asked for now (an
+        empty one if nothing waits): on a quiet site the next event may be hours
+        away, and the heartbeat's next read would open the metrics reader again
+        before it, so the switch was never tried."""
         await self.metrics.close()
         self._durable_retry = True
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._put(_Op("keep", None, future))
 
     def poke(self) -> None:
         """Set :attr:`changed` (after a reconnect, pending rows are re-driven)."""
