@@ -172,6 +172,27 @@ async def test_an_alarm_in_memory_goes_without_waiting_for_a_read_of_the_file(
         assert more and more[0].n == max(r.n for r in rows[1:]) + 1
 
 
+async def test_an_alarm_in_hand_never_lets_telemetry_pass_an_overdue_alarm_resend(
+    tmp_path: Path,
+) -> None:
+    """The take that returns an alarm from memory at once does not read the re-sends
+    due: what would go after the first of them waits for the next take, so an unacked
+    panic's re-send is never passed by priority-5 rows (a fresh review)."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1, mark_linger=0) as outbox:
+        old = await outbox.append(_event(1, 1))
+        [row] = await outbox.take(10)
+        await outbox.mark_sent([row.n])
+        for i in range(10):
+            await outbox.append(_event(5, i))
+        await eventually(lambda: outbox.resends.overdue_count() == 1)  # its ack is late
+        new = await outbox.append(_event(1, 3))
+        got = await outbox.take(4)
+        assert [r.id for r in got] == [new.id]  # the alarm at once, nothing behind the re-send
+        rest = await outbox.take(4)
+        assert [(r.id, r.attempts) for r in rest[:1]] == [(old.id, 1)]
+        assert [r.priority for r in rest[1:]] == [5, 5, 5]
+
+
 async def test_the_next_page_of_a_backlog_is_read_while_the_take_returns(tmp_path: Path) -> None:
     """A take that has rows enough in memory returns them at once; the next page is read
     in the background (a read queues behind the writer's commit, and a live panic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -14,7 +15,7 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.outbox.store import MARKS_RIDING
 from gateway.errors import OutboxError
 from gateway.events.model import EventFactory
-from tests.helpers import assert_valid_event
+from tests.helpers import assert_valid_event, eventually
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
 
@@ -275,6 +276,72 @@ async def test_a_row_puback_and_acked_in_one_commit_is_off_the_resend_schedule(
         assert acked[0] == first.id  # acked in the commit that recorded its PUBACK
         assert row.n not in outbox.resends and len(outbox.resends) == 0
         assert await outbox.next_due_in() is None  # nothing waits to be sent again
+
+
+def _sent(path: Path, n: int) -> tuple[float | None, int]:
+    """``(sent_at, attempts)`` of row ``n``, read on a connection of its own."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        row = conn.execute("SELECT sent_at, attempts FROM messages WHERE n = ?", (n,)).fetchone()
+    return row[0], row[1]
+
+
+async def test_a_mark_never_joins_an_op_queued_before_the_row_it_marks(tmp_path: Path) -> None:
+    """A commit's PUBACK marks share one op. The writer holds a drain's marks while an
+    alarm commits alone and fails (another process holds the lock); a new event is
+    held, offered from memory, sent and PUBACKed meanwhile. Its mark joined the old
+    op, which commits before the event's insert: the UPDATE found no row, the mark
+    was lost and the row sent again (a fresh review of the shared op)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, mark_linger=30.0) as outbox:
+        for i in range(40):
+            await outbox.append(_beat(i))
+        drained = await outbox.take(100)
+        shared = outbox.mark_sent_soon([drained[0].n])
+        for row in drained[1:]:
+            assert outbox.mark_sent_soon([row.n]) is shared  # one op, one future
+        # the writer has taken the op and waits for company (private: the batch)
+        await eventually(lambda: any(op.future is shared for op in outbox._batch))
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            outbox.hold(_panic(1))
+            await eventually(lambda: outbox.last_error is not None)  # its commit fails
+            beat = outbox.hold(_beat(500))
+            (row,) = [r for r in await outbox.take(10) if r.id == beat.id]  # from memory
+            joined = outbox.mark_sent_soon([row.n])  # its PUBACK
+            assert joined is not shared
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(joined, 10)
+        sent_at, attempts = _sent(path, row.n)
+        assert sent_at is not None and attempts == 1
+        assert beat.id not in [r.id for r in await outbox.pending(100)]
+
+
+async def test_a_cancelled_caller_of_mark_sent_leaves_the_marks_sharing_its_commit(
+    tmp_path: Path,
+) -> None:
+    """The marks of a commit share one future: a caller of ``mark_sent`` cancelled (a
+    timeout) cancelled it for every mark, and each later PUBACK got a finished future,
+    so the uplink released its row and sent it again in a tight loop (a fresh review:
+    about 2,300 sends per row in 2 s)."""
+    async with Outbox(tmp_path / "o.sqlite", mark_linger=30.0) as outbox:
+        for i in range(3):
+            await outbox.append(_beat(i))
+        a, b, c = await outbox.take(10)
+        fa = outbox.mark_sent_soon([a.n])
+        waiter = asyncio.ensure_future(outbox.mark_sent([b.n]))
+        await asyncio.sleep(0)  # the caller waits on the mark
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        fc = outbox.mark_sent_soon([c.n])
+        assert not fa.done() and not fc.done()
+        await outbox.append(_beat(99))  # the commit that takes the marks
+        await asyncio.wait_for(asyncio.gather(fa, fc), 10)
+        assert all(_sent(outbox.path, row.n)[0] is not None for row in (a, b, c))
+        assert await outbox.pending_count() == 1 and not outbox.marking
 
 
 async def test_an_alarm_commits_alone_and_the_marks_queued_with_it_follow(

@@ -69,6 +69,10 @@ class ResendSchedule:
         self._promote()
         return [n for _, n in sorted((p, n) for n, p in self._overdue.items() if n not in exclude)]
 
+    def priority(self, n: int) -> int | None:
+        """The priority of row ``n`` if it is due again now (as :meth:`overdue` found)."""
+        return self._overdue.get(n)
+
     def overdue_count(self) -> int:
         """How many open events are due again now."""
         self._promote()

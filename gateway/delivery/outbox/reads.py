@@ -153,10 +153,19 @@ class OutboxReads:
         held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
-        chosen = rows[:limit]
+        cut = limit
+        if alarm and overdue_keys:
+            # The re-sends due were not read: nothing that goes after the first of them
+            # (its priority, a re-send) may go now, or telemetry would pass an unacked
+            # panic's re-send. They come, read, at the next take.
+            first_resend = (self.resends.priority(overdue_keys[0]) or 1, True)
+            cut = min(limit, sum(1 for r in rows if (r.priority, r.attempts > 0) < first_resend))
+        chosen = rows[:cut]
         first = {r.n for r in fresh}
-        self.due.put_back(r for r in rows[limit:] if r.n in first)
+        self.due.put_back(r for r in rows[cut:] if r.n in first)
         self.due.taken(r.n for r in chosen if r.n in self.held)
+        if self._prefetching is not None and self._prefetching.done():
+            self._prefetching = None  # its page is in (a take with an alarm did not wait)
         if self._prefetching is None and self.due.wants_page() and self.due.can_page():
             self._prefetching = asyncio.create_task(
                 self._prefetch(excluded, skips), name="outbox-prefetch"

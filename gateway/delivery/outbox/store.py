@@ -100,6 +100,7 @@ _RETRY_S = 1.0
 _CLOSE_S = 2.0
 # Writes that need no commit of their own (see ``Outbox._gather_marks``).
 _MARKS = frozenset({"sent", "acked", "acked_through"})
+_CLOSING = frozenset({"acked", "acked_through"})  # ops that only close rows
 MARKS_RIDING = 32  # rows named by marks that may share an alarm's transaction
 
 T = TypeVar("T")
@@ -529,16 +530,18 @@ class Outbox(OutboxReads):
 
     async def mark_sent(self, ns: Iterable[int]) -> None:
         """Record the broker's PUBACK for these rows (by row key ``n``); the mark
-        rides in the next commit (``mark_linger``)."""
-        await self.mark_sent_soon(ns)
+        rides in the next commit (``mark_linger``). Cancelling the caller leaves the
+        mark, and every other mark sharing its commit, to be committed."""
+        await asyncio.shield(self.mark_sent_soon(ns))
 
     def mark_sent_soon(self, ns: Iterable[int]) -> asyncio.Future[None]:
         """:meth:`mark_sent` without a task: the future is done once the mark is
         committed (the uplink's callback per PUBACK, issue 14).
 
-        Marks join the one "sent" op still waiting for the writer, so every mark a
-        commit takes shares one op and one future: the same future is returned for
-        each of them until the writer builds that commit. During a drain a commit
+        Marks join the one "sent" op still waiting for the writer while nothing else
+        has been queued after it, so the marks a commit takes share one op and one
+        future: the same future is returned for each of them (never cancel it: it is
+        theirs too). During a drain a commit
         takes about 4,000 marks; an op, a future and two callbacks per mark made
         its settling on the loop 25-130 ms, which a live panic waited behind.
 
@@ -549,7 +552,7 @@ class Outbox(OutboxReads):
         keys = list(ns)
         self.marking.update(keys)
         op = self._open_sent
-        if op is not None:
+        if op is not None and not op.future.done():
             op.arg.extend(keys)
             return op.future
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -664,6 +667,13 @@ class Outbox(OutboxReads):
             raise OutboxError("outbox is not open")
 
     def _put(self, op: _Op) -> None:
+        if op is not self._open_sent and op.kind not in _CLOSING:
+            # Marks join the open "sent" op only while nothing but acks has been queued
+            # after it: a mark must commit after the row it marks (a held row's insert
+            # queued after the op; joined to it, its UPDATE found no row and the mark
+            # was lost) and after a replay that made its row pending again. Acks only
+            # close rows, and come all the time during a drain.
+            self._open_sent = None
         self._submitted.append(op.at)
         self._queue.put_nowait(op)
 
