@@ -193,6 +193,23 @@ async def test_an_alarm_in_hand_never_lets_telemetry_pass_an_overdue_alarm_resen
         assert [r.priority for r in rest[1:]] == [5, 5, 5]
 
 
+async def test_an_alarm_in_hand_behind_an_overdue_panic_resend_waits_for_its_read(
+    tmp_path: Path,
+) -> None:
+    """An intrusion in memory, an unacked panic overdue: the panic's re-send goes
+    first, so it must be read now. Skipped, the take answered nothing and put the
+    intrusion back, for ever, the send loop waking at once each time (a review: the
+    intrusion never sent, a core spinning)."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.1, mark_linger=0) as outbox:
+        panic = await outbox.append(_event(1, 1))
+        [row] = await outbox.take(10)
+        await outbox.mark_sent([row.n])
+        await eventually(lambda: outbox.resends.overdue_count() == 1)  # the center is silent
+        intrusion = await outbox.append(_event(2, 2))
+        got = await outbox.take(10, resends=2)  # as the uplink's send loop asks
+        assert [(r.id, r.attempts) for r in got] == [(panic.id, 1), (intrusion.id, 0)]
+
+
 async def test_the_next_page_of_a_backlog_is_read_while_the_take_returns(tmp_path: Path) -> None:
     """A take that has rows enough in memory returns them at once; the next page is read
     in the background (a read queues behind the writer's commit, and a live panic

@@ -365,6 +365,29 @@ async def test_an_alarm_commits_alone_and_the_marks_queued_with_it_follow(
         assert [r.id for r in await outbox.pending(100)] == [panic.id]
 
 
+async def test_a_replay_queued_behind_marks_is_not_undone_by_an_alarm_committing_alone(
+    tmp_path: Path,
+) -> None:
+    """The center asks for rows again after their PUBACK marks were queued; a panic
+    comes and commits alone, ahead of the marks. The replay went with the panic, and
+    the marks committed after it marked every replayed row sent again: the replay was
+    lost in full (a review). It now follows the marks queued before it."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, mark_linger=0.5) as outbox:
+        stored = [await outbox.append(_beat(i)) for i in range(MARKS_RIDING + 8)]
+        rows = await outbox.take(100)
+        marks = outbox.mark_sent_soon([r.n for r in rows])  # their PUBACKs came
+        replay = asyncio.ensure_future(outbox.replay(stored[0].seq, stored[-1].seq))
+        await asyncio.sleep(0)  # the replay is queued; the writer holds the marks
+        assert [op.kind for op in outbox._batch] == ["sent"] and outbox.waiting == 1
+        outbox.hold(_panic(99))
+        await asyncio.wait_for(marks, 10)
+        again, missing = await asyncio.wait_for(replay, 10)
+        assert (again, missing) == (len(stored), [])
+        pending = {r.id for r in await outbox.pending(100)}
+        assert {e.id for e in stored} <= pending
+
+
 async def test_a_few_marks_ride_in_an_alarms_commit(tmp_path: Path) -> None:
     """A contact change's marks (its PUBACK, the center's ack) cost no fsync of their
     own: they wait for the next event and share its commit, alarm or not (issue 14)."""

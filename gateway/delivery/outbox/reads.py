@@ -130,7 +130,18 @@ class OutboxReads:
         # on the writer's connection behind its commit, and during a drain that is the
         # commit of the marks that follow the alarm's own (a live panic waited 60 ms
         # with nothing in flight, issue 14). What the read brings goes at the next take.
-        alarm = alarms_alone and any(row.priority <= ALARM_PRIORITY for row in fresh)
+        # Only when that alarm goes before the first re-send due: the re-sends are read
+        # from the file, and one that goes first must be read now (a review found an
+        # intrusion held back for ever behind an unread panic re-send, the loop spinning).
+        first_resend = (self.resends.priority(overdue_keys[0]) or 1, True) if overdue_keys else None
+        first_alarm = min(
+            ((r.priority, False) for r in fresh if r.priority <= ALARM_PRIORITY), default=None
+        )
+        alarm = (
+            alarms_alone
+            and first_alarm is not None
+            and (first_resend is None or first_alarm < first_resend)
+        )
         reads = 0 if alarm else _PAGES_PER_TAKE
         for _ in range(reads):
             short = len(fresh) < limit and self.due.can_page()
@@ -154,11 +165,10 @@ class OutboxReads:
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
         cut = limit
-        if alarm and overdue_keys:
+        if alarm and first_resend is not None:
             # The re-sends due were not read: nothing that goes after the first of them
-            # (its priority, a re-send) may go now, or telemetry would pass an unacked
-            # panic's re-send. They come, read, at the next take.
-            first_resend = (self.resends.priority(overdue_keys[0]) or 1, True)
+            # may go now, or telemetry would pass an unacked panic's re-send. They come,
+            # read, at the next take; the alarm, which goes before them, goes now.
             cut = min(limit, sum(1 for r in rows if (r.priority, r.attempts > 0) < first_resend))
         chosen = rows[:cut]
         first = {r.n for r in fresh}

@@ -716,8 +716,14 @@ class Outbox(OutboxReads):
                 # An alarm commits in its own transaction, not behind the marks of a
                 # drain (a thousand or more in one commit); the marks follow at once.
                 # A few marks ride with it: a second fsync would cost more than them.
-                await self._commit_until_done([op for op in ops if op.kind not in _MARKS])
-                self._batch = ops = marks
+                # Replays follow the marks queued before them, so they wait too: committed
+                # first, a replay was undone by those marks (a review: lost in full).
+                first: list[_Op] = []
+                later: list[_Op] = []
+                for op in ops:
+                    (later if op.kind in _MARKS or op.kind == "replay" else first).append(op)
+                await self._commit_until_done(first)
+                self._batch = ops = later
             await self._commit_until_done(ops)
             self._batch = []
 
