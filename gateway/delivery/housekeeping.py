@@ -42,6 +42,7 @@ from gateway.config.root import OutboxConfig
 from gateway.delivery.outbox import Outbox
 from gateway.errors import OutboxError
 from gateway.events.model import Emit, Event, EventFactory
+from gateway.runtime.durable import not_durable_files
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.version import gateway_version
 
@@ -294,7 +295,7 @@ class Housekeeping:
         if self.state is not None:
             files.append((self.state.path, self.state.not_durable))
         bad = [(path, reason) for path, reason in files if reason is not None]
-        why = "; ".join(f"{path}: {reason}" for path, reason in bad)
+        why = not_durable_files(bad)
         if bad and time.monotonic() - self._durable_tried >= DURABLE_RETRY_S:
             # The other process may be gone: try the switch again on fresh connections.
             self._durable_tried = time.monotonic()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config.root import GatewayConfig
 from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
+from gateway.runtime.durable import not_durable_files
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Stage
 from gateway.runtime.state_store import StateStore
@@ -228,13 +229,8 @@ async def collect(src: StatusSources) -> Status:
             state_commit_failures=src.store.commit_failures,
             state_unread=src.store.unread,
             state_unsaved=src.store.unsaved,
-            not_durable="; ".join(
-                f"{path}: {why}"
-                for path, why in (
-                    (outbox.path, outbox.not_durable),
-                    (src.store.path, src.store.not_durable),
-                )
-                if why is not None
+            not_durable=not_durable_files(
+                [(outbox.path, outbox.not_durable), (src.store.path, src.store.not_durable)]
             )
             or None,
         ),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiosqlite
@@ -103,3 +104,9 @@ async def connect_durable(
             await db.close()
         raise
     return db, reason
+
+
+def not_durable_files(files: Iterable[tuple[Path, str | None]]) -> str:
+    """``"<path>: <why>; …"`` of the files among ``(path, not_durable)`` that do not
+    commit durably, or ``""`` (for ``fault.storage`` and ``/status``)."""
+    return "; ".join(f"{path}: {why}" for path, why in files if why is not None)

@@ -166,7 +166,7 @@ class StateStore:
         unread: why the file could not be read at start (the store then runs
             from memory and writes nothing, see ``__aenter__``), or None.
         unsaved: changes made in memory only because the store is unread.
-        bad_values: stored values left out because their kind cannot decode them.
+        bad_values: stored values left out (not JSON, or their kind cannot decode them).
         left_out: ``(kind, key)`` of each value left out.
         not_durable: why the last connection does not commit in the durable
             journal mode (``gateway.runtime.durable``), or None.
@@ -193,7 +193,6 @@ class StateStore:
         self.commit_failures = 0
         self.unread: str | None = None
         self.unsaved = 0
-        self.bad_values = 0
         self.left_out: set[tuple[str, str]] = set()  # (kind, key) of bad values
         self.not_durable: str | None = None
 
@@ -223,7 +222,6 @@ class StateStore:
                 try:
                     data = json.loads(value)
                 except (TypeError, ValueError, RecursionError) as exc:  # as in values()
-                    self.bad_values += 1
                     self.left_out.add((str(kind), str(key)))
                     log.error(
                         "state.value_unreadable", path=str(self.path), kind=str(kind),
@@ -264,6 +262,11 @@ class StateStore:
 
     # -- reads ----------------------------------------------------------------------------
 
+    @property
+    def bad_values(self) -> int:
+        """How many stored values were left out (:attr:`left_out`)."""
+        return len(self.left_out)
+
     def values(self, kind: Kind[T]) -> Mapping[str, T]:
         """Every value of ``kind`` by key (a live view: do not change it).
 
@@ -281,7 +284,6 @@ class StateStore:
                 try:
                     typed[key] = self._decode(kind, key, data)
                 except StateError as exc:
-                    self.bad_values += 1
                     self.left_out.add((kind.name, key))
                     log.error("state.value_unreadable", path=str(self.path), error=str(exc))
             self._typed[kind.name] = typed
