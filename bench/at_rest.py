@@ -61,15 +61,18 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=60.0)
     parser.add_argument("--settle-s", type=float, default=45.0)
     parser.add_argument("--scenario", action="store_true", help="run the scripted scenario first")
+    parser.add_argument(
+        "--config", default="config/demo.toml", help="another campus (e.g. without cameras)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-at-rest-"))
     print(
-        f"settings: demo campus (config/demo.toml), "
+        f"settings: demo campus ({args.config}), "
         f"{'after its scenario' if args.scenario else 'quiet (--no-scenario)'}, settle "
         f"{args.settle_s:g} s, window {args.window_s:g} s, load average "
         f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
-    command = [str(ROOT / ".venv" / "bin" / "campus-sim"), "campus"]
+    command = [str(ROOT / ".venv" / "bin" / "campus-sim"), "campus", "--config", args.config]
     command += [] if args.scenario else ["--no-scenario"]
     command += ["--duration", str(args.settle_s + args.window_s + 30)]
     with (work / "campus.log").open("wb") as log:

@@ -17,6 +17,12 @@
   have no CJK glyphs; the full name travels in the event — and the gateway's UTC
   time), JPEG quality lowered from ``jpeg_quality`` by 10 down to 40 and then the
   picture shrunk by a quarter until it fits ``max_bytes``.
+* **OpenCV off the loop, and only once needed.** Decoding, grabbing and
+  re-encoding run in a worker thread (a 1080p JPEG's decode is milliseconds the
+  alarm path would otherwise wait), in :mod:`drivers.onvif_camera.imaging`,
+  which that thread imports at the first picture: OpenCV and numpy (about
+  31 MiB) are not in a gateway whose cameras have not been asked for one, and
+  their import (about 0.35 s) never stops the event loop (issue 14).
 
 Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
 (refused, timeout, 5xx, no frame, no media URIs known yet),
@@ -30,20 +36,18 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import cv2
 import httpx
-import numpy as np
-from numpy.typing import NDArray
 
 from drivers.onvif_camera.device import MediaUris
 from gateway.config.camera import CameraConfig, SnapshotConfig
 from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
 from gateway.events.observation import Evidence, utcnow
 
-Image = NDArray[Any]
+if TYPE_CHECKING:
+    from drivers.onvif_camera.imaging import Image
 
 
 AuthMode = Literal["digest", "basic", "none"]
@@ -84,7 +88,8 @@ class SnapshotTaker:
         method = "snapshot_uri"
         if media.snapshot:
             try:
-                image = decode_jpeg(await self._fetch(media.snapshot), self.cfg.id)
+                data = await self._fetch(media.snapshot)
+                image = await asyncio.to_thread(_decode, data, self.cfg.id)
             except DeviceError as exc:
                 if stream is None:
                     raise
@@ -96,11 +101,11 @@ class SnapshotTaker:
                     "no snapshot URI and no stream URI", device_id=self.cfg.id
                 )
             uri = with_credentials(stream, self.cfg.username, self.cfg.password())
-            image = await asyncio.to_thread(grab_frame, uri, options.timeout_s, self.cfg.id)
+            image = await asyncio.to_thread(_grab, uri, options.timeout_s, self.cfg.id)
             method = "stream"
         taken = utcnow()
         jpeg, width, height = await asyncio.to_thread(
-            reencode, image, stamp_text(self.cfg, taken), options
+            _reencode, image, stamp_text(self.cfg, taken), options
         )
         digest = hashlib.sha256(jpeg).hexdigest()
         return Evidence(jpeg, digest, width, height, method, taken, snapshot_error)
@@ -151,45 +156,6 @@ class SnapshotTaker:
         return response.content
 
 
-def decode_jpeg(data: bytes, device_id: str) -> Image:
-    """Decode a picture (JPEG or anything OpenCV reads) to a BGR image.
-
-    Raises:
-        DeviceProtocolError: the bytes are not a picture (``raw`` holds the first 200).
-    """
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DeviceProtocolError(
-            "snapshot is not a picture",
-            device_id=device_id,
-            raw=data[:200].decode(errors="replace"),
-        )
-    return image
-
-
-def grab_frame(uri: str, timeout_s: float, device_id: str) -> Image:
-    """Read one frame from a stream URI with OpenCV (blocking; run it in a thread).
-
-    Raises:
-        DeviceUnavailable: the stream did not open or gave no frame within ``timeout_s``.
-    """
-    ms = int(timeout_s * 1000)
-    capture = cv2.VideoCapture(
-        uri,
-        cv2.CAP_FFMPEG,
-        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
-    )
-    try:
-        if not capture.isOpened():
-            raise DeviceUnavailable("stream did not open", device_id=device_id)
-        ok, frame = capture.read()
-        if not ok or frame is None:
-            raise DeviceUnavailable("stream gave no frame", device_id=device_id)
-        return np.asarray(frame, dtype=np.uint8)
-    finally:
-        capture.release()
-
-
 def with_credentials(uri: str, username: str, password: str) -> str:
     """``uri`` with ``user:password@`` in it, unless it has credentials or none are set."""
     parts = urlsplit(uri)
@@ -206,36 +172,22 @@ def stamp_text(cfg: CameraConfig, when: datetime) -> str:
     return " ".join(p for p in parts if p)
 
 
-def reencode(image: Image, stamp: str, options: SnapshotConfig) -> tuple[bytes, int, int]:
-    """Scale, stamp and encode ``image``; returns ``(jpeg, width, height)``.
-
-    Raises:
-        DeviceProtocolError: it cannot be made to fit ``options.max_bytes``.
-    """
-    height, width = image.shape[:2]
-    if width > options.max_width_px:
-        scale = options.max_width_px / width
-        image = cv2.resize(image, (options.max_width_px, max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
-    while True:
-        stamped = _stamp(image, stamp)
-        for quality in range(options.jpeg_quality, 39, -10):
-            ok, encoded = cv2.imencode(".jpg", stamped, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            if ok and len(encoded) <= options.max_bytes:
-                return bytes(encoded.tobytes()), stamped.shape[1], stamped.shape[0]
-        if image.shape[1] < 160:
-            raise DeviceProtocolError("picture does not fit max_bytes", device_id="snapshot")
-        image = cv2.resize(image, (image.shape[1] * 3 // 4, image.shape[0] * 3 // 4),
-                           interpolation=cv2.INTER_AREA)  # fmt: skip
+# OpenCV in a worker thread: imported there at the first picture (drivers.onvif_camera.imaging).
 
 
-def _stamp(image: Image, text: str) -> Image:
-    out = image.copy()
-    height, width = out.shape[:2]
-    scale = max(0.4, width / 1600)
-    thickness = max(1, round(scale * 2))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    cv2.rectangle(out, (0, height - th - base - 8), (min(width, tw + 12), height), (0, 0, 0), -1)
-    cv2.putText(out, text, (6, height - base - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), thickness, cv2.LINE_AA)  # fmt: skip
-    return out
+def _decode(data: bytes, device_id: str) -> Image:
+    from drivers.onvif_camera import imaging
+
+    return imaging.decode_jpeg(data, device_id)
+
+
+def _grab(uri: str, timeout_s: float, device_id: str) -> Image:
+    from drivers.onvif_camera import imaging
+
+    return imaging.grab_frame(uri, timeout_s, device_id)
+
+
+def _reencode(image: Image, stamp: str, options: SnapshotConfig) -> tuple[bytes, int, int]:
+    from drivers.onvif_camera import imaging
+
+    return imaging.reencode(image, stamp, options)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,7 +13,8 @@ import numpy as np
 import pytest
 
 from drivers.onvif_camera.device import MediaUris
-from drivers.onvif_camera.snapshot import SnapshotTaker, decode_jpeg, reencode, with_credentials
+from drivers.onvif_camera.imaging import decode_jpeg, reencode
+from drivers.onvif_camera.snapshot import SnapshotTaker, with_credentials
 from gateway.config.camera import SnapshotConfig
 from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
 from simulators.camera.server import SimulatedCamera
@@ -137,3 +141,49 @@ def test_stream_uri_gets_credentials_unless_it_has_some() -> None:
         "rtsp://admin:p%40ss@10.0.0.5/main"
     )
     assert with_credentials("rtsp://u:p@10.0.0.5/main", "admin", "x") == "rtsp://u:p@10.0.0.5/main"
+
+
+_FIRST_PICTURE = """
+import asyncio, json, sys
+from pathlib import Path
+from drivers.onvif_camera.device import MediaUris
+from drivers.onvif_camera.snapshot import SnapshotTaker
+
+OPENCV = {"cv2", "numpy", "drivers.onvif_camera.imaging"}
+seen = {"at_import": sorted(OPENCV & set(sys.modules))}
+from simulators.camera.server import SimulatedCamera  # draws its pictures with OpenCV
+from tests.camera_support import camera_config, camera_options
+
+async def main() -> None:
+    async with SimulatedCamera(camera_options("cam-l")) as cam:
+        cfg = camera_config(cam, Path(sys.argv[1]))
+        uris = MediaUris("Profile_1", f"{cam.base_url}/onvif/snapshot.jpg", None)
+        evidence = await SnapshotTaker(cfg, lambda: uris)()
+    seen["after_picture"] = sorted(OPENCV & set(sys.modules))
+    seen["jpeg"] = evidence.jpeg[:2].hex()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+def test_opencv_and_numpy_are_imported_at_the_first_picture_not_before(tmp_path: Path) -> None:
+    """A gateway with cameras carries OpenCV and numpy (about 31 MiB) only once a
+    picture is taken (issue 14: the demo campus at rest in 100 MiB); checked in a
+    fresh interpreter, since this test process has imported them already."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_PICTURE, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "at_import": [],
+        "after_picture": ["cv2", "drivers.onvif_camera.imaging", "numpy"],
+        "jpeg": "ffd8",
+    }
