@@ -4,7 +4,7 @@
   at start); they are the campus's alarm record until then (GB/T 29315, >= 30 days).
 * ``gateway.buffer_shed``: rows shed for capacity are reported as one event per
   second at most, with counts per priority and the ``seq`` numbers lost.
-* ``fault.storage``: a corrupt outbox quarantined at start, a state file that
+* ``fault.storage``: a corrupt outbox or state file quarantined at start, a state file that
   could not be read at start (``StateStore.unread``), a file that does not commit
   in the durable journal mode (checked every second, the switch tried again every
   ``DURABLE_RETRY_S``), or the disk filling
@@ -60,6 +60,12 @@ DURABLE_RETRY_S = 60.0
 """Seconds between attempts to switch a file that is not durable (a WAL file another
 process kept open) to the durable journal mode, on fresh connections."""
 
+# What a start without the state file's values means, in the faults that say so.
+_STARTS_AFRESH = (
+    "arming starts from the configuration (scheduled areas from their timetable), "
+    "bypasses and patrol progress from nothing"
+)
+
 
 @dataclass(slots=True)
 class Housekeeping:
@@ -91,17 +97,24 @@ class Housekeeping:
     _started: float = 0.0
 
     async def report_start(self) -> None:
-        """Raise ``fault.storage`` when the outbox had to be quarantined at start, and
-        when the state store could not read its file (it then runs from memory and
-        saves nothing until a restart reads the file, ``StateStore.unread``)."""
+        """Raise ``fault.storage`` when the outbox or the state file had to be
+        quarantined at start, and when the state store could not read its file (it
+        then runs from memory and saves nothing until a restart reads the file,
+        ``StateStore.unread``)."""
         self._started = time.monotonic()
         if self.state is not None and self.state.unread is not None:
             await self._storage_fault(
-                f"{self.state.unread}; arming starts from the configuration (scheduled "
-                "areas from their timetable), bypasses and patrol progress from nothing; "
-                "changes are kept in memory only and nothing is saved to the file in this "
-                "run: mend the disk, or move a file that cannot be read aside, and restart",
+                f"{self.state.unread}; {_STARTS_AFRESH}; changes are kept in memory only "
+                "and nothing is saved to the file in this run: mend the disk, or move a "
+                "file that cannot be read aside, and restart",
                 {"path": str(self.state.path)},
+                clear_later=False,
+            )
+        if self.state is not None and self.state.quarantined is not None:
+            await self._storage_fault(
+                f"corrupt state file {self.state.path} quarantined; a new one is kept from "
+                f"now on: {_STARTS_AFRESH}, open alarms from the outbox",
+                {"path": str(self.state.path), "moved_to": str(self.state.quarantined)},
                 clear_later=False,
             )
         if self.state is not None and self.state.left_out:

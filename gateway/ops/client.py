@@ -118,6 +118,8 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         faults.append(f"{ob['commit_failures']} failed commits")
     if ob["quarantined"]:
         faults.append(f"corrupt file quarantined to {ob['quarantined']}")
+    if ob.get("state_quarantined"):
+        faults.append(f"corrupt state file quarantined to {ob['state_quarantined']}")
     if ob.get("state_unread"):
         faults.append(
             f"STATE NOT READ, {ob.get('state_unsaved', 0)} changes in memory only: "

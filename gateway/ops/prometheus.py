@@ -76,6 +76,7 @@ class StatusCollector(Collector):
         storage.add_metric(["disk_full"], ob.disk_full)
         storage.add_metric(["quarantined"], 1 if ob.quarantined else 0)
         storage.add_metric(["state_commit_failed"], ob.state_commit_failures)
+        storage.add_metric(["state_quarantined"], 1 if ob.state_quarantined else 0)
         storage.add_metric(["state_unread"], 1 if ob.state_unread else 0)
         storage.add_metric(["state_unsaved"], ob.state_unsaved)
         storage.add_metric(["not_durable"], 1 if ob.not_durable else 0)

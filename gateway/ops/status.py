@@ -55,7 +55,8 @@ class OutboxStatus:
     ``oldest_pending_s``; ``waiting_to_commit`` writes wait for the disk;
     ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
     ``commit_failures``/``disk_full``/``quarantined`` are the storage faults, with the
-    state store's ``state_commit_failures`` and ``state_unread`` (why its file could
+    state store's ``state_commit_failures``, ``state_quarantined`` (where a corrupt
+    state file was moved at start) and ``state_unread`` (why its file could
     not be read at start: changes then act in memory only, ``state_unsaved`` of
     them so far, and nothing is saved there in this run), and
     ``not_durable`` (a file left in WAL mode, ``gateway.runtime.durable``)."""
@@ -75,6 +76,7 @@ class OutboxStatus:
     disk_pressure: bool
     quarantined: str | None
     state_commit_failures: int
+    state_quarantined: str | None
     state_unread: str | None
     state_unsaved: int
     not_durable: str | None
@@ -227,6 +229,7 @@ async def collect(src: StatusSources) -> Status:
             disk_pressure=outbox.disk_pressure,
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),
             state_commit_failures=src.store.commit_failures,
+            state_quarantined=None if src.store.quarantined is None else str(src.store.quarantined),
             state_unread=src.store.unread,
             state_unsaved=src.store.unsaved,
             not_durable=not_durable_files(

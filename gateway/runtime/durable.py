@@ -25,7 +25,7 @@ open their connections through :func:`make_durable`:
 
 The journal file (``<file>-journal``) therefore stays beside the database; a
 zeroed header marks it as holding nothing to roll back. Whoever moves a database
-aside moves its journal with it (``gateway.delivery.outbox.files.quarantine``).
+aside moves its journal with it (:func:`quarantine`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -110,3 +111,25 @@ def not_durable_files(files: Iterable[tuple[Path, str | None]]) -> str:
     """``"<path>: <why>; …"`` of the files among ``(path, not_durable)`` that do not
     commit durably, or ``""`` (for ``fault.storage`` and ``/status``)."""
     return "; ".join(f"{path}: {why}" for path, why in files if why is not None)
+
+
+def quarantine(path: Path) -> Path:
+    """Move a corrupt database and its journal (or WAL/SHM) aside; returns the new
+    database path (``<name>.corrupt-<UTC time>``, never an earlier one's). The journal
+    persists between commits (above): it belongs with the file a technician examines,
+    not beside the new one.
+
+    Raises:
+        OSError: a file cannot be renamed (it is then left where it was).
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():  # twice in a second (a restart loop): never over an earlier one
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(Path(f"{target}{suffix}"))
+    return target

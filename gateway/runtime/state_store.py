@@ -59,7 +59,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.events.model import Emit, Event
-from gateway.runtime.durable import connect_durable
+from gateway.runtime.durable import connect_durable, quarantine
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import (
     ALARM,
@@ -170,6 +170,7 @@ class StateStore:
         left_out: ``(kind, key)`` of each value left out.
         not_durable: why the last connection does not commit in the durable
             journal mode (``gateway.runtime.durable``), or None.
+        quarantined: where a corrupt file was moved at start, or None.
 
     Raises:
         StateError: from every waiting write, when the file cannot be written.
@@ -195,12 +196,21 @@ class StateStore:
         self.unsaved = 0
         self.left_out: set[tuple[str, str]] = set()  # (kind, key) of bad values
         self.not_durable: str | None = None
+        self.quarantined: Path | None = None
 
     async def __aenter__(self) -> Self:
         """Open the file and load every value.
 
+        A corrupt file (not a database, or one ``PRAGMA quick_check`` finds damaged)
+        is quarantined: moved aside with its journal to ``<file>.corrupt-<UTC
+        time>`` (:attr:`quarantined`, kept for a technician) and a new file is
+        begun and written from then on, so one damaged sector does not leave the
+        box saving nothing for the rest of its life, restart after restart. What
+        it held starts from the configuration (arming) or from nothing (bypasses,
+        patrol progress); the open alarms are brought back from the outbox.
+
         A file that cannot be opened or read (an I/O error, a hot journal on a file
-        turned read-only, a lock held past the busy timeout, not a database) does
+        turned read-only, a lock held past the busy timeout) does
         not stop the start (a value that is not JSON, or that its kind cannot
         decode, is left out, :meth:`values`): the store runs *unread*
         (:attr:`unread` says why). Nothing is loaded; every change is made in
@@ -212,26 +222,21 @@ class StateStore:
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            await self._connect()
-            assert self._db is not None
-            with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
-                await self._db.executescript(_SCHEMA)
-            async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
-                rows = await cursor.fetchall()
-            for kind, key, value in rows:
-                try:
-                    data = json.loads(value)
-                except (TypeError, ValueError, RecursionError) as exc:  # as in values()
-                    self.left_out.add((str(kind), str(key)))
-                    log.error(
-                        "state.value_unreadable", path=str(self.path), kind=str(kind),
-                        key=str(key), error=f"not JSON: {exc}",
-                    )  # fmt: skip
-                    continue
-                self._data.setdefault(str(kind), {})[str(key)] = data
-            alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
-            for kind in alarm_kinds:
-                self.values(kind)  # decoded now: a bad record is logged at start
+            try:
+                await self._load()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):  # locked, I/O: not corrupt
+                    raise
+                await self._close()
+                self._data.clear()
+                self._typed.clear()
+                self.left_out.clear()
+                self.quarantined = quarantine(self.path)
+                log.error(
+                    "state.quarantined", path=str(self.path), error=str(exc),
+                    moved_to=str(self.quarantined),
+                )  # fmt: skip
+                await self._load()
         except (sqlite3.Error, OSError, ValueError) as exc:
             await self._close()
             self._data.clear()
@@ -243,6 +248,39 @@ class StateStore:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
         return self
+
+    async def _load(self) -> None:
+        """Connect, check the file (``PRAGMA quick_check``) and read every value.
+
+        Raises:
+            sqlite3.DatabaseError: the file is corrupt or not a database (an
+                ``OperationalError`` when it is locked or cannot be read).
+            sqlite3.Error, OSError, ValueError: it cannot be opened or read.
+        """
+        await self._connect()
+        assert self._db is not None
+        async with self._db.execute("PRAGMA quick_check") as cursor:
+            check = await cursor.fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+        with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
+            await self._db.executescript(_SCHEMA)
+        async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
+            rows = await cursor.fetchall()
+        for kind, key, value in rows:
+            try:
+                data = json.loads(value)
+            except (TypeError, ValueError, RecursionError) as exc:  # as in values()
+                self.left_out.add((str(kind), str(key)))
+                log.error(
+                    "state.value_unreadable", path=str(self.path), kind=str(kind),
+                    key=str(key), error=f"not JSON: {exc}",
+                )  # fmt: skip
+                continue
+            self._data.setdefault(str(kind), {})[str(key)] = data
+        alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
+        for kind in alarm_kinds:
+            self.values(kind)  # decoded now: a bad record is logged at start
 
     async def __aexit__(
         self,

@@ -1,10 +1,9 @@
-"""The outbox's files: the single-daemon lock, quarantine of a corrupt database, ballast.
+"""The outbox's files: the single-daemon lock and the ballast.
 
 * Lock: an exclusive ``flock`` on ``<db>.lock``; a second daemon on the same data
   directory is refused (the lock dies with the process, also on SIGKILL).
-* Quarantine: a database SQLite cannot read is renamed (with its ``-wal`` and
-  ``-shm``) to ``<db>.corrupt-<UTC time>`` and kept for a technician; nothing is
-  deleted.
+* Quarantine of a corrupt database is the state store's too:
+  :func:`gateway.runtime.durable.quarantine`.
 * Ballast: a file of zeros beside the database, written while there is room and
   given up when the disk fills, so that alarms can still be committed while a
   technician frees space.
@@ -16,7 +15,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.errors import OutboxError
@@ -55,19 +53,6 @@ def unlock(fd: int | None) -> None:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-
-
-def quarantine(path: Path) -> Path:
-    """Move a corrupt database and its journal (or WAL/SHM) aside; returns the new
-    database path. The journal persists between commits (``gateway.runtime.durable``):
-    it belongs with the file a technician examines, not beside the new one."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            source.rename(Path(f"{target}{suffix}"))
-    return target
 
 
 class Ballast:

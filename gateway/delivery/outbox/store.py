@@ -74,14 +74,14 @@ from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.due import ResendSchedule
 from gateway.delivery.outbox.due_queue import DueQueue
-from gateway.delivery.outbox.files import Ballast, lock, quarantine, unlock
+from gateway.delivery.outbox.files import Ballast, lock, unlock
 from gateway.delivery.outbox.held import HeldRows
 from gateway.delivery.outbox.metrics import CACHE_KIB, OutboxMetrics
 from gateway.delivery.outbox.reads import OutboxReads
 from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow
 from gateway.errors import OutboxError
 from gateway.events.model import Event
-from gateway.runtime.durable import connect_durable
+from gateway.runtime.durable import connect_durable, quarantine
 from gateway.runtime.flag import Flag
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
