@@ -78,6 +78,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 _BUSY_S = 1.0  # seconds a write waits for another process's lock
+_SHOWN = 500  # characters of a value left out that its log line keeps
 _RETRY_S = 1.0  # seconds between attempts while commits fail
 BEHIND_S = 1.0
 """Seconds a write-behind change (a forgotten report, an open alarm's copy) waits for
@@ -274,7 +275,7 @@ class StateStore:
                 self.left_out.add((str(kind), str(key)))
                 log.error(
                     "state.value_unreadable", path=str(self.path), kind=str(kind),
-                    key=str(key), error=f"not JSON: {exc}",
+                    key=str(key), error=f"not JSON: {exc}", stored=str(value)[:_SHOWN],
                 )  # fmt: skip
                 continue
             self._data.setdefault(str(kind), {})[str(key)] = data
@@ -310,8 +311,9 @@ class StateStore:
 
         A stored value ``kind`` cannot decode (a file written by hand, or by a
         version that wrote it differently) is left out: logged once
-        (``state.value_unreadable``, naming the file, kind and key), counted in
-        :attr:`bad_values`, and replaced by the next write of its key. Before, it
+        (``state.value_unreadable``, naming the file, kind and key, with the stored
+        text, up to :data:`_SHOWN` characters, since the next write of its key
+        replaces it), counted in :attr:`bad_values`. Before, it
         stopped the start, and systemd restarted the daemon into the same error
         (review of 2026-12-03): the alarm path must not depend on one record.
         """
@@ -323,7 +325,10 @@ class StateStore:
                     typed[key] = self._decode(kind, key, data)
                 except StateError as exc:
                     self.left_out.add((kind.name, key))
-                    log.error("state.value_unreadable", path=str(self.path), error=str(exc))
+                    log.error(
+                        "state.value_unreadable", path=str(self.path), error=str(exc),
+                        stored=json.dumps(data, ensure_ascii=False)[:_SHOWN],
+                    )  # fmt: skip
             self._typed[kind.name] = typed
             self._kinds[kind.name] = kind
         return typed

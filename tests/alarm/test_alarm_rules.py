@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.errors import CommandRefused
 from gateway.runtime.state import META, AreaRecord
@@ -331,10 +332,14 @@ async def test_a_record_its_kind_cannot_decode_is_left_out_and_counted(tmp_path:
         db.execute("""INSERT INTO state VALUES ('area', 'PERIM', '{"armed": true}')""")
         db.execute("""INSERT INTO state VALUES ('meta', 'torn', '{"not json')""")
         db.commit()
-    async with StateStore(path) as store:
-        assert store.unread is None
-        assert set(store.areas) == {"A"} and store.bad_values == 2
-        assert store.meta("torn") is None
+    with capture_logs() as logs:
+        async with StateStore(path) as store:
+            assert store.unread is None
+            assert set(store.areas) == {"A"} and store.bad_values == 2
+            assert store.meta("torn") is None
+    # what was stored is kept in the log: the next write of its key replaces it
+    kept = {log["stored"] for log in logs if log["event"] == "state.value_unreadable"}
+    assert kept == {'{"armed": true}', '{"not json'}
     async with rig(tmp_path) as r:  # the alarm system starts on it
         assert not r.system.areas.armed("PERIM")  # its configured initial state
 
