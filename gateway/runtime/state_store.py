@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import sqlite3
 import time
@@ -80,6 +81,7 @@ T = TypeVar("T")
 _BUSY_S = 1.0  # seconds a write waits for another process's lock
 _SHOWN = 500  # characters of a value left out that its log line keeps
 _RETRY_S = 1.0  # seconds between attempts while commits fail
+_CONFIRM_S = 0.5  # seconds before a file that looked corrupt is read again
 BEHIND_S = 1.0
 """Seconds a write-behind change (a forgotten report, an open alarm's copy) waits for
 others before its commit: one fsync a second at most for what the next start can
@@ -202,9 +204,10 @@ class StateStore:
     async def __aenter__(self) -> Self:
         """Open the file and load every value.
 
-        A corrupt file (not a database, or one ``PRAGMA quick_check`` finds damaged)
-        is quarantined: moved aside with its journal to ``<file>.corrupt-<UTC
-        time>`` (:attr:`quarantined`, kept for a technician) and a new file is
+        A corrupt file (not a database, or one ``PRAGMA quick_check`` finds damaged,
+        and still so on a second look: :meth:`_still_corrupt`) is quarantined:
+        moved aside with its journal to ``<file>.corrupt-<UTC time>``
+        (:attr:`quarantined`, kept for a technician) and a new file is
         begun and written from then on, so one damaged sector does not leave the
         box saving nothing for the rest of its life, restart after restart. What
         it held starts from the configuration (arming) or from nothing (bypasses,
@@ -228,10 +231,8 @@ class StateStore:
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError):  # locked, I/O: not corrupt
                     raise
-                await self._close()
-                self._data.clear()
-                self._typed.clear()
-                self.left_out.clear()
+                if not await self._still_corrupt(exc):
+                    raise  # read as unread: see _still_corrupt
                 self.quarantined = quarantine(self.path)
                 log.error(
                     "state.quarantined", path=str(self.path), error=str(exc),
@@ -239,9 +240,7 @@ class StateStore:
                 )  # fmt: skip
                 await self._load()
         except (sqlite3.Error, OSError, ValueError) as exc:
-            await self._close()
-            self._data.clear()
-            self._typed.clear()
+            await self._reset()
             self.unread = f"cannot read state {self.path}: {exc}"
             log.error("state.unread", path=str(self.path), error=str(exc))
         except BaseException:  # a stop while opening: no connection left behind
@@ -249,6 +248,46 @@ class StateStore:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
         return self
+
+    async def _still_corrupt(self, first: sqlite3.DatabaseError) -> bool:
+        """Whether a file that failed to load is corrupt, not merely unreadable for a
+        moment; True only when it should be quarantined (the store is then closed
+        and empty; if the file loads this time, the store is loaded and False).
+
+        A read error of the disk is not corruption (SQLite reports some as a
+        damaged page, ``error code=`` in ``quick_check``'s answer), nor is a file
+        still being written (a technician's copy restoring it at start): both would
+        move an intact file aside and lose the arming it holds at the next start
+        (a review reproduced both). So the whole file is read (an ``OSError`` says
+        the disk failed), the load is tried again :data:`_CONFIRM_S` later, and only
+        the same kind of failure on the same bytes counts.
+
+        Raises:
+            OSError: the file cannot be read (the caller runs unread).
+            sqlite3.Error: the second load failed otherwise.
+        """
+        await self._reset()
+        if _io_failure(first):
+            return False
+        before = await asyncio.to_thread(_digest, self.path)
+        await asyncio.sleep(_CONFIRM_S)
+        try:
+            await self._load()
+        except sqlite3.DatabaseError as again:
+            if isinstance(again, sqlite3.OperationalError):
+                raise
+            await self._reset()
+            unchanged = await asyncio.to_thread(_digest, self.path) == before
+            return unchanged and not _io_failure(again)
+        log.warning("state.read_on_second_try", path=str(self.path), error=str(first))
+        return False
+
+    async def _reset(self) -> None:
+        """Close and forget whatever a failed load read."""
+        await self._close()
+        self._data.clear()
+        self._typed.clear()
+        self.left_out.clear()
 
     async def _load(self) -> None:
         """Connect, check the file (``PRAGMA quick_check``) and read every value.
@@ -266,22 +305,29 @@ class StateStore:
             raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
         with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
             await self._db.executescript(_SCHEMA)
-        async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
+        # As bytes: text that is not UTF-8 (a bit flipped on the disk) would fail
+        # the whole fetch in sqlite3's decoding, not just its own value.
+        async with self._db.execute(
+            "SELECT CAST(kind AS BLOB), CAST(key AS BLOB), CAST(value AS BLOB) FROM state"
+        ) as cursor:
             rows = await cursor.fetchall()
-        for kind, key, value in rows:
+        for raw_kind, raw_key, value in rows:
+            kind = bytes(raw_kind or b"").decode("utf-8", "replace")
+            key = bytes(raw_key or b"").decode("utf-8", "replace")
             try:
-                data = json.loads(value)
+                data = json.loads(bytes(value or b"").decode("utf-8"))
             except (TypeError, ValueError, RecursionError) as exc:  # as in values()
                 self.left_out.add((str(kind), str(key)))
                 log.error(
                     "state.value_unreadable", path=str(self.path), kind=str(kind),
-                    key=str(key), error=f"not JSON: {exc}", stored=str(value)[:_SHOWN],
+                    key=str(key), error=f"not JSON: {exc}",
+                    stored=bytes(value or b"").decode("utf-8", "replace")[:_SHOWN],
                 )  # fmt: skip
                 continue
             self._data.setdefault(str(kind), {})[str(key)] = data
         alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
-        for kind in alarm_kinds:
-            self.values(kind)  # decoded now: a bad record is logged at start
+        for alarm_kind in alarm_kinds:
+            self.values(alarm_kind)  # decoded now: a bad record is logged at start
 
     async def __aexit__(
         self,
@@ -630,3 +676,23 @@ class StateStore:
             db, self._db = self._db, None
             with contextlib.suppress(sqlite3.Error):
                 await db.close()
+
+
+def _io_failure(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the disk failed (an ``SQLITE_IOERR`` code, or
+    ``quick_check``'s "unable to get the page. error code=…"), not the bytes."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    return name.startswith("SQLITE_IOERR") or "error code=" in str(exc)
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of the whole file, read through (an ``OSError`` when the disk fails).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

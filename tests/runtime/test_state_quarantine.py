@@ -10,12 +10,15 @@ corrupt outbox (``gateway.runtime.durable.quarantine``), a new file is begun, an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.runtime.state import AreaRecord
 from gateway.runtime.state_store import StateStore, state_path
@@ -89,6 +92,64 @@ async def test_a_locked_state_file_is_read_later_and_never_moved(tmp_path: Path)
     assert moved_aside(path) == [] and path.read_bytes() == before
     async with StateStore(path) as store:
         assert store.areas["PERIM"] == ARMED
+
+
+async def test_a_state_file_being_copied_in_at_start_is_never_moved_aside(tmp_path: Path) -> None:
+    """A technician restoring the file with a plain copy as the daemon starts: the half
+    written file looks damaged, but it changes while the store checks it again, so it
+    is read as unread for this start, left in place, and the next start reads it
+    (a review found the finished copy quarantined and the arming lost)."""
+    path = tmp_path / "outbox-state.sqlite"
+    backup = tmp_path / "backup.sqlite"
+    async with StateStore(backup) as store:
+        for n in range(80):  # about 200 KiB: a copy that takes a while
+            await store.put_area(f"A{n:03d}", AreaRecord(True, SINCE, "duty-1 " * 400))
+        await store.put_area("PERIM", ARMED)
+    data = backup.read_bytes()
+    chunk = 16 * 1024
+    assert len(data) > 12 * chunk
+    path.write_bytes(data[: 2 * chunk])
+    copied = asyncio.Event()
+
+    async def copy_on() -> None:  # the rest, a chunk every 0.1 s (about 1.5 s in all)
+        with path.open("ab") as fh:
+            for at in range(2 * chunk, len(data), chunk):
+                await asyncio.sleep(0.1)
+                fh.write(data[at : at + chunk])
+                fh.flush()
+        copied.set()
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(copy_on())
+        async with StateStore(path) as store:
+            assert store.quarantined is None
+            assert store.unread is not None or store.areas.get("PERIM") == ARMED
+    assert copied.is_set() and moved_aside(path) == []
+    async with StateStore(path) as store:
+        assert store.unread is None and store.areas["PERIM"] == ARMED
+
+
+async def test_a_value_that_is_not_utf8_is_left_out_alone(tmp_path: Path) -> None:
+    """One bit flipped in one stored value made sqlite3's decoding fail the whole
+    read: unread at every start, arming included (a review). Now that value alone is
+    left out and logged; the file reads and is written as before."""
+    path = tmp_path / "outbox-state.sqlite"
+    async with StateStore(path) as store:
+        await store.put_area("PERIM", ARMED)
+        await store.put_area("GATE", ARMED)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "UPDATE state SET value = CAST(? AS TEXT) WHERE key = 'GATE'",
+            (b'{"armed": tr\xf5e}',),
+        )
+        db.commit()
+    with capture_logs() as logs:
+        async with StateStore(path) as store:
+            assert store.unread is None and store.quarantined is None
+            assert dict(store.areas) == {"PERIM": ARMED}
+            assert store.left_out == {("area", "GATE")}
+    [line] = [log for log in logs if log["event"] == "state.value_unreadable"]
+    assert line["stored"] == '{"armed": tr\ufffde}'
 
 
 @pytest.mark.timeout(120)
