@@ -71,6 +71,12 @@ class DeviceProtocolError(DeviceError):
         super().__init__(message, device_id=device_id)
 
 
+class LibraryUnavailable(GatewayError):
+    """A library the configuration needs cannot be loaded (not installed, or a broken
+    install, e.g. OpenCV for cameras' pictures): a technician must act; the rest of
+    the gateway runs on."""
+
+
 class UplinkError(GatewayError):
     """The MQTT path failed; the outcome of any publish under way is unknown."""
 

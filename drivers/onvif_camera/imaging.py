@@ -10,6 +10,7 @@ for that import (about 0.35 s) and a gateway at rest does not carry it
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import cv2
@@ -26,12 +27,16 @@ def decode_jpeg(data: bytes, device_id: str) -> Image:
     """Decode a picture (JPEG or anything OpenCV reads) to a BGR image.
 
     Raises:
-        DeviceProtocolError: the bytes are not a picture (``raw`` holds the first 200).
+        DeviceProtocolError: the bytes are not a picture, or none came (``raw``
+            holds the first 200).
     """
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = None
+    if data:  # OpenCV raises on an empty buffer (an HTTP 200 with no body)
+        with contextlib.suppress(cv2.error):
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise DeviceProtocolError(
-            "snapshot is not a picture",
+            "snapshot is not a picture" if data else "snapshot is empty",
             device_id=device_id,
             raw=data[:200].decode(errors="replace"),
         )

@@ -22,7 +22,9 @@
   alarm path would otherwise wait), in :mod:`drivers.onvif_camera.imaging`,
   which that thread imports at the first picture: OpenCV and numpy (about
   31 MiB) are not in a gateway whose cameras have not been asked for one, and
-  their import (about 0.35 s) never stops the event loop (issue 14).
+  their import (about 0.3 s) costs the event loop 10-15 ms at most, also on a
+  cold page cache (:func:`_read_through`; issue 14). An OpenCV that cannot be
+  loaded raises :class:`~gateway.errors.LibraryUnavailable`.
 
 Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
 (refused, timeout, 5xx, no frame, no media URIs known yet),
@@ -33,9 +35,13 @@ Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Callable
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -43,7 +49,13 @@ import httpx
 
 from drivers.onvif_camera.device import MediaUris
 from gateway.config.camera import CameraConfig, SnapshotConfig
-from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
+from gateway.errors import (
+    DeviceAuthError,
+    DeviceError,
+    DeviceProtocolError,
+    DeviceUnavailable,
+    LibraryUnavailable,
+)
 from gateway.events.observation import Evidence, utcnow
 
 if TYPE_CHECKING:
@@ -176,18 +188,70 @@ def stamp_text(cfg: CameraConfig, when: datetime) -> str:
 
 
 def _decode(data: bytes, device_id: str) -> Image:
-    from drivers.onvif_camera import imaging
-
+    with _opencv():
+        from drivers.onvif_camera import imaging
     return imaging.decode_jpeg(data, device_id)
 
 
 def _grab(uri: str, timeout_s: float, device_id: str) -> Image:
-    from drivers.onvif_camera import imaging
-
+    with _opencv():
+        from drivers.onvif_camera import imaging
     return imaging.grab_frame(uri, timeout_s, device_id)
 
 
 def _reencode(image: Image, stamp: str, options: SnapshotConfig) -> tuple[bytes, int, int]:
-    from drivers.onvif_camera import imaging
-
+    with _opencv():
+        from drivers.onvif_camera import imaging
     return imaging.reencode(image, stamp, options)
+
+
+@contextlib.contextmanager
+def _opencv() -> Iterator[None]:
+    """Around the import of :mod:`drivers.onvif_camera.imaging` in a worker thread.
+
+    The first time, the compiled files of OpenCV and numpy are read through first
+    (:func:`_read_through`). A missing or broken OpenCV raises
+    :class:`~gateway.errors.LibraryUnavailable`, which the evidence collector
+    reports on the picture's ``camera.snapshot`` (``not_taken``, ``error``) like
+    any failed picture, rather than an ``ImportError`` that ended its task and lost
+    the requests in hand (a review); ``campus-gateway check-config`` warns at
+    commissioning when OpenCV is not installed.
+
+    Raises:
+        LibraryUnavailable: OpenCV or numpy cannot be imported.
+    """
+    try:
+        if _IMAGING not in sys.modules:
+            _read_through({"cv2": "opencv_python", "numpy": "numpy"})
+        yield
+    except ImportError as exc:
+        raise LibraryUnavailable(f"OpenCV cannot be loaded for pictures: {exc}") from exc
+
+
+def _read_through(packages: Mapping[str, str]) -> None:
+    """Read the compiled files of each package (and of its wheel's ``<dist>.libs``
+    folder, by the dist name's start: ``{"cv2": "opencv_python"}``) into the page
+    cache, so that importing them does not fault them in from disk.
+
+    CPython holds the GIL while ``dlopen`` maps an extension, so the page faults
+    of a cold 66 MB ``cv2.abi3.so`` stopped the event loop 60-73 ms at the first
+    picture after a boot (a review, with the page cache dropped); reading them
+    first, which releases the GIL, leaves about 10 ms (174 MiB read in 110-150 ms
+    on the development box). Unreadable files are skipped: the import then says.
+    """
+    for name, dist in packages.items():
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        package = Path(next(iter(spec.submodule_search_locations)))
+        files = [*package.rglob("*.so"), *package.rglob("*.so.*")]
+        for libs in package.parent.glob("*.libs"):
+            if libs.name.lower().startswith(dist):
+                files += [f for f in libs.iterdir() if f.is_file()]
+        for path in files:
+            with contextlib.suppress(OSError), path.open("rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+
+
+_IMAGING = "drivers.onvif_camera.imaging"

@@ -6,7 +6,7 @@
     campus-sim camera ctl reboot gate-cam 5
     campus-sim camera ctl clock gate-cam 3600
     campus-sim camera ctl fail gate-cam Renew fault [COUNT]
-    campus-sim camera ctl snapshot gate-cam http500   (http401, hang; ok: pictures again)
+    campus-sim camera ctl snapshot gate-cam http500   (http401, hang, empty; ok: pictures again)
     campus-sim camera ctl replay gate-cam ../shared/realdata/onvif/misc/….xml …
 
 Each camera listens on the host and port its ``[[cameras]]`` entry names, with

@@ -11,7 +11,8 @@ POST    ``/cameras/<id>/fail``              ``{"operation": "Renew", "mode": "fa
                                             "count": 1}``
 POST    ``/cameras/<id>/replay``            ``{"files": ["…/capture.xml"]}``          200
 POST    ``/cameras/<id>/snapshot``          ``{"fault": "http500"}`` (``http401``,    200
-                                            ``hang``; null: pictures again)
+                                            ``hang``, ``empty``; null: pictures
+                                            again)
 ======  ==================================  =======================================  ======
 
 ``event`` is one of ``motion``, ``tamper``, ``field``, ``input`` (states) or

@@ -22,7 +22,7 @@ subscriptions gone), a camera without a snapshot URI, a camera without an events
 service (``events_service=False``: not in GetServices, every events operation a
 ``ter:ActionNotSupported`` Fault, as IPyCam lists only device and media), a
 snapshot URI that fails (``snapshot_fault``: ``http401`` whatever the
-credentials, ``http500``, ``hang``), and the Reolink ``GetServices`` with an
+credentials, ``http500``, ``hang``, ``empty``), and the Reolink ``GetServices`` with an
 undeclared ``tad:`` prefix (quirk ``undeclared_prefix``).
 """
 
@@ -53,7 +53,7 @@ from simulators.lifetime import StartStop
 
 _SOAP = "application/soap+xml; charset=utf-8"
 _HTML_404 = b"<html><head><title>404 File Not Found</title></head><body>Not Found</body></html>"
-SNAPSHOT_FAULTS = (None, "http401", "http500", "hang")
+SNAPSHOT_FAULTS = (None, "http401", "http500", "hang", "empty")
 """What ``snapshot_fault`` may be (None: the snapshot URI works)."""
 _SERVICES = (
     ("http://www.onvif.org/ver10/device/wsdl", "device_service"),
@@ -75,7 +75,8 @@ class CameraOptions:
         snapshot_uri: the media service gives a snapshot URI (else only a stream URI).
         snapshot_auth: ``digest``, ``basic`` or ``none`` on the snapshot URI.
         snapshot_fault: None (pictures), or how the snapshot URI fails: ``http401``
-            (refuses every credential), ``http500``, ``hang`` (answers nothing).
+            (refuses every credential), ``http500``, ``hang`` (answers nothing),
+            ``empty`` (200 with no body, as busy firmware does).
         events_service: it has an events service (PullPoint); False: a camera
             that gives pictures only.
         width, height: picture size in pixels.
@@ -231,6 +232,8 @@ class SimulatedCamera(StartStop):
             await asyncio.Event().wait()
         if fault == "http500":
             return web.Response(status=500)
+        if fault == "empty":
+            return web.Response(body=b"", content_type="image/jpeg")
         accepted = self._auth.accepts(request.method, request.headers.get("Authorization"))
         if fault == "http401" or not accepted:
             self.snapshot_refusals += 1

@@ -81,6 +81,38 @@ def test_every_file_present_passes(tmp_path: Path) -> None:
     assert "1 cameras" in out.stdout and SECRET not in out.stdout + out.stderr
 
 
+_WITHOUT_OPENCV = """
+import importlib.abc, runpy, sys
+
+class Missing(importlib.abc.MetaPathFinder):  # as where OpenCV is not installed
+    def find_spec(self, fullname, path, target=None):
+        if fullname.partition(".")[0] == "cv2":
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+sys.meta_path.insert(0, Missing())
+sys.argv = ["campus-gateway", "check-config", sys.argv[1]]
+runpy.run_module("gateway.cli", run_name="__main__")
+"""
+
+
+def test_cameras_without_opencv_are_a_warning_that_never_stops_the_start(tmp_path: Path) -> None:
+    """The unit runs check-config before every start: a missing OpenCV must not keep
+    the alarm path down, only say that every picture will be reported not taken."""
+    for name in ("broker.password", "camera.password", "center.key"):
+        (tmp_path / name).write_text(SECRET + "\n")
+    path = _config(tmp_path, BASE)
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_OPENCV, str(path)],
+        capture_output=True, text=True, check=False, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"warning: {path}: cameras are configured but cv2 (OpenCV) is not installed" in (
+        out.stderr
+    )
+    assert "warning" not in _check(path).stderr  # with OpenCV installed: no warning
+
+
 def test_an_empty_or_unreadable_secret_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broker.password").write_text("")
     (tmp_path / "camera.password").mkdir()

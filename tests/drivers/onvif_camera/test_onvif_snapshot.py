@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -87,7 +88,13 @@ async def test_a_pinned_auth_is_the_only_one_tried(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "why"), [("http401", "HTTP 401"), ("http500", "HTTP 500"), ("hang", "Timeout")]
+    ("fault", "why"),
+    [
+        ("http401", "HTTP 401"),
+        ("http500", "HTTP 500"),
+        ("hang", "Timeout"),
+        ("empty", "snapshot is empty"),  # OpenCV raised cv2.error on it (a review)
+    ],
 )
 async def test_a_failing_snapshot_uri_falls_back_to_a_stream_frame(
     tmp_path: Path, fault: str, why: str
@@ -143,6 +150,23 @@ def test_stream_uri_gets_credentials_unless_it_has_some() -> None:
     assert with_credentials("rtsp://u:p@10.0.0.5/main", "admin", "x") == "rtsp://u:p@10.0.0.5/main"
 
 
+def _fresh_interpreter(script: str, tmp_path: Path) -> dict[str, Any]:
+    """Run ``script`` (given ``tmp_path``) in a new interpreter from the repository
+    root; the JSON object its last line prints."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
 _FIRST_PICTURE = """
 import asyncio, json, sys
 from pathlib import Path
@@ -171,19 +195,52 @@ def test_opencv_and_numpy_are_imported_at_the_first_picture_not_before(tmp_path:
     """A gateway with cameras carries OpenCV and numpy (about 31 MiB) only once a
     picture is taken (issue 14: the demo campus at rest in 100 MiB); checked in a
     fresh interpreter, since this test process has imported them already."""
-    root = Path(__file__).resolve().parents[3]
-    done = subprocess.run(
-        [sys.executable, "-c", _FIRST_PICTURE, str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = _fresh_interpreter(_FIRST_PICTURE, tmp_path)
     assert seen == {
         "at_import": [],
         "after_picture": ["cv2", "drivers.onvif_camera.imaging", "numpy"],
         "jpeg": "ffd8",
     }
+
+
+_NO_OPENCV = """
+import asyncio, importlib.abc, json, sys
+from pathlib import Path
+from simulators.camera.server import SimulatedCamera  # draws its pictures with OpenCV
+from tests.camera_support import camera_config, camera_options
+
+for name in [m for m in sys.modules if m.partition(".")[0] in ("cv2", "numpy")]:
+    del sys.modules[name]
+
+class Broken(importlib.abc.MetaPathFinder):  # as a missing or broken install
+    def find_spec(self, fullname, path, target=None):
+        if fullname.partition(".")[0] == "cv2":
+            raise ImportError("libavcodec.so: cannot open shared object file")
+        return None
+
+sys.meta_path.insert(0, Broken())
+from drivers.onvif_camera.device import MediaUris
+from drivers.onvif_camera.snapshot import SnapshotTaker
+from gateway.errors import GatewayError
+
+async def main() -> None:
+    async with SimulatedCamera(camera_options("cam-b")) as cam:
+        cfg = camera_config(cam, Path(sys.argv[1]))
+        uris = MediaUris("Profile_1", f"{cam.base_url}/onvif/snapshot.jpg", None)
+        try:
+            await SnapshotTaker(cfg, lambda: uris)()
+        except GatewayError as exc:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_broken_opencv_is_a_picture_not_taken_not_a_crash(tmp_path: Path) -> None:
+    """OpenCV that cannot be loaded raises ``LibraryUnavailable``, a ``GatewayError``,
+    which the evidence collector reports on the picture's event like any failed
+    picture; an ``ImportError`` ended its task and lost the requests in hand (a
+    review). Checked in a fresh interpreter, this one has OpenCV loaded."""
+    seen = _fresh_interpreter(_NO_OPENCV, tmp_path)
+    assert seen["error"] == "LibraryUnavailable"
+    assert "OpenCV cannot be loaded" in seen["message"] and "libavcodec" in seen["message"]
