@@ -53,7 +53,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import aiosqlite
 import structlog
@@ -205,7 +205,7 @@ class StateStore:
         """Open the file and load every value.
 
         A corrupt file (not a database, or one ``PRAGMA quick_check`` finds damaged,
-        and still so on a second look: :meth:`_still_corrupt`) is quarantined:
+        and still so on a second look: :meth:`_second_look`) is quarantined:
         moved aside with its journal to ``<file>.corrupt-<UTC time>``
         (:attr:`quarantined`, kept for a technician) and a new file is
         begun and written from then on, so one damaged sector does not leave the
@@ -231,14 +231,16 @@ class StateStore:
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError):  # locked, I/O: not corrupt
                     raise
-                if not await self._still_corrupt(exc):
-                    raise  # read as unread: see _still_corrupt
-                self.quarantined = quarantine(self.path)
-                log.error(
-                    "state.quarantined", path=str(self.path), error=str(exc),
-                    moved_to=str(self.quarantined),
-                )  # fmt: skip
-                await self._load()
+                verdict = await self._second_look(exc)
+                if verdict == "unread":
+                    raise
+                if verdict == "corrupt":
+                    self.quarantined = quarantine(self.path)
+                    log.error(
+                        "state.quarantined", path=str(self.path), error=str(exc),
+                        moved_to=str(self.quarantined),
+                    )  # fmt: skip
+                    await self._load()
         except (sqlite3.Error, OSError, ValueError) as exc:
             await self._reset()
             self.unread = f"cannot read state {self.path}: {exc}"
@@ -249,10 +251,13 @@ class StateStore:
         self._writer = asyncio.create_task(self._write_loop(), name="state-writer")
         return self
 
-    async def _still_corrupt(self, first: sqlite3.DatabaseError) -> bool:
+    async def _second_look(
+        self, first: sqlite3.DatabaseError
+    ) -> Literal["corrupt", "loaded", "unread"]:
         """Whether a file that failed to load is corrupt, not merely unreadable for a
-        moment; True only when it should be quarantined (the store is then closed
-        and empty; if the file loads this time, the store is loaded and False).
+        moment: ``"corrupt"`` only when it should be quarantined (the store is then
+        closed and empty), ``"loaded"`` when it loaded this time, ``"unread"`` when
+        the store should run unread for this start.
 
         A read error of the disk is not corruption (SQLite reports some as a
         damaged page, ``error code=`` in ``quick_check``'s answer), nor is a file
@@ -268,7 +273,7 @@ class StateStore:
         """
         await self._reset()
         if _io_failure(first):
-            return False
+            return "unread"
         before = await asyncio.to_thread(_digest, self.path)
         await asyncio.sleep(_CONFIRM_S)
         try:
@@ -278,9 +283,9 @@ class StateStore:
                 raise
             await self._reset()
             unchanged = await asyncio.to_thread(_digest, self.path) == before
-            return unchanged and not _io_failure(again)
+            return "corrupt" if unchanged and not _io_failure(again) else "unread"
         log.warning("state.read_on_second_try", path=str(self.path), error=str(first))
-        return False
+        return "loaded"
 
     async def _reset(self) -> None:
         """Close and forget whatever a failed load read."""
