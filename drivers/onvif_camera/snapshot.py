@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import hashlib
 import importlib.util
+import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from drivers.onvif_camera.imaging import Image
 
 
+MAX_PICTURE_BYTES = 32 << 20  # a 4K JPEG is a few MiB; more is a stream, not a picture
 AuthMode = Literal["digest", "basic", "none"]
 _AUTO_ORDER: tuple[AuthMode, ...] = ("digest", "basic")
 
@@ -152,20 +154,44 @@ class SnapshotTaker:
             auth = httpx.DigestAuth(self.cfg.username, self.cfg.password())
         elif mode == "basic":
             auth = httpx.BasicAuth(self.cfg.username, self.cfg.password())
+        # The whole answer within timeout_s, at most MAX_PICTURE_BYTES: httpx's
+        # timeout is per read, and a snapshot URI that streams (MJPEG) ran for good,
+        # growing by megabytes a second (a review).
         try:
-            async with httpx.AsyncClient(auth=auth, timeout=options.timeout_s, verify=False) as c:
-                response = await c.get(uri)
+            async with (
+                asyncio.timeout(options.timeout_s),
+                httpx.AsyncClient(auth=auth, timeout=options.timeout_s, verify=False) as c,
+                c.stream("GET", uri) as response,
+            ):
+                if response.status_code in (401, 403):
+                    raise DeviceAuthError(
+                        f"snapshot: HTTP {response.status_code} ({mode} auth)",
+                        device_id=self.cfg.id,
+                    )
+                if response.status_code >= 300:
+                    raise DeviceUnavailable(
+                        f"snapshot: HTTP {response.status_code}", device_id=self.cfg.id
+                    )
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_PICTURE_BYTES:
+                        raise DeviceProtocolError(
+                            f"snapshot: over {MAX_PICTURE_BYTES >> 20} MiB, not one picture",
+                            device_id=self.cfg.id,
+                        )
+                return bytes(body)
+        except TimeoutError as exc:
+            raise DeviceUnavailable(
+                f"snapshot: Timeout, no whole answer within {options.timeout_s:g} s",
+                device_id=self.cfg.id,
+            ) from exc
+        except httpx.InvalidURL as exc:  # what GetSnapshotUri gave is not a URL
+            raise DeviceProtocolError(f"snapshot URI: {exc}", device_id=self.cfg.id) from exc
         except httpx.HTTPError as exc:
             raise DeviceUnavailable(
                 f"snapshot: {type(exc).__name__}: {exc}", device_id=self.cfg.id
             ) from exc
-        if response.status_code in (401, 403):
-            raise DeviceAuthError(
-                f"snapshot: HTTP {response.status_code} ({mode} auth)", device_id=self.cfg.id
-            )
-        if response.status_code >= 300:
-            raise DeviceUnavailable(f"snapshot: HTTP {response.status_code}", device_id=self.cfg.id)
-        return response.content
 
 
 def with_credentials(uri: str, username: str, password: str) -> str:
@@ -221,16 +247,20 @@ def _opencv() -> Iterator[None]:
         LibraryUnavailable: OpenCV or numpy cannot be imported.
     """
     try:
-        if _IMAGING not in sys.modules:
-            _read_through({"cv2": "opencv_python", "numpy": "numpy"})
+        if _IMAGING not in sys.modules and not _READ_THROUGH:
+            _READ_THROUGH.append(True)  # once: a broken OpenCV is not read at every try
+            _read_through({"cv2": "opencv", "numpy": "numpy"})
         yield
-    except ImportError as exc:
-        raise LibraryUnavailable(f"OpenCV cannot be loaded for pictures: {exc}") from exc
+    except Exception as exc:  # only the import runs inside: any error is a broken install
+        raise LibraryUnavailable(
+            f"OpenCV cannot be loaded for pictures: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _read_through(packages: Mapping[str, str]) -> None:
     """Read the compiled files of each package (and of its wheel's ``<dist>.libs``
-    folder, by the dist name's start: ``{"cv2": "opencv_python"}``) into the page
+    folder, by the dist name's start: ``{"cv2": "opencv"}``, which also
+    matches ``opencv_contrib_python``) into the page
     cache, so that importing them does not fault them in from disk.
 
     CPython holds the GIL while ``dlopen`` maps an extension, so the page faults
@@ -249,9 +279,15 @@ def _read_through(packages: Mapping[str, str]) -> None:
             if libs.name.lower().startswith(dist):
                 files += [f for f in libs.iterdir() if f.is_file()]
         for path in files:
-            with contextlib.suppress(OSError), path.open("rb") as fh:
-                while fh.read(1 << 20):
-                    pass
+            with contextlib.suppress(OSError):
+                info = path.stat()  # regular files only: never /dev/zero or a FIFO
+                if not stat.S_ISREG(info.st_mode) or info.st_size > _READ_FILE_CAP:
+                    continue
+                with path.open("rb") as fh:
+                    while fh.read(1 << 20):
+                        pass
 
 
 _IMAGING = "drivers.onvif_camera.imaging"
+_READ_THROUGH: list[bool] = []  # not empty once read through
+_READ_FILE_CAP = 512 << 20  # bytes: no compiled file of theirs is near it

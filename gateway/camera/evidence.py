@@ -223,10 +223,16 @@ class EvidenceCollector:
             try:
                 evidence = await self._takers[camera_id]()
                 break
-            except GatewayError as exc:
-                data["error"] = str(exc)
+            except Exception as exc:  # a picture never ends the collector
+                # Expected failures are GatewayErrors; anything else (a URI httpx
+                # refuses, a broken OpenCV, a library's bug) is logged with its
+                # traceback and still reported on the picture's event, rather than
+                # ending the task group with the other cameras' requests in hand
+                # (a review lost 4 of 4 so).
+                data["error"] = str(exc) if isinstance(exc, GatewayError) else repr(exc)
                 log.warning("evidence.attempt_failed", camera=camera_id, attempt=attempt + 1,
-                            error=str(exc))  # fmt: skip
+                            error=data["error"],
+                            exc_info=not isinstance(exc, GatewayError))  # fmt: skip
                 if attempt + 1 < camera.snapshot.attempts:
                     await asyncio.sleep(self._retry_delay)
         blob: tuple[str, bytes] | None = None

@@ -48,6 +48,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,6 +83,7 @@ _BUSY_S = 1.0  # seconds a write waits for another process's lock
 _SHOWN = 500  # characters of a value left out that its log line keeps
 _RETRY_S = 1.0  # seconds between attempts while commits fail
 _CONFIRM_S = 0.5  # seconds before a file that looked corrupt is read again
+_READ_CAP = 64 << 20  # bytes of a file that looked corrupt read to compare it (a 8 GiB one: 30 s)
 BEHIND_S = 1.0
 """Seconds a write-behind change (a forgotten report, an open alarm's copy) waits for
 others before its commit: one fsync a second at most for what the next start can
@@ -263,9 +265,13 @@ class StateStore:
         damaged page, ``error code=`` in ``quick_check``'s answer), nor is a file
         still being written (a technician's copy restoring it at start): both would
         move an intact file aside and lose the arming it holds at the next start
-        (a review reproduced both). So the whole file is read (an ``OSError`` says
-        the disk failed), the load is tried again :data:`_CONFIRM_S` later, and only
-        the same kind of failure on the same bytes counts.
+        (reviews reproduced both, and a copy that paused longer than the look). So
+        a file shorter than its header says (a copy still coming in) is never taken
+        for corrupt; the
+        file is read (an ``OSError`` says the disk failed) and dropped from the page
+        cache, so that the second look, :data:`_CONFIRM_S` later, reads the disk
+        again; and only the same kind of failure on an unchanged file counts
+        (:func:`_fingerprint`).
 
         Raises:
             OSError: the file cannot be read (the caller runs unread).
@@ -274,7 +280,8 @@ class StateStore:
         await self._reset()
         if _io_failure(first):
             return "unread"
-        before = await asyncio.to_thread(_digest, self.path)
+        # None: shorter than its header says, a copy still coming in: never corrupt
+        before = await asyncio.to_thread(_fingerprint, self.path)
         await asyncio.sleep(_CONFIRM_S)
         try:
             await self._load()
@@ -282,7 +289,8 @@ class StateStore:
             if isinstance(again, sqlite3.OperationalError):
                 raise
             await self._reset()
-            unchanged = await asyncio.to_thread(_digest, self.path) == before
+            after = await asyncio.to_thread(_fingerprint, self.path)
+            unchanged = before is not None and after == before
             return "corrupt" if unchanged and not _io_failure(again) else "unread"
         log.warning("state.read_on_second_try", path=str(self.path), error=str(first))
         return "loaded"
@@ -310,23 +318,36 @@ class StateStore:
             raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
         with contextlib.suppress(sqlite3.OperationalError):  # a read-only file has it
             await self._db.executescript(_SCHEMA)
-        # As bytes: text that is not UTF-8 (a bit flipped on the disk) would fail
-        # the whole fetch in sqlite3's decoding, not just its own value.
-        async with self._db.execute(
-            "SELECT CAST(kind AS BLOB), CAST(key AS BLOB), CAST(value AS BLOB) FROM state"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        # As bytes (SQLite converts a UTF-16 file's text to UTF-8 first): text
+        # that is not UTF-8 (a bit flipped on the disk) would fail the whole fetch
+        # in sqlite3's decoding, not just its own row.
+        self._db.text_factory = bytes
+        try:
+            async with self._db.execute("SELECT kind, key, value FROM state") as cursor:
+                rows = await cursor.fetchall()
+        finally:
+            self._db.text_factory = str
         for raw_kind, raw_key, value in rows:
-            kind = bytes(raw_kind or b"").decode("utf-8", "replace")
-            key = bytes(raw_key or b"").decode("utf-8", "replace")
             try:
-                data = json.loads(bytes(value or b"").decode("utf-8"))
-            except (TypeError, ValueError, RecursionError) as exc:  # as in values()
-                self.left_out.add((str(kind), str(key)))
+                kind, key = _text(raw_kind), _text(raw_key)
+            except UnicodeDecodeError as exc:  # a name mangled: it is nobody's value
+                kind = _text(raw_kind, "replace")
+                key = _text(raw_key, "replace")
+                self.left_out.add((kind, key))
                 log.error(
-                    "state.value_unreadable", path=str(self.path), kind=str(kind),
-                    key=str(key), error=f"not JSON: {exc}",
-                    stored=bytes(value or b"").decode("utf-8", "replace")[:_SHOWN],
+                    "state.value_unreadable", path=str(self.path), kind=repr(raw_kind),
+                    key=repr(raw_key), error=f"name not UTF-8: {exc}",
+                    stored=_text(value, "replace")[:_SHOWN],
+                )  # fmt: skip
+                continue
+            try:
+                data = json.loads(_text(value))
+            except (TypeError, ValueError, RecursionError) as exc:  # as in values()
+                self.left_out.add((kind, key))
+                log.error(
+                    "state.value_unreadable", path=str(self.path), kind=kind,
+                    key=key, error=f"not JSON: {exc}",
+                    stored=_text(value, "replace")[:_SHOWN],
                 )  # fmt: skip
                 continue
             self._data.setdefault(str(kind), {})[str(key)] = data
@@ -690,14 +711,46 @@ def _io_failure(exc: sqlite3.DatabaseError) -> bool:
     return name.startswith("SQLITE_IOERR") or "error code=" in str(exc)
 
 
-def _digest(path: Path) -> str:
-    """SHA-256 of the whole file, read through (an ``OSError`` when the disk fails).
+def _text(raw: object, errors: str = "strict") -> str:
+    """A column read as bytes, as text (None as "").
+
+    Raises:
+        UnicodeDecodeError: not UTF-8 (``errors="strict"``).
+    """
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes | bytearray | memoryview):
+        return bytes(raw).decode("utf-8", errors)
+    return str(raw)  # a number stored in a text column
+
+
+def _fingerprint(path: Path) -> tuple[object, ...] | None:
+    """What says the file changed: its ``stat`` (inode, size, times) and a SHA-256 of
+    its first :data:`_READ_CAP` bytes, read through (an ``OSError`` when the disk
+    fails) and then dropped from the page cache (``POSIX_FADV_DONTNEED``), so a
+    second look reads the disk, not a wrong sector the cache kept (a review). None
+    when the file is shorter than its header's page count says.
 
     Raises:
         OSError: the file cannot be read.
     """
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
+        header = fh.read(100)
+        digest.update(header)
+        read = len(header)
+        while read < _READ_CAP and (chunk := fh.read(min(1 << 20, _READ_CAP - read))):
             digest.update(chunk)
-    return digest.hexdigest()
+            read += len(chunk)
+        info = os.fstat(fh.fileno())
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if header[:16] == b"SQLite format 3\x00":
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        if header[24:28] == header[92:96] and info.st_size < pages * page_size:
+            return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, digest.hexdigest())
