@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,20 @@ type = "{type}"
 module = "io"
 input = {input}
 """
+
+
+def loop_disk_missing(tools: Iterable[str], root_for: str) -> str | None:
+    """Why a test on a loop-mounted disk image cannot run here, or None: it needs
+    root (for ``root_for``), ``tools`` installed and a free loop device."""
+    if os.geteuid() != 0:
+        return f"needs root ({root_for})"
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (e2fsprogs, util-linux)"
+    found = subprocess.run(["losetup", "-f"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        return f"no free loop device: {found.stderr.strip()}"
+    return None
 
 
 def write_config(directory: Path, *, broker_port: int, module_port: int, **overrides: Any) -> Path:

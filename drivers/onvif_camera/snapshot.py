@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import stat
@@ -247,14 +248,18 @@ def _opencv() -> Iterator[None]:
         LibraryUnavailable: OpenCV or numpy cannot be imported.
     """
     try:
-        if _IMAGING not in sys.modules and not _READ_THROUGH:
-            _READ_THROUGH.append(True)  # once: a broken OpenCV is not read at every try
-            _read_through({"cv2": "opencv", "numpy": "numpy"})
+        if _IMAGING not in sys.modules:
+            _read_opencv_through()
         yield
     except Exception as exc:  # only the import runs inside: any error is a broken install
         raise LibraryUnavailable(
             f"OpenCV cannot be loaded for pictures: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+@functools.cache  # once: a broken OpenCV is not read again at every try
+def _read_opencv_through() -> None:
+    _read_through({"cv2": "opencv", "numpy": "numpy"})
 
 
 def _read_through(packages: Mapping[str, str]) -> None:
@@ -289,5 +294,4 @@ def _read_through(packages: Mapping[str, str]) -> None:
 
 
 _IMAGING = "drivers.onvif_camera.imaging"
-_READ_THROUGH: list[bool] = []  # not empty once read through
 _READ_FILE_CAP = 512 << 20  # bytes: no compiled file of theirs is near it

@@ -330,27 +330,19 @@ class StateStore:
         for raw_kind, raw_key, value in rows:
             try:
                 kind, key = _text(raw_kind), _text(raw_key)
-            except UnicodeDecodeError as exc:  # a name mangled: it is nobody's value
-                kind = _text(raw_kind, "replace")
-                key = _text(raw_key, "replace")
-                self.left_out.add((kind, key))
-                log.error(
-                    "state.value_unreadable", path=str(self.path), kind=repr(raw_kind),
-                    key=repr(raw_key), error=f"name not UTF-8: {exc}",
-                    stored=_text(value, "replace")[:_SHOWN],
-                )  # fmt: skip
-                continue
-            try:
                 data = json.loads(_text(value))
             except (TypeError, ValueError, RecursionError) as exc:  # as in values()
+                # UnicodeDecodeError is a ValueError: a name or value not UTF-8
+                not_utf8 = isinstance(exc, UnicodeDecodeError)
+                kind, key = _text(raw_kind, "replace"), _text(raw_key, "replace")
                 self.left_out.add((kind, key))
                 log.error(
-                    "state.value_unreadable", path=str(self.path), kind=kind,
-                    key=key, error=f"not JSON: {exc}",
+                    "state.value_unreadable", path=str(self.path), kind=kind, key=key,
+                    error=f"{'not UTF-8' if not_utf8 else 'not JSON'}: {exc}",
                     stored=_text(value, "replace")[:_SHOWN],
                 )  # fmt: skip
                 continue
-            self._data.setdefault(str(kind), {})[str(key)] = data
+            self._data.setdefault(kind, {})[key] = data
         alarm_kinds: tuple[Kind[Any], ...] = (AREA, BYPASS, ALARM)
         for alarm_kind in alarm_kinds:
             self.values(alarm_kind)  # decoded now: a bad record is logged at start
@@ -717,13 +709,9 @@ def _text(raw: object, errors: str = "strict") -> str:
     Raises:
         UnicodeDecodeError: not UTF-8 (``errors="strict"``).
     """
-    if raw is None:
-        return ""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, bytes | bytearray | memoryview):
-        return bytes(raw).decode("utf-8", errors)
-    return str(raw)  # a number stored in a text column
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors)
+    return "" if raw is None else str(raw)  # a number stored in a text column
 
 
 def _fingerprint(path: Path) -> tuple[object, ...] | None:

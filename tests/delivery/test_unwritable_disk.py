@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +28,15 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.center_commands import CommandSender
 from simulators.modbus_module import SimulatedModule
-from tests.fault_support import PANIC, alarms, module, stored_ids, wait_until, write_config
+from tests.fault_support import (
+    PANIC,
+    alarms,
+    loop_disk_missing,
+    module,
+    stored_ids,
+    wait_until,
+    write_config,
+)
 from tests.helpers import TEST_KEY
 from tests.power_cut_support import Daemon
 
@@ -49,15 +55,9 @@ duration_s = 60
 
 
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (mount -o loop, chattr +i)"
-    for tool in ("mkfs.ext4", "chattr", "losetup", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (e2fsprogs, util-linux)"
-    found = subprocess.run(["losetup", "-f"], capture_output=True, text=True, check=False)
-    if found.returncode != 0:
-        return f"no free loop device: {found.stderr.strip()}"
-    return None
+    return loop_disk_missing(
+        ("mkfs.ext4", "chattr", "losetup", "mount"), "mount -o loop, chattr +i"
+    )
 
 
 pytestmark = [pytestmark, pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,21 +24,16 @@ import pytest
 
 from gateway.runtime.state import AreaRecord
 from gateway.runtime.state_store import StateStore
+from tests.fault_support import loop_disk_missing
 
 BLOCK = 4096
 ARMED = AreaRecord(True, datetime(2026, 12, 4, 7, 0, tzinfo=UTC), "duty-1")
 
 
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (losetup, mount, drop_caches)"
-    for tool in ("mkfs.ext4", "losetup", "mount", "filefrag", "fallocate"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (e2fsprogs, util-linux)"
-    found = subprocess.run(["losetup", "-f"], capture_output=True, text=True, check=False)
-    if found.returncode != 0:
-        return f"no free loop device: {found.stderr.strip()}"
-    return None
+    return loop_disk_missing(
+        ("mkfs.ext4", "losetup", "mount", "filefrag", "fallocate"), "losetup, mount, drop_caches"
+    )
 
 
 pytestmark = [
