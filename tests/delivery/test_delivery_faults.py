@@ -40,16 +40,26 @@ pytestmark = pytest.mark.timeout(180)
 
 
 async def _assert_zone_order(center: CenterConsole, gateway: Gateway, outbox: Path) -> None:
-    """Once the gateway's PUBACK marks are committed (they wait for a commit to ride
-    in, ``mark_linger``: a re-send's second PUBACK may not be in the file yet), per
-    zone, the states alternate active/cleared in seq order (none collapsed or
-    repeated), and first deliveries come in seq order, except for alarms published
-    again after their ack timeout: a broker restart can lose what it PUBACKed, and a
-    re-send never goes before a first send (``Outbox.pending``, issue 14), so those
-    arrive late by design. The center orders by ``seq``."""
+    """Once every alarm is acked and the gateway's PUBACK marks are committed (they
+    wait for a commit to ride in, ``mark_linger``: a re-send's second PUBACK may not
+    be in the file yet), per zone, the states alternate active/cleared in seq order
+    (none collapsed or repeated), and first deliveries come in seq order, except for
+    alarms published again after their ack timeout: a broker restart can lose what it
+    PUBACKed, and a re-send never goes before a first send (``Outbox.pending``, issue
+    14), so those arrive late by design. The center orders by ``seq``."""
     assert gateway.outbox is not None
     outbox_of = gateway.outbox
-    await wait_until(lambda: not outbox_of.marking, 5, "PUBACK marks committed")
+
+    async def settled() -> bool:
+        # Alarms whose ack a broker restart lost are published again at their ack
+        # timeout, and each re-send brings a new mark: wait until nothing is owed.
+        return (
+            not outbox_of.marking
+            and await outbox_of.unacked_count() == 0
+            and await outbox_of.pending_count() == 0
+        )
+
+    await wait_until(settled, 30, "every alarm acked and its PUBACK marks committed")
     resent = {i for i, n in puback_counts(outbox).items() if n > 1}
     by_zone: dict[str, list[dict]] = defaultdict(list)
     for event in alarms(center, "alarm.intrusion"):
