@@ -60,7 +60,10 @@ class SeqTracker:
         missing = self._missing.setdefault(stream, set())
         if seq > highest + 1:
             missing.update(range(highest + 1, seq))
-            notes.append(f"GAP stream={stream} missing seq {_seq_range(highest + 1, seq - 1)}")
+            notes.append(
+                f"GAP stream={stream} missing seq {_seq_range(highest + 1, seq - 1)}"
+                " (not here yet: overtaken by a higher priority, or lost; LATE if it comes)"
+            )
         elif seq in missing:
             missing.discard(seq)
             notes.append(f"LATE stream={stream} seq {seq} filled a gap")

@@ -33,6 +33,8 @@ class Supervision:
 
     Attributes:
         state: panel id → its health.
+        last_heard: panel id → the gateway's UTC time of its last accepted message
+            (None: not since start).
     """
 
     def __init__(
@@ -52,11 +54,13 @@ class Supervision:
         start = clock()
         self._last = dict.fromkeys(intervals, start)
         self.state: dict[str, HealthState] = dict.fromkeys(intervals, "starting")
+        self.last_heard: dict[str, datetime | None] = dict.fromkeys(intervals)
         self._wake = asyncio.Event()
 
     async def heard(self, panel_id: str) -> None:
         """An accepted message of ``panel_id``: restart its timer; ``online`` if it was not."""
         self._last[panel_id] = self._clock()
+        self.last_heard[panel_id] = self._now()
         self._wake.set()
         if self.state[panel_id] != "online":
             await self._transition(panel_id, "online", "")

@@ -102,6 +102,11 @@ class PanelStage:
         """Panel id → its link health."""
         return dict(self.receiver.supervision.state)
 
+    def last_seen(self) -> Mapping[str, datetime | None]:
+        """Panel id → gateway UTC time of its last accepted message, link tests included
+        (None: not since start); the bench page's "last seen"."""
+        return dict(self.receiver.supervision.last_heard)
+
     async def _observe(self, obs: PanelObservation) -> None:
         if isinstance(obs, PanelMessage):
             await self.reports.message(obs)

@@ -219,8 +219,11 @@ async def test_a_silent_panel_goes_offline_and_its_next_null_brings_it_online(
         SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=PATIENT) as sim,
     ):
         assert gateway.panels is not None
+        assert gateway.panels.last_seen() == {"east": None}  # not heard since start
         await sim.link_test()
         await center.wait_for(lambda: bool(_of(center, "device.online")), 10)
+        first_seen = gateway.panels.last_seen()["east"]
+        assert first_seen is not None  # a NULL link test is seen, though never an event
         await center.wait_for(lambda: bool(_of(center, "fault.device_offline")), 10)
         # Silent for its supervision interval, by the gateway's own clock (the events'
         # times), not by when a loaded test process got to look.
@@ -229,6 +232,8 @@ async def test_a_silent_panel_goes_offline_and_its_next_null_brings_it_online(
         assert gateway.panels.health() == {"east": "offline"}
         assert (await sim.link_test()).acked
         await center.wait_for(lambda: len(_of(center, "device.online")) == 2, 3)
+        later = gateway.panels.last_seen()["east"]
+        assert later is not None and later > first_seen
     assert gateway.panels.health() == {"east": "online"}
     (offline,) = _of(center, "fault.device_offline")
     back = _of(center, "device.online")[1]

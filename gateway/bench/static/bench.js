@@ -175,13 +175,18 @@ function renderWalk(walk, areas) {
 // -- clock, stream, session ---------------------------------------------------------------
 
 function tick() {
-  // the site's wall clock, written like the event times: YYYY-MM-DD HH:MM:SS
+  // the site's wall clock, written like the event times: YYYY-MM-DD HH:MM:SS; none
+  // until the gateway has said the site's zone (before that it would be UTC)
+  if (!latest) {
+    $("#clock").textContent = "站点时间 —";
+    return;
+  }
   const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
     timeZone: siteZone, year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
   }).formatToParts(new Date()).map((p) => [p.type, p.value]));
   const text = `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
-  $("#clock").textContent = `站点时间 ${text} ${latest ? latest.site.utc_offset : ""}`;
+  $("#clock").textContent = `站点时间 ${text} ${latest.site.utc_offset}`;
 }
 
 function connect() {
@@ -203,6 +208,10 @@ function showSession() {
   const box = $("#session");
   if (!session.password) {
     box.replaceChildren(el("span", { className: "quiet" }, "只读 read-only"));
+    return;
+  }
+  if (!session.logged_in) {  // the login form is showing: nothing to log out of
+    box.replaceChildren();
     return;
   }
   const out = el("button", { type: "button" }, "退出 log out");
