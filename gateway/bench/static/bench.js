@@ -249,6 +249,10 @@ async function main() {
   });
   if (session.password && !session.logged_in) {
     $("#login").hidden = false;
+    // not connecting yet, and no uplink figure to show: neither is an alarm colour
+    $("#stream").textContent = "未登录 not logged in";
+    delete $("#stream").dataset.live;
+    delete $("#uplink-badge").dataset.connected;
   } else {
     connect();
   }
