@@ -212,6 +212,10 @@ async def main() -> None:
     signal.raise_signal(signal.SIGINT)  # Ctrl-C
     await task
 
+# Ctrl-C as a terminal delivers it: a process started in the background of a
+# non-interactive shell (as a CI runner may start the suite) inherits SIGINT
+# ignored, asyncio.run then installs no handler and the raised signal does nothing.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 configure_logging("info", json=True)
 try:
     asyncio.run(main())
