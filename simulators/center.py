@@ -330,8 +330,11 @@ class CenterConsole:
         parts = topic.split("/")
         if len(parts) == 5 and parts[4] == "status":
             text = payload.decode("utf-8", errors="replace")
+            # said on change only: a clean stop's goodbye and the Last Will the broker
+            # may publish after it (DISCONNECT 0x04) are one "offline", not two
+            if self.status.get(topic) != text:
+                self.say(f"STATUS {parts[2]}/{parts[3]} {text}")
             self.status[topic] = text
-            self.say(f"STATUS {parts[2]}/{parts[3]} {text}")
             return
         self.deliveries += 1
         try:
