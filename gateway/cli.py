@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import sys
+from collections.abc import Sized
 from pathlib import Path
 
 from gateway.config.files import center_key, check_files
@@ -97,10 +98,16 @@ def _check(config: Path, cfg: GatewayConfig) -> int:
         )
     print(
         f"{config}: ok — site {cfg.site.id}/{cfg.site.gateway}, "
-        f"{len(cfg.modules)} modules, {len(cfg.zones)} zones, {len(cfg.cameras)} cameras"
-        + (f", {len(cfg.panels)} panels" if cfg.panels else "")
+        f"{_count(cfg.modules, 'module')}, {_count(cfg.zones, 'zone')}, "
+        f"{_count(cfg.cameras, 'camera')}"
+        + (f", {_count(cfg.panels, 'panel')}" if cfg.panels else "")
     )
     return 0
+
+
+def _count(items: Sized, noun: str) -> str:
+    """``"1 zone"``, ``"3 zones"``."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _installed(module: str) -> bool:

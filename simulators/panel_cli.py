@@ -141,7 +141,7 @@ def _say(
 ) -> None:
     what = f"{token} {payload}" if payload else token
     answer = outcome.answer or "no answer"
-    extra = f", clock now {sim.clock_offset_s:+.0f} s" if sim.clock_offset_s else ""
+    extra = f", clock now {sim.clock_offset_s:+.1f} s" if sim.clock_offset_s else ""
     bad = f", {sim.malformed} malformed answer(s)" if sim.malformed else ""
     print(f"seq {outcome.seq} {what}: {answer} after {outcome.attempts} attempt(s), "
           f"{took * 1000:.0f} ms{extra}{bad}", flush=True)  # fmt: skip

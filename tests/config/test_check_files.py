@@ -78,7 +78,7 @@ def test_every_file_present_passes(tmp_path: Path) -> None:
         (tmp_path / name).write_text(SECRET + "\n")
     out = _check(_config(tmp_path, BASE))
     assert out.returncode == 0, out.stderr
-    assert "1 cameras" in out.stdout and SECRET not in out.stdout + out.stderr
+    assert "1 camera\n" in out.stdout and SECRET not in out.stdout + out.stderr
 
 
 _WITHOUT_OPENCV = """
