@@ -144,14 +144,22 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         + (f" ({a['detail']})" if a["detail"] else "")
         for a in alarms
     ]
-    lines.append(f"last {len(s['recent'])} events")
+    recent = s["recent"]
+    lines.append(f"last {len(recent)} events")
+    # columns as wide as the longest shown (a camera's subject names its video source)
+    kind, subject = _width(recent, "type", 22), _width(recent, "subject", 12)
     lines += [
-        f"  {_when(e['stored_at'], tz)}  #{e['seq']:<6} P{e['priority']} {e['type']:<22} "
-        f"{e['subject']:<12} {e['state']:<8} {_delivery(e)}"
-        for e in s["recent"]
+        f"  {_when(e['stored_at'], tz)}  #{e['seq']:<6} P{e['priority']} {e['type']:<{kind}} "
+        f"{e['subject']:<{subject}} {e['state']:<8} {_delivery(e)}"
+        for e in recent
     ]
     lines += _walk_lines(s.get("walk_test"), tz)
     return "\n".join(lines)
+
+
+def _width(rows: list[dict[str, Any]], key: str, least: int) -> int:
+    """The width of a column: its longest value shown, at least ``least``."""
+    return max([least, *(len(str(row[key])) for row in rows)])
 
 
 def _receiver_lines(r: dict[str, Any] | None) -> list[str]:

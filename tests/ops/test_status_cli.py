@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ops.client import format_status
 from gateway.runtime.version import gateway_version
 from tests.fault_support import PANIC, daemon_process, module, stored_ids, wait_until
 from tests.helpers import REPO_ROOT, free_port
@@ -69,6 +70,13 @@ async def test_status_works_with_the_broker_down(tmp_path: Path) -> None:
     assert len(raw["recent"]) <= 10
     assert foreign.returncode == 1 and foreign.stdout == ""
     assert "the status of fault-school/gw1, not of other-school/gw1" in foreign.stderr
+    # A long subject (a camera's names its video source) keeps the columns aligned.
+    raw["recent"][0]["subject"] = "gate-cam/VideoSourceConfig_1"
+    shown_lines = format_status(raw).split("\n")
+    first = shown_lines.index(f"last {len(raw['recent'])} events") + 1
+    events = shown_lines[first : first + len(raw["recent"])]
+    columns = {line.index(f" {e['state']} ") for line, e in zip(events, raw["recent"], strict=True)}
+    assert len(columns) == 1, events
 
 
 def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
