@@ -19,7 +19,6 @@ const STOPS = { done: "已到 done", due: "待到 due", missed: "漏巡 missed" 
 
 const $ = (selector) => document.querySelector(selector);
 let session = { password: false, logged_in: false };
-let siteZone = "UTC";
 let latest = null;
 
 function el(tag, attrs = {}, ...children) {
@@ -50,7 +49,6 @@ async function api(path, body) {
 
 function render(doc) {
   latest = doc;
-  siteZone = doc.site.timezone;
   $("#site-name").textContent = doc.site.name || doc.site.id;
   $("#site-id").textContent = `${doc.site.id}/${doc.site.gateway}`;
   $("#tz").textContent = `${doc.site.timezone} ${doc.site.utc_offset}`;
@@ -182,7 +180,7 @@ function tick() {
     return;
   }
   const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
-    timeZone: siteZone, year: "numeric", month: "2-digit", day: "2-digit",
+    timeZone: latest.site.timezone, year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
   }).formatToParts(new Date()).map((p) => [p.type, p.value]));
   const text = `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
