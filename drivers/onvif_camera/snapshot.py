@@ -14,17 +14,18 @@
   are put in the URI as RTSP cameras expect.
 * **Re-encode** with OpenCV: at most ``max_width_px`` wide (aspect kept), a
   stamp at the bottom (camera id, the name's ASCII part — OpenCV's Hershey fonts
-  have no CJK glyphs; the full name travels in the event — and the gateway's UTC
-  time), JPEG quality lowered from ``jpeg_quality`` by 10 down to 40 and then the
-  picture shrunk by a quarter until it fits ``max_bytes``.
-* **OpenCV off the loop, and only once needed.** Decoding, grabbing and
-  re-encoding run in a worker thread (a 1080p JPEG's decode is milliseconds the
-  alarm path would otherwise wait), in :mod:`drivers.onvif_camera.imaging`,
-  which that thread imports at the first picture: OpenCV and numpy (about
-  31 MiB) are not in a gateway whose cameras have not been asked for one, and
-  their import (about 0.3 s) costs the event loop 10-15 ms at most, also on a
-  cold page cache (:func:`_read_through`; issue 14). An OpenCV that cannot be
-  loaded raises :class:`~gateway.errors.LibraryUnavailable`.
+  have no CJK glyphs; the full name travels in the event — and the UTC time the
+  picture was taken), JPEG quality lowered from ``jpeg_quality`` by 10 down to 40
+  and then the picture shrunk by a quarter until it fits ``max_bytes``.
+* **OpenCV in a process of the camera's own.** Decoding, grabbing and
+  re-encoding run in the camera's picture process
+  (:mod:`drivers.onvif_camera.picture_process`, which says why): the gateway's
+  process never loads OpenCV or FFmpeg, a crash or a hang in them costs one
+  picture and never the alarm path, and the process ends after a minute without
+  pictures. A picture must be made within ``2 × timeout_s + 5`` seconds (a grab
+  may wait ``timeout_s`` to open the stream and as long for a frame; the rest is
+  the process's start and OpenCV's import). An OpenCV that cannot be loaded
+  raises :class:`~gateway.errors.LibraryUnavailable`.
 
 Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
 (refused, timeout, 5xx, no frame, no media URIs known yet),
@@ -35,34 +36,18 @@ Errors (when no fallback is left): :class:`~gateway.errors.DeviceUnavailable`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import hashlib
-import importlib.util
-import stat
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from drivers.onvif_camera.device import MediaUris
-from gateway.config.camera import CameraConfig, SnapshotConfig
-from gateway.errors import (
-    DeviceAuthError,
-    DeviceError,
-    DeviceProtocolError,
-    DeviceUnavailable,
-    LibraryUnavailable,
-)
-from gateway.events.observation import Evidence, utcnow
-
-if TYPE_CHECKING:
-    from drivers.onvif_camera.imaging import Image
-
+from drivers.onvif_camera.picture_process import Made, PictureProcess
+from gateway.config.camera import CameraConfig
+from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
+from gateway.events.observation import Evidence
 
 MAX_PICTURE_BYTES = 32 << 20  # a 4K JPEG is a few MiB; more is a stream, not a picture
 AuthMode = Literal["digest", "basic", "none"]
@@ -86,6 +71,7 @@ class SnapshotTaker:
         self._media = media
         self.auth_works: AuthMode | None = None
         self.fallbacks = 0
+        self.pictures = PictureProcess(cfg.id)
 
     async def __call__(self) -> Evidence:
         """One picture, re-encoded and stamped.
@@ -99,31 +85,44 @@ class SnapshotTaker:
         options = self.cfg.snapshot
         stream = media.stream if options.rtsp_fallback else None
         snapshot_error: str | None = None
-        image: Image | None = None
+        made: Made | None = None
         method = "snapshot_uri"
         if media.snapshot:
             try:
                 data = await self._fetch(media.snapshot)
-                image = await asyncio.to_thread(_decode, data, self.cfg.id)
+                made = await self.pictures.make(self._request("decode"), data, self._within)
             except DeviceError as exc:
                 if stream is None:
                     raise
                 snapshot_error = str(exc)
                 self.fallbacks += 1
-        if image is None:
+        if made is None:
             if stream is None:
                 raise DeviceProtocolError(
                     "no snapshot URI and no stream URI", device_id=self.cfg.id
                 )
             uri = with_credentials(stream, self.cfg.username, self.cfg.password())
-            image = await asyncio.to_thread(_grab, uri, options.timeout_s, self.cfg.id)
+            grab = self._request("grab", uri=uri, timeout_s=options.timeout_s)
+            made = await self.pictures.make(grab, b"", self._within)
             method = "stream"
-        taken = utcnow()
-        jpeg, width, height = await asyncio.to_thread(
-            _reencode, image, stamp_text(self.cfg, taken), options
+        digest = hashlib.sha256(made.jpeg).hexdigest()
+        return Evidence(
+            made.jpeg, digest, made.width, made.height, method, made.taken, snapshot_error
         )
-        digest = hashlib.sha256(jpeg).hexdigest()
-        return Evidence(jpeg, digest, width, height, method, taken, snapshot_error)
+
+    @property
+    def _within(self) -> float:
+        """Seconds a picture may take in the picture process (see the module)."""
+        return 2 * self.cfg.snapshot.timeout_s + _START_S
+
+    def _request(self, op: Literal["decode", "grab"], **more: object) -> dict[str, object]:
+        return {
+            "op": op,
+            "device_id": self.cfg.id,
+            "stamp": stamp_prefix(self.cfg),
+            "options": self.cfg.snapshot.model_dump(mode="json"),
+            **more,
+        }
 
     async def _fetch(self, uri: str) -> bytes:
         """The snapshot URI's bytes, with the pinned auth or each of ``auto``'s in turn.
@@ -204,94 +203,11 @@ def with_credentials(uri: str, username: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def stamp_text(cfg: CameraConfig, when: datetime) -> str:
-    """``<id> <ASCII part of the name> <UTC time>Z`` for the picture's stamp."""
+def stamp_prefix(cfg: CameraConfig) -> str:
+    """``<id> <ASCII part of the name>``: the picture's stamp before its UTC time."""
     name = "".join(c for c in cfg.name if c.isascii()).strip()
-    parts = [cfg.id, name, when.strftime("%Y-%m-%d %H:%M:%SZ")]
-    return " ".join(p for p in parts if p)
+    return " ".join(p for p in (cfg.id, name) if p)
 
 
-# OpenCV in a worker thread: imported there at the first picture (drivers.onvif_camera.imaging).
-
-
-def _decode(data: bytes, device_id: str) -> Image:
-    with _opencv():
-        from drivers.onvif_camera import imaging
-    return imaging.decode_jpeg(data, device_id)
-
-
-def _grab(uri: str, timeout_s: float, device_id: str) -> Image:
-    with _opencv():
-        from drivers.onvif_camera import imaging
-    return imaging.grab_frame(uri, timeout_s, device_id)
-
-
-def _reencode(image: Image, stamp: str, options: SnapshotConfig) -> tuple[bytes, int, int]:
-    with _opencv():
-        from drivers.onvif_camera import imaging
-    return imaging.reencode(image, stamp, options)
-
-
-@contextlib.contextmanager
-def _opencv() -> Iterator[None]:
-    """Around the import of :mod:`drivers.onvif_camera.imaging` in a worker thread.
-
-    The first time, the compiled files of OpenCV and numpy are read through first
-    (:func:`_read_through`). A missing or broken OpenCV raises
-    :class:`~gateway.errors.LibraryUnavailable`, which the evidence collector
-    reports on the picture's ``camera.snapshot`` (``not_taken``, ``error``) like
-    any failed picture, rather than an ``ImportError`` that ended its task and lost
-    the requests in hand (a review); ``campus-gateway check-config`` warns at
-    commissioning when OpenCV is not installed.
-
-    Raises:
-        LibraryUnavailable: OpenCV or numpy cannot be imported.
-    """
-    try:
-        if _IMAGING not in sys.modules:
-            _read_opencv_through()
-        yield
-    except Exception as exc:  # only the import runs inside: any error is a broken install
-        raise LibraryUnavailable(
-            f"OpenCV cannot be loaded for pictures: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-@functools.cache  # once: a broken OpenCV is not read again at every try
-def _read_opencv_through() -> None:
-    _read_through({"cv2": "opencv", "numpy": "numpy"})
-
-
-def _read_through(packages: Mapping[str, str]) -> None:
-    """Read the compiled files of each package (and of its wheel's ``<dist>.libs``
-    folder, by the dist name's start: ``{"cv2": "opencv"}``, which also
-    matches ``opencv_contrib_python``) into the page
-    cache, so that importing them does not fault them in from disk.
-
-    CPython holds the GIL while ``dlopen`` maps an extension, so the page faults
-    of a cold 66 MB ``cv2.abi3.so`` stopped the event loop 60-73 ms at the first
-    picture after a boot (a review, with the page cache dropped); reading them
-    first, which releases the GIL, leaves about 10 ms (174 MiB read in 110-150 ms
-    on the development box). Unreadable files are skipped: the import then says.
-    """
-    for name, dist in packages.items():
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        package = Path(next(iter(spec.submodule_search_locations)))
-        files = [*package.rglob("*.so"), *package.rglob("*.so.*")]
-        for libs in package.parent.glob("*.libs"):
-            if libs.name.lower().startswith(dist):
-                files += [f for f in libs.iterdir() if f.is_file()]
-        for path in files:
-            with contextlib.suppress(OSError):
-                info = path.stat()  # regular files only: never /dev/zero or a FIFO
-                if not stat.S_ISREG(info.st_mode) or info.st_size > _READ_FILE_CAP:
-                    continue
-                with path.open("rb") as fh:
-                    while fh.read(1 << 20):
-                        pass
-
-
-_IMAGING = "drivers.onvif_camera.imaging"
-_READ_FILE_CAP = 512 << 20  # bytes: no compiled file of theirs is near it
+_START_S = 5.0
+"""Seconds allowed beyond the grab's own timeouts: the process's start, OpenCV's import."""

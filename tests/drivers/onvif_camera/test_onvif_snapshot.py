@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -148,99 +144,3 @@ def test_stream_uri_gets_credentials_unless_it_has_some() -> None:
         "rtsp://admin:p%40ss@10.0.0.5/main"
     )
     assert with_credentials("rtsp://u:p@10.0.0.5/main", "admin", "x") == "rtsp://u:p@10.0.0.5/main"
-
-
-def _fresh_interpreter(script: str, tmp_path: Path) -> dict[str, Any]:
-    """Run ``script`` (given ``tmp_path``) in a new interpreter from the repository
-    root; the JSON object its last line prints."""
-    root = Path(__file__).resolve().parents[3]
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return seen
-
-
-_FIRST_PICTURE = """
-import asyncio, json, sys
-from pathlib import Path
-from drivers.onvif_camera.device import MediaUris
-from drivers.onvif_camera.snapshot import SnapshotTaker
-
-OPENCV = {"cv2", "numpy", "drivers.onvif_camera.imaging"}
-seen = {"at_import": sorted(OPENCV & set(sys.modules))}
-from simulators.camera.server import SimulatedCamera  # draws its pictures with OpenCV
-from tests.camera_support import camera_config, camera_options
-
-async def main() -> None:
-    async with SimulatedCamera(camera_options("cam-l")) as cam:
-        cfg = camera_config(cam, Path(sys.argv[1]))
-        uris = MediaUris("Profile_1", f"{cam.base_url}/onvif/snapshot.jpg", None)
-        evidence = await SnapshotTaker(cfg, lambda: uris)()
-    seen["after_picture"] = sorted(OPENCV & set(sys.modules))
-    seen["jpeg"] = evidence.jpeg[:2].hex()
-    print(json.dumps(seen))
-
-asyncio.run(main())
-"""
-
-
-def test_opencv_and_numpy_are_imported_at_the_first_picture_not_before(tmp_path: Path) -> None:
-    """A gateway with cameras carries OpenCV and numpy (about 31 MiB) only once a
-    picture is taken (issue 14: the demo campus at rest in 100 MiB); checked in a
-    fresh interpreter, since this test process has imported them already."""
-    seen = _fresh_interpreter(_FIRST_PICTURE, tmp_path)
-    assert seen == {
-        "at_import": [],
-        "after_picture": ["cv2", "drivers.onvif_camera.imaging", "numpy"],
-        "jpeg": "ffd8",
-    }
-
-
-_NO_OPENCV = """
-import asyncio, importlib.abc, json, sys
-from pathlib import Path
-from simulators.camera.server import SimulatedCamera  # draws its pictures with OpenCV
-from tests.camera_support import camera_config, camera_options
-
-for name in [m for m in sys.modules if m.partition(".")[0] in ("cv2", "numpy")]:
-    del sys.modules[name]
-
-class Broken(importlib.abc.MetaPathFinder):  # as a missing or broken install
-    def find_spec(self, fullname, path, target=None):
-        if fullname.partition(".")[0] == "cv2":
-            raise ImportError("libavcodec.so: cannot open shared object file")
-        return None
-
-sys.meta_path.insert(0, Broken())
-from drivers.onvif_camera.device import MediaUris
-from drivers.onvif_camera.snapshot import SnapshotTaker
-from gateway.errors import GatewayError
-
-async def main() -> None:
-    async with SimulatedCamera(camera_options("cam-b")) as cam:
-        cfg = camera_config(cam, Path(sys.argv[1]))
-        uris = MediaUris("Profile_1", f"{cam.base_url}/onvif/snapshot.jpg", None)
-        try:
-            await SnapshotTaker(cfg, lambda: uris)()
-        except GatewayError as exc:
-            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-
-asyncio.run(main())
-"""
-
-
-def test_a_broken_opencv_is_a_picture_not_taken_not_a_crash(tmp_path: Path) -> None:
-    """OpenCV that cannot be loaded raises ``LibraryUnavailable``, a ``GatewayError``,
-    which the evidence collector reports on the picture's event like any failed
-    picture; an ``ImportError`` ended its task and lost the requests in hand (a
-    review). Checked in a fresh interpreter, this one has OpenCV loaded."""
-    seen = _fresh_interpreter(_NO_OPENCV, tmp_path)
-    assert seen["error"] == "LibraryUnavailable"
-    assert "OpenCV cannot be loaded" in seen["message"] and "libavcodec" in seen["message"]
