@@ -44,6 +44,10 @@ class GatewayMetrics:
             ``accepted`` or ``refused``.
         acks_refused: ``campus_gateway_acks_refused_total{reason}``: acks ignored as
             ``malformed``, ``unsigned`` or ``bad_signature`` (:mod:`gateway.delivery.ack_auth`).
+        pictures: ``campus_gateway_pictures_total{camera, outcome}``: evidence
+            pictures by their ``camera.snapshot`` event: ``taken``, ``fallback``
+            (taken from the stream because the snapshot URI failed: its
+            ``snapshot_error`` says why) or ``failed`` (not taken: ``error``).
         puback_seconds: publish → PUBACK, per outbox row.
         center_ack_seconds: alarm stored → the center's ack (end to end, so an
             outage shows as long acks).
@@ -67,6 +71,12 @@ class GatewayMetrics:
             ["reason"],
             registry=reg,
         )
+        self.pictures = Counter(
+            f"{PREFIX}_pictures",
+            "Evidence pictures by camera: taken, taken from the stream instead, failed",
+            ["camera", "outcome"],
+            registry=reg,
+        )
         self.puback_seconds = Histogram(
             f"{PREFIX}_puback_seconds",
             "Seconds from publish to the broker's PUBACK",
@@ -86,6 +96,12 @@ class GatewayMetrics:
     def event_stored(self, event: Event) -> None:
         """Count one stored event (the outbox calls this after its commit)."""
         self.events.labels(event.type, str(event.priority)).inc()
+        if event.type == "camera.snapshot":
+            if "sha256" not in event.data:
+                outcome = "failed"
+            else:
+                outcome = "fallback" if "snapshot_error" in event.data else "taken"
+            self.pictures.labels(event.subject, outcome).inc()
         if event.type == "command.result":
             status = event.data.get("status")
             reason = str(event.data.get("reason") or "")

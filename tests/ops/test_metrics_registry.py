@@ -43,3 +43,24 @@ def test_each_gateway_counts_its_own_events_and_commands() -> None:
     assert _value(one, commands, result="refused", reason="other") == 1
     assert "x" * 500 not in generate_latest(one.registry).decode()
     assert _value(two, events, type="alarm.panic", priority="1") == 0  # no shared state
+
+
+def _picture(camera: str, **data: Any) -> Event:
+    return FACTORY.make("camera.snapshot", device=camera, subject=camera, state="instant",
+                        data=data)  # fmt: skip
+
+
+def test_pictures_are_counted_by_camera_and_outcome() -> None:
+    """A picture that failed (a frozen or crashed picture process among the causes)
+    shows in /metrics, not only on its event."""
+    m = GatewayMetrics()
+    m.event_stored(_picture("cam-1", sha256="ab", bytes=10))
+    m.event_stored(_picture("cam-1", sha256="cd", bytes=10, snapshot_error="HTTP 503"))
+    m.event_stored(_picture("cam-1", error="cam-1: picture not made within 7 s", not_taken=True))
+    m.event_stored(_picture("cam-2", error="cam-2: no media URIs known yet"))
+    pictures = "campus_gateway_pictures_total"
+    assert _value(m, pictures, camera="cam-1", outcome="taken") == 1
+    assert _value(m, pictures, camera="cam-1", outcome="fallback") == 1
+    assert _value(m, pictures, camera="cam-1", outcome="failed") == 1
+    assert _value(m, pictures, camera="cam-2", outcome="failed") == 1
+    assert _value(m, pictures, camera="cam-2", outcome="taken") == 0
