@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 from types import ModuleType
 from typing import Any
@@ -35,6 +36,9 @@ IDLE_EXIT_S = 60.0
 def main() -> int:
     """Serve requests until stdin closes or none comes for ``argv[1]`` seconds."""
     idle_s = float(sys.argv[1]) if len(sys.argv) > 1 else IDLE_EXIT_S
+    # Ctrl-C in the gateway's terminal reaches this process too: the gateway's stop
+    # closes our stdin, which ends us, with no traceback of our own in its log.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.dup(1)
     os.dup2(2, 1)  # what a library prints goes to the log, never into a frame
     imaging, broken = _load()
@@ -54,7 +58,10 @@ def main() -> int:
             reply, jpeg = {"ok": False, "kind": "library", "message": broken}, b""
         else:
             reply, jpeg = _make(imaging, request, body)
-        _write(answers, picture_wire.encode(reply, jpeg))
+        try:
+            _write(answers, picture_wire.encode(reply, jpeg))
+        except BrokenPipeError:
+            return 0  # the gateway went while we worked
 
 
 def _load() -> tuple[ModuleType | None, str]:

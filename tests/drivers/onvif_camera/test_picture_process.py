@@ -189,3 +189,24 @@ async def test_an_answer_that_is_not_a_frame_is_a_protocol_error() -> None:
     with pytest.raises(DeviceProtocolError, match="ended during this picture"):
         await pictures.make({"op": "decode", "device_id": "cam-g"}, b"", 10)
     assert pictures.ended == 1 and pictures.pid is None
+
+
+async def test_ctrl_c_in_the_terminal_leaves_the_picture_process_to_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """SIGINT reaches every process of the terminal's group: the picture process
+    ignores it (no traceback of its own in the gateway's log) and ends when the
+    gateway closes its stdin."""
+    async with SimulatedCamera(camera_options("cam-c")) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
+        taker = SnapshotTaker(cfg, lambda: _uris(cam))
+        try:
+            await taker()
+            pid = taker.pictures.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGINT)
+            await taker()  # made by the same process
+            assert taker.pictures.pid == pid and taker.pictures.started == 1
+        finally:
+            taker.pictures.close()
+    await eventually(lambda: not _alive(pid))
