@@ -574,9 +574,11 @@ def camera_stage(
 ) -> CameraStage:
     """The camera stage, imported only when cameras are configured.
 
-    Its drivers pull in OpenCV, numpy, zeep and the ONVIF stack (about 70 MiB of a
-    process that is otherwise under 50 MiB); a gateway without cameras never loads
-    them (issue 14, ``bench/contact_latency.py`` prints the peak).
+    Its drivers pull in zeep and the ONVIF stack (about 40 MiB with the cameras'
+    parsed WSDLs, of a process that is otherwise under 55 MiB); a gateway without
+    cameras never loads them (issue 14, ``bench/contact_latency.py`` prints the
+    peak). OpenCV and numpy are loaded by the picture processes only
+    (``drivers/onvif_camera/picture_process.py``).
     """
     from gateway.camera.stage import CameraStage
 

@@ -1,26 +1,36 @@
 """Evidence pictures, the OpenCV part: decode, grab a frame, scale, stamp, encode.
 
-Every function here blocks (run it in a worker thread) and this module is the
-only one that imports OpenCV and numpy (about 31 MiB mapped; a box's cameras
-may never need a picture). :mod:`drivers.onvif_camera.snapshot` imports it
-inside its worker thread at the first picture, so the event loop never waits
-for that import (about 0.35 s) and a gateway at rest does not carry it
-(issue 14: the demo campus at rest in 100 MiB).
+Every function here blocks, and this module is the only one that imports
+OpenCV and numpy (about 31 MiB mapped). Only the picture process imports it
+(:mod:`drivers.onvif_camera.picture_worker`): never the gateway's process, whose
+alarm path a crash or a hang in OpenCV's native code must not touch
+(:mod:`drivers.onvif_camera.picture_process` says why).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.config.camera import SnapshotConfig
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 
 Image = NDArray[Any]
+
+
+class EncodeOptions(Protocol):
+    """What :func:`reencode` reads of a camera's ``snapshot`` table
+    (:class:`gateway.config.camera.SnapshotConfig`)."""
+
+    @property
+    def max_width_px(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def jpeg_quality(self) -> int: ...
 
 
 def decode_jpeg(data: bytes, device_id: str) -> Image:
@@ -66,7 +76,7 @@ def grab_frame(uri: str, timeout_s: float, device_id: str) -> Image:
         capture.release()
 
 
-def reencode(image: Image, stamp: str, options: SnapshotConfig) -> tuple[bytes, int, int]:
+def reencode(image: Image, stamp: str, options: EncodeOptions) -> tuple[bytes, int, int]:
     """Scale, stamp and encode ``image``; returns ``(jpeg, width, height)``.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Evidence pictures made in a process of their own, one per camera.
+"""Evidence pictures made in processes of their own: a small pool the cameras share.
 
 Why apart from the gateway: OpenCV and FFmpeg parse what a camera sends (its
 JPEG, its RTSP or MJPEG stream) in native code. In the gateway's process a
@@ -8,8 +8,12 @@ worker thread for good (a thread cannot be stopped), and OpenCV with numpy
 (about 31 MiB) stayed in the gateway's memory from the first picture to the
 next restart (issue 14: the demo campus after its scenario, 152 MiB). Here:
 
-* the process is started at the camera's first picture and ends by itself
-  after ``idle_exit_s`` (60 s) without one, so a gateway at rest carries none;
+* a :class:`PicturePool` of ``size`` processes (2 by default) serves every
+  camera of the gateway; a process is started when a picture needs one and ends
+  by itself about ``idle_exit_s`` (60 s) after its last (the gateway stops
+  using it then, it ends 5 s later), so a gateway at rest carries none and a
+  site with many cameras carries at most ``size`` (about 50 MiB each while they
+  live: Python, OpenCV, numpy); it dies with the gateway, also mid-picture;
 * a picture not made within its time (``within``) stops the process (SIGKILL)
   and is a :class:`~gateway.errors.DeviceUnavailable`; a process that ends
   during a picture (a crash) is a :class:`~gateway.errors.DeviceProtocolError`
@@ -27,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +47,9 @@ from gateway.errors import DeviceProtocolError, DeviceUnavailable, LibraryUnavai
 
 WORKER = "drivers.onvif_camera.picture_worker"
 IDLE_EXIT_S = 60.0
+POOL_SIZE = 2  # one per core of the usual box; pictures wait their turn beyond that
 _ENDING_S = 1.0  # from its pipe closing to its exit status
+_IDLE_MARGIN_S = 5.0  # the process ends idle this much later than the gateway stops using it
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +63,24 @@ class Made:
 
 
 class PictureProcess:
-    """One camera's picture process: ``made = await pictures.make(request, body, within)``.
+    """One picture process: ``made = await process.make(request, body, within)``,
+    one request at a time (the :class:`PicturePool` gives each to one caller).
 
     Args:
-        device_id: the camera, for errors.
         idle_exit_s: the process ends after this many seconds without a picture.
 
     Attributes:
         started: processes started; ``stopped``: stopped for taking too long;
-            ``ended``: ended during a picture (crashed).
+            ``ended``: ended during a picture (a crash, a kill).
     """
 
-    def __init__(self, device_id: str, *, idle_exit_s: float = IDLE_EXIT_S) -> None:
-        self.device_id = device_id
+    def __init__(self, *, idle_exit_s: float = IDLE_EXIT_S) -> None:
         self.idle_exit_s = idle_exit_s
         self.started = 0
         self.stopped = 0
         self.ended = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._last = 0.0  # monotonic: its start or its last answer
         self._lock = asyncio.Lock()
         self._in_flight = threading.Event()
 
@@ -88,8 +96,9 @@ class PictureProcess:
         return self._in_flight.is_set()
 
     async def make(self, request: Mapping[str, Any], body: bytes, within: float) -> Made:
-        """Send ``request`` (see :mod:`drivers.onvif_camera.picture_worker`) and wait
-        for the picture, at most ``within`` seconds; one request at a time.
+        """Send ``request`` (see :mod:`drivers.onvif_camera.picture_worker`; its
+        ``device_id`` names the camera in errors) and wait for the picture, at most
+        ``within`` seconds.
 
         Raises:
             DeviceUnavailable: not made within ``within`` (the process is stopped),
@@ -99,8 +108,9 @@ class PictureProcess:
             LibraryUnavailable: OpenCV cannot be loaded.
         """
         frame = picture_wire.encode(request, body)
+        device_id = str(request.get("device_id", ""))
         async with self._lock:
-            proc = await self._running()
+            proc = self._running()
             try:
                 async with asyncio.timeout(within):
                     reply, jpeg = await asyncio.to_thread(self._exchange, proc, frame)
@@ -109,41 +119,59 @@ class PictureProcess:
                 self.stopped += 1
                 raise DeviceUnavailable(
                     f"picture not made within {within:g} s: its process was stopped",
-                    device_id=self.device_id,
+                    device_id=device_id,
                 ) from exc
             except _Ended as exc:
                 self._stop(proc)
                 self.ended += 1
                 raise DeviceProtocolError(
                     f"the picture process ended during this picture ({_how(exc.code)})",
-                    device_id=self.device_id,
+                    device_id=device_id,
                     raw=exc.why,
                 ) from exc
             except BaseException:  # cancelled: the answer would be read by no one
                 self._stop(proc)
                 raise
-        return self._made(reply, jpeg)
+            self._last = time.monotonic()
+        return _made(reply, jpeg, device_id)
 
     def close(self) -> None:
-        """End the process now (its stdin closes; it is killed if it does not end)."""
+        """End the process now (SIGKILL: it holds nothing that must be saved)."""
         if self._proc is not None:
             self._stop(self._proc)
 
-    async def _running(self) -> subprocess.Popen[bytes]:
+    def _running(self) -> subprocess.Popen[bytes]:
+        """The process, started when there is none, it has ended, or it is about to
+        end idle: it waits ``_IDLE_MARGIN_S`` longer than this side, so a request
+        never reaches a process that stopped reading (a review: an exit status 0
+        taken for a crash, the picture lost)."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:  # never started, or ended idle
-            proc = await asyncio.to_thread(self._start)  # fork and exec off the loop
+        idle = time.monotonic() - self._last
+        if proc is not None and (proc.poll() is not None or idle >= self.idle_exit_s):
+            self._stop(proc)
+            proc = None
+        if proc is None:
+            proc = self._start()
             self._proc = proc
+            self._last = time.monotonic()
             self.started += 1
         return proc
 
     def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(  # our own interpreter and module
-            [sys.executable, "-m", WORKER, f"{self.idle_exit_s:g}"],
+        """Start a process (about 0.5 ms on the loop: ``vfork`` and ``exec``). It is
+        started from the loop's thread because it asks to be killed when the thread
+        that started it ends (``PR_SET_PDEATHSIG``): a gateway killed mid-picture
+        leaves no process behind. ``-P``: nothing is imported from the working
+        directory. A thread of its own reaps it whenever it ends."""
+        idle_s = self.idle_exit_s + _IDLE_MARGIN_S
+        proc = subprocess.Popen(  # our own interpreter and module
+            [sys.executable, "-P", "-m", WORKER, f"{idle_s:g}", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
         )
+        threading.Thread(target=proc.wait, name="picture-reaper", daemon=True).start()
+        return proc
 
     def _exchange(
         self, proc: subprocess.Popen[bytes], frame: bytes
@@ -170,33 +198,93 @@ class PictureProcess:
             self._in_flight.clear()
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
-        """Kill ``proc`` unless it has ended, close its pipes, and reap it on a thread
-        of its own (never waiting on the event loop)."""
+        """Kill ``proc`` unless it has ended and close its pipes (its reaper thread
+        collects its exit status: never a wait on the event loop)."""
         if self._proc is proc:
             self._proc = None
         if proc.poll() is None:
             proc.kill()
-            threading.Thread(target=proc.wait, name="picture-reaper", daemon=True).start()
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
-    def _made(self, reply: dict[str, Any], jpeg: bytes) -> Made:
-        if reply.get("ok") is True:
-            try:
-                taken = datetime.fromisoformat(str(reply["taken"]))
-                return Made(jpeg, int(reply["width"]), int(reply["height"]), taken)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise DeviceProtocolError(
-                    f"the picture process answered {reply!r}", device_id=self.device_id
-                ) from exc
-        kind, message = reply.get("kind"), str(reply.get("message", ""))
-        if kind == "library":
-            raise LibraryUnavailable(message)
-        if kind == "unavailable":
-            raise DeviceUnavailable(message, device_id=self.device_id)
-        raise DeviceProtocolError(message, device_id=self.device_id, raw=str(reply.get("raw", "")))
+
+def _made(reply: dict[str, Any], jpeg: bytes, device_id: str) -> Made:
+    if reply.get("ok") is True:
+        try:
+            taken = datetime.fromisoformat(str(reply["taken"]))
+            return Made(jpeg, int(reply["width"]), int(reply["height"]), taken)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeviceProtocolError(
+                f"the picture process answered {reply!r}", device_id=device_id
+            ) from exc
+    kind, message = reply.get("kind"), str(reply.get("message", ""))
+    if kind == "library":
+        raise LibraryUnavailable(message)
+    if kind == "unavailable":
+        raise DeviceUnavailable(message, device_id=device_id)
+    raise DeviceProtocolError(message, device_id=device_id, raw=str(reply.get("raw", "")))
+
+
+class PicturePool:
+    """The picture processes the gateway's cameras share:
+    ``made = await pool.make(request, body, within)``.
+
+    A request waits for a free process (the most recently used first, so the
+    others can end idle), then has ``within`` seconds; see
+    :meth:`PictureProcess.make` for its errors.
+
+    Args:
+        size: at most this many processes at once.
+        idle_exit_s: each ends after this many seconds without a picture.
+    """
+
+    def __init__(self, size: int = POOL_SIZE, *, idle_exit_s: float = IDLE_EXIT_S) -> None:
+        self.processes = [PictureProcess(idle_exit_s=idle_exit_s) for _ in range(size)]
+        self._free: asyncio.LifoQueue[PictureProcess] | None = None
+
+    async def make(self, request: Mapping[str, Any], body: bytes, within: float) -> Made:
+        """One picture from a free process (see the class)."""
+        if self._free is None:  # made in the loop that uses it
+            self._free = asyncio.LifoQueue()
+            for process in reversed(self.processes):
+                self._free.put_nowait(process)
+        process = await self._free.get()
+        try:
+            return await process.make(request, body, within)
+        finally:
+            self._free.put_nowait(process)
+
+    @property
+    def pids(self) -> list[int]:
+        """The pids of the processes running now."""
+        return [pid for p in self.processes if (pid := p.pid) is not None]
+
+    @property
+    def in_flight(self) -> bool:
+        """Some process has a request and has not answered it yet."""
+        return any(p.in_flight for p in self.processes)
+
+    @property
+    def started(self) -> int:
+        """Processes started, in all."""
+        return sum(p.started for p in self.processes)
+
+    @property
+    def stopped(self) -> int:
+        """Processes stopped for taking too long, in all."""
+        return sum(p.stopped for p in self.processes)
+
+    @property
+    def ended(self) -> int:
+        """Processes that ended during a picture, in all."""
+        return sum(p.ended for p in self.processes)
+
+    def close(self) -> None:
+        """End every process now."""
+        for process in self.processes:
+            process.close()
 
 
 class _Ended(Exception):

@@ -1,12 +1,18 @@
-"""The picture process: ``python -m drivers.onvif_camera.picture_worker [idle_exit_s]``.
+"""The picture process: ``python -P -m drivers.onvif_camera.picture_worker idle_exit_s parent_pid``.
 
 Decodes a fetched picture or grabs a frame of a stream, then scales, stamps and
-re-encodes it (:mod:`drivers.onvif_camera.imaging`, OpenCV and FFmpeg), for one
-camera of the gateway (:class:`drivers.onvif_camera.picture_process.PictureProcess`
+re-encodes it (:mod:`drivers.onvif_camera.imaging`, OpenCV and FFmpeg), for the
+gateway's cameras (:class:`drivers.onvif_camera.picture_process.PictureProcess`
 starts it and says why it runs apart). It answers one request at a time, framed
 as :mod:`drivers.onvif_camera.picture_wire` says, and ends by itself after
-``idle_exit_s`` seconds without one, or when its stdin closes (the gateway
-stopped or died).
+``idle_exit_s`` seconds without one, when its stdin closes (the gateway
+stopped), or at once when the gateway's process dies, even mid-picture
+(``PR_SET_PDEATHSIG``). It ignores SIGINT: Ctrl-C in a terminal is the
+gateway's to handle.
+
+A picture of more than :data:`MAX_PIXELS` pixels is refused by OpenCV as not a
+picture (``OPENCV_IO_MAX_IMAGE_PIXELS``): a JPEG of 1.3 KB whose header claims
+30000 × 30000 took 5.3 GB to decode (a review).
 
 Requests: ``{"op": "decode", "device_id", "stamp", "options"}`` with the fetched
 bytes as body, or ``{"op": "grab", "device_id", "stamp", "options", "uri",
@@ -18,24 +24,40 @@ false, "kind": "protocol" | "unavailable" | "library", "message", "raw"}``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 from drivers.onvif_camera import picture_wire
-from gateway.config.camera import SnapshotConfig
 from gateway.errors import DeviceError, DeviceProtocolError, DeviceUnavailable
-from gateway.events.observation import utcnow
 
 IDLE_EXIT_S = 60.0
+MAX_PIXELS = 64 << 20  # 8K is 33 Mpx: a 64 Mpx picture takes 192 MiB decoded
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The ``snapshot`` options :func:`imaging.reencode` reads, checked by the
+    gateway's configuration already (no pydantic here: about 10 MiB less)."""
+
+    max_width_px: int
+    max_bytes: int
+    jpeg_quality: int
 
 
 def main() -> int:
     """Serve requests until stdin closes or none comes for ``argv[1]`` seconds."""
     idle_s = float(sys.argv[1]) if len(sys.argv) > 1 else IDLE_EXIT_S
+    if len(sys.argv) > 2:
+        _die_with(int(sys.argv[2]))
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_PIXELS)  # read at OpenCV's import
     # Ctrl-C in the gateway's terminal reaches this process too: the gateway's stop
     # closes our stdin, which ends us, with no traceback of our own in its log.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -64,6 +86,15 @@ def main() -> int:
             return 0  # the gateway went while we worked
 
 
+def _die_with(parent: int) -> None:
+    """Be killed when the thread that started us ends (the gateway's loop thread),
+    and end now if the gateway is gone already."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.exit(0)
+
+
 def _load() -> tuple[ModuleType | None, str]:
     try:
         from drivers.onvif_camera import imaging
@@ -75,12 +106,15 @@ def _load() -> tuple[ModuleType | None, str]:
 def _make(imaging: Any, request: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
     device_id = str(request["device_id"])
     try:
-        options = SnapshotConfig.model_validate(request["options"])
+        given = request["options"]
+        options = _Options(
+            int(given["max_width_px"]), int(given["max_bytes"]), int(given["jpeg_quality"])
+        )
         if request["op"] == "grab":
             image = imaging.grab_frame(str(request["uri"]), float(request["timeout_s"]), device_id)
         else:
             image = imaging.decode_jpeg(body, device_id)
-        taken = utcnow()
+        taken = datetime.now(UTC)
         stamp = f"{request['stamp']} {taken.strftime('%Y-%m-%d %H:%M:%SZ')}".strip()
         jpeg, width, height = imaging.reencode(image, stamp, options)
     except DeviceError as exc:

@@ -17,11 +17,11 @@
   have no CJK glyphs; the full name travels in the event — and the UTC time the
   picture was taken), JPEG quality lowered from ``jpeg_quality`` by 10 down to 40
   and then the picture shrunk by a quarter until it fits ``max_bytes``.
-* **OpenCV in a process of the camera's own.** Decoding, grabbing and
-  re-encoding run in the camera's picture process
+* **OpenCV in processes of their own.** Decoding, grabbing and re-encoding run
+  in a picture process of the pool the cameras share
   (:mod:`drivers.onvif_camera.picture_process`, which says why): the gateway's
   process never loads OpenCV or FFmpeg, a crash or a hang in them costs one
-  picture and never the alarm path, and the process ends after a minute without
+  picture and never the alarm path, and a process ends after a minute without
   pictures. A picture must be made within ``2 × timeout_s + 5`` seconds (a grab
   may wait ``timeout_s`` to open the stream and as long for a frame; the rest is
   the process's start and OpenCV's import). An OpenCV that cannot be loaded
@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from drivers.onvif_camera.device import MediaUris
-from drivers.onvif_camera.picture_process import Made, PictureProcess
+from drivers.onvif_camera.picture_process import Made, PicturePool
 from gateway.config.camera import CameraConfig
 from gateway.errors import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceUnavailable
 from gateway.events.observation import Evidence
@@ -60,18 +60,25 @@ class SnapshotTaker:
     Args:
         cfg: the camera's configuration (credentials, ``snapshot`` options).
         media: returns the camera's media URIs (None before any connection gave them).
+        pictures: the picture processes it shares with the gateway's other cameras
+            (a pool of its own, of one, when not given).
 
     Attributes:
         auth_works: the snapshot auth that worked last (``auto`` tries it first).
         fallbacks: pictures taken from the stream because the snapshot URI failed.
     """
 
-    def __init__(self, cfg: CameraConfig, media: Callable[[], MediaUris | None]) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        media: Callable[[], MediaUris | None],
+        pictures: PicturePool | None = None,
+    ) -> None:
         self.cfg = cfg
         self._media = media
         self.auth_works: AuthMode | None = None
         self.fallbacks = 0
-        self.pictures = PictureProcess(cfg.id)
+        self.pictures = pictures if pictures is not None else PicturePool(1)
 
     async def __call__(self) -> Evidence:
         """One picture, re-encoded and stamped.

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
+from drivers.onvif_camera.picture_process import PicturePool
 from drivers.onvif_camera.snapshot import SnapshotTaker
 from gateway.camera.evidence import EvidenceCollector, EvidenceRequest, Keep, Taker
 from gateway.camera.linkage import Linkage
@@ -76,7 +77,8 @@ class CameraStage:
             incidents=open_incidents(dict(recall(INCIDENT))),
         )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
-        takers = {c.id: self._taker(c.id, SnapshotTaker(c, self._media_of(c.id)))
+        self.pictures = PicturePool()  # shared: a site with many cameras, two processes
+        takers = {c.id: self._taker(c.id, SnapshotTaker(c, self._media_of(c.id), self.pictures))
                   for c in cfg.cameras}  # fmt: skip
         self.evidence = EvidenceCollector(
             {c.id: c for c in cfg.cameras}, takers, factory, store, keep
@@ -89,10 +91,17 @@ class CameraStage:
         if not self.drivers:
             return []
         return [
-            StageTask("evidence", self.evidence.run),
+            StageTask("evidence", self._evidence),
             StageTask("camera-incidents", self.rules.run),
             *(device_task(self.family, cid, d.run) for cid, d in self.drivers.items()),
         ]
+
+    async def _evidence(self) -> None:
+        """The evidence collector; its picture processes end with it (at a stop)."""
+        try:
+            await self.evidence.run()
+        finally:
+            self.pictures.close()
 
     def health(self) -> Mapping[str, HealthState]:
         """Camera id → its driver's health."""

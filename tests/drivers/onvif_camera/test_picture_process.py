@@ -13,12 +13,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from drivers.onvif_camera.device import MediaUris
-from drivers.onvif_camera.picture_process import PictureProcess
+from drivers.onvif_camera.picture_process import PicturePool, PictureProcess
 from drivers.onvif_camera.snapshot import SnapshotTaker
 from gateway.errors import DeviceProtocolError, DeviceUnavailable, LibraryUnavailable
 from simulators.camera.server import SimulatedCamera
@@ -94,8 +95,7 @@ async def test_a_frozen_picture_process_is_stopped_and_the_next_picture_made(
         taker = SnapshotTaker(cfg, lambda: _uris(cam))
         try:
             await taker()
-            frozen = taker.pictures.pid
-            assert frozen is not None
+            [frozen] = taker.pictures.pids
             os.kill(frozen, signal.SIGSTOP)  # as a decoder that never returns
             with pytest.raises(DeviceUnavailable, match=r"not made within 7 s: .* stopped"):
                 await taker()
@@ -117,8 +117,7 @@ async def test_a_picture_process_that_dies_during_a_picture_costs_that_try_only(
         taker = SnapshotTaker(cfg, lambda: _uris(cam, stream=True))
         try:
             await taker()
-            doomed = taker.pictures.pid
-            assert doomed is not None
+            [doomed] = taker.pictures.pids
             os.kill(doomed, signal.SIGSTOP)
             picture = asyncio.create_task(taker())
             await eventually(lambda: taker.pictures.in_flight)
@@ -140,13 +139,13 @@ async def test_an_idle_picture_process_ends_and_the_next_picture_starts_another(
     async with SimulatedCamera(camera_options("cam-i")) as cam:
         cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
         taker = SnapshotTaker(cfg, lambda: _uris(cam))
-        taker.pictures = PictureProcess(cfg.id, idle_exit_s=0.5)
+        taker.pictures = PicturePool(1, idle_exit_s=0.5)
         try:
             await taker()
-            first = taker.pictures.pid
-            assert first is not None
-            await eventually(lambda: taker.pictures.pid is None)  # it ended by itself
+            [first] = taker.pictures.pids
+            await eventually(lambda: not taker.pictures.pids)  # it ended by itself
             await taker()
+            assert taker.pictures.pids != [first]
         finally:
             taker.pictures.close()
     assert taker.pictures.started == 2 and (taker.pictures.stopped, taker.pictures.ended) == (0, 0)
@@ -178,7 +177,7 @@ async def test_an_opencv_that_cannot_load_is_library_unavailable(
 async def test_an_answer_that_is_not_a_frame_is_a_protocol_error() -> None:
     """Bytes on the process's stdout that are not a frame (a library printing there
     before the worker moved it aside) end that process, never the gateway."""
-    pictures = PictureProcess("cam-g")
+    pictures = PictureProcess()
     garbler = "import sys; sys.stdout.buffer.write(b'x' * 64); sys.stdout.flush()"
     pictures._proc = await asyncio.to_thread(
         subprocess.Popen,
@@ -186,6 +185,7 @@ async def test_an_answer_that_is_not_a_frame_is_a_protocol_error() -> None:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
+    pictures._last = time.monotonic()  # as if it had just answered: it is used
     with pytest.raises(DeviceProtocolError, match="ended during this picture"):
         await pictures.make({"op": "decode", "device_id": "cam-g"}, b"", 10)
     assert pictures.ended == 1 and pictures.pid is None
@@ -202,11 +202,133 @@ async def test_ctrl_c_in_the_terminal_leaves_the_picture_process_to_the_gateway(
         taker = SnapshotTaker(cfg, lambda: _uris(cam))
         try:
             await taker()
-            pid = taker.pictures.pid
-            assert pid is not None
+            [pid] = taker.pictures.pids
             os.kill(pid, signal.SIGINT)
             await taker()  # made by the same process
-            assert taker.pictures.pid == pid and taker.pictures.started == 1
+            assert taker.pictures.pids == [pid] and taker.pictures.started == 1
         finally:
             taker.pictures.close()
     await eventually(lambda: not _alive(pid))
+
+
+async def test_cameras_share_a_pool_of_at_most_its_size(tmp_path: Path) -> None:
+    """Four cameras asking at once are served by at most two processes (about
+    55 MiB each), not one each: a site with many cameras stays in its memory."""
+    pool = PicturePool(2)
+    async with SimulatedCamera(camera_options("cam-s")) as cam:
+        takers = [
+            SnapshotTaker(
+                camera_config(cam, tmp_path, id=f"cam-{k}", snapshot={"rtsp_fallback": False}),
+                lambda: _uris(cam),
+                pool,
+            )
+            for k in range(4)
+        ]
+        try:
+            pictures = await asyncio.gather(*(taker() for taker in takers))
+        finally:
+            pool.close()
+    assert [p.jpeg[:2] for p in pictures] == [b"\xff\xd8"] * 4
+    assert 1 <= pool.started <= 2
+
+
+async def test_a_process_about_to_end_idle_is_never_sent_a_picture(tmp_path: Path) -> None:
+    """Once the gateway's idle time has passed, the next picture goes to a fresh
+    process, while the old one (which waits 5 s longer) is still reading: a
+    request never meets a process that has stopped reading (a review lost 23 of
+    40 pictures sent around the idle exit)."""
+    async with SimulatedCamera(camera_options("cam-r")) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
+        taker = SnapshotTaker(cfg, lambda: _uris(cam), PicturePool(1, idle_exit_s=0.3))
+        try:
+            await taker()
+            [old] = taker.pictures.pids
+            await asyncio.sleep(0.4)  # the gateway's idle time passes; the process lives on
+            assert _alive(old)
+            await taker()
+            [new] = taker.pictures.pids
+        finally:
+            taker.pictures.close()
+    assert new != old and taker.pictures.started == 2 and taker.pictures.ended == 0
+    await eventually(lambda: not _alive(old))
+
+
+_DIES_WITH = """
+import asyncio, json, sys
+from drivers.onvif_camera.device import MediaUris
+from drivers.onvif_camera.snapshot import SnapshotTaker
+from gateway.config.camera import CameraConfig
+
+async def main() -> None:
+    cfg = CameraConfig.model_validate(json.loads(sys.argv[1]))
+    taker = SnapshotTaker(cfg, lambda: MediaUris("Profile_1", sys.argv[2], None))
+    await taker()
+    print(json.dumps({"picture_process": taker.pictures.pids[0]}), flush=True)
+    sys.stdin.readline()  # the test has frozen the picture process: ask again
+    await taker()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_gateway_killed_mid_picture_leaves_no_picture_process(tmp_path: Path) -> None:
+    """SIGKILL of the gateway while its picture process is busy (frozen here): the
+    process does not wait for a stdin it no longer reads, it dies with the gateway."""
+    async with SimulatedCamera(camera_options("cam-d")) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
+        gateway = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _DIES_WITH, cfg.model_dump_json(), _uris(cam).snapshot or "",
+            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert gateway.stdin is not None and gateway.stdout is not None
+        line = await asyncio.wait_for(gateway.stdout.readline(), 60)
+        busy = int(json.loads(line)["picture_process"])
+        os.kill(busy, signal.SIGSTOP)
+        gateway.stdin.write(b"again\n")
+        await gateway.stdin.drain()
+        gateway.kill()
+        await gateway.wait()
+        await eventually(lambda: not _alive(busy))
+
+
+async def test_a_picture_claiming_a_huge_size_is_refused_not_decoded() -> None:
+    """A 1.3 KB JPEG whose header says 30000 x 30000 would take 2.7 GB decoded (a
+    review saw 5.3 GB): refused as not a picture, over 64 Mpx."""
+    import cv2
+    import numpy as np
+
+    ok, encoded = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    bomb = bytearray(encoded.tobytes())
+    sof = bomb.index(b"\xff\xc0")  # baseline frame header: height, width at +5
+    bomb[sof + 5 : sof + 9] = (30_000).to_bytes(2, "big") * 2
+    pictures = PictureProcess()
+    options = {"max_width_px": 1920, "max_bytes": 1 << 20, "jpeg_quality": 80}
+    try:
+        with pytest.raises(DeviceProtocolError, match="not a picture"):
+            await pictures.make(
+                {"op": "decode", "device_id": "cam-z", "stamp": "z", "options": options},
+                bytes(bomb),
+                30,
+            )
+    finally:
+        pictures.close()
+    assert ok and pictures.started == 1 and pictures.ended == 0
+
+
+async def test_nothing_is_imported_from_the_gateways_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``campus-gateway run`` started in a folder holding a ``cv2.py``: the picture
+    process does not import it (``python -P``)."""
+    planted = tmp_path / "here"
+    planted.mkdir()
+    (planted / "cv2.py").write_text('raise ImportError("planted cv2.py imported")\n')
+    monkeypatch.chdir(planted)
+    async with SimulatedCamera(camera_options("cam-w")) as cam:
+        cfg = camera_config(cam, tmp_path, snapshot={"rtsp_fallback": False})
+        taker = SnapshotTaker(cfg, lambda: _uris(cam))
+        try:
+            evidence = await taker()
+        finally:
+            taker.pictures.close()
+    assert evidence.jpeg[:2] == b"\xff\xd8"
