@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -82,7 +83,8 @@ class PictureProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._last = 0.0  # monotonic: its start or its last answer
         self._lock = asyncio.Lock()
-        self._in_flight = threading.Event()
+        self._exchanges = 0  # the last exchange handed to a thread
+        self._answering = 0  # the exchange whose request the process has, 0: none
 
     @property
     def pid(self) -> int | None:
@@ -93,7 +95,7 @@ class PictureProcess:
     @property
     def in_flight(self) -> bool:
         """A request has been handed to the process and its answer not read yet."""
-        return self._in_flight.is_set()
+        return self._answering != 0 and self._answering == self._exchanges
 
     async def make(self, request: Mapping[str, Any], body: bytes, within: float) -> Made:
         """Send ``request`` (see :mod:`drivers.onvif_camera.picture_worker`; its
@@ -113,7 +115,9 @@ class PictureProcess:
             proc = self._running()
             try:
                 async with asyncio.timeout(within):
-                    reply, jpeg = await asyncio.to_thread(self._exchange, proc, frame)
+                    self._exchanges += 1
+                    exchange = functools.partial(self._exchange, proc, frame, self._exchanges)
+                    reply, jpeg = await asyncio.to_thread(exchange)
             except TimeoutError as exc:
                 self._stop(proc)
                 self.stopped += 1
@@ -174,7 +178,7 @@ class PictureProcess:
         return proc
 
     def _exchange(
-        self, proc: subprocess.Popen[bytes], frame: bytes
+        self, proc: subprocess.Popen[bytes], frame: bytes, number: int
     ) -> tuple[dict[str, Any], bytes]:
         """On a worker thread: write the request, read the answer.
 
@@ -185,7 +189,7 @@ class PictureProcess:
             stdin, stdout = _pipes(proc)
             stdin.write(frame)
             stdin.flush()
-            self._in_flight.set()
+            self._answering = number
             head_len, body_len = picture_wire.lengths(_read(stdout, picture_wire.PREFIX.size))
             return picture_wire.header(_read(stdout, head_len)), _read(stdout, body_len)
         except (OSError, ValueError, EOFError) as exc:  # ValueError: a closed pipe, a bad frame
@@ -195,7 +199,8 @@ class PictureProcess:
                 code = None
             raise _Ended(code, f"{type(exc).__name__}: {exc}") from exc
         finally:
-            self._in_flight.clear()
+            if self._answering == number:  # a later exchange's is not ours to clear
+                self._answering = 0
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         """Kill ``proc`` unless it has ended and close its pipes (its reaper thread
@@ -233,7 +238,11 @@ class PicturePool:
 
     A request waits for a free process (the most recently used first, so the
     others can end idle), then has ``within`` seconds; see
-    :meth:`PictureProcess.make` for its errors.
+    :meth:`PictureProcess.make` for its errors. Grabs from a stream take at most
+    ``size - 1`` processes at once (one when ``size`` is 1): a grab may wait
+    ``timeout_s`` on a camera that never answers, and two such grabs held both
+    processes, so a healthy camera's picture, milliseconds of work, waited 10 s
+    behind them (a review). Decodes may always use every process.
 
     Args:
         size: at most this many processes at once.
@@ -242,19 +251,31 @@ class PicturePool:
 
     def __init__(self, size: int = POOL_SIZE, *, idle_exit_s: float = IDLE_EXIT_S) -> None:
         self.processes = [PictureProcess(idle_exit_s=idle_exit_s) for _ in range(size)]
-        self._free: asyncio.LifoQueue[PictureProcess] | None = None
+        self._grab_slots = max(1, size - 1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._free: asyncio.LifoQueue[PictureProcess] = asyncio.LifoQueue()
+        self._grabs = asyncio.Semaphore(self._grab_slots)
 
     async def make(self, request: Mapping[str, Any], body: bytes, within: float) -> Made:
         """One picture from a free process (see the class)."""
-        if self._free is None:  # made in the loop that uses it
+        self._bind()
+        async with self._grabs if request.get("op") == "grab" else contextlib.nullcontext():
+            process = await self._free.get()
+            try:
+                return await process.make(request, body, within)
+            finally:
+                self._free.put_nowait(process)
+
+    def _bind(self) -> None:
+        """asyncio's queue and semaphore belong to the loop that first waits on
+        them: a pool used from another loop (a test's, an embedder's) gets its own."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
             self._free = asyncio.LifoQueue()
             for process in reversed(self.processes):
                 self._free.put_nowait(process)
-        process = await self._free.get()
-        try:
-            return await process.make(request, body, within)
-        finally:
-            self._free.put_nowait(process)
+            self._grabs = asyncio.Semaphore(self._grab_slots)
 
     @property
     def pids(self) -> list[int]:
@@ -282,7 +303,8 @@ class PicturePool:
         return sum(p.ended for p in self.processes)
 
     def close(self) -> None:
-        """End every process now."""
+        """End every process now (a picture in flight fails as its process ended);
+        a later picture starts a fresh one (the evidence task restarted)."""
         for process in self.processes:
             process.close()
 

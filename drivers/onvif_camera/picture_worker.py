@@ -90,7 +90,9 @@ def _die_with(parent: int) -> None:
     """Be killed when the thread that started us ends (the gateway's loop thread),
     and end now if the gateway is gone already."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        error = os.strerror(ctypes.get_errno())
+        print(f"picture process: PR_SET_PDEATHSIG refused ({error})", file=sys.stderr)
     if os.getppid() != parent:
         sys.exit(0)
 

@@ -332,3 +332,40 @@ async def test_nothing_is_imported_from_the_gateways_working_directory(
         finally:
             taker.pictures.close()
     assert evidence.jpeg[:2] == b"\xff\xd8"
+
+
+async def test_grabs_from_dead_cameras_never_hold_every_process() -> None:
+    """Two cameras whose streams never answer each grab (3 s to time out): a good
+    picture of a third camera is made while both grabs still wait, on the process
+    grabs may not take (a review saw it wait the whole timeout behind them)."""
+    import cv2
+    import numpy as np
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts, never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    options = {"max_width_px": 640, "max_bytes": 1 << 20, "jpeg_quality": 80}
+    pool = PicturePool(2)
+
+    def grab(camera: str) -> dict[str, object]:
+        uri = f"http://127.0.0.1:{port}/{camera}.mjpg"
+        return {"op": "grab", "device_id": camera, "stamp": camera, "options": options,
+                "uri": uri, "timeout_s": 3.0}  # fmt: skip
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
+    try:
+        grabs = [asyncio.create_task(pool.make(grab(c), b"", 20)) for c in ("dead-1", "dead-2")]
+        await eventually(lambda: pool.in_flight)
+        decode = {"op": "decode", "device_id": "good", "stamp": "good", "options": options}
+        made = await pool.make(decode, jpeg.tobytes(), 20)
+        waiting = [not g.done() for g in grabs]
+        results = await asyncio.gather(*grabs, return_exceptions=True)
+    finally:
+        pool.close()
+        server.close()
+    assert ok and made.jpeg[:2] == b"\xff\xd8" and (made.width, made.height) == (160, 90)
+    assert waiting == [True, True]
+    assert all(isinstance(r, DeviceUnavailable) for r in results)
