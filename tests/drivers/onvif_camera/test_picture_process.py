@@ -335,9 +335,10 @@ async def test_nothing_is_imported_from_the_gateways_working_directory(
 
 
 async def test_grabs_from_dead_cameras_never_hold_every_process() -> None:
-    """Two cameras whose streams never answer each grab (3 s to time out): a good
+    """Two cameras whose streams never answer each grab (6 s to time out): a good
     picture of a third camera is made while both grabs still wait, on the process
-    grabs may not take (a review saw it wait the whole timeout behind them)."""
+    grabs may not take (a review saw it wait the whole timeout behind them). The
+    6 s leave room for the second process's start on a loaded machine."""
     import cv2
     import numpy as np
 
@@ -353,14 +354,14 @@ async def test_grabs_from_dead_cameras_never_hold_every_process() -> None:
     def grab(camera: str) -> dict[str, object]:
         uri = f"http://127.0.0.1:{port}/{camera}.mjpg"
         return {"op": "grab", "device_id": camera, "stamp": camera, "options": options,
-                "uri": uri, "timeout_s": 3.0}  # fmt: skip
+                "uri": uri, "timeout_s": 6.0}  # fmt: skip
 
     ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
     try:
-        grabs = [asyncio.create_task(pool.make(grab(c), b"", 20)) for c in ("dead-1", "dead-2")]
+        grabs = [asyncio.create_task(pool.make(grab(c), b"", 40)) for c in ("dead-1", "dead-2")]
         await eventually(lambda: pool.in_flight)
         decode = {"op": "decode", "device_id": "good", "stamp": "good", "options": options}
-        made = await pool.make(decode, jpeg.tobytes(), 20)
+        made = await pool.make(decode, jpeg.tobytes(), 40)
         waiting = [not g.done() for g in grabs]
         results = await asyncio.gather(*grabs, return_exceptions=True)
     finally:
