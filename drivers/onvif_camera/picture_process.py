@@ -104,7 +104,8 @@ class PictureProcess:
 
         Raises:
             DeviceUnavailable: not made within ``within`` (the process is stopped),
-                or the request's own (no frame, the stream did not open).
+                no process can be started, or the request's own (no frame, the
+                stream did not open).
             DeviceProtocolError: the process ended during it, or the request's own
                 (not a picture, does not fit ``max_bytes``).
             LibraryUnavailable: OpenCV cannot be loaded.
@@ -112,7 +113,12 @@ class PictureProcess:
         frame = picture_wire.encode(request, body)
         device_id = str(request.get("device_id", ""))
         async with self._lock:
-            proc = self._running()
+            try:
+                proc = self._running()
+            except OSError as exc:  # no fork (EAGAIN, ENOMEM), no interpreter
+                raise DeviceUnavailable(
+                    f"the picture process cannot be started: {exc}", device_id=device_id
+                ) from exc
             try:
                 async with asyncio.timeout(within):
                     self._exchanges += 1

@@ -370,3 +370,16 @@ async def test_grabs_from_dead_cameras_never_hold_every_process() -> None:
     assert ok and made.jpeg[:2] == b"\xff\xd8" and (made.width, made.height) == (160, 90)
     assert waiting == [True, True]
     assert all(isinstance(r, DeviceUnavailable) for r in results)
+
+
+async def test_a_picture_process_that_cannot_start_is_a_device_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No interpreter at ``sys.executable`` (as a failed fork would): a
+    ``DeviceUnavailable`` the evidence collector retries and reports, not an
+    ``OSError`` of no kind the gateway knows."""
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    pictures = PictureProcess()
+    with pytest.raises(DeviceUnavailable, match=r"cannot be started.*nonexistent"):
+        await pictures.make({"op": "decode", "device_id": "cam-n"}, b"", 10)
+    assert pictures.started == 0
