@@ -11,7 +11,10 @@ its quiet mode (``--no-scenario``, nothing pressed) or after its scripted scenar
 
 Method: find the gateway's process (``gateway.cli run``), wait ``--settle-s``, then
 read its CPU (utime + stime of every thread, ``/proc/<pid>/stat``) over
-``--window-s`` and its memory (``VmRSS`` now, ``VmHWM`` the peak since start).
+``--window-s`` and its memory (``VmRSS`` now, ``VmHWM`` the peak since start); and,
+beside it, the resident memory of its picture processes at the window's start and
+end (``drivers/onvif_camera/picture_process.py``), which the gateway's own figure
+does not include.
 
     .venv/bin/python bench/at_rest.py --window-s 60
 """
@@ -80,10 +83,12 @@ def main() -> None:
         try:
             pid = gateway_pid(campus, 60)
             time.sleep(args.settle_s)
+            pictures_before = picture_memory(pid)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             time.sleep(args.window_s)
             cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
             mem = memory_kib(pid)
+            pictures_after = picture_memory(pid)
         finally:
             campus.send_signal(signal.SIGINT)
             try:
@@ -96,7 +101,32 @@ def main() -> None:
         f"  gateway memory: now (VmRSS) {mem.get('VmRSS', 0) / 1024:.1f} MiB, peak since "
         f"start (VmHWM) {mem.get('VmHWM', 0) / 1024:.1f} MiB [≤ 100 MiB]"
     )
+    print(
+        "  beside it, picture processes (each ends about a minute after the last picture): "
+        f"at the window's start {pictures_before[0]}, {pictures_before[1]:.1f} MiB resident; "
+        f"at its end {pictures_after[0]}, {pictures_after[1]:.1f} MiB"
+    )
     print(f"  load average after: {os.getloadavg()[0]:.2f}; campus log: {work / 'campus.log'}")
+
+
+def picture_memory(gateway: int) -> tuple[int, float]:
+    """How many picture processes the gateway runs now (children running
+    ``drivers.onvif_camera.picture_worker``) and their resident memory in MiB: what
+    the gateway's own figure leaves out."""
+    count, kib = 0, 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != gateway:
+                continue
+            if b"drivers.onvif_camera.picture_worker" in (proc / "cmdline").read_bytes():
+                kib += memory_kib(int(proc.name)).get("VmRSS", 0)
+                count += 1
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return count, kib / 1024
 
 
 if __name__ == "__main__":
