@@ -37,7 +37,6 @@ from typing import Any
 from drivers.onvif_camera import picture_wire
 from gateway.errors import DeviceError, DeviceProtocolError, DeviceUnavailable
 
-IDLE_EXIT_S = 60.0
 MAX_PIXELS = 64 << 20  # 8K is 33 Mpx: a 64 Mpx picture takes 192 MiB decoded
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -53,10 +52,11 @@ class _Options:
 
 
 def main() -> int:
-    """Serve requests until stdin closes or none comes for ``argv[1]`` seconds."""
-    idle_s = float(sys.argv[1]) if len(sys.argv) > 1 else IDLE_EXIT_S
-    if len(sys.argv) > 2:
-        _die_with(int(sys.argv[2]))
+    """Serve requests until stdin closes or none comes for ``argv[1]`` seconds;
+    ``argv[2]`` is the gateway's pid (both given by ``PictureProcess``, its only
+    starter)."""
+    idle_s, gateway = float(sys.argv[1]), int(sys.argv[2])
+    _die_with(gateway)
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_PIXELS)  # read at OpenCV's import
     # Ctrl-C in the gateway's terminal reaches this process too: the gateway's stop
     # closes our stdin, which ends us, with no traceback of our own in its log.
