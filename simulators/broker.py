@@ -350,9 +350,29 @@ class MosquittoBroker(StartStop):
         Raises:
             BrokerError: not running.
         """
+        self._signal(signal.SIGHUP)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open and reads nothing, so what clients
+        send fills the kernel's buffers (a hung broker host). :meth:`thaw` resumes it.
+
+        Raises:
+            BrokerError: not running.
+        """
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`.
+
+        Raises:
+            BrokerError: not running.
+        """
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
         if self._proc is None or self._proc.returncode is not None:
             raise BrokerError(f"mosquitto on port {self._port} is not running")
-        self._proc.send_signal(signal.SIGHUP)
+        self._proc.send_signal(sig)
 
     async def kill(self) -> None:
         """Crash the broker with SIGKILL: nothing is saved, clients see the socket drop."""

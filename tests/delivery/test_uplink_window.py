@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
+import struct
+import termios
 from pathlib import Path
 
 import aiomqtt
@@ -213,3 +216,43 @@ async def test_an_alarm_stored_while_the_loop_waits_to_refill_goes_at_a_free_slo
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_what_a_full_socket_buffer_holds_back_is_sent_when_the_broker_reads_again(
+    tmp_path: Path,
+) -> None:
+    """paho's bytes go out at the loop's next turn; those a full socket buffer did not
+    take are written when it has room (``MqttConnection._on_register_write``). A frozen
+    broker (SIGSTOP) fills the buffers; thawed, every PUBLISH gets its PUBACK on the
+    same connection."""
+    async with MosquittoBroker(tmp_path / "broker") as broker:
+        cfg = BrokerConfig(host=broker.host, port=broker.port, window=16, publish_timeout=60.0)
+        conn = MqttConnection(cfg, client_id="gw-full-buffer", will_topic="t/status")
+        await conn.connect()
+        try:
+            broker.freeze()
+            try:
+                payload = bytes(2 << 20)
+                sent = [conn.publish_nowait(f"t/rows/{i}", payload) for i in range(16)]
+                # 32 MiB is more than loopback's buffers hold: the kernel holds what
+                # the socket took, paho the rest.
+                await wait_until(
+                    lambda: _unsent_in_kernel(conn) > 0 and conn._client.want_write(),
+                    10,
+                    "the socket's buffer full",
+                )
+            finally:
+                broker.thaw()
+            reasons = await asyncio.wait_for(asyncio.gather(*sent), 30)
+            assert [r.is_failure for r in reasons] == [False] * 16
+            assert not conn.lost
+        finally:
+            await conn.close()
+
+
+def _unsent_in_kernel(conn: MqttConnection) -> int:
+    """Bytes the connection's socket holds unsent (``SIOCOUTQ``, tcp(7))."""
+    sock = conn._client.socket()
+    assert sock is not None
+    out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", out)[0])
