@@ -252,17 +252,18 @@ class ModulePoller:
             self._catch_up = self._health == "offline"
             await self._transition("online", "")
         self._consecutive = 0
+        reported = self._reported
         for channel, value in enumerate(closed):
-            await self._update(channel, value, seen_at, since)
+            if value == reported[channel]:  # as reported: no coroutine per quiet input
+                self._candidates[channel] = None
+            else:
+                await self._update(channel, value, seen_at, since)
         self._catch_up = False
 
     async def _update(self, channel: int, closed: bool, seen_at: datetime, since: float) -> None:
-        last = self._reported[channel]
-        if last is None:
+        """A reading that differs from what was last reported (or the first one)."""
+        if self._reported[channel] is None:
             await self._report(channel, closed, seen_at, initial=True)
-            return
-        if closed == last:
-            self._candidates[channel] = None
             return
         candidate = self._candidates[channel]
         if candidate is None or candidate.closed != closed:
