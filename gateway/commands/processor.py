@@ -16,7 +16,11 @@ A command arrives on ``<prefix>/cmd/<name>`` with the JSON payload
 4. has bad times: not RFC 3339 with a zone (``T``/``Z`` in either case), ``issued_at`` later than
    ``clock_skew_s`` ahead, ``expires_at`` not after ``issued_at`` or more than
    ``max_ttl_s`` after it (``invalid``), or ``expires_at`` already past (``expired``);
-5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay), or,
+5. repeats a ``correlation_id`` seen before it expired (``duplicate``: a replay), or
+   was issued no later than a command already expired and forgotten (``duplicate``:
+   an id is forgotten once its command has expired, and the latest ``issued_at``
+   forgotten is kept instead, so a wall clock stepped back never makes a captured
+   command valid again), or,
    while the replay guard of the runs before is unknown (the state file unread at
    start, or its guard value unreadable), was issued before this start, timed on
    the monotonic clock (``guard_unknown``: nothing was carried out);
@@ -115,6 +119,15 @@ class CommandProcessor:
         # correlation_id -> expires_at of every command accepted and not yet expired,
         # kept in the state file so a captured command cannot be replayed after a restart.
         self._seen: dict[str, datetime] = _load_seen(store)
+        # When each id of ``_seen`` was issued (only for ids seen in this run).
+        self._issued: dict[str, datetime] = {}
+        # The latest ``issued_at`` among the ids dropped from ``_seen`` once expired
+        # (their expiry for ids read from the state file). A wall clock stepped back
+        # makes an expired command look valid again while its id is gone, so a
+        # command issued no later than this is a replay (review of 2026-12-04: a
+        # captured reset, replayed after a step back, cleared a latched panic); the
+        # center's later commands are issued later.
+        self._forgotten: datetime | None = _load_forgotten(store)
         # When the guard of the runs before is unknown, a command issued before this
         # start may have been carried out already: such commands are refused. The
         # start is kept on the monotonic clock, so a wall-clock step never moves it.
@@ -157,6 +170,8 @@ class CommandProcessor:
         """
         if self._store is not None:
             seen = {c: rfc3339(t) for c, t in self._seen.items()}
+            if self._forgotten is not None:
+                seen[_FORGOTTEN] = rfc3339(self._forgotten)
             await self._store.put_meta(_SEEN_KEY, seen)
 
     def _check(self, name: str, body: dict[str, Any], retained: bool) -> Command:
@@ -183,7 +198,19 @@ class CommandProcessor:
             raise CommandRefused(
                 f"expired at {rfc3339(expires_at)}", command=name, reason="expired"
             )
+        for c, t in self._seen.items():  # forgotten now: remembered as a floor instead
+            issued = self._issued.get(c, t)  # its expiry when issued_at is not known
+            if t <= now and (self._forgotten is None or issued > self._forgotten):
+                self._forgotten = issued
         self._seen = {c: t for c, t in self._seen.items() if t > now}
+        self._issued = {c: t for c, t in self._issued.items() if c in self._seen}
+        if self._forgotten is not None and issued_at <= self._forgotten:
+            raise CommandRefused(
+                f"issued at {rfc3339(issued_at)}, no later than a command already expired "
+                "and forgotten here: a replay (the clock was stepped back since)",
+                command=name,
+                reason="duplicate",
+            )
         started = now - timedelta(seconds=self._clock.monotonic() - self._started)
         if self._guard_unknown and issued_at < started - timedelta(seconds=self._cfg.clock_skew_s):
             raise CommandRefused(
@@ -200,6 +227,7 @@ class CommandProcessor:
                 reason="duplicate",
             )
         self._seen[correlation_id] = expires_at
+        self._issued[correlation_id] = issued_at
         operator, params = body.get("operator", ""), body.get("params", {})
         if not isinstance(operator, str) or not isinstance(params, dict):
             raise CommandRefused(
@@ -328,8 +356,14 @@ def _guard_unknown(store: StateStore | None) -> bool:
     return raw is not None and not isinstance(raw, dict)
 
 
-def _load_seen(store: StateStore | None) -> dict[str, datetime]:
-    """The persisted replay guard: correlation ids with their expiry (UTC)."""
+_FORGOTTEN = ""
+"""The key of the guard's floor (``CommandProcessor._forgotten``) in the persisted
+``commands_seen`` object: never a correlation id, which must not be empty."""
+
+
+def _persisted_guard(store: StateStore | None) -> dict[str, datetime]:
+    """The persisted replay guard: correlation ids with their expiry (UTC), and the
+    floor under the key :data:`_FORGOTTEN`."""
     raw = store.meta(_SEEN_KEY) if store is not None else None
     if not isinstance(raw, dict):
         return {}
@@ -338,3 +372,13 @@ def _load_seen(store: StateStore | None) -> dict[str, datetime]:
         with contextlib.suppress(TypeError, ValueError):
             seen[str(correlation_id)] = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     return seen
+
+
+def _load_seen(store: StateStore | None) -> dict[str, datetime]:
+    """The persisted correlation ids with their expiry (UTC)."""
+    return {c: t for c, t in _persisted_guard(store).items() if c != _FORGOTTEN}
+
+
+def _load_forgotten(store: StateStore | None) -> datetime | None:
+    """The persisted floor of the replay guard, or None."""
+    return _persisted_guard(store).get(_FORGOTTEN)

@@ -102,6 +102,33 @@ async def test_a_command_replayed_after_a_restart_is_still_refused(tmp_path: Pat
     assert replayed["status"] == "error" and replayed["data"]["reason"] == "duplicate"
 
 
+async def test_a_command_replayed_after_the_clock_steps_back_is_refused(tmp_path: Path) -> None:
+    """A captured command expires and its id is forgotten; the wall clock is then
+    stepped back so it looks valid again. Replayed, it is refused, before and after
+    a restart (review of 2026-12-04: a replayed reset cleared a latched panic)."""
+    async with rig(tmp_path, key=KEY) as r:
+        start = r.clock.now()
+        _, captured = command_payload(
+            f"{PREFIX}/cmd/disarm", {"area": "A"}, key=KEY, issued_at=start, ttl_s=60,
+            correlation_id="captured",
+        )  # fmt: skip
+        assert (await r.commands.handle("disarm", captured, False))["status"] == "ok"
+        assert (await _send(r, "arm", {"area": "A"}, correlation_id="arm-1"))["status"] == "ok"
+        await r.clock.advance(120)
+        # Any later command forgets the expired ids.
+        assert (await _send(r, "ping", correlation_id="ping-1"))["status"] == "ok"
+        await r.clock.set(start + dt.timedelta(seconds=10))
+        replayed = await r.commands.handle("disarm", captured, False)
+        assert r.system.areas.armed("A")
+    assert replayed["status"] == "error" and replayed["data"]["reason"] == "duplicate", replayed
+    async with rig(tmp_path, key=KEY, start=start + dt.timedelta(seconds=10)) as again:
+        after_restart = await again.commands.handle("disarm", captured, False)
+        assert again.system.areas.armed("A")
+        fresh = await _send(again, "ping", correlation_id="ping-2")
+    assert after_restart["data"]["reason"] == "duplicate", after_restart
+    assert fresh["status"] == "ok", fresh  # a command issued after the captured one acts
+
+
 async def test_a_signature_is_bound_to_its_topic(tmp_path: Path) -> None:
     """A signed ``disarm`` replayed on the ``arm`` topic (or another gateway's) is refused."""
     async with rig(tmp_path, key=KEY) as r:
