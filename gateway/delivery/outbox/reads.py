@@ -51,6 +51,7 @@ class OutboxReads:
         backlog: the pending and unacked counts of the file, kept in memory.
         resends: when each open event is due again (monotonic clock).
         due: the first sends due, in memory.
+        read_failures: reads of the file that failed since open.
     """
 
     ack_timeout: float
@@ -62,7 +63,9 @@ class OutboxReads:
     _failing: bool
     resends: ResendSchedule
     due: DueQueue
+    read_failures: int = 0
     _read_failed: bool = False
+    _read_failed_at: float = 0.0
     _prefetching: asyncio.Task[None] | None = None
 
     def _require_db(self) -> aiosqlite.Connection:
@@ -153,10 +156,9 @@ class OutboxReads:
             try:
                 paging = self.due.can_page()
                 overdue += await self._read_file(paging, overdue_keys, excluded, room, skips)
-                self._read_failed = False
+                self._read_ok()
             except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
-                log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
-                self._read_failed = True
+                self._read_error(exc)
                 break
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
@@ -176,7 +178,12 @@ class OutboxReads:
         self.due.taken(r.n for r in chosen if r.n in self.held)
         if self._prefetching is not None and self._prefetching.done():
             self._prefetching = None  # its page is in (a take with an alarm did not wait)
-        if self._prefetching is None and self.due.wants_page() and self.due.can_page():
+        if (
+            self._prefetching is None
+            and self.due.wants_page()
+            and self.due.can_page()
+            and not self._rereading_soon()
+        ):
             self._prefetching = asyncio.create_task(
                 self._prefetch(excluded, skips), name="outbox-prefetch"
             )
@@ -190,11 +197,34 @@ class OutboxReads:
         that runs short waits for this one first (:meth:`_prefetched`)."""
         try:
             await self._read_file(True, [], exclude, 0, skip_topics)
-            self._read_failed = False
+            self._read_ok()
         except (OutboxError, sqlite3.Error, OSError, ValueError) as exc:
-            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
-            self._read_failed = True
+            self._read_error(exc)
+            return  # the uplink looks again in _REREAD_S (next_due_in), not at once
         self.poke()  # an uplink with nothing left to send looks again
+
+    def _read_error(self, exc: BaseException) -> None:
+        """A read of the file failed: logged once until a read succeeds again (a disk
+        that stays full or unreadable must not flood the journal), and no page is
+        read in the background again for ``_REREAD_S`` (review of 2026-12-04: a start
+        on a full disk read, failed and read again at once, 5,800 times a second)."""
+        self.read_failures += 1
+        if not self._read_failed:
+            log.warning("outbox.read_failed", error=str(exc), held=len(self.held))
+        self._read_failed = True
+        self._read_failed_at = asyncio.get_running_loop().time()
+
+    def _read_ok(self) -> None:
+        if self._read_failed:
+            log.info("outbox.read_recovered", held=len(self.held))
+        self._read_failed = False
+
+    def _rereading_soon(self) -> bool:
+        """Whether the last read failed less than ``_REREAD_S`` ago."""
+        return (
+            self._read_failed
+            and asyncio.get_running_loop().time() - self._read_failed_at < _REREAD_S
+        )
 
     async def _prefetched(self) -> bool:
         """Wait for the page read in the background, if one runs; True when one did."""
