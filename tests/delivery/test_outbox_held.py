@@ -155,3 +155,49 @@ async def test_a_file_of_the_previous_version_is_migrated_with_its_rows(tmp_path
     with contextlib.closing(sqlite3.connect(path)) as db:
         [(blob_stream,)] = db.execute("SELECT stream FROM messages WHERE n = 2").fetchall()
     assert blob_stream is None
+
+
+async def test_a_held_alarm_is_due_again_unacked_while_commits_keep_failing(
+    tmp_path: Path,
+) -> None:
+    """Its PUBACK's mark cannot commit, yet an alarm the center has not acked is due
+    again every ``ack_timeout`` and counted unacked; the center's ack stops it (review
+    of 2026-12-04: a panic PUBACKed on a full disk was never re-sent until the disk
+    had room again)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # every commit fails from here
+        try:
+            held = outbox.hold(_panic(1))
+            await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+            [row] = await outbox.take(10)
+            assert (row.id, row.attempts) == (held.id, 0)
+            settling = {row.n}  # PUBACKed, its mark waiting: as the uplink excludes it
+            marks = [outbox.mark_sent_soon([row.n])]
+            assert await outbox.take(10, exclude=settling) == []
+            assert await outbox.unacked_count() == 1
+            wait = await outbox.next_due_in()
+            assert wait is not None and wait <= 0.5
+            for attempt in (1, 2):
+                again: list[object] = []
+
+                async def due(into: list[object] = again) -> bool:
+                    into[:] = await outbox.take(10, exclude=settling)
+                    return bool(into)
+
+                await wait_until(due, 5, f"re-send {attempt}")
+                [resent] = again
+                assert (resent.id, resent.attempts) == (held.id, attempt)  # type: ignore[attr-defined]
+                marks.append(outbox.mark_sent_soon([row.n]))  # its PUBACK
+            acking = asyncio.create_task(outbox.mark_acked([held.id]))
+            await asyncio.sleep(1.5)  # three ack timeouts: nothing may come due
+            assert await outbox.take(10, exclude=settling) == []
+            assert await outbox.unacked_count() == 0
+            assert not marks[0].done()  # all of it while the commits still fail
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(asyncio.gather(*marks, acking), 10)
+        assert await outbox.unacked_count() == 0
+        assert await outbox.pending(10) == []

@@ -7,13 +7,18 @@ one once it has waited ``offer_after`` seconds, or at once while commits are
 failing, so an alarm never waits on the disk (issue 11: a locked, failing or
 read-only outbox held panics for 37 s). It keeps its id and seq when it is
 re-sent and when it is finally stored: nothing about the message changes.
+
+Its PUBACK and the center's ack are recorded by commits queued behind its own, so
+while commits keep failing a held event keeps its own re-send time and ack here: an
+event the center must ack is due again ``ack_timeout`` after its last PUBACK until
+the center acks it, as a committed one is (``due.py``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
 
@@ -23,6 +28,8 @@ class _Held:
     row: PendingRow
     since: float  # time.monotonic() when accepted
     offered: bool = False
+    pubacked_at: float | None = None  # time.monotonic() of its last PUBACK, until re-sent
+    acked: bool = False  # the center acked it (the mark waits for a commit too)
 
 
 class HeldRows:
@@ -51,6 +58,45 @@ class HeldRows:
         """These rows are in the file now: the uplink reads them from there."""
         for n in ns:
             self._rows.pop(n, None)
+
+    def pubacked(self, ns: Iterable[int]) -> None:
+        """The broker PUBACKed these rows (those held): an event the center must ack
+        is due again ``ack_timeout`` after this unless acked, commit or not."""
+        now = time.monotonic()
+        for n in ns:
+            held = self._rows.get(n)
+            if held is not None:
+                held.pubacked_at = now
+
+    def acked(self, ids: Container[str]) -> None:
+        """The center acked these event ids: those held are not re-sent again."""
+        for held in self._rows.values():
+            if held.row.id in ids:
+                held.acked = True
+
+    def acked_through(self, seq: int) -> None:
+        """The center acked every event of the current stream up to ``seq``."""
+        for held in self._rows.values():
+            if held.row.seq is not None and held.row.seq <= seq:
+                held.acked = True
+
+    def unacked(self) -> int:
+        """Held events PUBACKed (or being re-sent) and not acked by the center yet."""
+        return sum(
+            1 for h in self._rows.values() if h.row.track_ack and h.offered and not h.acked
+            and (h.pubacked_at is not None or h.row.attempts)
+        )  # fmt: skip
+
+    def next_resend_in(self, ack_timeout: float) -> float | None:
+        """Seconds until the first held event the center has not acked is due again."""
+        times = [h.pubacked_at for h in self._rows.values() if self._awaits_ack(h)]
+        if not times:
+            return None
+        return max(0.0, min(t for t in times if t is not None) + ack_timeout - time.monotonic())
+
+    @staticmethod
+    def _awaits_ack(held: _Held) -> bool:
+        return held.row.track_ack and held.pubacked_at is not None and not held.acked
 
     def ids(self) -> set[str]:
         """Ids of every held event."""
@@ -82,23 +128,56 @@ class HeldRows:
         now: bool,
         exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
+        ack_timeout: float = float("inf"),
     ) -> list[PendingRow]:
-        """Up to ``limit`` held rows the uplink may send, in send order (priority, ``n``).
+        """Up to ``limit`` held rows the uplink may send, in send order (priority, first
+        sends before re-sends, ``n``): those not sent yet, and the events the center
+        has not acked within ``ack_timeout`` seconds of their last PUBACK.
 
         Args:
             limit: maximum rows.
             now: offer every held row, however short its wait (commits are failing).
-            exclude: row keys already in flight or PUBACKed.
+            exclude: row keys already in flight or PUBACKed (a held event due again is
+                PUBACKed, its mark waiting for the commit: it goes all the same).
             skip_topics: as :meth:`~gateway.delivery.outbox.reads.OutboxReads.pending`.
         """
         skips = list(skip_topics)
-        ripe = float("inf") if now else time.monotonic() - self.offer_after
+        clock = time.monotonic()
+        ripe = float("inf") if now else clock - self.offer_after
+        overdue = clock - ack_timeout
+        again: set[int] = set()
         out: list[_Held] = []
         for held in self._rows.values():
-            if held.since > ripe or held.row.n in exclude or topic_waits(held.row.topic, skips):
+            if topic_waits(held.row.topic, skips):
                 continue
-            out.append(held)
-        out.sort(key=lambda h: (h.row.priority, h.row.n))
-        for held in out[:limit]:
+            if self._awaits_ack(held) and held.pubacked_at <= overdue:  # type: ignore[operator]
+                # Its "sent" mark waits for a commit that keeps failing: due again on
+                # its own schedule all the same (review of 2026-12-04: a PUBACKed
+                # panic was never re-sent while the disk stayed full).
+                again.add(held.row.n)
+                out.append(held)
+            elif held.since <= ripe and held.row.n not in exclude:
+                out.append(held)
+        out.sort(key=lambda h: (h.row.priority, h.row.attempts > 0 or h.row.n in again, h.row.n))
+        chosen = out[:limit]
+        for held in chosen:
             held.offered = True
-        return [h.row for h in out[:limit]]
+            if held.row.n in again:  # a re-send, not due again before its own PUBACK
+                held.pubacked_at = None
+                held.row = replace(held.row, attempts=held.row.attempts + 1)
+        return [h.row for h in chosen]
+
+    def resend_now(self, ns: Iterable[int] | None = None) -> None:
+        """These held re-sends (every one when None) did not reach the broker (refused,
+        or the connection was lost): due again at once."""
+        keys = self._rows.keys() if ns is None else ns
+        for n in keys:
+            held = self._rows.get(n)
+            if (
+                held is not None
+                and held.row.attempts
+                and held.row.track_ack
+                and held.pubacked_at is None
+                and not held.acked
+            ):
+                held.pubacked_at = float("-inf")

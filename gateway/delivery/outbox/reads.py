@@ -163,7 +163,10 @@ class OutboxReads:
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
         overdue = overdue[:room]
-        held = self.held.due(limit, now=self._failing, exclude=excluded, skip_topics=skips)
+        held = self.held.due(
+            limit, now=self._failing, exclude=excluded, skip_topics=skips,
+            ack_timeout=self.ack_timeout,
+        )  # fmt: skip
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
         cut = limit
@@ -244,6 +247,7 @@ class OutboxReads:
         """The uplink connected again: what was in flight on the lost connection is due
         again. The due queue is rebuilt from the file, and the uplink woken."""
         self.due.rebuild()
+        self.held.resend_now()  # held re-sends that were in flight
         self.poke()
 
     def poke(self) -> None:
@@ -253,6 +257,7 @@ class OutboxReads:
         """``row`` from :meth:`take` was not sent after all (the broker refused it, or
         its send failed): it is due again."""
         self.due.release(row, stored=row.n not in self.held)
+        self.held.resend_now([row.n])
 
     async def _read_file(
         self,
@@ -345,6 +350,9 @@ class OutboxReads:
         (on the monotonic clock; ``_REREAD_S`` at most after a read of the file failed,
         so the uplink looks again)."""
         due = self.resends.next_due_in()
+        held = self.held.next_resend_in(self.ack_timeout)
+        if held is not None:
+            due = held if due is None else min(due, held)
         if self._read_failed:
             return _REREAD_S if due is None else min(due, _REREAD_S)
         return due
@@ -365,12 +373,12 @@ class OutboxReads:
 
     async def unacked_count(self) -> int:
         """Events (priority 1-3) delivered to the broker and not yet acked by the center,
-        as committed (from memory, :attr:`backlog`).
+        as committed (from memory, :attr:`backlog`), and those held in memory.
 
         Raises:
             OutboxError: the file has not been counted (as :meth:`pending_count`).
         """
-        return self._backlog_figure(self.backlog.unacked)
+        return self._backlog_figure(self.backlog.unacked) + self.held.unacked()
 
     def _backlog_figure(self, figure: int | None) -> int:
         if figure is None:

@@ -551,6 +551,7 @@ class Outbox(OutboxReads):
         self._require_open()
         keys = list(ns)
         self.marking.update(keys)
+        self.held.pubacked(keys)  # re-sent on time even while the mark cannot commit
         op = self._open_sent
         if op is not None and not op.future.done():
             op.arg.extend(keys)
@@ -569,7 +570,9 @@ class Outbox(OutboxReads):
             now, ``stored_at`` in wall-clock seconds; ids unknown, already acked or
             of events not awaiting an ack are left out.
         """
-        acked: list[tuple[str, float]] = await self._submit("acked", list(ids))
+        keys = list(ids)
+        self.held.acked(set(keys))  # not re-sent from memory while the mark waits
+        acked: list[tuple[str, float]] = await self._submit("acked", keys)
         return acked
 
     async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
@@ -579,6 +582,8 @@ class Outbox(OutboxReads):
         Any stream the file still holds rows of may be acked (an unclean stop leaves
         the rows of the stream before it); one it holds none of acks nothing.
         """
+        if stream == self.stream:
+            self.held.acked_through(up_to_seq)
         acked: list[tuple[str, float]] = await self._submit("acked_through", (stream, up_to_seq))
         return acked
 
