@@ -201,3 +201,44 @@ async def test_a_held_alarm_is_due_again_unacked_while_commits_keep_failing(
         await asyncio.wait_for(asyncio.gather(*marks, acking), 10)
         assert await outbox.unacked_count() == 0
         assert await outbox.pending(10) == []
+
+
+async def test_held_re_sends_keep_to_their_share_and_one_cut_comes_back(tmp_path: Path) -> None:
+    """While commits fail, held alarms due again take at most the uplink's share for
+    re-sends, and one that a take's answer leaves out is due at the next take (a
+    second review of 2026-12-04: 20 of 20 slots went to held re-sends, and a cut one
+    was never due again)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.3) as outbox:
+        backlog = await outbox.append(_panic(0))  # stored, not sent yet
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(1, 11):
+                outbox.hold(_panic(i))
+            await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+            first = await outbox.take(20)
+            held = [r for r in first if r.id != backlog.id]
+            outbox.release(next(r for r in first if r.id == backlog.id))
+            settling = {r.n for r in held}
+            marks = [outbox.mark_sent_soon(sorted(settling))]  # their PUBACKs
+            await wait_until(lambda: _due_in_zero(outbox), 5, "the ack timeout")
+            shared = await outbox.take(20, exclude=settling, resends=3)
+            assert sum(1 for r in shared if r.attempts) == 3, shared
+            assert [r.id for r in shared if not r.attempts] == [backlog.id]
+            # One slot: the backlog's first send goes; the re-sends cut come back.
+            for r in shared:
+                outbox.release(r)
+            [one] = await outbox.take(1, exclude=settling, resends=3)
+            assert one.id == backlog.id
+            rest = await outbox.take(20, exclude=settling | {one.n})
+            assert sorted(r.id for r in rest) == sorted(r.id for r in held)
+            assert all(r.attempts == 1 for r in rest)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(asyncio.gather(*marks), 10)
+
+
+async def _due_in_zero(outbox: Outbox) -> bool:
+    return await outbox.next_due_in() == 0.0

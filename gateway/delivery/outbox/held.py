@@ -129,6 +129,7 @@ class HeldRows:
         exclude: Container[int] = (),
         skip_topics: Iterable[str] = (),
         ack_timeout: float = float("inf"),
+        resends: int | None = None,
     ) -> list[PendingRow]:
         """Up to ``limit`` held rows the uplink may send, in send order (priority, first
         sends before re-sends, ``n``): those not sent yet, and the events the center
@@ -140,6 +141,9 @@ class HeldRows:
             exclude: row keys already in flight or PUBACKed (a held event due again is
                 PUBACKed, its mark waiting for the commit: it goes all the same).
             skip_topics: as :meth:`~gateway.delivery.outbox.reads.OutboxReads.pending`.
+            ack_timeout: seconds after its last PUBACK an unacked event is due again.
+            resends: the most re-sends to return (the uplink's share of its window for
+                them); None for no limit. The rest stay due.
         """
         skips = list(skip_topics)
         clock = time.monotonic()
@@ -159,7 +163,16 @@ class HeldRows:
             elif held.since <= ripe and held.row.n not in exclude:
                 out.append(held)
         out.sort(key=lambda h: (h.row.priority, h.row.attempts > 0 or h.row.n in again, h.row.n))
-        chosen = out[:limit]
+        share = len(again) if resends is None else resends
+        chosen: list[_Held] = []
+        for held in out:
+            if len(chosen) == limit:
+                break
+            if held.row.n in again:
+                if share <= 0:
+                    continue
+                share -= 1
+            chosen.append(held)
         for held in chosen:
             held.offered = True
             if held.row.n in again:  # a re-send, not due again before its own PUBACK
@@ -181,3 +194,4 @@ class HeldRows:
                 and not held.acked
             ):
                 held.pubacked_at = float("-inf")
+                held.row = replace(held.row, attempts=held.row.attempts - 1)  # it did not go

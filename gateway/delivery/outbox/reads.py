@@ -166,6 +166,7 @@ class OutboxReads:
         held = self.held.due(
             limit, now=self._failing, exclude=excluded, skip_topics=skips,
             ack_timeout=self.ack_timeout,
+            resends=None if resends is None else max(0, room - len(overdue)),
         )  # fmt: skip
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
@@ -178,6 +179,7 @@ class OutboxReads:
         chosen = rows[:cut]
         first = {r.n for r in fresh}
         self.due.put_back(r for r in rows[cut:] if r.n in first)
+        self.held.resend_now(r.n for r in rows[cut:] if r.attempts)  # due at the next take
         self.due.taken(r.n for r in chosen if r.n in self.held)
         if self._prefetching is not None and self._prefetching.done():
             self._prefetching = None  # its page is in (a take with an alarm did not wait)
