@@ -71,6 +71,9 @@ HeartbeatSource = Callable[[], Awaitable[Event]]
 
 EVENT_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 # Built once: paho packs them per publish but never changes them.
+_RECHECK_S = 0.1
+"""Seconds the send loop waits, with nothing taken, before it looks again at a re-send
+that is due but was not returned (its topic backs off, or the file could not be read)."""
 _EVENT_PROPS = publish_properties(content_type=EVENT_CONTENT_TYPE)
 _JPEG_PROPS = publish_properties(content_type="image/jpeg")
 _JSON_PROPS = publish_properties(content_type="application/json; charset=utf-8")
@@ -392,6 +395,14 @@ class Uplink:
                 # a re-send's room), when the next unacked event comes due again,
                 # or a back-off ends.
                 again = await self._outbox.next_due_in() if room > 0 else None
+                if again is not None:
+                    # A re-send due now that the take did not return waits for
+                    # something that wakes this loop anyway (its topic's back-off, a
+                    # PUBACK, a commit) or for a read that failed: look again after a
+                    # pause, never at once (a second review of 2026-12-04: an overdue
+                    # alarm whose topic an ACL refused spun the loop through the
+                    # back-off, 5,000-45,000 takes a second).
+                    again = max(again, _RECHECK_S)
                 due = _earliest(again, self.refusals.next_retry_in())
                 new = self._outbox.changed
                 self.stats.idle = True
