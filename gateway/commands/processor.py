@@ -116,18 +116,16 @@ class CommandProcessor:
         self._emit = emit
         self._clock = clock
         self._store = store
-        # correlation_id -> expires_at of every command accepted and not yet expired,
-        # kept in the state file so a captured command cannot be replayed after a restart.
-        self._seen: dict[str, datetime] = _load_seen(store)
-        # When each id of ``_seen`` was issued (only for ids seen in this run).
-        self._issued: dict[str, datetime] = {}
-        # The latest ``issued_at`` among the ids dropped from ``_seen`` once expired
-        # (their expiry for ids read from the state file). A wall clock stepped back
-        # makes an expired command look valid again while its id is gone, so a
-        # command issued no later than this is a replay (review of 2026-12-04: a
-        # captured reset, replayed after a step back, cleared a latched panic); the
-        # center's later commands are issued later.
-        self._forgotten: datetime | None = _load_forgotten(store)
+        # correlation_id -> (expires_at, issued_at) of every command accepted and not
+        # yet expired, kept in the state file (the expiry only: an id read from it
+        # counts its expiry as when it was issued) so a captured command cannot be
+        # replayed after a restart. ``_forgotten``: the latest ``issued_at`` among the
+        # ids dropped once expired. A wall clock stepped back makes an expired command
+        # look valid again while its id is gone, so a command issued no later than
+        # this is a replay (review of 2026-12-04: a captured reset, replayed after a
+        # step back, cleared a latched panic); the center's later commands are issued
+        # later.
+        self._seen, self._forgotten = _load_guard(store)
         # When the guard of the runs before is unknown, a command issued before this
         # start may have been carried out already: such commands are refused. The
         # start is kept on the monotonic clock, so a wall-clock step never moves it.
@@ -169,7 +167,7 @@ class CommandProcessor:
             StateError: the state file cannot be written (the command is not carried out).
         """
         if self._store is not None:
-            seen = {c: rfc3339(t) for c, t in self._seen.items()}
+            seen = {c: rfc3339(expires) for c, (expires, _) in self._seen.items()}
             if self._forgotten is not None:
                 seen[_FORGOTTEN] = rfc3339(self._forgotten)
             await self._store.put_meta(_SEEN_KEY, seen)
@@ -198,12 +196,10 @@ class CommandProcessor:
             raise CommandRefused(
                 f"expired at {rfc3339(expires_at)}", command=name, reason="expired"
             )
-        for c, t in self._seen.items():  # forgotten now: remembered as a floor instead
-            issued = self._issued.get(c, t)  # its expiry when issued_at is not known
-            if t <= now and (self._forgotten is None or issued > self._forgotten):
+        for expires, issued in self._seen.values():  # forgotten now: kept as a floor
+            if expires <= now and (self._forgotten is None or issued > self._forgotten):
                 self._forgotten = issued
-        self._seen = {c: t for c, t in self._seen.items() if t > now}
-        self._issued = {c: t for c, t in self._issued.items() if c in self._seen}
+        self._seen = {c: times for c, times in self._seen.items() if times[0] > now}
         if self._forgotten is not None and issued_at <= self._forgotten:
             raise CommandRefused(
                 f"issued at {rfc3339(issued_at)}, no later than a command already expired "
@@ -226,8 +222,7 @@ class CommandProcessor:
                 command=name,
                 reason="duplicate",
             )
-        self._seen[correlation_id] = expires_at
-        self._issued[correlation_id] = issued_at
+        self._seen[correlation_id] = (expires_at, issued_at)
         operator, params = body.get("operator", ""), body.get("params", {})
         if not isinstance(operator, str) or not isinstance(params, dict):
             raise CommandRefused(
@@ -361,24 +356,21 @@ _FORGOTTEN = ""
 ``commands_seen`` object: never a correlation id, which must not be empty."""
 
 
-def _persisted_guard(store: StateStore | None) -> dict[str, datetime]:
-    """The persisted replay guard: correlation ids with their expiry (UTC), and the
-    floor under the key :data:`_FORGOTTEN`."""
+def _load_guard(
+    store: StateStore | None,
+) -> tuple[dict[str, tuple[datetime, datetime]], datetime | None]:
+    """The persisted replay guard: each correlation id's (expiry, and as its issue
+    time the expiry too: not persisted), and the floor under :data:`_FORGOTTEN`."""
     raw = store.meta(_SEEN_KEY) if store is not None else None
     if not isinstance(raw, dict):
-        return {}
-    seen: dict[str, datetime] = {}
+        return {}, None
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    forgotten: datetime | None = None
     for correlation_id, text in raw.items():
         with contextlib.suppress(TypeError, ValueError):
-            seen[str(correlation_id)] = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return seen
-
-
-def _load_seen(store: StateStore | None) -> dict[str, datetime]:
-    """The persisted correlation ids with their expiry (UTC)."""
-    return {c: t for c, t in _persisted_guard(store).items() if c != _FORGOTTEN}
-
-
-def _load_forgotten(store: StateStore | None) -> datetime | None:
-    """The persisted floor of the replay guard, or None."""
-    return _persisted_guard(store).get(_FORGOTTEN)
+            at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            if correlation_id == _FORGOTTEN:
+                forgotten = at
+            else:
+                seen[str(correlation_id)] = (at, at)
+    return seen, forgotten

@@ -70,10 +70,10 @@ CommandHandler = Callable[[str, bytes, bool], Awaitable[dict[str, Any]]]
 HeartbeatSource = Callable[[], Awaitable[Event]]
 
 EVENT_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
-# Built once: paho packs them per publish but never changes them.
 _RECHECK_S = 0.1
 """Seconds the send loop waits, with nothing taken, before it looks again at a re-send
 that is due but was not returned (its topic backs off, or the file could not be read)."""
+# Built once: paho packs them per publish but never changes them.
 _EVENT_PROPS = publish_properties(content_type=EVENT_CONTENT_TYPE)
 _JPEG_PROPS = publish_properties(content_type="image/jpeg")
 _JSON_PROPS = publish_properties(content_type="application/json; charset=utf-8")

@@ -83,20 +83,21 @@ class HeldRows:
     def unacked(self) -> int:
         """Held events PUBACKed (or being re-sent) and not acked by the center yet."""
         return sum(
-            1 for h in self._rows.values() if h.row.track_ack and h.offered and not h.acked
-            and (h.pubacked_at is not None or h.row.attempts)
+            1 for h in self._rows.values() if h.row.track_ack and not h.acked
+            and (h.pubacked_at is not None or h.row.attempts > 0)
         )  # fmt: skip
 
     def next_resend_in(self, ack_timeout: float) -> float | None:
         """Seconds until the first held event the center has not acked is due again."""
-        times = [h.pubacked_at for h in self._rows.values() if self._awaits_ack(h)]
-        if not times:
+        pubacked = [t for h in self._rows.values() if (t := self._waits_since(h)) is not None]
+        if not pubacked:
             return None
-        return max(0.0, min(t for t in times if t is not None) + ack_timeout - time.monotonic())
+        return max(0.0, min(pubacked) + ack_timeout - time.monotonic())
 
     @staticmethod
-    def _awaits_ack(held: _Held) -> bool:
-        return held.row.track_ack and held.pubacked_at is not None and not held.acked
+    def _waits_since(held: _Held) -> float | None:
+        """When a held event the center must ack and has not was last PUBACKed, or None."""
+        return held.pubacked_at if held.row.track_ack and not held.acked else None
 
     def ids(self) -> set[str]:
         """Ids of every held event."""
@@ -154,7 +155,8 @@ class HeldRows:
         for held in self._rows.values():
             if topic_waits(held.row.topic, skips):
                 continue
-            if self._awaits_ack(held) and held.pubacked_at <= overdue:  # type: ignore[operator]
+            waits_since = self._waits_since(held)
+            if waits_since is not None and waits_since <= overdue:
                 # Its "sent" mark waits for a commit that keeps failing: due again on
                 # its own schedule all the same (review of 2026-12-04: a PUBACKed
                 # panic was never re-sent while the disk stayed full).
