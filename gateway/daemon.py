@@ -181,7 +181,7 @@ class Gateway:
                 outbox, factory, emit, cfg.site.gateway, cfg.outbox.escalate_after_s,
                 switch=self._escalation_switch if cfg.outbox.escalate_output else None,
             )  # fmt: skip
-            outbox.on_stored.append(self.escalation.stored)
+            outbox.on_held.append(self.escalation.accepted)
             try:
                 await self.escalation.load()
             except OutboxError as exc:  # an unreadable file must not stop the start

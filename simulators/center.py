@@ -23,6 +23,7 @@ import secrets
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,7 @@ class CenterConsole:
         heartbeats: every ``gateway.heartbeat`` received (link supervision; not printed).
         rejected: every message on an events topic that was not a valid event.
         duplicates: deliveries of an id already accepted.
+        copies: event id -> deliveries of it (a re-send makes more than one).
         deliveries: messages received on events topics, all counted.
         seq_conflicts: accepted events whose (stream, seq) another id already had.
         status: last payload per ``…/status`` topic (``online``/``offline``).
@@ -143,6 +145,7 @@ class CenterConsole:
         self.heartbeats: list[dict[str, Any]] = []
         self.rejected: list[Rejected] = []
         self.duplicates = 0
+        self.copies: Counter[str] = Counter()
         self.deliveries = 0
         self.seq_conflicts = 0
         self.status: dict[str, str] = {}
@@ -346,6 +349,8 @@ class CenterConsole:
             self._reject(topic, payload, "not a JSON object")
             return
         event_id = event.get("id")
+        if isinstance(event_id, str):
+            self.copies[event_id] += 1
         if self.ack and isinstance(event_id, str) and event_id:
             self._queue_ack(f"campus/v1/{parts[2]}/{parts[3]}/ack", event_id)
         problem = self._problem(parts, event)

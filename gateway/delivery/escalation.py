@@ -1,7 +1,9 @@
 """Escalate, never drop: an alarm the center has not acked in time is made loud locally.
 
 Issue 10 item 7. An alarm (priority 1-2) the center has not acked within
-``escalate_after_s`` (``[outbox]``, 60 s by default) of being stored:
+``escalate_after_s`` (``[outbox]``, 60 s by default) of being accepted by the outbox
+(numbered: stored, or held in memory while the disk refuses it, so a failing disk
+never silences the escalation):
 
 * is still re-sent as before, with the same id (the outbox does that; nothing here
   ever expires or drops it);
@@ -89,8 +91,9 @@ class Escalation:
             left = min(max(row.stored_at + self.after_s - wall_now, 0.0), self.after_s)
             self._watch(OpenAlarm(row.id, row.type, row.subject, row.seq, self.clock() + left))
 
-    def stored(self, event: Event) -> None:
-        """An event was committed (an ``outbox.on_stored`` listener): watch it if an alarm."""
+    def accepted(self, event: Event) -> None:
+        """An event was numbered, held for its commit (an ``outbox.on_held`` listener):
+        watch it if an alarm."""
         if event.priority <= 2 and event.seq is not None:
             due = self.clock() + self.after_s
             self._watch(OpenAlarm(event.id, event.type, event.subject, event.seq, due))

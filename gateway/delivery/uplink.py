@@ -389,6 +389,7 @@ class Uplink:
                 exclude=_Busy(inflight, self._settling),
                 skip_topics=self.refusals.backing_off(),
                 resends=room,
+                inflight=inflight,
             )
             if not rows:
                 # Wake for new rows, for a PUBACK (it may start an ack timer or free
@@ -480,7 +481,7 @@ class Uplink:
         # background (group commit). Lost in a crash, it costs a duplicate, never a loss.
         self._settling.add(row.n)
         try:
-            mark = self._outbox.mark_sent_soon([row.n])
+            mark = self._outbox.pubacked(row)
         except GatewayError as exc:  # the outbox is closing: the row stays pending
             self._settling.discard(row.n)
             log.error("uplink.mark_sent_failed", n=row.n, error=str(exc))

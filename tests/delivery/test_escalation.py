@@ -7,22 +7,28 @@ before, raises ``alarm.unacknowledged`` once and switches the guard house's buzz
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config.root import load_config
-from gateway.daemon import running
+from gateway.daemon import Gateway, running
 from gateway.errors import ConfigError
 from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
+from simulators.modbus_module import SimulatedModule
 from tests.fault_support import (
     PANIC,
     alarms,
     campus_config,
     module,
+    puback_counts,
     row_states,
+    stored_ids,
     wait_until,
     write_config,
 )
@@ -43,14 +49,12 @@ channel = {BUZZER_CHANNEL}
 ESCALATE = 'escalate_after_s = {after}\nescalate_output = "guard-buzzer"'
 
 
-def _states(center: CenterConsole, state: str) -> list[dict[str, Any]]:
-    return [e for e in alarms(center, "alarm.unacknowledged") if e["data"]["state"] == state]
-
-
-async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_resent(
-    tmp_path: Path,
-) -> None:
-    outbox = tmp_path / "outbox.sqlite"
+@contextlib.asynccontextmanager
+async def _deaf_campus(
+    tmp_path: Path, outbox: Path
+) -> AsyncIterator[tuple[MosquittoBroker, SimulatedModule, CenterConsole, Gateway]]:
+    """A broker, a module with the buzzer, a center that never acks, and the gateway
+    (ack timeout 0.5 s, escalation after 2 s)."""
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
@@ -61,29 +65,41 @@ async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_re
             outbox_extra=ESCALATE.format(after=2), extra=BUZZER,
         )  # fmt: skip
         async with running(cfg, outbox_path=outbox) as gateway:
-            assert gateway.escalation is not None
-            sim.press(PANIC[0])
-            await deaf.wait_for(lambda: bool(alarms(deaf, "alarm.panic")), 10)
-            panic = alarms(deaf, "alarm.panic")[0]
-            assert not sim.output(BUZZER_CHANNEL)
-            await deaf.wait_for(lambda: bool(_states(deaf, "active")), 10)
-            [raised] = _states(deaf, "active")
-            assert raised["data"]["for_event"] == panic["id"]
-            assert raised["priority"] == 3 and raised["cidcode"] == "354"
-            assert_valid_event(raised)
-            await wait_until(lambda: sim.output(BUZZER_CHANNEL), 5, "the buzzer sounds")
-            # Never dropped: re-sent as before, and raised once however long it waits.
-            seen = deaf.duplicates
-            await deaf.wait_for(lambda: deaf.duplicates >= seen + 8, 15)
-            assert len(_states(deaf, "active")) == 1
-            assert gateway.escalation.figures() == {"escalated_alarms": 1, "escalations": 1}
-            assert [acked for _, i, _, acked in row_states(outbox) if i == panic["id"]] == [False]
-            async with signed_center(broker.host, broker.port):  # a center that acks
-                await deaf.wait_for(lambda: bool(_states(deaf, "cleared")), 10)
-            [cleared] = _states(deaf, "cleared")
-            assert cleared["data"]["incident"] == raised["data"]["incident"]
-            await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")
-            assert gateway.escalation.escalated == {}
+            yield broker, sim, deaf, gateway
+
+
+def _states(center: CenterConsole, state: str) -> list[dict[str, Any]]:
+    return [e for e in alarms(center, "alarm.unacknowledged") if e["data"]["state"] == state]
+
+
+async def test_an_unacked_alarm_escalates_once_sounds_the_buzzer_and_is_still_resent(
+    tmp_path: Path,
+) -> None:
+    outbox = tmp_path / "outbox.sqlite"
+    async with _deaf_campus(tmp_path, outbox) as (broker, sim, deaf, gateway):
+        assert gateway.escalation is not None
+        sim.press(PANIC[0])
+        await deaf.wait_for(lambda: bool(alarms(deaf, "alarm.panic")), 10)
+        panic = alarms(deaf, "alarm.panic")[0]
+        assert not sim.output(BUZZER_CHANNEL)
+        await deaf.wait_for(lambda: bool(_states(deaf, "active")), 10)
+        [raised] = _states(deaf, "active")
+        assert raised["data"]["for_event"] == panic["id"]
+        assert raised["priority"] == 3 and raised["cidcode"] == "354"
+        assert_valid_event(raised)
+        await wait_until(lambda: sim.output(BUZZER_CHANNEL), 5, "the buzzer sounds")
+        # Never dropped: re-sent as before, and raised once however long it waits.
+        seen = deaf.duplicates
+        await deaf.wait_for(lambda: deaf.duplicates >= seen + 8, 15)
+        assert len(_states(deaf, "active")) == 1
+        assert gateway.escalation.figures() == {"escalated_alarms": 1, "escalations": 1}
+        assert [acked for _, i, _, acked in row_states(outbox) if i == panic["id"]] == [False]
+        async with signed_center(broker.host, broker.port):  # a center that acks
+            await deaf.wait_for(lambda: bool(_states(deaf, "cleared")), 10)
+        [cleared] = _states(deaf, "cleared")
+        assert cleared["data"]["incident"] == raised["data"]["incident"]
+        await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")
+        assert gateway.escalation.escalated == {}
 
 
 def test_an_escalation_output_that_does_not_exist_is_refused_naming_the_field(
@@ -95,3 +111,51 @@ def test_an_escalation_output_that_does_not_exist_is_refused_naming_the_field(
     with pytest.raises(ConfigError, match="escalate_output") as caught:
         load_config(path)
     assert "guard-buzzer" in str(caught.value)
+
+
+async def test_while_commits_fail_unacked_panics_are_resent_and_escalate(tmp_path: Path) -> None:
+    """A write lock held by another process: a panic stored before it and PUBACKed after
+    (the broker frozen meanwhile), and a panic held in memory, are both re-sent every
+    ``ack_timeout`` and both escalate, all while every commit fails (reviews of
+    2026-12-04: the first was sent once; the second never escalated, the escalation
+    counting only committed alarms)."""
+    outbox = tmp_path / "outbox.sqlite"
+    async with _deaf_campus(tmp_path, outbox) as (broker, sim, deaf, gateway):
+        assert gateway.outbox is not None and gateway.uplink is not None
+        box, uplink = gateway.outbox, gateway.uplink
+        await deaf.wait_for(lambda: bool(deaf.heartbeats), 10)
+        await wait_until(lambda: uplink.stats.inflight == 0, 10, "nothing in flight")
+        broker.freeze()
+        try:
+            sim.press(PANIC[0])
+            await wait_until(lambda: stored_ids(outbox, "alarm.panic"), 10, "stored")
+            [first] = stored_ids(outbox, "alarm.panic")
+
+            async def in_flight() -> bool:
+                due = {row.id for row in await box.pending(100)}
+                return uplink.stats.inflight >= 1 and first not in due
+
+            await wait_until(in_flight, 10, "the panic published, its PUBACK held")
+            blocker = sqlite3.connect(outbox, timeout=5, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # every commit fails from here
+        finally:
+            broker.thaw()
+        try:
+            sim.press(PANIC[1])
+            await deaf.wait_for(lambda: len(alarms(deaf, "alarm.panic")) == 2, 10)
+            panics = [p["id"] for p in alarms(deaf, "alarm.panic")]
+            assert panics[0] == first
+            await deaf.wait_for(lambda: all(deaf.copies[i] >= 3 for i in panics), 15)
+            await deaf.wait_for(
+                lambda: {e["data"]["for_event"] for e in _states(deaf, "active")} == set(panics),
+                15,
+            )
+            await wait_until(lambda: sim.output(BUZZER_CHANNEL), 5, "the buzzer sounds")
+            assert await box.unacked_count() >= 2  # both, and the escalations' own
+            assert box.last_error is not None and puback_counts(outbox)[first] == 0
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        async with signed_center(broker.host, broker.port):  # a center that acks
+            await deaf.wait_for(lambda: len(_states(deaf, "cleared")) == 2, 15)
+        await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")

@@ -11,8 +11,12 @@ import contextlib
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox.rows import PendingRow
 from gateway.events.model import EventFactory
 from tests.fault_support import wait_until
 from tests.helpers import REPO_ROOT
@@ -180,27 +184,15 @@ async def test_a_held_alarm_is_due_again_unacked_while_commits_keep_failing(
             wait = await outbox.next_due_in()
             assert wait is not None and wait <= 0.5
             for attempt in (1, 2):
-                again: list[object] = []
-
-                async def due(into: list[object] = again) -> bool:
-                    into[:] = await outbox.take(10, exclude=settling)
-                    return bool(into)
-
-                await wait_until(due, 5, f"re-send {attempt}")
-                [resent] = again
-                assert (resent.id, resent.attempts) == (held.id, attempt)  # type: ignore[attr-defined]
+                resent = await _next_resend(outbox, f"re-send {attempt}", exclude=settling)
+                assert (resent.id, resent.attempts) == (held.id, attempt)
                 marks.append(outbox.mark_sent_soon([row.n]))  # its PUBACK
             acking = asyncio.create_task(outbox.mark_acked([held.id]))
-            await asyncio.sleep(1.5)  # three ack timeouts: nothing may come due
-            assert await outbox.take(10, exclude=settling) == []
-            assert await outbox.unacked_count() == 0
-            assert not marks[0].done()  # all of it while the commits still fail
+            await _nothing_due_after_the_ack(outbox, marks, exclude=settling)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        await asyncio.wait_for(asyncio.gather(*marks, acking), 10)
-        assert await outbox.unacked_count() == 0
-        assert await outbox.pending(10) == []
+        await _all_committed(outbox, *marks, acking)
 
 
 async def test_held_re_sends_keep_to_their_share_and_one_cut_comes_back(tmp_path: Path) -> None:
@@ -242,3 +234,74 @@ async def test_held_re_sends_keep_to_their_share_and_one_cut_comes_back(tmp_path
 
 async def _due_in_zero(outbox: Outbox) -> bool:
     return await outbox.next_due_in() == 0.0
+
+
+@pytest.mark.parametrize("ack", ["by id", "by stream"])
+async def test_a_stored_alarm_pubacked_while_commits_fail_is_due_again_on_time(
+    tmp_path: Path, ack: str
+) -> None:
+    """An alarm stored before commits began to fail, PUBACKed after: due again every
+    ``ack_timeout`` from its PUBACK though its mark cannot commit, counted unacked,
+    and stopped by the center's ack before that ack commits (a second review of
+    2026-12-04: six such panics went once in 20 s while held ones were re-sent)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        stored = await outbox.append(_panic(1))
+        [row] = await outbox.take(10)
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # every commit fails from here; reads do not
+        acking: asyncio.Future[list[tuple[str, float]]] | None = None
+        try:
+            assert await outbox.unacked_count() == 0
+            marks = [outbox.pubacked(row)]  # the uplink's callback at its PUBACK
+            settling = {row.n}  # as the uplink excludes it until the mark commits
+            assert await outbox.take(10, exclude=settling, inflight=set()) == []
+            assert await outbox.unacked_count() == 1
+            for attempt in (1, 2):
+                what = f"re-send {attempt}"
+                resent = await _next_resend(outbox, what, exclude=settling, inflight=set())
+                assert (resent.id, resent.attempts > 0) == (stored.id, True)
+                assert await outbox.take(10, exclude=settling, inflight={row.n}) == []
+                marks.append(outbox.pubacked(resent))  # its PUBACK
+            assert outbox.last_error is not None
+            if ack == "by id":
+                acking = asyncio.ensure_future(outbox.mark_acked([stored.id]))
+            else:
+                assert stored.seq is not None
+                acking = asyncio.ensure_future(outbox.mark_acked_through(outbox.stream, stored.seq))
+            await _nothing_due_after_the_ack(outbox, marks, exclude=settling, inflight=set())
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await _all_committed(outbox, *marks, acking)
+
+
+async def _next_resend(outbox: Outbox, what: str, **take: Any) -> PendingRow:
+    """The one row a take returns once it comes due (``take`` as ``Outbox.take``'s)."""
+    found: list[PendingRow] = []
+
+    async def due() -> bool:
+        found[:] = await outbox.take(10, **take)
+        return bool(found)
+
+    await wait_until(due, 5, what)
+    [row] = found
+    return row
+
+
+async def _nothing_due_after_the_ack(
+    outbox: Outbox, marks: list[asyncio.Future[None]], **take: Any
+) -> None:
+    """Three ack timeouts (0.5 s) after the center's ack: nothing came due, nothing is
+    counted unacked, and the first mark has still not committed."""
+    await asyncio.sleep(1.5)  # an absence: no condition to wait for
+    assert await outbox.take(10, **take) == []
+    assert await outbox.unacked_count() == 0
+    assert not marks[0].done()  # all of it while the commits still fail
+
+
+async def _all_committed(outbox: Outbox, *writes: asyncio.Future[Any] | None) -> None:
+    """The lock is gone: ``writes`` commit, and nothing is left pending or unacked."""
+    await asyncio.wait_for(asyncio.gather(*(w for w in writes if w is not None)), 10)
+    assert await outbox.unacked_count() == 0
+    assert await outbox.pending(10) == []

@@ -87,6 +87,8 @@ class Outcome:
             moves an unacked alarm.
         counted: ``(pending, unacked)`` counted at the end of the transaction, when
             asked (``Transaction.recount``).
+        open_sent: with ``counted``, the open events sent (``sql.OPEN_SENT`` rows),
+            for the resend schedule of a start that could not read the file.
     """
 
     migrated_from: str | None = None
@@ -99,6 +101,7 @@ class Outcome:
     pending: int = 0
     unacked: int = 0
     counted: tuple[int, int] | None = None
+    open_sent: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def apply(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
@@ -160,6 +163,7 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         out.pending -= sum(1 for _, rows in out.shed for _, _, undelivered in rows if undelivered)
     if tx.recount:
         out.counted = backlog.count(conn)
+        out.open_sent = conn.execute(sql.OPEN_SENT).fetchall()
     return out
 
 

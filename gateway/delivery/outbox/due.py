@@ -7,8 +7,18 @@ re-send anything early, nor a step back hold a re-send for an hour. Only at star
 for rows a previous process sent, is the wall clock consulted once (the stored
 ``sent_at`` is all there is), and what it gives is clamped to ``[0, ack_timeout]``.
 
-Rows acked meanwhile are forgotten by :meth:`ResendSchedule.forget`; rows gone
-from the database for any other reason are forgotten when a read misses them.
+An event goes on the schedule at its PUBACK (:meth:`ResendSchedule.sent`, called
+by the uplink's callback), not when that PUBACK's mark commits: while commits fail
+(a full or locked disk) an unacked panic stored before the failure is still re-sent
+on time (a review of 2026-12-04: six such panics went once in 20 s). The commit of
+the mark only puts on the schedule what is not on it yet (:meth:`ResendSchedule.open`:
+marks recorded without the uplink, and rows of an earlier process).
+
+The center's ack takes an event off at once, in memory (:meth:`ResendSchedule.acked`,
+:meth:`ResendSchedule.acked_through`), before its mark commits, so an acked event is
+not re-sent while the disk refuses the mark; the committed ack then forgets it for
+good (:meth:`ResendSchedule.forget`). Rows gone from the database for any other
+reason are forgotten when a read misses them.
 """
 
 from __future__ import annotations
@@ -16,13 +26,26 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Container, Iterable
+from typing import NamedTuple
 
 COMPACT_AFTER = 4096
 """Stale heap entries (acked rows) beyond twice the live ones that trigger a rebuild."""
 
 
+class Sent(NamedTuple):
+    """What identifies an open event to the center's acks: its ``id``, and its
+    ``stream`` and ``seq`` when known (a stream ack names them)."""
+
+    id: str
+    stream: str | None = None
+    seq: int | None = None
+
+
 class ResendSchedule:
     """The open events sent to the broker and when each is due again.
+
+    Its size is the count of events the broker confirmed and the center has not
+    acked (the heartbeat's ``unacked_alarms``, with the held ones).
 
     Args:
         ack_timeout: seconds after a PUBACK an unacked event is due again.
@@ -35,26 +58,78 @@ class ResendSchedule:
         self._waiting: dict[int, tuple[float, int]] = {}  # n -> (due, priority)
         self._heap: list[tuple[float, int]] = []  # (due, n); entries not in _waiting are stale
         self._overdue: dict[int, int] = {}  # n -> priority
+        self._events: dict[int, Sent] = {}  # n -> what an ack names it by
+        self._by_id: dict[str, int] = {}  # event id -> n
+        # Rows acked in memory whose ack has not committed: the commit of an earlier
+        # PUBACK mark must not put them back (:meth:`open`).
+        self._closed: set[int] = set()
 
-    def sent(self, n: int, priority: int) -> None:
-        """Row ``n`` (an open event of ``priority``) got its PUBACK now."""
+    def sent(
+        self, n: int, priority: int, *, event: Sent | None = None, at: float | None = None
+    ) -> None:
+        """Row ``n`` (an open event of ``priority``) got its PUBACK now (or at ``at``,
+        on this clock): due again ``ack_timeout`` later. ``event`` lets the center's
+        ack take it off before the ack commits; an event acked so is not put back."""
+        if n in self._closed:
+            return
         self._overdue.pop(n, None)
-        due = self._clock() + self.ack_timeout
+        due = (self._clock() if at is None else at) + self.ack_timeout
         self._waiting[n] = (due, priority)
         heapq.heappush(self._heap, (due, n))
+        if event is not None and n not in self._events:
+            self._events[n] = event
+            self._by_id[event.id] = n
 
-    def restore(self, n: int, priority: int, sent_at: float, wall_now: float) -> None:
-        """Row ``n`` was sent by an earlier process at wall time ``sent_at`` (at start)."""
+    def open(self, n: int, priority: int) -> None:
+        """Row ``n``'s PUBACK mark committed: on the schedule from now, unless its PUBACK
+        put it there already or the center acked it meanwhile."""
+        if n not in self:
+            self.sent(n, priority)
+
+    def restore(
+        self, n: int, priority: int, sent_at: float, wall_now: float, event: Sent | None = None
+    ) -> None:
+        """Row ``n`` was sent by an earlier process at wall time ``sent_at`` (at start);
+        a row on the schedule already is left as it is."""
+        if n in self:
+            return
         left = min(max(sent_at + self.ack_timeout - wall_now, 0.0), self.ack_timeout)
-        due = self._clock() + left
-        self._waiting[n] = (due, priority)
-        heapq.heappush(self._heap, (due, n))
+        self.sent(n, priority, event=event, at=self._clock() + left - self.ack_timeout)
+
+    def acked(self, ids: Iterable[str]) -> list[int]:
+        """The center acked these event ids: off the schedule now, the ack's commit still
+        to come. Returns the row keys taken off."""
+        ns = [n for event_id in ids if (n := self._by_id.get(event_id)) is not None]
+        self.close(ns)
+        return ns
+
+    def acked_through(self, stream: str, seq: int) -> list[int]:
+        """The center acked every event of ``stream`` up to ``seq``: those known to be of
+        it are off the schedule now (O(open events)). Returns the row keys taken off."""
+        ns = [
+            n
+            for n, event in self._events.items()
+            if event.stream == stream and event.seq is not None and event.seq <= seq
+        ]
+        self.close(ns)
+        return ns
+
+    def close(self, ns: list[int]) -> None:
+        """These rows are acked in memory, their ack not committed yet: off the schedule,
+        and not put back by the commit of an earlier mark (:meth:`open`, :meth:`sent`)
+        until that ack's commit forgets them."""
+        self.forget(ns)
+        self._closed.update(ns)
 
     def forget(self, ns: Iterable[int]) -> None:
         """These rows are acked (or gone): never due again."""
         for n in ns:
             self._waiting.pop(n, None)
             self._overdue.pop(n, None)
+            self._closed.discard(n)
+            event = self._events.pop(n, None)
+            if event is not None:
+                self._by_id.pop(event.id, None)
         if len(self._heap) > 2 * len(self._waiting) + COMPACT_AFTER:
             # Their heap entries are stale; once they outnumber the live ones the heap is
             # rebuilt from the live ones (O(live), amortised O(1) per forget). Left to

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
 
@@ -30,6 +31,20 @@ class _Held:
     offered: bool = False
     pubacked_at: float | None = None  # time.monotonic() of its last PUBACK, until re-sent
     acked: bool = False  # the center acked it (the mark waits for a commit too)
+
+
+class Handover(NamedTuple):
+    """A held event the center must ack, as its commit found it.
+
+    Attributes:
+        row: the row.
+        pubacked_at: ``time.monotonic()`` of its last PUBACK if it is not being re-sent.
+        acked: the center acked it (the mark waits for a later commit).
+    """
+
+    row: PendingRow
+    pubacked_at: float | None
+    acked: bool
 
 
 class HeldRows:
@@ -54,10 +69,19 @@ class HeldRows:
         """Hold ``row`` until :meth:`committed` names it."""
         self._rows[row.n] = _Held(row, time.monotonic())
 
-    def committed(self, ns: Iterable[int]) -> None:
-        """These rows are in the file now: the uplink reads them from there."""
+    def committed(self, ns: Iterable[int]) -> list[Handover]:
+        """These rows are in the file now: the uplink reads them from there.
+
+        Returns:
+            The events among them the center must ack, with what memory knows of their
+            PUBACK and ack: the resend schedule (``due.py``) takes them over.
+        """
+        out: list[Handover] = []
         for n in ns:
-            self._rows.pop(n, None)
+            held = self._rows.pop(n, None)
+            if held is not None and held.row.track_ack:
+                out.append(Handover(held.row, held.pubacked_at, held.acked))
+        return out
 
     def pubacked(self, ns: Iterable[int]) -> None:
         """The broker PUBACKed these rows (those held): an event the center must ack

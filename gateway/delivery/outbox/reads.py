@@ -60,6 +60,7 @@ class OutboxReads:
     last_error: str | None
     held: HeldRows
     marking: set[int]
+    first_marks: set[int]
     _failing: bool
     resends: ResendSchedule
     due: DueQueue
@@ -92,6 +93,7 @@ class OutboxReads:
         skip_topics: Iterable[str] = (),
         resends: int | None = None,
         *,
+        inflight: Container[int] | None = None,
         alarms_alone: bool = True,
     ) -> list[PendingRow]:
         """Up to ``limit`` rows due now, in send order: priority, first sends before
@@ -119,13 +121,16 @@ class OutboxReads:
                 ending in ``/`` stands for every topic it begins, ``""`` for all.
             resends: the most open events due again to return (the uplink's share of
                 its window for them); None for no limit. The rest stay due.
+            inflight: those of ``exclude`` in flight; an open event due again is
+                returned unless it is in flight, its last mark committed or not (the
+                resend schedule starts at the PUBACK: ``due.py``). None: ``exclude``.
             alarms_alone: with an alarm (priority 1-2) among the first sends in memory,
                 return what memory has at once, without reading the file (the rest
                 go at the next take); False waits for the reads a full answer needs.
         """
         excluded, skips = exclude, list(skip_topics)
         fresh = self.due.take(limit, excluded, skips)
-        overdue_keys = self.resends.overdue(excluded)
+        overdue_keys = self.resends.overdue(excluded if inflight is None else inflight)
         room = limit if resends is None else max(0, min(limit, resends))
         overdue_keys = overdue_keys if room else []
         overdue: list[PendingRow] = []
@@ -260,6 +265,9 @@ class OutboxReads:
         its send failed): it is due again."""
         self.due.release(row, stored=row.n not in self.held)
         self.held.resend_now([row.n])
+        if row.n in self.first_marks:  # PUBACKed, its mark failed: a first send again
+            self.first_marks.discard(row.n)
+            self.resends.forget([row.n])
 
     async def _read_file(
         self,
@@ -296,10 +304,12 @@ class OutboxReads:
             self.due.page(fresh, exclude)
         found = {r[0] for r in overdue}
         self.resends.forget(n for n in asked if n not in found)  # acked or purged
+        # A re-send whatever the file's count of attempts (its first mark may not have
+        # committed), and only if the center did not ack it during the read.
         return [
-            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7]))
+            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), max(1, r[6]), bool(r[7]))
             for r in overdue
-            if not topic_waits(str(r[4]), skip_topics)
+            if not topic_waits(str(r[4]), skip_topics) and r[0] in self.resends
         ]
 
     async def known_ids(self, ids: Iterable[str], *, held: bool = True) -> set[str]:
@@ -370,17 +380,22 @@ class OutboxReads:
             OutboxError: the file has not been counted (it could not be read at open,
                 and no commit has succeeded since).
         """
-        marked = sum(1 for n in self.marking if n not in self.held and n not in self.resends)
+        marked = sum(
+            1 for n in self.marking
+            if n not in self.held and (n in self.first_marks or n not in self.resends)
+        )  # fmt: skip
         return max(0, self._backlog_figure(self.backlog.pending) + len(self.held) - marked)
 
     async def unacked_count(self) -> int:
-        """Events (priority 1-3) delivered to the broker and not yet acked by the center,
-        as committed (from memory, :attr:`backlog`), and those held in memory.
+        """Events (priority 1-3) the broker confirmed and the center has not acked: those
+        on the resend schedule (stored; from their PUBACK until the center's ack, marks
+        committed or not) and those held in memory. O(1) in the stored rows.
 
         Raises:
             OutboxError: the file has not been counted (as :meth:`pending_count`).
         """
-        return self._backlog_figure(self.backlog.unacked) + self.held.unacked()
+        self._backlog_figure(self.backlog.unacked)
+        return len(self.resends) + self.held.unacked()
 
     def _backlog_figure(self, figure: int | None) -> int:
         if figure is None:

@@ -102,9 +102,10 @@ MARKING = (
     "SELECT n, priority, track_ack = 1 AND acked_at IS NULL, sent_at IS NULL FROM messages"
     " WHERE n IN ({marks})"
 )
-# At open: every open event a previous process sent, with its wall-clock PUBACK time.
+# At open: every open event a previous process sent, with its wall-clock PUBACK time
+# and its id (an ack by id takes it off the resend schedule before the ack commits).
 OPEN_SENT = (
-    "SELECT n, priority, sent_at FROM messages INDEXED BY messages_unacked"
+    "SELECT n, priority, sent_at, id FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
 )
 # At start, for the escalation of alarms (priority 1-2) a previous process left unacked:

@@ -72,7 +72,7 @@ from ulid import ULID
 from gateway.delivery.outbox import backlog, commit, kept, sql
 from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
-from gateway.delivery.outbox.due import ResendSchedule
+from gateway.delivery.outbox.due import ResendSchedule, Sent
 from gateway.delivery.outbox.due_queue import DueQueue
 from gateway.delivery.outbox.files import Ballast, lock, unlock
 from gateway.delivery.outbox.held import HeldRows
@@ -165,6 +165,8 @@ class Outbox(OutboxReads):
             kept by every commit (``backlog.py``; the heartbeat's depth).
         due: the first sends due, in memory (``due_queue.py``).
         on_stored: called with every event once it is committed.
+        on_held: called with every event once it is numbered (held, not yet committed:
+            what must not wait for the disk, such as the escalation's clock).
         on_kept: called with each commit's kept state writes once it is committed,
             in commit order (the state store's copy of open alarms follows them).
 
@@ -218,6 +220,7 @@ class Outbox(OutboxReads):
         self.backlog = Backlog()
         self.held = HeldRows(offer_after)
         self.on_stored: list[Callable[[Event], None]] = []
+        self.on_held: list[Callable[[Event], None]] = []
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
@@ -225,6 +228,10 @@ class Outbox(OutboxReads):
         self._kept: dict[str, dict[str, Any]] = {}
         # Row keys whose PUBACK came and whose "sent" mark waits for a commit.
         self.marking: set[int] = set()
+        # Those of them stored, PUBACKed for the first time (``pubacked``): still pending
+        # in the file, off the pending count (``pending_count``).
+        self.first_marks: set[int] = set()
+        self._first_n = 0  # rows numbered after it are of ``stream`` (``pubacked``)
         self._open_sent: _Op | None = None  # the "sent" op new marks join (mark_sent_soon)
 
     @property
@@ -326,9 +333,16 @@ class Outbox(OutboxReads):
         self.backlog.set(await run_on(db, backlog.count))  # once: commits keep it exact
         wall_now = time.time()
         async with db.execute(sql.OPEN_SENT) as cur:
-            for n, priority, sent_at in await cur.fetchall():
-                self.resends.restore(int(n), int(priority), float(sent_at), wall_now)
+            self._restore(await cur.fetchall(), wall_now)
+        self._first_n = self._n
         return stream, running
+
+    def _restore(self, open_sent: Iterable[Sequence[Any]], wall_now: float) -> None:
+        """Put the open events an earlier process sent (``sql.OPEN_SENT`` rows) on the
+        resend schedule."""
+        for n, priority, sent_at, event_id in open_sent:
+            event = Sent(str(event_id))
+            self.resends.restore(int(n), int(priority), float(sent_at), wall_now, event)
 
     def _new_stream(self, previous: str | None, reason: str) -> None:
         self.stream, self._seq, self._stored_seq = str(ULID()), 0, 0
@@ -475,6 +489,8 @@ class Outbox(OutboxReads):
             stored.topic_suffix, payload, len(payload), track, time.time(),
         )  # fmt: skip
         self.held.add(row)
+        for listener in self.on_held:
+            listener(stored)
         future.add_done_callback(_retrieve)
         self._put(_Op("append", stored, future, insert, keep=tuple(keep), blob=blob_row))
         self._offer_later()
@@ -562,6 +578,27 @@ class Outbox(OutboxReads):
         self._put(op)
         return future
 
+    def pubacked(self, row: PendingRow) -> asyncio.Future[None]:
+        """The broker PUBACKed ``row`` (the uplink's callback): its mark rides in the next
+        commit (:meth:`mark_sent_soon`, whose future this returns), and an event the
+        center must ack is due again ``ack_timeout`` from now, whether or not the mark
+        commits (review of 2026-12-04: on a full disk a stored panic PUBACKed after the
+        failure began was never re-sent).
+
+        Raises:
+            OutboxError: the outbox is not open.
+        """
+        future = self.mark_sent_soon([row.n])
+        if row.n in self.held:
+            return future  # ``held.py`` keeps its schedule until it is stored
+        if row.attempts == 0:
+            self.first_marks.add(row.n)
+        if row.track_ack:
+            ours = row.seq is not None and row.n > self._first_n
+            event = Sent(row.id, self.stream if ours else None, row.seq if ours else None)
+            self.resends.sent(row.n, row.priority, event=event)
+        return future
+
     async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
         """Record the center's acknowledgement of these event ids.
 
@@ -572,6 +609,7 @@ class Outbox(OutboxReads):
         """
         keys = list(ids)
         self.held.acked(set(keys))  # not re-sent from memory while the mark waits
+        self.resends.acked(keys)  # nor a stored one
         acked: list[tuple[str, float]] = await self._submit("acked", keys)
         return acked
 
@@ -584,6 +622,7 @@ class Outbox(OutboxReads):
         """
         if stream == self.stream:
             self.held.acked_through(up_to_seq)
+        self.resends.acked_through(stream, up_to_seq)
         acked: list[tuple[str, float]] = await self._submit("acked_through", (stream, up_to_seq))
         return acked
 
@@ -892,7 +931,18 @@ class Outbox(OutboxReads):
             for on_kept in self.on_kept:
                 on_kept(writes)
         self.stats.commits += 1
-        self.held.committed(r[0] for r in tx.inserts)
+        for handed in self.held.committed(r[0] for r in tx.inserts):
+            # Its PUBACK or the center's ack came while it was held, their marks still to
+            # commit: the schedule goes on from what memory knows.
+            row = handed.row
+            if handed.acked:
+                self.resends.close([row.n])
+            elif handed.pubacked_at is not None:
+                self.first_marks.add(row.n)  # a mark behind its insert: not committed yet
+                event = Sent(row.id, self.stream, row.seq)
+                self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at)
+        if out.open_sent:  # counted afresh: a start that could not read the file
+            self._restore(out.open_sent, tx.now)
         if out.shed or out.replays or out.migrated_from is not None:
             self.due.rebuild()  # pending rows went or came back: page them afresh
         else:
@@ -901,13 +951,14 @@ class Outbox(OutboxReads):
                 PendingRow(r[0], r[1], r[3], r[5], r[6], r[7], 0, bool(r[9])) for r in tx.inserts
             )
         self.due.sent(n for _, n in tx.sent)
+        self.first_marks.difference_update(n for _, n in tx.sent)
         # In the transaction's order (``commit._statements``): the PUBACK marks, then
         # the acks and replays. A row PUBACKed and acked in one commit (the usual case
         # while marks linger) is off the schedule; forgotten first, it stayed on it for
         # good (issue 14: half a million entries in a drain, and each dict resize a
         # 60-110 ms stall of the loop).
         for key, priority in out.opened:
-            self.resends.sent(key, priority)
+            self.resends.open(key, priority)
         self.resends.forget(closed)
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
