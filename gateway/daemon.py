@@ -517,13 +517,21 @@ class Gateway:
         if self.outbox is None or (not ids and through is None):
             return
         arrived = time.time()  # the mark may wait for a commit (``mark_linger``)
-        acked: list[tuple[str, float]] = []
-        if ids:
-            acked += await self.outbox.mark_acked(ids)
+        if self.escalation is not None:
+            # At once, as the outbox's resend schedule: the marks may wait for a commit
+            # that keeps failing, and an acked alarm must not escalate meanwhile (a
+            # review of 2026-12-05: the buzzer sounded for a panic the center had acked).
+            self.escalation.acked(ids)
+            if through is not None:
+                self.escalation.acked_through(through.stream, through.up_to_seq)
+        # Both marks at once: each takes its events off the schedule before it waits.
+        writes = [self.outbox.mark_acked(ids)] if ids else []
         if through is not None:
-            through_acked = await self.outbox.mark_acked_through(through.stream, through.up_to_seq)
-            acked += through_acked
-            ids = [*ids, *(event_id for event_id, _ in through_acked)]
+            writes.append(self.outbox.mark_acked_through(through.stream, through.up_to_seq))
+        done = await asyncio.gather(*writes)
+        acked = [entry for entries in done for entry in entries]
+        if through is not None:
+            ids = [*ids, *(event_id for event_id, _ in done[-1])]
         for _, stored_at in acked:
             self.metrics.center_ack_seconds.observe(max(0.0, arrived - stored_at))
         if ids:

@@ -7,6 +7,7 @@ before, raises ``alarm.unacknowledged`` once and switches the guard house's buzz
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -153,9 +154,22 @@ async def test_while_commits_fail_unacked_panics_are_resent_and_escalate(tmp_pat
             await wait_until(lambda: sim.output(BUZZER_CHANNEL), 5, "the buzzer sounds")
             assert await box.unacked_count() >= 2  # both, and the escalations' own
             assert box.last_error is not None and puback_counts(outbox)[first] == 0
+            # The center acks, its marks still cannot commit: the escalations clear and
+            # the buzzer stops now, and a panic it acks at once never escalates (a
+            # review of 2026-12-05: both waited for the ack's commit).
+            async with signed_center(broker.host, broker.port):  # a center that acks
+                await deaf.wait_for(lambda: len(_states(deaf, "cleared")) == 2, 15)
+                await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")
+
+                async def all_acked() -> bool:
+                    return await box.unacked_count() == 0
+
+                await wait_until(all_acked, 5, "every event acked, in memory")
+                sim.press(PANIC[2])
+                await deaf.wait_for(lambda: len(alarms(deaf, "alarm.panic")) == 3, 10)
+                await asyncio.sleep(3)  # past escalate_after_s (2 s): an absence
+                assert len(_states(deaf, "active")) == 2 and not sim.output(BUZZER_CHANNEL)
+                assert box.last_error is not None  # all of it while commits fail
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        async with signed_center(broker.host, broker.port):  # a center that acks
-            await deaf.wait_for(lambda: len(_states(deaf, "cleared")) == 2, 15)
-        await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")

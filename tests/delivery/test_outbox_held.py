@@ -305,3 +305,64 @@ async def _all_committed(outbox: Outbox, *writes: asyncio.Future[Any] | None) ->
     await asyncio.wait_for(asyncio.gather(*(w for w in writes if w is not None)), 10)
     assert await outbox.unacked_count() == 0
     assert await outbox.pending(10) == []
+
+
+async def test_a_stream_ack_in_memory_takes_off_only_that_streams_events(tmp_path: Path) -> None:
+    """While commits fail, a stream ack takes off the schedule exactly the events of that
+    stream up to its seq: one sent by the previous process (restored at start), and not
+    an open event of an older stream sent now (a review of 2026-12-05: the first kept
+    being re-sent, the second was taken off for good, its rows tagged with the current
+    stream)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as first:
+        before = await first.append(_panic(1))  # S1 seq 1: sent, never acked
+        await first.pubacked((await first.take(10))[0])
+        old = await first.append(_panic(2))  # S1 seq 2: never sent
+        s1 = first.stream
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'running'")  # an unclean stop
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        assert outbox.stream != s1
+        new = await outbox.append(_panic(3))  # S2 seq 1
+        rows = {r.id: r for r in await outbox.take(10)}
+        assert set(rows) == {old.id, new.id}
+        await asyncio.gather(*(outbox.pubacked(r) for r in rows.values()))
+        assert await outbox.unacked_count() == 3
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the acks cannot commit
+        try:
+            assert before.seq is not None
+            acks = [
+                asyncio.ensure_future(outbox.mark_acked_through(s1, before.seq)),
+                asyncio.ensure_future(outbox.mark_acked_through(outbox.stream, 5)),
+            ]
+            resent = await _next_resend(outbox, "the old stream's event", inflight=set())
+            assert resent.id == old.id
+            assert await outbox.unacked_count() == 1
+            marks = [outbox.pubacked(resent)]
+            assert (await _next_resend(outbox, "again", inflight=set())).id == old.id
+            assert not any(ack.done() for ack in acks)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(asyncio.gather(*marks, *acks), 10)
+        assert await outbox.unacked_count() == 1  # the old stream's, as in the file
+
+
+async def test_a_re_sends_puback_after_the_committed_ack_leaves_nothing_unacked(
+    tmp_path: Path,
+) -> None:
+    """The center acks an alarm while its re-send is in flight, the ack commits, then the
+    re-send's PUBACK comes: not counted unacked, never due again (a review of
+    2026-12-05: counted unacked for an ack timeout)."""
+    async with Outbox(tmp_path / "o.sqlite", ack_timeout=0.3) as outbox:
+        stored = await outbox.append(_panic(1))
+        await outbox.pubacked((await outbox.take(10))[0])
+        again = await _next_resend(outbox, "the re-send", inflight=set())
+        await outbox.mark_acked([stored.id])
+        assert await outbox.unacked_count() == 0
+        await outbox.pubacked(again)
+        assert await outbox.unacked_count() == 0
+        await asyncio.sleep(0.6)  # two ack timeouts: an absence
+        assert await outbox.take(10) == []
+        assert await outbox.unacked_count() == 0

@@ -25,11 +25,16 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import NamedTuple
 
 COMPACT_AFTER = 4096
 """Stale heap entries (acked rows) beyond twice the live ones that trigger a rebuild."""
+
+RECENT_ACKS = 8192
+"""Rows whose committed ack is remembered, so that the PUBACK of a copy still in flight
+when the ack committed does not put them back (more than any window holds)."""
 
 
 class Sent(NamedTuple):
@@ -63,6 +68,9 @@ class ResendSchedule:
         # Rows acked in memory whose ack has not committed: the commit of an earlier
         # PUBACK mark must not put them back (:meth:`open`).
         self._closed: set[int] = set()
+        # The last RECENT_ACKS rows whose ack committed, for the same reason.
+        self._acked: set[int] = set()
+        self._acked_order: deque[int] = deque()
 
     def sent(
         self, n: int, priority: int, *, event: Sent | None = None, at: float | None = None
@@ -70,7 +78,7 @@ class ResendSchedule:
         """Row ``n`` (an open event of ``priority``) got its PUBACK now (or at ``at``,
         on this clock): due again ``ack_timeout`` later. ``event`` lets the center's
         ack take it off before the ack commits; an event acked so is not put back."""
-        if n in self._closed:
+        if n in self._closed or n in self._acked:
             return
         self._overdue.pop(n, None)
         due = (self._clock() if at is None else at) + self.ack_timeout
@@ -120,6 +128,20 @@ class ResendSchedule:
         until that ack's commit forgets them."""
         self.forget(ns)
         self._closed.update(ns)
+
+    def acks_committed(self, ns: Iterable[int]) -> None:
+        """The center's acks of these rows are committed: never due again, and the PUBACK
+        of a copy that was in flight (a re-send) does not put them back on (it would
+        count as unacked until a read missed it)."""
+        keys = list(ns)
+        self.forget(keys)
+        for n in keys:
+            if n in self._acked:
+                continue
+            if len(self._acked_order) >= RECENT_ACKS:
+                self._acked.discard(self._acked_order.popleft())
+            self._acked.add(n)
+            self._acked_order.append(n)
 
     def forget(self, ns: Iterable[int]) -> None:
         """These rows are acked (or gone): never due again."""

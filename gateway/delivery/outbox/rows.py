@@ -22,6 +22,8 @@ class PendingRow:
         payload: the exact bytes to publish.
         attempts: PUBACKs seen before; > 0 means this is a re-publish.
         track_ack: the center must ack it (priority 1-3 events).
+        stream: the stream its ``seq`` belongs to (a stream ack names it), None for
+            non-event messages.
     """
 
     n: int
@@ -32,6 +34,7 @@ class PendingRow:
     payload: bytes
     attempts: int = 0
     track_ack: bool = False
+    stream: str | None = None
 
 
 def topic_waits(topic: str, skips: list[str]) -> bool:

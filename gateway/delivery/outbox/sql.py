@@ -84,7 +84,7 @@ MARK_ACKED_THROUGH = (
     " AND sent_at IS NOT NULL"
     " RETURNING id, created_at, n"
 )
-COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack"
+COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack, stream"
 # A page of first sends of one priority from a row key on (``due_queue.py``): one
 # range of ``messages_pending``, read row by row until the page is full.
 PAGE = (
@@ -103,11 +103,14 @@ MARKING = (
     " WHERE n IN ({marks})"
 )
 # At open: every open event a previous process sent, with its wall-clock PUBACK time
-# and its id (an ack by id takes it off the resend schedule before the ack commits).
+# and what an ack names it by (the center's ack takes it off the resend schedule before
+# the ack commits).
 OPEN_SENT = (
-    "SELECT n, priority, sent_at, id FROM messages INDEXED BY messages_unacked"
+    "SELECT n, priority, sent_at, id, stream, seq FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL"
 )
+# The same of a file from before streams (read at open, before its migration).
+OPEN_SENT_V1 = OPEN_SENT.replace("stream, seq", "NULL, seq")
 # At start, for the escalation of alarms (priority 1-2) a previous process left unacked:
 # a scan of the open events' index (``+priority`` keeps the planner off
 # ``messages_by_priority``, which would visit every alarm ever retained). No INDEXED BY:

@@ -231,7 +231,6 @@ class Outbox(OutboxReads):
         # Those of them stored, PUBACKed for the first time (``pubacked``): still pending
         # in the file, off the pending count (``pending_count``).
         self.first_marks: set[int] = set()
-        self._first_n = 0  # rows numbered after it are of ``stream`` (``pubacked``)
         self._open_sent: _Op | None = None  # the "sent" op new marks join (mark_sent_soon)
 
     @property
@@ -332,16 +331,17 @@ class Outbox(OutboxReads):
         await self.capacity.recount(db)
         self.backlog.set(await run_on(db, backlog.count))  # once: commits keep it exact
         wall_now = time.time()
-        async with db.execute(sql.OPEN_SENT) as cur:
+        async with db.execute("PRAGMA table_info(messages)") as cur:
+            streams = any(r[1] == "stream" for r in await cur.fetchall())
+        async with db.execute(sql.OPEN_SENT if streams else sql.OPEN_SENT_V1) as cur:
             self._restore(await cur.fetchall(), wall_now)
-        self._first_n = self._n
         return stream, running
 
     def _restore(self, open_sent: Iterable[Sequence[Any]], wall_now: float) -> None:
         """Put the open events an earlier process sent (``sql.OPEN_SENT`` rows) on the
         resend schedule."""
-        for n, priority, sent_at, event_id in open_sent:
-            event = Sent(str(event_id))
+        for n, priority, sent_at, event_id, stream, seq in open_sent:
+            event = Sent(str(event_id), stream, seq)
             self.resends.restore(int(n), int(priority), float(sent_at), wall_now, event)
 
     def _new_stream(self, previous: str | None, reason: str) -> None:
@@ -483,7 +483,7 @@ class Outbox(OutboxReads):
         payload = stored.to_json()
         track = stored.priority <= 3
         row = PendingRow(self._n, self._seq, stored.id, stored.priority,
-                         stored.topic_suffix, payload, 0, track)  # fmt: skip
+                         stored.topic_suffix, payload, 0, track, self.stream)  # fmt: skip
         insert = (
             self._n, self._seq, self.stream, stored.id, stored.type, stored.priority,
             stored.topic_suffix, payload, len(payload), track, time.time(),
@@ -594,9 +594,7 @@ class Outbox(OutboxReads):
         if row.attempts == 0:
             self.first_marks.add(row.n)
         if row.track_ack:
-            ours = row.seq is not None and row.n > self._first_n
-            event = Sent(row.id, self.stream if ours else None, row.seq if ours else None)
-            self.resends.sent(row.n, row.priority, event=event)
+            self.resends.sent(row.n, row.priority, event=Sent(row.id, row.stream, row.seq))
         return future
 
     async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
@@ -898,7 +896,8 @@ class Outbox(OutboxReads):
             if out.migrated_from is not None:
                 log.warning("outbox.migrated", path=str(self.path), stream_column=out.migrated_from)
         results: list[Any] = [None] * len(ops)
-        closed: list[int] = []  # row keys the center acked (or sent again)
+        closed: list[int] = []  # row keys the center acked
+        again_ns: list[int] = []  # row keys a replay made pending again
         for i, op in enumerate(ops):
             if op.insert is not None:
                 results[i] = op.arg
@@ -915,7 +914,7 @@ class Outbox(OutboxReads):
             results[i] = len(purged)
         in_memory = self.held.seqs() if out.replays else set()  # numbered, not committed
         for i, (again, kept_seqs) in out.replays.items():
-            closed += again  # off the resend schedule: pending now, on it at the PUBACK
+            again_ns += again  # off the resend schedule: pending now, on it at the PUBACK
             first, last = ops[i].arg
             results[i] = (
                 len(again),
@@ -939,7 +938,7 @@ class Outbox(OutboxReads):
                 self.resends.close([row.n])
             elif handed.pubacked_at is not None:
                 self.first_marks.add(row.n)  # a mark behind its insert: not committed yet
-                event = Sent(row.id, self.stream, row.seq)
+                event = Sent(row.id, row.stream, row.seq)
                 self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at)
         if out.open_sent:  # counted afresh: a start that could not read the file
             self._restore(out.open_sent, tx.now)
@@ -948,7 +947,8 @@ class Outbox(OutboxReads):
         else:
             # (n, seq, stream, id, type, priority, topic, payload, size, track_ack, …)
             self.due.committed(
-                PendingRow(r[0], r[1], r[3], r[5], r[6], r[7], 0, bool(r[9])) for r in tx.inserts
+                PendingRow(r[0], r[1], r[3], r[5], r[6], r[7], 0, bool(r[9]), r[2])
+                for r in tx.inserts
             )
         self.due.sent(n for _, n in tx.sent)
         self.first_marks.difference_update(n for _, n in tx.sent)
@@ -959,7 +959,8 @@ class Outbox(OutboxReads):
         # 60-110 ms stall of the loop).
         for key, priority in out.opened:
             self.resends.open(key, priority)
-        self.resends.forget(closed)
+        self.resends.forget(again_ns)
+        self.resends.acks_committed(closed)
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
                 for listener in self.on_stored:
