@@ -29,6 +29,9 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import NamedTuple
 
+from gateway.delivery.outbox.resend_rows import ResendRows
+from gateway.delivery.outbox.rows import PendingRow
+
 COMPACT_AFTER = 4096
 """Stale heap entries (acked rows) beyond twice the live ones that trigger a rebuild."""
 
@@ -71,15 +74,25 @@ class ResendSchedule:
         # The last RECENT_ACKS rows whose ack committed, for the same reason.
         self._acked: set[int] = set()
         self._acked_order: deque[int] = deque()
+        self.rows = ResendRows()
 
     def sent(
-        self, n: int, priority: int, *, event: Sent | None = None, at: float | None = None
+        self,
+        n: int,
+        priority: int,
+        *,
+        event: Sent | None = None,
+        at: float | None = None,
+        row: PendingRow | None = None,
     ) -> None:
         """Row ``n`` (an open event of ``priority``) got its PUBACK now (or at ``at``,
         on this clock): due again ``ack_timeout`` later. ``event`` lets the center's
-        ack take it off before the ack commits; an event acked so is not put back."""
+        ack take it off before the ack commits; an event acked so is not put back.
+        ``row``, the row published, is kept for the re-send if an alarm (:attr:`rows`)."""
         if n in self._closed or n in self._acked:
             return
+        if row is not None:
+            self.rows.keep(row)
         self._overdue.pop(n, None)
         due = (self._clock() if at is None else at) + self.ack_timeout
         self._waiting[n] = (due, priority)
@@ -149,6 +162,7 @@ class ResendSchedule:
             self._waiting.pop(n, None)
             self._overdue.pop(n, None)
             self._closed.discard(n)
+            self.rows.drop(n)
             event = self._events.pop(n, None)
             if event is not None:
                 self._by_id.pop(event.id, None)

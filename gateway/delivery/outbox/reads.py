@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Container, Iterable
+from dataclasses import replace
 from typing import Any
 
 import aiosqlite
@@ -133,7 +134,16 @@ class OutboxReads:
         overdue_keys = self.resends.overdue(excluded if inflight is None else inflight)
         room = limit if resends is None else max(0, min(limit, resends))
         overdue_keys = overdue_keys if room else []
+        # Alarms due again whose rows memory keeps need no read (``resend_rows.py``).
         overdue: list[PendingRow] = []
+        unread: list[int] = []
+        for n in overdue_keys:
+            kept = self.resends.rows.get(n)
+            if kept is None:
+                unread.append(n)
+            elif not topic_waits(kept.topic, skips):
+                overdue.append(replace(kept, attempts=kept.attempts + 1))
+        overdue_keys = unread
         # An alarm in memory goes now, never after a read of the file: a read queues
         # on the writer's connection behind its commit, and during a drain that is the
         # commit of the marks that follow the alarm's own (a live panic waited 60 ms
@@ -167,7 +177,7 @@ class OutboxReads:
                 break
             overdue_keys = []
             fresh += self.due.take(limit - len(fresh), excluded, skips)
-        overdue = overdue[:room]
+        overdue = sorted(overdue, key=lambda r: (r.priority, r.n))[:room]
         held = self.held.due(
             limit, now=self._failing, exclude=excluded, skip_topics=skips,
             ack_timeout=self.ack_timeout,

@@ -594,7 +594,8 @@ class Outbox(OutboxReads):
         if row.attempts == 0:
             self.first_marks.add(row.n)
         if row.track_ack:
-            self.resends.sent(row.n, row.priority, event=Sent(row.id, row.stream, row.seq))
+            event = Sent(row.id, row.stream, row.seq)
+            self.resends.sent(row.n, row.priority, event=event, row=row)
         return future
 
     async def mark_acked(self, ids: Iterable[str]) -> list[tuple[str, float]]:
@@ -939,7 +940,7 @@ class Outbox(OutboxReads):
             elif handed.pubacked_at is not None:
                 self.first_marks.add(row.n)  # a mark behind its insert: not committed yet
                 event = Sent(row.id, row.stream, row.seq)
-                self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at)
+                self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at, row=row)
         if out.open_sent:  # counted afresh: a start that could not read the file
             self._restore(out.open_sent, tx.now)
         if out.shed or out.replays or out.migrated_from is not None:
