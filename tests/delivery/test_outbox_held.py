@@ -183,6 +183,9 @@ async def test_a_held_alarm_is_due_again_unacked_while_commits_keep_failing(
             assert await outbox.unacked_count() == 1
             wait = await outbox.next_due_in()
             assert wait is not None and wait <= 0.5
+            assert await outbox.overdue_count() == 0
+            await wait_until(lambda: _due_in_zero(outbox), 5, "the ack timeout")
+            assert await outbox.overdue_count() == 1  # held, its PUBACK's mark waiting
             for attempt in (1, 2):
                 resent = await _next_resend(outbox, f"re-send {attempt}", exclude=settling)
                 assert (resent.id, resent.attempts) == (held.id, attempt)

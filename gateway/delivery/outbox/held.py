@@ -118,6 +118,13 @@ class HeldRows:
             return None
         return max(0.0, min(pubacked) + ack_timeout - time.monotonic())
 
+    def overdue(self, ack_timeout: float) -> int:
+        """Held events the center has not acked within ``ack_timeout`` of their PUBACK."""
+        bound = time.monotonic() - ack_timeout
+        return sum(
+            1 for h in self._rows.values() if (t := self._waits_since(h)) is not None and t <= bound
+        )
+
     @staticmethod
     def _waits_since(held: _Held) -> float | None:
         """When a held event the center must ack and has not was last PUBACKed, or None."""

@@ -417,8 +417,9 @@ class OutboxReads:
         return await self.metrics.oldest_pending_age()
 
     async def overdue_count(self) -> int:
-        """Events whose center ack is overdue (due again now; monotonic clock)."""
-        return self.resends.overdue_count()
+        """Events whose center ack is overdue (due again now; monotonic clock), held ones
+        (not yet committed) included."""
+        return self.resends.overdue_count() + self.held.overdue(self.ack_timeout)
 
     async def recent(self, limit: int = 10) -> list[StoredEvent]:
         """The last ``limit`` events stored, newest first (on :attr:`metrics`)."""
