@@ -182,6 +182,9 @@ class Gateway:
                 switch=self._escalation_switch if cfg.outbox.escalate_output else None,
             )  # fmt: skip
             outbox.on_held.append(self.escalation.accepted)
+            # Acks at once, not at their commit: a review of 2026-12-05 heard the buzzer
+            # for a panic the center had acked while commits failed.
+            outbox.on_acked.append(self.escalation.acked)
             try:
                 await self.escalation.load()
             except OutboxError as exc:  # an unreadable file must not stop the start
@@ -517,14 +520,8 @@ class Gateway:
         if self.outbox is None or (not ids and through is None):
             return
         arrived = time.time()  # the mark may wait for a commit (``mark_linger``)
-        if self.escalation is not None:
-            # At once, as the outbox's resend schedule: the marks may wait for a commit
-            # that keeps failing, and an acked alarm must not escalate meanwhile (a
-            # review of 2026-12-05: the buzzer sounded for a panic the center had acked).
-            self.escalation.acked(ids)
-            if through is not None:
-                self.escalation.acked_through(through.stream, through.up_to_seq)
-        # Both marks at once: each takes its events off the schedule before it waits.
+        # Both marks at once: each takes its events off the resend schedule, and tells
+        # the escalation (``outbox.on_acked``), before it waits for its commit.
         writes = [self.outbox.mark_acked(ids)] if ids else []
         if through is not None:
             writes.append(self.outbox.mark_acked_through(through.stream, through.up_to_seq))

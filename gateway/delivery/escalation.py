@@ -44,8 +44,6 @@ class OpenAlarm:
     Attributes:
         id, type, subject, seq: the alarm event's.
         due: monotonic time it escalates.
-        stream: the stream of its ``seq`` when known (a stream ack names it); None for
-            alarms a previous process left (acked by id, or once the ack commits).
     """
 
     id: str
@@ -53,7 +51,6 @@ class OpenAlarm:
     subject: str
     seq: int | None
     due: float
-    stream: str | None = None
 
 
 @dataclass(slots=True)
@@ -86,7 +83,6 @@ class Escalation:
     _heap: list[tuple[float, str]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _acked: list[str] = field(default_factory=list)
-    _raised: dict[str, OpenAlarm] = field(default_factory=dict)  # escalated, by id
 
     async def load(self) -> None:
         """Take in the alarms the outbox holds unacked (at start, before :meth:`run`)."""
@@ -100,27 +96,17 @@ class Escalation:
         watch it if an alarm."""
         if event.priority <= 2 and event.seq is not None:
             due = self.clock() + self.after_s
-            alarm = OpenAlarm(event.id, event.type, event.subject, event.seq, due, event.stream)
-            self._watch(alarm)
+            self._watch(OpenAlarm(event.id, event.type, event.subject, event.seq, due))
 
     def acked(self, ids: Iterable[str]) -> None:
-        """The center acked these event ids (a signed ack, taken at once: its mark may
-        wait for a commit that keeps failing, and an acked alarm must neither escalate
-        nor keep the output on meanwhile)."""
+        """The center acked these event ids (an ``outbox.on_acked`` listener: a signed
+        ack, heard before its mark commits, which may keep failing; an acked alarm must
+        neither escalate nor keep the output on meanwhile)."""
         for event_id in ids:
             if self._open.pop(event_id, None) is not None or event_id in self.escalated:
                 self._acked.append(event_id)
         if self._acked:
             self._changed.set()
-
-    def acked_through(self, stream: str, seq: int) -> None:
-        """The center acked every event of ``stream`` up to ``seq``: those alarms watched
-        or escalated whose stream is known (the rest once the ack commits, by id)."""
-        self.acked(
-            alarm.id
-            for alarm in [*self._open.values(), *self._raised.values()]
-            if alarm.stream == stream and alarm.seq is not None and alarm.seq <= seq
-        )
 
     async def run(self) -> None:
         """Forever: escalate what is due, clear what the center acked."""
@@ -176,7 +162,6 @@ class Escalation:
         )
         first = not self.escalated
         self.escalated[alarm.id] = event.id
-        self._raised[alarm.id] = alarm
         self.escalations += 1
         if first and self.switch is not None:
             await self.switch(True, f"alarm {alarm.id} not acked by the center")
@@ -185,7 +170,6 @@ class Escalation:
         acked, self._acked = self._acked, []
         for event_id in acked:
             incident = self.escalated.pop(event_id, None)
-            self._raised.pop(event_id, None)
             if incident is None:
                 continue
             await self.emit(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config.root import load_config
+from gateway.commands.signing import SIGNATURE_FIELD, sign
+from gateway.config.root import GatewayConfig, load_config
 from gateway.daemon import Gateway, running
 from gateway.errors import ConfigError
 from simulators.broker import MosquittoBroker
@@ -33,7 +35,7 @@ from tests.fault_support import (
     wait_until,
     write_config,
 )
-from tests.helpers import assert_valid_event, signed_center
+from tests.helpers import TEST_KEY, assert_valid_event, signed_center
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,11 +53,11 @@ ESCALATE = 'escalate_after_s = {after}\nescalate_output = "guard-buzzer"'
 
 
 @contextlib.asynccontextmanager
-async def _deaf_campus(
-    tmp_path: Path, outbox: Path
-) -> AsyncIterator[tuple[MosquittoBroker, SimulatedModule, CenterConsole, Gateway]]:
-    """A broker, a module with the buzzer, a center that never acks, and the gateway
-    (ack timeout 0.5 s, escalation after 2 s)."""
+async def _deaf_site(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[MosquittoBroker, SimulatedModule, CenterConsole, GatewayConfig]]:
+    """A broker, a module with the buzzer, a center that never acks, and the gateway's
+    config (ack timeout 0.5 s, escalation after 2 s)."""
     async with (
         MosquittoBroker(tmp_path / "broker") as broker,
         module() as sim,
@@ -65,8 +67,32 @@ async def _deaf_campus(
             tmp_path, broker_port=broker.port, module_port=sim.port, ack_timeout_s=0.5,
             outbox_extra=ESCALATE.format(after=2), extra=BUZZER,
         )  # fmt: skip
-        async with running(cfg, outbox_path=outbox) as gateway:
-            yield broker, sim, deaf, gateway
+        yield broker, sim, deaf, cfg
+
+
+@contextlib.asynccontextmanager
+async def _deaf_campus(
+    tmp_path: Path, outbox: Path
+) -> AsyncIterator[tuple[MosquittoBroker, SimulatedModule, CenterConsole, Gateway]]:
+    """:func:`_deaf_site` with the gateway running."""
+    async with (
+        _deaf_site(tmp_path) as (broker, sim, deaf, cfg),
+        running(cfg, outbox_path=outbox) as gateway,
+    ):
+        yield broker, sim, deaf, gateway
+
+
+async def _signed_ack(broker: MosquittoBroker, gateway: Gateway, body: dict[str, Any]) -> None:
+    """Publish a center's signed ack (``docs/center-protocol.md`` "Acks") with
+    Debian's ``mosquitto_pub``."""
+    topic = f"{gateway.cfg.topic_prefix}/ack"
+    body = {**body, "center": "test"}
+    body[SIGNATURE_FIELD] = sign(TEST_KEY, topic, body)
+    pub = await asyncio.create_subprocess_exec(
+        "mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", topic,
+        "-m", json.dumps(body),
+    )  # fmt: skip
+    assert await pub.wait() == 0
 
 
 def _states(center: CenterConsole, state: str) -> list[dict[str, Any]]:
@@ -173,3 +199,35 @@ async def test_while_commits_fail_unacked_panics_are_resent_and_escalate(tmp_pat
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
+
+
+async def test_a_stream_ack_clears_an_earlier_process_escalation_while_commits_fail(
+    tmp_path: Path,
+) -> None:
+    """A panic of the previous process escalates after a clean restart; the center acks
+    it by stream while another process holds the write lock: the escalation clears
+    and the buzzer stops at once, not when the lock goes (a review of 2026-12-05:
+    only an ack by id did)."""
+    outbox = tmp_path / "outbox.sqlite"
+    async with _deaf_site(tmp_path) as (broker, sim, deaf, cfg):
+        async with running(cfg, outbox_path=outbox):
+            sim.press(PANIC[0])
+            await deaf.wait_for(lambda: bool(alarms(deaf, "alarm.panic")), 10)
+        [panic] = alarms(deaf, "alarm.panic")
+        async with running(cfg, outbox_path=outbox) as gateway:
+            assert gateway.escalation is not None and gateway.outbox is not None
+            escalation = gateway.escalation
+            await wait_until(lambda: panic["id"] in escalation.escalated, 10, "escalated")
+            await wait_until(lambda: sim.output(BUZZER_CHANNEL), 5, "the buzzer sounds")
+            blocker = sqlite3.connect(outbox, timeout=5, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # every commit fails from here
+            try:
+                await wait_until(lambda: gateway.outbox.last_error, 5, "a commit failed")
+                body = {"stream": panic["stream"], "up_to_seq": panic["seq"]}
+                await _signed_ack(broker, gateway, body)
+                await wait_until(lambda: not escalation.escalated, 5, "cleared")
+                await wait_until(lambda: not sim.output(BUZZER_CHANNEL), 5, "the buzzer stops")
+                assert gateway.outbox.last_error is not None  # still failing
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox.due import Sent
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.events.model import EventFactory
 from tests.fault_support import wait_until
@@ -86,6 +87,7 @@ async def test_mark_sent_of_a_held_row_waits_for_its_commit(tmp_path: Path) -> N
 _CRASH = """
 import asyncio, os, sys
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox.due import Sent
 from gateway.events.model import EventFactory
 
 async def main() -> None:
@@ -372,3 +374,63 @@ async def test_a_re_sends_puback_after_the_committed_ack_leaves_nothing_unacked(
         await asyncio.sleep(0.6)  # two ack timeouts: an absence
         assert await outbox.take(10) == []
         assert await outbox.unacked_count() == 0
+
+
+async def test_a_stream_ack_in_memory_passes_over_an_event_not_confirmed_yet(
+    tmp_path: Path,
+) -> None:
+    """While commits fail, a stream ack up to seq 2 arrives when only seq 1 was sent and
+    PUBACKed: seq 2 was not acked (the file's rule: an event not sent cannot have
+    arrived), so once sent and PUBACKed it is due again and counted unacked, in memory
+    and in the file (a review of 2026-12-05: it was taken off for the rest of the
+    process while the file kept it open)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            first, second = outbox.hold(_panic(1)), outbox.hold(_panic(2))
+            await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+            [sent] = await outbox.take(1)
+            assert sent.id == first.id
+            marks = [outbox.pubacked(sent)]
+            acking = asyncio.ensure_future(outbox.mark_acked_through(outbox.stream, 2))
+            await asyncio.sleep(0)  # the ack is in before the second is even sent
+            [late] = await outbox.take(10, exclude={sent.n})
+            assert late.id == second.id
+            marks.append(outbox.pubacked(late))
+            settling = {sent.n, late.n}  # PUBACKed, marks waiting
+            resent = await _next_resend(outbox, "the second", exclude=settling, inflight=set())
+            assert resent.id == second.id
+            assert await outbox.unacked_count() == 1
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(asyncio.gather(*marks, acking), 10)
+        assert await outbox.unacked_count() == 1  # as the file: the second is open
+        assert (await _next_resend(outbox, "again, stored", inflight=set())).id == second.id
+
+
+async def test_a_replay_of_acked_events_leaves_nothing_unacked(tmp_path: Path) -> None:
+    """The center replays events it had acked, after a restart: their copies are not
+    counted unacked, and its acks of them again leave nothing behind (a review of
+    2026-12-05: 200 replayed acked panics read as 200 unacked, and their re-acks stayed
+    in memory for good)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        events = [await outbox.append(_panic(i)) for i in range(3)]
+        await asyncio.gather(*(outbox.pubacked(r) for r in await outbox.take(10)))
+        await outbox.mark_acked([e.id for e in events])
+    async with Outbox(path) as outbox:
+        again, missing = await outbox.replay(1, 3)
+        assert (again, missing) == (3, [])
+        copies = await outbox.take(10)
+        assert sorted(r.id for r in copies) == sorted(e.id for e in events)
+        await asyncio.gather(*(outbox.pubacked(r) for r in copies))
+        assert await outbox.unacked_count() == 0
+        # Whatever put an acked row on the schedule (the review's way was the PUBACK of
+        # a replayed copy), the center's ack of it again leaves nothing in memory once
+        # committed, though the file acks nothing.
+        outbox.resends.sent(copies[0].n, copies[0].priority, event=Sent(copies[0].id))
+        assert await outbox.mark_acked([e.id for e in events]) == []  # acked before
+        assert outbox.resends.closing == 0 and len(outbox.resends) == 0

@@ -35,6 +35,9 @@ class Transaction:
             new connection; the stream a pre-stream file's rows join. None: ready.
         inserts: ``sql.INSERT`` rows (events and pictures).
         sent: ``(now, n)`` PUBACK marks.
+        sent_before: how many of ``sent`` came before the first stream ack of the
+            transaction (the rest are applied after the stream acks, which cover only
+            rows marked sent); None: all of them.
         acked: op index → event ids the center acked.
         acked_through: op index → ``(stream, seq)`` of a stream ack.
         purges: op index → ``created_at`` bound of delivered rows to delete.
@@ -52,6 +55,7 @@ class Transaction:
     prepare_stream: str | None = None
     inserts: list[tuple[Any, ...]] = field(default_factory=list)
     sent: list[tuple[float, int]] = field(default_factory=list)
+    sent_before: int | None = None
     acked: dict[int, list[str]] = field(default_factory=dict)
     acked_through: dict[int, tuple[str, int]] = field(default_factory=dict)
     purges: dict[int, float] = field(default_factory=dict)
@@ -128,12 +132,8 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         out.migrated_from = prepare(conn, tx.prepare_stream)
     if tx.inserts:
         out.pending += conn.executemany(sql.INSERT, tx.inserts).rowcount
-    if tx.sent:
-        marking = select_chunks(conn, sql.MARKING, list(dict.fromkeys(n for _, n in tx.sent)))
-        conn.executemany(sql.MARK_SENT, tx.sent)
-        out.opened = [(int(n), int(p)) for n, p, waits, _ in marking if waits]
-        out.pending -= sum(1 for *_, first in marking if first)
-        out.unacked += sum(1 for _, _, waits, first in marking if waits and first)
+    split = len(tx.sent) if tx.sent_before is None else tx.sent_before
+    _mark_sent(conn, out, tx.sent[:split])
     for i, ids in tx.acked.items():
         rows = select_chunks(conn, sql.MARK_ACKED, ids, tx.now)
         out.acked[i] = [(str(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
@@ -142,6 +142,7 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, up_to)).fetchall()
         out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
         out.unacked -= len(rows)  # each one sent and open (the statement's WHERE)
+    _mark_sent(conn, out, tx.sent[split:])  # PUBACKs that came after a stream ack
     for i, before in tx.purges.items():
         purged = conn.execute(sql.PURGE, (before,)).fetchall()
         out.purged[i] = [(int(size), int(priority)) for size, priority in purged]
@@ -165,6 +166,17 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         out.counted = backlog.count(conn)
         out.open_sent = conn.execute(sql.OPEN_SENT).fetchall()
     return out
+
+
+def _mark_sent(conn: sqlite3.Connection, out: Outcome, marks: list[tuple[float, int]]) -> None:
+    """Apply PUBACK marks, noting the rows they open and what they move in the counts."""
+    if not marks:
+        return
+    marking = select_chunks(conn, sql.MARKING, list(dict.fromkeys(n for _, n in marks)))
+    conn.executemany(sql.MARK_SENT, marks)
+    out.opened += [(int(n), int(p)) for n, p, waits, _ in marking if waits]
+    out.pending -= sum(1 for *_, first in marking if first)
+    out.unacked += sum(1 for _, _, waits, first in marking if waits and first)
 
 
 def prepare(conn: sqlite3.Connection, stream: str) -> str | None:

@@ -124,21 +124,23 @@ class ResendSchedule:
         self.close(ns)
         return ns
 
-    def acked_through(self, stream: str, seq: int) -> list[int]:
-        """The center acked every event of ``stream`` up to ``seq``: those known to be of
-        it are off the schedule now (O(open events)). Returns the row keys taken off."""
-        ns = [
-            n
+    def acked_through(self, stream: str, seq: int) -> list[tuple[int, str]]:
+        """The center acked every event of ``stream`` up to ``seq`` the broker confirmed:
+        those on the schedule (all confirmed) known to be of it are off it now (O(open
+        events)). Returns ``(n, id)`` of each taken off."""
+        off = [
+            (n, event.id)
             for n, event in self._events.items()
             if event.stream == stream and event.seq is not None and event.seq <= seq
         ]
-        self.close(ns)
-        return ns
+        self.close([n for n, _ in off])
+        return off
 
     def close(self, ns: list[int]) -> None:
         """These rows are acked in memory, their ack not committed yet: off the schedule,
         and not put back by the commit of an earlier mark (:meth:`open`, :meth:`sent`)
-        until that ack's commit forgets them."""
+        until that ack's commit (:meth:`acks_committed`, with the rows its op closed,
+        whatever the file's answer: a row the file had acked already is acked)."""
         self.forget(ns)
         self._closed.update(ns)
 
@@ -202,6 +204,11 @@ class ResendSchedule:
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._overdue)
+
+    @property
+    def closing(self) -> int:
+        """Rows acked in memory whose ack has not committed yet."""
+        return len(self._closed)
 
     def __contains__(self, n: object) -> bool:
         """Is row ``n`` an open event sent before (waiting for its ack, or due again)?"""

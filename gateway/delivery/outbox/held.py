@@ -92,17 +92,28 @@ class HeldRows:
             if held is not None:
                 held.pubacked_at = now
 
-    def acked(self, ids: Container[str]) -> None:
-        """The center acked these event ids: those held are not re-sent again."""
+    def acked(self, ids: Container[str]) -> list[int]:
+        """The center acked these event ids: those held are not re-sent again. Returns
+        their row keys."""
+        out: list[int] = []
         for held in self._rows.values():
             if held.row.id in ids:
                 held.acked = True
+                out.append(held.row.n)
+        return out
 
-    def acked_through(self, seq: int) -> None:
-        """The center acked every event of the current stream up to ``seq``."""
+    def acked_through(self, seq: int) -> list[tuple[int, str]]:
+        """The center acked every event of the current stream up to ``seq`` the broker
+        confirmed (as the file's stream ack: one never PUBACKed cannot have arrived; a
+        review of 2026-12-05 found such a panic never re-sent). Returns ``(n, id)``."""
+        out: list[tuple[int, str]] = []
         for held in self._rows.values():
-            if held.row.seq is not None and held.row.seq <= seq:
+            row = held.row
+            confirmed = held.pubacked_at is not None or row.attempts > 0
+            if confirmed and row.seq is not None and row.seq <= seq and not held.acked:
                 held.acked = True
+                out.append((row.n, row.id))
+        return out
 
     def unacked(self) -> int:
         """Held events PUBACKed (or being re-sent) and not acked by the center yet."""

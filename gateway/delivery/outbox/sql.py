@@ -84,7 +84,12 @@ MARK_ACKED_THROUGH = (
     " AND sent_at IS NOT NULL"
     " RETURNING id, created_at, n"
 )
-COLUMNS = "n, seq, id, priority, topic, payload, attempts, track_ack, stream"
+# ``track_ack`` only while the center has not acked it: a replay sends acked events
+# again, and their PUBACK must not put them on the resend schedule (a review of
+# 2026-12-05: 200 acked panics replayed read as 200 unacked).
+COLUMNS = (
+    "n, seq, id, priority, topic, payload, attempts, track_ack = 1 AND acked_at IS NULL, stream"
+)
 # A page of first sends of one priority from a row key on (``due_queue.py``): one
 # range of ``messages_pending``, read row by row until the page is full.
 PAGE = (

@@ -100,7 +100,9 @@ _RETRY_S = 1.0
 _CLOSE_S = 2.0
 # Writes that need no commit of their own (see ``Outbox._gather_marks``).
 _MARKS = frozenset({"sent", "acked", "acked_through"})
-_CLOSING = frozenset({"acked", "acked_through"})  # ops that only close rows
+# Ops that only close rows whatever their "sent" mark says: acks by id. A stream ack
+# closes only rows marked sent, so a mark may not pass it.
+_CLOSING = frozenset({"acked"})
 MARKS_RIDING = 32  # rows named by marks that may share an alarm's transaction
 
 T = TypeVar("T")
@@ -131,6 +133,7 @@ class _Op:
     at: float = field(default_factory=time.monotonic)
     keep: Sequence[StateWrite] = ()  # state kept with it (``kept.py``)
     blob: tuple[Any, ...] | None = None  # a blob row stored with the event, before it
+    closes: list[int] = field(default_factory=list)  # rows an ack took off in memory
 
 
 class Outbox(OutboxReads):
@@ -167,6 +170,9 @@ class Outbox(OutboxReads):
         on_stored: called with every event once it is committed.
         on_held: called with every event once it is numbered (held, not yet committed:
             what must not wait for the disk, such as the escalation's clock).
+        on_acked: called with the event ids a center's ack acks, when it comes, before
+            the ack commits: those it names, and those a stream ack covers that the
+            outbox knows in memory (the escalation's clearing must not wait for the disk).
         on_kept: called with each commit's kept state writes once it is committed,
             in commit order (the state store's copy of open alarms follows them).
 
@@ -221,6 +227,7 @@ class Outbox(OutboxReads):
         self.held = HeldRows(offer_after)
         self.on_stored: list[Callable[[Event], None]] = []
         self.on_held: list[Callable[[Event], None]] = []
+        self.on_acked: list[Callable[[list[str]], None]] = []
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
@@ -607,9 +614,12 @@ class Outbox(OutboxReads):
             of events not awaiting an ack are left out.
         """
         keys = list(ids)
-        self.held.acked(set(keys))  # not re-sent from memory while the mark waits
-        self.resends.acked(keys)  # nor a stored one
-        acked: list[tuple[str, float]] = await self._submit("acked", keys)
+        # Off at once, not re-sent while the mark waits for a commit that may keep
+        # failing; whoever listens (the escalation) hears of it now too.
+        closes = self.held.acked(set(keys)) + self.resends.acked(keys)
+        for listener in self.on_acked:
+            listener(keys)
+        acked: list[tuple[str, float]] = await self._submit("acked", keys, closes)
         return acked
 
     async def mark_acked_through(self, stream: str, up_to_seq: int) -> list[tuple[str, float]]:
@@ -619,10 +629,16 @@ class Outbox(OutboxReads):
         Any stream the file still holds rows of may be acked (an unclean stop leaves
         the rows of the stream before it); one it holds none of acks nothing.
         """
+        off = self.resends.acked_through(stream, up_to_seq)
         if stream == self.stream:
-            self.held.acked_through(up_to_seq)
-        self.resends.acked_through(stream, up_to_seq)
-        acked: list[tuple[str, float]] = await self._submit("acked_through", (stream, up_to_seq))
+            off += self.held.acked_through(up_to_seq)
+        if off:
+            for listener in self.on_acked:
+                listener([event_id for _, event_id in off])
+        closes = [n for n, _ in off]
+        acked: list[tuple[str, float]] = await self._submit(
+            "acked_through", (stream, up_to_seq), closes
+        )
         return acked
 
     async def open_alarms(self) -> list[OpenRow]:
@@ -711,19 +727,22 @@ class Outbox(OutboxReads):
 
     def _put(self, op: _Op) -> None:
         if op is not self._open_sent and op.kind not in _CLOSING:
-            # Marks join the open "sent" op only while nothing but acks has been queued
-            # after it: a mark must commit after the row it marks (a held row's insert
-            # queued after the op; joined to it, its UPDATE found no row and the mark
-            # was lost) and after a replay that made its row pending again. Acks only
-            # close rows, and come all the time during a drain.
+            # Marks join the open "sent" op only while nothing but acks by id has been
+            # queued after it: a mark must commit after the row it marks (a held row's
+            # insert queued after the op; joined to it, its UPDATE found no row and the
+            # mark was lost), after a replay that made its row pending again, and after
+            # a stream ack that came before its PUBACK (which covers only rows marked
+            # sent: joined to an earlier op, a row sent after the ack was acked by it,
+            # review of 2026-12-05). Acks by id only close rows, and come all the time
+            # during a drain.
             self._open_sent = None
         self._submitted.append(op.at)
         self._queue.put_nowait(op)
 
-    async def _submit(self, kind: str, arg: Any) -> Any:
+    async def _submit(self, kind: str, arg: Any, closes: list[int] | None = None) -> Any:
         self._require_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._put(_Op(kind, arg, future))
+        self._put(_Op(kind, arg, future, closes=closes or []))
         return await future
 
     def _offer_later(self) -> None:
@@ -868,6 +887,8 @@ class Outbox(OutboxReads):
                 tx.acked[i] = list(op.arg)
             elif op.kind == "acked_through":
                 tx.acked_through[i] = op.arg
+                if tx.sent_before is None:  # marks after it: applied after it
+                    tx.sent_before = len(tx.sent)
             elif op.kind == "purge":
                 tx.purges[i] = tx.now - op.arg
             elif op.kind == "replay":
@@ -961,7 +982,7 @@ class Outbox(OutboxReads):
         for key, priority in out.opened:
             self.resends.open(key, priority)
         self.resends.forget(again_ns)
-        self.resends.acks_committed(closed)
+        self.resends.acks_committed([*closed, *(n for op in ops for n in op.closes)])
         for op, result in zip(ops, results, strict=True):
             if op.kind == "append":
                 for listener in self.on_stored:
