@@ -434,3 +434,52 @@ async def test_a_replay_of_acked_events_leaves_nothing_unacked(tmp_path: Path) -
         outbox.resends.sent(copies[0].n, copies[0].priority, event=Sent(copies[0].id))
         assert await outbox.mark_acked([e.id for e in events]) == []  # acked before
         assert outbox.resends.closing == 0 and len(outbox.resends) == 0
+
+
+async def test_marks_and_stream_acks_commit_in_the_order_they_came(tmp_path: Path) -> None:
+    """PUBACK of seq 1, a stream ack up to 1, PUBACK of seq 2, a stream ack up to 2, all
+    in one commit: both are acked, in the file as in memory (a review of 2026-12-05:
+    the second PUBACK's mark was applied after both stream acks, so the file kept seq 2
+    open, re-sent and escalated after a restart, while memory said acked)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        events = [await outbox.append(_panic(i)) for i in (1, 2)]
+        rows = {r.id: r for r in await outbox.take(10)}
+        commits = outbox.commits
+        writes: list[asyncio.Future[Any]] = []
+        for event in events:
+            assert event.seq is not None
+            writes.append(outbox.pubacked(rows[event.id]))
+            ack = outbox.mark_acked_through(outbox.stream, event.seq)
+            writes.append(asyncio.ensure_future(ack))
+            await asyncio.sleep(0)  # the ack's op is queued before the next PUBACK
+        done = await asyncio.wait_for(asyncio.gather(*writes), 10)
+        assert outbox.commits == commits + 1  # one transaction held all four
+        assert [len(acked) for acked in done[1::2]] == [1, 1]
+        assert await outbox.unacked_count() == 0
+    async with Outbox(path) as outbox:
+        assert await outbox.open_alarms() == []
+
+
+async def test_an_earlier_process_alarm_is_re_sent_from_memory_while_the_file_is_locked(
+    tmp_path: Path,
+) -> None:
+    """An alarm sent and not acked before a restart is kept in memory from the start: its
+    re-sends go while another process holds an ``EXCLUSIVE`` transaction (a review of
+    2026-12-05: none went, the row was only ever read from the file)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        stored = await outbox.append(_panic(1))
+        await outbox.pubacked((await outbox.take(10))[0])
+    async with Outbox(path, ack_timeout=0.5) as outbox:
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # no read of the file succeeds from here
+        try:
+            for attempt in (1, 2):
+                resent = await _next_resend(outbox, f"re-send {attempt}", inflight=set())
+                assert (resent.id, resent.payload) == (stored.id, stored.to_json())
+                outbox.pubacked(resent)
+            assert outbox.read_failures > 0
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()

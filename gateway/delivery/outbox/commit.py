@@ -35,9 +35,9 @@ class Transaction:
             new connection; the stream a pre-stream file's rows join. None: ready.
         inserts: ``sql.INSERT`` rows (events and pictures).
         sent: ``(now, n)`` PUBACK marks.
-        sent_before: how many of ``sent`` came before the first stream ack of the
-            transaction (the rest are applied after the stream acks, which cover only
-            rows marked sent); None: all of them.
+        marks_before: op index of each stream ack → how many of ``sent`` were queued
+            before it: a stream ack covers only rows marked sent, so marks and stream
+            acks are applied in the order they came.
         acked: op index → event ids the center acked.
         acked_through: op index → ``(stream, seq)`` of a stream ack.
         purges: op index → ``created_at`` bound of delivered rows to delete.
@@ -55,7 +55,7 @@ class Transaction:
     prepare_stream: str | None = None
     inserts: list[tuple[Any, ...]] = field(default_factory=list)
     sent: list[tuple[float, int]] = field(default_factory=list)
-    sent_before: int | None = None
+    marks_before: dict[int, int] = field(default_factory=dict)
     acked: dict[int, list[str]] = field(default_factory=dict)
     acked_through: dict[int, tuple[str, int]] = field(default_factory=dict)
     purges: dict[int, float] = field(default_factory=dict)
@@ -132,17 +132,22 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
         out.migrated_from = prepare(conn, tx.prepare_stream)
     if tx.inserts:
         out.pending += conn.executemany(sql.INSERT, tx.inserts).rowcount
-    split = len(tx.sent) if tx.sent_before is None else tx.sent_before
-    _mark_sent(conn, out, tx.sent[:split])
+    # PUBACK marks and stream acks in the order they came (a stream ack covers the rows
+    # marked sent before it, and only those: reviews of 2026-12-05), then acks by id,
+    # which close a row whatever its mark says.
+    marked = 0
+    for i, (stream, seq) in tx.acked_through.items():
+        upto = max(marked, tx.marks_before.get(i, len(tx.sent)))
+        _mark_sent(conn, out, tx.sent[marked:upto])
+        marked = upto
+        rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, seq)).fetchall()
+        out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+        out.unacked -= len(rows)  # each one sent and open (the statement's WHERE)
+    _mark_sent(conn, out, tx.sent[marked:])
     for i, ids in tx.acked.items():
         rows = select_chunks(conn, sql.MARK_ACKED, ids, tx.now)
         out.acked[i] = [(str(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
         out.unacked -= sum(1 for r in rows if r[4])
-    for i, (stream, up_to) in tx.acked_through.items():
-        rows = conn.execute(sql.MARK_ACKED_THROUGH, (tx.now, stream, up_to)).fetchall()
-        out.acked_through[i] = [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
-        out.unacked -= len(rows)  # each one sent and open (the statement's WHERE)
-    _mark_sent(conn, out, tx.sent[split:])  # PUBACKs that came after a stream ack
     for i, before in tx.purges.items():
         purged = conn.execute(sql.PURGE, (before,)).fetchall()
         out.purged[i] = [(int(size), int(priority)) for size, priority in purged]

@@ -4,7 +4,8 @@ An open event due again is normally read back from the file by its row key. Whil
 the file cannot be read at all — another process inside an ``EXCLUSIVE``
 transaction, a card that answers reads with I/O errors — that read fails, and a
 reviewer found 122 of 147 unacked alarms never re-sent during a 30 s lock. So the
-rows of alarms (priority 1-2) are kept from their PUBACK until the center's ack,
+rows of alarms (priority 1-2) are kept from their PUBACK (or from the start, for those
+an earlier process sent) until the center's ack,
 bounded (``MAX_ROWS``, ``MAX_BYTES``: an alarm is well under 1 KiB, and a site has
 a handful open at a time); the rows beyond the bound, and every other priority, are
 read from the file as before. Nothing about the message changes: the kept row is

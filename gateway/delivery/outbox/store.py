@@ -342,6 +342,11 @@ class Outbox(OutboxReads):
             streams = any(r[1] == "stream" for r in await cur.fetchall())
         async with db.execute(sql.OPEN_SENT if streams else sql.OPEN_SENT_V1) as cur:
             self._restore(await cur.fetchall(), wall_now)
+        if streams:  # their rows, for re-sends that need no read (``resend_rows.py``)
+            async with db.execute(sql.OPEN_ALARM_ROWS, (self.resends.rows.max_rows,)) as cur:
+                for r in await cur.fetchall():
+                    alarm = PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], True, r[8])
+                    self.resends.rows.keep(alarm)
         return stream, running
 
     def _restore(self, open_sent: Iterable[Sequence[Any]], wall_now: float) -> None:
@@ -887,8 +892,7 @@ class Outbox(OutboxReads):
                 tx.acked[i] = list(op.arg)
             elif op.kind == "acked_through":
                 tx.acked_through[i] = op.arg
-                if tx.sent_before is None:  # marks after it: applied after it
-                    tx.sent_before = len(tx.sent)
+                tx.marks_before[i] = len(tx.sent)  # marks after it are applied after it
             elif op.kind == "purge":
                 tx.purges[i] = tx.now - op.arg
             elif op.kind == "replay":
@@ -974,11 +978,12 @@ class Outbox(OutboxReads):
             )
         self.due.sent(n for _, n in tx.sent)
         self.first_marks.difference_update(n for _, n in tx.sent)
-        # In the transaction's order (``commit._statements``): the PUBACK marks, then
-        # the acks and replays. A row PUBACKed and acked in one commit (the usual case
-        # while marks linger) is off the schedule; forgotten first, it stayed on it for
-        # good (issue 14: half a million entries in a drain, and each dict resize a
-        # 60-110 ms stall of the loop).
+        # In the transaction's order (``commit._statements``): the PUBACK marks (each
+        # before the stream acks that came after it), then the acks and replays. A row
+        # PUBACKed and acked in one commit (the usual case while marks linger) is off
+        # the schedule; forgotten first, it stayed on it for good (issue 14: half a
+        # million entries in a drain, and each dict resize a 60-110 ms stall of the
+        # loop).
         for key, priority in out.opened:
             self.resends.open(key, priority)
         self.resends.forget(again_ns)
