@@ -483,3 +483,31 @@ async def test_an_earlier_process_alarm_is_re_sent_from_memory_while_the_file_is
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
+
+
+async def test_alarms_found_after_an_unreadable_start_are_re_sent_from_memory(
+    tmp_path: Path,
+) -> None:
+    """The file was locked at start (nothing read); once a commit reads it, the open
+    alarms a previous process sent are kept too: a later ``EXCLUSIVE`` lock does not
+    stop their re-sends (a review of 2026-12-05: none went)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        stored = await outbox.append(_panic(1))
+        await outbox.pubacked((await outbox.take(10))[0])
+    blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        async with Outbox(path, ack_timeout=0.5) as outbox:
+            assert outbox.stream_change is not None
+            assert outbox.stream_change[1] == "unreadable at start"
+            blocker.execute("ROLLBACK")
+            await outbox.keep([])  # the first commit, which reads what is open
+            blocker.execute("BEGIN EXCLUSIVE")  # no read of the file succeeds from here
+            resent = await _next_resend(outbox, "the earlier alarm", inflight=set())
+            assert (resent.id, resent.payload) == (stored.id, stored.to_json())
+            assert outbox.read_failures > 0
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            blocker.execute("ROLLBACK")
+        blocker.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from gateway.delivery.outbox.due import COMPACT_AFTER, ResendSchedule
+from gateway.delivery.outbox.resend_rows import ResendRows
+from gateway.delivery.outbox.rows import PendingRow
 
 
 class Turned:
@@ -63,3 +65,29 @@ def test_acked_rows_leave_no_backlog_of_stale_entries_behind() -> None:
     assert abs(schedule.next_due_in() - (30.0 - 100_000 * 0.0001)) < 1e-6  # type: ignore[operator]
     clock.now += 30
     assert schedule.overdue() == [1]
+
+
+def test_kept_alarm_rows_are_bounded_and_the_newest_stay() -> None:
+    """Full, the oldest kept alarm (lowest row key) gives way to a newer one, never the
+    reverse, and a priority 3 row is never kept (a review of 2026-12-05: with 1,100
+    alarms open at start, a new panic went unkept and was not re-sent while the file
+    could not be read)."""
+    rows = ResendRows(max_rows=2, max_bytes=1 << 20)
+    for n in (1, 2, 3):
+        rows.keep(_alarm(n))
+    assert [rows.get(n) is not None for n in (1, 2, 3)] == [False, True, True]
+    rows.keep(_alarm(0))  # older than every kept one
+    assert rows.get(0) is None and len(rows) == 2
+    rows.keep(_alarm(4, priority=3))
+    assert rows.get(4) is None
+    rows.keep(_alarm(3, attempts=2))  # the latest copy replaces the kept one
+    copy = rows.get(3)
+    assert copy is not None and copy.attempts == 2 and len(rows) == 2
+    by_size = ResendRows(max_rows=10, max_bytes=250)
+    for n in (1, 2, 3):
+        by_size.keep(_alarm(n))  # 100 bytes each
+    assert [by_size.get(n) is not None for n in (1, 2, 3)] == [False, True, True]
+
+
+def _alarm(n: int, *, priority: int = 1, attempts: int = 0) -> PendingRow:
+    return PendingRow(n, n, f"id{n}", priority, "events/alarm/panic", b"x" * 100, attempts, True)

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.delivery.outbox import backlog, kept, sql
+from gateway.delivery.outbox import backlog, kept, resend_rows, sql
 from gateway.delivery.outbox.capacity import Counts, shed_rows
 from gateway.runtime.onthread import select_chunks
 
@@ -49,6 +49,9 @@ class Transaction:
             be needed (:func:`~gateway.delivery.outbox.capacity.shed_rows`).
         recount: count pending rows and unacked alarms afresh at the end (the
             backlog in memory is not exact: ``backlog.py``).
+        alarm_rows: read the rows of up to this many open alarms at the end
+            (``sql.OPEN_ALARM_ROWS``: a start that could not read the file, or a
+            file migrated now, has none in memory yet).
     """
 
     now: float
@@ -66,6 +69,7 @@ class Transaction:
     last_seq: int = 0
     counts: Counts | None = None
     recount: bool = False
+    alarm_rows: int = 0
 
 
 @dataclass(slots=True)
@@ -93,6 +97,7 @@ class Outcome:
             asked (``Transaction.recount``).
         open_sent: with ``counted``, the open events sent (``sql.OPEN_SENT`` rows),
             for the resend schedule of a start that could not read the file.
+        alarm_rows: ``sql.OPEN_ALARM_ROWS`` rows, when asked (``Transaction.alarm_rows``).
     """
 
     migrated_from: str | None = None
@@ -106,6 +111,7 @@ class Outcome:
     unacked: int = 0
     counted: tuple[int, int] | None = None
     open_sent: list[tuple[Any, ...]] = field(default_factory=list)
+    alarm_rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def apply(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
@@ -170,6 +176,9 @@ def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
     if tx.recount:
         out.counted = backlog.count(conn)
         out.open_sent = conn.execute(sql.OPEN_SENT).fetchall()
+    if tx.alarm_rows or out.migrated_from is not None:
+        limit = tx.alarm_rows or resend_rows.MAX_ROWS
+        out.alarm_rows = conn.execute(sql.OPEN_ALARM_ROWS, (limit,)).fetchall()
     return out
 
 

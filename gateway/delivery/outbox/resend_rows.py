@@ -7,8 +7,8 @@ reviewer found 122 of 147 unacked alarms never re-sent during a 30 s lock. So th
 rows of alarms (priority 1-2) are kept from their PUBACK (or from the start, for those
 an earlier process sent) until the center's ack,
 bounded (``MAX_ROWS``, ``MAX_BYTES``: an alarm is well under 1 KiB, and a site has
-a handful open at a time); the rows beyond the bound, and every other priority, are
-read from the file as before. Nothing about the message changes: the kept row is
+a handful open at a time), the newest first; the rows beyond the bound, and every
+other priority, are read from the file as before. Nothing about the message changes: the kept row is
 the one the uplink published.
 """
 
@@ -37,15 +37,24 @@ class ResendRows:
         return len(self._rows)
 
     def keep(self, row: PendingRow) -> None:
-        """``row`` was PUBACKed: keep it (the latest copy) if an alarm and there is room."""
-        if row.priority > ALARM_PRIORITY:
+        """``row`` was PUBACKed (or read in at start): keep it, the latest copy, if an
+        alarm. When full, the oldest kept (lowest ``n``) gives way to a newer one: a
+        live panic must not lose its place to a thousand alarms of last week (a review
+        of 2026-12-05: with 1,100 open at start, a new panic went unkept)."""
+        if row.priority > ALARM_PRIORITY or len(row.payload) > self.max_bytes:
             return
-        old = self._rows.get(row.n)
-        if old is None:
-            if len(self._rows) >= self.max_rows or self._bytes + len(row.payload) > self.max_bytes:
-                return
-            self._bytes += len(row.payload)
+        old = self._rows.pop(row.n, None)
+        if old is not None:
+            self._bytes -= len(old.payload)
+        while self._rows and (
+            len(self._rows) >= self.max_rows or self._bytes + len(row.payload) > self.max_bytes
+        ):
+            oldest = min(self._rows)  # O(kept), only when full
+            if oldest > row.n:
+                return  # every kept row is newer
+            self.drop(oldest)
         self._rows[row.n] = row
+        self._bytes += len(row.payload)
 
     def get(self, n: int) -> PendingRow | None:
         """The kept row ``n``, or None (read it from the file)."""

@@ -116,12 +116,13 @@ OPEN_SENT = (
 )
 # The same of a file from before streams (read at open, before its migration).
 OPEN_SENT_V1 = OPEN_SENT.replace("stream, seq", "NULL, seq")
-# At open: the rows of the open alarms a previous process sent, oldest first, as many
-# as ``resend_rows.py`` keeps (``?``), so their re-sends need no read of the file.
+# At open (and at the first commit after a start that could not read the file): the
+# rows of the open alarms a previous process sent, newest first, as many as
+# ``resend_rows.py`` keeps (``?``), so their re-sends need no read of the file.
 OPEN_ALARM_ROWS = (
     f"SELECT {COLUMNS} FROM messages INDEXED BY messages_unacked"
     " WHERE track_ack = 1 AND acked_at IS NULL AND sent_at IS NOT NULL AND +priority <= 2"
-    " ORDER BY n LIMIT ?"
+    " ORDER BY n DESC LIMIT ?"
 )
 # At start, for the escalation of alarms (priority 1-2) a previous process left unacked:
 # a scan of the open events' index (``+priority`` keeps the planner off

@@ -344,10 +344,14 @@ class Outbox(OutboxReads):
             self._restore(await cur.fetchall(), wall_now)
         if streams:  # their rows, for re-sends that need no read (``resend_rows.py``)
             async with db.execute(sql.OPEN_ALARM_ROWS, (self.resends.rows.max_rows,)) as cur:
-                for r in await cur.fetchall():
-                    alarm = PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], True, r[8])
-                    self.resends.rows.keep(alarm)
+                self._keep_rows(await cur.fetchall())
         return stream, running
+
+    def _keep_rows(self, found: Iterable[Sequence[Any]]) -> None:
+        """Keep ``sql.OPEN_ALARM_ROWS`` rows (newest first) for their re-sends."""
+        for r in reversed(list(found)):
+            alarm = PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], True, r[8])
+            self.resends.rows.keep(alarm)
 
     def _restore(self, open_sent: Iterable[Sequence[Any]], wall_now: float) -> None:
         """Put the open events an earlier process sent (``sql.OPEN_SENT`` rows) on the
@@ -911,6 +915,7 @@ class Outbox(OutboxReads):
         added = [(r[5], r[8]) for r in tx.inserts]
         tx.counts = self.capacity.counts(added, purging=bool(tx.purges))
         tx.recount = not self.backlog.counted
+        tx.alarm_rows = self.resends.rows.max_rows if tx.recount else 0
         for priority, size in added:
             self.capacity.added(priority, size)  # re-read from the file if the commit fails
         return tx
@@ -968,6 +973,7 @@ class Outbox(OutboxReads):
                 self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at, row=row)
         if out.open_sent:  # counted afresh: a start that could not read the file
             self._restore(out.open_sent, tx.now)
+        self._keep_rows(out.alarm_rows)  # that start's, or a migrated file's
         if out.shed or out.replays or out.migrated_from is not None:
             self.due.rebuild()  # pending rows went or came back: page them afresh
         else:
