@@ -83,6 +83,10 @@ def test_kept_alarm_rows_are_bounded_and_the_newest_stay() -> None:
     rows.keep(_alarm(3, attempts=2))  # the latest copy replaces the kept one
     copy = rows.get(3)
     assert copy is not None and copy.attempts == 2 and len(rows) == 2
+    rows.drop(2)  # acked
+    rows.keep(_alarm(5))
+    rows.keep(_alarm(6))  # full again: 3 gives way, the oldest kept
+    assert [rows.get(n) is not None for n in (3, 5, 6)] == [False, True, True]
     by_size = ResendRows(max_rows=10, max_bytes=250)
     for n in (1, 2, 3):
         by_size.keep(_alarm(n))  # 100 bytes each

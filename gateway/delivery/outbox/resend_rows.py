@@ -14,6 +14,8 @@ the one the uplink published.
 
 from __future__ import annotations
 
+import heapq
+
 from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow
 
 MAX_ROWS = 1024
@@ -32,6 +34,7 @@ class ResendRows:
         self.max_bytes = max_bytes
         self._rows: dict[int, PendingRow] = {}
         self._bytes = 0
+        self._keys: list[int] = []  # a heap of the kept row keys; stale when not in _rows
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -49,12 +52,20 @@ class ResendRows:
         while self._rows and (
             len(self._rows) >= self.max_rows or self._bytes + len(row.payload) > self.max_bytes
         ):
-            oldest = min(self._rows)  # O(kept), only when full
+            oldest = self._oldest()
             if oldest > row.n:
                 return  # every kept row is newer
             self.drop(oldest)
+        if old is None:
+            heapq.heappush(self._keys, row.n)
         self._rows[row.n] = row
         self._bytes += len(row.payload)
+
+    def _oldest(self) -> int:
+        """The lowest kept row key (O(log kept) amortised: stale heap entries go as met)."""
+        while self._keys[0] not in self._rows:
+            heapq.heappop(self._keys)
+        return self._keys[0]
 
     def get(self, n: int) -> PendingRow | None:
         """The kept row ``n``, or None (read it from the file)."""
@@ -65,3 +76,6 @@ class ResendRows:
         row = self._rows.pop(n, None)
         if row is not None:
             self._bytes -= len(row.payload)
+            if len(self._keys) > 2 * len(self._rows) + 64:  # mostly stale: rebuild
+                self._keys = list(self._rows)
+                heapq.heapify(self._keys)
