@@ -511,3 +511,90 @@ async def test_alarms_found_after_an_unreadable_start_are_re_sent_from_memory(
         with contextlib.suppress(sqlite3.Error):
             blocker.execute("ROLLBACK")
         blocker.close()
+
+
+async def test_a_failed_read_is_not_tried_at_every_take_while_kept_alarms_go(
+    tmp_path: Path,
+) -> None:
+    """More open alarms than memory keeps, and the file cannot be read: the kept ones are
+    re-sent at once, and the file is tried again about once a second, not at every
+    take (a review of 2026-12-05: each take waited on the lock, 20 re-sends a second,
+    and a live panic sat behind a thousand older alarms)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path, ack_timeout=0.3) as outbox:
+        outbox.resends.rows.max_rows = 2
+        events = [await outbox.append(_panic(i)) for i in range(5)]
+        await asyncio.gather(*(outbox.pubacked(r) for r in await outbox.take(10)))
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # no read of the file succeeds from here
+        try:
+            await wait_until(lambda: _due_in_zero(outbox), 5, "the ack timeout")
+            takes, sent = 0, set()
+            async with asyncio.timeout(1.5):
+                while len(sent) < 2 or takes < 20:
+                    takes += 1
+                    for row in await outbox.take(10, inflight=set()):
+                        sent.add(row.id)
+                    await asyncio.sleep(0.02)
+            assert sent == {e.id for e in events[-2:]}  # the newest two, kept
+            assert outbox.read_failures <= 2, (outbox.read_failures, takes)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+
+async def test_a_stream_ack_names_the_alarms_of_a_migrated_file(tmp_path: Path) -> None:
+    """A file from before streams with two alarms sent and not acked: after its upgrade a
+    stream ack of its stream takes them off in memory, before the ack commits (a review
+    of 2026-12-05: they kept being re-sent, known by seq with no stream)."""
+    path = tmp_path / "o.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(_V1_SCHEMA)
+        db.execute("UPDATE messages SET sent_at = 1.0, attempts = 1 WHERE id IN ('A', 'C')")
+        db.commit()
+    async with Outbox(path, ack_timeout=0.3) as outbox:
+        await outbox.keep([])  # the upgrade is in
+        assert await outbox.unacked_count() == 2
+        blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the ack cannot commit; reads can
+        try:
+            acking = asyncio.ensure_future(outbox.mark_acked_through("OLDSTREAM", 2))
+            await asyncio.sleep(0.6)  # two ack timeouts: an absence
+            due = await outbox.take(10, inflight=set())
+            assert [r.id for r in due] == ["B"]  # the picture's first send; no re-send
+            assert await outbox.unacked_count() == 0
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(acking, 10)
+
+
+async def test_open_events_found_at_the_first_commit_go_back_in_turns(tmp_path: Path) -> None:
+    """After a start that could not read the file, its open events go back on the resend
+    schedule a few thousand per turn of the loop, never all in one (a review of
+    2026-12-05: half a million in one turn stalled the loop for 1.85 s)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        first = await outbox.append(_panic(0))
+        stream = outbox.stream
+    many = 10_000
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executemany(
+            "INSERT INTO messages (n, seq, stream, id, type, priority, topic, payload, size,"
+            " track_ack, created_at, sent_at, attempts) VALUES (?, ?, ?, ?, 'alarm.fault', 3,"
+            " 'events/fault', X'7B7D', 2, 1, 1.0, 1.0, 1)",
+            [(n, n, stream, f"F{n}") for n in range(2, many + 2)],
+        )
+        db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(many + 1),))
+        db.commit()
+    blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        async with Outbox(path) as outbox:
+            assert first.id and len(outbox.resends) == 0  # nothing read at start
+            blocker.execute("ROLLBACK")
+            await outbox.keep([])  # the first commit, which finds them
+            assert len(outbox.resends) < many  # not all in the turn that settled it
+            await wait_until(lambda: len(outbox.resends) == many, 10, "all back")
+    finally:
+        blocker.close()

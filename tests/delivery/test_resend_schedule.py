@@ -93,5 +93,18 @@ def test_kept_alarm_rows_are_bounded_and_the_newest_stay() -> None:
     assert [by_size.get(n) is not None for n in (1, 2, 3)] == [False, True, True]
 
 
-def _alarm(n: int, *, priority: int = 1, attempts: int = 0) -> PendingRow:
-    return PendingRow(n, n, f"id{n}", priority, "events/alarm/panic", b"x" * 100, attempts, True)
+def _alarm(n: int, *, priority: int = 1, attempts: int = 0, size: int = 100) -> PendingRow:
+    return PendingRow(n, n, f"id{n}", priority, "events/alarm/panic", b"x" * size, attempts, True)
+
+
+def test_a_kept_alarm_row_that_cannot_fit_evicts_nothing() -> None:
+    """Full by bytes, a row that would need newer rows to give way is not kept, and the
+    older ones evicted while trying are kept again (a review of 2026-12-05: two rows
+    went for nothing)."""
+    rows = ResendRows(max_rows=10, max_bytes=1000)
+    for n, size in ((1, 100), (2, 100), (10, 700)):
+        rows.keep(_alarm(n, size=size))
+    rows.keep(_alarm(5, size=400))
+    assert [rows.get(n) is not None for n in (1, 2, 5, 10)] == [True, True, False, True]
+    rows.keep(_alarm(11, size=300))  # newer: 1 and 2 give way, and it fits
+    assert [rows.get(n) is not None for n in (1, 2, 10, 11)] == [False, False, True, True]

@@ -136,6 +136,13 @@ class ResendSchedule:
         self.close([n for n, _ in off])
         return off
 
+    def name_stream(self, stream: str) -> None:
+        """Events known by ``seq`` without a stream (read from a file from before
+        streams) are of ``stream``: its migration gave them that one."""
+        for n, event in self._events.items():
+            if event.stream is None and event.seq is not None:
+                self._events[n] = event._replace(stream=stream)
+
     def close(self, ns: list[int]) -> None:
         """These rows are acked in memory, their ack not committed yet: off the schedule,
         and not put back by the commit of an earlier mark (:meth:`open`, :meth:`sent`)

@@ -160,7 +160,12 @@ class OutboxReads:
             and first_alarm is not None
             and (first_resend is None or first_alarm < first_resend)
         )
-        reads = 0 if alarm else _PAGES_PER_TAKE
+        # A read that failed less than ``_REREAD_S`` ago (the file locked by another
+        # process, I/O errors) is not tried again at every take: each try waits on the
+        # lock, and with it the re-sends memory has (a review of 2026-12-05: 20 a
+        # second, a live panic behind a thousand older alarms). What memory has goes.
+        reading = not self._rereading_soon()
+        reads = _PAGES_PER_TAKE if reading and not alarm else 0
         for _ in range(reads):
             short = len(fresh) < limit and self.due.can_page()
             if not (short or overdue_keys):
@@ -186,7 +191,7 @@ class OutboxReads:
         # (priority, already PUBACKed at least once, n)
         rows = sorted([*fresh, *overdue, *held], key=lambda r: (r.priority, r.attempts > 0, r.n))
         cut = limit
-        if alarm and first_resend is not None:
+        if alarm and first_resend is not None and reading:
             # The re-sends due were not read: nothing that goes after the first of them
             # may go now, or telemetry would pass an unacked panic's re-send. They come,
             # read, at the next take; the alarm, which goes before them, goes now.

@@ -49,12 +49,16 @@ class ResendRows:
         old = self._rows.pop(row.n, None)
         if old is not None:
             self._bytes -= len(old.payload)
+        evicted: list[PendingRow] = []
         while self._rows and (
             len(self._rows) >= self.max_rows or self._bytes + len(row.payload) > self.max_bytes
         ):
             oldest = self._oldest()
-            if oldest > row.n:
-                return  # every kept row is newer
+            if oldest > row.n:  # every kept row is newer: nothing gives way after all
+                for back in evicted:
+                    self.keep(back)
+                return
+            evicted.append(self._rows[oldest])
             self.drop(oldest)
         if old is None:
             heapq.heappush(self._keys, row.n)

@@ -85,6 +85,7 @@ from gateway.runtime.durable import connect_durable, quarantine
 from gateway.runtime.flag import Flag
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import Kind, StateWrite
+from gateway.runtime.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +105,7 @@ _MARKS = frozenset({"sent", "acked", "acked_through"})
 # closes only rows marked sent, so a mark may not pass it.
 _CLOSING = frozenset({"acked"})
 MARKS_RIDING = 32  # rows named by marks that may share an alarm's transaction
+_RESTORE_PER_TURN = 2000  # open events put back on the schedule per turn of the loop
 
 T = TypeVar("T")
 
@@ -239,6 +241,7 @@ class Outbox(OutboxReads):
         # in the file, off the pending count (``pending_count``).
         self.first_marks: set[int] = set()
         self._open_sent: _Op | None = None  # the "sent" op new marks join (mark_sent_soon)
+        self._restoring: asyncio.Task[None] | None = None  # ``_restore_in_turns``
 
     @property
     def commits(self) -> int:
@@ -347,6 +350,15 @@ class Outbox(OutboxReads):
                 self._keep_rows(await cur.fetchall())
         return stream, running
 
+    async def _restore_in_turns(self, open_sent: list[Any], wall_now: float) -> None:
+        """:meth:`_restore` a few thousand rows per turn of the loop: half a million open
+        events put back in one turn stalled the loop for 1.85 s (a review of
+        2026-12-05), which a panic must never wait for."""
+        for start in range(0, len(open_sent), _RESTORE_PER_TURN):
+            self._restore(open_sent[start : start + _RESTORE_PER_TURN], wall_now)
+            await asyncio.sleep(0)
+        self.poke()  # some may be due already
+
     def _keep_rows(self, found: Iterable[Sequence[Any]]) -> None:
         """Keep ``sql.OPEN_ALARM_ROWS`` rows (newest first) for their re-sends."""
         for r in reversed(list(found)):
@@ -387,6 +399,8 @@ class Outbox(OutboxReads):
         tb: TracebackType | None,
     ) -> None:
         await self._stop_reads()
+        if self._restoring is not None:
+            await cancel_and_wait([self._restoring])
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -926,6 +940,7 @@ class Outbox(OutboxReads):
             self._schema_ready = True
             if out.migrated_from is not None:
                 log.warning("outbox.migrated", path=str(self.path), stream_column=out.migrated_from)
+                self.resends.name_stream(out.migrated_from)  # a stream ack names them now
         results: list[Any] = [None] * len(ops)
         closed: list[int] = []  # row keys the center acked
         again_ns: list[int] = []  # row keys a replay made pending again
@@ -972,7 +987,9 @@ class Outbox(OutboxReads):
                 event = Sent(row.id, row.stream, row.seq)
                 self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at, row=row)
         if out.open_sent:  # counted afresh: a start that could not read the file
-            self._restore(out.open_sent, tx.now)
+            self._restoring = asyncio.create_task(
+                self._restore_in_turns(out.open_sent, tx.now), name="outbox-restore"
+            )
         self._keep_rows(out.alarm_rows)  # that start's, or a migrated file's
         if out.shed or out.replays or out.migrated_from is not None:
             self.due.rebuild()  # pending rows went or came back: page them afresh
