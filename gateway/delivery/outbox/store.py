@@ -241,7 +241,7 @@ class Outbox(OutboxReads):
         # in the file, off the pending count (``pending_count``).
         self.first_marks: set[int] = set()
         self._open_sent: _Op | None = None  # the "sent" op new marks join (mark_sent_soon)
-        self._restoring: asyncio.Task[None] | None = None  # ``_restore_in_turns``
+        self._restoring: set[asyncio.Task[None]] = set()  # ``_restore_in_turns``
 
     @property
     def commits(self) -> int:
@@ -399,8 +399,8 @@ class Outbox(OutboxReads):
         tb: TracebackType | None,
     ) -> None:
         await self._stop_reads()
-        if self._restoring is not None:
-            await cancel_and_wait([self._restoring])
+        if self._restoring:
+            await cancel_and_wait(list(self._restoring))
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -987,9 +987,11 @@ class Outbox(OutboxReads):
                 event = Sent(row.id, row.stream, row.seq)
                 self.resends.sent(row.n, row.priority, event=event, at=handed.pubacked_at, row=row)
         if out.open_sent:  # counted afresh: a start that could not read the file
-            self._restoring = asyncio.create_task(
+            task = asyncio.create_task(
                 self._restore_in_turns(out.open_sent, tx.now), name="outbox-restore"
             )
+            self._restoring.add(task)
+            task.add_done_callback(self._restoring.discard)
         self._keep_rows(out.alarm_rows)  # that start's, or a migrated file's
         if out.shed or out.replays or out.migrated_from is not None:
             self.due.rebuild()  # pending rows went or came back: page them afresh
