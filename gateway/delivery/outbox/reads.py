@@ -267,7 +267,14 @@ class OutboxReads:
 
     def redrive(self) -> None:
         """The uplink connected again: what was in flight on the lost connection is due
-        again. The due queue is rebuilt from the file, and the uplink woken."""
+        again. The due queue is rebuilt from the file, and the uplink woken.
+
+        A page read in the background meanwhile is dropped: it would mark the rows in
+        flight on the lost connection as out, and they would never be taken again
+        (found by ``tests/delivery/test_due_queue.py``'s property on 2026-12-05)."""
+        task, self._prefetching = self._prefetching, None
+        if task is not None:
+            task.cancel()
         self.due.rebuild()
         self.held.resend_now()  # held re-sends that were in flight
         self.poke()
