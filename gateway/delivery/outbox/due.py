@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable
 from typing import NamedTuple
 
@@ -71,9 +71,8 @@ class ResendSchedule:
         # Rows acked in memory whose ack has not committed: the commit of an earlier
         # PUBACK mark must not put them back (:meth:`open`).
         self._closed: set[int] = set()
-        # The last RECENT_ACKS rows whose ack committed, for the same reason.
-        self._acked: set[int] = set()
-        self._acked_order: deque[int] = deque()
+        # The last RECENT_ACKS rows whose ack committed, for the same reason (oldest first).
+        self._acked: OrderedDict[int, None] = OrderedDict()
         self.rows = ResendRows()
 
     def sent(
@@ -157,13 +156,9 @@ class ResendSchedule:
         count as unacked until a read missed it)."""
         keys = list(ns)
         self.forget(keys)
-        for n in keys:
-            if n in self._acked:
-                continue
-            if len(self._acked_order) >= RECENT_ACKS:
-                self._acked.discard(self._acked_order.popleft())
-            self._acked.add(n)
-            self._acked_order.append(n)
+        self._acked.update(dict.fromkeys(keys))
+        while len(self._acked) > RECENT_ACKS:
+            self._acked.popitem(last=False)
 
     def forget(self, ns: Iterable[int]) -> None:
         """These rows are acked (or gone): never due again."""
