@@ -13,8 +13,12 @@ counters), never by querying the database being measured.
     .venv/bin/python bench/outbox_bench.py heartbeat --rows 1000000
     .venv/bin/python bench/outbox_bench.py disk --events 1000000
 
-``throughput``: producers store intrusion alarms (priority 2, acked by the center) as
-fast as the outbox takes them; reported separately: stored, PUBACKed, first
+``throughput``: intrusion alarms (priority 2, acked by the center) go in as fast as
+the outbox takes them: ``--producers`` tasks each waiting for its event's commit
+(``Outbox.append``, as the DC-09 receiver does before its ``ACK``), or with
+``--rate`` offered at that many events a second whatever the outbox does
+(``Outbox.hold``, as the alarm rules do: an open loop, so a gateway that falls behind
+builds a backlog the run shows); reported separately: stored, PUBACKed, first
 deliveries at the center, acks recorded, re-sends. ``drain``: a backlog stored while
 the broker is down, then the broker comes up; the drain rate is rows actually
 stored / time until the center has received every one (and, separately, until each
@@ -51,7 +55,7 @@ from gateway.config.root import BrokerConfig, OutboxConfig  # noqa: E402
 from gateway.delivery.acks import parse_ack, parse_stream_ack  # noqa: E402
 from gateway.delivery.housekeeping import Housekeeping  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
-from gateway.delivery.uplink import Uplink  # noqa: E402
+from gateway.delivery.uplink import Uplink, UplinkStats  # noqa: E402
 from gateway.events.model import Event, EventFactory  # noqa: E402
 from gateway.runtime import heap  # noqa: E402
 from gateway.runtime.logsetup import configure_logging  # noqa: E402
@@ -190,13 +194,20 @@ def stored_rows(path: Path) -> int:
 # -- throughput -----------------------------------------------------------------------------
 
 
-async def throughput(seconds: float, producers: int, window: int, ack_timeout: float) -> None:
+async def throughput(
+    seconds: float, producers: int, rate: float | None, window: int, ack_timeout: float
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
+    ingest = (
+        f"Outbox.hold offered at {rate:,.0f} events/s (open loop)"
+        if rate
+        else f"Outbox.append from {producers} producers, each waiting for its commit"
+    )
     print(
         settings_line(
             mode="throughput",
             seconds=seconds,
-            producers=producers,
+            ingest=ingest,
             kind="intrusion (P2, acked)",
             window=window,
             ack_timeout_s=ack_timeout,
@@ -212,7 +223,11 @@ async def throughput(seconds: float, producers: int, window: int, ack_timeout: f
                 uplink_running(outbox, broker.port, window) as (uplink, acks),
             ):
                 await uplink.stats.connected.wait()
-                made = await _produce(outbox, seconds, producers)
+                samples: list[tuple[int, int]] = []
+                if rate:
+                    made, samples = await _offer(outbox, uplink.stats, seconds, rate)
+                else:
+                    made = await _produce(outbox, seconds, producers)
                 elapsed = seconds
                 stats = uplink.stats
                 in_window = (stats.published, center.first, acks.rows)
@@ -228,9 +243,15 @@ async def throughput(seconds: float, producers: int, window: int, ack_timeout: f
     shutil.rmtree(work, ignore_errors=True)
     pubacked, received, acked = in_window
     print(
-        f"  stored:            {made / elapsed:9,.0f} events/s ({made:,} in {elapsed:g} s, "
+        f"  {'offered' if rate else 'stored'}:           {made / elapsed:9,.0f} events/s "
+        f"({made:,} in {elapsed:g} s, "
         f"{made / max(commits, 1):.1f} events per commit)"
     )
+    if samples:
+        half = len(samples) // 2
+        steady = (samples[-1][1] - samples[half - 1][1]) / (len(samples) - half)
+        print(f"  held (accepted, not yet committed) at each second: {[h for h, _ in samples]}")
+        print(f"  PUBACKed in the run's second half: {steady:9,.0f} events/s")
     print(f"  PUBACKed:          {pubacked / elapsed:9,.0f} events/s during the run")
     print(f"  center received:   {received / elapsed:9,.0f} first deliveries/s during the run")
     print(f"  center acks recorded: {acked / elapsed:6,.0f} rows/s during the run")
@@ -259,6 +280,25 @@ async def _produce(outbox: Outbox, seconds: float, producers: int) -> int:
 
     await asyncio.gather(*(produce(k) for k in range(producers)))
     return made
+
+
+async def _offer(
+    outbox: Outbox, stats: UplinkStats, seconds: float, rate: float
+) -> tuple[int, list[tuple[int, int]]]:
+    """Hold events at ``rate`` a second for ``seconds``, on a schedule that does not wait
+    for the outbox (the alarm rules' ingest); returns the events held and, at each
+    second, the rows held in memory (accepted, not yet committed) and the PUBACKs so far."""
+    start = time.monotonic()
+    made = 0
+    samples: list[tuple[int, int]] = []
+    while (now := time.monotonic()) < start + seconds:
+        for _ in range(int((now - start) * rate) - made):
+            outbox.hold(intrusion(made))
+            made += 1
+        if now - start >= len(samples) + 1:
+            samples.append((len(outbox.held), stats.published))
+        await asyncio.sleep(0.002)
+    return made, samples
 
 
 # -- drain ----------------------------------------------------------------------------------
@@ -487,6 +527,7 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--seconds", type=float, default=60)
     t.add_argument("--producers", type=int, default=64)
+    t.add_argument("--rate", type=float, help="offer events/s with Outbox.hold instead")
     t.add_argument("--window", type=int, default=BrokerConfig().window)
     t.add_argument("--ack-timeout", type=float, default=OutboxConfig().ack_timeout_s)
     d = sub.add_parser("drain")
@@ -505,7 +546,9 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("error")  # re-sends are counted and printed
     if args.what == "throughput":
-        asyncio.run(throughput(args.seconds, args.producers, args.window, args.ack_timeout))
+        asyncio.run(
+            throughput(args.seconds, args.producers, args.rate, args.window, args.ack_timeout)
+        )
     elif args.what == "drain":
         asyncio.run(drain(args.events, args.kind, args.window, args.panic_every, args.ack_timeout))
     elif args.what == "heartbeat":
