@@ -88,7 +88,7 @@ def read_page(
     for p in range(priority, 6):
         cursor = conn.execute(sql.PAGE, (p, n if p == priority else 0))
         for r in cursor:
-            row = PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], bool(r[7]), r[8])
+            row = PendingRow.of_columns(r)
             out.append(row)
             total += len(row.payload)
             if len(out) >= rows or total >= size:

@@ -329,7 +329,7 @@ class OutboxReads:
         # A re-send whatever the file's count of attempts (its first mark may not have
         # committed), and only if the center did not ack it during the read.
         return [
-            PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), max(1, r[6]), bool(r[7]), r[8])
+            PendingRow.of_columns(r, resend=True)
             for r in overdue
             if not topic_waits(str(r[4]), skip_topics) and r[0] in self.resends
         ]

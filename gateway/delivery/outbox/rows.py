@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ALARM_PRIORITY = 2
 """Priorities 1 to this one are alarms (a panic, an intrusion): they commit alone, go at
@@ -35,6 +37,14 @@ class PendingRow:
     attempts: int = 0
     track_ack: bool = False
     stream: str | None = None
+
+    @classmethod
+    def of_columns(cls, r: Sequence[Any], *, resend: bool = False) -> PendingRow:
+        """The row a ``sql.COLUMNS`` select read (``track_ack``: still waiting for the
+        center). ``resend``: it goes as a re-send whatever the file counts of its
+        attempts (its first PUBACK's mark may not have committed)."""
+        attempts = max(1, r[6]) if resend else r[6]
+        return cls(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), attempts, bool(r[7]), r[8])
 
 
 def topic_waits(topic: str, skips: list[str]) -> bool:

@@ -362,8 +362,7 @@ class Outbox(OutboxReads):
     def _keep_rows(self, found: Iterable[Sequence[Any]]) -> None:
         """Keep ``sql.OPEN_ALARM_ROWS`` rows (newest first) for their re-sends."""
         for r in reversed(list(found)):
-            alarm = PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], True, r[8])
-            self.resends.rows.keep(alarm)
+            self.resends.rows.keep(PendingRow.of_columns(r))
 
     def _restore(self, open_sent: Iterable[Sequence[Any]], wall_now: float) -> None:
         """Put the open events an earlier process sent (``sql.OPEN_SENT`` rows) on the
