@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from gateway.delivery.outbox.due import Sent
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.events.model import EventFactory
 from tests.fault_support import wait_until
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, locked
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
 
@@ -100,6 +101,38 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+async def test_a_clean_stop_stores_what_is_held_once_a_lock_goes_within_its_grace(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the lock when the stop comes and lets it go 0.5 s later:
+    the stop keeps trying for its 2 s, so the held panic is stored and the stop is
+    clean (a fresh review of 2026-12-05: the first failed read gave up, and the panic,
+    never acked, was not re-sent after the restart)."""
+    path = tmp_path / "o.sqlite"
+    outbox = Outbox(path)
+    await outbox.__aenter__()
+    taken, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with locked(path):
+            taken.set()
+            release.wait(10)
+
+    locker = asyncio.create_task(asyncio.to_thread(hold_the_lock))
+    try:
+        assert await asyncio.to_thread(taken.wait, 10)
+        held = outbox.hold(_panic(1))
+        await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
+        asyncio.get_running_loop().call_later(0.5, release.set)
+        await outbox.__aexit__(None, None, None)
+    finally:
+        release.set()
+        await locker
+    assert _file_rows(path) == [(1, outbox.stream, held.id)]
+    async with Outbox(path) as again:  # the stop was clean: the stream carries on
+        assert again.stream == outbox.stream and again.stream_change is None
 
 
 async def test_a_start_after_an_unclean_stop_begins_a_new_stream(tmp_path: Path) -> None:
