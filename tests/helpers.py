@@ -13,7 +13,8 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,23 @@ def locked(path: Path) -> Iterator[None]:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def lock_held(path: Path) -> AsyncIterator[threading.Event]:
+    """Another process holds ``path``'s exclusive lock (:func:`locked`) until the block
+    ends or the event it yields is set (a timer may set it while the loop waits)."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locked(path):
+            taken.set()
+            release.wait(60)
+
+    task = asyncio.create_task(asyncio.to_thread(hold))
+    try:
+        assert await asyncio.to_thread(taken.wait, 10), "the lock was not taken"
+        yield release
+    finally:
+        release.set()
+        await task

@@ -116,6 +116,8 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         faults.append("DISK FULL")
     if ob["commit_failures"]:
         faults.append(f"{ob['commit_failures']} failed commits")
+    if ob.get("spill_failures"):
+        faults.append(f"{ob['spill_failures']} failed spills of held alarms")
     if ob["quarantined"]:
         faults.append(f"corrupt file quarantined to {ob['quarantined']}")
     if ob.get("state_quarantined"):

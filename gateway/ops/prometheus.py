@@ -73,6 +73,7 @@ class StatusCollector(Collector):
             f"{PREFIX}_storage_faults", "Outbox and state store faults by kind", labels=["kind"]
         )
         storage.add_metric(["commit_failed"], ob.commit_failures)
+        storage.add_metric(["spill_failed"], ob.spill_failures)
         storage.add_metric(["disk_full"], ob.disk_full)
         storage.add_metric(["quarantined"], 1 if ob.quarantined else 0)
         storage.add_metric(["state_commit_failed"], ob.state_commit_failures)

@@ -54,7 +54,9 @@ class OutboxStatus:
     """The durable store: ``depth`` rows wait for a PUBACK, the oldest for
     ``oldest_pending_s``; ``waiting_to_commit`` writes wait for the disk;
     ``unacked_alarms`` wait for the center, ``overdue_alarms`` past ``ack_timeout_s``.
-    ``commit_failures``/``disk_full``/``quarantined`` are the storage faults, with the
+    ``commit_failures``/``disk_full``/``quarantined``/``spill_failures`` (held rows
+    that could not be written to the spill, ``gateway.delivery.outbox.spill``) are the
+    storage faults, with the
     state store's ``state_commit_failures``, ``state_quarantined`` (where a corrupt
     state file was moved at start) and ``state_unread`` (why its file could
     not be read at start: changes then act in memory only, ``state_unsaved`` of
@@ -72,6 +74,7 @@ class OutboxStatus:
     stored_rows: int
     stored_bytes: int
     commit_failures: int
+    spill_failures: int
     disk_full: int
     disk_pressure: bool
     quarantined: str | None
@@ -225,6 +228,7 @@ async def collect(src: StatusSources) -> Status:
             stored_rows=outbox.stats.rows,
             stored_bytes=outbox.stats.bytes,
             commit_failures=outbox.stats.commit_failures,
+            spill_failures=outbox.stats.spill_failures,
             disk_full=outbox.stats.disk_full,
             disk_pressure=outbox.disk_pressure,
             quarantined=None if outbox.quarantined is None else str(outbox.quarantined),

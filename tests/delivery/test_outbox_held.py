@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from gateway.delivery.outbox.due import Sent
 from gateway.delivery.outbox.rows import PendingRow
 from gateway.events.model import EventFactory
 from tests.fault_support import wait_until
-from tests.helpers import REPO_ROOT, locked
+from tests.helpers import REPO_ROOT, lock_held
 
 FACTORY = EventFactory("campus/s1/gw1", lambda: True)
 
@@ -113,23 +112,11 @@ async def test_a_clean_stop_stores_what_is_held_once_a_lock_goes_within_its_grac
     path = tmp_path / "o.sqlite"
     outbox = Outbox(path)
     await outbox.__aenter__()
-    taken, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with locked(path):
-            taken.set()
-            release.wait(10)
-
-    locker = asyncio.create_task(asyncio.to_thread(hold_the_lock))
-    try:
-        assert await asyncio.to_thread(taken.wait, 10)
+    async with lock_held(path) as release:
         held = outbox.hold(_panic(1))
         await wait_until(lambda: outbox.last_error is not None, 5, "a commit failed")
         asyncio.get_running_loop().call_later(0.5, release.set)
         await outbox.__aexit__(None, None, None)
-    finally:
-        release.set()
-        await locker
     assert _file_rows(path) == [(1, outbox.stream, held.id)]
     async with Outbox(path) as again:  # the stop was clean: the stream carries on
         assert again.stream == outbox.stream and again.stream_change is None

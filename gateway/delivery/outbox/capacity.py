@@ -52,6 +52,7 @@ class OutboxStats:
     purged_total: int = 0
     disk_full: int = 0
     commit_failures: int = 0
+    spill_failures: int = 0  # held rows that could not be written to the spill (``spill.py``)
 
 
 @dataclass(slots=True)

@@ -69,7 +69,7 @@ import aiosqlite
 import structlog
 from ulid import ULID
 
-from gateway.delivery.outbox import backlog, commit, kept, sql
+from gateway.delivery.outbox import backlog, commit, kept, spill, sql
 from gateway.delivery.outbox.backlog import Backlog
 from gateway.delivery.outbox.capacity import Capacity, OutboxStats, ShedReport
 from gateway.delivery.outbox.due import ResendSchedule, Sent
@@ -229,6 +229,7 @@ class Outbox(OutboxReads):
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.backlog = Backlog()
         self.held = HeldRows(offer_after)
+        self.spill = spill.Spill(self.path, self.stats)  # held rows, for a spill file
         self.on_stored: list[Callable[[Event], None]] = []
         self.on_held: list[Callable[[Event], None]] = []
         self.on_acked: list[Callable[[list[str]], None]] = []
@@ -334,6 +335,10 @@ class Outbox(OutboxReads):
             has_kept = await cur.fetchone()
         if has_kept is not None and has_kept[0]:
             self._kept = await kept.load(db)
+        async with db.execute("PRAGMA table_info(messages)") as cur:
+            streams = any(r[1] == "stream" for r in await cur.fetchall())
+        if streams:  # rows earlier processes held and spilled, before anything is counted
+            await spill.take_back(db, self.path)
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
@@ -343,8 +348,6 @@ class Outbox(OutboxReads):
         await self.capacity.recount(db)
         self.backlog.set(await run_on(db, backlog.count))  # once: commits keep it exact
         wall_now = time.time()
-        async with db.execute("PRAGMA table_info(messages)") as cur:
-            streams = any(r[1] == "stream" for r in await cur.fetchall())
         async with db.execute(sql.OPEN_SENT if streams else sql.OPEN_SENT_V1) as cur:
             self._restore(await cur.fetchall(), wall_now)
         if streams:  # their rows, for re-sends that need no read (``resend_rows.py``)
@@ -439,9 +442,11 @@ class Outbox(OutboxReads):
         except TimeoutError as exc:
             error = error or exc
         lost = [op for op in ops if op.insert is not None and not op.future.done()]
+        await self.spill.write(self.stream)  # the next start takes them back (``spill.py``)
         log.error(
             "outbox.closed_with_held_rows", error=str(error) or type(error).__name__,
             held=len(lost), ids=[op.insert[3] for op in lost if op.insert is not None][:50],
+            spilled=len(self.spill),
         )  # fmt: skip
         for op in ops:
             if not op.future.done():
@@ -455,6 +460,7 @@ class Outbox(OutboxReads):
         for op in ops:
             if op.insert is not None and op.insert[3] in present and not op.future.done():
                 self.held.committed([op.insert[0]])
+                self.spill.committed([op.insert[0]])
                 op.future.set_result(op.arg)
         await self._commit([op for op in ops if not op.future.done()], clean_stop=True)
 
@@ -534,6 +540,7 @@ class Outbox(OutboxReads):
             stored.topic_suffix, payload, len(payload), track, time.time(),
         )  # fmt: skip
         self.held.add(row)
+        self.spill.add(insert)  # events only: a picture held with it is not spilled
         for listener in self.on_held:
             listener(stored)
         future.add_done_callback(_retrieve)
@@ -872,6 +879,7 @@ class Outbox(OutboxReads):
                     )  # fmt: skip
                 if full:
                     await self._make_room()
+                await self.spill.write(self.stream)  # a kill now loses none of them
                 await asyncio.sleep(_RETRY_S if failures > 1 or not full else 0)
 
     async def _make_room(self) -> None:
@@ -899,6 +907,7 @@ class Outbox(OutboxReads):
         self.last_error = None
         self._failing = False
         self._writable.set()
+        self.spill.clear()
 
     async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op], clean: bool) -> None:
         """All ops in one transaction, as one call on the connection's thread
@@ -991,6 +1000,7 @@ class Outbox(OutboxReads):
             for on_kept in self.on_kept:
                 on_kept(writes)
         self.stats.commits += 1
+        self.spill.committed(r[0] for r in tx.inserts)
         for handed in self.held.committed(r[0] for r in tx.inserts):
             # Its PUBACK or the center's ack came while it was held, their marks still to
             # commit: the schedule goes on from what memory knows.

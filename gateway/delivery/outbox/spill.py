@@ -1,0 +1,216 @@
+"""Held rows spilled beside the outbox while it cannot commit, taken back at the next start.
+
+A row the outbox has accepted but not committed is *held* in memory
+(``held.py``) and sent from there; until now a process that ended with rows held
+lost them from the record and never re-sent them: a stop whose 2 s grace found the
+file still locked or failing, SIGKILL, the OOM killer (a review of 2026-12-05: two
+panics the center never acked were never sent again after the restart).
+
+So while commits fail the outbox writes every held row to a **spill file**, again
+at each try (at most once a second), and at a stop that could not store them. The
+next start that can write the outbox inserts the rows it does not have, with their
+own ``id``, ``stream`` and ``seq`` and a new row key, in one transaction, and only
+then deletes the spill; they go out again as any stored row (the center knows them
+by ``id``). A row already in the file (committed after the spill was written) is
+left as it is: ``id`` and ``(stream, seq)`` are unique, and the insert ignores it.
+
+Where: the service's runtime directory under systemd (``RuntimeDirectory=``, a
+tmpfs a failing disk does not touch, kept across restarts), else beside the
+outbox file. Each file is named after the outbox and the stream that held its
+rows: ``<outbox file name>.held-<stream>.jsonl``, one JSON object per row.
+
+Limits: a tmpfs is empty after a power cut; rows held since the last write (under
+a second) are lost to a SIGKILL; a start that cannot write the outbox leaves the
+spill for a later one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from gateway.delivery.outbox.capacity import OutboxStats
+from gateway.runtime.onthread import run_on
+
+log = structlog.get_logger(__name__)
+
+_INSERT = (
+    "INSERT OR IGNORE INTO messages (n, seq, stream, id, type, priority, topic, payload,"
+    " size, track_ack, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_FIELDS = ("seq", "stream", "id", "type", "priority", "topic")
+
+
+def directory(outbox: Path) -> Path:
+    """Where ``outbox``'s spill files go: ``$RUNTIME_DIRECTORY`` (systemd's
+    ``RuntimeDirectory=``; the first, if it names several), else its own directory."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime) if runtime else outbox.parent
+
+
+def path_for(outbox: Path, stream: str) -> Path:
+    """The spill file of ``outbox``'s rows held in ``stream``."""
+    return directory(outbox) / f"{outbox.name}.held-{stream}.jsonl"
+
+
+def found(outbox: Path) -> list[Path]:
+    """Spill files ``outbox``'s earlier processes left, oldest stream name first."""
+    return sorted(directory(outbox).glob(f"{outbox.name}.held-*.jsonl"))
+
+
+def write(path: Path, inserts: Iterable[Sequence[Any]]) -> int:
+    """Replace ``path`` with these ``sql.INSERT`` rows, durably (written aside, synced,
+    renamed). Returns the rows written.
+
+    Raises:
+        OSError: the directory cannot be written.
+    """
+    lines = []
+    for r in inserts:
+        body = dict(zip(_FIELDS, r[1:7], strict=True))
+        body["payload"] = base64.b64encode(bytes(r[7])).decode()
+        body["track_ack"] = bool(r[9])
+        body["created_at"] = r[10]
+        lines.append(json.dumps(body, ensure_ascii=False))
+    aside = path.with_name(path.name + ".new")
+    with aside.open("w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(aside, path)
+    return len(lines)
+
+
+def read(path: Path) -> list[tuple[Any, ...]]:
+    """The rows of a spill file, as ``sql.INSERT`` rows without their row key.
+
+    Raises:
+        OSError: it cannot be read.
+        ValueError, KeyError, TypeError: a line is not a spilled row.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        body = json.loads(line)
+        payload = base64.b64decode(body["payload"], validate=True)
+        seq = None if body["seq"] is None else int(body["seq"])
+        rows.append(
+            (seq, body["stream"], str(body["id"]), str(body["type"]), int(body["priority"]),
+             str(body["topic"]), payload, len(payload), bool(body["track_ack"]),
+             float(body["created_at"]))
+        )  # fmt: skip
+    return rows
+
+
+def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert ``rows`` (from :func:`read`) the file does not have, after every row it
+    holds, in one transaction on ``conn`` (its own thread). Returns the rows inserted.
+
+    Raises:
+        sqlite3.Error: nothing was inserted.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM messages").fetchone()
+        inserted = 0
+        for i, row in enumerate(rows, start=1):
+            inserted += conn.execute(_INSERT, (last + i, *row)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+class Spill:
+    """One outbox's held rows, for its spill file.
+
+    Args:
+        outbox: the outbox file.
+        stats: counts ``spill_failures``.
+    """
+
+    def __init__(self, outbox: Path, stats: OutboxStats) -> None:
+        self._outbox = outbox
+        self._stats = stats
+        self._rows: dict[int, tuple[Any, ...]] = {}  # held ``sql.INSERT`` rows by ``n``
+        self._changed = False  # since the file was last written
+        self._written: Path | None = None
+        self._error: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, insert: tuple[Any, ...]) -> None:
+        """``insert`` (an ``sql.INSERT`` row) is held until :meth:`committed` names it."""
+        self._rows[insert[0]] = insert
+        self._changed = True
+
+    def committed(self, ns: Iterable[int]) -> None:
+        """These row keys are in the file now."""
+        for n in ns:
+            if self._rows.pop(n, None) is not None:
+                self._changed = True
+
+    async def write(self, stream: str) -> None:
+        """Write the held rows to ``stream``'s spill file (on a thread: thousands of
+        rows are milliseconds of JSON) unless they are what it holds already. A failure
+        is logged once and counted (``spill_failures``); the rows stay held."""
+        if not self._rows or not self._changed:
+            return
+        path = path_for(self._outbox, stream)
+        self._changed = False
+        try:
+            count = await asyncio.to_thread(write, path, list(self._rows.values()))
+        except OSError as exc:
+            self._changed = True
+            self._stats.spill_failures += 1
+            if self._error is None:
+                log.error("outbox.spill_failed", path=str(path), error=str(exc))
+            self._error = str(exc)
+            return
+        if self._written is None:
+            log.warning("outbox.spilled", path=str(path), rows=count)
+        self._written, self._error = path, None
+
+    def clear(self) -> None:
+        """Nothing is held any more: the spill file, if written, goes."""
+        if self._written is None or self._rows:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self._written.unlink()
+        log.info("outbox.spill_cleared", path=str(self._written))
+        self._written = None
+
+
+async def take_back(db: aiosqlite.Connection, outbox: Path) -> None:
+    """Insert the rows earlier processes spilled that the file does not have, and
+    delete each spill file once its rows are committed. A file that cannot be read is
+    logged and left where it is; one that cannot be stored now waits for a later start.
+    """
+    for path in found(outbox):
+        try:
+            rows = read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("outbox.spill_unreadable", path=str(path), error=str(exc))
+            continue
+        try:
+            inserted = await run_on(db, functools.partial(restore, rows=rows))
+        except sqlite3.Error as exc:
+            log.error("outbox.spill_kept", path=str(path), rows=len(rows), error=str(exc))
+            continue
+        path.unlink(missing_ok=True)
+        log.warning("outbox.spill_restored", path=str(path), rows=len(rows), inserted=inserted)
