@@ -75,10 +75,16 @@ async def test_a_start_on_a_locked_outbox_sends_from_memory_and_stops(tmp_path: 
                 await locker.wait()
 
             # The lock is gone: the old stream carries on (the second run's stream was
-            # never written, so none of its seqs can come back).
+            # never written, so none of its seqs can come back). What the second run
+            # held is stored from its spill and goes again, its own stream and seq kept.
+            [panic] = alarms(center, "alarm.panic")
             await daemon.start()
             await center.wait_for(lambda: len(alarms(center, "gateway.started")) == 3, 30)
             third = alarms(center, "gateway.started")[2]
             assert third["stream"] == first["stream"] != second["stream"]
+            await center.wait_for(lambda: center.copies[panic["id"]] == 2, 10)
+            again = [e for e in alarms(center, "alarm.panic") if e["id"] == panic["id"]]
+            assert {(e["stream"], e["seq"]) for e in again} == {(panic["stream"], panic["seq"])}
+            assert '"event": "outbox.spill_restored"' in daemon.log.read_text(errors="replace")
             await wait_until(lambda: not center.gaps, 10, f"no seq missing: {center.gaps}")
             assert center.seq_conflicts == 0
