@@ -20,8 +20,9 @@ outbox file. Each file is named after the outbox and the stream that held its
 rows: ``<outbox file name>.held-<stream>.jsonl``, one JSON object per row.
 
 Limits: a tmpfs is empty after a power cut; rows held since the last write (under
-a second) are lost to a SIGKILL; a start that cannot write the outbox leaves the
-spill for a later one.
+a second) are lost to a SIGKILL; a start that cannot write the outbox, or finds it
+without tables (new, quarantined) or of a version before streams, leaves the spill
+for a later one.
 """
 
 from __future__ import annotations
