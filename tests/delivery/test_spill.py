@@ -147,3 +147,14 @@ async def test_a_spill_file_that_is_not_one_is_left_where_it_is(tmp_path: Path) 
     async with Outbox(path) as again:
         assert await again.pending_count() == 0
     assert spill.found(path) == [bad]
+
+
+async def test_the_spill_goes_at_the_first_commit_after_the_fault(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        async with lock_held(path):
+            held = outbox.hold(_panic(1))
+            await wait_until(lambda: spill.found(path), 5, "a failed commit spilled it")
+        await wait_until(lambda: not outbox.held, 10, "stored once the lock went")
+        assert spill.found(path) == []
+        assert [r[0] for r in _rows(path)] == [held.id]

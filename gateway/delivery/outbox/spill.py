@@ -188,13 +188,17 @@ class Spill:
         self._written, self._error = path, None
 
     def clear(self) -> None:
-        """Nothing is held any more: the spill file, if written, goes."""
-        if self._written is None or self._rows:
+        """A commit succeeded: the spill file, if written, goes. Rows still held were
+        accepted while commits succeed and go in the next one (if commits fail again
+        the next try spills them afresh); a spill kept longer would only grow stale,
+        and a start much later would store rows acked and purged since."""
+        if self._written is None:
             return
         with contextlib.suppress(FileNotFoundError):
             self._written.unlink()
-        log.info("outbox.spill_cleared", path=str(self._written))
+        log.info("outbox.spill_cleared", path=str(self._written), held=len(self._rows))
         self._written = None
+        self._changed = True  # what is still held goes in the next spill
 
 
 async def take_back(db: aiosqlite.Connection, outbox: Path) -> None:
