@@ -193,7 +193,7 @@ class Gateway:
             self.patrol = PatrolStage(cfg, factory, durable, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
             if cfg.panels or cfg.dc09.listen:
-                self.panels = panel_stage(cfg, factory, durable)
+                self.panels = panel_stage(cfg, factory, emit, durable)
                 stages.append(self.panels)
             alarm_emit: StoreWith = emit
             if cfg.cameras:
@@ -590,12 +590,12 @@ def camera_stage(
     return CameraStage(cfg, factory, store, keep, recall, publish_state=publish_state, armed=armed)
 
 
-def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit) -> PanelStage:
+def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit, durable: Emit) -> PanelStage:
     """The DC-09 panels' stage, imported only when ``[dc09]`` or ``[[panels]]`` is
     configured (its AES library stays out of a gateway without panels)."""
     from gateway.panels.stage import PanelStage
 
-    return PanelStage(cfg, factory, emit)
+    return PanelStage(cfg, factory, emit, durable)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

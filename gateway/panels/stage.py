@@ -6,7 +6,11 @@ daemon after the Modbus pollers: ``driver[dc09:<protocol>:<host>:<port>]`` for e
 supervisor) and ``dc09[supervision]`` (panels silent past their ``supervision_s``).
 
 The receiver hands every observation here and waits: a message's events are
-committed (``emit`` is the outbox's ``append``) before the panel gets its ACK.
+committed (``durable`` is the outbox's ``append``) before the panel gets its ACK. What
+acknowledges nothing is only held (``emit``, the outbox's ``hold``): a panel's
+``device.online`` and ``fault.device_offline``, and ``fault.panel_rejected`` before a
+NAK, so neither the panic behind them, nor the NAK, nor another panel's supervision
+waits on the disk (a fresh review of 2026-12-05: each waited out a 6-10 s lock).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class PanelStage:
     Args:
         cfg: the gateway config (``[dc09]``, ``[[panels]]``, ``[[areas]]``).
         factory: makes events.
-        emit: stores an event (the outbox's ``append``).
+        emit: accepts an event without waiting for its commit (the outbox's ``hold``).
+        durable: stores an event, returning once it is committed (``append``).
         now: the gateway's clock.
 
     Raises:
@@ -52,6 +57,7 @@ class PanelStage:
         cfg: GatewayConfig,
         factory: EventFactory,
         emit: Emit,
+        durable: Emit,
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -70,7 +76,7 @@ class PanelStage:
             else UdpListener(listen, self.receiver)
             for listen in cfg.dc09.listen
         ]
-        self.reports = PanelReports(cfg.panels, {a.id: a for a in cfg.areas}, factory, emit)
+        self.reports = PanelReports(cfg.panels, {a.id: a for a in cfg.areas}, factory, durable)
         self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
         self._health = HealthEvents(factory, emit)
 

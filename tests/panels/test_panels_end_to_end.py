@@ -21,7 +21,7 @@ from simulators.broker import MosquittoBroker
 from simulators.center import CenterConsole
 from simulators.dc09_panel import SimulatedPanel
 from tests.fault_support import stored_ids, wait_until
-from tests.helpers import assert_valid_event, free_port, signed_center
+from tests.helpers import assert_valid_event, free_port, lock_held, signed_center
 from tests.ops_support import scrape, status
 from tests.panels_support import (
     ACCOUNT,
@@ -105,6 +105,52 @@ async def test_the_ack_waits_for_the_commit(mosquitto: MosquittoBroker, tmp_path
             outcome = await asyncio.wait_for(sending, 10)
             assert outcome.acked and outcome.attempts == 1
             assert len(stored_ids(outbox, "alarm.panic")) == 1
+
+
+async def test_while_the_outbox_is_locked_no_panel_event_and_no_nak_waits_for_it(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Another process holds the outbox's lock from before the panels' first messages:
+    a panel's first panic (its ``device.online`` comes with it), both events of one
+    frame, and a NAK for a slow clock all go within 2 s; only the ACKs wait for the
+    commit (a fresh review of 2026-12-05: each waited out the lock)."""
+    tcp, udp = _ports()
+    accounts = (ACCOUNT, "5678", "9012")  # three panels: each waits for its own ACK
+    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp, udp_port=udp, panels=[
+        panel(),
+        panel(id="west", account=accounts[1], zones=[]),
+        panel(id="north", account=accounts[2], zones=[]),
+    ])  # fmt: skip
+    outbox = tmp_path / "outbox.sqlite"
+    async with (
+        signed_center(mosquitto.host, mosquitto.port) as center,
+        listening(cfg, outbox) as gateway,
+    ):
+        assert gateway.panels is not None
+        receiver = gateway.panels.receiver
+        panels = [
+            SimulatedPanel("127.0.0.1", tcp, accounts[0], ack_timeout_s=30),
+            SimulatedPanel("127.0.0.1", tcp, accounts[1], ack_timeout_s=30),
+            SimulatedPanel("127.0.0.1", tcp, accounts[2], clock_offset_s=-300, ack_timeout_s=30),
+        ]
+        async with panels[0] as first, panels[1] as frame, panels[2] as late:
+            async with lock_held(outbox):
+                sent = time.monotonic()
+                panic = asyncio.create_task(first.cid("1120", partition=1, zone=3))
+                await center.wait_for(lambda: bool(_of(center, "alarm.panic")), 2.0)
+                both = asyncio.create_task(frame.send("SIA-DCS", "Nri1/BA005/PA004"))
+                await center.wait_for(lambda: len(_of(center, "alarm.panic")) == 2, 2.0)
+                await center.wait_for(lambda: len(_of(center, "alarm.intrusion")) == 1, 2.0)
+                slow = asyncio.create_task(late.cid("1130", partition=1, zone=3))
+                await wait_until(lambda: receiver.counts["nak"] == 1, 2.0, "the NAK, locked")
+                assert time.monotonic() - sent < 6.0
+                assert not (panic.done() or both.done() or slow.done())  # ACKs wait
+                assert stored_ids(outbox, "alarm.panic") == []
+            outcomes = [await asyncio.wait_for(t, 15) for t in (panic, both, slow)]
+    assert [o.answer for o in outcomes] == ["ACK", "ACK", "ACK"]
+    assert outcomes[2].attempts == 2  # NAKed once, then taken with the gateway's time
+    assert len(stored_ids(outbox, "alarm.panic")) == 2
+    assert len(stored_ids(outbox, "alarm.intrusion")) == 2
 
 
 @pytest.mark.parametrize(("transport", "encrypted"), [("udp", False), ("tcp", True), ("udp", True)])
