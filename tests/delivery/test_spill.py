@@ -48,7 +48,7 @@ async def test_a_stop_that_cannot_store_spills_and_the_next_start_takes_them_bac
         await outbox.__aexit__(None, None, None)  # its 2 s pass with the lock held
         [spilled] = spill.found(path)
         assert spilled == spill.path_for(path, outbox.stream)
-        assert [r[2] for r in spill.read(spilled)] == [first.id, second.id]
+        assert [r[2] for r in spill.read(spilled)[0]] == [first.id, second.id]
     assert _rows(path) == []
     async with Outbox(path) as again:
         assert again.stream_change == (outbox.stream, "unclean stop")
@@ -138,15 +138,48 @@ async def test_a_spilled_row_the_file_has_is_not_stored_twice(tmp_path: Path) ->
     assert spill.found(path) == []
 
 
-async def test_a_spill_file_that_is_not_one_is_left_where_it_is(tmp_path: Path) -> None:
+async def test_a_bad_line_costs_only_itself_and_its_file_is_kept_aside(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     async with Outbox(path):
         pass
-    bad = spill.path_for(path, "older")
-    bad.write_text("not json\n")
+    kept = spill.path_for(path, "older")
+    good = (1, 7, "older", "01JXOLDERSTREAMROW00000000", "alarm.panic", 1,
+            "events/alarm/panic", b'{"x":1}', 7, True, 2.0)  # fmt: skip
+    spill.write(kept, [good])
+    with kept.open("a", encoding="utf-8") as f:
+        f.write('{"seq": 8, "stream": "older", "id": "cut sh\n')  # a line cut short
     async with Outbox(path) as again:
-        assert await again.pending_count() == 0
-    assert spill.found(path) == [bad]
+        assert _rows(path) == [(good[3], "older", 7, False)]
+        assert again.stats.spill_failures == 1
+    assert spill.found(path) == []
+    assert kept.with_name(kept.name + ".unreadable").exists()
+
+
+async def test_a_spill_that_cannot_be_deleted_does_not_stop_the_commits(tmp_path: Path) -> None:
+    """The spill file turned into a directory that cannot be removed: the commit that
+    should have deleted it stands, and the next ones go on (a review of 2026-12-05: the
+    writer retried that commit for good)."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as outbox:
+        async with lock_held(path):
+            first = outbox.hold(_panic(1))
+            await wait_until(lambda: spill.found(path), 5, "a failed commit spilled it")
+            [spilled] = spill.found(path)
+            spilled.unlink()
+            spilled.mkdir()
+            (spilled / "in the way").write_text("x")
+        await wait_until(lambda: not outbox.held, 10, "stored once the lock went")
+        second = await asyncio.wait_for(outbox.append(_panic(2)), 5)
+        assert [r[0] for r in _rows(path)] == [first.id, second.id]
+        assert outbox.stats.spill_failures == 1 and outbox.last_error is None
+
+
+async def test_two_outboxes_of_one_name_never_take_each_others_spill(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ours, theirs = tmp_path / "a" / "outbox.sqlite", tmp_path / "b" / "outbox.sqlite"
+    assert spill.path_for(ours, "s") != spill.path_for(theirs, "s")
+    assert spill.path_for(ours, "s").name != spill.path_for(theirs, "s").name
 
 
 async def test_the_spill_goes_at_the_first_commit_after_the_fault(tmp_path: Path) -> None:

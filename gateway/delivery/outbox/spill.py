@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
+import hashlib
 import json
 import os
 import sqlite3
@@ -60,14 +60,24 @@ def directory(outbox: Path) -> Path:
     return Path(runtime) if runtime else outbox.parent
 
 
+def _prefix(outbox: Path) -> str:
+    """``<file name>-<8 hex of its absolute path>``: two outboxes of one name in
+    different directories never share a runtime directory's spill (a review of
+    2026-12-05 had one gateway store another's panics)."""
+    where = hashlib.sha256(str(outbox.absolute()).encode()).hexdigest()[:8]
+    return f"{outbox.name}-{where}"
+
+
 def path_for(outbox: Path, stream: str) -> Path:
     """The spill file of ``outbox``'s rows held in ``stream``."""
-    return directory(outbox) / f"{outbox.name}.held-{stream}.jsonl"
+    return directory(outbox) / f"{_prefix(outbox)}.held-{stream}.jsonl"
 
 
 def found(outbox: Path) -> list[Path]:
-    """Spill files ``outbox``'s earlier processes left, oldest stream name first."""
-    return sorted(directory(outbox).glob(f"{outbox.name}.held-*.jsonl"))
+    """Spill files ``outbox``'s earlier processes left (regular files only: a FIFO of
+    that name would hang the start), oldest stream name first."""
+    names = directory(outbox).glob(f"{_prefix(outbox)}.held-*.jsonl")
+    return sorted(p for p in names if p.is_file())
 
 
 def write(path: Path, inserts: Iterable[Sequence[Any]]) -> int:
@@ -93,26 +103,33 @@ def write(path: Path, inserts: Iterable[Sequence[Any]]) -> int:
     return len(lines)
 
 
-def read(path: Path) -> list[tuple[Any, ...]]:
-    """The rows of a spill file, as ``sql.INSERT`` rows without their row key.
+def read(path: Path) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of a spill file, as ``sql.INSERT`` rows without their row key, and the
+    number of lines that are not a spilled row (skipped: one bad line must not cost
+    the others, a review of 2026-12-05).
 
     Raises:
         OSError: it cannot be read.
-        ValueError, KeyError, TypeError: a line is not a spilled row.
     """
     rows: list[tuple[Any, ...]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    bad = 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
-        body = json.loads(line)
-        payload = base64.b64decode(body["payload"], validate=True)
-        seq = None if body["seq"] is None else int(body["seq"])
-        rows.append(
-            (seq, body["stream"], str(body["id"]), str(body["type"]), int(body["priority"]),
-             str(body["topic"]), payload, len(payload), bool(body["track_ack"]),
-             float(body["created_at"]))
-        )  # fmt: skip
-    return rows
+        try:
+            rows.append(_row(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            bad += 1
+    return rows, bad
+
+
+def _row(body: dict[str, Any]) -> tuple[Any, ...]:
+    payload = base64.b64decode(body["payload"], validate=True)
+    seq = None if body["seq"] is None else int(body["seq"])
+    stream = None if body["stream"] is None else str(body["stream"])
+    return (seq, stream, str(body["id"]), str(body["type"]), int(body["priority"]),
+            str(body["topic"]), payload, len(payload), bool(body["track_ack"]),
+            float(body["created_at"]))  # fmt: skip
 
 
 def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
@@ -194,22 +211,29 @@ class Spill:
         and a start much later would store rows acked and purged since."""
         if self._written is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            self._written.unlink()
-        log.info("outbox.spill_cleared", path=str(self._written), held=len(self._rows))
+        try:
+            self._written.unlink(missing_ok=True)
+        except OSError as exc:  # the commit stands: a stale spill only repeats stored rows
+            self._stats.spill_failures += 1
+            log.error("outbox.spill_not_cleared", path=str(self._written), error=str(exc))
+        else:
+            log.info("outbox.spill_cleared", path=str(self._written), held=len(self._rows))
         self._written = None
         self._changed = True  # what is still held goes in the next spill
 
 
-async def take_back(db: aiosqlite.Connection, outbox: Path) -> None:
+async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) -> None:
     """Insert the rows earlier processes spilled that the file does not have, and
     delete each spill file once its rows are committed. A file that cannot be read is
-    logged and left where it is; one that cannot be stored now waits for a later start.
+    logged, counted (``spill_failures``) and left where it is; one that cannot be
+    stored now waits for a later start; lines that are not rows are skipped, counted,
+    and their file is kept aside as ``<name>.unreadable`` once its rows are in.
     """
     for path in found(outbox):
         try:
-            rows = read(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            rows, bad = await asyncio.to_thread(read, path)  # a big one is seconds of JSON
+        except OSError as exc:
+            stats.spill_failures += 1
             log.error("outbox.spill_unreadable", path=str(path), error=str(exc))
             continue
         try:
@@ -217,5 +241,21 @@ async def take_back(db: aiosqlite.Connection, outbox: Path) -> None:
         except sqlite3.Error as exc:
             log.error("outbox.spill_kept", path=str(path), rows=len(rows), error=str(exc))
             continue
-        path.unlink(missing_ok=True)
-        log.warning("outbox.spill_restored", path=str(path), rows=len(rows), inserted=inserted)
+        log.warning(
+            "outbox.spill_restored", path=str(path), rows=len(rows), inserted=inserted,
+            unreadable_lines=bad,
+        )  # fmt: skip
+        try:
+            if bad:
+                stats.spill_failures += 1
+                path.rename(path.with_name(path.name + ".unreadable"))
+            else:
+                path.unlink()
+        except OSError as exc:  # its rows are in: a later start finds them there
+            stats.spill_failures += 1
+            log.error("outbox.spill_not_cleared", path=str(path), error=str(exc))
+
+
+def waiting(outbox: Path) -> list[str]:
+    """Spill files a start could not take back: what waits in them, for the log."""
+    return [str(p) for p in found(outbox)]

@@ -277,6 +277,9 @@ class Outbox(OutboxReads):
             log.error("outbox.unwritable", path=str(self.path), error=str(exc))
         self._lock_fd = lock(self.path)
         previous, running = await self._open_first()
+        if left := spill.waiting(self.path):  # not taken back: unsent until a later start
+            self.stats.spill_failures += 1
+            log.error("outbox.spill_waiting", files=left, error=self.last_error)
         if self._db is None:
             self._new_stream(None, "unreadable at start")
         elif previous is None:
@@ -338,7 +341,7 @@ class Outbox(OutboxReads):
         async with db.execute("PRAGMA table_info(messages)") as cur:
             streams = any(r[1] == "stream" for r in await cur.fetchall())
         if streams:  # rows earlier processes held and spilled, before anything is counted
-            await spill.take_back(db, self.path)
+            await spill.take_back(db, self.path, self.stats)
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
