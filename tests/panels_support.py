@@ -134,6 +134,7 @@ async def receiving(
         receiver,
         max_connections=cfg.max_connections,
         idle_timeout=cfg.idle_timeout_s,
+        max_per_host=cfg.max_connections_per_host,
     )
     tcp.listen = tcp.listen.model_copy(update={"port": 0})
     udp = UdpListener(ListenConfig(protocol="udp", host="127.0.0.1", port=1), receiver)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -60,10 +63,14 @@ class TcpListener(_Listener):
         receiver: the receiver's rules.
         max_connections: connections served at once; more are closed at once.
         idle_timeout: seconds a connection may send nothing before it is closed.
+        max_per_host: connections of one address at once: a newer one closes that
+            address's connection idle longest that is not taking a frame (or is
+            closed itself when every one is).
 
     Attributes:
         port: the port listened on. ready: set once listening.
         connections: connections open now. refused_connections: closed for the limit.
+        evicted_connections: closed for a newer one of the same address.
     """
 
     def __init__(
@@ -73,14 +80,18 @@ class TcpListener(_Listener):
         *,
         max_connections: int,
         idle_timeout: float,
+        max_per_host: int = 16,
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         super().__init__(listen, receiver, logger)
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_per_host = max_per_host
         self.connections = 0
         self.refused_connections = 0
+        self.evicted_connections = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._hosts: dict[str, set[_Connection]] = {}
 
     async def run(self) -> None:
         """Listen until cancelled; then close every connection.
@@ -103,15 +114,21 @@ class TcpListener(_Listener):
         task = asyncio.current_task()
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"tcp {host}:{port}"
-        if task is None or self.connections >= self.max_connections:
+        same = self._hosts.setdefault(str(host), set())
+        if len(same) >= self.max_per_host:
+            self._evict(same, peer)
+        full = self.connections >= self.max_connections or len(same) >= self.max_per_host
+        if task is None or full:
             self.refused_connections += 1
             self.log.warning("dc09.connection_refused", peer=peer, open=self.connections)
             writer.close()
             return
+        conn = _Connection(writer, time.monotonic())
+        same.add(conn)
         self._tasks.add(task)
         self.connections += 1
         try:
-            await self._serve(reader, writer, peer)
+            await self._serve(reader, writer, peer, conn)
         except asyncio.CancelledError:
             # Only run()'s stop cancels this task (and awaits it). It ends normally:
             # CPython 3.11's start_server done-callback calls exception() on a cancelled
@@ -120,12 +137,31 @@ class TcpListener(_Listener):
         finally:
             self.connections -= 1
             self._tasks.discard(task)
+            same.discard(conn)
+            if not same:
+                self._hosts.pop(str(host), None)
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
 
+    def _evict(self, same: set[_Connection], peer: str) -> None:
+        """Close the connection of ``same`` idle longest that is not taking a frame."""
+        idle = [c for c in same if not c.busy]
+        if not idle:
+            return
+        victim = min(idle, key=lambda c: c.active_at)
+        same.discard(victim)  # its task ends at the end of the stream it now reads
+        victim.writer.close()
+        self.evicted_connections += 1
+        idle_s = round(time.monotonic() - victim.active_at, 1)
+        self.log.warning("dc09.connection_evicted", peer=peer, idle_s=idle_s)
+
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+        conn: _Connection,
     ) -> None:
         """Frames in the order they came, each answered before the next is taken.
 
@@ -139,23 +175,45 @@ class TcpListener(_Listener):
             except (TimeoutError, ConnectionError) as exc:
                 self.log.info("dc09.connection_closed", peer=peer, why=type(exc).__name__)
                 data = b""
-            for piece in framer.feed(data):
-                if isinstance(piece, Junk):
-                    await self.receiver.junk(piece.data, peer)
-                    continue
-                answer = await self._handle(piece, peer)
-                if answer is None or not open_:
-                    continue
-                try:
-                    writer.write(answer)
-                    await writer.drain()
-                except ConnectionError as exc:
-                    open_ = False
-                    self.log.info("dc09.answer_not_sent", peer=peer, error=str(exc))
+            conn.active_at = time.monotonic()
+            conn.busy = True
+            try:
+                open_ = await self._take(framer.feed(data), writer, peer, open_)
+            finally:
+                conn.busy = False
             if not data:
                 break
         if framer.pending:
             await self.receiver.junk(b"(connection closed mid-frame)", peer)
+
+    async def _take(
+        self, pieces: Iterable[bytes | Junk], writer: asyncio.StreamWriter, peer: str, open_: bool
+    ) -> bool:
+        """Take and answer ``pieces``; returns whether answers can still be written."""
+        for piece in pieces:
+            if isinstance(piece, Junk):
+                await self.receiver.junk(piece.data, peer)
+                continue
+            answer = await self._handle(piece, peer)
+            if answer is None or not open_:
+                continue
+            try:
+                writer.write(answer)
+                await writer.drain()
+            except ConnectionError as exc:
+                open_ = False
+                self.log.info("dc09.answer_not_sent", peer=peer, error=str(exc))
+        return open_
+
+
+@dataclass(slots=True, eq=False)  # in sets by identity
+class _Connection:
+    """One TCP connection: its writer, when it last sent, and whether it is taking a
+    frame now (a connection waiting for its commit is never the one closed)."""
+
+    writer: asyncio.StreamWriter
+    active_at: float
+    busy: bool = False
 
 
 class UdpListener(_Listener):

@@ -58,6 +58,9 @@ class Dc09Config(Strict):
     """``[dc09]``: the receiver.
 
     ``max_connections``: TCP connections served at once (more are closed at once).
+    ``max_connections_per_host``: TCP connections of one address at once; a newer one
+    closes that address's connection idle longest (a neighbour's idle connections
+    must not lock the panels out; a panel's stale ones must not lock it out).
     ``idle_timeout_s``: a TCP connection that sends nothing this long is closed.
     ``retransmit_window_s``: a frame sent again within this time with the same
     account, sequence number and data is acknowledged again, not stored twice.
@@ -67,6 +70,7 @@ class Dc09Config(Strict):
 
     listen: list[ListenConfig] = Field(default_factory=list)
     max_connections: int = Field(default=256, ge=1, le=10_000)
+    max_connections_per_host: int = Field(default=16, ge=1, le=10_000)
     idle_timeout_s: float = Field(default=900.0, gt=0, le=86_400)
     retransmit_window_s: float = Field(default=120.0, gt=0, le=3600)
     reject_report_s: float = Field(default=600.0, gt=0, le=86_400)

@@ -159,6 +159,9 @@ def _receiver(r: ReceiverStatus) -> Iterator[Metric]:
     yield _gauge("dc09_connections", "Panel TCP connections open now", r.connections)
     yield _counter("dc09_connections_refused", "Panel TCP connections closed for max_connections",
                    r.refused_connections)  # fmt: skip
+    yield _counter("dc09_connections_evicted",
+                   "Panel TCP connections closed for a newer one of the same address",
+                   r.evicted_connections)  # fmt: skip
     yield _counter("dc09_udp_dropped", "Panel UDP datagrams dropped (too many being taken)",
                    r.udp_dropped)  # fmt: skip
 

@@ -102,13 +102,16 @@ class ReceiverStatus:
     ``frames``, ``accepted``, ``null``, ``duplicates``, ``ack``, ``nak``, ``duh``,
     ``unanswered``, ``answers_ignored``, ``junk``, ``sink_failed``, ``errors``,
     ``refused.<reason>``); ``connections`` are TCP connections open now,
-    ``refused_connections`` those closed for ``max_connections``, ``udp_dropped``
+    ``refused_connections`` those closed for ``max_connections``,
+    ``evicted_connections`` those closed for a newer one of the same address
+    (``max_connections_per_host``), ``udp_dropped``
     datagrams dropped while too many were being taken.
     """
 
     counts: dict[str, int]
     connections: int
     refused_connections: int
+    evicted_connections: int
     udp_dropped: int
 
 
@@ -257,6 +260,7 @@ def _receiver(stage: PanelStage | None) -> ReceiverStatus | None:
         counts=dict(sorted(stage.receiver.counts.items())),
         connections=stage.connections,
         refused_connections=stage.refused_connections,
+        evicted_connections=stage.evicted_connections,
         udp_dropped=stage.udp_dropped,
     )
 

@@ -71,6 +71,7 @@ class PanelStage:
                 self.receiver,
                 max_connections=cfg.dc09.max_connections,
                 idle_timeout=cfg.dc09.idle_timeout_s,
+                max_per_host=cfg.dc09.max_connections_per_host,
             )
             if listen.protocol == "tcp"
             else UdpListener(listen, self.receiver)
@@ -89,6 +90,11 @@ class PanelStage:
     def refused_connections(self) -> int:
         """TCP connections closed for ``[dc09] max_connections`` since start."""
         return sum(x.refused_connections for x in self.listeners if isinstance(x, TcpListener))
+
+    @property
+    def evicted_connections(self) -> int:
+        """TCP connections closed for a newer one of the same address since start."""
+        return sum(x.evicted_connections for x in self.listeners if isinstance(x, TcpListener))
 
     @property
     def udp_dropped(self) -> int:

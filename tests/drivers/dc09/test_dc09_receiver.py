@@ -198,6 +198,26 @@ async def test_connections_beyond_the_limit_are_closed() -> None:
     assert tcp.refused_connections == 1
 
 
+async def test_one_hosts_idle_connections_never_shut_a_panel_out() -> None:
+    """A neighbour on the panel's own address holds its share of connections open and
+    silent: the panel's new connection closes the one idle longest and is served (a
+    fresh review of 2026-12-05: 256 such connections shut every panel out)."""
+    sink = Sink()
+    cfg = Dc09Config(max_connections_per_host=3)
+    async with receiving([_panel()], sink, dc09=cfg) as (_, tcp, _):
+        idle = [await asyncio.open_connection("127.0.0.1", tcp.port) for _ in range(3)]
+        await wait_until(lambda: tcp.connections == 3, 5, "three idle connections")
+        panel = PanelLink("127.0.0.1", tcp.port)
+        await panel.send(writer.message("ADM-CID", 1, ACCOUNT, "1120 01 003"))
+        assert await panel.next_answer(5) is not None
+        assert tcp.evicted_connections == 1 and tcp.refused_connections == 0
+        assert tcp.connections == 3
+        await panel.close()
+        for _, idle_writer in idle:
+            idle_writer.close()
+    assert [m.reports[0].code for m in sink.messages()] == ["120"]
+
+
 def _now(offset_s: float = 0):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
