@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -63,9 +64,9 @@ class TcpListener(_Listener):
         receiver: the receiver's rules.
         max_connections: connections served at once; more are closed at once.
         idle_timeout: seconds a connection may send nothing before it is closed.
-        max_per_host: connections of one address at once: a newer one closes that
-            address's connection idle longest that is not taking a frame (or is
-            closed itself when every one is).
+        max_per_host: connections of one address at once that no panel has proven
+            (see :class:`_Connection`): a newer one closes the idlest of those that is
+            not taking a frame (or is closed itself when every one is).
 
     Attributes:
         port: the port listened on. ready: set once listening.
@@ -115,15 +116,15 @@ class TcpListener(_Listener):
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"tcp {host}:{port}"
         same = self._hosts.setdefault(str(host), set())
-        if len(same) >= self.max_per_host:
-            self._evict(same, peer)
-        full = self.connections >= self.max_connections or len(same) >= self.max_per_host
+        if _unproven(same) >= self.max_per_host:
+            self._evict(same)
+        full = self.connections >= self.max_connections or _unproven(same) >= self.max_per_host
         if task is None or full:
             self.refused_connections += 1
             self.log.warning("dc09.connection_refused", peer=peer, open=self.connections)
             writer.close()
             return
-        conn = _Connection(writer, time.monotonic())
+        conn = _Connection(writer, peer, time.monotonic())
         same.add(conn)
         self._tasks.add(task)
         self.connections += 1
@@ -144,9 +145,10 @@ class TcpListener(_Listener):
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    def _evict(self, same: set[_Connection], peer: str) -> None:
-        """Close the connection of ``same`` idle longest that is not taking a frame."""
-        idle = [c for c in same if not c.busy]
+    def _evict(self, same: set[_Connection]) -> None:
+        """Close the connection of ``same`` idle longest that no panel has proven and
+        that is not taking a frame."""
+        idle = [c for c in same if not (c.busy or c.proven)]
         if not idle:
             return
         victim = min(idle, key=lambda c: c.active_at)
@@ -154,7 +156,7 @@ class TcpListener(_Listener):
         victim.writer.close()
         self.evicted_connections += 1
         idle_s = round(time.monotonic() - victim.active_at, 1)
-        self.log.warning("dc09.connection_evicted", peer=peer, idle_s=idle_s)
+        self.log.warning("dc09.connection_evicted", peer=victim.peer, idle_s=idle_s)
 
     async def _serve(
         self,
@@ -178,7 +180,7 @@ class TcpListener(_Listener):
             conn.active_at = time.monotonic()
             conn.busy = True
             try:
-                open_ = await self._take(framer.feed(data), writer, peer, open_)
+                open_ = await self._take(framer.feed(data), writer, peer, open_, conn)
             finally:
                 conn.busy = False
             if not data:
@@ -187,7 +189,12 @@ class TcpListener(_Listener):
             await self.receiver.junk(b"(connection closed mid-frame)", peer)
 
     async def _take(
-        self, pieces: Iterable[bytes | Junk], writer: asyncio.StreamWriter, peer: str, open_: bool
+        self,
+        pieces: Iterable[bytes | Junk],
+        writer: asyncio.StreamWriter,
+        peer: str,
+        open_: bool,
+        conn: _Connection,
     ) -> bool:
         """Take and answer ``pieces``; returns whether answers can still be written."""
         for piece in pieces:
@@ -195,6 +202,8 @@ class TcpListener(_Listener):
                 await self.receiver.junk(piece.data, peer)
                 continue
             answer = await self._handle(piece, peer)
+            if answer is not None and _PANEL_ANSWERS.search(answer):
+                conn.proven = True  # a configured account spoke on it
             if answer is None or not open_:
                 continue
             try:
@@ -208,12 +217,28 @@ class TcpListener(_Listener):
 
 @dataclass(slots=True, eq=False)  # in sets by identity
 class _Connection:
-    """One TCP connection: its writer, when it last sent, and whether it is taking a
-    frame now (a connection waiting for its commit is never the one closed)."""
+    """One TCP connection: its writer and peer, when it last sent, whether it is
+    taking a frame now, and whether a configured panel has spoken on it (its frame got
+    an ``ACK`` or a ``NAK``). Neither a busy nor a proven one is ever closed for a
+    newer one: a panel keeps its connection open and silent between reports, and
+    closing it cost each report an ACK timeout (a review of 2026-12-05: 17 panels
+    behind one address, every report 3 s late)."""
 
     writer: asyncio.StreamWriter
+    peer: str
     active_at: float
     busy: bool = False
+    proven: bool = False
+
+
+_PANEL_ANSWERS = re.compile(rb'"\*?(ACK|NAK)"')
+"""An answer to a configured account, plain or encrypted (``"ACK"``, ``"*NAK"``; ``DUH``
+goes to any sender: ``drivers/dc09/writer.py``)."""
+
+
+def _unproven(same: set[_Connection]) -> int:
+    """Connections of one address no panel has proven: what the per-address cap counts."""
+    return sum(1 for c in same if not c.proven)
 
 
 class UdpListener(_Listener):

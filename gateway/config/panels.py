@@ -58,9 +58,10 @@ class Dc09Config(Strict):
     """``[dc09]``: the receiver.
 
     ``max_connections``: TCP connections served at once (more are closed at once).
-    ``max_connections_per_host``: TCP connections of one address at once; a newer one
-    closes that address's connection idle longest (a neighbour's idle connections
-    must not lock the panels out; a panel's stale ones must not lock it out).
+    ``max_connections_per_host``: TCP connections of one address at once on which no
+    configured panel has been answered yet; a newer one closes the idlest of them (a
+    neighbour's idle connections must not lock the panels out; a panel's own
+    connection, which it keeps open and silent between reports, is never closed).
     ``idle_timeout_s``: a TCP connection that sends nothing this long is closed.
     ``retransmit_window_s``: a frame sent again within this time with the same
     account, sequence number and data is acknowledged again, not stored twice.

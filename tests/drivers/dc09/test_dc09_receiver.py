@@ -218,6 +218,29 @@ async def test_one_hosts_idle_connections_never_shut_a_panel_out() -> None:
     assert [m.reports[0].code for m in sink.messages()] == ["120"]
 
 
+async def test_connections_a_panel_spoke_on_are_never_closed_for_newer_ones() -> None:
+    """Three panels behind one address keep their connections open and silent; silent
+    strangers from it then come and go: the panels' next reports are answered at once
+    on their own connections (a review of 2026-12-05: each one cost an ACK timeout)."""
+    sink = Sink()
+    cfg = Dc09Config(max_connections_per_host=2)
+    async with receiving([_panel()], sink, dc09=cfg) as (_, tcp, _):
+        panels = [PanelLink("127.0.0.1", tcp.port) for _ in range(3)]
+        for seq, link in enumerate(panels, start=1):
+            await link.send(writer.message("NULL", seq, ACCOUNT, None))
+            assert await link.next_answer(5) is not None
+        idle = [await asyncio.open_connection("127.0.0.1", tcp.port) for _ in range(3)]
+        await wait_until(lambda: tcp.evicted_connections == 1, 5, "a stranger closed")
+        for seq, link in enumerate(panels, start=11):
+            await link.send(writer.message("NULL", seq, ACCOUNT, None))
+            assert await link.next_answer(2) is not None
+        assert tcp.connections == 5 and tcp.refused_connections == 0
+        for link in panels:
+            await link.close()
+        for _, idle_writer in idle:
+            idle_writer.close()
+
+
 def _now(offset_s: float = 0):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
