@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,6 +105,27 @@ async def connect_durable(
             await db.close()
         raise
     return db, reason
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on ``conn``, on the connection's own thread: ``BEGIN
+    IMMEDIATE`` before the block, ``COMMIT`` after it, ``ROLLBACK`` if anything in it
+    (or the commit) raises; a rollback that fails too is left to the reconnect that
+    follows a failure.
+
+    Raises:
+        sqlite3.Error, OSError: whatever the block or the commit raised.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 def not_durable_files(files: Iterable[tuple[Path, str | None]]) -> str:

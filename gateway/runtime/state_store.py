@@ -61,7 +61,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.events.model import Emit, Event
-from gateway.runtime.durable import connect_durable, quarantine
+from gateway.runtime.durable import connect_durable, quarantine, write_transaction
 from gateway.runtime.onthread import run_on
 from gateway.runtime.state import (
     ALARM,
@@ -114,20 +114,13 @@ def _write(
     conn: sqlite3.Connection, *, deletes: list[tuple[str, str]], puts: list[tuple[str, str, str]]
 ) -> None:
     """One transaction on the connection's thread (one hop, :mod:`gateway.runtime.onthread`)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    with write_transaction(conn):
         if deletes:
             conn.executemany("DELETE FROM state WHERE kind = ? AND key = ?", deletes)
         if puts:
             conn.executemany(
                 "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)", puts
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
 
 
 def _json(data: Any) -> str:

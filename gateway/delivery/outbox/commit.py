@@ -15,13 +15,13 @@ file holds all of a commit or none of it.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.delivery.outbox import backlog, kept, resend_rows, sql
 from gateway.delivery.outbox.capacity import Counts, shed_rows
+from gateway.runtime.durable import write_transaction
 from gateway.runtime.onthread import select_chunks
 
 
@@ -120,16 +120,8 @@ def apply(conn: sqlite3.Connection, tx: Transaction) -> Outcome:
     Raises:
         sqlite3.Error, OSError: the commit failed; nothing of it is in the file.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        out = _statements(conn, tx)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # the writer reconnects after a failure
-                conn.execute("ROLLBACK")
-        raise
-    return out
+    with write_transaction(conn):
+        return _statements(conn, tx)
 
 
 def _statements(conn: sqlite3.Connection, tx: Transaction) -> Outcome:

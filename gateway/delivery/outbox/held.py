@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
 
@@ -31,6 +31,7 @@ class _Held:
     offered: bool = False
     pubacked_at: float | None = None  # time.monotonic() of its last PUBACK, until re-sent
     acked: bool = False  # the center acked it (the mark waits for a commit too)
+    insert: tuple[Any, ...] | None = None  # its ``sql.INSERT`` row, for the spill
 
 
 class Handover(NamedTuple):
@@ -75,9 +76,14 @@ class HeldRows:
     def __contains__(self, n: object) -> bool:
         return n in self._rows
 
-    def add(self, row: PendingRow) -> None:
-        """Hold ``row`` until :meth:`committed` names it."""
-        self._rows[row.n] = _Held(row, self._clock())
+    def add(self, row: PendingRow, insert: tuple[Any, ...] | None = None) -> None:
+        """Hold ``row`` until :meth:`committed` names it; ``insert`` is its
+        ``sql.INSERT`` row, written to the spill while commits fail (``spill.py``)."""
+        self._rows[row.n] = _Held(row, self._clock(), insert=insert)
+
+    def inserts(self) -> list[tuple[Any, ...]]:
+        """The ``sql.INSERT`` rows of the held events, in the order held."""
+        return [h.insert for h in self._rows.values() if h.insert is not None]
 
     def _track(self, held: _Held) -> None:
         """Keep ``_waiting`` true to ``held`` after a change to it."""

@@ -42,6 +42,7 @@ import aiosqlite
 import structlog
 
 from gateway.delivery.outbox.capacity import OutboxStats
+from gateway.runtime.durable import write_transaction
 from gateway.runtime.onthread import run_on
 
 log = structlog.get_logger(__name__)
@@ -139,22 +140,17 @@ def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
     Raises:
         sqlite3.Error: nothing was inserted.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM messages").fetchone()
         inserted = 0
         for i, row in enumerate(rows, start=1):
             inserted += conn.execute(_INSERT, (last + i, *row)).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return inserted
 
 
 class Spill:
-    """One outbox's held rows, for its spill file.
+    """One outbox's spill file: what it holds is the outbox's held rows
+    (``HeldRows.inserts``), as they were at the last write.
 
     Args:
         outbox: the outbox file.
@@ -164,37 +160,22 @@ class Spill:
     def __init__(self, outbox: Path, stats: OutboxStats) -> None:
         self._outbox = outbox
         self._stats = stats
-        self._rows: dict[int, tuple[Any, ...]] = {}  # held ``sql.INSERT`` rows by ``n``
-        self._changed = False  # since the file was last written
+        self._keys: frozenset[int] | None = None  # row keys the file holds
         self._written: Path | None = None
         self._error: str | None = None
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def add(self, insert: tuple[Any, ...]) -> None:
-        """``insert`` (an ``sql.INSERT`` row) is held until :meth:`committed` names it."""
-        self._rows[insert[0]] = insert
-        self._changed = True
-
-    def committed(self, ns: Iterable[int]) -> None:
-        """These row keys are in the file now."""
-        for n in ns:
-            if self._rows.pop(n, None) is not None:
-                self._changed = True
-
-    async def write(self, stream: str) -> None:
-        """Write the held rows to ``stream``'s spill file (on a thread: thousands of
-        rows are milliseconds of JSON) unless they are what it holds already. A failure
-        is logged once and counted (``spill_failures``); the rows stay held."""
-        if not self._rows or not self._changed:
+    async def write(self, stream: str, inserts: list[tuple[Any, ...]]) -> None:
+        """Write ``inserts`` (the held ``sql.INSERT`` rows) to ``stream``'s spill file
+        (on a thread: thousands of rows are milliseconds of JSON) unless they are what
+        it holds already. A failure is logged once and counted (``spill_failures``);
+        the rows stay held."""
+        keys = frozenset(r[0] for r in inserts)
+        if not keys or keys == self._keys:
             return
         path = path_for(self._outbox, stream)
-        self._changed = False
         try:
-            count = await asyncio.to_thread(write, path, list(self._rows.values()))
+            count = await asyncio.to_thread(write, path, inserts)
         except OSError as exc:
-            self._changed = True
             self._stats.spill_failures += 1
             if self._error is None:
                 log.error("outbox.spill_failed", path=str(path), error=str(exc))
@@ -202,10 +183,11 @@ class Spill:
             return
         if self._written is None:
             log.warning("outbox.spilled", path=str(path), rows=count)
-        self._written, self._error = path, None
+        self._written, self._keys, self._error = path, keys, None
 
-    def clear(self) -> None:
-        """A commit succeeded: the spill file, if written, goes. Rows still held were
+    def clear(self, held: int) -> None:
+        """A commit succeeded (``held`` rows are still held): the spill file, if
+        written, goes. Rows still held were
         accepted while commits succeed and go in the next one (if commits fail again
         the next try spills them afresh); a spill kept longer would only grow stale,
         and a start much later would store rows acked and purged since."""
@@ -217,9 +199,8 @@ class Spill:
             self._stats.spill_failures += 1
             log.error("outbox.spill_not_cleared", path=str(self._written), error=str(exc))
         else:
-            log.info("outbox.spill_cleared", path=str(self._written), held=len(self._rows))
-        self._written = None
-        self._changed = True  # what is still held goes in the next spill
+            log.info("outbox.spill_cleared", path=str(self._written), held=held)
+        self._written = self._keys = None  # what is still held goes in the next spill
 
 
 async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) -> None:

@@ -229,7 +229,7 @@ class Outbox(OutboxReads):
         self.capacity = Capacity(max_rows, max_bytes, alarm_reserve_rows, self.stats)
         self.backlog = Backlog()
         self.held = HeldRows(offer_after)
-        self.spill = spill.Spill(self.path, self.stats)  # held rows, for a spill file
+        self.spill = spill.Spill(self.path, self.stats)  # the held rows' spill file
         self.on_stored: list[Callable[[Event], None]] = []
         self.on_held: list[Callable[[Event], None]] = []
         self.on_acked: list[Callable[[list[str]], None]] = []
@@ -445,11 +445,11 @@ class Outbox(OutboxReads):
         except TimeoutError as exc:
             error = error or exc
         lost = [op for op in ops if op.insert is not None and not op.future.done()]
-        await self.spill.write(self.stream)  # the next start takes them back (``spill.py``)
+        await self.spill.write(self.stream, self.held.inserts())  # the next start's
         log.error(
             "outbox.closed_with_held_rows", error=str(error) or type(error).__name__,
             held=len(lost), ids=[op.insert[3] for op in lost if op.insert is not None][:50],
-            spilled=len(self.spill),
+            spilled=len(self.held),
         )  # fmt: skip
         for op in ops:
             if not op.future.done():
@@ -463,7 +463,6 @@ class Outbox(OutboxReads):
         for op in ops:
             if op.insert is not None and op.insert[3] in present and not op.future.done():
                 self.held.committed([op.insert[0]])
-                self.spill.committed([op.insert[0]])
                 op.future.set_result(op.arg)
         await self._commit([op for op in ops if not op.future.done()], clean_stop=True)
 
@@ -542,8 +541,7 @@ class Outbox(OutboxReads):
             self._n, self._seq, self.stream, stored.id, stored.type, stored.priority,
             stored.topic_suffix, payload, len(payload), track, time.time(),
         )  # fmt: skip
-        self.held.add(row)
-        self.spill.add(insert)  # events only: a picture held with it is not spilled
+        self.held.add(row, insert)  # events only are spilled, not a picture held with one
         for listener in self.on_held:
             listener(stored)
         future.add_done_callback(_retrieve)
@@ -882,7 +880,7 @@ class Outbox(OutboxReads):
                     )  # fmt: skip
                 if full:
                     await self._make_room()
-                await self.spill.write(self.stream)  # a kill now loses none of them
+                await self.spill.write(self.stream, self.held.inserts())  # a kill loses none
                 await asyncio.sleep(_RETRY_S if failures > 1 or not full else 0)
 
     async def _make_room(self) -> None:
@@ -910,7 +908,7 @@ class Outbox(OutboxReads):
         self.last_error = None
         self._failing = False
         self._writable.set()
-        self.spill.clear()
+        self.spill.clear(len(self.held))
 
     async def _commit_ops(self, db: aiosqlite.Connection, ops: list[_Op], clean: bool) -> None:
         """All ops in one transaction, as one call on the connection's thread
@@ -1003,7 +1001,6 @@ class Outbox(OutboxReads):
             for on_kept in self.on_kept:
                 on_kept(writes)
         self.stats.commits += 1
-        self.spill.committed(r[0] for r in tx.inserts)
         for handed in self.held.committed(r[0] for r in tx.inserts):
             # Its PUBACK or the center's ack came while it was held, their marks still to
             # commit: the schedule goes on from what memory knows.
