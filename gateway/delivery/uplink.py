@@ -53,7 +53,7 @@ from gateway.delivery.mqtt_client import (
     publish_properties,
     subscribe_options,
 )
-from gateway.delivery.outbox import Outbox, PendingRow
+from gateway.delivery.outbox import ALARM_PRIORITY, Outbox, PendingRow
 from gateway.delivery.reconnect import ReconnectWait
 from gateway.delivery.refusals import Refusals
 from gateway.errors import GatewayError, PublishRefused, UplinkError
@@ -79,6 +79,13 @@ _JPEG_PROPS = publish_properties(content_type="image/jpeg")
 _JSON_PROPS = publish_properties(content_type="application/json; charset=utf-8")
 
 
+MAX_COMMANDS_PENDING = 64
+"""Commands handled at once (each checked, audited and answered); more that arrive
+meanwhile are dropped and counted (``UplinkStats.commands_dropped``): a center sends
+a few at a time, and a flood from any client of the broker must cost neither
+memory without bound nor the alarms' share of the window (review of 2026-12-05)."""
+
+
 @dataclass(slots=True)
 class UplinkStats:
     """Counters of the uplink, for the heartbeat and tests.
@@ -97,6 +104,8 @@ class UplinkStats:
         window: in-flight window in force on the current connection.
         receive_maximum: the broker's Receive Maximum on the current connection.
         heartbeats: heartbeats published.
+        commands_dropped: commands not looked at, because :data:`MAX_COMMANDS_PENDING`
+            were already being handled (a flood from the broker).
         inflight: publishes awaiting their PUBACK now.
         idle: the send loop is waiting for work (nothing due), not stuck in a step.
     """
@@ -112,6 +121,7 @@ class UplinkStats:
     window: int = 0
     receive_maximum: int = 0
     heartbeats: int = 0
+    commands_dropped: int = 0
     inflight: int = 0
     idle: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -368,8 +378,9 @@ class Uplink:
         while True:
             if failure.done():
                 raise failure.result()
-            free = min(window - len(inflight), conn.window.free)
-            if free < (1 if self._outbox.due.urgent else refill):
+            urgent = self._outbox.due.urgent  # an alarm came: it goes before waiting publishers
+            free = min(window - len(inflight), conn.window.room if urgent else conn.window.free)
+            if free < (1 if urgent else refill):
                 # Refill a quarter window at a time: one wake-up of this loop per
                 # PUBACK was most of its cost in a drain. An alarm goes at the next
                 # free slot: while one is free, a commit wakes this wait too (an
@@ -415,11 +426,12 @@ class Uplink:
                 new.clear()  # the take below reads whatever it announced
                 continue
             for i, row in enumerate(rows):
-                if conn.window.free <= 0:  # taken meanwhile (states, heartbeats, results)
-                    for later in rows[i:]:
+                ahead = row.priority <= ALARM_PRIORITY
+                if (conn.window.room if ahead else conn.window.free) <= 0:
+                    for later in rows[i:]:  # taken meanwhile (states, heartbeats, results)
                         self._outbox.release(later)
                     break
-                self._publish_row(conn, row, inflight, resending, done)
+                self._publish_row(conn, row, inflight, resending, done, ahead=ahead)
 
     def _publish_row(
         self,
@@ -428,6 +440,8 @@ class Uplink:
         inflight: set[int],
         resending: set[int],
         done: Callable[[PendingRow, float, asyncio.Future[Any]], None],
+        *,
+        ahead: bool,
     ) -> None:
         if row.attempts:
             resending.add(row.n)
@@ -438,7 +452,7 @@ class Uplink:
         props = _EVENT_PROPS if row.seq is not None else _JPEG_PROPS
         try:
             puback = conn.publish_nowait(
-                f"{self._prefix}/{row.topic}", row.payload, properties=props
+                f"{self._prefix}/{row.topic}", row.payload, properties=props, ahead=ahead
             )
         except BaseException:
             resending.discard(row.n)
@@ -547,6 +561,7 @@ class Uplink:
 
     async def _receive_loop(self, conn: MqttConnection) -> None:
         cmd_prefix = f"{self._prefix}/cmd/"
+        pending: set[asyncio.Task[None]] = set()  # commands being handled
         async with asyncio.TaskGroup() as commands:
             while True:
                 message = await conn.messages.get()
@@ -557,10 +572,25 @@ class Uplink:
                     if not message.payload:  # a center clearing a retained command
                         continue
                     name = message.topic[len(cmd_prefix) :]
-                    commands.create_task(
+                    if len(pending) >= MAX_COMMANDS_PENDING:
+                        self._dropped(name)
+                        continue
+                    task = commands.create_task(
                         self._command(conn, name, message.payload, message.retain),
                         name=f"cmd-{name}",
                     )
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+
+    def _dropped(self, name: str) -> None:
+        """A command arrived while :data:`MAX_COMMANDS_PENDING` were being handled:
+        not looked at, counted, logged at the first of a flood and every 1,000th."""
+        self.stats.commands_dropped += 1
+        if self.stats.commands_dropped % 1000 == 1:
+            log.error(
+                "uplink.commands_dropped", command=name[:64], dropped=self.stats.commands_dropped,
+                pending=MAX_COMMANDS_PENDING,
+            )  # fmt: skip
 
     async def _command(
         self, conn: MqttConnection, name: str, payload: bytes, retained: bool

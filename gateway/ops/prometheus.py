@@ -92,6 +92,9 @@ class StatusCollector(Collector):
                        up.publish_failures)  # fmt: skip
         yield _counter("uplink_republished_alarms", "Alarms published again for want of an ack",
                        up.republished_alarms)  # fmt: skip
+        yield _counter("uplink_commands_dropped",
+                       "Commands dropped unread: too many were being handled at once",
+                       up.commands_dropped)  # fmt: skip
         devices = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 when the device is online", labels=["family", "device"]
         )

@@ -47,6 +47,7 @@ class UplinkStatus:
     publish_failures: int
     republished_alarms: int
     heartbeats: int
+    commands_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ async def collect(src: StatusSources) -> Status:
             publish_failures=stats.publish_failures,
             republished_alarms=stats.republished_alarms,
             heartbeats=stats.heartbeats,
+            commands_dropped=stats.commands_dropped,
         ),
         outbox=OutboxStatus(
             path=str(outbox.path),

@@ -9,7 +9,7 @@ counts kept in memory, ``metrics`` the heartbeat's reads, ``sql`` the schema and
 
 from gateway.delivery.outbox.capacity import OutboxStats, ShedReport
 from gateway.delivery.outbox.metrics import StoredEvent
-from gateway.delivery.outbox.rows import PendingRow
+from gateway.delivery.outbox.rows import ALARM_PRIORITY, PendingRow
 from gateway.delivery.outbox.store import Outbox
 
-__all__ = ["Outbox", "OutboxStats", "PendingRow", "ShedReport", "StoredEvent"]
+__all__ = ["ALARM_PRIORITY", "Outbox", "OutboxStats", "PendingRow", "ShedReport", "StoredEvent"]
