@@ -18,14 +18,20 @@ moment the power went.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import structlog
 
 from gateway.delivery.outbox import Outbox
 from gateway.errors import OutboxError
-from gateway.runtime.state import ALARM
+from gateway.runtime.state import ALARM, AlarmRecord
 from gateway.runtime.state_store import StateStore
 
 log = structlog.get_logger(__name__)
+
+_KEEP_WAIT_S = 2.0
+"""How long the start waits for a kept record's delete to commit (it stays queued)."""
 
 
 async def append_unreported(store: StateStore, outbox: Outbox) -> int:
@@ -64,7 +70,9 @@ async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
         OutboxError: a kept record cannot be read.
         StateError: the state store is closed.
     """
-    kept = outbox.kept(ALARM)
+    kept = dict(outbox.kept(ALARM))
+    if kept and outbox.spilled_back:
+        await _forget_ended(outbox, kept)
     writes = [
         ALARM.write(key, record)
         for key, record in kept.items()
@@ -86,3 +94,30 @@ async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
         await store.apply(writes, wait=False)
         log.warning("state.alarms_restored", keys=[w.key for w in writes])
     return len(writes)
+
+
+async def _forget_ended(outbox: Outbox, kept: dict[str, AlarmRecord]) -> None:
+    """Take out of ``kept`` (and the outbox's kept table) the alarms whose ``cleared``
+    event the outbox holds.
+
+    A spill gives events back without the kept state committed with them: an alarm
+    reset while the disk failed has its ``cleared`` event stored from the spill, and
+    its record still in the kept table. Put back, it latched the zone again: the
+    center had been told the reset succeeded, and a new press of the button made no
+    event (review of 2026-12-05). The record goes; if the disk will not take that
+    now, the delete stays queued and this start goes on.
+    """
+    try:
+        ended = await outbox.ended(r.incident for r in kept.values())
+    except OutboxError as exc:
+        log.error("state.kept_alarms_not_checked", keys=sorted(kept), error=str(exc))
+        return
+    over = [key for key, record in kept.items() if record.incident in ended]
+    if not over:
+        return
+    for key in over:
+        del kept[key]
+    log.warning("state.kept_alarms_ended", keys=over)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_KEEP_WAIT_S):
+            await outbox.keep([ALARM.write(key, None) for key in over])

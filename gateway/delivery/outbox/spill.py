@@ -203,13 +203,15 @@ class Spill:
         self._written = self._keys = None  # what is still held goes in the next spill
 
 
-async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) -> None:
+async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) -> int:
     """Insert the rows earlier processes spilled that the file does not have, and
-    delete each spill file once its rows are committed. A file that cannot be read is
+    delete each spill file once its rows are committed; returns how many were
+    inserted. A file that cannot be read is
     logged, counted (``spill_failures``) and left where it is; one that cannot be
     stored now waits for a later start; lines that are not rows are skipped, counted,
     and their file is kept aside as ``<name>.unreadable`` once its rows are in.
     """
+    total = 0
     for path in found(outbox):
         try:
             rows, bad = await asyncio.to_thread(read, path)  # a big one is seconds of JSON
@@ -222,6 +224,7 @@ async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) 
         except sqlite3.Error as exc:
             log.error("outbox.spill_kept", path=str(path), rows=len(rows), error=str(exc))
             continue
+        total += inserted
         log.warning(
             "outbox.spill_restored", path=str(path), rows=len(rows), inserted=inserted,
             unreadable_lines=bad,
@@ -235,6 +238,7 @@ async def take_back(db: aiosqlite.Connection, outbox: Path, stats: OutboxStats) 
         except OSError as exc:  # its rows are in: a later start finds them there
             stats.spill_failures += 1
             log.error("outbox.spill_not_cleared", path=str(path), error=str(exc))
+    return total
 
 
 def waiting(outbox: Path) -> list[str]:

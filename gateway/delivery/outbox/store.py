@@ -230,6 +230,9 @@ class Outbox(OutboxReads):
         self.backlog = Backlog()
         self.held = HeldRows(offer_after)
         self.spill = spill.Spill(self.path, self.stats)  # the held rows' spill file
+        # Rows a spill gave back at this start: stored without the kept state their
+        # commit would have carried (``gateway/delivery/reports.py`` mends the alarms').
+        self.spilled_back = 0
         self.on_stored: list[Callable[[Event], None]] = []
         self.on_held: list[Callable[[Event], None]] = []
         self.on_acked: list[Callable[[list[str]], None]] = []
@@ -341,7 +344,7 @@ class Outbox(OutboxReads):
         async with db.execute("PRAGMA table_info(messages)") as cur:
             streams = any(r[1] == "stream" for r in await cur.fetchall())
         if streams:  # rows earlier processes held and spilled, before anything is counted
-            await spill.take_back(db, self.path, self.stats)
+            self.spilled_back += await spill.take_back(db, self.path, self.stats)
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
