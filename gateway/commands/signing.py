@@ -56,6 +56,21 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def as_integer(value: object) -> int | None:
+    """``value`` as an integer when JSON means one: ``5`` or ``5.0`` (RFC 8785 §3.2.2.3:
+    one number, one canonical form, so a center's JSON library may write either),
+    within ±2^53; None for anything else (``true``, ``5.5``, a string, NaN)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():  # NaN and the infinities are not integers either
+            return None
+        value = int(value)
+    if not isinstance(value, int) or abs(value) > 2**53:
+        return None
+    return value
+
+
 def signing_input(topic: str, body: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers: ``topic``, a newline, RFC 8785 JSON of ``body``
     without its top-level ``signature`` member.

@@ -28,6 +28,10 @@ log = structlog.get_logger(__name__)
 RefusalReason = Literal["malformed", "unsigned", "bad_signature"]
 REASONS: tuple[RefusalReason, ...] = ("malformed", "unsigned", "bad_signature")
 MAX_SOURCES = 256
+MAX_ACK_BYTES = 1024 * 1024
+"""The largest ack read (about 30,000 ids): a bigger one is refused unread, so a
+broker client cannot grow the gateway by hundreds of MB per message (review of
+2026-12-05: ten acks of 100 MB took it to 530 MB and held a panic 2 s)."""
 
 
 class AckGate:
@@ -58,8 +62,12 @@ class AckGate:
     def admit(self, payload: bytes) -> bool:
         """True when the ack may act: signed under the site key (or signing is off).
 
-        Never raises: whatever arrives on the topic, the answer is yes or no.
+        Never raises: whatever arrives on the topic, the answer is yes or no. An ack
+        over :data:`MAX_ACK_BYTES` is refused as ``malformed`` before it is parsed.
         """
+        if len(payload) > MAX_ACK_BYTES:
+            self._refuse("malformed", None, payload)
+            return False
         if self._key is None:
             return True
         try:

@@ -5,7 +5,7 @@ An ack payload is a JSON object with either or both of:
 * ``"ids": [event id, ...]`` — these events are acked (:func:`parse_ack`);
 * ``"stream": "<stream>", "up_to_seq": N`` — every event of that outbox stream
   with ``seq`` <= N that the broker has confirmed is acked (:func:`parse_stream_ack`;
-  N is an integer >= 1).
+  N is an integer >= 1, written ``5`` or ``5.0``: one JSON number).
 
 Whatever arrives there (the topic is the broker's, not ours), the answer is the
 ids, a stream range, or nothing with one warning: never an exception that could
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+
+from gateway.commands.signing import as_integer
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +63,7 @@ def parse_stream_ack(payload: bytes) -> StreamAck | None:
     stream, up_to = body.get("stream"), body.get("up_to_seq")
     if not isinstance(stream, str) or not stream:
         return None
-    if not isinstance(up_to, int) or isinstance(up_to, bool) or up_to < 1:
+    seq = as_integer(up_to)
+    if seq is None or seq < 1:
         return None
-    return StreamAck(stream, up_to)
+    return StreamAck(stream, seq)

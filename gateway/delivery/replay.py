@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.commands.processor import Command, Handler
+from gateway.commands.signing import as_integer
 from gateway.delivery.outbox import Outbox
 from gateway.errors import CommandRefused
 
@@ -63,10 +64,10 @@ def replay_handlers(outbox: Outbox) -> dict[str, Handler]:
 
 
 def _seq(command: Command, name: str, default: int) -> int:
-    value = command.params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    value = as_integer(command.params.get(name, default))  # 5 or 5.0: one JSON number
+    if value is None or value < 1:
         raise CommandRefused(f"params.{name} must be an integer >= 1", reason="invalid")
-    return int(value)
+    return value
 
 
 def _ranges(seqs: list[int]) -> list[list[int]]:

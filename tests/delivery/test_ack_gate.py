@@ -8,7 +8,8 @@ import json
 from structlog.testing import capture_logs
 
 from gateway.commands.signing import sign
-from gateway.delivery.ack_auth import MAX_SOURCES, AckGate
+from gateway.delivery.ack_auth import MAX_ACK_BYTES, MAX_SOURCES, AckGate
+from gateway.delivery.acks import StreamAck, parse_stream_ack
 
 KEY = bytes(range(32))
 TOPIC = "campus/v1/s1/gw1/ack"
@@ -53,3 +54,25 @@ def test_refusals_are_logged_once_per_reason_and_source_and_the_sources_are_boun
     full = [e for e in logs if e["event"] == "uplink.ack_refused_sources_full"]
     assert len(refused) == MAX_SOURCES - 3 and len(full) == 1
     assert gate.refused["unsigned"] == 9 + MAX_SOURCES + 50
+
+
+def test_an_ack_over_a_mib_is_refused_unread_signed_or_not() -> None:
+    """A broker client cannot grow the gateway by hundreds of MB per ack (review of
+    2026-12-05); an ack of thousands of ids still fits."""
+    reasons: list[str] = []
+    gate = AckGate(KEY, TOPIC, reasons.append)
+    many = _signed({"ids": [ID] * 30_000})
+    assert len(many) < MAX_ACK_BYTES and gate.admit(many)
+    huge = _signed({"ids": [ID] * 40_000})
+    assert len(huge) > MAX_ACK_BYTES and not gate.admit(huge)
+    assert not AckGate(None, TOPIC).admit(b" " * (MAX_ACK_BYTES + 1))
+    assert reasons == ["malformed"]
+
+
+def test_a_stream_ack_may_write_its_seq_as_a_float_with_no_fraction() -> None:
+    """``122`` and ``122.0`` are one JSON number (RFC 8785, docs/center-protocol.md);
+    ``122.5``, ``true``, a string and NaN are not a seq."""
+    assert parse_stream_ack(b'{"stream": "s", "up_to_seq": 122.0}') == StreamAck("s", 122)
+    assert parse_stream_ack(b'{"stream": "s", "up_to_seq": 122}') == StreamAck("s", 122)
+    for bad in ("122.5", "true", '"122"', "NaN", "0.0", "1e300"):
+        assert parse_stream_ack(f'{{"stream": "s", "up_to_seq": {bad}}}'.encode()) is None, bad

@@ -130,3 +130,9 @@ async def test_a_center_that_was_away_catches_up_with_a_signed_replay(tmp_path: 
                 assert refused["status"] == "error" and "stream" in refused["error"]
                 beyond = await sender.send("replay", {"stream": stream, "from_seq": last + 99})
                 assert beyond["status"] == "error"
+                # 1.0 and 1 are one JSON number (docs/center-protocol.md); 1.5 is no seq.
+                floats = {"stream": stream, "from_seq": 1.0, "to_seq": 1.0}
+                again = await sender.send("replay", floats)
+                assert again["status"] == "ok" and again["data"]["from_seq"] == 1, again
+                half = await sender.send("replay", {"stream": stream, "from_seq": 1.5})
+                assert half["status"] == "error" and half["data"]["reason"] == "invalid"
