@@ -56,7 +56,7 @@ from gateway.ops.server import OpsServer
 from gateway.ops.status import StatusSources
 from gateway.ops.watches import watch_critical
 from gateway.patrol.service import PatrolStage
-from gateway.runtime import heap
+from gateway.runtime import descriptors, heap
 from gateway.runtime.clock import ClockSync
 from gateway.runtime.clock_step import ClockStepWatch
 from gateway.runtime.metrics import GatewayMetrics
@@ -670,6 +670,9 @@ async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
     run (:mod:`gateway.runtime.heap`).
     """
     loop = asyncio.get_running_loop()
+    soft, hard = descriptors.raise_open_files_limit()
+    log.info("gateway.open_files_limit", soft=soft, hard=hard)
+    descriptors.quiet_accept_errors(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

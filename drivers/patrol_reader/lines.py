@@ -25,7 +25,13 @@ from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
 from gateway.events.observation import utcnow
 from gateway.events.patrol_observation import PatrolSink
+from gateway.runtime.descriptors import ConnectionCap
 from gateway.runtime.tasks import cancel_and_wait
+
+MAX_CONNECTIONS = 64
+"""Connections a reader's port serves at once (a site has a few readers and phones);
+more are closed at once, so idle ones cannot take the descriptors the outbox
+needs (``gateway/runtime/descriptors.py``)."""
 
 MAX_LINE = 4096
 """Longest line accepted, in bytes (a record is well under 200)."""
@@ -82,7 +88,10 @@ class LineReader(ABC, Generic[Cfg]):
         Raises:
             OSError: the port cannot be bound (the supervisor retries).
         """
-        server = await asyncio.start_server(self._connection, self.listen.host, self.listen.port)
+        self.cap = ConnectionCap(f"patrol:{self.device_id}", MAX_CONNECTIONS)
+        server = await asyncio.start_server(
+            self.cap.wrap(self._connection), self.listen.host, self.listen.port
+        )
         self.port = server.sockets[0].getsockname()[1]
         self.ready.set()
         self.log.info("patrol.listening", host=self.listen.host, port=self.port)

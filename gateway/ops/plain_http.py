@@ -6,7 +6,8 @@ with one Modbus module (issue 14: peak <= 60 MiB without cameras). The endpoint
 needs little of HTTP/1.1 (RFC 9112): read-only, loopback by default, a few fixed
 paths, no request bodies. :func:`serve` reads one request head (at most
 :data:`HEAD_LIMIT` bytes, within :data:`READ_S`), answers it with a
-``Content-Length`` and ``Connection: close`` and closes the connection. What
+``Content-Length`` and ``Connection: close`` and closes the connection; at most
+:data:`MAX_CONNECTIONS` at once (one more is closed unread). What
 else a client may send gets the code a framework gives: 400 (a request line
 that is not ``METHOD TARGET HTTP/1.x``), 404 (another path), 405 with ``Allow``
 (another method), 431 (a head over the limit), 500 (a route failed: logged as
@@ -24,10 +25,16 @@ from http import HTTPStatus
 
 import structlog
 
+from gateway.runtime.descriptors import ConnectionCap
+
 log = structlog.get_logger(__name__)
 
 HEAD_LIMIT = 8192  # bytes of request line and headers
 READ_S = 10.0  # seconds a client has to send its request head
+MAX_CONNECTIONS = 64
+"""Connections answered at once (a scraper and a technician need a few); more are
+closed unread, so idle ones cannot take the descriptors the outbox needs
+(``gateway/runtime/descriptors.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +49,12 @@ class Reply:
 Route = Callable[[], Awaitable[Reply]]
 
 
-async def serve(host: str, port: int, routes: Mapping[str, Route]) -> asyncio.Server:
+async def serve(
+    host: str, port: int, routes: Mapping[str, Route], *, cap: ConnectionCap | None = None
+) -> asyncio.Server:
     """Bind ``host``/``port`` (port 0: any free one) and answer ``routes`` by path
-    (the query string is ignored). Close the returned server to stop.
+    (the query string is ignored), at most ``cap.limit`` connections at once
+    (:data:`MAX_CONNECTIONS` without one). Close the returned server to stop.
 
     Raises:
         OSError: the address cannot be bound (in use, not on this host).
@@ -64,7 +74,8 @@ async def serve(host: str, port: int, routes: Mapping[str, Route]) -> asyncio.Se
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    return await asyncio.start_server(handle, host, port, limit=HEAD_LIMIT, reuse_address=True)
+    capped = (cap or ConnectionCap(f"http:{port}", MAX_CONNECTIONS)).wrap(handle)
+    return await asyncio.start_server(capped, host, port, limit=HEAD_LIMIT, reuse_address=True)
 
 
 async def _answer(

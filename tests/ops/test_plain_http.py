@@ -7,6 +7,7 @@ too; well-formed ones also go through urllib, a real client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ import pytest
 
 from gateway.ops import plain_http
 from gateway.ops.plain_http import HEAD_LIMIT, Reply, serve
+from gateway.runtime.descriptors import ConnectionCap
+from tests.fault_support import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -115,3 +118,37 @@ async def test_the_server_stays_up_after_a_client_vanishes(port: int) -> None:
     writer.close()
     answer = await _exchange(port, b"GET /hello HTTP/1.1\r\n\r\n")
     assert _status_line(answer) == b"HTTP/1.1 200 OK"
+
+
+async def test_idle_connections_beyond_the_cap_are_closed_and_the_held_ones_still_served() -> None:
+    """Idle connections cannot take the descriptors the outbox needs (review of
+    2026-12-05: 1,100 of them stopped its commits): one past the cap is closed at
+    once, and the port answers again as soon as one goes."""
+    cap = ConnectionCap("test", 4)
+    server = await serve("127.0.0.1", 0, {"/hello": _hello}, cap=cap)
+    port = int(server.sockets[0].getsockname()[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(cap.limit)]
+    try:
+        await wait_until(lambda: cap.active == cap.limit, 5, "the server holds them all")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            with contextlib.suppress(ConnectionResetError):
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, unanswered
+        finally:
+            writer.close()
+        assert cap.refused == 1 and cap.active == cap.limit
+        first_reader, first_writer = held.pop(0)
+        first_writer.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(first_reader.read(), 10)
+        assert _status_line(answer) == b"HTTP/1.1 200 OK"
+        first_writer.close()
+        await wait_until(lambda: cap.active < cap.limit, 5, "the answered one gone")
+        assert _status_line(await _exchange(port, b"GET /hello HTTP/1.1\r\n\r\n")) == (
+            b"HTTP/1.1 200 OK"
+        )
+        assert cap.refused == 1
+    finally:
+        for _, w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,122 @@
+"""File descriptors: the outbox's share is never taken by idle connections.
+
+SQLite opens the outbox's journal (and its directory, to sync it) at every
+commit, the state store likewise, and the cameras open a connection per request.
+A review of 2026-12-05 held 1,100 idle connections open to the local ports of a
+gateway under systemd's default limit of 1,024 descriptors: the outbox could not
+open its journal (``outbox.commit_failed``: "unable to open database file"), the
+spill failed with EMFILE, the cameras went offline, and asyncio logged
+``socket.accept() out of system resource`` with a traceback again and again. Three
+defences, each small:
+
+* :func:`raise_open_files_limit`: the soft ``RLIMIT_NOFILE`` goes up to the hard
+  one at start (systemd's default hard limit is 524,288; the unit also sets
+  ``LimitNOFILE=65536``);
+* :class:`ConnectionCap`: each listener serves at most ``limit`` connections at
+  once; one more is closed at once, logged at the first of a run and counted;
+* :func:`quiet_accept_errors`: the event loop reports an accept that failed for
+  want of descriptors at most once a minute per listener, with the count of those
+  it left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+ACCEPT_ERRORS_EVERY_S = 60.0
+"""How often the loop reports accepts that failed for want of descriptors."""
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one; returns ``(soft, hard)``
+    as they are now. Never raises: a limit that cannot be changed is logged."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("descriptors.limit_not_raised", soft=soft, hard=hard, error=str(exc))
+            return soft, hard
+    return hard, hard
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class ConnectionCap:
+    """At most ``limit`` connections of one listener at once (``asyncio.start_server``).
+
+    Args:
+        name: the listener, for the log (``ops``, ``patrol:<reader id>``).
+        limit: connections served at once; one more is closed unread.
+
+    Attributes:
+        active: connections being served now.
+        refused: connections closed because ``limit`` were being served.
+    """
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+        self._refusing = False
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler`` behind the cap: what ``asyncio.start_server`` is given."""
+
+        async def capped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self.active >= self.limit:
+                self.refused += 1
+                if not self._refusing:
+                    self._refusing = True
+                    log.warning(
+                        "descriptors.connection_refused", listener=self.name, limit=self.limit,
+                        peer=str(writer.get_extra_info("peername")), refused=self.refused,
+                    )  # fmt: skip
+                writer.transport.abort()  # no FIN handshake to wait for: the descriptor goes now
+                return
+            self._refusing = False
+            self.active += 1
+            try:
+                await handler(reader, writer)
+            finally:
+                self.active -= 1
+
+        return capped
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Report ``socket.accept() out of system resource`` at most once a minute per
+    listening socket (asyncio retries the accept every second, and each failure
+    was a traceback); every other exception the loop reports goes on as before."""
+    last: dict[Any, float] = {}
+    left_out: dict[Any, int] = {}
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "out of system resource" in str(context.get("message", "")):
+            key = id(context.get("socket"))
+            now = loop.time()
+            if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
+                left_out[key] = left_out.get(key, 0) + 1
+                return
+            last[key] = now
+            log.error(
+                "descriptors.accept_failed", error=str(context.get("exception")),
+                socket=str(context.get("socket")), left_out=left_out.pop(key, 0),
+            )  # fmt: skip
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
