@@ -7,8 +7,8 @@ the coil is made to follow it:
 
 * a write that fails (module offline, bad frame) is retried every
   ``retry_s`` seconds for as long as the desired state differs from the coil's;
-* when a module comes back online (after a power cycle its relays are off) every
-  output on it is written again;
+* when a module comes online (after a power cycle its relays are off; at a start
+  they may have been left on) every output on it is written again;
 * ``output.switched`` ``active``/``cleared`` is reported when the module has
   confirmed the write (with the ``incident`` of its switching on).
 
@@ -161,9 +161,16 @@ class Outputs:
         return silenced
 
     async def device_online(self, module_id: str) -> None:
-        """A module came back: write every output on it again (relays reset at power-on)."""
+        """A module came online: write every output on it (relays reset at power-on).
+
+        The first time after a start that includes outputs never written: a siren a
+        killed or stopped process left sounding is switched off (its coil keeps its
+        state; a review of 2026-12-05 heard one for six minutes, across restarts).
+        Nothing is reported for that: ``gateway.started`` ends every output, as
+        ``docs/center-protocol.md`` says.
+        """
         for output_id, output in self.config.items():
-            if output.module == module_id and self.states[output_id].confirmed is not None:
+            if output.module == module_id:
                 self.states[output_id].confirmed = None
                 await self._apply(output_id)
 
