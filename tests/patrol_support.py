@@ -71,18 +71,29 @@ def night_config(**patrol: Any) -> GatewayConfig:
 
 
 class FakeClock:
-    """A clock the test moves: ``clock()`` is the time, ``clock.set(t)`` moves it."""
+    """A clock the test moves: ``clock()`` is the time, ``clock.set(t)`` moves it (time
+    passes: its monotonic seconds, :meth:`monotonic`, move as far forward), and
+    ``clock.step(...)`` steps the wall time alone, as NTP or ``date -s`` would."""
 
     def __init__(self, start: dt.datetime) -> None:
         self.t = start.astimezone(dt.UTC)
+        self.mono = 0.0
 
     def __call__(self) -> dt.datetime:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.mono
+
     def set(self, t: dt.datetime) -> None:
-        self.t = t.astimezone(dt.UTC)
+        t = t.astimezone(dt.UTC)
+        self.mono += max(0.0, (t - self.t).total_seconds())
+        self.t = t
 
     def advance(self, **delta: float) -> None:
+        self.set(self.t + dt.timedelta(**delta))
+
+    def step(self, **delta: float) -> None:
         self.t += dt.timedelta(**delta)
 
 
@@ -126,7 +137,9 @@ def make_engine(
     resuming from ``store`` when given."""
     factory = EventFactory(cfg.source_prefix, lambda: True, now=clock)
     plan = Plan(cfg.patrol, cfg.site.timezone)
-    return TourEngine(plan, factory, log, store=store, now=clock, sleep=sleep)
+    return TourEngine(
+        plan, factory, log, store=store, now=clock, sleep=sleep, monotonic=clock.monotonic
+    )
 
 
 def hit(

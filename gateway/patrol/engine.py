@@ -32,14 +32,28 @@ patrol is a security event for the center, priority 3):
   At a handheld or network reader a guard card signs that guard in for the
   reader's next hits.
 
-The clock is injected (``now``): tests drive a night in milliseconds by setting
-the clock and calling :meth:`TourEngine.tick`; the daemon runs :meth:`TourEngine.run`.
+* **A step of the wall clock is not a night gone by.** The engine reads the wall
+  clock against the monotonic one (which is never stepped). A step forward of
+  more than :data:`STEP_S` is held for ``step_grace_s`` (60 s): meanwhile the
+  engine judges on the time the monotonic clock gives, so a clock stepped +3 h
+  and back half a minute later reports no stop missed, and forgets no round it
+  still needs; one that stays is taken after the grace (``patrol.clock_step_taken``).
+  A step back makes the rounds that could still be hit again where they are
+  missing (they were forgotten while the clock was ahead), and so does a start
+  whose persisted horizon lies ahead of the clock (the last run's clock was ahead).
+  A review of 2026-12-05 stepped +3 h for 35 s: 109 stops reported missed, the
+  rounds of the next hour forgotten, and no round again for hours.
+
+The clock is injected (``now``, ``monotonic``): tests drive a night in milliseconds
+by setting the clock and calling :meth:`TourEngine.tick`; the daemon runs
+:meth:`TourEngine.run`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -57,6 +71,9 @@ from gateway.runtime.state_store import StateStore
 
 log = structlog.get_logger(__name__)
 
+STEP_S = 5.0
+"""A difference between the wall and monotonic clocks' progress taken as a step (s)."""
+
 
 class TourEngine:
     """Applies the patrol rules; every event it makes goes through ``emit``.
@@ -72,6 +89,10 @@ class TourEngine:
         sleep: how :meth:`run` waits (seconds); tests may pass their own.
         max_sleep: longest single wait of :meth:`run` (seconds), so a clock
             step is noticed.
+        monotonic: seconds of a clock that is never stepped (a test's own
+            moves with its ``now``).
+        step_grace_s: how long a step forward of the wall clock is held before
+            it is believed (seconds).
 
     Attributes:
         rounds: round id → state, for rounds still kept.
@@ -89,9 +110,14 @@ class TourEngine:
         now: Callable[[], dt.datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_sleep: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        step_grace_s: float = 60.0,
     ) -> None:
         self.plan = plan
         self._now = now
+        self._monotonic = monotonic
+        self._step_grace_s = step_grace_s
+        self._held_since: float | None = None  # monotonic time a step forward was seen
         self._sleep = sleep
         self._max_sleep = max_sleep
         self.memory = memory = PatrolMemory(plan, emit, store)
@@ -101,12 +127,23 @@ class TourEngine:
         self._report = Reporter(plan, factory)
         self.rounds: dict[str, RoundState] = memory.rounds()
         self.started_at = now()
+        self._base = (self.started_at, monotonic())  # the last wall time believed
         horizons = memory.horizons()
         self._resumed = {r.cfg.id for r in plan.routes if r.cfg.id in horizons}
         self._until = {
             r.cfg.id: horizons.get(r.cfg.id, self.started_at - r.span - r.lead - plan.max_skew)
             for r in plan.routes
         }
+        ahead = [r for r, until in self._until.items() if until > self._reach(self.started_at)]
+        if ahead:  # the last run's clock was ahead: its rounds since may be forgotten
+            # and what it judged of rounds still to come is void: they start afresh.
+            future = [i for i, r in self.rounds.items() if r.last_deadline > self.started_at]
+            for round_id in future:
+                del self.rounds[round_id]
+            log.warning(
+                "patrol.horizon_ahead", routes=ahead, now=str(self.started_at), rounds_redone=future
+            )
+            self._rewind(self.started_at)
         self._seen = memory.seen()
         self._signed_in = memory.signed_in()
         self._lock = asyncio.Lock()
@@ -123,7 +160,7 @@ class TourEngine:
         """
         async with self._lock:
             change = Change()
-            now = self._now()
+            now = self._clock()
             self._advance(now, change)
             if isinstance(obs, PatrolHit):
                 self._hit(obs, now, change)
@@ -137,7 +174,7 @@ class TourEngine:
         """Bring the rounds up to the clock: materialize, report missed stops, forget old ones."""
         async with self._lock:
             change = Change()
-            self._advance(self._now(), change)
+            self._advance(self._clock(), change)
             await self.memory.commit(change)
 
     async def run(self) -> None:
@@ -146,9 +183,49 @@ class TourEngine:
             await self.tick()
             wake = self.next_wakeup()
             delay = self._max_sleep
+            if self._held_since is not None:  # look again once the held step may be taken
+                delay = min(delay, 1.0)
             if wake is not None:
-                delay = min(delay, max(0.0, (wake - self._now()).total_seconds()) + 0.001)
+                delay = min(delay, max(0.0, (wake - self._clock()).total_seconds()) + 0.001)
             await self._sleep(delay)
+
+    def _clock(self) -> dt.datetime:
+        """The wall time the rules go by: the wall clock, unless it stepped forward
+        less than ``step_grace_s`` ago (then the time the monotonic clock gives since
+        the last wall time believed)."""
+        wall, mono = self._now(), self._monotonic()
+        base_wall, base_mono = self._base
+        expected = base_wall + dt.timedelta(seconds=mono - base_mono)
+        step = (wall - expected).total_seconds()
+        if step > STEP_S:
+            if self._held_since is None:
+                self._held_since = mono
+                log.warning("patrol.clock_step_held", step_s=round(step, 3), wall=str(wall))
+            if mono - self._held_since < self._step_grace_s:
+                return expected
+            log.warning("patrol.clock_step_taken", step_s=round(step, 3), wall=str(wall))
+        elif step < -STEP_S:
+            log.warning("patrol.clock_step_back", step_s=round(step, 3), wall=str(wall))
+            self._rewind(wall)
+        self._held_since = None
+        self._base = (wall, mono)
+        return wall
+
+    def _reach(self, now: dt.datetime) -> dt.datetime:
+        """The latest horizon a clock reading ``now`` can have set."""
+        return (
+            now
+            + max((r.lead for r in self.plan.routes), default=dt.timedelta(0))
+            + (self.plan.max_skew + dt.timedelta(seconds=STEP_S))
+        )
+
+    def _rewind(self, now: dt.datetime) -> None:
+        """Materialize again, from ``now``, the rounds that may still be hit: those the
+        engine forgot while the clock was ahead come back (rounds it still holds are
+        kept as they are)."""
+        for route in self.plan.routes:
+            start = now - route.span - route.lead - self.plan.max_skew
+            self._until[route.cfg.id] = min(self._until[route.cfg.id], start)
 
     def next_wakeup(self) -> dt.datetime | None:
         """The next moment a tick has work: a deadline, or a round to materialize."""

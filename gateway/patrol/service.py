@@ -95,6 +95,15 @@ class PatrolStage:
             if isinstance(reader, StationPoller | NetworkReader)
         }
 
+    def protocol_errors(self) -> Mapping[str, int]:
+        """Reader id → bad frames or records (stations) and bad lines (the others)."""
+        return {
+            reader_id: reader.protocol_errors
+            if isinstance(reader, StationPoller)
+            else reader.bad_lines
+            for reader_id, reader in self.readers.items()
+        }
+
     def last_seen(self) -> Mapping[str, dt.datetime | None]:
         """Reader id → its last successful read or line, for the supervised readers."""
         return {

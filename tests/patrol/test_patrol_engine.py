@@ -248,3 +248,40 @@ async def test_run_sleeps_until_the_next_deadline() -> None:
         (NIGHT + dt.timedelta(minutes=15 + 10 * i)).astimezone(dt.UTC) for i in range(5)
     ]
     assert max(slept) <= 30.0
+
+
+async def test_a_wall_clock_stepped_ahead_and_back_reports_nothing_missed_and_forgets_nothing() -> (
+    None
+):
+    """Review of 2026-12-05: +3 h for 35 s gave 109 false misses and no round for hours."""
+    cfg = night_config()
+    clock, log = FakeClock(NIGHT - dt.timedelta(minutes=30)), EventLog()
+    engine = make_engine(cfg, clock, log)
+    await engine.tick()
+    clock.step(hours=3)  # NTP or `date -s` goes wrong
+    for _ in range(7):
+        clock.advance(seconds=5)
+        await engine.tick()
+    clock.step(hours=-3)  # and is put right 35 s later
+    await engine.tick()
+    assert log.of("patrol.missed") == []
+    await walk(engine, clock, NIGHT, ALL)  # the first round, walked on time
+    verdicts = [e.data["verdict"] for e in log.of("patrol.checkpoint")]
+    assert verdicts == ["on_time"] * 5
+    assert [e.data["round_number"] for e in log.of("patrol.round_completed")] == [1]
+    clock.set(NIGHT + dt.timedelta(hours=2, minutes=50))
+    await engine.tick()  # the second round, not walked, is missed: rounds go on
+    assert {e.data["round_number"] for e in log.of("patrol.missed")} == {2}
+
+
+async def test_a_step_ahead_that_stays_is_believed_after_its_grace() -> None:
+    cfg = night_config()
+    clock, log = FakeClock(NIGHT - dt.timedelta(minutes=30)), EventLog()
+    engine = make_engine(cfg, clock, log)
+    await engine.tick()
+    clock.step(hours=1)  # the clock was an hour slow: now right
+    await engine.tick()
+    assert log.of("patrol.missed") == []  # held: it may be stepped back
+    clock.advance(seconds=61)
+    await engine.tick()
+    assert {e.subject for e in log.of("patrol.missed")} == {"CP1", "CP2"}  # 20:15, 20:25

@@ -203,3 +203,27 @@ async def test_a_round_record_that_cannot_be_read_is_left_out_and_the_tour_goes_
         engine = make_engine(cfg, clock, log, store=store)
         await walk(engine, clock, NIGHT + 20 * MIN, ["CP3"])
     assert [e.subject for e in log.of("patrol.checkpoint")][-1] == "CP3"
+
+
+async def test_a_start_after_a_run_whose_clock_was_hours_ahead_has_rounds_again(
+    tmp_path: Path,
+) -> None:
+    """Review of 2026-12-05: a start with the clock 6 h ahead, killed 12 s later, then a
+    start with the right time: the horizon persisted 6 h ahead, and no round was made
+    again for hours (real misses unreported). Rounds that can still be hit come back."""
+    cfg, log, path = night_config(), EventLog(), tmp_path / "state.sqlite"
+    wrong = FakeClock(NIGHT + 6 * 60 * MIN)
+    async with StateStore(path) as store:
+        engine = make_engine(cfg, wrong, log, store=store)
+        await engine.tick()
+    right = FakeClock(NIGHT - 5 * MIN)
+    async with StateStore(path) as store:
+        engine = make_engine(cfg, right, log, store=store)
+        await walk(engine, right, NIGHT, ALL)
+        right.set(NIGHT + 2 * 60 * MIN + 50 * MIN)
+        await engine.tick()
+    first = [e for e in log.of("patrol.checkpoint") if e.data.get("round_number") == 1]
+    assert [e.data["verdict"] for e in first] == ["on_time"] * 5
+    assert [e.data["round_number"] for e in log.of("patrol.round_completed")] == [1]
+    # The second round, not walked, is missed: the tour goes on.
+    assert {e.data["round_number"] for e in log.of("patrol.missed")} == {2}
