@@ -54,6 +54,10 @@ class ModuleStage:
         """Module id → its poller's health."""
         return {module_id: p.health for module_id, p in self.pollers.items()}
 
+    def protocol_errors(self) -> Mapping[str, int]:
+        """Module id → malformed or refused replies since start."""
+        return {module_id: p.protocol_errors for module_id, p in self.pollers.items()}
+
     def last_seen(self) -> Mapping[str, datetime | None]:
         """Module id → its last successful read."""
         return {module_id: p.last_seen for module_id, p in self.pollers.items()}

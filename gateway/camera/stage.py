@@ -107,6 +107,10 @@ class CameraStage:
         """Camera id → its driver's health."""
         return {camera_id: d.health for camera_id, d in self.drivers.items()}
 
+    def protocol_errors(self) -> Mapping[str, int]:
+        """Camera id → notifications it sent that could not be read, since start."""
+        return {camera_id: d.protocol_errors for camera_id, d in self.drivers.items()}
+
     def last_seen(self) -> Mapping[str, datetime | None]:
         """Camera id → when it last answered."""
         return {camera_id: d.last_seen for camera_id, d in self.drivers.items()}

@@ -103,11 +103,18 @@ class StatusCollector(Collector):
             "1 for the device's current health state",
             labels=["family", "device", "state"],
         )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_device_protocol_errors",
+            "Malformed or refused frames a device sent (each logged once, counted, skipped)",
+            labels=["family", "device"],
+        )
         for d in s.devices:
             devices.add_metric([d.family, d.id], 1 if d.health == "online" else 0)
             health.add_metric([d.family, d.id, d.health], 1)
+            errors.add_metric([d.family, d.id], d.protocol_errors)
         yield devices
         yield health
+        yield errors
         yield _gauge(
             "zones_in_alarm",
             "Conditions in alarm now (alarm, tamper, line fault; what panels report active)",

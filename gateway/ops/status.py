@@ -18,7 +18,7 @@ from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
 from gateway.runtime.durable import not_durable_files
 from gateway.runtime.progress import Progress
-from gateway.runtime.stage import Stage
+from gateway.runtime.stage import Counted, Stage
 from gateway.runtime.state_store import StateStore
 from gateway.runtime.supervisor import Supervisor
 from gateway.runtime.version import gateway_version
@@ -88,11 +88,14 @@ class OutboxStatus:
 
 @dataclass(frozen=True, slots=True)
 class DeviceStatus:
-    """One device: ``family`` (``modbus_io``, ``onvif_camera``, ``patrol``) and health."""
+    """One device: ``family`` (``modbus_io``, ``onvif_camera``, ``patrol``) and health;
+    ``protocol_errors``: malformed or refused frames it sent since start (each logged
+    once, counted, skipped)."""
 
     family: str
     id: str
     health: str
+    protocol_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,11 @@ def _devices(stages: Sequence[Stage]) -> list[DeviceStatus]:
     out: list[DeviceStatus] = []
     for stage in stages:
         health: Mapping[str, str] = stage.health()
-        out.extend(DeviceStatus(stage.family, d, str(h)) for d, h in sorted(health.items()))
+        errors = stage.protocol_errors() if isinstance(stage, Counted) else {}
+        out.extend(
+            DeviceStatus(stage.family, d, str(h), errors.get(d, 0))
+            for d, h in sorted(health.items())
+        )
     return out
 
 

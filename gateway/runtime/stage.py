@@ -68,6 +68,15 @@ class Sighted(Protocol):
         ...
 
 
+@runtime_checkable
+class Counted(Protocol):
+    """A stage that counts its devices' malformed frames (logged once, counted, skipped)."""
+
+    def protocol_errors(self) -> Mapping[str, int]:
+        """Device id → malformed or refused frames since start."""
+        ...
+
+
 def start_stages(stages: Iterable[Stage], tg: asyncio.TaskGroup, supervisor: Supervisor) -> int:
     """Create every stage's tasks in ``tg``, each under ``supervisor``; returns how many."""
     count = 0

@@ -87,3 +87,23 @@ async def test_metrics_follow_a_broker_outage_and_recovery(tmp_path: Path) -> No
     started = [e for e in center.events if e["type"] == "gateway.started"]
     assert started and started[0]["data"]["version"] == gateway_version()
     assert center.heartbeats and center.heartbeats[-1]["data"]["version"] == gateway_version()
+
+
+async def test_a_modules_malformed_replies_are_counted_in_the_metrics_and_the_status(
+    tmp_path: Path,
+) -> None:
+    """A malformed frame is logged once, counted and skipped: the count is in /metrics
+    and /status, not only in memory (review of 2026-12-05)."""
+    errors = ("campus_gateway_device_protocol_errors_total", IO_UP[1])
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        path, port = ops_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        async with running(load_config(path)) as gateway:
+            assert gateway.ops is not None
+            await asyncio.wait_for(gateway.ops.listening.wait(), 10)
+            await wait_until(lambda: _at(port, IO_UP, "==", 1), 10, "module online")
+            assert (await scrape(port))[errors] == 0
+            sim.short_reply = True  # a 1-byte reply to a 16-bit read
+            await wait_until(lambda: _at(port, errors, ">=", 3), 10, "bad replies counted")
+            sim.short_reply = False
+            [io] = [d for d in (await status(port))["devices"] if d["id"] == "io"]
+            assert io["protocol_errors"] >= 3
