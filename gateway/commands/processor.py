@@ -167,7 +167,10 @@ class CommandProcessor:
             StateError: the state file cannot be written (the command is not carried out).
         """
         if self._store is not None:
-            seen = {c: rfc3339(expires) for c, (expires, _) in self._seen.items()}
+            seen: dict[str, Any] = {
+                c: [rfc3339(expires), rfc3339(issued)]
+                for c, (expires, issued) in self._seen.items()
+            }
             if self._forgotten is not None:
                 seen[_FORGOTTEN] = rfc3339(self._forgotten)
             await self._store.put_meta(_SEEN_KEY, seen)
@@ -359,18 +362,23 @@ _FORGOTTEN = ""
 def _load_guard(
     store: StateStore | None,
 ) -> tuple[dict[str, tuple[datetime, datetime]], datetime | None]:
-    """The persisted replay guard: each correlation id's (expiry, and as its issue
-    time the expiry too: not persisted), and the floor under :data:`_FORGOTTEN`."""
+    """The persisted replay guard: each correlation id's ``[expiry, issue time]``, and
+    the floor under :data:`_FORGOTTEN`. A file written before issue times were kept
+    holds the expiry alone, taken as the issue time too (the safe side: the floor
+    it makes is later than the real one). The issue time is what the floor becomes
+    once the id is forgotten: the expiry there refused, as a replay, every command
+    issued before it (a review of 2026-12-05, after a restart)."""
     raw = store.meta(_SEEN_KEY) if store is not None else None
     if not isinstance(raw, dict):
         return {}, None
     seen: dict[str, tuple[datetime, datetime]] = {}
     forgotten: datetime | None = None
-    for correlation_id, text in raw.items():
+    for correlation_id, value in raw.items():
         with contextlib.suppress(TypeError, ValueError):
-            at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            texts = value if isinstance(value, list) and len(value) == 2 else [value, value]
+            expires, issued = (datetime.fromisoformat(str(t).replace("Z", "+00:00")) for t in texts)
             if correlation_id == _FORGOTTEN:
-                forgotten = at
+                forgotten = expires
             else:
-                seen[str(correlation_id)] = (at, at)
+                seen[str(correlation_id)] = (expires, issued)
     return seen, forgotten

@@ -102,6 +102,26 @@ async def test_a_command_replayed_after_a_restart_is_still_refused(tmp_path: Pat
     assert replayed["status"] == "error" and replayed["data"]["reason"] == "duplicate"
 
 
+async def test_after_a_restart_a_forgotten_id_leaves_its_issue_time_as_the_floor(
+    tmp_path: Path,
+) -> None:
+    """Review of 2026-12-05: a ping (ttl 20 s) before a restart, forgotten after it,
+    left its *expiry* as the replay floor, so a fresh command issued 8 s before now
+    (a center clock behind the gateway's, a message delayed in the broker) was refused
+    as a replay. The floor is the forgotten command's issue time."""
+    async with rig(tmp_path, key=KEY) as r:
+        start = r.clock.now()
+        first = await _send(r, "ping", correlation_id="p-1", issued_at=start, ttl_s=20)
+    assert first["status"] == "ok"
+    async with rig(tmp_path, key=KEY, start=start + dt.timedelta(seconds=21)) as again:
+        fresh = await _send(
+            again, "ping", correlation_id="p-2", issued_at=start + dt.timedelta(seconds=13)
+        )
+        replayed = await _send(again, "ping", correlation_id="p-1", issued_at=start, ttl_s=20)
+    assert fresh["status"] == "ok", fresh
+    assert replayed["data"]["reason"] in ("duplicate", "expired"), replayed
+
+
 async def test_a_command_replayed_after_the_clock_steps_back_is_refused(tmp_path: Path) -> None:
     """A captured command expires and its id is forgotten; the wall clock is then
     stepped back so it looks valid again. Replayed, it is refused, before and after
