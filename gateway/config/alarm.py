@@ -23,12 +23,11 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Ident, Strict
+from gateway.config.base import FilePath, Ident, Strict
 from gateway.config.keys import KeyEncoding, read_key
 
 ZoneType = Literal["panic", "intrusion", "perimeter", "tamper", "technical"]
@@ -290,7 +289,7 @@ class CommandsConfig(Strict):
     how far in the future ``issued_at`` may be.
     """
 
-    hmac_key_file: Path | None = None
+    hmac_key_file: FilePath | None = None
     hmac_key_encoding: KeyEncoding = "hex"
     allow_unsigned: bool = False
     max_ttl_s: float = Field(default=600.0, gt=0, le=86_400)

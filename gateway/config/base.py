@@ -7,9 +7,10 @@ config never changes (``frozen=True``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.errors import ConfigError
 
@@ -18,10 +19,41 @@ Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 """A zone, area, module, camera, checkpoint or reader id: 1-64 of ``A-Za-z0-9_.-``."""
 
 
-class Strict(BaseModel):
-    """Base of every config model: unknown keys refused, instances frozen."""
+FilePath = Annotated[Path, Field(strict=False)]
+"""A file the config names: a TOML string."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys refused, instances frozen, values of
+    the type written (review of 2026-12-05: ``input = true`` was input 1, ``latch =
+    "yes"`` was true, ``debounce_ms = "100"`` was 100). TOML arrays are taken as the
+    tuples the models hold; an integer is a number where a float is asked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrays_as_tuples(cls, data: Any) -> Any:
+        """TOML has arrays, not tuples: a list value is offered as a tuple (strict
+        pydantic takes no list for a tuple); its items keep their types."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: tuple(v)
+            if isinstance(v, list) and k in fields and _tuple(fields[k].annotation)
+            else v
+            for k, v in data.items()
+        }
+
+
+def _tuple(annotation: Any) -> bool:
+    """True when ``annotation`` is a tuple type (or one of a union's members is)."""
+    if get_origin(annotation) is tuple or annotation is tuple:
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(
+        _tuple(a) for a in get_args(annotation)
+    )
 
 
 def read_secret(path: Path, field: str, what: str) -> bytes:

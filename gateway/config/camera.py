@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.config.base import Strict
+from gateway.config.base import FilePath, Strict
 
 CameraIdent = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -96,7 +96,7 @@ class CameraConfig(Strict):
     host: str
     port: int = Field(default=80, ge=1, le=65535)
     username: str = "admin"
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     profile: str | None = None
     subscription_s: int = Field(default=60, ge=10, le=86_400)
     pull_timeout_s: float = Field(default=5.0, gt=0, le=60)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.config.base import Ident, Strict, read_secret
+from gateway.config.base import FilePath, Ident, Strict, read_secret
 from gateway.errors import ConfigError
 
 ACCOUNT_PATTERN = r"^[0-9A-Za-z]{1,16}$"
@@ -118,7 +118,7 @@ class PanelConfig(Strict):
     name: str = ""
     location: str = ""
     account: str = Field(pattern=ACCOUNT_PATTERN)
-    key_file: Path | None = None
+    key_file: FilePath | None = None
     key_format: Literal["ascii", "hex"] | None = None
     timestamp_window: TimestampWindow = TimestampWindow()
     supervision_s: float = Field(gt=0, le=7 * 86_400)

@@ -26,7 +26,7 @@ from gateway.config.alarm import (
     ZoneTypeDefaults,
 )
 from gateway.config.alarm_checks import check_alarm, check_lines
-from gateway.config.base import Ident, Strict
+from gateway.config.base import FilePath, Ident, Strict
 from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
@@ -51,9 +51,9 @@ class SiteConfig(Strict):
 class TlsConfig(Strict):
     """``[broker.tls]``: server verification and optional client certificate (paths)."""
 
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
     insecure: bool = False
 
 
@@ -73,7 +73,7 @@ class BrokerConfig(Strict):
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str | None = None
     username: str | None = None
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     keepalive: int = Field(default=6, ge=2, le=3600)
     tls: TlsConfig | None = None
     window: int = Field(default=20, ge=1, le=65535)
@@ -104,7 +104,7 @@ class OutboxConfig(Strict):
     never expires (issue 10 item 7). Counted on the monotonic clock.
     """
 
-    path: Path = Path("var/outbox.sqlite")
+    path: FilePath = Path("var/outbox.sqlite")
     commit_linger_ms: float = Field(default=2.0, ge=0, le=1000)
     mark_linger_ms: float = Field(default=250.0, ge=0, le=10_000)
     ack_timeout_s: float = Field(default=30.0, gt=0)

@@ -9,11 +9,10 @@ the bench page's only action, a walk test, needs its password.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from gateway.config.base import Strict, read_secret
+from gateway.config.base import FilePath, Strict, read_secret
 
 _TOPIC_LEVELS = re.compile(r"^[^#+/\s]+(/[^#+/\s]+)*$")
 
@@ -55,7 +54,7 @@ class BenchConfig(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8088, ge=0, le=65535)
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     events: int = Field(default=200, ge=10, le=10_000)
 
     def password(self) -> bytes | None:

@@ -64,6 +64,31 @@ def test_bad_field_is_named_by_id_with_its_line(
     assert field not in str(err)  # a technician reads ids, not list positions
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("input = 1\ncontact", "input = true\ncontact", "input"),
+        ("input = 1\ncontact", 'input = "1"\ncontact', "input"),
+        ("input = 1\ncontact", "input = 1.0\ncontact", "input"),
+        ("debounce_ms = 100\narea = \"PERIM\"", 'debounce_ms = "100"\narea = "PERIM"',
+         "debounce_ms"),
+        ('area = "PERIM"\n', 'area = "PERIM"\nlatch = "yes"\n', "latch"),
+        ('area = "PERIM"\n', 'area = "PERIM"\nlatch = 1\n', "latch"),
+    ],
+)  # fmt: skip
+def test_a_value_of_another_type_is_refused_not_converted(
+    tmp_path: Path, old: str, new: str, field: str
+) -> None:
+    """Review of 2026-12-05: ``input = true`` was input 1 and ``latch = "yes"`` was true."""
+    path = broken_copy(DEMO, tmp_path, old, new)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert err.label == f"zones[Z03].{field}", err
+    assert err.line == line_of(path, new.split("\n")[0] if field != "latch" else "latch =")
+    assert f"{path}:{err.line}: zones[Z03].{field}: " in str(err)
+
+
 def test_input_used_twice_is_refused(tmp_path: Path) -> None:
     path = broken_copy(DEMO, tmp_path, "input = 11\n", "input = 1\n")
     with pytest.raises(ConfigError, match="already used by zone 'Z03'"):
