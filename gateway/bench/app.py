@@ -35,6 +35,8 @@ from aiohttp_sse import sse_response
 from gateway.bench.auth import COOKIE, SESSION_S, LockedOut
 from gateway.bench.context import BenchContext
 from gateway.errors import CommandRefused
+from gateway.ops import host_check
+from gateway.ops.host_check import host_allowed
 
 STATIC = Path(str(resources.files("gateway.bench").joinpath("static")))
 _CSP = (
@@ -46,9 +48,11 @@ _STREAM_WAIT_S = 15.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(ctx: BenchContext) -> web.Application:
-    """The aiohttp application of the bench page."""
-    app = web.Application(middlewares=[_headers, _same_origin], client_max_size=64 * 1024)
+def make_app(ctx: BenchContext, bound_host: str) -> web.Application:
+    """The aiohttp application of the bench page, its port bound to ``bound_host``."""
+    app = web.Application(
+        middlewares=[_headers, _this_box(bound_host), _same_origin], client_max_size=64 * 1024
+    )
     routes = BenchRoutes(ctx)
     app.router.add_get("/", routes.index)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
@@ -225,6 +229,19 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
+
+
+def _this_box(bound: str) -> Any:
+    """Requests whose ``Host`` names another box are refused (no DNS rebinding:
+    ``gateway/ops/host_check.py``)."""
+
+    @web.middleware
+    async def this_box(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not host_allowed(request.headers.get("Host"), bound):
+            return _error(host_check.STATUS, host_check.REASON)
+        return await handler(request)
+
+    return this_box
 
 
 @web.middleware

@@ -84,7 +84,8 @@ class BenchServer:
 
         from gateway.bench.app import make_app
 
-        runner = web.AppRunner(make_app(self._ctx), access_log=None, shutdown_timeout=_SHUTDOWN_S)
+        app = make_app(self._ctx, self._cfg.host)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_S)
         await runner.setup()
         return runner
 

@@ -10,7 +10,8 @@ paths, no request bodies. :func:`serve` reads one request head (at most
 :data:`MAX_CONNECTIONS` at once (one more is closed unread). What
 else a client may send gets the code a framework gives: 400 (a request line
 that is not ``METHOD TARGET HTTP/1.x``), 404 (another path), 405 with ``Allow``
-(another method), 431 (a head over the limit), 500 (a route failed: logged as
+(another method), 421 (a ``Host`` that is not this box: ``host_check.py``), 431 (a
+head over the limit), 500 (a route failed: logged as
 ``ops.request_failed``); a client that sends no whole head within :data:`READ_S`
 is disconnected.
 """
@@ -25,6 +26,8 @@ from http import HTTPStatus
 
 import structlog
 
+from gateway.ops import host_check
+from gateway.ops.host_check import host_allowed
 from gateway.runtime.descriptors import ConnectionCap
 
 log = structlog.get_logger(__name__)
@@ -62,7 +65,7 @@ async def serve(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await _answer(reader, writer, routes)
+            await _answer(reader, writer, routes, host)
         except ConnectionError:  # the client left; nothing to answer
             pass
         except Exception:
@@ -79,7 +82,10 @@ async def serve(
 
 
 async def _answer(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, routes: Mapping[str, Route]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    routes: Mapping[str, Route],
+    bound: str,
 ) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_S)
@@ -94,12 +100,23 @@ async def _answer(
         return
     method, target = parts[0], parts[1]
     route = routes.get(target.split(b"?", 1)[0].decode("latin-1"))
-    if route is None:
+    if not host_allowed(_header(head, b"host"), bound):
+        await _send(writer, Reply(host_check.STATUS, f"{host_check.REASON}\n".encode()))
+    elif route is None:
         await _send(writer, _error(HTTPStatus.NOT_FOUND))
     elif method not in (b"GET", b"HEAD"):
         await _send(writer, _error(HTTPStatus.METHOD_NOT_ALLOWED), allow="GET, HEAD")
     else:
         await _send(writer, await route(), body=method == b"GET")
+
+
+def _header(head: bytes, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case) in a request head; None when absent."""
+    for line in head.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
 
 
 def _error(status: HTTPStatus) -> Reply:

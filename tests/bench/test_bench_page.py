@@ -229,6 +229,23 @@ async def test_without_a_password_the_page_is_read_only(
         assert campus.gateway.alarm is not None and campus.gateway.alarm.walk.active is None
 
 
+async def test_a_request_for_another_host_name_is_refused(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """No DNS rebinding (review of 2026-12-05): a page elsewhere that resolves its own
+    name to this box gets 421, whatever the path; the box's own names are answered."""
+    async with (
+        simulated_campus() as modules,
+        demo_gateway(mosquitto, tmp_path / "o.sqlite", modules) as campus,
+        bench_session(campus.gateway) as (base, http),
+    ):
+        for path in ("", "api/session", "api/state"):
+            async with http.get(base + path, headers={"Host": "evil.example"}) as foreign:
+                assert foreign.status == 421, path
+        async with http.get(base + "api/session", headers={"Host": "localhost"}) as own:
+            assert own.status == 200
+
+
 async def test_a_bench_port_in_use_costs_nothing_but_the_page(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:

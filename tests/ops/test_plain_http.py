@@ -152,3 +152,25 @@ async def test_idle_connections_beyond_the_cap_are_closed_and_the_held_ones_stil
             w.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("host", "answered"),
+    [
+        ("127.0.0.1:9735", True),
+        ("localhost:9735", True),
+        ("[::1]:9735", True),
+        ("10.0.0.7", True),
+        (None, True),
+        ("evil.example:9735", False),  # DNS rebinding: a foreign name resolved to us
+        ("localhost.evil.example", False),
+    ],
+)
+async def test_only_requests_addressed_to_this_box_are_answered(
+    port: int, host: str | None, answered: bool
+) -> None:
+    """Review of 2026-12-05: ``Host: evil.example`` read /status without a password."""
+    header = b"" if host is None else f"Host: {host}\r\n".encode()
+    answer = await _exchange(port, b"GET /hello HTTP/1.1\r\n" + header + b"\r\n")
+    expected = b"HTTP/1.1 200 OK" if answered else b"HTTP/1.1 421 Misdirected Request"
+    assert _status_line(answer) == expected, answer
