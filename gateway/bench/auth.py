@@ -5,8 +5,10 @@ Without ``[bench] password_file`` the page is read-only for whoever can reach it
 refused. With one, everything asks for the password first; a correct one gives
 an HttpOnly, SameSite=Strict session cookie valid for :data:`SESSION_S`. The
 password is compared in constant time; after :data:`MAX_FAILURES` wrong ones in a
-row a client address is refused for :data:`LOCKOUT_S` seconds. Sessions live in
-memory only: a restart asks again.
+row a client address is refused for :data:`LOCKOUT_S` seconds. Every wrong
+password and every lockout is logged (``bench.login_failed``, ``bench.locked_out``,
+with the client's address) and counted. Sessions live in memory only: a restart
+asks again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 SESSION_S = 8 * 3600.0
 MAX_FAILURES = 5
@@ -52,6 +58,8 @@ class BenchAuth:
         self._clock = clock
         self._sessions: dict[str, float] = {}
         self._failures: dict[str, _Failures] = {}
+        self.failed_logins = 0  # wrong passwords since start
+        self.lockouts = 0  # peers locked out since start
 
     @property
     def enabled(self) -> bool:
@@ -72,8 +80,12 @@ class BenchAuth:
             raise LockedOut(failures.locked_until - now)
         if not hmac.compare_digest(attempt.encode(), self._password):
             failures.count += 1
+            self.failed_logins += 1
+            log.warning("bench.login_failed", peer=peer, failures=failures.count)
             if failures.count >= MAX_FAILURES:
                 failures.count, failures.locked_until = 0, now + LOCKOUT_S
+                self.lockouts += 1
+                log.warning("bench.locked_out", peer=peer, for_s=LOCKOUT_S)
             return None
         self._failures.pop(peer, None)
         token = secrets.token_urlsafe(32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.bench.auth import LOCKOUT_S, MAX_FAILURES, SESSION_S, BenchAuth, LockedOut
 
@@ -46,3 +47,16 @@ def test_without_a_password_anyone_views_and_nobody_logs_in() -> None:
     auth = BenchAuth(None)
     assert not auth.enabled and auth.may_view(None)
     assert auth.login("", "127.0.0.1") is None and not auth.valid("x")
+
+
+def test_wrong_passwords_and_lockouts_are_logged_with_the_address_and_counted() -> None:
+    """Review of 2026-12-05: guessing left no trace."""
+    auth = BenchAuth(b"pw", clock=Clock())
+    with capture_logs() as logs:
+        for _ in range(MAX_FAILURES):
+            assert auth.login("guess", "10.0.0.9") is None
+    failed = [e for e in logs if e["event"] == "bench.login_failed"]
+    locked = [e for e in logs if e["event"] == "bench.locked_out"]
+    assert len(failed) == MAX_FAILURES and {e["peer"] for e in failed} == {"10.0.0.9"}
+    assert len(locked) == 1 and locked[0]["peer"] == "10.0.0.9"
+    assert (auth.failed_logins, auth.lockouts) == (MAX_FAILURES, 1)
