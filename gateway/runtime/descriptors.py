@@ -31,7 +31,10 @@ import structlog
 log = structlog.get_logger(__name__)
 
 ACCEPT_ERRORS_EVERY_S = 60.0
-"""How often the loop reports accepts that failed for want of descriptors."""
+"""How often the loop reports accepts that failed for want of descriptors (and
+protocols that failed on a device's bytes)."""
+
+_DEVICE_FAULT = "Fatal error: protocol.data_received() call failed"
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -96,14 +99,32 @@ class ConnectionCap:
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     """Report ``socket.accept() out of system resource`` at most once a minute per
     listening socket (asyncio retries the accept every second, and each failure
-    was a traceback); every other exception the loop reports goes on as before."""
-    last: dict[Any, float] = {}
-    left_out: dict[Any, int] = {}
+    was a traceback), and a protocol that failed on a device's bytes at most once a
+    minute per protocol class; every other exception the loop reports goes on as
+    before."""
+    last: dict[str, float] = {}
+    left_out: dict[str, int] = {}
     previous = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if "out of system resource" in str(context.get("message", "")):
-            key = id(context.get("socket"))
+        message = str(context.get("message", ""))
+        if message.startswith(_DEVICE_FAULT):
+            # A device's bytes broke its protocol (pymodbus raises on a reply of the
+            # wrong function code, review of 2026-12-05): the transport closes and the
+            # poller counts a failure; the traceback once a minute per protocol.
+            key = type(context.get("protocol")).__name__
+            now = loop.time()
+            if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
+                left_out[key] = left_out.get(key, 0) + 1
+                return
+            last[key] = now
+            log.error(
+                "loop.protocol_failed", protocol=key, error=repr(context.get("exception")),
+                left_out=left_out.pop(key, 0),
+            )  # fmt: skip
+            return
+        if "out of system resource" in message:
+            key = str(id(context.get("socket")))
             now = loop.time()
             if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
                 left_out[key] = left_out.get(key, 0) + 1

@@ -55,3 +55,23 @@ async def test_an_accept_out_of_descriptors_is_reported_once_a_minute_per_listen
         loop.set_exception_handler(before)
         first.close()
         second.close()
+
+
+async def test_a_protocol_failing_on_a_devices_bytes_is_reported_once_a_minute() -> None:
+    """A module answering with the wrong function code made pymodbus raise in
+    ``data_received`` at every reply: a traceback each time (review of 2026-12-05)."""
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    try:
+        quiet_accept_errors(loop)
+        with capture_logs() as logs:
+            for _ in range(50):
+                loop.call_exception_handler({
+                    "message": "Fatal error: protocol.data_received() call failed.",
+                    "exception": KeyError(0x83),
+                    "protocol": asyncio.Protocol(),
+                })  # fmt: skip
+        failed = [e for e in logs if e["event"] == "loop.protocol_failed"]
+        assert len(failed) == 1 and failed[0]["protocol"] == "Protocol"
+    finally:
+        loop.set_exception_handler(before)
