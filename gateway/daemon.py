@@ -672,7 +672,7 @@ async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     soft, hard = descriptors.raise_open_files_limit()
     log.info("gateway.open_files_limit", soft=soft, hard=hard)
-    descriptors.quiet_accept_errors(loop)
+    descriptors.quiet_loop_errors(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

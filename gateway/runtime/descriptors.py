@@ -14,7 +14,7 @@ defences, each small:
   ``LimitNOFILE=65536``);
 * :class:`ConnectionCap`: each listener serves at most ``limit`` connections at
   once; one more is closed at once, logged at the first of a run and counted;
-* :func:`quiet_accept_errors`: the event loop reports an accept that failed for
+* :func:`quiet_loop_errors`: the event loop reports an accept that failed for
   want of descriptors at most once a minute per listener, with the count of those
   it left out.
 """
@@ -96,7 +96,7 @@ class ConnectionCap:
         return capped
 
 
-def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
     """Report ``socket.accept() out of system resource`` at most once a minute per
     listening socket (asyncio retries the accept every second, and each failure
     was a traceback), and a protocol that failed on a device's bytes at most once a

@@ -13,7 +13,7 @@ import sys
 
 from structlog.testing import capture_logs
 
-from gateway.runtime.descriptors import quiet_accept_errors
+from gateway.runtime.descriptors import quiet_loop_errors
 
 
 def test_the_soft_open_files_limit_goes_up_to_the_hard_one() -> None:
@@ -39,7 +39,7 @@ async def test_an_accept_out_of_descriptors_is_reported_once_a_minute_per_listen
     before = loop.get_exception_handler()
     first, second = socket.socket(), socket.socket()
     try:
-        quiet_accept_errors(loop)
+        quiet_loop_errors(loop)
         with capture_logs() as logs:
             for _ in range(100):
                 for sock in (first, second):
@@ -63,7 +63,7 @@ async def test_a_protocol_failing_on_a_devices_bytes_is_reported_once_a_minute()
     loop = asyncio.get_running_loop()
     before = loop.get_exception_handler()
     try:
-        quiet_accept_errors(loop)
+        quiet_loop_errors(loop)
         with capture_logs() as logs:
             for _ in range(50):
                 loop.call_exception_handler({
