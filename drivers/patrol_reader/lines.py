@@ -30,8 +30,9 @@ from gateway.runtime.tasks import cancel_and_wait
 
 MAX_CONNECTIONS = 64
 """Connections a reader's port serves at once (a site has a few readers and phones);
-more are closed at once, so idle ones cannot take the descriptors the outbox
-needs (``gateway/runtime/descriptors.py``)."""
+a newer one closes the oldest, so idle or half-open ones can neither take the
+descriptors the outbox needs (``gateway/runtime/descriptors.py``) nor shut a
+phone out."""
 
 MAX_LINE = 4096
 """Longest line accepted, in bytes (a record is well under 200)."""
@@ -81,6 +82,7 @@ class LineReader(ABC, Generic[Cfg]):
         self.errors = 0
         self._bad_logged = False
         self._connections: set[asyncio.Task[None]] = set()
+        self.cap = ConnectionCap(f"patrol:{cfg.id}", MAX_CONNECTIONS, evict_oldest=True)
 
     async def run(self) -> None:
         """Listen until cancelled; then close the listener and every connection.
@@ -88,7 +90,6 @@ class LineReader(ABC, Generic[Cfg]):
         Raises:
             OSError: the port cannot be bound (the supervisor retries).
         """
-        self.cap = ConnectionCap(f"patrol:{self.device_id}", MAX_CONNECTIONS)
         server = await asyncio.start_server(
             self.cap.wrap(self._connection), self.listen.host, self.listen.port
         )

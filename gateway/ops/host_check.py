@@ -7,16 +7,22 @@ password (review of 2026-12-05). The browser still sends that name in ``Host``.
 So a request is answered only when ``Host`` (without its port) is an IP address,
 a name without a dot (``localhost``, this machine's name, an alias in
 ``/etc/hosts``: a page elsewhere cannot make a browser resolve such a name), the
-address the port was bound to, or ``<this machine's name>.local``; anything else
-gets 421 Misdirected Request (RFC 9110 §15.5.20). A request without ``Host``
-(HTTP/1.0) is answered.
+address the port was bound to, this machine's own names (``hostname``, the names
+``/etc/hosts`` gives it, and each under ``.local``); anything else gets 421 Misdirected
+Request (RFC 9110 §15.5.20). A request without ``Host``, or with an empty one, is
+answered. A technician who reaches the box by another DNS name binds the port to
+that name, or browses by address.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 import socket
+from pathlib import Path
 
+HOSTS = Path("/etc/hosts")
 STATUS = 421
 REASON = "misdirected request: this port answers requests for this box only"
 
@@ -24,7 +30,7 @@ REASON = "misdirected request: this port answers requests for this box only"
 def host_allowed(host: str | None, bound: str) -> bool:
     """True when a request with ``Host: host`` is for this box (``bound``: the
     address or name the port listens on, as configured)."""
-    if host is None:
+    if host is None or not host.strip():
         return True
     name = host.strip().lower()
     if name.startswith("["):  # [v6]:port
@@ -38,6 +44,20 @@ def host_allowed(host: str | None, bound: str) -> bool:
         pass
     else:
         return True
-    if name and "." not in name:
+    if "." not in name:
         return True
-    return name in {bound.lower(), f"{socket.gethostname().lower()}.local"} and name != ""
+    return name in _own_names() | {bound.lower().rstrip(".")}
+
+
+@functools.cache
+def _own_names() -> frozenset[str]:
+    """This machine's names, read once without asking a resolver (the event loop
+    must not wait on DNS): its host name, every name ``/etc/hosts`` lists (where
+    Debian puts the fully qualified one: ``127.0.1.1 gw1.school.lan gw1``; only an
+    administrator writes that file), and each under ``.local`` (mDNS)."""
+    names = {socket.gethostname()}
+    with contextlib.suppress(OSError):
+        for line in HOSTS.read_text(encoding="utf-8", errors="replace").splitlines():
+            names.update(line.split("#", 1)[0].split()[1:])
+    names = {n.lower().rstrip(".") for n in names if n}
+    return frozenset(names | {f"{n.split('.')[0]}.local" for n in names})

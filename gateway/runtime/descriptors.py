@@ -58,42 +58,64 @@ class ConnectionCap:
 
     Args:
         name: the listener, for the log (``ops``, ``patrol:<reader id>``).
-        limit: connections served at once; one more is closed unread.
+        limit: connections served at once.
+        evict_oldest: when ``limit`` are being served, close the oldest of them for
+            the newcomer (a reader's port: a phone that roamed between access points
+            leaves a half-open connection that never ends by itself, and a night of
+            them must not shut the guards' scans out: review of 2026-12-05);
+            otherwise the newcomer is closed unread (a port whose clients have a
+            deadline of their own, as the HTTP port's 10 s for a request head).
 
     Attributes:
-        active: connections being served now.
-        refused: connections closed because ``limit`` were being served.
+        refused: connections closed, newcomers or evicted, because ``limit`` were
+            being served.
     """
 
-    def __init__(self, name: str, limit: int) -> None:
+    def __init__(self, name: str, limit: int, *, evict_oldest: bool = False) -> None:
         self.name = name
         self.limit = limit
-        self.active = 0
+        self.evict_oldest = evict_oldest
         self.refused = 0
+        self._open: dict[int, asyncio.StreamWriter] = {}  # in the order they came
         self._refusing = False
+
+    @property
+    def active(self) -> int:
+        """Connections being served now."""
+        return len(self._open)
 
     def wrap(self, handler: Handler) -> Handler:
         """``handler`` behind the cap: what ``asyncio.start_server`` is given."""
 
         async def capped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if self.active >= self.limit:
-                self.refused += 1
-                if not self._refusing:
-                    self._refusing = True
-                    log.warning(
-                        "descriptors.connection_refused", listener=self.name, limit=self.limit,
-                        peer=str(writer.get_extra_info("peername")), refused=self.refused,
-                    )  # fmt: skip
-                writer.transport.abort()  # no FIN handshake to wait for: the descriptor goes now
-                return
+            if len(self._open) >= self.limit:
+                victim = writer
+                if self.evict_oldest:
+                    victim = self._open.pop(next(iter(self._open)))
+                self._refuse(victim)
+                if victim is writer:
+                    return
             self._refusing = False
-            self.active += 1
+            key = id(writer)
+            self._open[key] = writer
             try:
                 await handler(reader, writer)
             finally:
-                self.active -= 1
+                self._open.pop(key, None)
 
         return capped
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Close ``writer``'s connection at once; logged at the first of a run, counted."""
+        self.refused += 1
+        if not self._refusing:
+            self._refusing = True
+            log.warning(
+                "descriptors.connection_refused", listener=self.name, limit=self.limit,
+                peer=str(writer.get_extra_info("peername")), refused=self.refused,
+                evicted=self.evict_oldest,
+            )  # fmt: skip
+        writer.transport.abort()  # no FIN handshake to wait for: the descriptor goes now
 
 
 def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:

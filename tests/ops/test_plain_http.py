@@ -11,10 +11,12 @@ import contextlib
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from gateway.ops import plain_http
+from gateway.ops import host_check, plain_http
+from gateway.ops.host_check import host_allowed
 from gateway.ops.plain_http import HEAD_LIMIT, Reply, serve
 from gateway.runtime.descriptors import ConnectionCap
 from tests.fault_support import wait_until
@@ -162,6 +164,7 @@ async def test_idle_connections_beyond_the_cap_are_closed_and_the_held_ones_stil
         ("[::1]:9735", True),
         ("10.0.0.7", True),
         (None, True),
+        ("", True),
         ("evil.example:9735", False),  # DNS rebinding: a foreign name resolved to us
         ("localhost.evil.example", False),
     ],
@@ -174,3 +177,24 @@ async def test_only_requests_addressed_to_this_box_are_answered(
     answer = await _exchange(port, b"GET /hello HTTP/1.1\r\n" + header + b"\r\n")
     expected = b"HTTP/1.1 200 OK" if answered else b"HTTP/1.1 421 Misdirected Request"
     assert _status_line(answer) == expected, answer
+
+
+def test_the_boxs_own_names_from_etc_hosts_and_a_bound_name_are_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A technician typing the box's DNS name is not refused (a fresh review of the
+    check): names /etc/hosts gives it, and the name the port is bound to, trailing
+    dot or not; another dotted name still is."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.1.1 gw1.school.lan gw1  # Debian\n")
+    monkeypatch.setattr(host_check, "HOSTS", hosts)
+    host_check._own_names.cache_clear()
+    try:
+        assert host_allowed("gw1.school.lan:15088", "127.0.0.1")
+        assert host_allowed("GW1.school.lan.", "127.0.0.1")
+        assert host_allowed("gw1.local", "127.0.0.1")
+        assert host_allowed("bench.school.lan", "bench.school.lan.")
+        assert not host_allowed("gw1.school.lan.evil.example", "127.0.0.1")
+        assert not host_allowed("evil.example", "bench.school.lan")
+    finally:
+        host_check._own_names.cache_clear()

@@ -26,6 +26,7 @@ from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.events.patrol_observation import ReaderBattery
 from simulators.patrol_guard import PatrolDevices, Walk, walk_round
 from simulators.patrol_readers import Handheld, PhoneApp
+from tests.fault_support import wait_until
 from tests.helpers import REPO_ROOT, free_port
 from tests.patrol_support import (
     GUARD_CARD,
@@ -240,3 +241,25 @@ def test_ctrl_c_with_a_reader_connected_leaves_no_traceback() -> None:
     events = [json.loads(line)["event"] for line in lines]  # every line JSON
     assert events == ["patrol.listening", "patrol.connected", "patrol.connection_closed"]
     assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr
+
+
+async def test_a_phone_is_served_when_every_slot_holds_a_dead_connection() -> None:
+    """Phones that roam between access points leave half-open connections; a night
+    of them must not shut the guards' scans out (review of 2026-12-05): at the cap a
+    newer connection closes the oldest, and the port never serves more at once."""
+    sink, cfg = Sink(), network_cfg()
+    reader = NetworkReader(cfg, sink, TZ)
+    async with listening(reader):
+        dead = [await asyncio.open_connection("127.0.0.1", cfg.listen.port) for _ in range(64)]
+        try:
+            await wait_until(lambda: reader.cap.active == 64, 5, "all 64 served")
+            app = PhoneApp("127.0.0.1", cfg.listen.port)
+            assert await app.hit(TAGS["CP1"], NIGHT, guard="G1") == {"ack": 1}
+            await app.close()
+            assert reader.cap.refused == 1 and reader.cap.active <= 64
+            with contextlib.suppress(ConnectionResetError):  # the one closed
+                assert await asyncio.wait_for(dead[0][0].read(), 5) == b""
+        finally:
+            for _, writer in dead:
+                writer.close()
+    assert [h.tag for h in sink.hits()] == [TAGS["CP1"]]
