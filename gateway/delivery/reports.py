@@ -24,6 +24,7 @@ import contextlib
 import structlog
 
 from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox.spill import UNCHECKED
 from gateway.errors import OutboxError
 from gateway.runtime.state import ALARM, AlarmRecord
 from gateway.runtime.state_store import StateStore
@@ -71,7 +72,7 @@ async def restore_alarms(store: StateStore, outbox: Outbox) -> int:
         StateError: the state store is closed.
     """
     kept = dict(outbox.kept(ALARM))
-    if kept and outbox.spilled_back:
+    if outbox.kept(UNCHECKED):  # events came back from a spill since the last check
         await _forget_ended(outbox, kept)
     writes = [
         ALARM.write(key, record)
@@ -104,20 +105,22 @@ async def _forget_ended(outbox: Outbox, kept: dict[str, AlarmRecord]) -> None:
     reset while the disk failed has its ``cleared`` event stored from the spill, and
     its record still in the kept table. Put back, it latched the zone again: the
     center had been told the reset succeeded, and a new press of the button made no
-    event (review of 2026-12-05). The record goes; if the disk will not take that
-    now, the delete stays queued and this start goes on.
+    event (review of 2026-12-05). The records go, with the spill's :data:`UNCHECKED`
+    marker, in one commit; if the disk will not take that now, the delete stays
+    queued and this start goes on, and a start that dies before it commits checks
+    again (the marker is still there).
     """
     try:
-        ended = await outbox.ended(r.incident for r in kept.values())
+        ended = await outbox.ended(r.incident for r in kept.values()) if kept else set()
     except OutboxError as exc:
         log.error("state.kept_alarms_not_checked", keys=sorted(kept), error=str(exc))
         return
     over = [key for key, record in kept.items() if record.incident in ended]
-    if not over:
-        return
     for key in over:
         del kept[key]
-    log.warning("state.kept_alarms_ended", keys=over)
+    if over:
+        log.warning("state.kept_alarms_ended", keys=over)
+    writes = [ALARM.write(key, None) for key in over] + [UNCHECKED.write("unchecked", None)]
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_KEEP_WAIT_S):
-            await outbox.keep([ALARM.write(key, None) for key in over])
+            await outbox.keep(writes)

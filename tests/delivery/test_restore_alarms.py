@@ -6,7 +6,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox import Outbox, spill
+from gateway.delivery.outbox.spill import UNCHECKED
 from gateway.delivery.reports import restore_alarms
 from gateway.events.model import Event, EventFactory
 from gateway.runtime.state import ALARM, AREA, AlarmRecord, AreaRecord
@@ -161,3 +162,34 @@ def stored_alarms(path: Path) -> list[str]:
     """Keys of kind ``alarm`` in a state store file."""
     with contextlib.closing(sqlite3.connect(path)) as db:
         return [str(r[0]) for r in db.execute("SELECT key FROM state WHERE kind = 'alarm'")]
+
+
+async def test_a_reset_taken_back_from_a_spill_ends_its_kept_alarm_even_a_start_later(
+    tmp_path: Path,
+) -> None:
+    """The spill gives back a panic's ``cleared`` without the kept state its commit
+    carried. A start that took it back but died before deleting the panic's record
+    must not leave the next start to latch the panic again (a fresh review of the fix
+    of 2026-12-05): the marker committed with the rows keeps the check due."""
+    path = tmp_path / "o.sqlite"
+    panic = FACTORY.make("alarm.panic", device="io", subject="P10", state="active")
+    async with Outbox(path) as outbox:
+        record = AlarmRecord(panic.type, panic.id, panic.time)
+        await outbox.append(panic, keep=[ALARM.write("P10/alarm", record)])
+        stream = outbox.stream
+    cleared = FACTORY.make(
+        "alarm.panic", device="io", subject="P10", state="cleared", incident=panic.id
+    )
+    payload = cleared.stored(2, stream).to_json()
+    row = (2, 2, stream, cleared.id, cleared.type, 1, cleared.topic_suffix, payload,
+           len(payload), True, 2.0)  # fmt: skip
+    spill.write(spill.path_for(path, stream), [row])
+    async with Outbox(path) as outbox:  # takes the row back, then "dies": no check
+        assert outbox.spilled_back == 1 and outbox.kept(UNCHECKED)
+    async with Outbox(path) as outbox, StateStore(tmp_path / "s.sqlite") as store:
+        assert outbox.spilled_back == 0
+        await restore_alarms(store, outbox)
+        assert "P10/alarm" not in store.alarms
+        assert "P10/alarm" not in outbox.kept(ALARM)
+    async with Outbox(path) as outbox:  # the delete and the marker went in one commit
+        assert not outbox.kept(ALARM) and not outbox.kept(UNCHECKED)

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS kept (
     PRIMARY KEY (kind, key)
 );
 """
-_PUT = "INSERT OR REPLACE INTO kept (kind, key, value) VALUES (?, ?, ?)"
+PUT = "INSERT OR REPLACE INTO kept (kind, key, value) VALUES (?, ?, ?)"
 _DELETE = "DELETE FROM kept WHERE kind = ? AND key = ?"
 
 
@@ -67,7 +67,7 @@ def apply(
     if deletes:
         conn.executemany(_DELETE, deletes)
     if puts:
-        conn.executemany(_PUT, puts)
+        conn.executemany(PUT, puts)
 
 
 def remember(memory: dict[str, dict[str, Any]], writes: Iterable[StateWrite]) -> None:

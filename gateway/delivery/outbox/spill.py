@@ -41,9 +41,11 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from gateway.delivery.outbox import kept
 from gateway.delivery.outbox.capacity import OutboxStats
 from gateway.runtime.durable import write_transaction
 from gateway.runtime.onthread import run_on
+from gateway.runtime.state import Kind
 
 log = structlog.get_logger(__name__)
 
@@ -133,9 +135,17 @@ def _row(body: dict[str, Any]) -> tuple[Any, ...]:
             float(body["created_at"]))  # fmt: skip
 
 
+UNCHECKED: Kind[bool] = Kind("outbox.spill", bool, bool)
+"""Kept ``outbox.spill``/``unchecked``: events came back from a spill without the kept
+state their commit would have carried, and the kept open alarms have not been checked
+against them yet (``gateway/delivery/reports.py`` deletes it with the records it ends,
+in one commit: a start that dies before that commit checks again)."""
+
+
 def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
     """Insert ``rows`` (from :func:`read`) the file does not have, after every row it
-    holds, in one transaction on ``conn`` (its own thread). Returns the rows inserted.
+    holds, in one transaction on ``conn`` (its own thread), with :data:`UNCHECKED`
+    when any was. Returns the rows inserted.
 
     Raises:
         sqlite3.Error: nothing was inserted.
@@ -145,6 +155,9 @@ def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         inserted = 0
         for i, row in enumerate(rows, start=1):
             inserted += conn.execute(_INSERT, (last + i, *row)).rowcount
+        if inserted:
+            conn.execute(kept.SCHEMA)
+            conn.execute(kept.PUT, (UNCHECKED.name, "unchecked", "true"))
     return inserted
 
 

@@ -337,14 +337,14 @@ class Outbox(OutboxReads):
         if tables is None or tables[0] < 2:
             self.backlog.empty()
             return None, False
-        async with db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'kept'") as cur:
-            has_kept = await cur.fetchone()
-        if has_kept is not None and has_kept[0]:
-            self._kept = await kept.load(db)
         async with db.execute("PRAGMA table_info(messages)") as cur:
             streams = any(r[1] == "stream" for r in await cur.fetchall())
         if streams:  # rows earlier processes held and spilled, before anything is counted
             self.spilled_back += await spill.take_back(db, self.path, self.stats)
+        async with db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'kept'") as cur:
+            has_kept = await cur.fetchone()
+        if has_kept is not None and has_kept[0]:  # read after the spill: it may mark it
+            self._kept = await kept.load(db)
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
