@@ -128,34 +128,35 @@ def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
     left_out: dict[str, int] = {}
     previous = loop.get_exception_handler()
 
+    def due(key: str) -> int | None:
+        """None while ``key`` was reported within the minute (one more left out),
+        else how many were left out since its last report."""
+        now = loop.time()
+        if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
+            left_out[key] = left_out.get(key, 0) + 1
+            return None
+        last[key] = now
+        return left_out.pop(key, 0)
+
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         message = str(context.get("message", ""))
         if message.startswith(_DEVICE_FAULT):
             # A device's bytes broke its protocol (pymodbus raises on a reply of the
             # wrong function code, review of 2026-12-05): the transport closes and the
             # poller counts a failure; the traceback once a minute per protocol.
-            key = type(context.get("protocol")).__name__
-            now = loop.time()
-            if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
-                left_out[key] = left_out.get(key, 0) + 1
-                return
-            last[key] = now
-            log.error(
-                "loop.protocol_failed", protocol=key, error=repr(context.get("exception")),
-                left_out=left_out.pop(key, 0),
-            )  # fmt: skip
+            protocol = type(context.get("protocol")).__name__
+            if (skipped := due(f"protocol:{protocol}")) is not None:
+                log.error(
+                    "loop.protocol_failed", protocol=protocol,
+                    error=repr(context.get("exception")), left_out=skipped,
+                )  # fmt: skip
             return
         if "out of system resource" in message:
-            key = str(id(context.get("socket")))
-            now = loop.time()
-            if now - last.get(key, -ACCEPT_ERRORS_EVERY_S) < ACCEPT_ERRORS_EVERY_S:
-                left_out[key] = left_out.get(key, 0) + 1
-                return
-            last[key] = now
-            log.error(
-                "descriptors.accept_failed", error=str(context.get("exception")),
-                socket=str(context.get("socket")), left_out=left_out.pop(key, 0),
-            )  # fmt: skip
+            if (skipped := due(f"socket:{id(context.get('socket'))}")) is not None:
+                log.error(
+                    "descriptors.accept_failed", error=str(context.get("exception")),
+                    socket=str(context.get("socket")), left_out=skipped,
+                )  # fmt: skip
             return
         if previous is not None:
             previous(loop, context)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ import pytest
 from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
 from tests.fault_support import wait_until
-from tests.helpers import assert_valid_event, eventually
+from tests.helpers import assert_valid_event, eventually, lock_held
 from tests.power_cut_support import module_site, module_toml
 
 pytestmark = pytest.mark.timeout(180)
@@ -181,16 +180,6 @@ async def test_a_sigkill_at_any_moment_of_a_panic_loses_neither_the_alarm_nor_it
         await center.wait_for(lambda: not center.gaps, 10)
 
 
-LOCKER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-db.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()  # held until the test says so
-db.execute("ROLLBACK")
-"""
-
-
 async def test_a_panic_reset_while_the_disk_is_locked_stays_reset_after_a_sigkill(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -204,13 +193,7 @@ async def test_a_panic_reset_while_the_disk_is_locked_stays_reset_after_a_sigkil
         module.press(10)
         await wait_until(lambda: site.of("alarm.panic", "P10", "active"), 30, "the panic")
         module.release(10)
-        locker = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOCKER, str(site.outbox),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert locker.stdin is not None and locker.stdout is not None
-        try:
-            assert await locker.stdout.readline() == b"locked\n"
+        async with lock_held(site.outbox):  # another process's connection holds it
             assert (await site.ok("reset", {"zone": "P10"}))["cleared"] == ["P10"]
             await wait_until(lambda: site.of("alarm.panic", "P10", "cleared"), 30, "cleared")
             await wait_until(
@@ -218,10 +201,6 @@ async def test_a_panic_reset_while_the_disk_is_locked_stays_reset_after_a_sigkil
                 30, "the reset's event spilled",
             )  # fmt: skip
             await daemon.kill()
-        finally:
-            locker.stdin.write(b"go\n")
-            await locker.stdin.drain()
-            await locker.wait()
         await daemon.start()
         state = await site.ok("get_state")
         assert state["zones"]["P10"]["latched"] is False, state["zones"]["P10"]
