@@ -19,7 +19,8 @@ pymodbus outcome                                               raised here
 timeout, but bytes did arrive that never formed a frame        DeviceProtocolError
 exception response 0x06 busy, 0x0A/0x0B gateway path/target    DeviceUnavailable
 any other exception response (``isError()``), e.g. 0x02       DeviceProtocolError
-wrong function code, fewer bits/registers than asked, bad echo DeviceProtocolError
+wrong function code, more or fewer data bytes than asked,     DeviceProtocolError
+byte count disagreeing with its data, bad echo
 =============================================================  =====================
 
 ``DeviceProtocolError.raw`` is the received frame as hex (MBAP or RTU ADU, as seen
@@ -181,7 +182,8 @@ class ModbusLine:
             DeviceUnavailable: cannot connect, timeout, connection lost, or a
                 busy/gateway exception response.
             DeviceProtocolError: another exception response, a reply with the wrong
-                function code or fewer bits than asked; ``raw`` is the frame as hex.
+                function code, more or fewer bits than asked, or a byte count that
+                disagrees with its data; ``raw`` is the frame as hex.
         """
         async with self._lock:
             reply = await self._request(
@@ -192,10 +194,7 @@ class ModbusLine:
                 unit,
                 device_id,
             )
-            if len(reply.bits) < count:
-                raise self._protocol_error(
-                    f"short reply: {len(reply.bits)} bits, asked for {count}", device_id
-                )
+            self._check_size(len(reply.bits) // 8, (count + 7) // 8, table, unit, device_id)
             return list(reply.bits[:count])
 
     async def read_registers(
@@ -269,10 +268,7 @@ class ModbusLine:
             unit,
             device_id,
         )
-        if len(reply.registers) < count:
-            raise self._protocol_error(
-                f"short reply: {len(reply.registers)} registers, asked for {count}", device_id
-            )
+        self._check_size(2 * len(reply.registers), 2 * count, table, unit, device_id)
         return [int(r) & 0xFFFF for r in reply.registers[:count]]
 
     async def _request(
@@ -390,6 +386,43 @@ class ModbusLine:
             )
         return reply
 
+    def _check_size(
+        self, decoded: int, expected: int, table: str, unit: int, device_id: str
+    ) -> None:
+        """A read reply carries exactly the data bytes asked for, and says so.
+
+        MODBUS Application Protocol v1.1b3 §6.1-6.4: the byte count is ⌈N/8⌉ for N
+        bits, 2N for N registers, and that many data bytes follow. pymodbus 3.11
+        unpacks a bit reply from whatever follows the byte count and a register
+        reply by the byte count alone, so over MBAP (whose length field frames the
+        reply, not the byte count) both fields are checked here on the frame as
+        received; an RTU reply is framed by its byte count and its CRC.
+
+        Args:
+            decoded: data bytes pymodbus decoded (8 bits or 2 bytes per register).
+            expected: data bytes the request asks for.
+
+        Raises:
+            DeviceProtocolError: fewer or more data bytes than asked, or a byte
+                count that disagrees with the data that follows it.
+        """
+        what = table.replace("_", " ")
+        if decoded != expected:
+            size = "short" if decoded < expected else "long"
+            raise self._protocol_error(
+                f"{size} reply to read {what}: {decoded} data bytes, expected {expected}",
+                device_id,
+            )
+        if isinstance(self._transport, TcpTransport):
+            pdu = _last_pdu(self._rx, unit, _FC[table])
+            count = pdu[1] if pdu is not None and len(pdu) > 1 else None
+            if pdu is not None and not count == len(pdu) - 2 == expected:
+                raise self._protocol_error(
+                    f"reply to read {what}: byte count {count} with "
+                    f"{max(0, len(pdu) - 2)} data bytes, expected {expected}",
+                    device_id,
+                )
+
     def _protocol_error(self, message: str, device_id: str) -> DeviceProtocolError:
         return DeviceProtocolError(message, device_id=device_id, raw=self._rx.hex(" "))
 
@@ -401,3 +434,20 @@ class ModbusLine:
     def _where(self) -> str:
         t = self._transport
         return f"{t.host}:{t.port}" if isinstance(t, TcpTransport) else t.port
+
+
+def _last_pdu(received: bytes, unit: int, function: int) -> bytes | None:
+    """The PDU of the last whole MBAP frame in ``received`` from ``unit`` with ``function``.
+
+    ``received`` is what the line received since the request (a late answer to an
+    earlier request may come before the reply). MBAP (Modbus Messaging on TCP/IP
+    v1.0b §3.1.3): transaction id 2, protocol id 2, length 2 (of what follows),
+    unit 1, then the PDU.
+    """
+    found = None
+    while len(received) >= 8:
+        size = 6 + int.from_bytes(received[4:6], "big")
+        frame, received = received[:size], received[size:]
+        if len(frame) == size and frame[6] == unit and frame[7] == function:
+            found = frame[7:]
+    return found

@@ -102,7 +102,8 @@ class ModbusIoClient:
             DeviceUnavailable: not connected and cannot connect, timeout, connection
                 lost, or a busy/gateway exception response.
             DeviceProtocolError: any other exception response, a reply with the wrong
-                function code or fewer bits than asked; ``raw`` is the frame as hex.
+                function code, more or fewer bits than asked, or a byte count that
+                disagrees with its data; ``raw`` is the frame as hex.
         """
         p = self._profile
         bits = await self.line.read_bits(

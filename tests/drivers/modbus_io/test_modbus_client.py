@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from drivers.modbus_io.client import ModbusLine
 from drivers.modbus_io.module import ModbusIoClient
 from gateway.config.modbus_profiles import PROFILES
+from gateway.config.transports import TcpTransport
 from gateway.errors import DeviceProtocolError, DeviceUnavailable
 from simulators.modbus_module import SimulatedModule
 from tests.modbus_support import free_port, tcp_module
@@ -81,7 +83,10 @@ async def test_short_reply_raises_protocol_error_with_the_frame_as_hex() -> None
         SimulatedModule(ADAM, short_reply=True) as sim,
         ModbusIoClient(tcp_module("m", sim.port)) as client,
     ):
-        with pytest.raises(DeviceProtocolError, match="short reply: 8 bits") as info:
+        with pytest.raises(
+            DeviceProtocolError,
+            match="short reply to read discrete inputs: 1 data bytes, expected 2",
+        ) as info:
             await client.read_inputs()
     assert info.value.raw == "00 01 00 00 00 04 01 02 01 00"
 
@@ -105,8 +110,20 @@ async def test_exception_response_raises_protocol_error() -> None:
         (bytes.fromhex("8204"), DeviceProtocolError, "DEVICE_FAILURE"),
         (bytes.fromhex("010200"), DeviceProtocolError, "function code 0x01, expected 0x02"),
         (bytes.fromhex("0201ff"), DeviceProtocolError, "short reply"),
+        (bytes.fromhex("0202ffffff"), DeviceProtocolError, "long reply.*3 data bytes"),
+        (bytes.fromhex("0203ffff"), DeviceProtocolError, "byte count 3 with 2 data bytes"),
+        (bytes.fromhex("0201ffff"), DeviceProtocolError, "byte count 1 with 2 data bytes"),
     ],
-    ids=["busy", "gateway-target", "device-failure", "wrong-function", "one-byte"],
+    ids=[
+        "busy",
+        "gateway-target",
+        "device-failure",
+        "wrong-function",
+        "one-byte",
+        "three-bytes",
+        "count-above-data",
+        "count-below-data",
+    ],
 )
 async def test_replies_from_a_raw_peer_are_translated(
     pdu: bytes, error: type[Exception], match: str
@@ -114,6 +131,29 @@ async def test_replies_from_a_raw_peer_are_translated(
     async with raw_peer(pdu) as port, ModbusIoClient(tcp_module("m", port)) as client:
         with pytest.raises(error, match=match):
             await client.read_inputs()
+
+
+@pytest.mark.parametrize(
+    ("pdu", "match"),
+    [
+        (bytes.fromhex("0403000102"), "byte count 3 with 3 data bytes, expected 2"),
+        (bytes.fromhex("0402000102"), "byte count 2 with 3 data bytes, expected 2"),
+        (bytes.fromhex("040400010203"), "long reply to read input registers"),
+    ],
+    ids=["odd-count", "data-beyond-count", "two-registers"],
+)
+async def test_register_replies_must_carry_exactly_what_was_asked(pdu: bytes, match: str) -> None:
+    async with raw_peer(pdu) as port:
+        line = ModbusLine(
+            TcpTransport(type="tcp", host="127.0.0.1", port=port), timeout_ms=150, name="m"
+        )
+        try:
+            with pytest.raises(DeviceProtocolError, match=match) as info:
+                await line.read_registers("input_registers", 0, 1, unit=1, device_id="m")
+        finally:
+            await line.close()
+    assert info.value.raw.endswith(pdu.hex(" "))
+    assert line.opens == 1  # a whole frame: the stream is in step, the line stays open
 
 
 async def test_bytes_that_never_form_our_reply_are_a_protocol_error() -> None:
