@@ -41,6 +41,7 @@ from gateway.commands.processor import CommandProcessor
 from gateway.config.root import GatewayConfig, OutboxConfig
 from gateway.dashboard.publisher import DashboardPublisher
 from gateway.delivery.ack_auth import AckGate
+from gateway.delivery.ack_refusals import AckRefusalReporter
 from gateway.delivery.acks import parse_ack, parse_stream_ack
 from gateway.delivery.escalation import Escalation
 from gateway.delivery.housekeeping import Housekeeping
@@ -97,6 +98,7 @@ class Gateway:
         alarm: zones, areas, schedules and outputs (``engine`` is its zones).
         commands: the center's commands, checked and dispatched.
         ack_gate: admits only signed acks (counts and logs the others).
+        ack_refusals: reports the refused ones to the center (``fault.ack_refused``).
         metrics: this gateway's Prometheus registry and live counters.
         progress: the critical tasks the watchdog watches.
         ops: the local status and metrics endpoint (None with ``[metrics] enabled = false``).
@@ -119,6 +121,7 @@ class Gateway:
     alarm: AlarmSystem | None = None
     commands: CommandProcessor | None = None
     ack_gate: AckGate | None = None
+    ack_refusals: AckRefusalReporter | None = None
     modules: ModuleStage | None = None
     cameras: CameraStage | None = None
     patrol: PatrolStage | None = None
@@ -235,6 +238,7 @@ class Gateway:
                 f"{cfg.topic_prefix}/ack",
                 lambda reason: self.metrics.acks_refused.labels(reason).inc(),
             )
+            self.ack_refusals = AckRefusalReporter(factory, emit, cfg.site.gateway)
             self.commands = CommandProcessor(
                 prefix=cfg.topic_prefix,
                 cfg=cfg.commands,
@@ -512,8 +516,14 @@ class Gateway:
         """The center's ack (``gateway/delivery/acks.py``): by ids, by stream up to a seq.
 
         Only a signed ack counts (``gateway/delivery/ack_auth.py``): an unsigned or
-        forged one is ignored, so its events stay open and are re-sent."""
-        if self.ack_gate is None or not self.ack_gate.admit(payload):
+        forged one is ignored, so its events stay open and are re-sent, and reported
+        (``fault.ack_refused``, ``gateway/delivery/ack_refusals.py``)."""
+        if self.ack_gate is None:
+            return
+        refusal = self.ack_gate.check(payload)
+        if refusal is not None:
+            if self.ack_refusals is not None:
+                await self.ack_refusals.refused(refusal)
             return
         ids = parse_ack(payload)
         through = parse_stream_ack(payload)

@@ -72,6 +72,9 @@ KINDS: dict[str, EventKind] = {
         # CID 350 Communication trouble -> SIA YC / YK: the broker refuses our publishes
         # (a PUBACK with a failure reason, e.g. an ACL denying a topic).
         EventKind("fault.uplink", 3, cid="350", sia="YC", sia_restore="YK"),
+        # An ack the gateway refused (unsigned, badly signed, malformed): a center whose
+        # acks never count, or a forger on the broker (gateway/delivery/ack_refusals.py).
+        EventKind("fault.ack_refused", 3),
         # CID 300 System trouble -> SIA YX / YZ (the outbox disk or file failed).
         EventKind("fault.storage", 3, cid="300", sia="YX", sia_restore="YZ"),
         # CID 354 Failure to communicate event -> SIA YC / YK: an alarm the center has not

@@ -1,5 +1,6 @@
 """The ack gate alone: what it admits, how it counts, and that a flood of forged acks
-makes one log line per reason and claimed source, within a bound."""
+makes one log line per reason and claimed source, within a bound, and one
+``fault.ack_refused`` per reason a minute."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from structlog.testing import capture_logs
 
 from gateway.commands.signing import sign
 from gateway.delivery.ack_auth import MAX_ACK_BYTES, MAX_SOURCES, AckGate
+from gateway.delivery.ack_refusals import AckRefusalReporter
 from gateway.delivery.acks import StreamAck, parse_stream_ack
+from gateway.events.model import EventFactory
+from tests.patrol_support import EventLog
 
 KEY = bytes(range(32))
 TOPIC = "campus/v1/s1/gw1/ack"
 ID = "01KBFQ4X8Q5P0Z8V6M2N3R4S5T"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
 
 
 def _signed(body: dict[str, object]) -> bytes:
@@ -76,3 +88,35 @@ def test_a_stream_ack_may_write_its_seq_as_a_float_with_no_fraction() -> None:
     assert parse_stream_ack(b'{"stream": "s", "up_to_seq": 122}') == StreamAck("s", 122)
     for bad in ("122.5", "true", '"122"', "NaN", "0.0", "1e300"):
         assert parse_stream_ack(f'{{"stream": "s", "up_to_seq": {bad}}}'.encode()) is None, bad
+
+
+async def test_refused_acks_are_reported_once_per_reason_then_once_a_minute() -> None:
+    log, clock = EventLog(), Clock()
+    gate = AckGate(KEY, TOPIC)
+    reporter = AckRefusalReporter(
+        EventFactory("campus/s1/gw1", lambda: True), log, "gw1", clock=clock
+    )
+    forged = json.dumps({"ids": [ID], "signature": "0" * 64, "center": "duty-9"}).encode()
+    for _ in range(500):  # a flood of forged acks
+        refusal = gate.check(forged)
+        assert refusal is not None
+        await reporter.refused(refusal)
+    unsigned = gate.check(json.dumps({"ids": [ID]}).encode())
+    assert unsigned is not None
+    await reporter.refused(unsigned)  # another reason: reported at once
+    assert gate.check(_signed({"ids": [ID]})) is None  # a good ack is not a refusal
+    clock.t += 59.9
+    await reporter.refused(refusal)
+    clock.t += 0.2
+    await reporter.refused(refusal)
+    events = log.of("fault.ack_refused")
+    assert [
+        (e.subject, e.priority, e.data["refusal"], e.data["source"], e.data["refused_since"])
+        for e in events
+    ] == [
+        ("gw1", 3, "bad_signature", "duty-9", 0),
+        ("gw1", 3, "unsigned", "-", 0),
+        ("gw1", 3, "bad_signature", "duty-9", 500),
+    ]
+    assert events[0].data["bytes"] == len(forged)
+    assert events[0].data["state"] == "instant"

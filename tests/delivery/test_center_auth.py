@@ -74,6 +74,19 @@ async def test_a_forged_ack_does_not_stop_a_panics_resends_a_signed_one_does(
                 15,
                 "every forged ack refused and counted",
             )
+            await wait_until(
+                lambda: len(alarms(deaf, "fault.ack_refused")) == 3,
+                15,
+                "the center told of each reason once",
+            )
+            reported = alarms(deaf, "fault.ack_refused")
+            assert sorted(e["data"]["refusal"] for e in reported) == [
+                "bad_signature",
+                "malformed",
+                "unsigned",
+            ]
+            for event in reported:
+                assert_valid_event(event)
             resent = deaf.duplicates
             await wait_until(lambda: deaf.duplicates >= resent + 2, 20, "re-sends go on")
             assert not _acked(outbox, panic_id)
