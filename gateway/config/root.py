@@ -422,7 +422,7 @@ def _locate(text: str, parts: list[str]) -> int | None:
                 start = n
                 break
     if start is None:
-        return None
+        return _top_level_key(lines, section) if index is None and not rest else None
     if index is not None and len(rest) >= 3 and rest[1].isdigit():
         nested = _nested_table(lines, start, section, rest[0], int(rest[1]))
         if nested is not None:  # [[panels.zones]] inside the index-th [[panels]]
@@ -437,6 +437,17 @@ def _locate(text: str, parts: list[str]) -> int | None:
         if re.match(r"^" + re.escape(key) + r"\s*=", stripped):
             return n + 1
     return start + 1
+
+
+def _top_level_key(lines: list[str], key: str) -> int | None:
+    """The line of ``key = …`` before the first table header (a root key), or None."""
+    key_re = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    for n, line in enumerate(lines):
+        if line.strip().startswith("["):
+            return None
+        if key_re.match(line):
+            return n + 1
+    return None
 
 
 def _nested_table(lines: list[str], start: int, section: str, key: str, index: int) -> int | None:

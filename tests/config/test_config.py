@@ -155,3 +155,12 @@ def test_every_problem_is_listed_with_plain_words(tmp_path: Path) -> None:
     assert (info.value.field, info.value.line) == ("site.nme", 4)
     text = str(info.value)
     assert "unknown key 'nme'" in text and "broker.prot (line 7): unknown key 'prot'" in text
+
+
+def test_an_unknown_root_key_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "root-typo.toml"
+    path.write_text('# a comment\ncolour = "red"\n\n[site]\nid = "s"\ngateway = "g"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.field, info.value.line) == ("colour", 2)
+    assert f"{path}:2: colour: unknown key 'colour'" in str(info.value)
