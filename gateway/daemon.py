@@ -80,6 +80,10 @@ if TYPE_CHECKING:  # imported when configured: see camera_stage(), panel_stage()
 
 log = structlog.get_logger(__name__)
 
+RELEASE_OUTPUTS_S = 3.0
+"""How long a clean stop waits for the modules to switch its outputs off (seconds;
+the unit's ``TimeoutStopSec=15`` leaves the rest to the outbox and the uplink)."""
+
 _RETRY_START_S = 1.0  # seconds between tries of a start step the disk refused
 
 
@@ -344,6 +348,30 @@ class Gateway:
                     zones=len(cfg.zones),
                     stream=outbox.stream,
                 )
+
+    async def release_outputs(self, within_s: float = RELEASE_OUTPUTS_S) -> None:
+        """Switch off every output that is on, before a clean stop; at most ``within_s``.
+
+        A coil keeps its state when its controller goes, and nothing would end a
+        siren's ``duration_s`` once the process is gone: a stopped gateway must not
+        leave a siren sounding that only a power cycle of the module can stop (the
+        next start writes every output off anyway, ``gateway/alarm/outputs.py``).
+        Each is reported ``output.switched`` ``cleared`` (reason ``gateway
+        stopping``) and stored before the outbox closes; an output whose module
+        does not answer within ``within_s`` is logged (``gateway.outputs_left_on``).
+        The alarms themselves stay latched and open at the center.
+        """
+        if self.alarm is None:
+            return
+        outputs = self.alarm.outputs
+        try:
+            async with asyncio.timeout(within_s):
+                await outputs.silence(sorted(outputs.config), "gateway stopping")
+        except TimeoutError:
+            pass
+        left = [o for o, state in outputs.states.items() if state.confirmed]
+        if left:
+            log.warning("gateway.outputs_left_on", outputs=left, within_s=within_s)
 
     async def _start_alarm(self) -> bool:
         """The alarm system's start (it persists first-start area states and the
@@ -694,3 +722,4 @@ async def serve(cfg: GatewayConfig, *, outbox_path: Path | None = None) -> None:
         await stop.wait()
         notify("STOPPING=1")
         log.info("gateway.stopping", ready=gateway.ready.is_set())
+        await gateway.release_outputs()

@@ -241,3 +241,48 @@ async def test_a_siren_a_killed_gateway_left_sounding_is_switched_off_at_the_nex
         assert state["outputs"]["S1"]["on"] is False
         await wait_until(lambda: not module.output(0), 30, "the siren is switched off")
         assert state["zones"]["P10"]["latched"] is True  # the alarm itself stays latched
+
+
+async def test_a_clean_stop_switches_a_sounding_siren_off_and_says_so(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Once the process is gone nothing ends the siren's ``duration_s``: a SIGTERM
+    switches every output off before the gateway exits, and stores the
+    ``output.switched`` ``cleared``; the alarm stays latched."""
+    async with module_site(mosquitto, tmp_path, lambda port: module_toml(port) + SIREN) as site:
+        module, daemon = site.module, site.daemon
+        await daemon.start()
+        module.press(10)
+        await wait_until(lambda: module.output(0), 30, "the siren sounds")
+        await daemon.stop()
+        assert daemon.process is not None and daemon.process.returncode == 0
+        assert not module.output(0)  # off before the process ended
+        with contextlib.closing(
+            sqlite3.connect(f"file:{site.outbox}?mode=ro", uri=True, timeout=5)
+        ) as db:
+            reasons = [
+                str(r[0])
+                for r in db.execute(
+                    "SELECT json_extract(payload, '$.data.reason') FROM messages"
+                    " WHERE type = 'output.switched'"
+                    " AND json_extract(payload, '$.data.state') = 'cleared'"
+                )
+            ]
+        assert reasons == ["gateway stopping"]
+        await daemon.start()
+        assert (await site.ok("get_state"))["zones"]["P10"]["latched"] is True
+
+
+async def test_a_clean_stop_does_not_wait_long_for_a_silent_module(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    async with module_site(mosquitto, tmp_path, lambda port: module_toml(port) + SIREN) as site:
+        module, daemon = site.module, site.daemon
+        log = tmp_path / "gateway.log"
+        await daemon.start(log)
+        module.press(10)
+        await wait_until(lambda: module.output(0), 30, "the siren sounds")
+        module.silent = True  # the module stops answering: the siren cannot be reached
+        await daemon.stop()  # SIGKILL after 10 s
+        assert daemon.process is not None and daemon.process.returncode == 0
+        assert "gateway.outputs_left_on" in log.read_text(encoding="utf-8")
