@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sized
 from pathlib import Path
 
+import structlog
+
+from gateway.config.advice import config_warnings
 from gateway.config.files import center_key, check_files
 from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
@@ -90,6 +93,8 @@ def _check(config: Path, cfg: GatewayConfig) -> int:
                 "(OpenCV) is not installed: every picture will be reported not taken",
                 file=sys.stderr,
             )
+    for warning in config_warnings(cfg, config):
+        print(f"warning: {warning}", file=sys.stderr)
     if cfg.commands.insecure:
         print(
             f"warning: {config}: [commands] allow_unsigned = true: commands and acks are not "
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(args.log_level or cfg.logging.level, json=args.log_json,
                       secrets=secrets_of(cfg))  # fmt: skip
+    for warning in config_warnings(cfg, args.config):
+        structlog.get_logger("gateway.cli").warning("config.warning", warning=warning)
     from gateway.daemon import serve
 
     try:

@@ -342,6 +342,7 @@ class Gateway:
                 notify("READY=1")
                 log.info(
                     "gateway.ready",
+                    version=gateway_version(),
                     site=cfg.site.id,
                     gateway=cfg.site.gateway,
                     modules=len(cfg.modules),

@@ -58,7 +58,7 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
         text = ""
     problems: list[ConfigError] = []
     for field, shown, path in referenced_files(cfg):
-        problem = _readable(path)
+        problem = readable_problem(path)
         if problem is not None:
             problems.append(_error(config_path, text, field, shown, f"{path}: {problem}"))
     if not problems:
@@ -95,7 +95,9 @@ def center_key(cfg: GatewayConfig, config_path: Path) -> bytes | None:
         raise _error(config_path, text, field, field, f"{exc.file}: {message}") from exc
 
 
-def _readable(path: Path) -> str | None:
+def readable_problem(path: Path) -> str | None:
+    """What keeps this user from reading ``path`` as a secret (missing, not a regular
+    file, unreadable, empty), or None."""
     try:
         with path.open("rb") as handle:
             if not path.is_file():

@@ -28,6 +28,7 @@ from gateway.config.alarm import (
 from gateway.config.alarm_checks import check_alarm, check_lines
 from gateway.config.base import FilePath, Ident, Strict
 from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
+from gateway.config.listeners import check_listeners
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
 from gateway.config.patrol import PatrolConfig, check_patrol
@@ -108,7 +109,7 @@ class OutboxConfig(Strict):
     commit_linger_ms: float = Field(default=2.0, ge=0, le=1000)
     mark_linger_ms: float = Field(default=250.0, ge=0, le=10_000)
     ack_timeout_s: float = Field(default=30.0, gt=0)
-    retention_days: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=30.0, ge=30)
     max_rows: int = Field(default=1_000_000, ge=100)
     max_bytes: int = Field(default=1 << 30, ge=1 << 16)
     alarm_reserve_rows: int = Field(default=10_000, ge=0)
@@ -233,6 +234,8 @@ class GatewayConfig(Strict):
             zone_ids={z.id for z in self.zones},
             device_ids=devices,
         )[:1]:
+            raise _FieldError(field, message)
+        for field, message in check_listeners(self)[:1]:
             raise _FieldError(field, message)
         return self
 
@@ -392,7 +395,8 @@ def locate_line(text: str, field: str) -> int | None:
     """
     parts = field.split(".")
     if len(parts) > 2 and not parts[1].isdigit() and parts[2].isdigit():
-        parts = [f"{parts[0]}.{parts[1]}", *parts[2:]]  # [[patrol.routes]] arrays of tables
+        table = _locate(text, [f"{parts[0]}.{parts[1]}", *parts[2:]])  # [[patrol.routes]]
+        return table if table is not None else _locate(text, parts[:2])  # an inline array
     elif len(parts) > 2 and not parts[1].isdigit():
         nested = _locate(text, [f"{parts[0]}.{parts[1]}", *parts[2:]])  # [broker.tls] tables
         if nested is not None:

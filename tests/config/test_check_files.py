@@ -110,7 +110,7 @@ def test_cameras_without_opencv_are_a_warning_that_never_stops_the_start(tmp_pat
     assert f"warning: {path}: cameras are configured but cv2 (OpenCV) is not installed" in (
         out.stderr
     )
-    assert "warning" not in _check(path).stderr  # with OpenCV installed: no warning
+    assert "OpenCV" not in _check(path).stderr  # with OpenCV installed: no warning
 
 
 def test_an_empty_or_unreadable_secret_is_refused(tmp_path: Path) -> None:
@@ -150,3 +150,59 @@ def test_a_client_certificate_with_a_foreign_key_is_refused(tmp_path: Path) -> N
     good = text.replace(str(pki["key"].with_name("other-ca.key")), str(pki["key"]))
     ok = _check(_config(tmp_path, good))
     assert ok.returncode == 0, ok.stderr
+
+
+def _secrets(tmp_path: Path, mode: int = 0o640) -> None:
+    for name in ("broker.password", "camera.password", "center.key"):
+        (tmp_path / name).write_text(SECRET + "\n")
+        (tmp_path / name).chmod(mode)
+
+
+def test_a_clean_config_gives_no_warning(tmp_path: Path) -> None:
+    _secrets(tmp_path)
+    out = _check(_config(tmp_path, BASE))
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+
+
+def test_a_secret_every_user_can_read_is_a_warning_naming_its_line(tmp_path: Path) -> None:
+    _secrets(tmp_path)
+    (tmp_path / "center.key").chmod(0o644)
+    path = _config(tmp_path, BASE)
+    out = _check(path)
+    assert out.returncode == 0, out.stderr  # the alarm path still starts
+    line = line_of(path, 'hmac_key_file = "center.key"')
+    assert (
+        f"warning: {path}:{line}: commands.hmac_key_file: {tmp_path / 'center.key'} is "
+        "readable by every user on the box (mode 0644)"
+    ) in out.stderr
+    assert out.stderr.count("warning") == 1
+    assert SECRET not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_a_bench_password_run_cannot_read_is_a_warning_that_the_page_is_not_served(
+    tmp_path: Path, content: str | None
+) -> None:
+    _secrets(tmp_path)
+    if content is not None:
+        (tmp_path / "bench.password").write_text(content)
+        (tmp_path / "bench.password").chmod(0o640)
+    path = _config(tmp_path, BASE + '\n[bench]\npassword_file = "bench.password"\n')
+    out = _check(path)
+    assert out.returncode == 0, out.stderr
+    line = line_of(path, 'password_file = "bench.password"')
+    assert f"warning: {path}:{line}: bench.password_file: " in out.stderr
+    assert "bench.password_file" in out.stderr and "the bench page will not be served" in (
+        out.stderr
+    )
+
+
+def test_a_bench_page_open_to_the_network_without_a_password_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    _secrets(tmp_path)
+    for host, warned in [("0.0.0.0", True), ("192.0.2.7", True), ("127.0.0.1", False)]:
+        path = _config(tmp_path, BASE + f'\n[bench]\nhost = "{host}"\n')
+        out = _check(path)
+        assert out.returncode == 0, out.stderr
+        assert ("without bench.password_file: anyone who reaches" in out.stderr) is warned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -164,3 +165,41 @@ def test_an_unknown_root_key_is_named_with_its_line(tmp_path: Path) -> None:
         load_config(path)
     assert (info.value.field, info.value.line) == ("colour", 2)
     assert f"{path}:2: colour: unknown key 'colour'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "taken_by"),
+    [
+        ("port = 15088", "port = 9735", "bench.port", "[metrics]"),
+        (
+            'listen = { host = "127.0.0.1", port = 15040 }',
+            'listen = { host = "0.0.0.0", port = 15030 }',
+            "dc09.listen.0",
+            "patrol reader 'patrol-app'",
+        ),
+    ],
+    ids=["bench-on-metrics", "patrol-on-dc09-every-interface"],
+)
+def test_two_listeners_on_one_port_are_refused(
+    tmp_path: Path, old: str, new: str, field: str, taken_by: str
+) -> None:
+    path = broken_copy(DEMO, tmp_path, old, new)
+    with pytest.raises(ConfigError, match=re.escape(f"already taken by {taken_by}")) as info:
+        load_config(path)
+    assert info.value.field == field
+    assert info.value.line is not None
+
+
+def test_listeners_on_one_port_of_distinct_addresses_or_udp_are_accepted(tmp_path: Path) -> None:
+    path = broken_copy(
+        DEMO, tmp_path, 'listen = { host = "127.0.0.1", port = 15040 }',
+        'listen = { host = "127.0.0.2", port = 15030 }',
+    )  # fmt: skip
+    assert load_config(path).patrol.readers[0].listen.port == 15030  # type: ignore[union-attr]
+
+
+def test_retention_below_thirty_days_is_refused(tmp_path: Path) -> None:
+    path = broken_copy(DEMO, tmp_path, "[outbox]\n", "[outbox]\nretention_days = 7\n")
+    with pytest.raises(ConfigError, match="greater than or equal to 30") as info:
+        load_config(path)
+    assert info.value.field == "outbox.retention_days"
