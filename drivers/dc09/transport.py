@@ -218,8 +218,8 @@ class TcpListener(_Listener):
 @dataclass(slots=True, eq=False)  # in sets by identity
 class _Connection:
     """One TCP connection: its writer and peer, when it last sent, whether it is
-    taking a frame now, and whether a configured panel has spoken on it (its frame got
-    an ``ACK`` or a ``NAK``). Neither a busy nor a proven one is ever closed for a
+    taking a frame now, and whether a configured panel has spoken on it (a frame of
+    it was taken and got an ``ACK``). Neither a busy nor a proven one is ever closed for a
     newer one: a panel keeps its connection open and silent between reports, and
     closing it cost each report an ACK timeout (a review of 2026-12-05: 17 panels
     behind one address, every report 3 s late)."""
@@ -231,9 +231,12 @@ class _Connection:
     proven: bool = False
 
 
-_PANEL_ANSWERS = re.compile(rb'"\*?(ACK|NAK)"')
-"""An answer to a configured account, plain or encrypted (``"ACK"``, ``"*NAK"``; ``DUH``
-goes to any sender: ``drivers/dc09/writer.py``)."""
+_PANEL_ANSWERS = re.compile(rb'"\*?ACK"')
+"""An answer to a message a configured panel sent and we took, plain or encrypted
+(``"ACK"``, ``"*ACK"``). Not a ``NAK``: accounts travel in clear, and a frame
+under one encrypted with a made-up key earns a NAK without the key (a review of
+2026-12-06: 256 such connections, never evicted, shut every panel out). ``DUH``
+goes to any sender (``drivers/dc09/writer.py``)."""
 
 
 def _unproven(same: set[_Connection]) -> int:

@@ -241,6 +241,35 @@ async def test_connections_a_panel_spoke_on_are_never_closed_for_newer_ones() ->
             idle_writer.close()
 
 
+async def test_a_nak_under_a_known_account_proves_nothing(tmp_path: Path) -> None:
+    """Accounts travel in clear: frames under one, encrypted with a made-up key, earn
+    a NAK without the key. Such connections must stay evictable, or a stranger holds
+    every connection and the real panel is refused (a review of 2026-12-06: 256 of
+    them shut every panel out)."""
+    sink = Sink()
+    key = KEY_TEXT.encode()
+    cfg = Dc09Config(max_connections=4, max_connections_per_host=3)
+    panels = [_panel(key_file=key_file(tmp_path))]
+    async with receiving(panels, sink, dc09=cfg) as (_, tcp, _):
+        strangers = []
+        for seq in range(1, 5):
+            link = PanelLink("127.0.0.1", tcp.port)
+            await link.send(
+                writer.message("ADM-CID", seq, ACCOUNT, "1120 01 003", key=b"F" * 16, now=_now())
+            )
+            answer = await link.next_answer(5)
+            assert _token(answer) in ("NAK", None)  # the fourth may be the one evicted
+            strangers.append(link)
+        panel = PanelLink("127.0.0.1", tcp.port)
+        await panel.send(writer.message("ADM-CID", 9, ACCOUNT, "1120 01 003", key=key, now=_now()))
+        assert _token(await panel.next_answer(5)) == "ACK"
+        await panel.close()
+        for link in strangers:
+            await link.close()
+    assert [m.reports[0].code for m in sink.messages()] == ["120"]
+    assert tcp.refused_connections == 0
+
+
 def _now(offset_s: float = 0):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
