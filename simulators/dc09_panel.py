@@ -214,7 +214,7 @@ class SimulatedPanel:
         if not frame.encrypted:
             return False
         try:
-            parse_decrypted(decrypt(self.key, frame.body), None).devicetime()
+            parse_decrypted(decrypt(self.key, frame.body), None, has_data=False).devicetime()
         except (ValueError, ContentError):
             return False
         return True

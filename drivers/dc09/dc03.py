@@ -33,6 +33,21 @@ class DataError(ValueError):
     """Event data that is neither SIA DC-03 nor Contact ID as DC-09 carries them."""
 
 
+def readable_payload(token: str, payload: str) -> bool:
+    """Does ``payload`` read as the event data of a ``token`` message (``ADM-CID``:
+    Contact ID; ``SIA-DCS``: SIA DC-03 with at least one code)? Used to find where a
+    random pad ends (:func:`drivers.dc09.content.parse_decrypted`)."""
+    try:
+        if token == "ADM-CID":
+            parse_cid(payload)
+            return True
+        if token == "SIA-DCS":
+            return bool(parse_sia(payload))
+    except DataError:
+        return False
+    return False
+
+
 def parse_cid(payload: str) -> PanelReport:
     """One Contact ID event (``Q EEE GG ZZZ``).
 

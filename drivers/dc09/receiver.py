@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from structlog.typing import FilteringBoundLogger
 from drivers.dc09 import writer
 from drivers.dc09.content import Content, ContentError, TimestampError, parse_decrypted, parse_plain
 from drivers.dc09.crypto import decrypt
-from drivers.dc09.dc03 import DataError, parse_cid, parse_sia
+from drivers.dc09.dc03 import DataError, parse_cid, parse_sia, readable_payload
 from drivers.dc09.frame import ANSWER_TOKENS, Frame, FrameError, parse_frame, printable
 from drivers.dc09.retransmit import Retransmissions
 from drivers.dc09.supervision import Supervision
@@ -211,7 +212,12 @@ class Receiver:
             raise Refused("no_key", f"encrypted, but panel {account.panel_id!r} has no key_file",
                           writer.nak(frame, self._now()), frame)  # fmt: skip
         try:
-            return parse_decrypted(decrypt(account.key, frame.body), frame.account)
+            return parse_decrypted(
+                decrypt(account.key, frame.body),
+                frame.account,
+                has_data=frame.token != "NULL",
+                readable=functools.partial(readable_payload, frame.token),
+            )
         except (ValueError, ContentError) as exc:
             detail = f"cannot decrypt with the key of panel {account.panel_id!r}: {exc}"
             raise Refused("decrypt", detail, writer.nak(frame, self._now()), frame) from exc
@@ -242,7 +248,7 @@ class Receiver:
     async def _message(
         self, frame: Frame, content: Content, account: Account, peer: str
     ) -> bytes | None:
-        key = (account_name(frame, content), frame.token, frame.seq, content.data)
+        key = (account_name(frame, content).upper(), frame.token, frame.seq, content.payload)
         earlier = self.retransmissions.claim(key)
         if earlier is not None:
             self.counts["duplicates"] += 1

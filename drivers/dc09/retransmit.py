@@ -3,7 +3,7 @@
 A panel that misses our ACK sends the message again, with the same sequence number
 (Ajax Hub 2 sent seq 0373 three times, each with a new random pad:
 ``realdata/dc09/ajax_and_other_panels.txt`` lines 2-4). A copy is known by the
-account, the sequence number and the decrypted data, the timestamp left out (a
+account (in any case), the sequence number and the decrypted data, the timestamp left out (a
 panel may stamp a resend anew). The sequence number alone is not enough: after a
 restart a panel counts from 0001 again.
 
@@ -19,7 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 Key = tuple[str, str, str, str]
-"""(account in upper case, message type, sequence number, data)."""
+"""(account in upper case, message type, sequence number, payload: the data after its
+account, so a resend whose random pad split differently is still the same message)."""
 
 
 class Retransmissions:
