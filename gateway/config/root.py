@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ from gateway.config.alarm import (
 from gateway.config.alarm_checks import check_alarm, check_lines
 from gateway.config.base import FilePath, Ident, Strict
 from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
-from gateway.config.listeners import check_listeners
+from gateway.config.listeners import Listener, check_listeners
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
 from gateway.config.patrol import PatrolConfig, check_patrol
@@ -235,9 +236,25 @@ class GatewayConfig(Strict):
             device_ids=devices,
         )[:1]:
             raise _FieldError(field, message)
-        for field, message in check_listeners(self)[:1]:
+        for field, message in check_listeners(self._listeners())[:1]:
             raise _FieldError(field, message)
         return self
+
+    def _listeners(self) -> Iterator[Listener]:
+        """Every TCP port the daemon listens on (:mod:`gateway.config.listeners`)."""
+        if self.metrics.enabled:
+            yield Listener("metrics.port", "[metrics]", self.metrics.host, self.metrics.port)
+        if self.bench.enabled:
+            yield Listener("bench.port", "the bench page", self.bench.host, self.bench.port)
+        for i, reader in enumerate(self.patrol.readers):
+            listen = getattr(reader, "listen", None)
+            if listen is not None:
+                name = f"patrol reader {reader.id!r}"
+                yield Listener(f"patrol.readers.{i}.listen", name, listen.host, listen.port)
+        for i, address in enumerate(self.dc09.listen):
+            if address.protocol == "tcp":
+                name = "the DC-09 receiver"
+                yield Listener(f"dc09.listen.{i}", name, address.host, address.port)
 
     @property
     def topic_prefix(self) -> str:
