@@ -44,6 +44,15 @@ pymodbus 3.11.4 quirks handled here (read in ``client/base.py``,
   late answer of the silent unit can never be taken for a neighbour's answer; the
   unit's own breaker (:meth:`~drivers.modbus_io.poller.ModulePoller.next_start`)
   keeps its next request one backoff window away;
+* a converter (Modbus TCP to RTU, a TCP line of several units) goes on waiting for
+  a silent unit after we gave up, often 1 s (Moxa MGate's default) against our
+  500 ms, and serves one request at a time: what we send meanwhile queues behind
+  it, times out too, and the queue grows (a review of 2026-12-06: a panic 18 s late
+  behind two silent neighbours). After a unit timed out there, the next request
+  waits until the converter answers for it (its late reply, exception 0x0B) or
+  ``converter_timeout_ms`` after the timed-out request was sent; the late reply is
+  a whole frame pymodbus skips (its transaction id is not the request's), not a
+  stream out of step;
 * the line itself is taken for failed, and the transport closed so the next call
   reconnects, when the connection is lost, when ``min(2, units)`` *different*
   units time out with no good answer in between (a dead converter or bus, or a
@@ -57,6 +66,8 @@ Addresses are 0-based PDU addresses from :mod:`gateway.config.modbus_profiles`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypedDict
 
@@ -92,6 +103,7 @@ _FC = {
     "write_coil": 0x05,
     "write_register": 0x06,
 }
+
 _TRANSIENT_EXCEPTIONS = frozenset(
     {ExcCodes.DEVICE_BUSY, ExcCodes.GATEWAY_PATH_UNAVIABLE, ExcCodes.GATEWAY_NO_RESPONSE}
 )
@@ -117,6 +129,8 @@ class ModbusLine:
         units: how many units share the line (1 for a module's own socket); with
             two or more, the connection is closed only when two different units
             time out in a row.
+        converter_timeout_ms: how long a converter (a TCP line of two or more
+            units) waits for a unit before it gives up (module docstring).
     """
 
     def __init__(
@@ -126,6 +140,7 @@ class ModbusLine:
         timeout_ms: int,
         name: str,
         units: int = 1,
+        converter_timeout_ms: int = 0,
     ):
         self._transport = transport
         self._timeout_ms = timeout_ms
@@ -133,9 +148,16 @@ class ModbusLine:
         self._lock = asyncio.Lock()
         self._client: _PymodbusClient | None = None
         self._rx = b""
+        # A converter (Modbus TCP to RTU) with several units behind it goes on waiting
+        # for a silent unit after we gave up; what we send meanwhile queues behind it.
+        self._converter = isinstance(transport, TcpTransport) and units > 1
         self._silent_to_fail = min(2, max(1, units))
         self._silent_units: set[int] = set()
         self._opens = 0
+        self._hold_s = converter_timeout_ms / 1000
+        self._sent_at = 0.0  # monotonic time the last request was sent
+        self._drain_until: float | None = None
+        self._heard = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -311,6 +333,8 @@ class ModbusLine:
         # pymodbus hands us its whole receive buffer each time, so the last call
         # holds every byte received for the current request.
         self._rx = b"" if sending else data
+        if not sending:
+            self._heard.set()
         return data
 
     async def _ensure_connected(self, device_id: str) -> _PymodbusClient:
@@ -331,9 +355,23 @@ class ModbusLine:
         self._silent_units.clear()
         return client
 
+    async def _drain(self) -> None:
+        """After a unit timed out behind a converter: wait until the converter answers
+        for it (its late reply, or exception 0x0B) or ``converter_timeout_ms`` after
+        that request was sent, so that no request queues behind it (module docstring)."""
+        until, self._drain_until = self._drain_until, None
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heard.wait(), left)
+
     async def _execute(self, call: Awaitable[ModbusPDU], device_id: str, unit: int) -> ModbusPDU:
         """Await one pymodbus request and translate what it raises."""
+        await self._drain()
         self._rx = b""
+        self._sent_at = time.monotonic()
         try:
             reply = await call
         except ConnectionException as exc:
@@ -346,7 +384,7 @@ class ModbusLine:
                 self._drop()
                 raise asyncio.CancelledError from exc
             received = self._rx
-            if received:
+            if received and not (self._converter and _late_answers(received)):
                 self._drop()
                 raise DeviceProtocolError(
                     f"no valid answer within {self._timeout_ms} ms, only undecodable "
@@ -356,6 +394,11 @@ class ModbusLine:
                 ) from exc
             self._silent_units.add(unit)
             line_failed = len(self._silent_units) >= self._silent_to_fail
+            if self._converter:  # on a new connection too: the converter is still busy
+                self._heard.clear()
+                # A little past the converter's timeout: sent just as it gives up, the
+                # next request would still meet a busy bus.
+                self._drain_until = self._sent_at + self._hold_s * 1.1 + 0.05
             if line_failed:
                 self._drop()
             raise DeviceUnavailable(
@@ -451,3 +494,17 @@ def _last_pdu(received: bytes, unit: int, function: int) -> bytes | None:
         if len(frame) == size and frame[6] == unit and frame[7] == function:
             found = frame[7:]
     return found
+
+
+def _late_answers(received: bytes) -> bool:
+    """Is ``received`` nothing but whole MBAP frames (answers to requests that timed
+    out earlier, which a converter sends late)? Such bytes leave the stream in step:
+    pymodbus skips a frame whose transaction id is not the request's."""
+    while received:
+        if len(received) < 8 or received[2:4] != b"\x00\x00":
+            return False
+        size = 6 + int.from_bytes(received[4:6], "big")
+        if len(received) < size:
+            return False
+        received = received[size:]
+    return True

@@ -164,6 +164,11 @@ class ModulePoller:
         return self._health
 
     @property
+    def failing(self) -> bool:
+        """Did the last poll fail (the breaker is counting)?"""
+        return self._consecutive > 0
+
+    @property
     def inputs(self) -> list[bool | None]:
         """Last reported contact state per channel (None: not read yet)."""
         return list(self._reported)

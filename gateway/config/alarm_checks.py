@@ -62,6 +62,8 @@ class _ModuleLike(Protocol):
     @property
     def timeout_ms(self) -> int: ...
     @property
+    def converter_timeout_ms(self) -> int: ...
+    @property
     def unit(self) -> int: ...
 
 
@@ -119,10 +121,10 @@ def check_lines(modules: Sequence[_ModuleLike]) -> Problems:
             problems.append(
                 (f"modules.{i}.transport", f"same line as modules.{j} but other serial settings")
             )
-        if module.timeout_ms != other.timeout_ms:
-            problems.append(
-                (f"modules.{i}.timeout_ms", f"same line as modules.{j}: use {other.timeout_ms}")
-            )
+        for name in ("timeout_ms", "converter_timeout_ms"):
+            value = getattr(other, name)
+            if getattr(module, name) != value:
+                problems.append((f"modules.{i}.{name}", f"same line as modules.{j}: use {value}"))
     return problems
 
 

@@ -124,6 +124,10 @@ class ModuleConfig(Strict):
 
     ``poll_interval_ms``/``timeout_ms``/``debounce_ms`` are milliseconds;
     ``offline_after`` counts consecutive failed polls before ``fault.device_offline``.
+    ``converter_timeout_ms``: on a TCP line of several units (a Modbus TCP to RTU
+    converter), the converter's own response timeout, as set on the converter
+    (Moxa MGate default 1000 ms): after a unit timed out the next request waits for
+    the converter to give up on it (:mod:`drivers.modbus_io.client`).
     ``active_low`` inverts inputs on top of the profile's own inversion.
     """
 
@@ -135,6 +139,7 @@ class ModuleConfig(Strict):
     profile: str = "generic"
     poll_interval_ms: int = Field(default=100, ge=10, le=60_000)
     timeout_ms: int = Field(default=500, ge=20, le=30_000)
+    converter_timeout_ms: int = Field(default=1000, ge=0, le=30_000)
     offline_after: int = Field(default=3, ge=1, le=1000)
     debounce_ms: int = Field(default=0, ge=0, le=10_000)
     active_low: bool = False

@@ -40,7 +40,7 @@ def _units() -> dict[int, SimulatedModule]:
     return {i + 1: SimulatedModule(PROFILES[name]) for i, name in enumerate(BOARDS)}
 
 
-def _modules(transport: dict[str, Any]) -> list[ModuleConfig]:
+def _modules(transport: dict[str, Any], converter_timeout_ms: int = 80) -> list[ModuleConfig]:
     return [
         tcp_module(
             f"u{i + 1}",
@@ -50,6 +50,7 @@ def _modules(transport: dict[str, Any]) -> list[ModuleConfig]:
             transport=transport,
             poll_interval_ms=int(PERIOD_S * 1000),
             timeout_ms=100,
+            converter_timeout_ms=converter_timeout_ms,
             offline_after=2,
         )
         for i, name in enumerate(BOARDS)
@@ -191,10 +192,11 @@ async def test_a_silent_unit_behind_a_mute_converter_costs_its_neighbours_nothin
     assert line.line.opens == 1
 
 
-async def test_the_line_is_reopened_when_several_units_fall_silent() -> None:
-    """Two units silent one after the other is taken for a line failure (a converter
-    losing its bus): close and reconnect, though the other units still answer (so
-    pymodbus' own count of unanswered requests never closes it)."""
+async def test_the_line_is_reopened_when_every_unit_falls_silent() -> None:
+    """Two units silent one after the other, with no answer between, is taken for a
+    line failure (a converter losing its bus): close and reconnect. Silent units
+    with a healthy one answering between them are not (a review of 2026-12-06: the
+    reopening reported a healthy neighbour offline)."""
     recorder = Recorder()
     async with SimulatedLine(_units(), converter_timeout_s=0.08, gateway_exceptions=False) as sim:
         modules = _modules({"type": "tcp", "host": "127.0.0.1", "port": sim.port})
@@ -202,6 +204,80 @@ async def test_the_line_is_reopened_when_several_units_fall_silent() -> None:
         async with _polling(line):
             for unit in range(1, 9):
                 await recorder.wait_for(health(f"u{unit}", "online"))
-            sim.units[2].silent = sim.units[3].silent = True
+            for unit in range(1, 9):
+                sim.units[unit].silent = True
             await wait_until(lambda: line.line.opens >= 2, 5, "the line reopened")
     assert sim.connections >= 2
+
+
+@pytest.mark.parametrize("exceptions", [False, True], ids=["mute-converter", "answers-0x0B"])
+async def test_two_silent_neighbours_behind_a_slow_converter_hold_a_press_under_two_seconds(
+    exceptions: bool,
+) -> None:
+    """A converter waits 1 s for a silent unit (Moxa MGate's default) against our
+    300 ms. Requests sent meanwhile queued behind it and the queue grew: a review of
+    2026-12-06 saw a panic 18-23 s late, and the healthy unit reported offline."""
+    recorder = Recorder()
+    units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3)}
+    async with SimulatedLine(units, converter_timeout_s=1.0, gateway_exceptions=exceptions) as sim:
+        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
+        modules = [
+            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
+                       poll_interval_ms=20, timeout_ms=300, offline_after=3)
+            for u in units
+        ]  # fmt: skip
+        (line,) = build_lines(modules, recorder)
+        async with _polling(line):
+            for u in units:
+                await recorder.wait_for(health(f"u{u}", "online"))
+            sim.units[2].silent = sim.units[3].silent = True
+            # Each newly silent unit's first attempt holds the bus for the converter's
+            # second whatever we do; from then on the healthy unit goes between them.
+            await recorder.wait_for(health("u2", "offline"), 10)
+            await recorder.wait_for(health("u3", "offline"), 10)
+            loop = asyncio.get_running_loop()
+            took = []
+            for press in range(4):
+                await asyncio.sleep(0.37)  # a different phase against the neighbours each time
+                closed = press % 2 == 0
+                before = len(recorder.inputs("u1"))
+                pressed_at = loop.time()
+                (sim.units[1].press if closed else sim.units[1].release)(0)
+                await recorder.wait_for(lambda _o, n=before: len(recorder.inputs("u1")) > n, 5)
+                took.append(loop.time() - pressed_at)
+    assert max(took) < 2.0, took
+    assert [h.state for h in recorder.health("u1")] == ["online"]
+
+
+async def test_after_a_failed_poll_the_unit_that_answered_last_goes_first() -> None:
+    """The scheduling rule behind the test above, on its own: of the units due, a
+    failing one never goes before a healthy one, and right after a failed poll the
+    healthy unit that answered last goes first (the neighbour just tried may hold a
+    converter's bus for a second)."""
+    recorder = Recorder()
+    units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3)}
+    async with SimulatedLine(units, converter_timeout_s=0.05) as sim:
+        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
+        modules = [
+            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
+                       timeout_ms=100, converter_timeout_ms=50)
+            for u in units
+        ]  # fmt: skip
+        (line,) = build_lines(modules, recorder)
+        u1, u2, u3 = line.pollers
+        try:
+            for poller in (u3, u1):  # u1 answered last
+                await poller.poll_once()
+            sim.units[2].silent = True
+            await u2.poll_once()
+            assert u2.failing and not u1.failing and not u3.failing
+            line._answered_at = [2.0, 0.0, 1.0]  # as run() keeps them: u1 answered last
+            line._after_failure = True
+            assert line._next([0.0, 0.0, 0.0], 1.0) == 0  # u1, though u3 is due as early
+            line._answered_at = [1.0, 0.0, 2.0]
+            assert line._next([0.0, 0.0, 0.0], 1.0) == 2
+            line._after_failure = False
+            assert line._next([0.5, 0.1, 0.6], 1.0) == 0  # healthy first, then earliest due
+            assert line._next([2.0, 0.1, 3.0], 1.0) == 1  # none healthy due: the earliest
+        finally:
+            await line.line.close()
