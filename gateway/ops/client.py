@@ -107,10 +107,12 @@ def format_status(s: dict[str, Any], now: float | None = None) -> str:
         f"UTC{offset[:3]}:{offset[3:]})",
         f"uplink   {up['state']} to {up['broker']}  reconnects {up['reconnects']}  "
         f"in flight {up['inflight']}/{up['window']}  publish failures {up['publish_failures']}",
-        f"outbox   {ob['depth']} pending (oldest {_age(ob['oldest_pending_s'])})  "
-        f"{ob['unacked_alarms']} alarms unacked ({ob['overdue_alarms']} overdue)  "
-        f"{ob['waiting_to_commit']} waiting to commit  shed {ob['shed_total']}",
+        f"outbox   {_known(ob['depth'])} pending (oldest {_age(ob['oldest_pending_s'])})  "
+        f"{_known(ob['unacked_alarms'])} alarms unacked ({_known(ob['overdue_alarms'])} "
+        f"overdue)  {ob['waiting_to_commit']} waiting to commit  shed {ob['shed_total']}",
     ]
+    if ob.get("storage_error"):
+        lines.append(f"         OUTBOX NOT READABLE: {ob['storage_error']}")
     faults = []
     if ob["disk_pressure"]:
         faults.append("DISK FULL")
@@ -246,3 +248,8 @@ def _delivery(event: dict[str, Any]) -> str:
     if event["acked_at"] is not None:
         return "acked"
     return "sent" if event["sent_at"] is not None else "pending"
+
+
+def _known(value: object) -> str:
+    """A figure the snapshot read, or ``?`` when the outbox could not be read."""
+    return "?" if value is None else str(value)

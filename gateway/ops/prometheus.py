@@ -47,7 +47,8 @@ class StatusCollector(Collector):
         if s is None:
             return
         ob, up = s.outbox, s.uplink
-        yield _gauge("outbox_depth", "Rows not yet confirmed by the broker", ob.depth)
+        if ob.depth is not None:  # None: the file could not be read (``storage_error``)
+            yield _gauge("outbox_depth", "Rows not yet confirmed by the broker", ob.depth)
         yield _gauge(
             "outbox_oldest_pending_seconds",
             "Age of the oldest row not yet confirmed by the broker (0 when none)",
@@ -56,14 +57,21 @@ class StatusCollector(Collector):
         yield _gauge(
             "outbox_waiting_to_commit", "Writes queued for the outbox writer", ob.waiting_to_commit
         )
+        if ob.unacked_alarms is not None:
+            yield _gauge(
+                "outbox_unacked_alarms", "Alarms delivered and not yet acked by the center",
+                ob.unacked_alarms,
+            )  # fmt: skip
+        if ob.overdue_alarms is not None:
+            yield _gauge(
+                "outbox_overdue_alarms",
+                "Alarms whose center ack is overdue (ack_timeout_s after the PUBACK)",
+                ob.overdue_alarms,
+            )
         yield _gauge(
-            "outbox_unacked_alarms", "Alarms delivered and not yet acked by the center",
-            ob.unacked_alarms,
-        )  # fmt: skip
-        yield _gauge(
-            "outbox_overdue_alarms",
-            "Alarms whose center ack is overdue (ack_timeout_s after the PUBACK)",
-            ob.overdue_alarms,
+            "outbox_readable",
+            "1 when the last snapshot could read the outbox file (0: storage_error in /status)",
+            0 if ob.storage_error else 1,
         )
         yield _gauge("outbox_stored_rows", "Rows held in the outbox", ob.stored_rows)
         yield _gauge("outbox_stored_bytes", "Payload bytes held in the outbox", ob.stored_bytes)
@@ -95,6 +103,14 @@ class StatusCollector(Collector):
         yield _counter("uplink_commands_dropped",
                        "Commands dropped unread: too many were being handled at once",
                        up.commands_dropped)  # fmt: skip
+        refused = CounterMetricFamily(
+            f"{PREFIX}_uplink_publish_refused",
+            "Publishes the broker refused, by PUBACK reason code (retried with back-off)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(up.publish_refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
         devices = GaugeMetricFamily(
             f"{PREFIX}_device_up", "1 when the device is online", labels=["family", "device"]
         )

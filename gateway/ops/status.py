@@ -8,14 +8,16 @@ it works with the uplink down. Times are UNIX seconds; ages are seconds.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.config.root import GatewayConfig
 from gateway.delivery.outbox import Outbox, StoredEvent
 from gateway.delivery.uplink import Uplink
+from gateway.errors import OutboxError
 from gateway.runtime.durable import not_durable_files
 from gateway.runtime.progress import Progress
 from gateway.runtime.stage import Counted, Stage
@@ -27,6 +29,9 @@ if TYPE_CHECKING:  # the DC-09 stage (and its AES library) only where panels are
     from gateway.panels.stage import PanelStage
 
 RECENT = 10
+READ_S = 1.0
+"""The longest a snapshot waits for one read of the outbox file (seconds)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class UplinkStatus:
     republished_alarms: int
     heartbeats: int
     commands_dropped: int = 0
+    publish_refused: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +68,20 @@ class OutboxStatus:
     state file was moved at start) and ``state_unread`` (why its file could
     not be read at start: changes then act in memory only, ``state_unsaved`` of
     them so far, and nothing is saved there in this run), and
-    ``not_durable`` (a file left in WAL mode, ``gateway.runtime.durable``)."""
+    ``not_durable`` (a file left in WAL mode, ``gateway.runtime.durable``).
+    ``storage_error``: why the outbox could not be read for this snapshot (locked
+    by another process, a frozen or failing disk): ``depth``, ``unacked_alarms``
+    and ``overdue_alarms`` are then None and ``recent`` empty, and the rest is
+    still shown (a review of 2026-12-06: ``/metrics`` answered 503 for the whole
+    of a lock, so the storage fault counters could not be scraped during it)."""
 
     path: str
     stream: str
-    depth: int
+    depth: int | None
     oldest_pending_s: float | None
     waiting_to_commit: int
-    unacked_alarms: int
-    overdue_alarms: int
+    unacked_alarms: int | None
+    overdue_alarms: int | None
     shed_total: int
     stored_rows: int
     stored_bytes: int
@@ -84,6 +95,7 @@ class OutboxStatus:
     state_unread: str | None
     state_unsaved: int
     not_durable: str | None
+    storage_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +205,15 @@ class StatusSources:
 
 
 async def collect(src: StatusSources) -> Status:
-    """One snapshot of the gateway, read now (a few small SQLite reads).
-
-    Raises:
-        OutboxError: the outbox is closed.
-    """
+    """One snapshot of the gateway, read now (a few small SQLite reads; when they
+    fail, the rest with ``outbox.storage_error``)."""
     cfg, outbox, stats = src.cfg, src.outbox, src.uplink.stats
-    oldest = await outbox.oldest_pending_age()
+    reads = _Reads()
+    oldest = await reads.take(outbox.oldest_pending_age())
+    depth = await reads.take(outbox.pending_count())
+    unacked = await reads.take(outbox.unacked_count())
+    overdue = await reads.take(outbox.overdue_count())
+    recent = await reads.take(outbox.recent(RECENT))
     return Status(
         version=gateway_version(),
         site=cfg.site.id,
@@ -223,15 +237,16 @@ async def collect(src: StatusSources) -> Status:
             republished_alarms=stats.republished_alarms,
             heartbeats=stats.heartbeats,
             commands_dropped=stats.commands_dropped,
+            publish_refused=src.uplink.refusals.figures(),
         ),
         outbox=OutboxStatus(
             path=str(outbox.path),
             stream=outbox.stream,
-            depth=await outbox.pending_count(),
+            depth=depth,
             oldest_pending_s=None if oldest is None else round(oldest, 3),
             waiting_to_commit=outbox.waiting,
-            unacked_alarms=await outbox.unacked_count(),
-            overdue_alarms=await outbox.overdue_count(),
+            unacked_alarms=unacked,
+            overdue_alarms=overdue,
             shed_total=outbox.stats.shed_total,
             stored_rows=outbox.stats.rows,
             stored_bytes=outbox.stats.bytes,
@@ -248,13 +263,34 @@ async def collect(src: StatusSources) -> Status:
                 [(outbox.path, outbox.not_durable), (src.store.path, src.store.not_durable)]
             )
             or None,
+            storage_error=reads.error,
         ),
         devices=_devices(src.stages),
         alarms=_alarms(src.store) + _panel_alarms(src.panels),
-        recent=await outbox.recent(RECENT),
+        recent=recent or [],
         walk_test=_walk_test(cfg, src.walk_test()),
         dc09=_receiver(src.panels),
     )
+
+
+class _Reads:
+    """The snapshot's reads of the outbox file: each at most :data:`READ_S`, and none
+    after one failed (a lock or a frozen disk would hold every one of them)."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    async def take(self, read: Coroutine[Any, Any, _T]) -> _T | None:
+        if self.error is not None:
+            read.close()
+            return None
+        try:
+            return await asyncio.wait_for(read, READ_S)
+        except TimeoutError:
+            self.error = f"the outbox did not answer within {READ_S:g} s"
+        except OutboxError as exc:
+            self.error = str(exc)
+        return None
 
 
 def _receiver(stage: PanelStage | None) -> ReceiverStatus | None:

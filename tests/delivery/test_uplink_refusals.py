@@ -26,6 +26,7 @@ from tests.fault_support import (
     wait_until,
 )
 from tests.helpers import signed_center
+from tests.ops_support import scrape
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -118,6 +119,12 @@ async def test_every_event_topic_denied_shows_in_the_log_and_counters_and_nothin
             assert not any(sent for _, _, sent, _ in row_states(outbox))
             assert center.events == []
             assert "uplink.publish_refused" in capsys.readouterr().out
+            assert gateway.ops is not None
+            samples = await scrape(gateway.ops.address[1])
+            refused = samples[
+                ("campus_gateway_uplink_publish_refused_total", (("reason", "0x87"),))
+            ]
+            assert refused >= 4
 
             broker.acl_file = _acl(acl)
             broker.reload()

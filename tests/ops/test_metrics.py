@@ -17,7 +17,7 @@ from gateway.daemon import running
 from gateway.runtime.version import gateway_version
 from simulators.broker import MosquittoBroker
 from tests.fault_support import INTRUSION, PANIC, module, toggle, wait_until
-from tests.helpers import signed_center
+from tests.helpers import lock_held, signed_center
 from tests.ops_support import ops_config, scrape, status
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,3 +107,29 @@ async def test_a_modules_malformed_replies_are_counted_in_the_metrics_and_the_st
             sim.short_reply = False
             [io] = [d for d in (await status(port))["devices"] if d["id"] == "io"]
             assert io["protocol_errors"] >= 3
+
+
+async def test_metrics_and_status_answer_while_another_process_holds_the_outbox(
+    tmp_path: Path,
+) -> None:
+    """The storage fault's own counters must be scrapable during the fault (a review
+    of 2026-12-06: ``/metrics`` answered 503 for the whole of a lock)."""
+    async with MosquittoBroker(tmp_path / "broker") as broker, module() as sim:
+        path, port = ops_config(tmp_path, broker_port=broker.port, module_port=sim.port)
+        cfg = load_config(path)
+        async with running(cfg) as gateway:
+            assert gateway.ops is not None and gateway.outbox is not None
+            await asyncio.wait_for(gateway.ops.listening.wait(), 10)
+            async with lock_held(gateway.outbox.path):
+                sim.press(PANIC[0])
+                failed = ("campus_gateway_storage_faults_total", (("kind", "commit_failed"),))
+                await wait_until(lambda: _at(port, failed, ">=", 1), 20, "a failed commit counted")
+                samples = await scrape(port)
+                assert samples[("campus_gateway_outbox_readable", ())] == 0
+                assert samples[failed] >= 1
+                body = await status(port)
+                assert body["outbox"]["storage_error"], body["outbox"]
+                assert body["uplink"]["state"] == "connected"  # the rest is still shown
+            readable = ("campus_gateway_outbox_readable", ())
+            await wait_until(lambda: _at(port, readable, "==", 1), 20, "read again")
+            assert DEPTH in await scrape(port)
