@@ -6,21 +6,32 @@ nobody configured, a CRC setting the receiver does not know) is a panel whose
 alarms do not arrive: the center must hear of it at once, not only when the
 panel's supervision runs out. One event per sender and reason, then at most one
 per period with the count refused in between (``refused_since``), so a flood of
-bad frames cannot flood the outbox.
+bad frames cannot flood the outbox; and at most :data:`MAX_REPORTS` a period in all,
+so neither can bad frames from thousands of addresses.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from gateway.events.model import Emit, Event, EventFactory
 from gateway.events.panel_observation import PanelRejected
+
+log = structlog.get_logger(__name__)
 
 RECEIVER_DEVICE = "dc09"
 """The device of events about senders no ``[[panels]]`` knows: the receiver itself."""
 _MAX_SENDERS = 10_000
+MAX_REPORTS = 20
+"""At most this many ``fault.panel_rejected`` per period, whatever the senders: junk
+from 3,000 addresses made 353 events in a review of 2026-12-06. Beyond it refusals
+are counted, logged once (``dc09.rejections_capped``), and the next report says how
+many went unreported (``unreported``)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +66,8 @@ class Rejections:
         self._every = every_s
         self._clock = clock
         self._seen: dict[tuple[str, str], _Seen] = {}
+        self._reports: collections.deque[float] = collections.deque()  # times, this period
+        self._unreported = 0
         self.refused = 0
 
     async def rejected(self, obs: PanelRejected) -> Event | None:
@@ -67,6 +80,14 @@ class Rejections:
         if seen is not None and now - seen.reported_at < self._every:
             seen.refused_since += 1
             return None
+        while self._reports and now - self._reports[0] >= self._every:
+            self._reports.popleft()
+        if len(self._reports) >= MAX_REPORTS:
+            if not self._unreported:
+                log.warning("dc09.rejections_capped", reports=MAX_REPORTS, period_s=self._every)
+            self._unreported += 1
+            return None
+        self._reports.append(now)
         if len(self._seen) >= _MAX_SENDERS:
             self._seen = {k: v for k, v in self._seen.items() if now - v.reported_at < self._every}
         self._seen[key] = _Seen(now)
@@ -85,6 +106,8 @@ class Rejections:
                 "account": obs.account,
                 "raw": obs.raw,
                 "refused_since": seen.refused_since if seen is not None else 0,
+                "unreported": self._unreported,
             },
         )
+        self._unreported = 0
         return await self._emit(event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.events.model import EventFactory
 from gateway.events.panel_observation import PanelRejected
-from gateway.panels.rejections import Rejections
+from gateway.panels.rejections import MAX_REPORTS, Rejections
 from tests.patrol_support import EventLog
 
 
@@ -51,3 +51,19 @@ async def test_a_configured_panel_s_refusals_are_its_own() -> None:
     await rejections.rejected(_refused("decrypt", panel="east"))
     (event,) = log.events
     assert (event.source, event.subject, event.siacode) == ("campus/s/gw1/east", "east", "YN")
+
+
+async def test_junk_from_thousands_of_addresses_is_capped_per_period_in_all() -> None:
+    """One report per sender is still a flood when the senders are many (a review of
+    2026-12-06: 353 events from 3,000 addresses); the next report counts the rest."""
+    log, clock = EventLog(), Clock()
+    rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600, clock=clock)
+    for host in range(100):
+        await rejections.rejected(_refused("framing", peer=f"tcp 10.0.{host // 250}.{host}:4000"))
+    assert len(log.of("fault.panel_rejected")) == MAX_REPORTS
+    clock.t += 601
+    await rejections.rejected(_refused("framing", peer="tcp 10.9.9.9:4000"))
+    events = log.of("fault.panel_rejected")
+    assert len(events) == MAX_REPORTS + 1
+    assert events[-1].data["unreported"] == 100 - MAX_REPORTS
+    assert rejections.refused == 101
