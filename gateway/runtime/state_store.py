@@ -510,17 +510,16 @@ class StateStore:
         """Record an active condition, or its end (None), in memory at once. The file
         follows the outbox, not this call: the zone engine keeps the record with its
         event in the outbox (table ``kept``) and :meth:`outbox_kept` writes it here
-        once the outbox has committed it, or written its event to the spill file
-        (``Outbox._kept_spilled``). So this file never holds an alarm whose event
-        could be lost (issue 14: before, a kill between the two commits left a
-        latched panic here whose event was never stored, and a button still
+        once the outbox has committed it. So this file never holds an alarm the
+        outbox has not committed (issue 14: before, a kill between the two commits
+        left a latched panic here whose event was never stored, and a button still
         pressed after the restart raised nothing)."""
         self._remember([ALARM.write(key, record)])
 
     def outbox_kept(self, writes: Sequence[StateWrite]) -> None:
         """An ``Outbox.on_kept`` listener: the open-alarm records (kind ``alarm``) the
-        outbox has just committed (or spilled) with their events go to this file
-        next, in the outbox's order (write-behind). Memory is left alone: :meth:`put_alarm`
+        outbox has just committed with their events go to this file next, in the
+        outbox's commit order (write-behind). Memory is left alone: :meth:`put_alarm`
         set it when the alarm changed, perhaps again since. A closed store writes
         nothing; the next start repairs this file from the outbox
         (``gateway/delivery/reports.py``)."""

@@ -177,14 +177,14 @@ class Spill:
         self._written: Path | None = None
         self._error: str | None = None
 
-    async def write(self, stream: str, inserts: list[tuple[Any, ...]]) -> bool:
+    async def write(self, stream: str, inserts: list[tuple[Any, ...]]) -> None:
         """Write ``inserts`` (the held ``sql.INSERT`` rows) to ``stream``'s spill file
         (on a thread: thousands of rows are milliseconds of JSON) unless they are what
-        it holds already. Returns whether the file now holds them all. A failure is
-        logged once and counted (``spill_failures``); the rows stay held."""
+        it holds already. A failure is logged once and counted (``spill_failures``);
+        the rows stay held."""
         keys = frozenset(r[0] for r in inserts)
         if not keys or keys == self._keys:
-            return bool(keys)
+            return
         path = path_for(self._outbox, stream)
         try:
             count = await asyncio.to_thread(write, path, inserts)
@@ -193,11 +193,10 @@ class Spill:
             if self._error is None:
                 log.error("outbox.spill_failed", path=str(path), error=str(exc))
             self._error = str(exc)
-            return False
+            return
         if self._written is None:
             log.warning("outbox.spilled", path=str(path), rows=count)
         self._written, self._keys, self._error = path, keys, None
-        return True
 
     def clear(self, held: int) -> None:
         """A commit succeeded (``held`` rows are still held): the spill file, if

@@ -237,7 +237,6 @@ class Outbox(OutboxReads):
         self.on_held: list[Callable[[Event], None]] = []
         self.on_acked: list[Callable[[list[str]], None]] = []
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
-        self._keeps_waiting: dict[int, _Op] = {}  # events' kept state not yet committed
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
         self.due = DueQueue()
@@ -787,8 +786,6 @@ class Outbox(OutboxReads):
             # during a drain.
             self._open_sent = None
         self._submitted.append(op.at)
-        if op.keep and op.insert is not None:  # an event's kept state, until committed
-            self._keeps_waiting[id(op)] = op
         self._queue.put_nowait(op)
 
     async def _submit(self, kind: str, arg: Any, closes: list[int] | None = None) -> Any:
@@ -886,24 +883,8 @@ class Outbox(OutboxReads):
                     )  # fmt: skip
                 if full:
                     await self._make_room()
-                if await self.spill.write(self.stream, self.held.inserts()):  # a kill loses none
-                    self._kept_spilled()
+                await self.spill.write(self.stream, self.held.inserts())  # a kill loses none
                 await asyncio.sleep(_RETRY_S if failures > 1 or not full else 0)
-
-    def _kept_spilled(self) -> None:
-        """The state kept with events now in the spill file goes to the ``on_kept``
-        listeners (the state store's open alarms), as a commit's would.
-
-        Events in the spill survive a kill, and a start takes them back; the state
-        they change must survive with them. A panic held while another process held
-        the outbox's lock, the gateway killed and started again under the lock: the
-        state store did not know the latch, the button still pressed raised a second
-        panic, and the first could never be reset (a review of 2026-12-06). Given
-        again at the commit, in order: the same end state."""
-        writes = [w for op in self._keeps_waiting.values() for w in op.keep]
-        if writes:
-            for on_kept in self.on_kept:
-                on_kept(writes)
 
     async def _make_room(self) -> None:
         self.stats.disk_full += 1
@@ -1018,8 +999,6 @@ class Outbox(OutboxReads):
         self._meta_due = False
         self._stored_seq = tx.last_seq
         writes = [w for op in ops for w in op.keep]
-        for op in ops:
-            self._keeps_waiting.pop(id(op), None)
         kept.remember(self._kept, writes)
         if writes:
             for on_kept in self.on_kept:
