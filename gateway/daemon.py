@@ -48,7 +48,7 @@ from gateway.delivery.housekeeping import Housekeeping
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.refusals import UplinkFaultReporter
 from gateway.delivery.replay import replay_handlers
-from gateway.delivery.reports import append_unreported, restore_alarms
+from gateway.delivery.reports import append_unreported, latches_in_spill, restore_alarms
 from gateway.delivery.uplink import Uplink
 from gateway.errors import ConfigError, OutboxError, StateError
 from gateway.events.model import Emit, Event, EventFactory, rfc3339
@@ -176,6 +176,7 @@ class Gateway:
                 await append_unreported(store, outbox)
             try:
                 await restore_alarms(store, outbox)
+                await latches_in_spill(store, outbox)
             except StateError as exc:  # kept in the outbox: restored at a later start
                 log.error("state.alarms_not_restored", error=str(exc))
             self.feed = EventFeed(cfg.bench.events)

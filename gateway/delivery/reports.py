@@ -23,7 +23,7 @@ import contextlib
 
 import structlog
 
-from gateway.delivery.outbox import Outbox
+from gateway.delivery.outbox import Outbox, spill
 from gateway.delivery.outbox.spill import UNCHECKED
 from gateway.errors import OutboxError
 from gateway.runtime.state import ALARM, AlarmRecord
@@ -124,3 +124,35 @@ async def _forget_ended(outbox: Outbox, kept: dict[str, AlarmRecord]) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_KEEP_WAIT_S):
             await outbox.keep(writes)
+
+
+async def latches_in_spill(store: StateStore, outbox: Outbox) -> int:
+    """Hold in the state store's memory (never its file) the open alarms kept with the
+    events of spill files this start could not take back; returns how many changed.
+
+    A panic spilled while another process held the outbox's lock, the gateway killed
+    and started again under the lock: without this the button still pressed raised
+    a second panic, and the first, taken back later, could never be reset (a review
+    of 2026-12-06). Memory only: the file may hold an alarm only once its event is
+    committed (a power cut empties a tmpfs spill, and a latch without its event
+    would make the button still pressed raise nothing)."""
+    changed = 0
+    for path in spill.found(outbox.path):
+        try:
+            rows, _ = await asyncio.to_thread(spill.read, path)
+        except OSError as exc:
+            log.error("state.spill_latches_unread", path=str(path), error=str(exc))
+            continue
+        for _, keep in rows:
+            for write in keep:
+                if write.kind != ALARM.name:
+                    continue
+                try:
+                    record = None if write.data is None else ALARM.decode(write.data)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                await store.put_alarm(write.key, record)
+                changed += 1
+    if changed:
+        log.warning("state.alarms_from_spill", changed=changed)
+    return changed

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.delivery.outbox import spill
 from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
 from tests.fault_support import wait_until
@@ -211,6 +212,50 @@ async def test_a_panic_reset_while_the_disk_is_locked_stays_reset_after_a_sigkil
             lambda: [e for e in site.of("alarm.panic", "P10", "active") if e["id"] != first["id"]],
             30, "a new press is a new alarm",
         )  # fmt: skip
+
+
+async def test_a_panic_held_while_the_outbox_is_locked_stays_one_alarm_across_a_sigkill(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A panic sent from memory and spilled while another process holds the outbox's
+    lock, the button still pressed, the gateway killed and started again under the
+    lock: it is the same latched alarm, not a second one, and once the lock is gone
+    the center's reset ends it (a review of 2026-12-06: the restart raised a second
+    panic, and the first stayed open at the center for good)."""
+    async with module_site(mosquitto, tmp_path, module_toml) as site:
+        module, daemon = site.module, site.daemon
+        await daemon.start()
+        async with lock_held(site.outbox):
+            module.press(10)
+            await wait_until(lambda: site.of("alarm.panic", "P10", "active"), 30, "the panic")
+            [first] = site.of("alarm.panic", "P10", "active")
+            await wait_until(
+                lambda: any(
+                    row[3] == "alarm.panic"
+                    for f in spill.found(site.outbox)
+                    for row, _ in spill.read(f)[0]
+                ),
+                30, "the panic spilled",
+            )  # fmt: skip
+            await daemon.kill()
+            await daemon.start()
+            zone = (await site.ok("get_state"))["zones"]["P10"]
+            assert zone["latched"] and zone["incident"] == first["id"], zone
+            assert stored_state(state_path(site.outbox), "alarm") == {}  # memory only
+        await daemon.stop()
+        await daemon.start()  # the lock is gone: the spill is taken back, with the latch
+        assert (await site.ok("get_state"))["zones"]["P10"]["incident"] == first["id"]
+        module.release(10)
+
+        async def released() -> bool:
+            return (await site.ok("get_state"))["zones"]["P10"]["violated"] is False
+
+        await wait_until(released, 30, "the button released")
+        assert (await site.ok("reset", {"zone": "P10"}))["cleared"] == ["P10"]
+        await wait_until(lambda: site.of("alarm.panic", "P10", "cleared"), 30, "the reset")
+        [cleared] = site.of("alarm.panic", "P10", "cleared")
+        assert cleared["data"]["incident"] == first["data"]["incident"]
+        assert [e["id"] for e in site.of("alarm.panic", "P10", "active")] == [first["id"]]
 
 
 SIREN = """

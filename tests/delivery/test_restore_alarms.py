@@ -183,7 +183,7 @@ async def test_a_reset_taken_back_from_a_spill_ends_its_kept_alarm_even_a_start_
     payload = cleared.stored(2, stream).to_json()
     row = (2, 2, stream, cleared.id, cleared.type, 1, cleared.topic_suffix, payload,
            len(payload), True, 2.0)  # fmt: skip
-    spill.write(spill.path_for(path, stream), [row])
+    spill.write(spill.path_for(path, stream), [(row, ())])  # without its kept state
     async with Outbox(path) as outbox:  # takes the row back, then "dies": no check
         assert outbox.spilled_back == 1 and outbox.kept(UNCHECKED)
     async with Outbox(path) as outbox, StateStore(tmp_path / "s.sqlite") as store:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.delivery.outbox import Outbox, spill
 from gateway.events.model import EventFactory
+from gateway.runtime.state import ALARM, AlarmRecord
 from tests.fault_support import wait_until
 from tests.helpers import REPO_ROOT, lock_held
 
@@ -48,7 +49,7 @@ async def test_a_stop_that_cannot_store_spills_and_the_next_start_takes_them_bac
         await outbox.__aexit__(None, None, None)  # its 2 s pass with the lock held
         [spilled] = spill.found(path)
         assert spilled == spill.path_for(path, outbox.stream)
-        assert [r[2] for r in spill.read(spilled)[0]] == [first.id, second.id]
+        assert [r[2] for r, _ in spill.read(spilled)[0]] == [first.id, second.id]
     assert _rows(path) == []
     async with Outbox(path) as again:
         assert again.stream_change == (outbox.stream, "unclean stop")
@@ -66,6 +67,7 @@ import asyncio, sys
 from pathlib import Path
 from gateway.delivery.outbox import Outbox, spill
 from gateway.events.model import EventFactory
+from gateway.runtime.state import ALARM, AlarmRecord
 
 async def main() -> None:
     path = Path(sys.argv[1])
@@ -131,7 +133,7 @@ async def test_a_spilled_row_the_file_has_is_not_stored_twice(tmp_path: Path) ->
         (2, 99, "older", "01JXOLDERSTREAMROW00000000", "alarm.panic", 1, "events/alarm/panic",
          b'{"x":1}', 7, True, 2.0),
     ]  # fmt: skip
-    spill.write(spill.path_for(path, "older"), inserts)
+    spill.write(spill.path_for(path, "older"), [(r, ()) for r in inserts])
     async with Outbox(path) as again:
         assert _rows(path) == [(stored.id, stream, 1, False), (inserts[1][3], "older", 99, False)]
         assert await again.pending_count() == 2
@@ -145,7 +147,7 @@ async def test_a_bad_line_costs_only_itself_and_its_file_is_kept_aside(tmp_path:
     kept = spill.path_for(path, "older")
     good = (1, 7, "older", "01JXOLDERSTREAMROW00000000", "alarm.panic", 1,
             "events/alarm/panic", b'{"x":1}', 7, True, 2.0)  # fmt: skip
-    spill.write(kept, [good])
+    spill.write(kept, [(good, ())])
     with kept.open("a", encoding="utf-8") as f:
         f.write('{"seq": 8, "stream": "older", "id": "cut sh\n')  # a line cut short
     async with Outbox(path) as again:
@@ -191,3 +193,24 @@ async def test_the_spill_goes_at_the_first_commit_after_the_fault(tmp_path: Path
         await wait_until(lambda: not outbox.held, 10, "stored once the lock went")
         assert spill.found(path) == []
         assert [r[0] for r in _rows(path)] == [held.id]
+
+
+async def test_a_spilled_event_comes_back_with_the_state_kept_with_it(tmp_path: Path) -> None:
+    """A held panic's open-alarm record goes to the spill with it and into the file with
+    it when taken back, as its commit would have; a row the file had already does not
+    apply its state again (a later commit may have changed it)."""
+    path = tmp_path / "o.sqlite"
+    panic = _panic(10)
+    record = AlarmRecord(panic.type, panic.id, panic.time)
+    outbox = Outbox(path)
+    await outbox.__aenter__()
+    async with lock_held(path):
+        outbox.hold(panic, keep=[ALARM.write("P10/alarm", record)])
+        await wait_until(lambda: spill.found(path), 5, "a failed commit spilled it")
+        await outbox.__aexit__(None, None, None)
+    [(_, keep)] = spill.read(spill.found(path)[0])[0]
+    assert keep == (ALARM.write("P10/alarm", record),)
+    async with Outbox(path) as again:
+        assert again.spilled_back == 1
+        kept = again.kept(ALARM)
+        assert list(kept) == ["P10/alarm"] and kept["P10/alarm"].incident == panic.id

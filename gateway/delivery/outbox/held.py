@@ -17,11 +17,12 @@ the center acks it, as a committed one is (``due.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from gateway.delivery.outbox.rows import PendingRow, topic_waits
+from gateway.runtime.state import StateWrite
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class _Held:
     pubacked_at: float | None = None  # time.monotonic() of its last PUBACK, until re-sent
     acked: bool = False  # the center acked it (the mark waits for a commit too)
     insert: tuple[Any, ...] | None = None  # its ``sql.INSERT`` row, for the spill
+    keep: tuple[StateWrite, ...] = ()  # the state kept with it, for the spill
 
 
 class Handover(NamedTuple):
@@ -76,14 +78,24 @@ class HeldRows:
     def __contains__(self, n: object) -> bool:
         return n in self._rows
 
-    def add(self, row: PendingRow, insert: tuple[Any, ...] | None = None) -> None:
+    def add(
+        self,
+        row: PendingRow,
+        insert: tuple[Any, ...] | None = None,
+        keep: Sequence[StateWrite] = (),
+    ) -> None:
         """Hold ``row`` until :meth:`committed` names it; ``insert`` is its
-        ``sql.INSERT`` row, written to the spill while commits fail (``spill.py``)."""
-        self._rows[row.n] = _Held(row, self._clock(), insert=insert)
+        ``sql.INSERT`` row and ``keep`` the state kept with it, written to the spill
+        while commits fail (``spill.py``)."""
+        self._rows[row.n] = _Held(row, self._clock(), insert=insert, keep=tuple(keep))
 
     def inserts(self) -> list[tuple[Any, ...]]:
         """The ``sql.INSERT`` rows of the held events, in the order held."""
         return [h.insert for h in self._rows.values() if h.insert is not None]
+
+    def spilled(self) -> list[tuple[tuple[Any, ...], tuple[StateWrite, ...]]]:
+        """(``sql.INSERT`` row, kept state) of the held events, in the order held."""
+        return [(h.insert, h.keep) for h in self._rows.values() if h.insert is not None]
 
     def _track(self, held: _Held) -> None:
         """Keep ``_waiting`` true to ``held`` after a change to it."""

@@ -17,7 +17,9 @@ left as it is: ``id`` and ``(stream, seq)`` are unique, and the insert ignores i
 Where: the service's runtime directory under systemd (``RuntimeDirectory=``, a
 tmpfs a failing disk does not touch, kept across restarts), else beside the
 outbox file. Each file is named after the outbox and the stream that held its
-rows: ``<outbox file name>.held-<stream>.jsonl``, one JSON object per row.
+rows: ``<outbox file name>.held-<stream>.jsonl``, one JSON object per row, with the
+state kept with it (``keep``: an open-alarm record), applied with the row when it
+is taken back.
 
 Limits: a tmpfs is empty after a power cut; rows held since the last write (under
 a second) are lost to a SIGKILL; a start that cannot write the outbox, or finds it
@@ -45,7 +47,7 @@ from gateway.delivery.outbox import kept
 from gateway.delivery.outbox.capacity import OutboxStats
 from gateway.runtime.durable import write_transaction
 from gateway.runtime.onthread import run_on
-from gateway.runtime.state import Kind
+from gateway.runtime.state import Kind, StateWrite
 
 log = structlog.get_logger(__name__)
 
@@ -83,19 +85,21 @@ def found(outbox: Path) -> list[Path]:
     return sorted(p for p in names if p.is_file())
 
 
-def write(path: Path, inserts: Iterable[Sequence[Any]]) -> int:
-    """Replace ``path`` with these ``sql.INSERT`` rows, durably (written aside, synced,
-    renamed). Returns the rows written.
+def write(path: Path, held: Iterable[tuple[Sequence[Any], Sequence[StateWrite]]]) -> int:
+    """Replace ``path`` with these ``sql.INSERT`` rows and the state kept with each,
+    durably (written aside, synced, renamed). Returns the rows written.
 
     Raises:
         OSError: the directory cannot be written.
     """
     lines = []
-    for r in inserts:
+    for r, keep in held:
         body = dict(zip(_FIELDS, r[1:7], strict=True))
         body["payload"] = base64.b64encode(bytes(r[7])).decode()
         body["track_ack"] = bool(r[9])
         body["created_at"] = r[10]
+        if keep:
+            body["keep"] = [[w.kind, w.key, w.data] for w in keep]
         lines.append(json.dumps(body, ensure_ascii=False))
     aside = path.with_name(path.name + ".new")
     with aside.open("w", encoding="utf-8") as f:
@@ -106,21 +110,27 @@ def write(path: Path, inserts: Iterable[Sequence[Any]]) -> int:
     return len(lines)
 
 
-def read(path: Path) -> tuple[list[tuple[Any, ...]], int]:
-    """The rows of a spill file, as ``sql.INSERT`` rows without their row key, and the
-    number of lines that are not a spilled row (skipped: one bad line must not cost
-    the others, a review of 2026-12-05).
+Spilled = tuple[tuple[Any, ...], tuple[StateWrite, ...]]
+"""A spilled row: its ``sql.INSERT`` row without the row key, and the state kept with it."""
+
+
+def read(path: Path) -> tuple[list[Spilled], int]:
+    """The rows of a spill file with the state kept with each, and the number of lines
+    that are not a spilled row (skipped: one bad line must not cost the others, a
+    review of 2026-12-05).
 
     Raises:
         OSError: it cannot be read.
     """
-    rows: list[tuple[Any, ...]] = []
+    rows: list[Spilled] = []
     bad = 0
     for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
-            rows.append(_row(json.loads(line)))
+            body = json.loads(line)
+            keep = tuple(StateWrite(str(k), str(key), v) for k, key, v in body.get("keep", ()))
+            rows.append((_row(body), keep))
         except (ValueError, KeyError, TypeError, AttributeError):
             bad += 1
     return rows, bad
@@ -142,10 +152,14 @@ against them yet (``gateway/delivery/reports.py`` deletes it with the records it
 in one commit: a start that dies before that commit checks again)."""
 
 
-def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
+def restore(conn: sqlite3.Connection, rows: Sequence[Spilled]) -> int:
     """Insert ``rows`` (from :func:`read`) the file does not have, after every row it
-    holds, in one transaction on ``conn`` (its own thread), with :data:`UNCHECKED`
-    when any was. Returns the rows inserted.
+    holds, with the state kept with each one inserted (in order, as their commit
+    would have), in one transaction on ``conn`` (its own thread), with
+    :data:`UNCHECKED` when any was. Returns the rows inserted.
+
+    A row the file has already was committed with its state: its state is not
+    applied again (a later commit may have changed it since).
 
     Raises:
         sqlite3.Error: nothing was inserted.
@@ -153,10 +167,14 @@ def restore(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
     with write_transaction(conn):
         (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM messages").fetchone()
         inserted = 0
-        for i, row in enumerate(rows, start=1):
-            inserted += conn.execute(_INSERT, (last + i, *row)).rowcount
+        writes: list[StateWrite] = []
+        for i, (row, keep) in enumerate(rows, start=1):
+            if conn.execute(_INSERT, (last + i, *row)).rowcount:
+                inserted += 1
+                writes += keep
         if inserted:
             conn.execute(kept.SCHEMA)
+            kept.apply(conn, *kept.statements(writes))
             conn.execute(kept.PUT, (UNCHECKED.name, "unchecked", "true"))
     return inserted
 
@@ -177,17 +195,19 @@ class Spill:
         self._written: Path | None = None
         self._error: str | None = None
 
-    async def write(self, stream: str, inserts: list[tuple[Any, ...]]) -> None:
-        """Write ``inserts`` (the held ``sql.INSERT`` rows) to ``stream``'s spill file
-        (on a thread: thousands of rows are milliseconds of JSON) unless they are what
-        it holds already. A failure is logged once and counted (``spill_failures``);
-        the rows stay held."""
-        keys = frozenset(r[0] for r in inserts)
+    async def write(
+        self, stream: str, held: list[tuple[tuple[Any, ...], tuple[StateWrite, ...]]]
+    ) -> None:
+        """Write ``held`` (the held ``sql.INSERT`` rows with the state kept with each) to
+        ``stream``'s spill file (on a thread: thousands of rows are milliseconds of
+        JSON) unless they are what it holds already. A failure is logged once and
+        counted (``spill_failures``); the rows stay held."""
+        keys = frozenset(r[0] for r, _ in held)
         if not keys or keys == self._keys:
             return
         path = path_for(self._outbox, stream)
         try:
-            count = await asyncio.to_thread(write, path, inserts)
+            count = await asyncio.to_thread(write, path, held)
         except OSError as exc:
             self._stats.spill_failures += 1
             if self._error is None:

@@ -448,7 +448,7 @@ class Outbox(OutboxReads):
         except TimeoutError as exc:
             error = error or exc
         lost = [op for op in ops if op.insert is not None and not op.future.done()]
-        await self.spill.write(self.stream, self.held.inserts())  # the next start's
+        await self.spill.write(self.stream, self.held.spilled())  # the next start's
         log.error(
             "outbox.closed_with_held_rows", error=str(error) or type(error).__name__,
             held=len(lost), ids=[op.insert[3] for op in lost if op.insert is not None][:50],
@@ -544,7 +544,7 @@ class Outbox(OutboxReads):
             self._n, self._seq, self.stream, stored.id, stored.type, stored.priority,
             stored.topic_suffix, payload, len(payload), track, time.time(),
         )  # fmt: skip
-        self.held.add(row, insert)  # events only are spilled, not a picture held with one
+        self.held.add(row, insert, keep)  # events and their state are spilled, not pictures
         for listener in self.on_held:
             listener(stored)
         future.add_done_callback(_retrieve)
@@ -883,7 +883,7 @@ class Outbox(OutboxReads):
                     )  # fmt: skip
                 if full:
                     await self._make_room()
-                await self.spill.write(self.stream, self.held.inserts())  # a kill loses none
+                await self.spill.write(self.stream, self.held.spilled())  # a kill loses none
                 await asyncio.sleep(_RETRY_S if failures > 1 or not full else 0)
 
     async def _make_room(self) -> None:
