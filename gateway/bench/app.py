@@ -43,7 +43,7 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_STREAM_WAIT_S = 15.0
+_STREAM_WAIT_S = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -140,11 +140,14 @@ class BenchRoutes:
         return _json_response(live.document)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        live = self.ctx.live
+        live, token = self.ctx.live, request.cookies.get(COOKIE)
         async with sse_response(request) as response:
             with live.watching():
                 version = 0  # nothing built yet: the first document is version 1
-                while response.is_connected():
+                # The session is checked at every turn: a logout or an expired session
+                # ends the stream within _STREAM_WAIT_S (a review of 2026-12-06: an
+                # open stream went on sending the state after the logout).
+                while response.is_connected() and self.ctx.auth.may_view(token):
                     newer = await live.newer_than(version, _STREAM_WAIT_S)
                     if newer is None:
                         continue  # quiet: aiohttp-sse's own pings keep the line checked

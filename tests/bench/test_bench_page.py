@@ -318,3 +318,29 @@ async def test_the_last_picture_of_each_camera_and_the_current_patrol_round(
             assert stops == ["done", "due", "due"]
             async with http.get(base + "camera/south-wall-cam/latest.jpg") as none:
                 assert none.status == 404
+
+
+async def test_a_logout_ends_the_open_state_stream(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A review of 2026-12-06: an open ``api/stream`` went on sending the state after
+    the session that opened it logged out."""
+    secret = tmp_path / "bench.password"
+    secret.write_text("调试-Pw-1\n", encoding="utf-8")
+    async with simulated_campus() as modules:
+        cfg = demo_config_on(mosquitto.port, modules)
+        cfg = cfg.model_copy(update={"bench": BenchConfig(port=0, password_file=secret)})
+        async with (
+            demo_gateway(mosquitto, tmp_path / "o.sqlite", modules, cfg) as campus,
+            bench_session(campus.gateway) as (base, http),
+        ):
+            async with http.post(base + "api/login", json={"password": "调试-Pw-1"}) as ok:
+                assert ok.status == 200
+            async with state_stream(base, http) as stream:
+                await stream.next()
+                async with http.post(base + "api/logout") as out:
+                    assert out.status == 200
+                with pytest.raises(ConnectionError, match="the stream ended"):
+                    async with asyncio.timeout(10):
+                        while True:
+                            await stream.next()
