@@ -255,13 +255,16 @@ def check_patrol(
 def _tag_problems(patrol: PatrolConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     owners: dict[str, str] = {}
-    tagged = [(f"checkpoints.{i}.tag", c.tag) for i, c in enumerate(patrol.checkpoints)]
-    tagged += [(f"guards.{i}.card", g.card) for i, g in enumerate(patrol.guards)]
-    for field, tag in tagged:
+    tagged = [
+        (f"checkpoints.{i}.tag", c.tag, f"checkpoint {c.id!r}")
+        for i, c in enumerate(patrol.checkpoints)
+    ]
+    tagged += [(f"guards.{i}.card", g.card, f"guard {g.id!r}") for i, g in enumerate(patrol.guards)]
+    for field, tag, owner in tagged:
         key = normalize_tag(tag)
         if key in owners:
             problems.append((field, f"tag {tag!r} is already used by {owners[key]}"))
-        owners.setdefault(key, field)
+        owners.setdefault(key, owner)
     return problems
 
 

@@ -141,3 +141,10 @@ def test_days_limit_the_nights() -> None:
     start = NIGHT - dt.timedelta(hours=1)  # Sunday 19:00
     rounds = plan.round_starts(plan.routes[0], start, start + dt.timedelta(days=2))
     assert {r.local.date() for r in rounds if r.number == 1} == {dt.date(2026, 11, 30)}
+
+
+def test_a_tag_used_twice_names_the_checkpoint_that_has_it(tmp_path: Path) -> None:
+    path = broken_copy(DEMO, tmp_path, 'tag = "0400000002"', 'tag = "0400000001"')
+    with pytest.raises(ConfigError, match="already used by checkpoint 'CP1'") as info:
+        load_config(path)
+    assert info.value.field == "patrol.checkpoints.1.tag"
