@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sized
 from pathlib import Path
@@ -45,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("config", type=Path, help="the config the daemon runs with")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    records = sub.add_parser(
+        "records",
+        help="the local alarm record: the events the outbox holds, oldest first",
+    )
+    records.add_argument("config", type=Path, help="the config the daemon runs with")
+    records.add_argument(
+        "--outbox", type=Path, help="the outbox file (the unit's: /var/lib/campus-gateway/...)"
+    )
+    records.add_argument("--since", help="from this date or time (site time zone)")
+    records.add_argument("--until", help="before this date or time (site time zone)")
+    records.add_argument("--type", default="", help="event types starting with this (alarm.)")
+    records.add_argument("--csv", action="store_true", help="a table, times in the site's zone")
     return parser
 
 
@@ -136,6 +149,28 @@ def _status(cfg: GatewayConfig, raw: bool) -> int:
     return 0
 
 
+def _records(cfg: GatewayConfig, args: argparse.Namespace) -> int:
+    from gateway.ops import records
+
+    tz = cfg.site.timezone
+    try:
+        since = None if args.since is None else records.utc_bound(args.since, tz)
+        until = None if args.until is None else records.utc_bound(args.until, tz)
+        events = records.read_events(
+            args.outbox or cfg.outbox.path, since=since, until=until, kind=args.type
+        )
+        if args.csv:
+            records.write_csv(events, sys.stdout, tz)
+        else:
+            records.write_jsonl(events, sys.stdout)
+    except GatewayError as exc:
+        print(f"campus-gateway records: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # piped into head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -148,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args.config, cfg)
         if args.command == "status":
             return _status(cfg, args.json)
+        if args.command == "records":
+            return _records(cfg, args)
         if args.broker:
             cfg = with_broker(cfg, args.broker)
     except ConfigError as exc:
