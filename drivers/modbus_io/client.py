@@ -49,10 +49,11 @@ pymodbus 3.11.4 quirks handled here (read in ``client/base.py``,
   500 ms, and serves one request at a time: what we send meanwhile queues behind
   it, times out too, and the queue grows (a review of 2026-12-06: a panic 18 s late
   behind two silent neighbours). After a unit timed out there, the next request
-  waits until the converter answers for it (its late reply, exception 0x0B) or
-  ``converter_timeout_ms`` after the timed-out request was sent; the late reply is
-  a whole frame pymodbus skips (its transaction id is not the request's), not a
-  stream out of step;
+  waits until the converter answers for it (its late reply, exception 0x0B) or a
+  little past ``converter_timeout_ms`` after the timed-out request was sent (+10 %
+  and 50 ms: sent just as it gives up, the next one would still meet a busy bus);
+  the late reply is a whole frame pymodbus skips (its transaction id is not the
+  request's), not a stream out of step;
 * the line itself is taken for failed, and the transport closed so the next call
   reconnects, when the connection is lost, when ``min(2, units)`` *different*
   units time out with no good answer in between (a dead converter or bus, or a
@@ -357,8 +358,9 @@ class ModbusLine:
 
     async def _drain(self) -> None:
         """After a unit timed out behind a converter: wait until the converter answers
-        for it (its late reply, or exception 0x0B) or ``converter_timeout_ms`` after
-        that request was sent, so that no request queues behind it (module docstring)."""
+        for it (its late reply, or exception 0x0B) or a little past
+        ``converter_timeout_ms`` after that request was sent, so that no request queues
+        behind it (module docstring)."""
         until, self._drain_until = self._drain_until, None
         if until is None:
             return
