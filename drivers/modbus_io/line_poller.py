@@ -24,11 +24,11 @@ from gateway.events.observation import ObservationSink
 class LinePoller:
     """Runs the polls of every unit on one line; ``await line_poller.run()`` (cancel to stop).
 
-    Polls are served earliest-due first, a healthy unit before a failing one when
-    both are due, and after a failed poll the unit that answered last; the units'
-    first polls are spread over the shortest period so they do not all queue at
-    once. A unit whose poll is late because another held the line keeps its own
-    schedule (the next poll is due one period after the last was *due*).
+    Polls are served earliest-due first, except that right after a failed poll the
+    unit that answered last goes first; the units' first polls are spread over the
+    shortest period so they do not all queue at once. A unit whose poll is late
+    because another held the line keeps its own schedule (the next poll is due one
+    period after the last was *due*).
 
     Args:
         name: the line's name (task names, logs): the module id for a line of one.
@@ -65,19 +65,19 @@ class LinePoller:
             await self.line.close()
 
     def _next(self, due: Sequence[float], now: float) -> int:
-        """The unit to poll next: of those due, a healthy one before a failing one, and
-        right after a failed poll the one that answered last; else the earliest due.
+        """The unit to poll next: the earliest due, except right after a failed poll,
+        when of those due the unit that answered last goes first.
 
         A failing unit's attempt can hold a converter's line for a second
         (``converter_timeout_ms``): its healthy neighbours' panics must not wait for two
-        such attempts in a row, not even when two neighbours fall silent at once
-        (a review of 2026-12-06: 18 s)."""
+        such attempts in a row, not even when two neighbours fall silent at once (a
+        review of 2026-12-06: 18 s). Only that one turn is given out of order: a unit
+        always preferred to a failing one starved the failing one on a busy line (a
+        later review: a unit back from a short silence never polled again)."""
         ready = [i for i, at in enumerate(due) if at <= now]
-        if not ready:
-            return min(range(len(due)), key=due.__getitem__)
-        if self._after_failure:
+        if self._after_failure and ready:
             return max(ready, key=lambda i: (not self.pollers[i].failing, self._answered_at[i]))
-        return min(ready, key=lambda i: (self.pollers[i].failing, due[i]))
+        return min(range(len(due)), key=due.__getitem__)
 
 
 def build_lines(

@@ -250,10 +250,10 @@ async def test_two_silent_neighbours_behind_a_slow_converter_hold_a_press_under_
 
 
 async def test_after_a_failed_poll_the_unit_that_answered_last_goes_first() -> None:
-    """The scheduling rule behind the test above, on its own: of the units due, a
-    failing one never goes before a healthy one, and right after a failed poll the
-    healthy unit that answered last goes first (the neighbour just tried may hold a
-    converter's bus for a second)."""
+    """The scheduling rule behind the test above, on its own: right after a failed
+    poll the healthy unit that answered last goes first (the neighbour just tried may
+    hold a converter's bus for a second); otherwise the earliest due, failing or not
+    (a unit always put behind healthy ones starved on a busy line)."""
     recorder = Recorder()
     units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3)}
     async with SimulatedLine(units, converter_timeout_s=0.05) as sim:
@@ -277,7 +277,36 @@ async def test_after_a_failed_poll_the_unit_that_answered_last_goes_first() -> N
             line._answered_at = [1.0, 0.0, 2.0]
             assert line._next([0.0, 0.0, 0.0], 1.0) == 2
             line._after_failure = False
-            assert line._next([0.5, 0.1, 0.6], 1.0) == 0  # healthy first, then earliest due
-            assert line._next([2.0, 0.1, 3.0], 1.0) == 1  # none healthy due: the earliest
+            assert line._next([0.5, 0.1, 0.6], 1.0) == 1  # else the earliest due, failing
+            assert line._next([2.0, 3.0, 0.5], 1.0) == 2
         finally:
             await line.line.close()
+
+
+async def test_a_unit_back_from_a_short_silence_is_polled_again_on_a_busy_line() -> None:
+    """Three slow neighbours (30 ms an answer, polled every 50 ms: more than the line
+    carries) and a unit silent for half a second: once it answers again its press is
+    seen (a review of 2026-12-06: a rule that always put a failing unit behind the
+    healthy ones never polled it again)."""
+    recorder = Recorder()
+    units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3, 4)}
+    async with SimulatedLine(units, converter_timeout_s=0.3) as sim:
+        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
+        modules = [
+            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
+                       poll_interval_ms=50, timeout_ms=300, converter_timeout_ms=300,
+                       offline_after=3)
+            for u in units
+        ]  # fmt: skip
+        (line,) = build_lines(modules, recorder)
+        async with _polling(line):
+            for u in units:
+                await recorder.wait_for(health(f"u{u}", "online"))
+            for u in (1, 2, 3):
+                sim.units[u].delay_s = 0.03
+            sim.units[4].silent = True
+            await wait_until(lambda: line.pollers[3].failing, 5, "u4 failing")
+            sim.units[4].silent = False
+            before = len(recorder.inputs("u4"))
+            sim.units[4].press(10)
+            await recorder.wait_for(lambda _o: len(recorder.inputs("u4")) > before, 3)
