@@ -95,10 +95,11 @@ def parse_decrypted(
 
     The pad is random and comes first, and a ``|`` ends it; the data may hold more
     ``|`` (after its account, between SIA blocks). So the split is a ``|`` within the
-    pad's reach (``]`` for a message without data) after which everything is text,
-    the data ASCII, and the rest reads as DC-09 content; of those, the first that
-    starts with ``#<the frame's account>|``, else the first whose data ``readable``
-    accepts (its event grammar) with no account or the frame's, else the first.
+    pad's reach (or a ``]``: no data) after which everything is text, the data
+    ASCII, and the rest reads as DC-09 content; of those, the first that starts with
+    ``#<the frame's account>|``, else the first with data that ``readable`` accepts
+    (its event grammar) with no account or the frame's, else the first with data,
+    else one without (a message sent with ``[]``).
     Random pad bytes after a ``|`` of the pad read as text often enough that the
     first split alone misread 2.5 % of panics
     sent without ``#acct|``, one in 40 of those as no data at all, ACKed and lost (a
@@ -109,7 +110,9 @@ def parse_decrypted(
         plain: the decrypted bytes.
         account: the frame's account (header ``#acct``), or None.
         has_data: the frame's token carries data (every message but ``NULL``, and
-            none of the receiver's answers): its data must not be empty.
+            none of the receiver's answers); for one that does not, the last split
+            that reads is taken, whatever dummy data it holds (Ajax and Hikvision
+            send ``#0000|0000 00 000`` in a NULL: realdata notes).
         readable: whether a payload (the data after its account) reads as the
             frame's event data (Contact ID, SIA DC-03).
 
@@ -117,21 +120,23 @@ def parse_decrypted(
         ContentError: no split of pad and text reads as DC-09 content (a wrong key
             gives random bytes).
     """
-    separators = b"|" if has_data else b"]|"
     reach = range(1, min(_MAX_PAD, len(plain) - 1) + 1)
-    splits = [i for i in reach if plain[i] in separators]
+    splits = [i for i in reach if plain[i] in b"|]"]
     marker = None if account is None else b"|#" + account.upper().encode("latin-1") + b"|"
     found: list[Content] = []
     for i in splits if has_data else reversed(splits):
-        content = _split_at(plain[i:], has_data)
+        content = _split_at(plain[i:])
         if content is None:
             continue
         if not has_data or (marker is not None and plain[i:].upper().startswith(marker)):
-            return content
+            return content  # a NULL's dummy data (``#0000|0000 00 000``) is never read
         found.append(content)
-    best = next((c for c in found if _plausible(c, account, readable)), None)
-    if best is not None or found:
-        return best or found[0]
+    with_data = [c for c in found if c.data]
+    best = next((c for c in with_data if _plausible(c, account, readable)), None)
+    # else the first with data; else ``[]``, a message sent with no data (a test vector)
+    for choice in (best, *with_data, *found):
+        if choice is not None:
+            return choice
     raise ContentError("no pad/data split reads as DC-09 content (wrong key?)")
 
 
@@ -150,7 +155,7 @@ def _plausible(
     return _ACCOUNT.fullmatch(inner) is not None
 
 
-def _split_at(rest: bytes, has_data: bool) -> Content | None:
+def _split_at(rest: bytes) -> Content | None:
     """``rest`` (from a candidate separator on) read as content, or None."""
     if not _is_text(rest):
         return None
@@ -159,7 +164,7 @@ def _split_at(rest: bytes, has_data: bool) -> Content | None:
     if end < 0:
         return None
     data, tail = (text[1:end], text[end:]) if text[0] == "|" else ("", text)
-    if bool(data) is not has_data or not data.isascii():
+    if not data.isascii():
         return None
     try:
         return _content(data, tail)

@@ -170,6 +170,31 @@ def test_a_binary_pad_never_gives_a_null_message_data(pad: bytes, bar: bool) -> 
     assert (parsed.data, parsed.timestamp) == ("", "12:00:00,01-02-2026")
 
 
+@given(pad=PADS, dummy=st.sampled_from(["#0000|0000 00 000", "|#0000|0000 00 000", ""]))
+@settings(deadline=None)  # no timing here: a loaded machine is slow
+def test_an_encrypted_null_reads_whatever_dummy_data_it_carries(pad: bytes, dummy: str) -> None:
+    """Ajax and Hikvision AX send ``#0000|0000 00 000`` in a NULL (realdata notes): a
+    fresh review of 2026-12-06 found every such link test refused."""
+    content = ("|" + dummy if dummy and dummy[0] != "|" else dummy) + "]_12:00:00,01-02-2026"
+    pad = (pad * 16)[: 16 - len(content) % 16]
+    key = b"K" * 16
+    body = encrypt(key, pad + content.encode("latin-1"))
+    parsed = parse_decrypted(decrypt(key, body), "AAAB", has_data=False)
+    assert parsed.timestamp == "12:00:00,01-02-2026"
+
+
+@given(pad=PADS)
+@settings(deadline=None)  # no timing here: a loaded machine is slow
+def test_a_message_sent_with_no_data_is_read_not_refused(pad: bytes) -> None:
+    """``[]`` in an encrypted SIA-DCS (a public test vector): kept, not refused."""
+    content = "|]_12:00:00,01-02-2026"
+    pad = (pad * 16)[: 16 - len(content) % 16]
+    key = b"K" * 16
+    body = encrypt(key, pad + content.encode("latin-1"))
+    readable = functools.partial(readable_payload, "SIA-DCS")
+    assert parse_decrypted(decrypt(key, body), "1234", readable=readable).timestamp
+
+
 @given(st.binary(max_size=300))
 @settings(deadline=None)  # no timing here: a loaded machine is slow
 def test_arbitrary_bytes_are_refused_with_a_frame_error_or_read(data: bytes) -> None:
