@@ -368,7 +368,7 @@ class Gateway:
         outputs = self.alarm.outputs
         try:
             async with asyncio.timeout(within_s):
-                await outputs.silence(sorted(outputs.config), "gateway stopping")
+                await outputs.release("gateway stopping")
         except TimeoutError:
             pass
         left = [o for o, state in outputs.states.items() if state.confirmed]

@@ -21,6 +21,7 @@ wall ``until`` is only what events and ``get_state`` show.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -159,6 +160,18 @@ class Outputs:
         for output_id in silenced:
             await self.switch(output_id, False, reason=reason)
         return silenced
+
+    async def release(self, reason: str) -> None:
+        """Switch off, side by side, every output that is on or whose coil may be: on,
+        a switch-off not yet confirmed, or never written since the start. For a clean
+        stop (``Gateway.release_outputs``): one after the other, outputs on a module
+        that does not answer used the stop's time up and a healthy module's siren
+        stayed on (a review of 2026-12-06). Writes to one line still take turns on
+        its connection; a write that fails is logged and left."""
+        todo = [o for o, st in self.states.items() if st.desired or st.confirmed is not False]
+        for output_id in todo:
+            self._desire(output_id, False, None, reason)
+        await asyncio.gather(*(self._apply(o) for o in todo))
 
     async def device_online(self, module_id: str) -> None:
         """A module came online: write every output on it (relays reset at power-on).

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.modbus_profiles import PROFILES
 from gateway.delivery.outbox import spill
 from gateway.runtime.state_store import state_path
 from simulators.broker import MosquittoBroker
+from simulators.modbus_module import SimulatedModule
 from tests.fault_support import wait_until
 from tests.helpers import assert_valid_event, eventually, lock_held
 from tests.power_cut_support import module_site, module_toml
@@ -331,3 +333,44 @@ async def test_a_clean_stop_does_not_wait_long_for_a_silent_module(
         await daemon.stop()  # SIGKILL after 10 s
         assert daemon.process is not None and daemon.process.returncode == 0
         assert "gateway.outputs_left_on" in log.read_text(encoding="utf-8")
+
+
+async def test_a_clean_stop_switches_a_healthy_modules_siren_off_beside_a_silent_module(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Two outputs on a module that stopped answering (2 s a write) sort before the
+    siren: switched off one after the other they used the stop's 3 s up and the siren
+    stayed on (a review of 2026-12-06). Off side by side, the siren goes off."""
+    async with SimulatedModule(PROFILES["generic"], silent=True) as dead:
+        outputs = "".join(
+            f"""
+[[outputs]]
+id = "A{channel}"
+name = "爆闪灯 {channel}"
+kind = "strobe"
+module = "dead"
+channel = {channel}
+zones = ["P10"]
+duration_s = 600
+"""
+            for channel in (0, 1)
+        )
+        dead_module = f"""
+[[modules]]
+id = "dead"
+transport = {{ type = "tcp", host = "127.0.0.1", port = {dead.port} }}
+profile = "generic"
+timeout_ms = 2000
+"""
+
+        def devices(port: int) -> str:
+            return module_toml(port) + SIREN + dead_module + outputs
+
+        async with module_site(mosquitto, tmp_path, devices) as site:
+            module, daemon = site.module, site.daemon
+            await daemon.start()
+            module.press(10)
+            await wait_until(lambda: module.output(0), 30, "the siren sounds")
+            await daemon.stop()
+            assert daemon.process is not None and daemon.process.returncode == 0
+            assert not module.output(0)
