@@ -11,8 +11,10 @@ start whatever is wrong with the bench page or a file's mode.
 * the bench page listens beyond the loopback interface without a password: anyone
   who reaches it reads zones, alarms and recent events;
 * a secret (site key, broker, bench or camera password, panel key) is readable or
-  writable by every user on the box (the README: mode 0640, owner root, group
-  ``campus-gateway``).
+  writable by every user on the box, or writable by its group (the README: mode
+  0640, owner root, group ``campus-gateway``);
+* a converter's timeout (``converter_timeout_ms``) over 2 s: every attempt on a
+  silent unit holds its neighbours' polls that long.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pathlib import Path
 
 from gateway.config.files import readable_problem, referenced_files
 from gateway.config.root import GatewayConfig, locate_line
+
+CONVERTER_TIMEOUT_WARN_MS = 2000
+"""Above this a converter's timeout (``converter_timeout_ms``) is worth a warning."""
 
 
 def config_warnings(cfg: GatewayConfig, config_path: Path) -> list[str]:
@@ -63,12 +68,23 @@ def _warnings(cfg: GatewayConfig) -> Iterator[tuple[str, str]]:
         if field.startswith("broker.tls.") and not field.endswith("key_file"):
             continue  # certificates are public
         mode = _mode(path)
-        if mode is not None and mode & (stat.S_IROTH | stat.S_IWOTH):
+        if mode is None:
+            continue
+        if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+            who = "every user on the box" if mode & (stat.S_IROTH | stat.S_IWOTH) else "its group"
+            what = "readable" if mode & stat.S_IROTH else "writable"
             yield (
                 field,
-                f"{path} is {'readable' if mode & stat.S_IROTH else 'writable'} by every "
-                f"user on the box (mode {stat.S_IMODE(mode):04o}); chmod 0640 and chgrp "
-                "campus-gateway",
+                f"{path} is {what} by {who} (mode {stat.S_IMODE(mode):04o}); chmod 0640 "
+                "and chgrp campus-gateway",
+            )
+    for i, module in enumerate(cfg.modules):
+        if module.converter_timeout_ms > CONVERTER_TIMEOUT_WARN_MS:
+            yield (
+                f"modules.{i}.converter_timeout_ms",
+                f"{module.converter_timeout_ms} ms: on a converter's line every attempt "
+                "on a silent unit holds its neighbours' polls (and panics) this long; "
+                "shorten the converter's own response timeout",
             )
 
 

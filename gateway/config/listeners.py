@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _EVERY_INTERFACE = frozenset({"", "0.0.0.0", "::", "*"})
+_LOOPBACK_NAMES = {"localhost": "127.0.0.1", "ip6-localhost": "::1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,8 @@ def check_listeners(listeners: Iterable[Listener]) -> list[tuple[str, str]]:
     """(field, message) for each listener whose TCP port another one already takes.
 
     Port 0 (any free port) never clashes. Hosts clash when they are equal or either
-    is every interface (``0.0.0.0``, ``::``, empty); names are compared as written.
+    is every interface (``0.0.0.0``, ``::``, empty); ``localhost`` is ``127.0.0.1``;
+    other names are compared as written.
     """
     problems: list[tuple[str, str]] = []
     seen: list[Listener] = []
@@ -53,4 +55,5 @@ def check_listeners(listeners: Iterable[Listener]) -> list[tuple[str, str]]:
 
 
 def _overlap(a: str, b: str) -> bool:
+    a, b = _LOOPBACK_NAMES.get(a, a), _LOOPBACK_NAMES.get(b, b)
     return a == b or a in _EVERY_INTERFACE or b in _EVERY_INTERFACE

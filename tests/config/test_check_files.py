@@ -206,3 +206,24 @@ def test_a_bench_page_open_to_the_network_without_a_password_is_a_warning(
         out = _check(path)
         assert out.returncode == 0, out.stderr
         assert ("without bench.password_file: anyone who reaches" in out.stderr) is warned
+
+
+def test_a_secret_its_group_can_write_is_a_warning(tmp_path: Path) -> None:
+    _secrets(tmp_path)
+    (tmp_path / "broker.password").chmod(0o660)
+    out = _check(_config(tmp_path, BASE))
+    assert out.returncode == 0, out.stderr
+    assert "broker.password is writable by its group (mode 0660)" in out.stderr
+
+
+def test_a_long_converter_timeout_is_a_warning(tmp_path: Path) -> None:
+    _secrets(tmp_path)
+    module = (
+        '\n[[modules]]\nid = "io"\ntransport = { type = "tcp", host = "127.0.0.1", port = 502 }\n'
+        "converter_timeout_ms = 3000\n"
+    )
+    path = _config(tmp_path, BASE + module)
+    out = _check(path)
+    assert out.returncode == 0, out.stderr
+    line = line_of(path, "converter_timeout_ms = 3000")
+    assert f"{path}:{line}: modules.0.converter_timeout_ms: 3000 ms" in out.stderr

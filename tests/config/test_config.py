@@ -177,8 +177,14 @@ def test_an_unknown_root_key_is_named_with_its_line(tmp_path: Path) -> None:
             "dc09.listen.0",
             "patrol reader 'patrol-app'",
         ),
+        (
+            'listen = { host = "127.0.0.1", port = 15040 }',
+            'listen = { host = "localhost", port = 15088 }',
+            "patrol.readers.0.listen",
+            "the bench page",
+        ),
     ],
-    ids=["bench-on-metrics", "patrol-on-dc09-every-interface"],
+    ids=["bench-on-metrics", "patrol-on-dc09-every-interface", "localhost-is-127.0.0.1"],
 )
 def test_two_listeners_on_one_port_are_refused(
     tmp_path: Path, old: str, new: str, field: str, taken_by: str
