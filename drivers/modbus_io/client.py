@@ -302,6 +302,7 @@ class ModbusLine:
         device_id: str,
     ) -> ModbusPDU:
         """Connect if needed, send one request, and check its reply (lock held by the caller)."""
+        await self._drain()  # before the request is made: a stop meanwhile leaves none
         client = await self._ensure_connected(device_id)
         reply = await self._execute(call(client), device_id, unit)
         what = function.replace("_", " ")
@@ -371,7 +372,6 @@ class ModbusLine:
 
     async def _execute(self, call: Awaitable[ModbusPDU], device_id: str, unit: int) -> ModbusPDU:
         """Await one pymodbus request and translate what it raises."""
-        await self._drain()
         self._rx = b""
         self._sent_at = time.monotonic()
         try:
