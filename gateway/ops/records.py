@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from gateway.errors import GatewayError
+from gateway.events.model import rfc3339
 
 CHUNK = 500
 """Rows per read statement."""
@@ -95,8 +96,7 @@ def utc_bound(text: str, timezone: str) -> str:
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    utc = moment.astimezone(ZoneInfo("UTC"))
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return rfc3339(moment)
 
 
 def write_jsonl(events: Iterator[dict[str, Any]], out: TextIO) -> int:

@@ -26,7 +26,7 @@ from simulators.broker import MosquittoBroker
 from simulators.modbus_module import SimulatedModule
 from tests.fault_support import wait_until
 from tests.helpers import assert_valid_event, eventually, lock_held
-from tests.power_cut_support import module_site, module_toml
+from tests.power_cut_support import Site, module_site, module_toml
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -260,6 +260,13 @@ async def test_a_panic_held_while_the_outbox_is_locked_stays_one_alarm_across_a_
         assert [e["id"] for e in site.of("alarm.panic", "P10", "active")] == [first["id"]]
 
 
+async def _siren_sounding(site: Site) -> None:
+    """Start the daemon, press the panic P10 and wait until its siren (S1) sounds."""
+    await site.daemon.start()
+    site.module.press(10)
+    await wait_until(lambda: site.module.output(0), 30, "the siren sounds")
+
+
 SIREN = """
 [[outputs]]
 id = "S1"
@@ -279,10 +286,8 @@ async def test_a_siren_a_killed_gateway_left_sounding_is_switched_off_at_the_nex
     know it is on (review of 2026-12-05: six minutes, across restarts, until the
     module was power-cycled). At start every output is written off."""
     async with module_site(mosquitto, tmp_path, lambda port: module_toml(port) + SIREN) as site:
-        module, daemon = site.module, site.daemon
-        await daemon.start()
-        module.press(10)
-        await wait_until(lambda: module.output(0), 30, "the siren sounds")
+        module = site.module
+        await _siren_sounding(site)
         module.release(10)
         state = await site.restart_after_sigkill()
         assert state["outputs"]["S1"]["on"] is False
@@ -298,9 +303,7 @@ async def test_a_clean_stop_switches_a_sounding_siren_off_and_says_so(
     ``output.switched`` ``cleared``; the alarm stays latched."""
     async with module_site(mosquitto, tmp_path, lambda port: module_toml(port) + SIREN) as site:
         module, daemon = site.module, site.daemon
-        await daemon.start()
-        module.press(10)
-        await wait_until(lambda: module.output(0), 30, "the siren sounds")
+        await _siren_sounding(site)
         await daemon.stop()
         assert daemon.process is not None and daemon.process.returncode == 0
         assert not module.output(0)  # off before the process ended
@@ -368,9 +371,7 @@ timeout_ms = 2000
 
         async with module_site(mosquitto, tmp_path, devices) as site:
             module, daemon = site.module, site.daemon
-            await daemon.start()
-            module.press(10)
-            await wait_until(lambda: module.output(0), 30, "the siren sounds")
+            await _siren_sounding(site)
             await daemon.stop()
             assert daemon.process is not None and daemon.process.returncode == 0
             assert not module.output(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.config.root import load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.config.views import BenchConfig
 from gateway.daemon import running
 from simulators.broker import MosquittoBroker
@@ -149,14 +149,18 @@ async def test_with_the_broker_stopped_the_page_still_updates_and_shows_the_upli
             assert later["events"][0]["type"] in {"alarm.panic", "output.switched"}
 
 
+def _with_password(cfg: GatewayConfig, tmp_path: Path) -> GatewayConfig:
+    """``cfg`` with its bench page behind the password ``调试-Pw-1`` (a file in ``tmp_path``)."""
+    secret = tmp_path / "bench.password"
+    secret.write_text("调试-Pw-1\n", encoding="utf-8")
+    return cfg.model_copy(update={"bench": BenchConfig(port=0, password_file=secret)})
+
+
 async def test_the_password_guards_the_page_and_walk_tests_need_it(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    secret = tmp_path / "bench.password"
-    secret.write_text("调试-Pw-1\n", encoding="utf-8")
     async with simulated_campus() as modules:
-        cfg = demo_config_on(mosquitto.port, modules)
-        cfg = cfg.model_copy(update={"bench": BenchConfig(port=0, password_file=secret)})
+        cfg = _with_password(demo_config_on(mosquitto.port, modules), tmp_path)
         async with (
             demo_gateway(mosquitto, tmp_path / "o.sqlite", modules, cfg) as campus,
             bench_session(campus.gateway) as (base, http),
@@ -325,11 +329,8 @@ async def test_a_logout_ends_the_open_state_stream(
 ) -> None:
     """A review of 2026-12-06: an open ``api/stream`` went on sending the state after
     the session that opened it logged out."""
-    secret = tmp_path / "bench.password"
-    secret.write_text("调试-Pw-1\n", encoding="utf-8")
     async with simulated_campus() as modules:
-        cfg = demo_config_on(mosquitto.port, modules)
-        cfg = cfg.model_copy(update={"bench": BenchConfig(port=0, password_file=secret)})
+        cfg = _with_password(demo_config_on(mosquitto.port, modules), tmp_path)
         async with (
             demo_gateway(mosquitto, tmp_path / "o.sqlite", modules, cfg) as campus,
             bench_session(campus.gateway) as (base, http),

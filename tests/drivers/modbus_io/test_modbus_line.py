@@ -69,6 +69,16 @@ async def _line(kind: str) -> AsyncIterator[tuple[SimulatedLine, list[ModuleConf
             yield sim, _modules({"type": "tcp", "host": "127.0.0.1", "port": sim.port})
 
 
+def _generic_units(sim: SimulatedLine, **fields: Any) -> list[ModuleConfig]:
+    """A ``generic`` module ``u<unit>`` for each unit of ``sim`` (TCP, behind its
+    converter), with ``fields``."""
+    transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
+    return [
+        tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport, **fields)
+        for u in sim.units
+    ]
+
+
 @contextlib.asynccontextmanager
 async def _polling(line: LinePoller) -> AsyncIterator[LinePoller]:
     task = asyncio.create_task(line.run(), name=f"line[{line.name}]")
@@ -220,12 +230,7 @@ async def test_two_silent_neighbours_behind_a_slow_converter_hold_a_press_under_
     recorder = Recorder()
     units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3)}
     async with SimulatedLine(units, converter_timeout_s=1.0, gateway_exceptions=exceptions) as sim:
-        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
-        modules = [
-            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
-                       poll_interval_ms=20, timeout_ms=300, offline_after=3)
-            for u in units
-        ]  # fmt: skip
+        modules = _generic_units(sim, poll_interval_ms=20, timeout_ms=300, offline_after=3)
         (line,) = build_lines(modules, recorder)
         async with _polling(line):
             for u in units:
@@ -257,12 +262,7 @@ async def test_after_a_failed_poll_the_unit_that_answered_last_goes_first() -> N
     recorder = Recorder()
     units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3)}
     async with SimulatedLine(units, converter_timeout_s=0.05) as sim:
-        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
-        modules = [
-            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
-                       timeout_ms=100, converter_timeout_ms=50)
-            for u in units
-        ]  # fmt: skip
+        modules = _generic_units(sim, timeout_ms=100, converter_timeout_ms=50)
         (line,) = build_lines(modules, recorder)
         u1, u2, u3 = line.pollers
         try:
@@ -291,13 +291,9 @@ async def test_a_unit_back_from_a_short_silence_is_polled_again_on_a_busy_line()
     recorder = Recorder()
     units = {u: SimulatedModule(PROFILES["generic"]) for u in (1, 2, 3, 4)}
     async with SimulatedLine(units, converter_timeout_s=0.3) as sim:
-        transport = {"type": "tcp", "host": "127.0.0.1", "port": sim.port}
-        modules = [
-            tcp_module(f"u{u}", 0, profile="generic", unit=u, transport=transport,
-                       poll_interval_ms=50, timeout_ms=300, converter_timeout_ms=300,
-                       offline_after=3)
-            for u in units
-        ]  # fmt: skip
+        modules = _generic_units(
+            sim, poll_interval_ms=50, timeout_ms=300, converter_timeout_ms=300, offline_after=3
+        )
         (line,) = build_lines(modules, recorder)
         async with _polling(line):
             for u in units:
