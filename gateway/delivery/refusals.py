@@ -120,10 +120,16 @@ class Refusals:
         return [key for key, entry in self._refused.items() if entry.retry_at > now]
 
     def next_retry_in(self) -> float | None:
-        """Seconds until a back-off ends, or None when nothing backs off."""
-        if not self._refused:
-            return None
-        return max(0.0, min(e.retry_at for e in self._refused.values()) - time.monotonic())
+        """Seconds until the next back-off ends, or None when none is running.
+
+        A back-off that has ended is not counted: its entry stays (its failures set
+        the next wait, and its reason stays active) until a publish on the topic is
+        accepted, and counting it made the send loop wait 0 s again and again while
+        the row was not yet due (review of CI on 2026-12-06).
+        """
+        now = time.monotonic()
+        ends = [e.retry_at for e in self._refused.values() if e.retry_at > now]
+        return min(ends) - now if ends else None
 
     def figures(self) -> dict[str, int]:
         """``{"0x87": 3}``: refused publishes per reason code, for the heartbeat."""
