@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from gateway.config.advice import config_warnings
-from gateway.config.files import center_key, check_files
+from gateway.config.files import center_key, check_files, reader_keys
 from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.runtime.logsetup import configure_logging
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             panel.key()  # each panel's key is read now: a bad one stops the start here
         if args.command == "run":
             center_key(cfg, args.config)  # the center's key too (its encoding and length)
+            reader_keys(cfg, args.config)  # and the patrol readers' (named by config line)
         if args.command == "check-config":
             return _check(args.config, cfg)
         if args.command == "status":

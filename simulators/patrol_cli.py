@@ -111,10 +111,10 @@ async def _devices(
         print(f"station {reader.id} at {reader.checkpoint} on {station.host}:{station.port}")
     for r in cfg.patrol.readers:
         if isinstance(r, NetworkReaderConfig) and devices.app is None:
-            devices.app = PhoneApp(gateway, r.listen.port)
+            devices.app = PhoneApp(gateway, r.listen.port, key=r.key(), reader_id=r.id)
             stack.push_async_callback(devices.app.close)
         if isinstance(r, HandheldReaderConfig) and devices.handheld is None:
-            devices.handheld = Handheld(r.device_number or 1, tz)
+            devices.handheld = Handheld(r.device_number or 1, tz, key=r.key(), reader_id=r.id)
             devices.handheld_address = (gateway, r.listen.port)
     return devices
 

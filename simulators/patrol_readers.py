@@ -17,9 +17,40 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from drivers.patrol_reader.auth import proof
+
 
 class ReaderLinkError(RuntimeError):
     """The gateway refused, closed the connection or answered something unexpected."""
+
+
+async def connect(
+    host: str, port: int, timeout_s: float, key: bytes | None, reader_id: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection to a reader's port; with ``key``, answer the gateway's
+    challenge first (:mod:`drivers.patrol_reader.auth`) as ``reader_id``.
+
+    Raises:
+        ReaderLinkError: no connection, no challenge, or not ``OK`` within ``timeout_s``.
+        OSError, TimeoutError: as :func:`asyncio.open_connection`.
+    """
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    if key is None:
+        return reader, writer
+    try:
+        hello = (await asyncio.wait_for(reader.readline(), timeout_s)).decode().strip()
+        if not hello.startswith("CHALLENGE "):
+            raise ReaderLinkError(f"expected a CHALLENGE, got {hello!r}")
+        answer = proof(key, reader_id, hello.removeprefix("CHALLENGE "))
+        writer.write(f"AUTH {answer}\n".encode())
+        await writer.drain()
+        verdict = (await asyncio.wait_for(reader.readline(), timeout_s)).decode().strip()
+        if verdict != "OK":
+            raise ReaderLinkError(f"the gateway refused the key: {verdict or 'closed'}")
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
 
 
 @dataclass(slots=True)
@@ -30,6 +61,8 @@ class PhoneApp:
         host: the gateway's address.
         port: the network reader's listen port.
         timeout_s: how long to wait for an ack.
+        key: the reader's key (its ``key_file``); None: the port is not keyed.
+        reader_id: the reader's configured id (what the key proves).
 
     Attributes:
         acks: every answer received, in order.
@@ -38,6 +71,8 @@ class PhoneApp:
     host: str
     port: int
     timeout_s: float = 5.0
+    key: bytes | None = None
+    reader_id: str = ""
     acks: list[dict[str, Any]] = field(default_factory=list)
     _seq: int = 0
     _reader: asyncio.StreamReader | None = None
@@ -83,8 +118,8 @@ class PhoneApp:
         """
         try:
             if self._writer is None or self._writer.is_closing():
-                self._reader, self._writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.timeout_s
+                self._reader, self._writer = await connect(
+                    self.host, self.port, self.timeout_s, self.key, self.reader_id
                 )
             reader, writer = self._reader, self._writer
             assert reader is not None and writer is not None
@@ -118,6 +153,8 @@ class Handheld:
         number: the reader's own number (CSV column 1).
         tz: the zone of its clock (it writes local time).
         battery_v: battery voltage written into each record.
+        key: the reader's key (its ``key_file``); None: the port is not keyed.
+        reader_id: the reader's configured id (what the key proves).
 
     Attributes:
         memory: reads not yet acknowledged by the gateway: ``(tag, time, volts)``.
@@ -126,6 +163,8 @@ class Handheld:
     number: int
     tz: ZoneInfo
     battery_v: float = 3.9
+    key: bytes | None = None
+    reader_id: str = ""
     memory: list[tuple[str, dt.datetime, float]] = field(default_factory=list)
 
     def scan(self, tag: str, at: dt.datetime) -> None:
@@ -152,7 +191,7 @@ class Handheld:
         """
         lines = [*self.lines(), *(extra_lines or [])]
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+            reader, writer = await connect(host, port, timeout_s, self.key, self.reader_id)
         except (OSError, TimeoutError) as exc:
             raise ReaderLinkError(f"handheld upload to {host}:{port}: {exc!r}") from exc
         try:

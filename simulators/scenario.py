@@ -221,7 +221,7 @@ def phone_app(cfg: GatewayConfig) -> PhoneApp | None:
             host = reader.listen.host
             if host in ("0.0.0.0", "::", ""):
                 host = "127.0.0.1"
-            return PhoneApp(host, reader.listen.port)
+            return PhoneApp(host, reader.listen.port, key=reader.key(), reader_id=reader.id)
     return None
 
 

@@ -185,3 +185,13 @@ async def lock_held(path: Path) -> AsyncIterator[threading.Event]:
     finally:
         release.set()
         await task
+
+
+class ManualClock:
+    """Monotonic seconds that move only when a test moves them (``clock.now += 60``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now

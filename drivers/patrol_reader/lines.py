@@ -3,6 +3,10 @@ handheld uploads share.
 
 The gateway listens (``listen = {host, port}``); readers connect, send UTF-8
 lines ending in ``\\n`` and read the gateway's answers on the same connection.
+A reader with a key must first answer the gateway's challenge
+(:mod:`.auth`); a connection that does not is answered ``DENIED``, closed,
+counted (``rejected``) and reported (:class:`ReaderRejected`, the first of each
+reason logged).
 A line longer than ``max_line`` bytes or not UTF-8 is a bad line: it is
 answered, logged once per reader with its raw text, counted and skipped; the
 connection goes on. Subclasses say what a connection means (:meth:`LineReader.serve`).
@@ -21,10 +25,11 @@ from zoneinfo import ZoneInfo
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from drivers.patrol_reader.auth import AUTH_TIMEOUT_S, check_answer, new_challenge
 from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
 from gateway.events.observation import utcnow
-from gateway.events.patrol_observation import PatrolSink
+from gateway.events.patrol_observation import PatrolSink, ReaderRejected
 from gateway.runtime.descriptors import ConnectionCap
 from gateway.runtime.tasks import cancel_and_wait
 
@@ -48,6 +53,7 @@ class LineReader(ABC, Generic[Cfg]):
         tz: the site's timezone, for times sent without a zone.
         logger: a structlog logger; ``device_id`` is bound to it.
         now: the gateway's clock (aware UTC), for receive times.
+        key: the reader's key (``key_file``); None: connections are not challenged.
 
     Attributes:
         port: the port listened on (the one the OS chose when 0 was asked).
@@ -56,6 +62,7 @@ class LineReader(ABC, Generic[Cfg]):
         taken: records handed to the sink (hits, heartbeats).
         bad_lines: lines that could not be used.
         errors: unexpected exceptions while serving a connection.
+        rejected: connections refused for not answering the challenge.
     """
 
     def __init__(
@@ -66,8 +73,10 @@ class LineReader(ABC, Generic[Cfg]):
         *,
         logger: FilteringBoundLogger | None = None,
         now: Callable[[], datetime] = utcnow,
+        key: bytes | None = None,
     ) -> None:
         self.cfg: Cfg = cfg
+        self.key = key
         self.now = now
         self.device_id = cfg.id
         self.listen = cfg.listen
@@ -80,7 +89,9 @@ class LineReader(ABC, Generic[Cfg]):
         self.taken = 0
         self.bad_lines = 0
         self.errors = 0
+        self.rejected = 0
         self._bad_logged = False
+        self._rejections_logged: set[str] = set()
         self._connections: set[asyncio.Task[None]] = set()
         self.cap = ConnectionCap(f"patrol:{cfg.id}", MAX_CONNECTIONS, evict_oldest=True)
 
@@ -137,7 +148,9 @@ class LineReader(ABC, Generic[Cfg]):
         peer = writer.get_extra_info("peername")
         self.log.info("patrol.connected", peer=str(peer))
         try:
-            await self.serve(self._lines(reader), writer)
+            lines = self._lines(reader)
+            if await self._authenticated(lines, writer, _address(peer)):
+                await self.serve(lines, writer)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.info("patrol.connection_lost", peer=str(peer), error=str(exc))
         except asyncio.CancelledError:
@@ -151,6 +164,41 @@ class LineReader(ABC, Generic[Cfg]):
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    async def _authenticated(
+        self,
+        lines: AsyncIterator[str | DeviceProtocolError],
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> bool:
+        """True once the connection answered the challenge (at once without a key);
+        else it is answered ``DENIED <reason>``, counted and reported."""
+        if self.key is None:
+            return True
+        challenge = new_challenge()
+        writer.write(f"CHALLENGE {challenge}\n".encode())
+        await writer.drain()
+        try:
+            first = await asyncio.wait_for(anext(lines, None), AUTH_TIMEOUT_S)
+        except TimeoutError:
+            first = None
+        line = "" if isinstance(first, DeviceProtocolError) else first
+        reason = check_answer(self.key, self.device_id, challenge, line)
+        if reason is None:
+            writer.write(b"OK\n")
+            await writer.drain()
+            self.cap.prove(writer)
+            self.log.info("patrol.authenticated", peer=peer)
+            return True
+        self.rejected += 1
+        if reason not in self._rejections_logged:
+            self._rejections_logged.add(reason)
+            self.log.warning("patrol.connection_rejected", peer=peer, reason=reason)
+        with contextlib.suppress(ConnectionError):
+            writer.write(f"DENIED {reason}\n".encode())
+            await writer.drain()
+        await self.sink(ReaderRejected(self.device_id, reason, peer, self.now()))
+        return False
 
     async def _lines(
         self, reader: asyncio.StreamReader
@@ -179,6 +227,14 @@ class LineReader(ABC, Generic[Cfg]):
 
     def _error(self, message: str, data: bytes) -> DeviceProtocolError:
         return DeviceProtocolError(message, device_id=self.device_id, raw=data.hex(" "))
+
+
+def _address(peer: object) -> str:
+    """``host:port`` of a peer name (``[host]:port`` for IPv6), else its text."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
 
 
 async def _skip_line(reader: asyncio.StreamReader) -> None:

@@ -44,6 +44,7 @@ class NetworkReader(LineReader[NetworkReaderConfig]):
         tz: the site's timezone, for times sent without an offset.
         logger: a structlog logger.
         now: the gateway's clock (aware UTC), for receive times.
+        key: the reader's key; None: connections are not challenged.
 
     Attributes:
         health: the reader's health state machine.
@@ -57,8 +58,9 @@ class NetworkReader(LineReader[NetworkReaderConfig]):
         *,
         logger: FilteringBoundLogger | None = None,
         now: Callable[[], datetime] = utcnow,
+        key: bytes | None = None,
     ) -> None:
-        super().__init__(cfg, sink, tz, logger=logger, now=now)
+        super().__init__(cfg, sink, tz, logger=logger, now=now, key=key)
         self.health = ReaderHealth(
             cfg.id, sink, offline_after=1, period_s=cfg.offline_after_s, logger=self.log, now=now
         )

@@ -13,6 +13,9 @@ start whatever is wrong with the bench page or a file's mode.
 * a secret (site key, broker, bench or camera password, panel key) is readable or
   writable by every user on the box, or writable by its group (the README: mode
   0640, owner root, group ``campus-gateway``);
+* a network or handheld patrol reader listens beyond the loopback interface
+  without ``key_file``: anyone who reaches its port can send reads (a round walked
+  by nobody, a reported miss cleared by a late "upload");
 * a converter's timeout (``converter_timeout_ms``) over 2 s: every attempt on a
   silent unit holds its neighbours' polls that long.
 """
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.config.files import readable_problem, referenced_files
+from gateway.config.patrol import StationReaderConfig
 from gateway.config.root import GatewayConfig, locate_line
 
 CONVERTER_TIMEOUT_WARN_MS = 2000
@@ -77,6 +81,17 @@ def _warnings(cfg: GatewayConfig) -> Iterator[tuple[str, str]]:
                 field,
                 f"{path} is {what} by {who} (mode {stat.S_IMODE(mode):04o}); chmod 0640 "
                 "and chgrp campus-gateway",
+            )
+    for i, reader in enumerate(cfg.patrol.readers):
+        if isinstance(reader, StationReaderConfig) or reader.key_file is not None:
+            continue
+        if not _loopback(reader.listen.host):
+            yield (
+                f"patrol.readers.{i}.listen",
+                f"reader {reader.id!r} listens on {reader.listen.host}:{reader.listen.port} "
+                "without key_file: anyone who reaches the port can send patrol reads; "
+                "give the reader a key (openssl rand -hex 32) or listen on 127.0.0.1 "
+                "behind its bridge",
             )
     for i, module in enumerate(cfg.modules):
         if module.converter_timeout_ms > CONVERTER_TIMEOUT_WARN_MS:

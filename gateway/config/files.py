@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.config.patrol import StationReaderConfig
 from gateway.config.root import GatewayConfig, locate_line
 from gateway.errors import ConfigError
 
@@ -34,6 +35,10 @@ def referenced_files(cfg: GatewayConfig) -> Iterator[tuple[str, str, Path]]:
     for i, panel in enumerate(cfg.panels):
         if panel.key_file is not None:
             yield f"panels.{i}.key_file", f"panels[{panel.id}].key_file", panel.key_file
+    for i, reader in enumerate(cfg.patrol.readers):
+        if not isinstance(reader, StationReaderConfig) and reader.key_file is not None:
+            field = f"patrol.readers.{i}.key_file"
+            yield field, f"patrol.readers[{reader.id}].key_file", reader.key_file
     for i, camera in enumerate(cfg.cameras):
         if camera.password_file is not None:
             yield (
@@ -52,10 +57,7 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
     certificate with its key); the center's key decodes as ``hmac_key_encoding``
     says (:func:`center_key`).
     """
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        text = ""
+    text = _text(config_path)
     problems: list[ConfigError] = []
     for field, shown, path in referenced_files(cfg):
         problem = readable_problem(path)
@@ -64,6 +66,10 @@ def check_files(cfg: GatewayConfig, config_path: Path) -> list[ConfigError]:
     if not problems:
         try:
             center_key(cfg, config_path)
+        except ConfigError as exc:
+            problems.append(exc)
+        try:
+            reader_keys(cfg, config_path)
         except ConfigError as exc:
             problems.append(exc)
     tls = cfg.broker.tls
@@ -86,13 +92,35 @@ def center_key(cfg: GatewayConfig, config_path: Path) -> bytes | None:
     try:
         return cfg.commands.key()
     except ConfigError as exc:
-        try:
-            text = config_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            text = ""
+        text = _text(config_path)
         message = str(exc).split(": commands.hmac_key_file: ", 1)[-1]
         field = "commands.hmac_key_file"
         raise _error(config_path, text, field, field, f"{exc.file}: {message}") from exc
+
+
+def reader_keys(cfg: GatewayConfig, config_path: Path) -> dict[str, bytes]:
+    """Reader id → its key, for the patrol readers that have one, read as ``run`` reads
+    them.
+
+    Raises:
+        ConfigError: the first key file that cannot be read, is not hex or is too
+            short; the error names the config file, the line of the reader's
+            ``key_file``, the reader's id and the key file (never the key).
+    """
+    keys = {}
+    for i, reader in enumerate(cfg.patrol.readers):
+        if isinstance(reader, StationReaderConfig):
+            continue
+        try:
+            key = reader.key()
+        except ConfigError as exc:
+            text = _text(config_path)
+            message = str(exc).split(": key_file: ", 1)[-1]
+            field, shown = f"patrol.readers.{i}.key_file", f"patrol.readers[{reader.id}].key_file"
+            raise _error(config_path, text, field, shown, f"{exc.file}: {message}") from exc
+        if key is not None:
+            keys[reader.id] = key
+    return keys
 
 
 def readable_problem(path: Path) -> str | None:
@@ -142,6 +170,13 @@ def _no_password() -> bytes:
 
 def _reason(exc: Exception) -> str:
     return str(getattr(exc, "reason", None) or exc)
+
+
+def _text(config_path: Path) -> str:
+    try:
+        return config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _error(config_path: Path, text: str, field: str, shown: str, message: str) -> ConfigError:

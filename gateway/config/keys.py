@@ -68,7 +68,7 @@ def _decode(content: bytes, encoding: KeyEncoding, path: Path, field: str) -> by
         what = "hex digits (an even number)" if encoding == "hex" else "RFC 4648 base64"
         raise ConfigError(
             f"the HMAC key file must hold only {what} on one line, with at most one final "
-            f"line feed (hmac_key_encoding = {encoding!r}); nothing else is stripped",
+            f"line feed (read as {encoding}); nothing else is stripped",
             file=str(path),
             field=field,
         )

@@ -41,12 +41,14 @@ The station transport is a Modbus transport of :mod:`gateway.config.transports`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
-from gateway.config.base import Ident, Strict
+from gateway.config.base import FilePath, Ident, Strict
+from gateway.config.keys import read_key
 from gateway.config.transports import Transport
 from gateway.events.patrol_observation import normalize_tag
 
@@ -166,18 +168,49 @@ class StationReaderConfig(_ReaderBase):
     offline_after: int = Field(default=3, ge=1, le=1000)
 
 
-class NetworkReaderConfig(_ReaderBase):
+class _ListeningReaderBase(_ReaderBase):
+    """Fields of the readers that connect to the gateway (network and handheld).
+
+    ``key_file``: the reader's key, hex (``openssl rand -hex 32``: at least 32
+    bytes, as ``[commands] hmac_key_file``). With one, every connection must
+    answer the gateway's challenge first
+    (:mod:`drivers.patrol_reader.auth`); without one, anyone who reaches the port
+    can send reads (check-config warns when it listens beyond the loopback).
+    """
+
+    listen: ListenConfig
+    key_file: FilePath | None = None
+
+    def resolved(self, base: Path) -> Self:
+        """A copy whose relative ``key_file`` is resolved against ``base``."""
+        if self.key_file is None or self.key_file.is_absolute():
+            return self
+        return self.model_copy(update={"key_file": base / self.key_file})
+
+    def key(self) -> bytes | None:
+        """The key in ``key_file`` (None without one).
+
+        Raises:
+            ConfigError: the file cannot be read, is not hex, or holds fewer than
+                32 bytes (names the file, never the key;
+                :func:`gateway.config.files.reader_keys` adds the config's line).
+        """
+        if self.key_file is None:
+            return None
+        return read_key(self.key_file, "hex", "key_file")
+
+
+class NetworkReaderConfig(_ListeningReaderBase):
     """A networked reader or phone-app bridge sending JSON lines over TCP (live).
 
     ``offline_after_s``: no line (hit or heartbeat) for this long → offline.
     """
 
     type: Literal["network"]
-    listen: ListenConfig
     offline_after_s: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
 
 
-class HandheldReaderConfig(_ReaderBase):
+class HandheldReaderConfig(_ListeningReaderBase):
     """An offline handheld reader whose records arrive in batch uploads over TCP.
 
     ``device_number``: the reader's own number in its records (column 1); when
@@ -186,7 +219,6 @@ class HandheldReaderConfig(_ReaderBase):
     """
 
     type: Literal["handheld"]
-    listen: ListenConfig
     device_number: int | None = Field(default=None, ge=0, le=127)
     guard: Ident | None = None
     clock_skew_s: float = Field(default=300.0, ge=0, le=24 * 3600)

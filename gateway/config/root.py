@@ -32,7 +32,7 @@ from gateway.config.camera import CameraConfig, LinkageConfig, check_cameras
 from gateway.config.listeners import Listener, check_listeners
 from gateway.config.modbus_profiles import PROFILES
 from gateway.config.panels import Dc09Config, PanelConfig, check_panels, panel_context
-from gateway.config.patrol import PatrolConfig, check_patrol
+from gateway.config.patrol import PatrolConfig, StationReaderConfig, check_patrol
 from gateway.config.transports import Transport
 from gateway.config.views import BenchConfig, DashboardConfig
 from gateway.errors import ConfigError
@@ -395,6 +395,10 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     key_file = cfg.commands.hmac_key_file
     commands = cfg.commands.model_copy(update={"hmac_key_file": fix(key_file) or key_file})
     panels = [panel.resolved(base) for panel in cfg.panels]
+    readers = [
+        r if isinstance(r, StationReaderConfig) else r.resolved(base) for r in cfg.patrol.readers
+    ]
+    patrol = cfg.patrol.model_copy(update={"readers": readers})
     password_file = cfg.bench.password_file
     bench = cfg.bench.model_copy(update={"password_file": fix(password_file) or password_file})
     return cfg.model_copy(
@@ -405,6 +409,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             "commands": commands,
             "panels": panels,
             "bench": bench,
+            "patrol": patrol,
         }
     )
 

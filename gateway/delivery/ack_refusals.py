@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from gateway.delivery.ack_auth import Refusal, RefusalReason
 from gateway.events.model import Emit, Event, EventFactory
+from gateway.events.throttle import ReportThrottle
 
 EVERY_S = 60.0
 """The shortest time between two ``fault.ack_refused`` events of one reason (seconds)."""
@@ -50,20 +51,15 @@ class AckRefusalReporter:
         self._factory = factory
         self._emit = emit
         self._subject = subject
-        self._every = every_s
-        self._clock = clock
-        self._reported_at: dict[RefusalReason, float] = {}
-        self._since: dict[RefusalReason, int] = {}
+        self._throttle: ReportThrottle[RefusalReason] = ReportThrottle(every_s, clock=clock)
 
     async def refused(self, refusal: Refusal) -> Event | None:
         """Count ``refusal``; store a ``fault.ack_refused`` unless one of its reason was
         stored less than ``every_s`` ago. Returns the stored event, or None."""
-        reason, now = refusal.reason, self._clock()
-        last = self._reported_at.get(reason)
-        if last is not None and now - last < self._every:
-            self._since[reason] = self._since.get(reason, 0) + 1
+        reason = refusal.reason
+        admitted = self._throttle.admit(reason)
+        if admitted is None:
             return None
-        self._reported_at[reason] = now
         event = self._factory.make(
             "fault.ack_refused",
             device="gateway",
@@ -74,7 +70,7 @@ class AckRefusalReporter:
                 "refusal": reason,
                 "source": refusal.source,
                 "bytes": refusal.size,
-                "refused_since": self._since.pop(reason, 0),
+                "refused_since": admitted.refused_since,
             },
         )
         return await self._emit(event)

@@ -120,6 +120,8 @@ KINDS: dict[str, EventKind] = {
         # battery. CID 384 (RF low battery) would fit but has no SIA mapping in the
         # Contact ID table, and CID 302 means the panel's system battery.
         EventKind("fault.low_battery", 3, sia="XT", sia_restore="XR"),
+        # A connection to a keyed reader's port that did not answer its challenge.
+        EventKind("fault.reader_rejected", 3),
         # Intrusion alarm system (gateway/zones, areas, outputs, commands).
         # CID 150 24 Hour (Auxiliary) -> SIA UA / UH: water, temperature, equipment.
         EventKind("alarm.technical", 3, cid="150", sia="UA", sia_restore="UH"),

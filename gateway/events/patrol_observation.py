@@ -1,4 +1,5 @@
-"""What patrol reader drivers hand to the tour engine: typed hits and battery readings.
+"""What patrol reader drivers hand to the tour engine: typed hits, battery readings
+and refused connections.
 
 Kept beside, not inside, :mod:`gateway.events.observation`: the zone rules never see these.
 A reader's health transitions reuse :class:`gateway.events.observation.DeviceHealth`.
@@ -98,7 +99,25 @@ class ReaderBattery:
     received_at: datetime = field(default_factory=utcnow)
 
 
-PatrolObservation = PatrolHit | ReaderBattery | DeviceHealth
+@dataclass(frozen=True, slots=True)
+class ReaderRejected:
+    """A connection to a keyed reader's port that did not answer the challenge
+    (:mod:`drivers.patrol_reader.auth`).
+
+    Attributes:
+        reader_id: configured reader id (whose port it was).
+        reason: ``no_answer``, ``malformed`` or ``bad_proof``.
+        peer: the connection's address, ``host:port``.
+        received_at: gateway UTC time of the refusal.
+    """
+
+    reader_id: str
+    reason: str
+    peer: str
+    received_at: datetime = field(default_factory=utcnow)
+
+
+PatrolObservation = PatrolHit | ReaderBattery | ReaderRejected | DeviceHealth
 PatrolSink = Callable[[PatrolObservation], Awaitable[None]]
 """Where patrol drivers put observations; awaiting it means the engine has handled
 (and the outbox stored) everything it made of them."""

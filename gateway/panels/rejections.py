@@ -12,32 +12,24 @@ so neither can bad frames from thousands of addresses.
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
 from gateway.events.model import Emit, Event, EventFactory
 from gateway.events.panel_observation import PanelRejected
+from gateway.events.throttle import ReportThrottle
 
 log = structlog.get_logger(__name__)
 
 RECEIVER_DEVICE = "dc09"
 """The device of events about senders no ``[[panels]]`` knows: the receiver itself."""
-_MAX_SENDERS = 10_000
 MAX_REPORTS = 20
 """At most this many ``fault.panel_rejected`` per period, whatever the senders: junk
 from 3,000 addresses made 353 events in a review of 2026-12-06. Beyond it refusals
 are counted, logged once (``dc09.rejections_capped``), and the next report says how
 many went unreported (``unreported``)."""
-
-
-@dataclass(slots=True)
-class _Seen:
-    reported_at: float
-    refused_since: int = 0
 
 
 class Rejections:
@@ -64,33 +56,21 @@ class Rejections:
         self._factory = factory
         self._emit = emit
         self._every = every_s
-        self._clock = clock
-        self._seen: dict[tuple[str, str], _Seen] = {}
-        self._reports: collections.deque[float] = collections.deque()  # times, this period
-        self._unreported = 0
+        self._throttle: ReportThrottle[tuple[str, str]] = ReportThrottle(
+            every_s, cap=MAX_REPORTS, clock=clock
+        )
         self.refused = 0
 
     async def rejected(self, obs: PanelRejected) -> Event | None:
         """Count ``obs``; store a ``fault.panel_rejected`` unless one was stored lately."""
         self.refused += 1
         sender = obs.panel_id or obs.peer.split(" ")[-1].rsplit(":", 1)[0]
-        key = (sender, obs.reason)
-        now = self._clock()
-        seen = self._seen.get(key)
-        if seen is not None and now - seen.reported_at < self._every:
-            seen.refused_since += 1
-            return None
-        while self._reports and now - self._reports[0] >= self._every:
-            self._reports.popleft()
-        if len(self._reports) >= MAX_REPORTS:
-            if not self._unreported:
+        capped = self._throttle.capped
+        admitted = self._throttle.admit((sender, obs.reason))
+        if admitted is None:
+            if self._throttle.capped and not capped:
                 log.warning("dc09.rejections_capped", reports=MAX_REPORTS, period_s=self._every)
-            self._unreported += 1
             return None
-        self._reports.append(now)
-        if len(self._seen) >= _MAX_SENDERS:
-            self._seen = {k: v for k, v in self._seen.items() if now - v.reported_at < self._every}
-        self._seen[key] = _Seen(now)
         event = self._factory.make(
             "fault.panel_rejected",
             device=obs.panel_id or RECEIVER_DEVICE,
@@ -105,9 +85,8 @@ class Rejections:
                 "peer": obs.peer,
                 "account": obs.account,
                 "raw": obs.raw,
-                "refused_since": seen.refused_since if seen is not None else 0,
-                "unreported": self._unreported,
+                "refused_since": admitted.refused_since,
+                "unreported": admitted.unreported,
             },
         )
-        self._unreported = 0
         return await self._emit(event)

@@ -61,7 +61,12 @@ import structlog
 from gateway.config.patrol import HandheldReaderConfig, StationReaderConfig
 from gateway.events.model import Emit, EventFactory
 from gateway.events.observation import DeviceHealth, utcnow
-from gateway.events.patrol_observation import PatrolHit, PatrolObservation, ReaderBattery
+from gateway.events.patrol_observation import (
+    PatrolHit,
+    PatrolObservation,
+    ReaderBattery,
+    ReaderRejected,
+)
 from gateway.patrol.faults import ReaderFaults
 from gateway.patrol.memory import HORIZON, ROUND, SIGNED_IN, Change, PatrolMemory, seen_write
 from gateway.patrol.plan import Plan
@@ -166,6 +171,8 @@ class TourEngine:
                 self._hit(obs, now, change)
             elif isinstance(obs, ReaderBattery):
                 self.faults.battery(obs, change)
+            elif isinstance(obs, ReaderRejected):
+                self.faults.rejected(obs, change)
             elif isinstance(obs, DeviceHealth):
                 self.faults.health(obs, change)
             await self.memory.commit(change)

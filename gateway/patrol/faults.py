@@ -10,6 +10,13 @@
   Repeated low readings give no new event (STYLE.md rule 6: transitions, not
   readings).
 
+* :class:`~gateway.events.patrol_observation.ReaderRejected` → ``fault.reader_rejected``
+  ``instant``: a connection to a keyed reader's port that did not answer the
+  challenge. The first of each reader and reason at once, then at most one a
+  minute (:data:`REJECTED_EVERY_S`) with the count refused in between
+  (``refused_since``): someone on the network trying to send reads, or a reader
+  whose key is wrong, must reach the duty room, a flood of them must not.
+
 Open faults are persisted (kind ``patrol.fault``, :mod:`gateway.patrol.memory`)
 with the event that opens or closes them, so after a restart a reader that
 comes back still closes the outage it opened.
@@ -26,10 +33,22 @@ import structlog
 from gateway.config.patrol import ReaderConfig
 from gateway.events.model import Event, EventFactory, State
 from gateway.events.observation import DeviceHealth
-from gateway.events.patrol_observation import ReaderBattery
+from gateway.events.patrol_observation import ReaderBattery, ReaderRejected
+from gateway.events.throttle import ReportThrottle
 from gateway.patrol.memory import FAULT, Change
 
 log = structlog.get_logger(__name__)
+
+_REJECTED = {
+    "no_answer": "a connection closed or stayed silent without answering the challenge",
+    "malformed": "a connection answered the challenge with something that is not AUTH",
+    "bad_proof": "a connection's answer to the challenge did not verify under the "
+    "reader's key (a wrong key, or not this reader)",
+}
+
+
+REJECTED_EVERY_S = 60.0
+"""The shortest time between two ``fault.reader_rejected`` of one reader and reason."""
 
 
 @dataclass(slots=True)
@@ -48,6 +67,9 @@ class ReaderFaults:
     factory: EventFactory
     offline: dict[str, str] = field(default_factory=dict)
     low_battery: dict[str, str] = field(default_factory=dict)
+    throttle: ReportThrottle[tuple[str, str]] = field(
+        default_factory=lambda: ReportThrottle(REJECTED_EVERY_S)
+    )
 
     def health(self, obs: DeviceHealth, change: Change) -> None:
         """Judge a health transition of a reader; its events and state go to ``change``."""
@@ -76,6 +98,19 @@ class ReaderFaults:
         else:
             self._close(self.low_battery, "low_battery", obs.reader_id, event, change)
 
+    def rejected(self, obs: ReaderRejected, change: Change) -> None:
+        """Report a refused connection unless one of its reader and reason was lately."""
+        admitted = self.throttle.admit((obs.reader_id, obs.reason))
+        if admitted is None:
+            return
+        data = {
+            "reason": obs.reason,
+            "detail": _REJECTED[obs.reason],
+            "peer": obs.peer,
+            "refused_since": admitted.refused_since,
+        }
+        change.report(self._make("fault.reader_rejected", obs.reader_id, "instant", data, obs))
+
     @staticmethod
     def _open(
         book: dict[str, str], kind: str, reader_id: str, event: Event, change: Change
@@ -98,7 +133,7 @@ class ReaderFaults:
         reader_id: str,
         state: State,
         data: dict[str, Any],
-        obs: DeviceHealth | ReaderBattery,
+        obs: DeviceHealth | ReaderBattery | ReaderRejected,
         incident: str | None = None,
     ) -> Event:
         reader = self.readers.get(reader_id)

@@ -44,6 +44,9 @@ class PatrolStage:
             everything in memory only.
         now: the gateway's clock.
 
+    Raises:
+        ConfigError: a reader's ``key_file`` cannot be read or holds no valid key.
+
     Attributes:
         engine: the tour engine.
         readers: reader id → its driver.
@@ -70,9 +73,9 @@ class PatrolStage:
             if isinstance(r, StationReaderConfig):
                 self.readers[r.id] = StationPoller(r, sink, tz, positions=positions, now=now)
             elif isinstance(r, NetworkReaderConfig):
-                self.readers[r.id] = NetworkReader(r, sink, tz, now=now)
+                self.readers[r.id] = NetworkReader(r, sink, tz, now=now, key=r.key())
             else:
-                self.readers[r.id] = HandheldReader(r, sink, tz, now=now)
+                self.readers[r.id] = HandheldReader(r, sink, tz, now=now, key=r.key())
         self._active = bool(cfg.patrol.routes or cfg.patrol.readers)
 
     def tasks(self) -> Sequence[StageTask]:
@@ -96,11 +99,12 @@ class PatrolStage:
         }
 
     def protocol_errors(self) -> Mapping[str, int]:
-        """Reader id → bad frames or records (stations) and bad lines (the others)."""
+        """Reader id → bad frames or records (stations); bad lines and connections
+        refused for not answering the challenge (the others)."""
         return {
             reader_id: reader.protocol_errors
             if isinstance(reader, StationPoller)
-            else reader.bad_lines
+            else reader.bad_lines + reader.rejected
             for reader_id, reader in self.readers.items()
         }
 

@@ -65,6 +65,8 @@ class ConnectionCap:
             them must not shut the guards' scans out: review of 2026-12-05);
             otherwise the newcomer is closed unread (a port whose clients have a
             deadline of their own, as the HTTP port's 10 s for a request head).
+            Connections marked with :meth:`prove` go last: newcomers that have not
+            proven themselves evict one another first.
 
     Attributes:
         refused: connections closed, newcomers or evicted, because ``limit`` were
@@ -77,6 +79,7 @@ class ConnectionCap:
         self.evict_oldest = evict_oldest
         self.refused = 0
         self._open: dict[int, asyncio.StreamWriter] = {}  # in the order they came
+        self._proven: set[int] = set()
         self._refusing = False
 
     @property
@@ -91,7 +94,9 @@ class ConnectionCap:
             if len(self._open) >= self.limit:
                 victim = writer
                 if self.evict_oldest:
-                    victim = self._open.pop(next(iter(self._open)))
+                    oldest = next(iter(self._open))
+                    unproven = (k for k in self._open if k not in self._proven)
+                    victim = self._open.pop(next(unproven, oldest))
                 self._refuse(victim)
                 if victim is writer:
                     return
@@ -102,8 +107,14 @@ class ConnectionCap:
                 await handler(reader, writer)
             finally:
                 self._open.pop(key, None)
+                self._proven.discard(key)
 
         return capped
+
+    def prove(self, writer: asyncio.StreamWriter) -> None:
+        """``writer``'s peer proved who it is (a reader's key): evicted last."""
+        if id(writer) in self._open:
+            self._proven.add(id(writer))
 
     def _refuse(self, writer: asyncio.StreamWriter) -> None:
         """Close ``writer``'s connection at once; logged at the first of a run, counted."""

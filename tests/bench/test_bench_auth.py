@@ -6,18 +6,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.bench.auth import LOCKOUT_S, MAX_FAILURES, SESSION_S, BenchAuth, LockedOut
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def test_a_session_for_the_right_password_until_it_expires_or_logs_out() -> None:
-    clock = Clock()
+    clock = ManualClock()
     auth = BenchAuth(b"pw", clock=clock)
     assert auth.login("nope", "10.0.0.1") is None
     token = auth.login("pw", "10.0.0.1")
@@ -31,7 +24,7 @@ def test_a_session_for_the_right_password_until_it_expires_or_logs_out() -> None
 
 
 def test_guessing_locks_one_address_out_for_a_while() -> None:
-    clock = Clock()
+    clock = ManualClock()
     auth = BenchAuth(b"pw", clock=clock)
     for _ in range(MAX_FAILURES):
         assert auth.login("guess", "10.0.0.9") is None
@@ -51,7 +44,7 @@ def test_without_a_password_anyone_views_and_nobody_logs_in() -> None:
 
 def test_wrong_passwords_and_lockouts_are_logged_with_the_address_and_counted() -> None:
     """Review of 2026-12-05: guessing left no trace."""
-    auth = BenchAuth(b"pw", clock=Clock())
+    auth = BenchAuth(b"pw", clock=ManualClock())
     with capture_logs() as logs:
         for _ in range(MAX_FAILURES):
             assert auth.login("guess", "10.0.0.9") is None

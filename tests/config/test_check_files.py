@@ -227,3 +227,54 @@ def test_a_long_converter_timeout_is_a_warning(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     line = line_of(path, "converter_timeout_ms = 3000")
     assert f"{path}:{line}: modules.0.converter_timeout_ms: 3000 ms" in out.stderr
+
+
+def _reader(host: str, key_file: str | None = None) -> str:
+    key = f'key_file = "{key_file}"\n' if key_file else ""
+    return (
+        '\n[[patrol.readers]]\ntype = "network"\nid = "app"\n'
+        f'listen = {{ host = "{host}", port = 15040 }}\n{key}'
+    )
+
+
+def test_a_reader_open_to_the_network_without_a_key_is_a_warning(tmp_path: Path) -> None:
+    _secrets(tmp_path)
+    (tmp_path / "app.key").write_text("ab" * 32 + "\n")
+    (tmp_path / "app.key").chmod(0o640)
+    for host, key_file, warned in [
+        ("0.0.0.0", None, True),
+        ("192.0.2.7", None, True),
+        ("127.0.0.1", None, False),
+        ("0.0.0.0", "app.key", False),
+    ]:
+        path = _config(tmp_path, BASE + _reader(host, key_file))
+        out = _check(path)
+        assert out.returncode == 0, out.stderr
+        line = line_of(path, "listen = {")
+        warning = f"{path}:{line}: patrol.readers.0.listen: reader 'app' listens on {host}:15040"
+        assert (warning in out.stderr) is warned, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("ab" * 16 + "\n", "the HMAC key is 16 bytes"),
+        ("not hex at all\n", "must hold only hex digits"),
+        (None, "No such file"),
+    ],
+    ids=["short", "not-hex", "missing"],
+)
+def test_a_bad_reader_key_is_refused_naming_the_reader_its_line_and_the_file(
+    tmp_path: Path, content: str | None, why: str
+) -> None:
+    _secrets(tmp_path)
+    if content is not None:
+        (tmp_path / "app.key").write_text(content)
+        (tmp_path / "app.key").chmod(0o640)
+    path = _config(tmp_path, BASE + _reader("0.0.0.0", "app.key"))
+    out = _check(path)
+    assert out.returncode == 2, out.stderr
+    line = line_of(path, 'key_file = "app.key"')
+    assert f"config error: {path}:{line}: patrol.readers[app].key_file: " in out.stderr
+    assert str(tmp_path / "app.key") in out.stderr and why.lower() in out.stderr.lower()
+    assert "ab" * 16 not in out.stderr

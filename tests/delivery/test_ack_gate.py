@@ -13,19 +13,12 @@ from gateway.delivery.ack_auth import MAX_ACK_BYTES, MAX_SOURCES, AckGate
 from gateway.delivery.ack_refusals import AckRefusalReporter
 from gateway.delivery.acks import StreamAck, parse_stream_ack
 from gateway.events.model import EventFactory
+from tests.helpers import ManualClock
 from tests.patrol_support import EventLog
 
 KEY = bytes(range(32))
 TOPIC = "campus/v1/s1/gw1/ack"
 ID = "01KBFQ4X8Q5P0Z8V6M2N3R4S5T"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _signed(body: dict[str, object]) -> bytes:
@@ -91,7 +84,7 @@ def test_a_stream_ack_may_write_its_seq_as_a_float_with_no_fraction() -> None:
 
 
 async def test_refused_acks_are_reported_once_per_reason_then_once_a_minute() -> None:
-    log, clock = EventLog(), Clock()
+    log, clock = EventLog(), ManualClock()
     gate = AckGate(KEY, TOPIC)
     reporter = AckRefusalReporter(
         EventFactory("campus/s1/gw1", lambda: True), log, "gw1", clock=clock
@@ -105,9 +98,9 @@ async def test_refused_acks_are_reported_once_per_reason_then_once_a_minute() ->
     assert unsigned is not None
     await reporter.refused(unsigned)  # another reason: reported at once
     assert gate.check(_signed({"ids": [ID]})) is None  # a good ack is not a refusal
-    clock.t += 59.9
+    clock.now += 59.9
     await reporter.refused(refusal)
-    clock.t += 0.2
+    clock.now += 0.2
     await reporter.refused(refusal)
     events = log.of("fault.ack_refused")
     assert [

@@ -5,20 +5,11 @@ from __future__ import annotations
 from gateway.delivery.outbox.due import COMPACT_AFTER, ResendSchedule
 from gateway.delivery.outbox.resend_rows import ResendRows
 from gateway.delivery.outbox.rows import PendingRow
-
-
-class Turned:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import ManualClock
 
 
 def test_due_after_the_ack_timeout_in_send_order_and_never_after_an_ack() -> None:
-    clock = Turned()
+    clock = ManualClock()
     schedule = ResendSchedule(30.0, clock)
     schedule.sent(7, 3)
     clock.now += 1
@@ -36,7 +27,7 @@ def test_due_after_the_ack_timeout_in_send_order_and_never_after_an_ack() -> Non
 
 
 def test_rows_from_an_earlier_process_wait_at_most_one_timeout_whatever_the_wall_clock() -> None:
-    clock = Turned()
+    clock = ManualClock()
     schedule = ResendSchedule(30.0, clock)
     schedule.restore(1, 1, sent_at=5000.0, wall_now=5010.0)  # 20 s left
     schedule.restore(2, 1, sent_at=9000.0, wall_now=5010.0)  # sent "in the future": 30 s
@@ -53,7 +44,7 @@ def test_acked_rows_leave_no_backlog_of_stale_entries_behind() -> None:
     schedule's heap, or it grows by one entry per event (about 100 MB at a million) and
     the first look with nothing waiting pops them all in one turn of the loop (480 ms,
     issue 14). The live ones keep their order and due times through a rebuild."""
-    clock = Turned()
+    clock = ManualClock()
     schedule = ResendSchedule(30.0, clock)
     schedule.sent(1, 2)  # stays open throughout
     for n in range(2, 100_002):

@@ -6,15 +6,8 @@ from __future__ import annotations
 from gateway.events.model import EventFactory
 from gateway.events.panel_observation import PanelRejected
 from gateway.panels.rejections import MAX_REPORTS, Rejections
+from tests.helpers import ManualClock
 from tests.patrol_support import EventLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _refused(
@@ -26,13 +19,13 @@ def _refused(
 
 
 async def test_a_flood_of_refusals_is_one_report_per_sender_reason_and_period() -> None:
-    log, clock = EventLog(), Clock()
+    log, clock = EventLog(), ManualClock()
     rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600, clock=clock)
     for port in range(40000, 40050):  # 50 frames of an unknown account from one host
         await rejections.rejected(_refused("unknown_account", peer=f"tcp 10.0.0.5:{port}"))
     await rejections.rejected(_refused("crc"))  # another reason: reported at once
     await rejections.rejected(_refused("unknown_account", peer="udp 10.0.0.6:5000"))
-    clock.t += 601
+    clock.now += 601
     await rejections.rejected(_refused("unknown_account"))
     assert rejections.refused == 53
     events = log.of("fault.panel_rejected")
@@ -56,12 +49,12 @@ async def test_a_configured_panel_s_refusals_are_its_own() -> None:
 async def test_junk_from_thousands_of_addresses_is_capped_per_period_in_all() -> None:
     """One report per sender is still a flood when the senders are many (a review of
     2026-12-06: 353 events from 3,000 addresses); the next report counts the rest."""
-    log, clock = EventLog(), Clock()
+    log, clock = EventLog(), ManualClock()
     rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600, clock=clock)
     for host in range(100):
         await rejections.rejected(_refused("framing", peer=f"tcp 10.0.{host // 250}.{host}:4000"))
     assert len(log.of("fault.panel_rejected")) == MAX_REPORTS
-    clock.t += 601
+    clock.now += 601
     await rejections.rejected(_refused("framing", peer="tcp 10.9.9.9:4000"))
     events = log.of("fault.panel_rejected")
     assert len(events) == MAX_REPORTS + 1
