@@ -306,7 +306,9 @@ async def test_corrupt_outbox_is_quarantined_and_a_new_stream_begins(tmp_path: P
             assert moved.read_bytes() == garbage  # kept for a technician, not deleted
             assert Path(f"{moved}-journal").read_bytes() == journal  # moved with it
             assert fault["data"]["stream"] == gateway.outbox.stream
-            started = next(e for e in center.events if e["type"] == "gateway.started")
+            # gateway.started (priority 4) may come after the fault (priority 3).
+            await wait_until(lambda: alarms(center, "gateway.started"), 10, "gateway.started")
+            started = alarms(center, "gateway.started")[0]
             assert started["seq"] == 1 and started["stream"] == gateway.outbox.stream
             sim.press(PANIC[0])
             await wait_until(lambda: alarms(center, "alarm.panic"), 5, "the daemon runs on")
