@@ -161,6 +161,17 @@ class Receiver:
         self.counts["junk"] += 1
         await self._refuse("framing", "bytes outside a frame", None, data, peer, None)
 
+    async def lost(self, peer: str, detail: str) -> None:
+        """Datagrams lost before they were read (counted by the listener): reported as
+        a refusal of reason ``dropped`` (logged once per listener, handed on)."""
+        self._log_once(peer, "dropped", detail, "")
+        await self._sink(
+            PanelRejected(
+                reason="dropped", detail=detail, answer=None, raw="", peer=peer,
+                received_at=self._now(),
+            )
+        )  # fmt: skip
+
     async def _take(self, raw: bytes, peer: str) -> bytes | None:
         frame = parse_frame(raw)
         if frame.token in ANSWER_TOKENS:

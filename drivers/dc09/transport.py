@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +30,11 @@ from gateway.runtime.tasks import cancel_and_wait
 
 UDP_IN_FLIGHT = 1024
 """Datagrams being taken at once; more are dropped (counted): the panel sends again."""
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes asked for a UDP socket's receive buffer (Linux grants at most
+``net.core.rmem_max``, often 208 KiB by default: about 1,000 frames of a burst)."""
+UDP_DROPS_CHECK_S = 5.0
+"""How often a UDP listener looks for datagrams lost before they were read."""
 
 
 class _Listener:
@@ -247,9 +254,18 @@ def _unproven(same: set[_Connection]) -> int:
 class UdpListener(_Listener):
     """Serves panels' UDP datagrams; ``await listener.run()`` until cancelled.
 
+    Datagrams can be lost before they are taken: by the kernel when the socket's
+    receive buffer is full (a flood, or a box too busy to read; counted from the
+    socket's ``drops`` in ``/proc/net/udp``), or here when :data:`UDP_IN_FLIGHT`
+    are being taken. Neither is silent (a review of 2026-12-06: a flood dropped
+    panel datagrams in the kernel, uncounted): every :data:`UDP_DROPS_CHECK_S` the
+    listener adds what was lost to ``dropped`` and reports it as a refusal
+    (``fault.panel_rejected``, reason ``dropped``, rate-limited). A panel resends
+    what is not ACKed.
+
     Attributes:
         port: the port listened on. ready: set once listening.
-        dropped: datagrams dropped because :data:`UDP_IN_FLIGHT` were being taken.
+        dropped: datagrams lost, in the kernel or for :data:`UDP_IN_FLIGHT`.
     """
 
     def __init__(
@@ -260,9 +276,15 @@ class UdpListener(_Listener):
         logger: FilteringBoundLogger | None = None,
     ) -> None:
         super().__init__(listen, receiver, logger)
-        self.dropped = 0
+        self.dropped_in_flight = 0
+        self.dropped_by_kernel = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams lost before they were taken, as last looked at."""
+        return self.dropped_in_flight + self.dropped_by_kernel
 
     async def run(self) -> None:
         """Listen until cancelled.
@@ -275,19 +297,47 @@ class UdpListener(_Listener):
             lambda: _Datagrams(self), local_addr=(self.listen.host, self.listen.port)
         )
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         self.port = transport.get_extra_info("sockname")[1]
         self.ready.set()
-        self.log.info("dc09.listening", port=self.port)
+        self.log.info(
+            "dc09.listening", port=self.port,
+            receive_buffer=sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        )  # fmt: skip
         try:
-            await asyncio.Event().wait()
+            await self._watch_drops(os.fstat(sock.fileno()).st_ino)
         finally:
             self.ready.clear()
             transport.close()
             await cancel_and_wait(list(self._tasks))
 
+    async def _watch_drops(self, inode: int) -> None:
+        """Every :data:`UDP_DROPS_CHECK_S`: add what the kernel dropped, report losses."""
+        reported = 0
+        while True:
+            await asyncio.sleep(UDP_DROPS_CHECK_S)
+            kernel = kernel_drops(inode)
+            if kernel is not None:
+                self.dropped_by_kernel = kernel
+            lost = self.dropped - reported
+            if lost > 0:
+                reported = self.dropped
+                self.log.warning(
+                    "dc09.udp_dropped", lost=lost, by_kernel=self.dropped_by_kernel,
+                    in_flight=self.dropped_in_flight,
+                )  # fmt: skip
+                await self.receiver.lost(
+                    f"udp {self.listen.host}:{self.port}",
+                    f"{lost} datagrams lost in {UDP_DROPS_CHECK_S:.0f} s before they could "
+                    "be read (the socket's receive buffer was full: a flood, or the box too "
+                    "busy); panels resend what was not ACKed",
+                )
+
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(self._tasks) >= UDP_IN_FLIGHT:
-            self.dropped += 1
+            self.dropped_in_flight += 1
             return
         task = asyncio.get_running_loop().create_task(self._datagram(data, addr))
         self._tasks.add(task)
@@ -313,3 +363,20 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.listener.log.info("dc09.udp_error", error=str(exc))
+
+
+def kernel_drops(inode: int) -> int | None:
+    """Datagrams the kernel dropped for the UDP socket ``inode`` (``drops``, the last
+    column of ``/proc/net/udp`` and ``/proc/net/udp6``), or None where that cannot
+    be read (not Linux)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows, None)  # the header
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) >= 13 and fields[9] == str(inode):
+                        return int(fields[12])
+        except (OSError, ValueError):
+            continue
+    return None

@@ -88,7 +88,9 @@ class PanelRejected:
     Attributes:
         reason: ``framing``, ``crc``, ``length``, ``unknown_account``,
             ``not_encrypted`` (a panel with a key sent plain text), ``no_key``,
-            ``decrypt``, ``timestamp``, ``token`` (a message type we do not take).
+            ``decrypt``, ``timestamp``, ``token`` (a message type we do not take),
+            ``dropped`` (UDP datagrams lost before they were read: ``peer`` is the
+            listener, ``raw`` empty).
         detail: what exactly was wrong, for a technician.
         answer: what the panel was told: ``NAK``, ``DUH`` or None (no answer).
         raw: the frame as received, control bytes escaped.

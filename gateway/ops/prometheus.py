@@ -188,8 +188,9 @@ def _receiver(r: ReceiverStatus) -> Iterator[Metric]:
     yield _counter("dc09_connections_evicted",
                    "Panel TCP connections closed for a newer one of the same address",
                    r.evicted_connections)  # fmt: skip
-    yield _counter("dc09_udp_dropped", "Panel UDP datagrams dropped (too many being taken)",
-                   r.udp_dropped)  # fmt: skip
+    yield _counter("dc09_udp_dropped",
+                   "Panel UDP datagrams lost before they were taken (a full socket buffer, "
+                   "or too many being taken)", r.udp_dropped)  # fmt: skip
 
 
 def _up(state: str) -> float:

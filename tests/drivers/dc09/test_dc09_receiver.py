@@ -4,11 +4,12 @@ is handed (the gateway's side is tested in ``tests/panels``)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
-from drivers.dc09 import writer
+from drivers.dc09 import transport, writer
 from drivers.dc09.frame import parse_frame
 from gateway.config.panels import Dc09Config, PanelConfig
 from simulators.dc09_link import PanelLink
@@ -325,3 +326,29 @@ async def test_stopping_with_a_panel_connected_logs_no_error() -> None:
     finally:
         loop.set_exception_handler(previous)
     assert errors == []
+
+
+async def test_datagrams_the_kernel_drops_while_the_box_is_busy_are_counted_and_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop cannot read (the box is busy: here the loop itself is sending) while a
+    flood fills the socket's receive buffer: the kernel drops datagrams. They used
+    to vanish uncounted (review of 2026-12-06); now they are counted from the
+    socket's ``drops`` and reported as a ``dropped`` refusal."""
+    monkeypatch.setattr(transport, "UDP_DROPS_CHECK_S", 0.2)
+    monkeypatch.setattr(transport, "UDP_RECEIVE_BUFFER", 64 * 1024)  # fills fast
+    sink = Sink()
+    async with receiving([_panel()], sink) as (_, _, udp):
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            junk = b"\n" + b"x" * 400 + b"\r"
+            # Sent from the loop's own thread: while it sends, nothing reads the socket.
+            for _ in range(5_000):
+                flood.sendto(junk, ("127.0.0.1", udp.port))
+        finally:
+            flood.close()
+        await sink.wait_for(lambda: any(r.reason == "dropped" for r in sink.rejected()), 5)
+    assert udp.dropped_by_kernel > 0 and udp.dropped >= udp.dropped_by_kernel
+    dropped = next(r for r in sink.rejected() if r.reason == "dropped")
+    assert dropped.peer == f"udp 127.0.0.1:{udp.port}"
+    assert dropped.detail.split()[0].isdigit() and int(dropped.detail.split()[0]) > 0
