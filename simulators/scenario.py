@@ -214,13 +214,16 @@ class CampusDevices:
 def phone_app(cfg: GatewayConfig) -> PhoneApp | None:
     """A phone-app bridge to the config's first ``network`` patrol reader, or None.
 
-    A reader listening on every address (``0.0.0.0``) is reached on 127.0.0.1.
+    A reader listening on every address is reached on the loopback (``0.0.0.0`` on
+    127.0.0.1, ``::`` on ``::1``).
     """
     for reader in cfg.patrol.readers:
         if isinstance(reader, NetworkReaderConfig):
             host = reader.listen.host
-            if host in ("0.0.0.0", "::", ""):
+            if host in ("0.0.0.0", ""):
                 host = "127.0.0.1"
+            elif host == "::":  # asyncio binds "::" to IPv6 only
+                host = "::1"
             return PhoneApp(host, reader.listen.port, key=reader.key(), reader_id=reader.id)
     return None
 

@@ -10,7 +10,9 @@ gateway. Before anything else on a connection::
 
 where the ``AUTH`` digits are HMAC-SHA256 (RFC 2104) under the key of the bytes
 ``campus-gateway patrol reader v1`` LF ``<reader id>`` LF ``<challenge digits>``
-(UTF-8, the challenge's digits as sent, no final LF), in lower- or upper-case hex.
+(UTF-8, the challenge's digits as sent, no final LF), in lower- or upper-case hex:
+the line is exactly ``AUTH``, one space and the 64 digits (a CR before its LF is
+allowed, nothing else).
 The answer must come within :data:`AUTH_TIMEOUT_S`. Because the challenge is new
 for each connection, an answer seen on the network does not open another one; the
 reader id in the proof keeps one reader's answer from opening another's port when
@@ -61,7 +63,7 @@ def check_answer(
     none) answers ``challenge``, else why not. Compared in constant time."""
     if line is None:
         return "no_answer"
-    match = _AUTH.fullmatch(line.strip())
+    match = _AUTH.fullmatch(line)
     if match is None:
         return "malformed"
     expected = proof(key, reader_id, challenge)

@@ -30,6 +30,7 @@ from gateway.config.patrol import HandheldReaderConfig, NetworkReaderConfig
 from gateway.errors import DeviceProtocolError
 from gateway.events.observation import utcnow
 from gateway.events.patrol_observation import PatrolSink, ReaderRejected
+from gateway.events.throttle import ReportThrottle
 from gateway.runtime.descriptors import ConnectionCap
 from gateway.runtime.tasks import cancel_and_wait
 
@@ -41,6 +42,14 @@ phone out."""
 
 MAX_LINE = 4096
 """Longest line accepted, in bytes (a record is well under 200)."""
+UNPROVEN_PER_HOST = 8
+"""On a keyed reader's port, connections of one address that have not answered the
+challenge yet; that address's next one evicts its oldest (``ConnectionCap``)."""
+REJECTED_EVERY_S = 60.0
+"""The shortest time between two reports (``ReaderRejected``) of one reason; the
+refusals in between are counted (``refused_since``), never handed on one by one: each
+report takes the tour engine's lock and a commit (a review of 2026-12-06 stalled the
+guards' reads for 30 s with 300 silent connections)."""
 Cfg = TypeVar("Cfg", NetworkReaderConfig, HandheldReaderConfig)
 
 
@@ -93,7 +102,11 @@ class LineReader(ABC, Generic[Cfg]):
         self._bad_logged = False
         self._rejections_logged: set[str] = set()
         self._connections: set[asyncio.Task[None]] = set()
-        self.cap = ConnectionCap(f"patrol:{cfg.id}", MAX_CONNECTIONS, evict_oldest=True)
+        self.cap = ConnectionCap(
+            f"patrol:{cfg.id}", MAX_CONNECTIONS, evict_oldest=True,
+            per_host=UNPROVEN_PER_HOST if key is not None else None,
+        )  # fmt: skip
+        self._throttle: ReportThrottle[str] = ReportThrottle(REJECTED_EVERY_S)
 
     async def run(self) -> None:
         """Listen until cancelled; then close the listener and every connection.
@@ -172,7 +185,8 @@ class LineReader(ABC, Generic[Cfg]):
         peer: str,
     ) -> bool:
         """True once the connection answered the challenge (at once without a key);
-        else it is answered ``DENIED <reason>``, counted and reported."""
+        else it is answered ``DENIED <reason>``, closed, counted, and reported at most
+        once per reason every :data:`REJECTED_EVERY_S`."""
         if self.key is None:
             return True
         challenge = new_challenge()
@@ -197,7 +211,12 @@ class LineReader(ABC, Generic[Cfg]):
         with contextlib.suppress(ConnectionError):
             writer.write(f"DENIED {reason}\n".encode())
             await writer.drain()
-        await self.sink(ReaderRejected(self.device_id, reason, peer, self.now()))
+        writer.close()
+        admitted = self._throttle.admit(reason)
+        if admitted is not None:
+            await self.sink(
+                ReaderRejected(self.device_id, reason, peer, self.now(), admitted.refused_since)
+            )
         return False
 
     async def _lines(

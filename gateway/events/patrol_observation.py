@@ -109,12 +109,15 @@ class ReaderRejected:
         reason: ``no_answer``, ``malformed`` or ``bad_proof``.
         peer: the connection's address, ``host:port``.
         received_at: gateway UTC time of the refusal.
+        refused_since: refusals of this reader and reason since the last one handed
+            on (the driver hands on at most one a minute per reason).
     """
 
     reader_id: str
     reason: str
     peer: str
     received_at: datetime = field(default_factory=utcnow)
+    refused_since: int = 0
 
 
 PatrolObservation = PatrolHit | ReaderBattery | ReaderRejected | DeviceHealth

@@ -11,11 +11,12 @@
   readings).
 
 * :class:`~gateway.events.patrol_observation.ReaderRejected` → ``fault.reader_rejected``
-  ``instant``: a connection to a keyed reader's port that did not answer the
-  challenge. The first of each reader and reason at once, then at most one a
-  minute (:data:`REJECTED_EVERY_S`) with the count refused in between
-  (``refused_since``): someone on the network trying to send reads, or a reader
-  whose key is wrong, must reach the duty room, a flood of them must not.
+  ``instant``: connections to a keyed reader's port that did not answer the
+  challenge. The driver hands on the first of each reason at once, then at most
+  one a minute with the count refused in between (``refused_since``,
+  :data:`drivers.patrol_reader.lines.REJECTED_EVERY_S`): someone on the network
+  trying to send reads, or a reader whose key is wrong, must reach the duty room,
+  a flood of them must not reach the engine.
 
 Open faults are persisted (kind ``patrol.fault``, :mod:`gateway.patrol.memory`)
 with the event that opens or closes them, so after a restart a reader that
@@ -34,7 +35,6 @@ from gateway.config.patrol import ReaderConfig
 from gateway.events.model import Event, EventFactory, State
 from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import ReaderBattery, ReaderRejected
-from gateway.events.throttle import ReportThrottle
 from gateway.patrol.memory import FAULT, Change
 
 log = structlog.get_logger(__name__)
@@ -45,10 +45,6 @@ _REJECTED = {
     "bad_proof": "a connection's answer to the challenge did not verify under the "
     "reader's key (a wrong key, or not this reader)",
 }
-
-
-REJECTED_EVERY_S = 60.0
-"""The shortest time between two ``fault.reader_rejected`` of one reader and reason."""
 
 
 @dataclass(slots=True)
@@ -67,9 +63,6 @@ class ReaderFaults:
     factory: EventFactory
     offline: dict[str, str] = field(default_factory=dict)
     low_battery: dict[str, str] = field(default_factory=dict)
-    throttle: ReportThrottle[tuple[str, str]] = field(
-        default_factory=lambda: ReportThrottle(REJECTED_EVERY_S)
-    )
 
     def health(self, obs: DeviceHealth, change: Change) -> None:
         """Judge a health transition of a reader; its events and state go to ``change``."""
@@ -99,15 +92,12 @@ class ReaderFaults:
             self._close(self.low_battery, "low_battery", obs.reader_id, event, change)
 
     def rejected(self, obs: ReaderRejected, change: Change) -> None:
-        """Report a refused connection unless one of its reader and reason was lately."""
-        admitted = self.throttle.admit((obs.reader_id, obs.reason))
-        if admitted is None:
-            return
+        """Report connections refused at a reader's port (already rate-limited)."""
         data = {
             "reason": obs.reason,
-            "detail": _REJECTED[obs.reason],
+            "detail": _REJECTED.get(obs.reason, obs.reason),
             "peer": obs.peer,
-            "refused_since": admitted.refused_since,
+            "refused_since": obs.refused_since,
         }
         change.report(self._make("fault.reader_rejected", obs.reader_id, "instant", data, obs))
 
