@@ -201,7 +201,7 @@ class Gateway:
             self.patrol = PatrolStage(cfg, factory, durable, store=store)
             stages: list[Stage] = [self.modules, self.patrol]
             if cfg.panels or cfg.dc09.listen:
-                self.panels = panel_stage(cfg, factory, emit, durable)
+                self.panels = panel_stage(cfg, factory, emit, durable, outbox.kept)
                 stages.append(self.panels)
             alarm_emit: StoreWith = emit
             if cfg.cameras:
@@ -630,12 +630,14 @@ def camera_stage(
     return CameraStage(cfg, factory, store, keep, recall, publish_state=publish_state, armed=armed)
 
 
-def panel_stage(cfg: GatewayConfig, factory: EventFactory, emit: Emit, durable: Emit) -> PanelStage:
+def panel_stage(
+    cfg: GatewayConfig, factory: EventFactory, emit: Emit, durable: StoreWith, recall: Recall
+) -> PanelStage:
     """The DC-09 panels' stage, imported only when ``[dc09]`` or ``[[panels]]`` is
     configured (its AES library stays out of a gateway without panels)."""
     from gateway.panels.stage import PanelStage
 
-    return PanelStage(cfg, factory, emit, durable)
+    return PanelStage(cfg, factory, emit, durable, recall)
 
 
 def open_outbox(path: Path, cfg: OutboxConfig) -> Outbox:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from gateway.config.root import GatewayConfig
@@ -16,6 +16,7 @@ from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import PatrolHit, PatrolObservation
 from gateway.patrol.engine import TourEngine
 from gateway.patrol.plan import Plan
+from gateway.runtime.state import Kind, StateWrite
 from gateway.runtime.state_store import StateStore
 from tests.helpers import SIGNED_COMMANDS, assert_valid_event
 
@@ -97,21 +98,42 @@ class FakeClock:
         self.t += dt.timedelta(**delta)
 
 
+T = TypeVar("T")
+
+
 class EventLog:
     """Stands in for the outbox's ``append``: numbers events, checks them against
-    the schema, keeps them."""
+    the schema, keeps them, and applies the state kept with them (``kept``: kind →
+    key → JSON data, as the outbox would hold it)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.kept: dict[str, dict[str, Any]] = {}
         self._changed = asyncio.Condition()
 
-    async def __call__(self, event: Event) -> Event:
+    async def __call__(
+        self,
+        event: Event,
+        *,
+        keep: Sequence[StateWrite] = (),
+        blob: tuple[str, bytes] | None = None,
+    ) -> Event:
         stored = event.stored(len(self.events) + 1, "test-stream")
         assert_valid_event(stored.to_dict())
         async with self._changed:
             self.events.append(stored)
+            for write in keep:
+                values = self.kept.setdefault(write.kind, {})
+                if write.data is None:
+                    values.pop(write.key, None)
+                else:
+                    values[write.key] = write.data
             self._changed.notify_all()
         return stored
+
+    def recall(self, kind: Kind[T]) -> dict[str, T]:
+        """The kept values of ``kind``, decoded (the outbox's ``kept``)."""
+        return {k: kind.decode(v) for k, v in self.kept.get(kind.name, {}).items()}
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Until ``predicate()`` holds (checked after every event); TimeoutError if not."""

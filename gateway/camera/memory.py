@@ -20,7 +20,7 @@ deleted with its ``cleared`` event.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from ulid import ULID
 
 from gateway.events.model import Event, rfc3339
-from gateway.runtime.state import Kind, StateWrite, time_of
+from gateway.runtime.state import Kind, StateWrite, Triple, by_triple, time_of, triple_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ EVIDENCE: Kind[EvidenceRequest] = Kind("camera.evidence", _encode_request, _deco
 """``camera.evidence``/``<snapshot id>``: a request whose ``camera.snapshot`` is not stored yet."""
 
 
-IncidentKey = tuple[str, str, str]
+IncidentKey = Triple
 """``(camera, kind, source)``."""
 
 
@@ -153,24 +153,15 @@ INCIDENT: Kind[Incident] = Kind("camera.incident", _encode_incident, _decode_inc
 """``camera.incident``/``["<camera>", "<kind>", "<source>"]``: an open incident."""
 
 
-def incident_key(key: IncidentKey) -> str:
-    """The kept key of an incident."""
-    return json.dumps(list(key), ensure_ascii=False)
-
-
 def incident_write(key: IncidentKey, incident: Incident | None) -> StateWrite:
     """The write that keeps (or, with None, ends) the incident under ``key``."""
-    return INCIDENT.write(incident_key(key), incident)
+    return INCIDENT.write(triple_key(key), incident)
 
 
-def open_incidents(kept: dict[str, Incident]) -> dict[IncidentKey, Incident]:
+def open_incidents(kept: Mapping[str, Incident]) -> dict[IncidentKey, Incident]:
     """Kept incidents by their key.
 
     Raises:
         ValueError: a key that is not ``[camera, kind, source]``.
     """
-    out: dict[IncidentKey, Incident] = {}
-    for text, incident in kept.items():
-        camera, kind, source = (str(p) for p in json.loads(text))
-        out[(camera, kind, source)] = incident
-    return out
+    return by_triple(kept)

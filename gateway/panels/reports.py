@@ -14,7 +14,9 @@ For each report of a message, in the order sent:
   ``devicetime`` (the panel's claim), ``seq``, ``encrypted``;
 * ``siacode``/``cidcode``: the code received and the table's pair of it (the
   event type's own code when the table pairs it with none);
-* an ``active`` condition opens an incident that its ``cleared`` restore closes.
+* an ``active`` condition opens an incident that its ``cleared`` restore closes;
+  the open ones are kept with their events (:mod:`gateway.panels.memory`), so a
+  restore after a restart still closes its incident.
 
 Every event is committed (``emit``) before :meth:`PanelReports.message` returns:
 the receiver acknowledges the panel only then. A message's events are accepted
@@ -34,9 +36,11 @@ import structlog
 from gateway.config.alarm import AreaConfig
 from gateway.config.panels import PanelConfig, PanelZoneConfig
 from gateway.events.codes import kind_of
-from gateway.events.model import Emit, Event, EventFactory, rfc3339
+from gateway.events.model import Event, EventFactory, rfc3339
 from gateway.events.panel_observation import PanelMessage, PanelReport
 from gateway.panels.codes import LINK_TEST, UNKNOWN, Meaning, cid_meaning, sia_meaning
+from gateway.panels.memory import IncidentKey, incident_write
+from gateway.runtime.state import StateWrite, StoreWith
 
 log = structlog.get_logger(__name__)
 
@@ -48,13 +52,13 @@ class PanelReports:
         panels: the ``[[panels]]``.
         areas: the site's ``[[areas]]`` by id (names for events).
         factory: makes events.
-        emit: stores an event (the outbox's ``append``).
+        emit: stores an event with kept state (the outbox's ``append``).
+        opened: the incidents kept open at the last stop (:mod:`gateway.panels.memory`).
 
     Attributes:
         unknown_codes: (panel id, code) of every unknown code seen.
         open: the event that opened each incident not restored yet, by (panel id,
-            type, subject): what the panels report active now. Kept in memory only:
-            after a gateway restart it fills again as the panels report.
+            type, subject): what the panels report active now, kept across restarts.
     """
 
     def __init__(
@@ -62,14 +66,14 @@ class PanelReports:
         panels: Sequence[PanelConfig],
         areas: Mapping[str, AreaConfig],
         factory: EventFactory,
-        emit: Emit,
+        emit: StoreWith,
+        opened: Mapping[IncidentKey, Event] | None = None,
     ) -> None:
         self._panels = {p.id: p for p in panels}
         self._areas = areas
         self._factory = factory
         self._emit = emit
-        self._incidents: dict[tuple[str, str, str], str] = {}
-        self.open: dict[tuple[str, str, str], Event] = {}
+        self.open: dict[IncidentKey, Event] = dict(opened or {})
         self.unknown_codes: set[tuple[str, str]] = set()
 
     async def message(self, msg: PanelMessage) -> list[Event]:
@@ -79,15 +83,17 @@ class PanelReports:
             OutboxError: the outbox is closed (nothing acknowledged then).
         """
         panel = self._panels[msg.panel_id]
-        events = [self._unparsed(panel, msg)] if msg.unparsed is not None else []
+        made = [self._unparsed(panel, msg)] if msg.unparsed is not None else []
         for report in msg.reports:
             event = self._event(panel, msg, report)
             if event is not None:
-                events.append(event)
+                made.append(event)
         # Each emit numbers its event when its task first runs: in this order.
-        return list(await asyncio.gather(*(self._emit(event) for event in events)))
+        return list(await asyncio.gather(*(self._emit(e, keep=keep) for e, keep in made)))
 
-    def _event(self, panel: PanelConfig, msg: PanelMessage, report: PanelReport) -> Event | None:
+    def _event(
+        self, panel: PanelConfig, msg: PanelMessage, report: PanelReport
+    ) -> tuple[Event, list[StateWrite]] | None:
         if report.protocol == "ADM-CID":
             meaning = cid_meaning(report.code, report.qualifier)
         else:
@@ -161,17 +167,14 @@ class PanelReports:
         subject: str,
         data: dict[str, Any],
         msg: PanelMessage,
-    ) -> Event:
+    ) -> tuple[Event, list[StateWrite]]:
+        """The event, and the kept write of the incident it opens or closes."""
         kind = kind_of(meaning.type)
         own_sia = kind.sia_restore if meaning.state == "cleared" else kind.sia
         key = (panel.id, meaning.type, subject)
-        incident: str | None = None
-        opens = False
-        if meaning.state == "cleared":
-            incident = self._incidents.pop(key, None)
-        elif meaning.state == "active":
-            incident = self._incidents.get(key)
-            opens = incident is None
+        opened = self.open.get(key)
+        incident = opened.id if opened is not None and meaning.state != "instant" else None
+        opens = meaning.state == "active" and opened is None
         event = self._factory.make(
             meaning.type,
             device=panel.id,
@@ -185,13 +188,13 @@ class PanelReports:
             cidcode=meaning.cid if meaning.cid and meaning.cid.isdigit() else None,
         )
         if opens:
-            self._incidents[key] = event.id
             self.open[key] = event
-        elif meaning.state == "cleared":
-            self.open.pop(key, None)
-        return event
+            return event, [incident_write(key, event)]
+        if meaning.state == "cleared" and self.open.pop(key, None) is not None:
+            return event, [incident_write(key, None)]
+        return event, []
 
-    def _unparsed(self, panel: PanelConfig, msg: PanelMessage) -> Event:
+    def _unparsed(self, panel: PanelConfig, msg: PanelMessage) -> tuple[Event, list[StateWrite]]:
         """Data no table reads: reported whole as ``alarm.panel_unknown``."""
         log.warning("dc09.unparsed", panel=panel.id, data=msg.data)
         data = self._common(panel, msg)

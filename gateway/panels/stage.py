@@ -18,16 +18,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+import structlog
+
 from drivers.dc09.receiver import Receiver
 from drivers.dc09.transport import TcpListener, UdpListener
 from gateway.config.root import GatewayConfig
-from gateway.events.model import Emit, EventFactory
+from gateway.errors import OutboxError
+from gateway.events.model import Emit, Event, EventFactory
 from gateway.events.observation import DeviceHealth, HealthState, utcnow
 from gateway.events.panel_observation import PanelMessage, PanelObservation, PanelRejected
+from gateway.panels.memory import INCIDENT, IncidentKey, open_incidents
 from gateway.panels.rejections import Rejections
 from gateway.panels.reports import PanelReports
 from gateway.runtime.device_health import HealthEvents
 from gateway.runtime.stage import StageTask, device_task
+from gateway.runtime.state import Recall, StoreWith
+
+log = structlog.get_logger(__name__)
 
 
 class PanelStage:
@@ -37,7 +44,10 @@ class PanelStage:
         cfg: the gateway config (``[dc09]``, ``[[panels]]``, ``[[areas]]``).
         factory: makes events.
         emit: accepts an event without waiting for its commit (the outbox's ``hold``).
-        durable: stores an event, returning once it is committed (``append``).
+        durable: stores an event with kept state, returning once it is committed
+            (``append``).
+        recall: reads kept state (the outbox's ``kept``): the incidents the panels
+            reported open before this start (:mod:`gateway.panels.memory`).
         now: the gateway's clock.
 
     Raises:
@@ -57,7 +67,8 @@ class PanelStage:
         cfg: GatewayConfig,
         factory: EventFactory,
         emit: Emit,
-        durable: Emit,
+        durable: StoreWith,
+        recall: Recall | None = None,
         *,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -77,7 +88,9 @@ class PanelStage:
             else UdpListener(listen, self.receiver)
             for listen in cfg.dc09.listen
         ]
-        self.reports = PanelReports(cfg.panels, {a.id: a for a in cfg.areas}, factory, durable)
+        self.reports = PanelReports(
+            cfg.panels, {a.id: a for a in cfg.areas}, factory, durable, _opened(recall)
+        )
         self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
         self._health = HealthEvents(factory, emit)
 
@@ -98,7 +111,7 @@ class PanelStage:
 
     @property
     def udp_dropped(self) -> int:
-        """Datagrams dropped while too many were being taken, since start."""
+        """UDP datagrams lost before they were taken, since start."""
         return sum(x.dropped for x in self.listeners if isinstance(x, UdpListener))
 
     def tasks(self) -> Sequence[StageTask]:
@@ -129,3 +142,16 @@ class PanelStage:
             await self._health.transition(
                 obs, panel.name or panel.id, panel.location, {"account": panel.account}
             )
+
+
+def _opened(recall: Recall | None) -> dict[IncidentKey, Event]:
+    """The incidents kept open at the last stop; none when they cannot be read (the
+    alarm path starts whatever the file holds: their restores then carry no
+    incident, as before they were kept)."""
+    if recall is None:
+        return {}
+    try:
+        return open_incidents(recall(INCIDENT))
+    except (OutboxError, ValueError) as exc:
+        log.error("panels.incidents_not_restored", error=str(exc))
+        return {}

@@ -20,6 +20,7 @@ rules (``gateway/patrol/memory.py``, ``gateway/camera/memory.py``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,28 @@ class Recall(Protocol):
     """Reads state kept with the events (the outbox's ``kept(kind)``): key → value."""
 
     def __call__(self, kind: Kind[T]) -> Mapping[str, T]: ...
+
+
+Triple = tuple[str, str, str]
+"""A key made of three parts (``(camera, kind, source)``, ``(panel, type, subject)``)."""
+
+
+def triple_key(parts: Triple) -> str:
+    """The kept key of a three-part key: its JSON list (``["east","alarm.fire","E03"]``)."""
+    return json.dumps(list(parts), ensure_ascii=False)
+
+
+def by_triple(kept: Mapping[str, T]) -> dict[Triple, T]:
+    """Kept values by their three-part keys (:func:`triple_key` read back).
+
+    Raises:
+        ValueError: a key that is not a JSON list of three.
+    """
+    out: dict[Triple, T] = {}
+    for text, value in kept.items():
+        first, second, third = (str(p) for p in json.loads(text))
+        out[(first, second, third)] = value
+    return out
 
 
 def json_kind(name: str) -> Kind[Any]:
