@@ -60,6 +60,7 @@ from gateway.patrol.service import PatrolStage
 from gateway.runtime import descriptors, heap
 from gateway.runtime.clock import ClockSync
 from gateway.runtime.clock_step import ClockStepWatch
+from gateway.runtime.device_health import kept_outages
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.notifier import Notifier
 from gateway.runtime.progress import Progress
@@ -222,6 +223,7 @@ class Gateway:
                 self._rules_emit(alarm_emit),
                 store=store,
                 writer=self.modules.write_output,
+                outages=kept_outages(outbox.kept, (m.id for m in cfg.modules)),
             )
             self.engine = self.alarm.zones
             key = cfg.commands.key()
@@ -631,7 +633,7 @@ def camera_stage(
 
 
 def panel_stage(
-    cfg: GatewayConfig, factory: EventFactory, emit: Emit, durable: StoreWith, recall: Recall
+    cfg: GatewayConfig, factory: EventFactory, emit: StoreWith, durable: StoreWith, recall: Recall
 ) -> PanelStage:
     """The DC-09 panels' stage, imported only when ``[dc09]`` or ``[[panels]]`` is
     configured (its AES library stays out of a gateway without panels)."""

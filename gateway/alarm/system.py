@@ -18,6 +18,7 @@ Disarming ends those bypasses and silences the outputs linked to the area.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -54,6 +55,7 @@ class AlarmSystem:
         store: the persisted alarm state (opened by the caller).
         writer: switches a module's coil (module id, channel, on).
         clock: the rules' time; the system clock when omitted.
+        outages: module id → incident of its outage kept open at the last stop.
 
     Attributes:
         zones, areas, outputs, scheduler, timers: the parts.
@@ -70,6 +72,7 @@ class AlarmSystem:
         store: StateStore,
         writer: Writer,
         clock: Clock | None = None,
+        outages: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self._arming = asyncio.Lock()  # a command and a schedule boundary at once
@@ -87,6 +90,7 @@ class AlarmSystem:
             clock=self.clock,
             armed=self.areas.armed,
             on_alarm=self._alarm_raised,
+            outages=outages,
         )
         self.walk = self.zones.walk
         self.status = StatusBook(self.zones, self.areas, self.clock.now, walk=self.walk.probe)

@@ -28,7 +28,7 @@ after an outage it carries the outage's ``incident``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,7 @@ from gateway.config.alarm import EolLine, PairedLine, ZoneConfig, ZoneRule, zone
 from gateway.config.root import GatewayConfig, ModuleConfig
 from gateway.events.model import Event, EventFactory, State
 from gateway.events.observation import AnalogChanged, DeviceHealth, InputChanged, Observation
+from gateway.runtime.device_health import HealthEvents
 from gateway.runtime.state import ALARM, StoreWith
 from gateway.runtime.state_store import AlarmRecord, StateStore
 from gateway.runtime.timebase import Clock, SystemClock, Timers
@@ -109,6 +110,8 @@ class ZoneEngine:
         clock: the rules' time.
         armed: area id (or None) → is it armed now.
         on_alarm: awaited after an alarm or tamper became active (sirens).
+        outages: module id → incident of its outage kept open at the last stop
+            (:func:`gateway.runtime.device_health.kept_outages`).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class ZoneEngine:
         clock: Clock | None = None,
         armed: Callable[[str | None], bool] = lambda _area: True,
         on_alarm: AlarmHook | None = None,
+        outages: Mapping[str, str] | None = None,
     ) -> None:
         self.factory = factory
         self.emit = emit
@@ -137,7 +141,7 @@ class ZoneEngine:
         self._by_di: dict[tuple[str, int], ZoneConfig] = {}
         self._by_ai: dict[tuple[str, int], ZoneConfig] = {}
         self._modules: dict[str, ModuleConfig] = {m.id: m for m in cfg.modules}
-        self._offline_incident: dict[str, str] = {}
+        self._health_events = HealthEvents(factory, emit, dict(outages or {}))
         for zone in cfg.zones:
             self.config[zone.id] = zone
             self.rules[zone.id] = zone_rule(zone, cfg.zone_types)
@@ -267,7 +271,7 @@ class ZoneEngine:
     @property
     def offline_modules(self) -> frozenset[str]:
         """Ids of the modules reported offline and not back yet."""
-        return frozenset(self._offline_incident)
+        return frozenset(self._health_events.offline)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every zone's state for ``get_state`` (JSON-ready)."""
@@ -401,35 +405,5 @@ class ZoneEngine:
 
     async def _health(self, obs: DeviceHealth) -> None:
         module = self._modules.get(obs.device_id)
-        data: dict[str, Any] = {
-            "name": module.name if module else obs.device_id,
-            "location": module.location if module else "",
-            "reason": obs.reason,
-            "failures": obs.failures,
-        }
-        if obs.state == "offline" and obs.device_id not in self._offline_incident:
-            event = self._device_event(obs, "fault.device_offline", "active", data)
-            self._offline_incident[obs.device_id] = event.id
-            await self.emit(event)
-        elif obs.state == "online":
-            incident = self._offline_incident.pop(obs.device_id, None)
-            await self.emit(self._device_event(obs, "device.online", "instant", data, incident))
-
-    def _device_event(
-        self,
-        obs: DeviceHealth,
-        type_: str,
-        state: State,
-        data: dict[str, Any],
-        incident: str | None = None,
-    ) -> Event:
-        return self.factory.make(
-            type_,
-            device=obs.device_id,
-            subject=obs.device_id,
-            state=state,
-            data=data,
-            received_at=obs.received_at,
-            incident=incident,
-            opens_incident=state == "active",
-        )
+        name = module.name if module else obs.device_id
+        await self._health_events.transition(obs, name, module.location if module else "")

@@ -101,6 +101,7 @@ class CameraRules:
             a detector joining or leaving an open incident is kept in memory only).
         incidents: the incidents open before a restart (kept in the outbox); one
             kept with no detector left was closing: its window starts again.
+        outages: camera id → incident of its outage kept open at the last stop.
         monotonic: the clock of the merge windows (seconds; tests may give their own).
 
     Attributes:
@@ -121,6 +122,7 @@ class CameraRules:
         *,
         keep: Keep | None = None,
         incidents: Mapping[IncidentKey, Incident] | None = None,
+        outages: Mapping[str, str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cameras = {c.id: c for c in cameras}
@@ -134,7 +136,7 @@ class CameraRules:
         self.health: dict[str, HealthState] = {}
         self._publish_state = publish_state
         self._armed = armed
-        self._health_events = HealthEvents(factory, store)
+        self._health_events = HealthEvents(factory, store, dict(outages or {}))
         self._monotonic = monotonic
         # incidents whose last detector cleared -> when their window ends (monotonic)
         self._closing: dict[IncidentKey, float] = {}

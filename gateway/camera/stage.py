@@ -28,6 +28,7 @@ from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import Evidence, HealthState, utcnow
+from gateway.runtime.device_health import kept_outages
 from gateway.runtime.stage import StageTask, device_task
 from gateway.runtime.state import Recall, StoreWith
 
@@ -75,6 +76,7 @@ class CameraStage:
             armed=armed,
             keep=keep,
             incidents=open_incidents(dict(recall(INCIDENT))),
+            outages=kept_outages(recall, (c.id for c in cfg.cameras)),
         )
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         self.pictures = PicturePool()  # shared: a site with many cameras, two processes

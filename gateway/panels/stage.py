@@ -24,13 +24,13 @@ from drivers.dc09.receiver import Receiver
 from drivers.dc09.transport import TcpListener, UdpListener
 from gateway.config.root import GatewayConfig
 from gateway.errors import OutboxError
-from gateway.events.model import Emit, Event, EventFactory
+from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth, HealthState, utcnow
 from gateway.events.panel_observation import PanelMessage, PanelObservation, PanelRejected
 from gateway.panels.memory import INCIDENT, IncidentKey, open_incidents
 from gateway.panels.rejections import Rejections
 from gateway.panels.reports import PanelReports
-from gateway.runtime.device_health import HealthEvents
+from gateway.runtime.device_health import HealthEvents, kept_outages
 from gateway.runtime.stage import StageTask, device_task
 from gateway.runtime.state import Recall, StoreWith
 
@@ -43,11 +43,13 @@ class PanelStage:
     Args:
         cfg: the gateway config (``[dc09]``, ``[[panels]]``, ``[[areas]]``).
         factory: makes events.
-        emit: accepts an event without waiting for its commit (the outbox's ``hold``).
+        emit: accepts an event with kept state without waiting for its commit (the
+            outbox's ``hold``).
         durable: stores an event with kept state, returning once it is committed
             (``append``).
         recall: reads kept state (the outbox's ``kept``): the incidents the panels
-            reported open before this start (:mod:`gateway.panels.memory`).
+            reported open before this start (:mod:`gateway.panels.memory`) and the
+            panels' outages (:mod:`gateway.runtime.device_health`).
         now: the gateway's clock.
 
     Raises:
@@ -66,7 +68,7 @@ class PanelStage:
         self,
         cfg: GatewayConfig,
         factory: EventFactory,
-        emit: Emit,
+        emit: StoreWith,
         durable: StoreWith,
         recall: Recall | None = None,
         *,
@@ -92,7 +94,7 @@ class PanelStage:
             cfg.panels, {a.id: a for a in cfg.areas}, factory, durable, _opened(recall)
         )
         self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
-        self._health = HealthEvents(factory, emit)
+        self._health = HealthEvents(factory, emit, kept_outages(recall, self._panels))
 
     @property
     def connections(self) -> int:

@@ -6,16 +6,46 @@ event (once per outage); ``online`` gives ``device.online`` ``instant``, carryin
 the outage's incident when there was one. ``data`` has the device's ``name``
 and ``location``, the ``reason`` and ``failures`` of the transition, and
 whatever the caller adds.
+
+An open outage survives a restart: its incident is kept in the outbox with the
+``fault.device_offline`` that opened it and deleted with the ``device.online`` that
+closes it (kind ``device.offline``, :data:`OFFLINE`). A device still silent after
+a restart is the same outage, not a second ``fault.device_offline``; one that
+answers again closes the incident opened before (a review of 2026-12-06: an outage
+over a restart opened a second incident, and the first was never closed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
+from gateway.errors import OutboxError
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth
+from gateway.runtime.state import Kind, Recall, StoreWith
+
+log = structlog.get_logger(__name__)
+
+OFFLINE: Kind[str] = Kind("device.offline", str, str)
+"""``device.offline``/``<device id>``: the id of its open ``fault.device_offline``."""
+
+
+def kept_outages(recall: Recall | None, device_ids: Iterable[str]) -> dict[str, str]:
+    """Device id → incident of its outage kept open at the last stop, for
+    ``device_ids`` (a device no longer configured is left out); empty when the kept
+    state cannot be read (logged: the alarm path starts whatever the file holds)."""
+    if recall is None:
+        return {}
+    try:
+        kept = recall(OFFLINE)
+    except OutboxError as exc:
+        log.error("device_health.outages_not_restored", error=str(exc))
+        return {}
+    return {d: kept[d] for d in device_ids if d in kept}
 
 
 @dataclass(slots=True)
@@ -24,12 +54,14 @@ class HealthEvents:
 
     Attributes:
         factory: makes events.
-        emit: stores an event (the outbox's ``append``) and returns it.
-        offline: open outage incident (event id) by device id.
+        emit: stores an event with kept state (the outbox's ``append`` or ``hold``)
+            and returns it.
+        offline: open outage incident (event id) by device id (restored ones:
+            :func:`kept_outages`).
     """
 
     factory: EventFactory
-    emit: Callable[[Event], Awaitable[Event]]
+    emit: StoreWith
     offline: dict[str, str] = field(default_factory=dict)
 
     async def transition(
@@ -47,13 +79,15 @@ class HealthEvents:
             "failures": obs.failures,
             **(extra or {}),
         }
-        if obs.state == "offline" and obs.device_id not in self.offline:
+        device = obs.device_id
+        if obs.state == "offline" and device not in self.offline:
             event = self._make(obs, "fault.device_offline", data, None)
-            self.offline[obs.device_id] = event.id
-            return await self.emit(event)
+            self.offline[device] = event.id
+            return await self.emit(event, keep=[OFFLINE.write(device, event.id)])
         if obs.state == "online":
-            incident = self.offline.pop(obs.device_id, None)
-            return await self.emit(self._make(obs, "device.online", data, incident))
+            incident = self.offline.pop(device, None)
+            keep = [OFFLINE.write(device, None)] if incident is not None else []
+            return await self.emit(self._make(obs, "device.online", data, incident), keep=keep)
         return None
 
     def _make(
