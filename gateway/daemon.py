@@ -226,6 +226,7 @@ class Gateway:
                 outages=kept_outages(outbox.kept, (m.id for m in cfg.modules)),
             )
             self.engine = self.alarm.zones
+            outbox.on_kept_loaded.append(self._kept_loaded)
             key = cfg.commands.key()
             if key is None and not cfg.commands.allow_unsigned:  # never unsigned by accident
                 raise ConfigError(
@@ -411,6 +412,16 @@ class Gateway:
             walk_test=self.alarm.walk.snapshot,
         )
         return OpsServer(self.cfg.metrics, sources, self.metrics)
+
+    def _kept_loaded(self) -> None:
+        """The outbox read its kept state late (it could not be read at start): the
+        outages and panel incidents open at the last stop are learnt now."""
+        assert self.outbox is not None and self.engine is not None
+        module_ids = [m.id for m in self.cfg.modules]
+        self.engine.learn_outages(kept_outages(self.outbox.kept, module_ids))
+        for stage in (self.panels, self.cameras):
+            if stage is not None:
+                stage.kept_loaded()
 
     def _tap(self, append: StoreWith) -> StoreWith:
         """``append`` that shows the event (and a picture stored with it) on the bench

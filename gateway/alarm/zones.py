@@ -268,6 +268,11 @@ class ZoneEngine:
             and not self.bypasses.active(z)
         ]
 
+    def learn_outages(self, outages: Mapping[str, str]) -> None:
+        """Modules' outages kept open at the last stop, learnt late (the outbox could
+        not be read at start)."""
+        self._health_events.learn(outages)
+
     @property
     def offline_modules(self) -> frozenset[str]:
         """Ids of the modules reported offline and not back yet."""

@@ -180,6 +180,10 @@ class CameraRules:
         camera = self._cameras.get(camera_id)
         return camera.merge_window_s if camera is not None else 0.0
 
+    def learn_outages(self, outages: Mapping[str, str]) -> None:
+        """Cameras' outages kept open at the last stop, learnt late."""
+        self._health_events.learn(outages)
+
     async def observe(self, obs: CameraObservation) -> None:
         """Handle one observation from a camera driver."""
         if isinstance(obs, DeviceHealth):

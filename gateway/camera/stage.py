@@ -78,6 +78,8 @@ class CameraStage:
             incidents=open_incidents(dict(recall(INCIDENT))),
             outages=kept_outages(recall, (c.id for c in cfg.cameras)),
         )
+        self._recall = recall
+        self._camera_ids = [c.id for c in cfg.cameras]
         self.drivers = {c.id: CameraDriver(c, self.rules.observe) for c in cfg.cameras}
         self.pictures = PicturePool()  # shared: a site with many cameras, two processes
         takers = {c.id: self._taker(c.id, SnapshotTaker(c, self._media_of(c.id), self.pictures))
@@ -87,6 +89,11 @@ class CameraStage:
         )
         self.linkage = Linkage(cfg.linkage, self)
         self.resumed = self.evidence.resume(recall(EVIDENCE).values(), utcnow())
+
+    def kept_loaded(self) -> None:
+        """The outbox read its kept state late (unreadable at start): learn the
+        cameras' outages (the outbox's ``on_kept_loaded``)."""
+        self.rules.learn_outages(kept_outages(self._recall, self._camera_ids))
 
     def tasks(self) -> Sequence[StageTask]:
         """The evidence collector and one task per camera (none without cameras)."""

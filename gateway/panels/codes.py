@@ -15,7 +15,9 @@ the table's "concerns" column (zone, user, area, other).
 
 Link tests (Contact ID 602 periodic test, SIA ``RP`` automatic test) restart the
 panel's supervision and make no event. A code in neither table is reported as
-``alarm.panel_unknown`` (priority 2) with the code as received, never refused.
+``alarm.panel_unknown`` (priority 2) with the code as received, never refused; it is
+``instant``: nothing can restore a code nobody knows, so it opens no incident (one
+kept open stayed "in alarm" for ever: a review of 2026-12-06).
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ _SIA_SPEC: tuple[tuple[str, State, str], ...] = (
     ("alarm.tamper", "cleared", "EJ JC TH TJ TR XJ"),
     ("alarm.technical", "active", "UA UG WA ZA"),
     ("alarm.technical", "cleared", "UH UR WH WR ZH ZR"),
-    ("alarm.panel_unknown", "active", "UX"),
+    ("alarm.panel_unknown", "instant", "UX"),
     (
         "fault.line",
         "active",
@@ -213,7 +215,7 @@ def cid_meaning(code: str, qualifier: str | None) -> Meaning:
     restore = qualifier == "restore"
     sia = (pair[1] if restore else pair[0]) if pair else None
     if type_ is None:
-        return Meaning(UNKNOWN, "active", number, sia, code)
+        return Meaning(UNKNOWN, "instant", number, sia, code)
     if type_ == OPEN_CLOSE:
         return Meaning("area.armed" if restore else "area.disarmed", "instant", "user", sia, code)
     if type_ in ("panel.event", LINK_TEST):
@@ -236,5 +238,5 @@ def sia_meaning(code: str) -> Meaning:
     )
     found = SIA_MEANING.get(code)
     if found is None:  # most codes concern a zone: put it on the map as one
-        return Meaning(UNKNOWN, "active", "zone", code, None)
+        return Meaning(UNKNOWN, "instant", "zone", code, None)
     return Meaning(found[0], found[1], number, code, SIA_CID.get(code))

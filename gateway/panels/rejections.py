@@ -59,14 +59,19 @@ class Rejections:
         self._throttle: ReportThrottle[tuple[str, str]] = ReportThrottle(
             every_s, cap=MAX_REPORTS, clock=clock
         )
+        # Datagrams lost before they were read (reason ``dropped``, one key per
+        # listener): outside the cap, which the flood that drops them fills with its
+        # own refusals (a review of 2026-12-06).
+        self._lost: ReportThrottle[tuple[str, str]] = ReportThrottle(every_s, clock=clock)
         self.refused = 0
 
     async def rejected(self, obs: PanelRejected) -> Event | None:
         """Count ``obs``; store a ``fault.panel_rejected`` unless one was stored lately."""
         self.refused += 1
         sender = obs.panel_id or obs.peer.split(" ")[-1].rsplit(":", 1)[0]
+        throttle = self._lost if obs.reason == "dropped" else self._throttle
         capped = self._throttle.capped
-        admitted = self._throttle.admit((sender, obs.reason))
+        admitted = throttle.admit((sender, obs.reason))
         if admitted is None:
             if self._throttle.capped and not capped:
                 log.warning("dc09.rejections_capped", reports=MAX_REPORTS, period_s=self._every)

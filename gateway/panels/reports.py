@@ -73,8 +73,31 @@ class PanelReports:
         self._areas = areas
         self._factory = factory
         self._emit = emit
-        self.open: dict[IncidentKey, Event] = dict(opened or {})
+        self.open: dict[IncidentKey, Event] = {}
         self.unknown_codes: set[tuple[str, str]] = set()
+        self._changed: set[IncidentKey] = set()  # incidents opened or closed here
+        self._kept_as: dict[IncidentKey, IncidentKey] = {}  # key now -> key in the file
+        self.learn(opened or {})
+
+    def learn(self, opened: Mapping[IncidentKey, Event]) -> None:
+        """Take incidents kept open at the last stop (at start, or learnt late when the
+        outbox could not be read then), where nothing was opened or closed since.
+
+        One of a panel no longer configured is left out (logged); one of a zone whose
+        id changed in the config is taken under the new id, so its restore still
+        closes it (and forgets it under the key it was kept by).
+        """
+        for key, event in opened.items():
+            panel = self._panels.get(key[0])
+            if panel is None:
+                log.warning("dc09.incident_of_unknown_panel", panel=key[0], incident=event.id)
+                continue
+            zone = event.data.get("zone")
+            now = (key[0], key[1], panel.zone_id(zone)) if isinstance(zone, int) else key
+            if now not in self._changed and now not in self.open:
+                self.open[now] = event
+                if now != key:
+                    self._kept_as[now] = key
 
     async def message(self, msg: PanelMessage) -> list[Event]:
         """Store the events of ``msg``, in order; returns them as stored.
@@ -187,11 +210,13 @@ class PanelReports:
             siacode=meaning.sia or own_sia,
             cidcode=meaning.cid if meaning.cid and meaning.cid.isdigit() else None,
         )
+        if meaning.state != "instant":
+            self._changed.add(key)
         if opens:
             self.open[key] = event
             return event, [incident_write(key, event)]
         if meaning.state == "cleared" and self.open.pop(key, None) is not None:
-            return event, [incident_write(key, None)]
+            return event, [incident_write(self._kept_as.pop(key, key), None)]
         return event, []
 
     def _unparsed(self, panel: PanelConfig, msg: PanelMessage) -> tuple[Event, list[StateWrite]]:
@@ -199,7 +224,7 @@ class PanelReports:
         log.warning("dc09.unparsed", panel=panel.id, data=msg.data)
         data = self._common(panel, msg)
         data.update(name=panel.name or panel.id, location=panel.location, unparsed=msg.unparsed)
-        meaning = Meaning(UNKNOWN, "active", "other", None, None)
+        meaning = Meaning(UNKNOWN, "instant", "other", None, None)
         return self._make(panel, meaning, panel.id, data, msg)
 
     @staticmethod

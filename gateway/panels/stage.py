@@ -95,6 +95,13 @@ class PanelStage:
         )
         self.rejections = Rejections(factory, emit, cfg.dc09.reject_report_s)
         self._health = HealthEvents(factory, emit, kept_outages(recall, self._panels))
+        self._recall = recall
+
+    def kept_loaded(self) -> None:
+        """The outbox read its kept state late (unreadable at start): learn the
+        incidents and outages the panels had open (the outbox's ``on_kept_loaded``)."""
+        self.reports.learn(_opened(self._recall))
+        self._health.learn(kept_outages(self._recall, self._panels))
 
     @property
     def connections(self) -> int:

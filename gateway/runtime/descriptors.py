@@ -65,9 +65,9 @@ class ConnectionCap:
             them must not shut the guards' scans out: review of 2026-12-05);
             otherwise the newcomer is closed unread (a port whose clients have a
             deadline of their own, as the HTTP port's 10 s for a request head).
-            Connections marked with :meth:`prove` go last: newcomers that have not
-            proven themselves evict one another first, and only when every
-            connection has proven itself does the oldest go.
+            Connections marked with :meth:`prove` go last: a newcomer evicts the
+            oldest unproven connection of the address holding the most unproven
+            ones, and only when every connection has proven itself the oldest of all.
         per_host: with ``evict_oldest``, at most this many connections of one
             address that have not proven themselves: that address's newcomer
             evicts its own oldest unproven one (None: no such cap). One machine
@@ -113,9 +113,7 @@ class ConnectionCap:
             if len(self._open) >= self.limit:
                 victim = writer
                 if self.evict_oldest:
-                    oldest = next(iter(self._open))
-                    first_unproven = (k for k in self._open if k not in self._proven)
-                    victim = self._open.pop(next(first_unproven, oldest))[0]
+                    victim = self._open.pop(self._victim())[0]
                 self._refuse(victim)
                 if victim is writer:
                     return
@@ -131,6 +129,19 @@ class ConnectionCap:
                 self._proven.discard(key)
 
         return capped
+
+    def _victim(self) -> int:
+        """The connection a newcomer evicts at the cap: the oldest unproven one of the
+        address that holds the most unproven ones (junk from 40 addresses still
+        evicted a phone mid-handshake when the oldest unproven of all went: a review
+        of 2026-12-06); when every connection is proven, the oldest."""
+        unproven: dict[str, list[int]] = {}
+        for key, (_, host) in self._open.items():
+            if key not in self._proven:
+                unproven.setdefault(host, []).append(key)
+        if not unproven:
+            return next(iter(self._open))
+        return max(unproven.values(), key=len)[0]
 
     def prove(self, writer: asyncio.StreamWriter) -> None:
         """``writer``'s peer proved who it is (a reader's key): evicted last."""

@@ -63,6 +63,14 @@ class HealthEvents:
     factory: EventFactory
     emit: StoreWith
     offline: dict[str, str] = field(default_factory=dict)
+    _changed: set[str] = field(default_factory=set)  # devices whose outage changed here
+
+    def learn(self, outages: Mapping[str, str]) -> None:
+        """Outages kept open at the last stop, learnt late (the outbox could not be
+        read at start): taken for the devices whose health has not changed since."""
+        for device, incident in outages.items():
+            if device not in self._changed:
+                self.offline.setdefault(device, incident)
 
     async def transition(
         self,
@@ -80,6 +88,8 @@ class HealthEvents:
             **(extra or {}),
         }
         device = obs.device_id
+        if obs.state in ("offline", "online"):
+            self._changed.add(device)
         if obs.state == "offline" and device not in self.offline:
             event = self._make(obs, "fault.device_offline", data, None)
             self.offline[device] = event.id

@@ -60,3 +60,14 @@ async def test_junk_from_thousands_of_addresses_is_capped_per_period_in_all() ->
     assert len(events) == MAX_REPORTS + 1
     assert events[-1].data["unreported"] == 100 - MAX_REPORTS
     assert rejections.refused == 101
+
+
+async def test_datagrams_lost_in_a_flood_are_reported_whatever_the_flood_reported() -> None:
+    """The flood that drops datagrams fills the cap with its own refusals; the loss is
+    reported all the same (a review of 2026-12-06)."""
+    log = EventLog()
+    rejections = Rejections(EventFactory("campus/s/gw1", lambda: True), log, 600)
+    for host in range(MAX_REPORTS + 5):
+        await rejections.rejected(_refused("framing", peer=f"udp 10.0.0.{host}:4000"))
+    await rejections.rejected(_refused("dropped", peer="udp 0.0.0.0:15030"))
+    assert log.of("fault.panel_rejected")[-1].data["reason"] == "dropped"

@@ -91,6 +91,7 @@ log = structlog.get_logger(__name__)
 
 # What SQLite raises for I/O, corruption and lock failures.
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, OutboxError)
+_KEPT_ERRORS: tuple[type[Exception], ...] = (*_DB_ERRORS, ValueError)  # and bad JSON
 _SQLITE_FULL = 13
 _SQLITE_BUSY = (5, 6)  # BUSY, LOCKED: another connection's lock; the connection is fine
 # Seconds a statement waits for another process's lock before it fails (and is retried).
@@ -179,6 +180,10 @@ class Outbox(OutboxReads):
             outbox knows in memory (the escalation's clearing must not wait for the disk).
         on_kept: called with each commit's kept state writes once it is committed,
             in commit order (the state store's copy of open alarms follows them).
+        kept_loaded: the file's kept state has been read (at open; or, when the file
+            could not be read at start, after the first commit that succeeds).
+        on_kept_loaded: called once when the file's kept state is read late: what
+            :meth:`kept` returned before held only this process's own writes.
 
     Raises:
         OutboxError: from ``__aenter__`` when another daemon holds the file. A file
@@ -237,6 +242,8 @@ class Outbox(OutboxReads):
         self.on_held: list[Callable[[Event], None]] = []
         self.on_acked: list[Callable[[list[str]], None]] = []
         self.on_kept: list[Callable[[Sequence[StateWrite]], None]] = []
+        self.on_kept_loaded: list[Callable[[], None]] = []
+        self.kept_loaded = False
         self.metrics = OutboxMetrics(self.path)
         self.resends = ResendSchedule(ack_timeout)
         self.due = DueQueue()
@@ -336,6 +343,7 @@ class Outbox(OutboxReads):
             tables = await cur.fetchone()
         if tables is None or tables[0] < 2:
             self.backlog.empty()
+            self.kept_loaded = True
             return None, False
         async with db.execute("PRAGMA table_info(messages)") as cur:
             streams = any(r[1] == "stream" for r in await cur.fetchall())
@@ -345,6 +353,7 @@ class Outbox(OutboxReads):
             has_kept = await cur.fetchone()
         if has_kept is not None and has_kept[0]:  # read after the spill: it may mark it
             self._kept = await kept.load(db)
+        self.kept_loaded = True
         stream = await self._meta("stream")
         running = await self._meta("running") == "1"
         self._seq = self._stored_seq = int(await self._meta("last_seq") or 0)
@@ -865,6 +874,8 @@ class Outbox(OutboxReads):
                 await self._commit(ops)
                 if failures:
                     log.warning("outbox.commit_recovered", after_failures=failures)
+                if not self.kept_loaded:
+                    await self._load_kept_late()
                 return
             except _DB_ERRORS as exc:
                 failures += 1
@@ -1095,6 +1106,22 @@ class Outbox(OutboxReads):
         await self._close_db()
         await self._connect()
         self._schema_ready = False
+
+    async def _load_kept_late(self) -> None:
+        """Read the kept state of a file that could not be read at start, now that a
+        commit went through: the file holds it and every write committed since (a
+        review of 2026-12-06: a start under a lock never learnt the panels' open
+        incidents, so their restores closed nothing). A failed read is tried again
+        after the next commit."""
+        try:
+            self._kept = await kept.load(self._require_db())
+        except _KEPT_ERRORS as exc:
+            log.error("outbox.kept_unreadable", error=str(exc))
+            return
+        self.kept_loaded = True
+        log.warning("outbox.kept_loaded_late", kinds=sorted(self._kept))
+        for loaded in self.on_kept_loaded:
+            loaded()
 
     async def _meta(self, key: str) -> str | None:
         async with self._require_db().execute("SELECT value FROM meta WHERE key = ?", (key,)) as c:

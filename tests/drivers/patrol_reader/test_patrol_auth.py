@@ -214,23 +214,23 @@ async def test_a_refusal_becomes_fault_reader_rejected_with_its_count() -> None:
     assert event.data["peer"] == "10.0.0.9:40000" and event.data["state"] == "instant"
 
 
-async def test_a_flood_from_one_address_cannot_evict_a_reader_mid_handshake(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The phone has its challenge but has not answered yet when one machine opens 70
-    connections: that machine's newcomers evict its own oldest (8 at most unproven
-    per address), not the phone's (review of 2026-12-06: 15 of 20 reconnects failed)."""
+async def _answer_after_a_flood(
+    tmp_path: Path, addresses: list[str], evicted: int
+) -> tuple[Sink, NetworkReader]:
+    """The phone takes its challenge; connections from ``addresses`` (one each) come
+    in, ``evicted`` of them or more are closed at the cap; then the phone answers,
+    must get ``OK`` and have a hit acked."""
     sink, cfg = Sink(), keyed(tmp_path, NetworkReaderConfig, id="app")
     reader = NetworkReader(cfg, sink, TZ, key=cfg.key())
     port = cfg.listen.port
     async with listening(reader), raw(port) as (r, w):
         challenge = (await line(r)).split()[1]
         flood = [
-            await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
-            for _ in range(70)
+            await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+            for address in addresses
         ]
         try:
-            await wait_until(lambda: reader.cap.refused >= 62, 5, "the flood's own evicted")
+            await wait_until(lambda: reader.cap.refused >= evicted, 5, "the flood evicted")
             w.write(f"AUTH {proof(KEY, 'app', challenge)}\n".encode())
             assert await line(r) == "OK"
             hit = {"type": "hit", "seq": 1, "tag": TAGS["CP1"], "time": NIGHT.isoformat()}
@@ -239,7 +239,29 @@ async def test_a_flood_from_one_address_cannot_evict_a_reader_mid_handshake(
         finally:
             for _, writer in flood:
                 writer.close()
+    return sink, reader
+
+
+async def test_a_flood_from_one_address_cannot_evict_a_reader_mid_handshake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The phone has its challenge but has not answered yet when one machine opens 70
+    connections: that machine's newcomers evict its own oldest (8 at most unproven
+    per address), not the phone's (review of 2026-12-06: 15 of 20 reconnects failed)."""
+    sink, _ = await _answer_after_a_flood(tmp_path, ["127.0.0.2"] * 70, 62)
     assert [h.tag for h in sink.hits()] == [TAGS["CP1"]]
     # One line for the run of evictions, not one per eviction (140,000 connections
     # made 52 MB of log in the review).
     assert capsys.readouterr().out.count("descriptors.connection_refused") == 1
+
+
+async def test_a_flood_from_many_addresses_cannot_evict_a_reader_mid_handshake(
+    tmp_path: Path,
+) -> None:
+    """Two connections from each of 40 addresses while the phone holds its challenge:
+    at the cap the address with the most unanswered connections loses its oldest,
+    not the phone (a second review of 2026-12-06: the oldest unanswered of all went,
+    and 2-3 of 36 reconnects failed)."""
+    addresses = [f"127.0.0.{a}" for _ in range(2) for a in range(2, 42)]
+    sink, reader = await _answer_after_a_flood(tmp_path, addresses, 17)
+    assert [h.tag for h in sink.hits()] == [TAGS["CP1"]] and reader.cap.refused >= 17
