@@ -215,8 +215,13 @@ class PanelReports:
         if opens:
             self.open[key] = event
             return event, [incident_write(key, event)]
-        if meaning.state == "cleared" and self.open.pop(key, None) is not None:
-            return event, [incident_write(self._kept_as.pop(key, key), None)]
+        if meaning.state == "cleared":
+            # Forgotten whether or not this process knew it: a restore that came
+            # before the kept state could be read (the outbox locked at start) must not
+            # leave the entry to turn the next alarm into an update (a review of
+            # 2026-12-06).
+            known = self.open.pop(key, None) is not None
+            return event, [incident_write(self._kept_as.pop(key, key) if known else key, None)]
         return event, []
 
     def _unparsed(self, panel: PanelConfig, msg: PanelMessage) -> tuple[Event, list[StateWrite]]:

@@ -96,7 +96,9 @@ class HealthEvents:
             return await self.emit(event, keep=[OFFLINE.write(device, event.id)])
         if obs.state == "online":
             incident = self.offline.pop(device, None)
-            keep = [OFFLINE.write(device, None)] if incident is not None else []
+            # Forgotten whether or not this process knew of it (a device back before
+            # the kept state could be read must not stay "offline" in it).
+            keep = [OFFLINE.write(device, None)]
             return await self.emit(self._make(obs, "device.online", data, incident), keep=keep)
         return None
 

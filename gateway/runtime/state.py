@@ -101,8 +101,13 @@ def by_triple(kept: Mapping[str, T]) -> dict[Triple, T]:
     """
     out: dict[Triple, T] = {}
     for text, value in kept.items():
-        first, second, third = (str(p) for p in json.loads(text))
-        out[(first, second, third)] = value
+        try:
+            parts = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"kept key {text!r} is not JSON") from exc
+        if not isinstance(parts, list) or len(parts) != 3:
+            raise ValueError(f"kept key {text!r} is not a list of three")
+        out[(str(parts[0]), str(parts[1]), str(parts[2]))] = value
     return out
 
 

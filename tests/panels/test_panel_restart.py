@@ -9,7 +9,9 @@ was never closed (review of 2026-12-06).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -106,6 +108,76 @@ async def test_a_start_under_a_lock_learns_the_open_incidents_once_the_file_read
     (active,) = _intrusion(center, "active")
     (cleared,) = _intrusion(center, "cleared")
     assert cleared["data"]["incident"] == active["id"]
+
+
+async def test_damaged_kept_rows_neither_stop_the_start_nor_the_writer(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A kept key that is no list and a value that is no JSON (a hand-edited or damaged
+    file): the start goes on, under a lock and without one, and a panic is stored and
+    acked (a review of 2026-12-06: the first made a listener raise into the outbox's
+    writer, and nothing was stored after it; the second stopped the start)."""
+    tcp = free_port()
+    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
+    outbox = tmp_path / "outbox.sqlite"
+    async with signed_center(mosquitto.host, mosquitto.port) as center:
+        await _zone_3_in_alarm(cfg, outbox, tcp, center)
+        with contextlib.closing(sqlite3.connect(outbox)) as db, db:
+            db.execute(
+                "INSERT INTO kept SELECT kind, 'null', value FROM kept WHERE kind = ?",
+                (INCIDENT.name,),
+            )
+            db.execute("INSERT INTO kept VALUES ('device.offline', 'east', '{not json')")
+        for locked in (True, False):
+            await _a_panic_goes_through(cfg, outbox, tcp, center, locked=locked)
+
+
+async def _a_panic_goes_through(
+    cfg: GatewayConfig, outbox: Path, tcp: int, center: CenterConsole, *, locked: bool
+) -> None:
+    """A start (under a lock released at once, or not) reads the kept state, and a
+    panic is acked and reaches the center."""
+
+    def panics() -> int:
+        return len([e for e in center.events if e["type"] == "alarm.panic"])
+
+    async with contextlib.AsyncExitStack() as stack:
+        if locked:
+            (await stack.enter_async_context(lock_held(outbox))).set()
+        gateway = await stack.enter_async_context(listening(cfg, outbox))
+        box = gateway.outbox
+        assert box is not None
+        await wait_until(lambda: box.kept_loaded, 20, "kept state read")
+        sim = await stack.enter_async_context(
+            SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=15)
+        )
+        before = panics()
+        assert (await sim.cid("1120", partition=1, zone=3)).acked
+        await center.wait_for(lambda: panics() > before, 10)
+
+
+async def test_a_restore_before_the_kept_state_is_read_leaves_nothing_open_behind(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """The restore comes while the outbox is still locked at start: it cannot carry the
+    incident (not known yet), but the kept entry goes with it, so the next start has
+    nothing open and the next alarm is a new incident, not an update of the old one."""
+    tcp = free_port()
+    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
+    outbox = tmp_path / "outbox.sqlite"
+    async with signed_center(mosquitto.host, mosquitto.port) as center:
+        await _zone_3_in_alarm(cfg, outbox, tcp, center)
+        async with (
+            lock_held(outbox) as release,
+            listening(cfg, outbox),
+            SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=30) as sim,
+        ):
+            restore = asyncio.create_task(sim.cid("3130", partition=1, zone=3))
+            await center.wait_for(lambda: bool(_intrusion(center, "cleared")), 10)
+            release.set()
+            assert (await asyncio.wait_for(restore, 20)).acked
+        async with listening(cfg, outbox) as gateway:
+            assert gateway.panels is not None and gateway.panels.reports.open == {}
 
 
 def _message(code: str, qualifier: str) -> PanelMessage:

@@ -19,8 +19,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import aiosqlite
+import structlog
 
 from gateway.runtime.state import StateWrite
+
+log = structlog.get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kept (
@@ -35,11 +38,20 @@ _DELETE = "DELETE FROM kept WHERE kind = ? AND key = ?"
 
 
 async def load(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
-    """Every kept value: kind → key → JSON data."""
+    """Every kept value: kind → key → JSON data. A value that is not JSON is left out
+    and logged (``outbox.kept_row_unreadable``): one damaged row must neither stop
+    the start nor hide the others (a review of 2026-12-06)."""
     out: dict[str, dict[str, Any]] = {}
     async with db.execute("SELECT kind, key, value FROM kept") as cursor:
         for kind, key, value in await cursor.fetchall():
-            out.setdefault(str(kind), {})[str(key)] = json.loads(value)
+            try:
+                data = json.loads(value)
+            except (TypeError, ValueError) as exc:
+                log.error(
+                    "outbox.kept_row_unreadable", kind=str(kind), key=str(key), error=str(exc)
+                )
+                continue
+            out.setdefault(str(kind), {})[str(key)] = data
     return out
 
 

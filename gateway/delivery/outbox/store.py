@@ -1120,8 +1120,17 @@ class Outbox(OutboxReads):
             return
         self.kept_loaded = True
         log.warning("outbox.kept_loaded_late", kinds=sorted(self._kept))
+        # Told outside the writer: nothing a listener does can stop or repeat a commit
+        # (a review of 2026-12-06: a bad kept row made one raise into the writer, and
+        # no event was stored after it).
+        asyncio.get_running_loop().call_soon(self._tell_kept_loaded)
+
+    def _tell_kept_loaded(self) -> None:
         for loaded in self.on_kept_loaded:
-            loaded()
+            try:
+                loaded()
+            except Exception:
+                log.exception("outbox.kept_listener_failed", listener=repr(loaded))
 
     async def _meta(self, key: str) -> str | None:
         async with self._require_db().execute("SELECT value FROM meta WHERE key = ?", (key,)) as c:
