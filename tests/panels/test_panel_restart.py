@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,26 +42,30 @@ def _intrusion(center: CenterConsole, state: str) -> list[dict[str, Any]]:
     ]
 
 
-async def _zone_3_in_alarm(
-    cfg: GatewayConfig, outbox: Path, tcp: int, center: CenterConsole
-) -> None:
-    """A gateway runs, the panel reports zone 3 in alarm, the center has it; the gateway stops."""
-    async with (
-        listening(cfg, outbox),
-        SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=15) as sim,
-    ):
-        assert (await sim.cid("1130", partition=1, zone=3)).acked
-        await center.wait_for(lambda: bool(_intrusion(center, "active")), 10)
+@contextlib.asynccontextmanager
+async def zone_3_in_alarm(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> AsyncIterator[tuple[GatewayConfig, Path, int, CenterConsole]]:
+    """A gateway ran, the panel reported zone 3 in alarm, the center has it, and the
+    gateway stopped; yields its config, outbox, DC-09 port and the center (still
+    listening)."""
+    tcp = free_port()
+    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
+    outbox = tmp_path / "outbox.sqlite"
+    async with signed_center(mosquitto.host, mosquitto.port) as center:
+        async with (
+            listening(cfg, outbox),
+            SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=15) as sim,
+        ):
+            assert (await sim.cid("1130", partition=1, zone=3)).acked
+            await center.wait_for(lambda: bool(_intrusion(center, "active")), 10)
+        yield cfg, outbox, tcp, center
 
 
 async def test_a_restore_after_a_restart_closes_the_incident_opened_before_it(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
-    tcp = free_port()
-    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
-    outbox = tmp_path / "outbox.sqlite"
-    async with signed_center(mosquitto.host, mosquitto.port) as center:
-        await _zone_3_in_alarm(cfg, outbox, tcp, center)
+    async with zone_3_in_alarm(mosquitto, tmp_path) as (cfg, outbox, tcp, center):
         # The gateway restarts; the zone is still in alarm at the panel.
         async with (
             listening(cfg, outbox) as gateway,
@@ -91,20 +95,19 @@ async def test_a_start_under_a_lock_learns_the_open_incidents_once_the_file_read
     what was kept. Once a commit goes through it reads it, and the restore still
     closes the incident opened before (a fresh review of 2026-12-06: it closed
     nothing, and the stale entry turned the next alarm into an update)."""
-    tcp = free_port()
-    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
-    outbox = tmp_path / "outbox.sqlite"
-    async with signed_center(mosquitto.host, mosquitto.port) as center:
-        await _zone_3_in_alarm(cfg, outbox, tcp, center)
-        async with lock_held(outbox) as release, listening(cfg, outbox) as gateway:
-            assert gateway.outbox is not None and gateway.panels is not None
-            assert not gateway.outbox.kept_loaded and gateway.panels.reports.open == {}
-            release.set()
-            await wait_until(lambda: gateway.outbox.kept_loaded, 20, "kept state read")
-            assert [k[2] for k in gateway.panels.reports.open] == ["E03"]
-            async with SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=15) as sim:
-                assert (await sim.cid("3130", partition=1, zone=3)).acked
-                await center.wait_for(lambda: bool(_intrusion(center, "cleared")), 10)
+    async with (
+        zone_3_in_alarm(mosquitto, tmp_path) as (cfg, outbox, tcp, center),
+        lock_held(outbox) as release,
+        listening(cfg, outbox) as gateway,
+    ):
+        assert gateway.outbox is not None and gateway.panels is not None
+        assert not gateway.outbox.kept_loaded and gateway.panels.reports.open == {}
+        release.set()
+        await wait_until(lambda: gateway.outbox.kept_loaded, 20, "kept state read")
+        assert [k[2] for k in gateway.panels.reports.open] == ["E03"]
+        async with SimulatedPanel("127.0.0.1", tcp, ACCOUNT, ack_timeout_s=15) as sim:
+            assert (await sim.cid("3130", partition=1, zone=3)).acked
+            await center.wait_for(lambda: bool(_intrusion(center, "cleared")), 10)
     (active,) = _intrusion(center, "active")
     (cleared,) = _intrusion(center, "cleared")
     assert cleared["data"]["incident"] == active["id"]
@@ -117,11 +120,7 @@ async def test_damaged_kept_rows_neither_stop_the_start_nor_the_writer(
     file): the start goes on, under a lock and without one, and a panic is stored and
     acked (a review of 2026-12-06: the first made a listener raise into the outbox's
     writer, and nothing was stored after it; the second stopped the start)."""
-    tcp = free_port()
-    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
-    outbox = tmp_path / "outbox.sqlite"
-    async with signed_center(mosquitto.host, mosquitto.port) as center:
-        await _zone_3_in_alarm(cfg, outbox, tcp, center)
+    async with zone_3_in_alarm(mosquitto, tmp_path) as (cfg, outbox, tcp, center):
         with contextlib.closing(sqlite3.connect(outbox)) as db, db:
             db.execute(
                 "INSERT INTO kept SELECT kind, 'null', value FROM kept WHERE kind = ?",
@@ -162,11 +161,7 @@ async def test_a_restore_before_the_kept_state_is_read_leaves_nothing_open_behin
     """The restore comes while the outbox is still locked at start: it cannot carry the
     incident (not known yet), but the kept entry goes with it, so the next start has
     nothing open and the next alarm is a new incident, not an update of the old one."""
-    tcp = free_port()
-    cfg = site_config(broker_port=mosquitto.port, tcp_port=tcp)
-    outbox = tmp_path / "outbox.sqlite"
-    async with signed_center(mosquitto.host, mosquitto.port) as center:
-        await _zone_3_in_alarm(cfg, outbox, tcp, center)
+    async with zone_3_in_alarm(mosquitto, tmp_path) as (cfg, outbox, tcp, center):
         async with (
             lock_held(outbox) as release,
             listening(cfg, outbox),
