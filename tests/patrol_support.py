@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from gateway.config.root import GatewayConfig
+from gateway.delivery.outbox import kept
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth
 from gateway.events.patrol_observation import PatrolHit, PatrolObservation
@@ -122,12 +123,7 @@ class EventLog:
         assert_valid_event(stored.to_dict())
         async with self._changed:
             self.events.append(stored)
-            for write in keep:
-                values = self.kept.setdefault(write.kind, {})
-                if write.data is None:
-                    values.pop(write.key, None)
-                else:
-                    values[write.key] = write.data
+            kept.remember(self.kept, keep)  # as the outbox applies a commit's writes
             self._changed.notify_all()
         return stored
 

@@ -17,25 +17,20 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-import structlog
-
 from drivers.onvif_camera.device import MediaUris
 from drivers.onvif_camera.events import CameraDriver
 from drivers.onvif_camera.picture_process import PicturePool
 from drivers.onvif_camera.snapshot import SnapshotTaker
 from gateway.camera.evidence import EvidenceCollector, EvidenceRequest, Keep, Taker
 from gateway.camera.linkage import Linkage
-from gateway.camera.memory import EVIDENCE, INCIDENT, Incident, IncidentKey, open_incidents
+from gateway.camera.memory import EVIDENCE, INCIDENT, open_incidents
 from gateway.camera.rules import CameraRules, StatePublisher
 from gateway.config.root import GatewayConfig
-from gateway.errors import OutboxError
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import Evidence, HealthState, utcnow
 from gateway.runtime.device_health import kept_outages
 from gateway.runtime.stage import StageTask, device_task
-from gateway.runtime.state import Recall, StoreWith
-
-log = structlog.get_logger(__name__)
+from gateway.runtime.state import Recall, StoreWith, read_kept
 
 
 class CameraStage:
@@ -80,7 +75,7 @@ class CameraStage:
             publish_state=publish_state,
             armed=armed,
             keep=keep,
-            incidents=_kept_incidents(recall),
+            incidents=read_kept(recall, INCIDENT, open_incidents),
             outages=kept_outages(recall, (c.id for c in cfg.cameras)),
         )
         self._recall = recall
@@ -160,13 +155,3 @@ class CameraStage:
     def submit(self, request: EvidenceRequest) -> EvidenceRequest:
         """Queue a request kept with its alarm."""
         return self.evidence.submit(request)
-
-
-def _kept_incidents(recall: Recall) -> dict[IncidentKey, Incident]:
-    """The camera incidents kept open at the last stop; none when they cannot be read
-    (logged: one damaged row must not stop the alarm path's start)."""
-    try:
-        return open_incidents(dict(recall(INCIDENT)))
-    except (OutboxError, ValueError) as exc:
-        log.error("camera.incidents_not_restored", error=str(exc))
-        return {}

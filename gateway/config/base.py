@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,6 +30,17 @@ class Strict(BaseModel):
     tuples the models hold; an integer is a number where a float is asked."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def files_resolved(self, base: Path, *fields: str) -> Self:
+        """A copy whose relative file ``fields`` (``key_file``, ``password_file``) are
+        resolved against ``base``, the config file's folder; absolute ones and unset
+        ones stay as they are."""
+        update = {
+            name: base / path
+            for name in fields
+            if (path := getattr(self, name)) is not None and not path.is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
 
     @model_validator(mode="before")
     @classmethod

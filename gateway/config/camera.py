@@ -9,7 +9,6 @@ cross-check. Units are in the field names (``_s`` seconds, ``_ms`` milliseconds,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -109,12 +108,6 @@ class CameraConfig(Strict):
     area: CameraIdent | None = None
     merge_window_s: float = Field(default=3.0, ge=0, le=600)
     snapshot: SnapshotConfig = SnapshotConfig()
-
-    def resolved(self, base: Path) -> CameraConfig:
-        """A copy whose relative ``password_file`` is resolved against ``base``."""
-        if self.password_file is None or self.password_file.is_absolute():
-            return self
-        return self.model_copy(update={"password_file": base / self.password_file})
 
     def password(self) -> str:
         """The password from ``password_file`` (trailing newline stripped), or "".

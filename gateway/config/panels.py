@@ -34,7 +34,6 @@ Units are in the names (``_s`` seconds). Key files hold the key text: ``ascii``
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -125,12 +124,6 @@ class PanelConfig(Strict):
     area: Ident | None = None
     partitions: list[PanelPartitionConfig] = Field(default_factory=list)
     zones: list[PanelZoneConfig] = Field(default_factory=list)
-
-    def resolved(self, base: Path) -> PanelConfig:
-        """A copy whose relative ``key_file`` is resolved against ``base``."""
-        if self.key_file is None or self.key_file.is_absolute():
-            return self
-        return self.model_copy(update={"key_file": base / self.key_file})
 
     def key(self) -> bytes | None:
         """The AES key in ``key_file`` (surrounding blanks ignored), or None without one.

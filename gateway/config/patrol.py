@@ -41,8 +41,7 @@ The station transport is a Modbus transport of :mod:`gateway.config.transports`.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
@@ -180,12 +179,6 @@ class _ListeningReaderBase(_ReaderBase):
 
     listen: ListenConfig
     key_file: FilePath | None = None
-
-    def resolved(self, base: Path) -> Self:
-        """A copy whose relative ``key_file`` is resolved against ``base``."""
-        if self.key_file is None or self.key_file.is_absolute():
-            return self
-        return self.model_copy(update={"key_file": base / self.key_file})
 
     def key(self) -> bytes | None:
         """The key in ``key_file`` (None without one).

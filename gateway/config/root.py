@@ -373,43 +373,25 @@ def _describe(err: ErrorDetails) -> tuple[str, str]:
 
 
 def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
-    def fix(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
-
-    outbox = cfg.outbox.model_copy(update={"path": fix(cfg.outbox.path) or cfg.outbox.path})
-    broker = cfg.broker
-    if broker.password_file is not None:
-        broker = broker.model_copy(
-            update={"password_file": fix(broker.password_file) or broker.password_file}
-        )
+    """``cfg`` with every relative file it names resolved against ``base`` (absolute
+    ones stay as written: never lose a key file)."""
+    broker = cfg.broker.files_resolved(base, "password_file")
     if broker.tls is not None:
-        tls = broker.tls.model_copy(
-            update={
-                k: fix(getattr(broker.tls, k)) or getattr(broker.tls, k)
-                for k in ("ca_file", "cert_file", "key_file")
-            }
-        )
+        tls = broker.tls.files_resolved(base, "ca_file", "cert_file", "key_file")
         broker = broker.model_copy(update={"tls": tls})
-    cameras = [camera.resolved(base) for camera in cfg.cameras]
-    # An absolute path stays as written (fix() gives None for it: never lose a key file).
-    key_file = cfg.commands.hmac_key_file
-    commands = cfg.commands.model_copy(update={"hmac_key_file": fix(key_file) or key_file})
-    panels = [panel.resolved(base) for panel in cfg.panels]
     readers = [
-        r if isinstance(r, StationReaderConfig) else r.resolved(base) for r in cfg.patrol.readers
+        r if isinstance(r, StationReaderConfig) else r.files_resolved(base, "key_file")
+        for r in cfg.patrol.readers
     ]
-    patrol = cfg.patrol.model_copy(update={"readers": readers})
-    password_file = cfg.bench.password_file
-    bench = cfg.bench.model_copy(update={"password_file": fix(password_file) or password_file})
     return cfg.model_copy(
         update={
-            "outbox": outbox,
+            "outbox": cfg.outbox.files_resolved(base, "path"),
             "broker": broker,
-            "cameras": cameras,
-            "commands": commands,
-            "panels": panels,
-            "bench": bench,
-            "patrol": patrol,
+            "cameras": [c.files_resolved(base, "password_file") for c in cfg.cameras],
+            "commands": cfg.commands.files_resolved(base, "hmac_key_file"),
+            "panels": [p.files_resolved(base, "key_file") for p in cfg.panels],
+            "bench": cfg.bench.files_resolved(base, "password_file"),
+            "patrol": cfg.patrol.model_copy(update={"readers": readers}),
         }
     )
 

@@ -18,12 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-import structlog
-
 from drivers.dc09.receiver import Receiver
 from drivers.dc09.transport import TcpListener, UdpListener
 from gateway.config.root import GatewayConfig
-from gateway.errors import OutboxError
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth, HealthState, utcnow
 from gateway.events.panel_observation import PanelMessage, PanelObservation, PanelRejected
@@ -32,9 +29,7 @@ from gateway.panels.rejections import Rejections
 from gateway.panels.reports import PanelReports
 from gateway.runtime.device_health import HealthEvents, kept_outages
 from gateway.runtime.stage import StageTask, device_task
-from gateway.runtime.state import Recall, StoreWith
-
-log = structlog.get_logger(__name__)
+from gateway.runtime.state import Recall, StoreWith, read_kept
 
 
 class PanelStage:
@@ -154,13 +149,5 @@ class PanelStage:
 
 
 def _opened(recall: Recall | None) -> dict[IncidentKey, Event]:
-    """The incidents kept open at the last stop; none when they cannot be read (the
-    alarm path starts whatever the file holds: their restores then carry no
-    incident, as before they were kept)."""
-    if recall is None:
-        return {}
-    try:
-        return open_incidents(recall(INCIDENT))
-    except (OutboxError, ValueError) as exc:
-        log.error("panels.incidents_not_restored", error=str(exc))
-        return {}
+    """The incidents kept open at the last stop (none when they cannot be read)."""
+    return read_kept(recall, INCIDENT, open_incidents) or {}

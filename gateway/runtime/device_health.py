@@ -21,14 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
-from gateway.errors import OutboxError
 from gateway.events.model import Event, EventFactory
 from gateway.events.observation import DeviceHealth
-from gateway.runtime.state import Kind, Recall, StoreWith
-
-log = structlog.get_logger(__name__)
+from gateway.runtime.state import Kind, Recall, StoreWith, read_kept
 
 OFFLINE: Kind[str] = Kind("device.offline", str, str)
 """``device.offline``/``<device id>``: the id of its open ``fault.device_offline``."""
@@ -37,15 +32,9 @@ OFFLINE: Kind[str] = Kind("device.offline", str, str)
 def kept_outages(recall: Recall | None, device_ids: Iterable[str]) -> dict[str, str]:
     """Device id → incident of its outage kept open at the last stop, for
     ``device_ids`` (a device no longer configured is left out); empty when the kept
-    state cannot be read (logged: the alarm path starts whatever the file holds)."""
-    if recall is None:
-        return {}
-    try:
-        kept = recall(OFFLINE)
-    except OutboxError as exc:
-        log.error("device_health.outages_not_restored", error=str(exc))
-        return {}
-    return {d: kept[d] for d in device_ids if d in kept}
+    state cannot be read (:func:`~gateway.runtime.state.read_kept`)."""
+    ids = list(device_ids)
+    return read_kept(recall, OFFLINE, lambda kept: {d: kept[d] for d in ids if d in kept}) or {}
 
 
 @dataclass(slots=True)

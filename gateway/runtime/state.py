@@ -26,9 +26,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import structlog
+
+from gateway.errors import OutboxError
 from gateway.events.model import Event, rfc3339
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,22 @@ def by_triple(kept: Mapping[str, T]) -> dict[Triple, T]:
             raise ValueError(f"kept key {text!r} is not a list of three")
         out[(str(parts[0]), str(parts[1]), str(parts[2]))] = value
     return out
+
+
+def read_kept(
+    recall: Recall | None, kind: Kind[T], read: Callable[[Mapping[str, T]], R]
+) -> R | None:
+    """``read`` of the kept values of ``kind``; None without a ``recall``, or when they
+    cannot be read (``OutboxError``, or ``ValueError`` from ``read``): logged
+    ``state.kept_not_restored``, because the alarm path starts whatever the file holds
+    (their restores and returns then carry no incident, as before they were kept)."""
+    if recall is None:
+        return None
+    try:
+        return read(recall(kind))
+    except (OutboxError, ValueError) as exc:
+        log.error("state.kept_not_restored", kind=kind.name, error=str(exc))
+        return None
 
 
 def json_kind(name: str) -> Kind[Any]:
